@@ -1,0 +1,165 @@
+import NIOCore
+
+/// One segment as the shared state knows it. Its sizes cover committed batches only, so
+/// readers never see bytes the writer has not committed.
+struct SegmentState: Sendable {
+    let baseOffset: Offset
+    let file: FileHandle
+    var index: SegmentIndex
+    /// Committed bytes: readers read below this position.
+    var sizeBytes: Int64
+    /// The offset after the segment's last committed record.
+    var nextOffset: Offset
+    /// Append time of the newest record, nil while empty. Drives age retention.
+    var lastTimestampMs: Int64?
+}
+
+/// Records admitted but not yet written, already cut into batches at the batch limits.
+struct PendingBatch: Sendable {
+    var framed: ByteBuffer
+    var count: Int
+    var baseOffset: Offset
+    var firstTimestampMs: Int64
+    var lastTimestampMs: Int64
+}
+
+/// An append waiting for its records to commit.
+struct AppendWaiter: Sendable {
+    let continuation: UnsafeContinuation<OffsetRange, Error>
+    let range: OffsetRange
+}
+
+/// An append waiting for room in the pending queue, with its records.
+struct BlockedAppend: Sendable {
+    let records: [ByteBuffer]
+    let bytes: Int
+    let timestampMs: Int64
+    let continuation: UnsafeContinuation<OffsetRange, Error>
+}
+
+enum AdmitOutcome {
+    case queued(wakeWriter: Bool)
+    case refused(JournalError)
+}
+
+enum Lifecycle: Sendable {
+    case open
+    /// `close()` was called: the writer drains what is pending, then stops.
+    case closing
+    /// A write or fsync failed; nothing more is accepted (fail-stop).
+    case failed(String)
+    case closed
+}
+
+/// The journal's shared state, guarded by `Journal.state`. Methods are called with the lock
+/// held and never block.
+struct State: ~Copyable {
+    var segments: [SegmentState]
+    /// The offset the next admitted record gets.
+    var nextOffset: Offset
+    /// Offsets below this are committed.
+    var committedNext: Offset
+    var lifecycle: Lifecycle = .open
+    var pending: [PendingBatch] = []
+    var pendingBytes = 0
+    var appendWaiters: [AppendWaiter] = []
+    var blocked: [BlockedAppend] = []
+    /// Empty buffers from written batches, reused so steady appends allocate nothing.
+    var spareBuffers: [ByteBuffer] = []
+    var writerSleeping = false
+    var commitWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+    var nextCommitWaiterID: UInt64 = 0
+    var closeWaiters: [CheckedContinuation<Void, Never>] = []
+
+    init(segments: [SegmentState], nextOffset: Offset, committedNext: Offset) {
+        self.segments = segments
+        self.nextOffset = nextOffset
+        self.committedNext = committedNext
+    }
+
+    /// Whether the writer must be signalled; clears the flag so only one signal is sent.
+    mutating func takeWriterSleeping() -> Bool {
+        defer { writerSleeping = false }
+        return writerSleeping
+    }
+
+    mutating func takeCommitWaiters() -> [CheckedContinuation<Void, Never>] {
+        defer { commitWaiters.removeAll(keepingCapacity: true) }
+        return Array(commitWaiters.values)
+    }
+
+    /// Queues an append's records for the writer, or parks it until there is room.
+    mutating func admit<Records: Collection>(
+        _ records: Records,
+        bytes: Int,
+        timestampMs: Int64,
+        continuation: UnsafeContinuation<OffsetRange, Error>,
+        configuration: JournalConfiguration
+    ) -> AdmitOutcome where Records.Element == ByteBuffer {
+        switch lifecycle {
+        case .open: break
+        case .closing, .closed: return .refused(.closed)
+        case .failed(let reason): return .refused(.writerFailed(reason))
+        }
+        // FIFO: once anything waits for room, later appends wait behind it.
+        if !blocked.isEmpty || (pendingBytes > 0 && pendingBytes + bytes > configuration.pendingBytesMax) {
+            blocked.append(BlockedAppend(records: Array(records), bytes: bytes, timestampMs: timestampMs,
+                                         continuation: continuation))
+            return .queued(wakeWriter: takeWriterSleeping())
+        }
+        enqueue(records, bytes: bytes, timestampMs: timestampMs, continuation: continuation, configuration: configuration)
+        return .queued(wakeWriter: takeWriterSleeping())
+    }
+
+    private mutating func enqueue<Records: Collection>(
+        _ records: Records,
+        bytes: Int,
+        timestampMs: Int64,
+        continuation: UnsafeContinuation<OffsetRange, Error>,
+        configuration: JournalConfiguration
+    ) where Records.Element == ByteBuffer {
+        let first = nextOffset
+        for record in records {
+            let framedBytes = RecordFraming.prefixBytes + record.readableBytes
+            if pending.isEmpty
+                || pending[pending.count - 1].count == configuration.batchRecordsMax
+                || pending[pending.count - 1].framed.readableBytes + framedBytes > configuration.batchBytesMax {
+                var buffer = spareBuffers.popLast() ?? ByteBufferAllocator().buffer(capacity: 64 << 10)
+                buffer.clear()
+                pending.append(PendingBatch(framed: buffer, count: 0, baseOffset: nextOffset,
+                                            firstTimestampMs: timestampMs, lastTimestampMs: timestampMs))
+            }
+            let last = pending.count - 1
+            pending[last].framed.writeInteger(UInt32(record.readableBytes), endianness: .little)
+            pending[last].framed.writeImmutableBuffer(record)
+            pending[last].count += 1
+            // Appenders read the clock before taking the lock, so keep timestamps monotonic.
+            pending[last].lastTimestampMs = max(pending[last].lastTimestampMs, timestampMs)
+            nextOffset = nextOffset.advanced(by: 1)
+        }
+        pendingBytes += bytes
+        appendWaiters.append(AppendWaiter(continuation: continuation,
+                                          range: OffsetRange(first: first, last: nextOffset.predecessor)))
+    }
+
+    /// Moves parked appends into the pending queue while there is room (always at least one
+    /// when the queue is empty, so an append larger than the queue still makes progress).
+    mutating func admitBlocked(configuration: JournalConfiguration) {
+        var admitted = 0
+        for append in blocked {
+            guard pendingBytes == 0 || pendingBytes + append.bytes <= configuration.pendingBytesMax else { break }
+            enqueue(append.records, bytes: append.bytes, timestampMs: append.timestampMs,
+                    continuation: append.continuation, configuration: configuration)
+            admitted += 1
+        }
+        blocked.removeFirst(admitted)
+    }
+}
+
+extension Offset {
+    /// The offset before this one.
+    var predecessor: Offset {
+        precondition(value > 0, "offset 0 has no predecessor")
+        return Offset(value - 1)
+    }
+}

@@ -1,0 +1,153 @@
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import NIOCore
+import Synchronization
+
+/// An append-only, segmented, checksummed, LZ4-compressed journal in one directory.
+///
+/// Records are opaque bytes. `append` hands records to a single writer thread that gathers
+/// everything appended while its previous write was in flight into the next batch (group
+/// commit), compresses and checksums it, writes it and, with the default durability, fsyncs
+/// before any of those appends return. Offsets are assigned in append order by that single
+/// writer, so every reader sees one order with no gap.
+///
+/// Thread-safe: any number of tasks may append, read and tail concurrently. Shared state sits
+/// behind one mutex that is held only for bookkeeping, never across I/O; the writer thread
+/// owns the files' write side. A journal must be `close()`d: its writer thread keeps it alive.
+public final class Journal: Sendable {
+    public let directory: String
+    public let configuration: JournalConfiguration
+    /// What opening the journal found and repaired.
+    public let recovery: RecoveryReport
+    let logger: Logger
+    let state: Mutex<State>
+    /// Wakes the writer thread; signalled only when it is asleep (see `State.writerSleeping`).
+    let writerWakeup = DispatchSemaphore(value: 0)
+    /// Held open for the journal's lifetime; closing it releases the `flock`.
+    let lockFile: FileHandle
+
+    init(
+        directory: String,
+        configuration: JournalConfiguration,
+        logger: Logger,
+        lockFile: FileHandle,
+        recovery: RecoveryReport,
+        segments: [SegmentState],
+        writer: WriterState
+    ) {
+        self.directory = directory
+        self.configuration = configuration
+        self.logger = logger
+        self.lockFile = lockFile
+        self.recovery = recovery
+        let next = segments.last?.nextOffset ?? .zero
+        self.state = Mutex(State(segments: segments, nextOffset: next, committedNext: next))
+        startWriter(writer)
+    }
+
+    // MARK: Appending
+
+    /// Appends one record and returns its offset once it is committed (durable, with the
+    /// default durability).
+    /// - Throws: `JournalError.recordTooLarge` (nothing written), `.writerFailed`, `.closed`.
+    public func append(_ record: ByteBuffer) async throws -> Offset {
+        try await append(contentsOf: CollectionOfOne(record)).first
+    }
+
+    /// Appends records as one contiguous run of offsets and returns it once committed.
+    ///
+    /// The records may share a batch with other appends or, when they exceed
+    /// `batchBytesMax`, span several batches of the same write. When `pendingBytesMax` bytes
+    /// already wait for the writer, this waits for room first (back-pressure, in FIFO order).
+    /// - Throws: `JournalError.emptyAppend`, `.recordTooLarge` (nothing written),
+    ///   `.writerFailed`, `.closed`.
+    public func append<Records: Collection & Sendable>(contentsOf records: Records) async throws -> OffsetRange
+    where Records.Element == ByteBuffer {
+        guard !records.isEmpty else { throw JournalError.emptyAppend }
+        var bytes = 0
+        for record in records {
+            guard record.readableBytes <= configuration.recordBytesMax else {
+                throw JournalError.recordTooLarge(bytes: record.readableBytes, limit: configuration.recordBytesMax)
+            }
+            bytes += RecordFraming.prefixBytes + record.readableBytes
+        }
+        let now = Self.nowMs()
+        let recordBytes = bytes
+        return try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<OffsetRange, Error>) in
+            let outcome: AdmitOutcome = state.withLock { state in
+                state.admit(records, bytes: recordBytes, timestampMs: now, continuation: continuation,
+                            configuration: configuration)
+            }
+            switch outcome {
+            case .queued(let wakeWriter):
+                if wakeWriter { writerWakeup.signal() }
+            case .refused(let error):
+                continuation.resume(throwing: error)
+            }
+        }
+    }
+
+    /// The offset the next appended record will get.
+    public var nextOffset: Offset {
+        state.withLock { $0.nextOffset }
+    }
+
+    /// Offsets below this are committed and readable.
+    public var committedOffset: Offset {
+        state.withLock { $0.committedNext }
+    }
+
+    /// The oldest retained offset.
+    public var earliestOffset: Offset {
+        state.withLock { $0.segments.first?.baseOffset ?? $0.committedNext }
+    }
+
+    /// Whether the journal still accepts appends (false after a storage failure or close).
+    public var isHealthy: Bool {
+        state.withLock { if case .open = $0.lifecycle { true } else { false } }
+    }
+
+    // MARK: Closing
+
+    /// Writes and commits everything appended so far, stops the writer and releases the lock.
+    /// Appends after this throw `JournalError.closed`; tails end once they have read everything.
+    /// Safe to call more than once.
+    public func close() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            enum Action { case resume, wakeWriter, wait }
+            let action: Action = state.withLock { state in
+                switch state.lifecycle {
+                case .closed:
+                    return .resume
+                case .failed:
+                    // The writer thread has already stopped.
+                    state.lifecycle = .closed
+                    return .resume
+                case .closing:
+                    state.closeWaiters.append(continuation)
+                    return .wait
+                case .open:
+                    state.lifecycle = .closing
+                    state.closeWaiters.append(continuation)
+                    return state.takeWriterSleeping() ? .wakeWriter : .wait
+                }
+            }
+            switch action {
+            case .resume: continuation.resume()
+            case .wakeWriter: writerWakeup.signal()
+            case .wait: break
+            }
+        }
+        flock(lockFile.descriptor, LOCK_UN)
+        for waiter in state.withLock({ $0.takeCommitWaiters() }) { waiter.resume() }
+    }
+
+    static func nowMs() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+    }
+}

@@ -1,0 +1,107 @@
+import NIOCore
+
+/// Walks the batches of one segment file from a position, checking each one.
+///
+/// Used by recovery, by `verify`, by `inspect` and by reads. It reads ahead in chunks of
+/// `readAheadBytes` (at least one whole batch), never past `endPosition`, and checks every
+/// length against the format limits before allocating for it. Not thread-safe; a value owned
+/// by one caller.
+struct SegmentScanner {
+    enum Step {
+        /// A batch whose header and CRC-32C check out, with its bytes (header and payload);
+        /// `BatchCodecIO.decodeRecords` decompresses them.
+        case batch(BatchHeader, FilePosition, bytes: ByteBuffer)
+        /// `endPosition` reached exactly at a batch boundary.
+        case end
+        /// The bytes at this position are not a valid batch.
+        case corrupt(FilePosition, CorruptionKind)
+    }
+
+    let file: FileHandle
+    let endPosition: FilePosition
+    let readAheadBytes: Int
+    private(set) var position: FilePosition
+    /// The base offset the next batch must have.
+    private(set) var expectedOffset: Offset
+    private var window: ByteBuffer
+    private var windowStart: FilePosition
+
+    init(
+        file: FileHandle,
+        from position: FilePosition,
+        to endPosition: FilePosition,
+        expectedOffset: Offset,
+        readAheadBytes: Int = 1 << 20
+    ) {
+        self.file = file
+        self.position = position
+        self.endPosition = endPosition
+        self.expectedOffset = expectedOffset
+        self.readAheadBytes = readAheadBytes
+        self.window = ByteBuffer()
+        self.windowStart = position
+    }
+
+    /// Makes the window hold `count` bytes from `position`, or as many as the file has.
+    /// - Returns: the bytes available from `position`, at most `count`.
+    private mutating func fill(_ count: Int) throws(JournalError) -> Int {
+        let windowEnd = windowStart.advanced(by: window.readableBytes)
+        let have = position >= windowStart && position <= windowEnd ? Int(windowEnd.value - position.value) : 0
+        if have >= count { return count }
+        let remainingInFile = Int(endPosition.value - position.value)
+        let wanted = min(max(count, readAheadBytes), remainingInFile)
+        if have < wanted {
+            var fresh = ByteBufferAllocator().buffer(capacity: wanted)
+            if have > 0, let kept = window.getSlice(at: window.readerIndex + Int(position.value - windowStart.value), length: have) {
+                fresh.writeImmutableBuffer(kept)
+            }
+            let read = try file.read(into: &fresh, at: position.advanced(by: have), count: wanted - have)
+            window = fresh
+            windowStart = position
+            return min(count, have + read)
+        }
+        return min(count, have)
+    }
+
+    /// The window's bytes from `position`, `count` of them (already made available by `fill`).
+    private func bytes(_ count: Int) -> ByteBuffer {
+        guard let slice = window.getSlice(at: window.readerIndex + Int(position.value - windowStart.value), length: count) else {
+            preconditionFailure("fill made \(count) bytes available at \(position)")
+        }
+        return slice
+    }
+
+    mutating func next() throws(JournalError) -> Step {
+        let remaining = endPosition.value - position.value
+        if remaining == 0 { return .end }
+        let headerAvailable = try fill(BatchHeader.size)
+        guard headerAvailable == BatchHeader.size else {
+            return .corrupt(position, .truncatedHeader(availableBytes: headerAvailable))
+        }
+        let header: BatchHeader
+        switch BatchHeader.peek(from: bytes(BatchHeader.size)) {
+        case .success(let parsed): header = parsed
+        case .failure(let kind): return .corrupt(position, kind)
+        }
+        let total = header.totalBytes
+        let available = try fill(total)
+        guard available == total else {
+            return .corrupt(position, .truncatedPayload(expectedBytes: Int(header.payloadLength),
+                                                        availableBytes: available - BatchHeader.size))
+        }
+        let batchBytes = bytes(total)
+        let computed = BatchCodecIO.checksum(ofBatchIn: batchBytes, header: header)
+        guard computed == header.crc else {
+            return .corrupt(position, .checksumMismatch(stored: header.crc, computed: computed))
+        }
+        // Offsets are checked after the CRC: a batch that checks out but starts elsewhere means
+        // a gap or an overlap, not bit rot.
+        guard header.baseOffset == expectedOffset else {
+            return .corrupt(position, .offsetGap(expected: expectedOffset, found: header.baseOffset))
+        }
+        let batchPosition = position
+        position = position.advanced(by: total)
+        expectedOffset = header.nextOffset
+        return .batch(header, batchPosition, bytes: batchBytes)
+    }
+}
