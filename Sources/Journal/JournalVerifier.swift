@@ -40,10 +40,13 @@ public enum JournalDirectory {
         return segments.sorted { $0.baseOffset < $1.baseOffset }
     }
 
-    /// Walks every batch of a segment, decompressing and checking each one, until its end or
-    /// the first problem.
+    /// Walks every batch of a segment, checking each one, until its end or the first problem.
+    ///
+    /// With `decode` (the default) every batch is decompressed and its record framing checked;
+    /// without it only headers and CRCs are checked and batches come with no records.
     public static func walk(
         _ segment: SegmentFileInfo,
+        decode: Bool = true,
         _ visit: (SegmentWalkStep) throws -> Void
     ) throws {
         let file = try FileHandle.open(segment.path, flags: O_RDONLY)
@@ -58,6 +61,10 @@ public enum JournalDirectory {
                                                     expectedOffset: scanner.expectedOffset, kind: kind)))
                 return
             case .batch(let header, let position, let bytes):
+                guard decode else {
+                    try visit(.batch(RecordBatch(header: header, position: position, framedRecords: ByteBuffer())))
+                    continue
+                }
                 switch BatchCodecIO.decodeRecords(ofBatchIn: bytes, header: header) {
                 case .success(let framed):
                     try visit(.batch(RecordBatch(header: header, position: position, framedRecords: framed)))
