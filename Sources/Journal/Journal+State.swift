@@ -38,7 +38,7 @@ struct BlockedAppend: Sendable {
 }
 
 enum AdmitOutcome {
-    case queued(wakeWriter: Bool)
+    case queued(wakeEncoder: Bool)
     case refused(JournalError)
 }
 
@@ -66,7 +66,7 @@ struct State: ~Copyable {
     var blocked: [BlockedAppend] = []
     /// Empty buffers from written batches, reused so steady appends allocate nothing.
     var spareBuffers: [ByteBuffer] = []
-    var writerSleeping = false
+    var encoderSleeping = false
     var commitWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
     var nextCommitWaiterID: UInt64 = 0
     var closeWaiters: [CheckedContinuation<Void, Never>] = []
@@ -78,9 +78,9 @@ struct State: ~Copyable {
     }
 
     /// Whether the writer must be signalled; clears the flag so only one signal is sent.
-    mutating func takeWriterSleeping() -> Bool {
-        defer { writerSleeping = false }
-        return writerSleeping
+    mutating func takeEncoderSleeping() -> Bool {
+        defer { encoderSleeping = false }
+        return encoderSleeping
     }
 
     mutating func takeCommitWaiters() -> [CheckedContinuation<Void, Never>] {
@@ -105,10 +105,10 @@ struct State: ~Copyable {
         if !blocked.isEmpty || (pendingBytes > 0 && pendingBytes + bytes > configuration.pendingBytesMax) {
             blocked.append(BlockedAppend(records: Array(records), bytes: bytes, timestampMs: timestampMs,
                                          continuation: continuation))
-            return .queued(wakeWriter: takeWriterSleeping())
+            return .queued(wakeEncoder: takeEncoderSleeping())
         }
         enqueue(records, bytes: bytes, timestampMs: timestampMs, continuation: continuation, configuration: configuration)
-        return .queued(wakeWriter: takeWriterSleeping())
+        return .queued(wakeEncoder: takeEncoderSleeping())
     }
 
     private mutating func enqueue<Records: Collection>(

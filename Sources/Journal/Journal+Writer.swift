@@ -4,6 +4,7 @@ import Glibc
 import Dispatch
 import Logging
 import NIOCore
+import Synchronization
 
 /// The write side of the active segment. Owned by the writer thread alone.
 struct ActiveSegment: Sendable {
@@ -20,9 +21,6 @@ struct ActiveSegment: Sendable {
 /// Everything the writer thread owns. Built by `open`, then moved to the thread.
 struct WriterState: Sendable {
     var active: ActiveSegment
-    /// Reused buffers: batch bytes of one write, LZ4 output, index entries.
-    var output = ByteBufferAllocator().buffer(capacity: 1 << 20)
-    var scratch: [UInt8] = []
     var indexBytes = ByteBufferAllocator().buffer(capacity: 256)
     /// Index entries not yet published to readers; the first `newEntriesInFile` of them are
     /// already in the index file.
@@ -41,75 +39,177 @@ struct WriterState: Sendable {
     }
 }
 
-/// Carries the writer's state into its thread.
-private final class WriterThreadContext: @unchecked Sendable {
-    // Unchecked: handed from the opening task to the new thread exactly once, then owned by it.
-    let journal: Journal
-    var writer: WriterState
+/// Batches encoded by the encoder thread, ready to be written: their bytes back to back, and
+/// each batch's header and start in `bytes`.
+struct EncodedGroup: Sendable {
+    var bytes: ByteBuffer
+    var batches: [(header: BatchHeader, start: Int)] = []
+}
 
-    init(journal: Journal, writer: WriterState) {
-        self.journal = journal
-        self.writer = writer
+/// A one-slot queue between the encoder and the writer, so that the encoder compresses group
+/// n+1 while the writer writes and fsyncs group n. Two counting semaphores bound it: the
+/// encoder waits for `slotFree`, the writer for `groupReady`.
+final class Handoff: Sendable {
+    enum Item: Sendable {
+        case group(EncodedGroup)
+        /// Closing: everything before this was handed over; sync and stop.
+        case finish
     }
+
+    struct Slot: ~Copyable {
+        var item: Item?
+        /// Emptied group buffers, returned to the encoder for reuse.
+        var spareBuffers: [ByteBuffer] = []
+        /// Set by the writer when it stops after a failure, so the encoder stops too.
+        var writerStopped = false
+    }
+
+    let slot = Mutex(Slot())
+    let slotFree = DispatchSemaphore(value: 1)
+    let groupReady = DispatchSemaphore(value: 0)
+}
+
+/// Carries a value into a new thread.
+private final class ThreadContext: @unchecked Sendable {
+    // Unchecked: handed from the opening task to the new thread exactly once, then owned by it.
+    let body: () -> Void
+
+    init(_ body: @escaping () -> Void) {
+        self.body = body
+    }
+}
+
+private func startThread(_ body: @escaping () -> Void) {
+    let context = Unmanaged.passRetained(ThreadContext(body)).toOpaque()
+    var thread = pthread_t()
+    let result = pthread_create(&thread, nil, { argument in
+        guard let argument else { preconditionFailure("a journal thread gets its context") }
+        Unmanaged<ThreadContext>.fromOpaque(argument).takeRetainedValue().body()
+        return nil
+    }, context)
+    precondition(result == 0, "pthread_create for a journal thread failed with \(result)")
+    pthread_detach(thread)
 }
 
 extension Journal {
     func startWriter(_ writer: WriterState) {
-        let context = Unmanaged.passRetained(WriterThreadContext(journal: self, writer: writer)).toOpaque()
-        var thread = pthread_t()
-        let result = pthread_create(&thread, nil, { argument in
-            guard let argument else { preconditionFailure("the writer thread gets its context") }
-            let context = Unmanaged<WriterThreadContext>.fromOpaque(argument).takeRetainedValue()
-            context.journal.runWriter(&context.writer)
-            return nil
-        }, context)
-        precondition(result == 0, "pthread_create for the journal writer failed with \(result)")
-        pthread_detach(thread)
+        nonisolated(unsafe) var owned = writer
+        startThread { [self] in runWriter(&owned) }
+        startThread { [self] in runEncoder() }
     }
 
-    /// The writer thread: take everything pending, write it as one group, commit, repeat.
-    func runWriter(_ writer: inout WriterState) {
-        logger.info("journal writer started", metadata: [
-            "journal.directory": "\(directory)",
-            "journal.durability": "\(configuration.durability)",
-            "journal.next_offset": "\(writer.writtenNext)",
-        ])
+    // MARK: Encoder thread
+
+    /// Takes everything pending as one group, compresses and checksums it, hands it to the
+    /// writer; sleeps when nothing is pending.
+    private func runEncoder() {
+        var scratch: [UInt8] = []
         while true {
             enum Work {
-                case write([PendingBatch])
+                case encode([PendingBatch])
                 case sleep
                 case finish
+                case stop
             }
             let work: Work = state.withLock { state in
                 if !state.pending.isEmpty {
                     let batches = state.pending
                     state.pending.removeAll(keepingCapacity: true)
                     state.pendingBytes = 0
-                    // Appends parked for room join the next group while this one is written.
+                    // Appends parked for room join the next group while this one is encoded.
                     state.admitBlocked(configuration: configuration)
-                    return .write(batches)
+                    return .encode(batches)
                 }
                 switch state.lifecycle {
                 case .open:
-                    state.writerSleeping = true
+                    state.encoderSleeping = true
                     return .sleep
-                case .closing, .failed, .closed:
+                case .closing:
                     return .finish
+                case .failed, .closed:
+                    return .stop
                 }
             }
+            switch work {
+            case .sleep:
+                encoderWakeup.wait()
+            case .stop:
+                return
+            case .finish:
+                _ = hand(.finish)
+                return
+            case .encode(let batches):
+                var group = EncodedGroup(bytes: handoff.slot.withLock { $0.spareBuffers.popLast() }
+                    ?? ByteBufferAllocator().buffer(capacity: 1 << 20))
+                group.bytes.clear()
+                for batch in batches {
+                    let start = group.bytes.writerIndex
+                    let header = BatchCodecIO.encode(
+                        framed: batch.framed, count: batch.count, baseOffset: batch.baseOffset,
+                        leaderEpoch: configuration.leaderEpoch, firstTimestampMs: batch.firstTimestampMs,
+                        lastTimestampMs: batch.lastTimestampMs, scratch: &scratch, into: &group.bytes)
+                    group.batches.append((header, start))
+                }
+                recycle(batches)
+                guard hand(.group(group)) else { return }
+            }
+        }
+    }
+
+    /// Waits for the slot and puts `item` in it. Returns false when the writer has stopped.
+    private func hand(_ item: Handoff.Item) -> Bool {
+        handoff.slotFree.wait()
+        let stopped = handoff.slot.withLock { slot in
+            if !slot.writerStopped { slot.item = item }
+            return slot.writerStopped
+        }
+        if stopped { return false }
+        handoff.groupReady.signal()
+        return true
+    }
+
+    private func recycle(_ batches: [PendingBatch]) {
+        state.withLock { state in
+            for var batch in batches where state.spareBuffers.count < 8 {
+                batch.framed.clear()
+                state.spareBuffers.append(batch.framed)
+            }
+        }
+    }
+
+    // MARK: Writer thread
+
+    /// Writes each encoded group, syncs as the durability policy says, publishes it.
+    private func runWriter(_ writer: inout WriterState) {
+        logger.info("journal writer started", metadata: [
+            "journal.directory": "\(directory)",
+            "journal.durability": "\(configuration.durability)",
+            "journal.next_offset": "\(writer.writtenNext)",
+        ])
+        while true {
             do {
-                switch work {
-                case .write(let batches):
-                    try write(batches, writer: &writer)
-                    recycle(batches)
-                case .sleep:
-                    try sleep(writer: &writer)
+                guard try waitForGroup(&writer) else { continue }
+                let item = handoff.slot.withLock { slot in
+                    defer { slot.item = nil }
+                    return slot.item
+                }
+                handoff.slotFree.signal()
+                switch item {
+                case .group(var group):
+                    try write(group, writer: &writer)
+                    group.bytes.clear()
+                    let buffer = group.bytes
+                    handoff.slot.withLock { slot in
+                        if slot.spareBuffers.count < 2 { slot.spareBuffers.append(buffer) }
+                    }
                 case .finish:
-                    try sync(&writer)
+                    try sync(&writer, force: true)
                     try writer.active.indexFile.sync()
                     publish(&writer)
                     finish()
                     return
+                case nil:
+                    preconditionFailure("groupReady is signalled only after an item is put in the slot")
                 }
             } catch {
                 fail(error)
@@ -118,49 +218,44 @@ extension Journal {
         }
     }
 
-    private func sleep(writer: inout WriterState) throws(JournalError) {
+    /// Waits for the encoder's next group. With interval durability and unsynced data, waits
+    /// at most until the next sync is due and syncs then.
+    /// - Returns: true when a group is ready, false after a timed sync.
+    private func waitForGroup(_ writer: inout WriterState) throws(JournalError) -> Bool {
         guard case .interval(let interval) = configuration.durability, writer.unsynced else {
-            writerWakeup.wait()
-            return
+            handoff.groupReady.wait()
+            return true
         }
-        let due = writer.lastSync.advanced(by: interval)
-        let remaining = ContinuousClock.now.duration(to: due)
+        let remaining = ContinuousClock.now.duration(to: writer.lastSync.advanced(by: interval))
         let nanoseconds = max(0, remaining.components.seconds * 1_000_000_000 + remaining.components.attoseconds / 1_000_000_000)
-        if writerWakeup.wait(timeout: .now() + .nanoseconds(Int(nanoseconds))) == .timedOut {
-            // Nobody signalled, so the flag is still set: clear it before doing I/O.
-            let stillAsleep = state.withLock { $0.takeWriterSleeping() }
-            try sync(&writer)
-            if !stillAsleep { writerWakeup.wait() }  // consume the signal that raced with the timeout
+        if handoff.groupReady.wait(timeout: .now() + .nanoseconds(Int(nanoseconds))) == .success {
+            return true
         }
+        try sync(&writer)
+        return false
     }
 
-    /// Writes the batches of one group: encodes them into one buffer, rolls the segment where
-    /// the next batch would not fit, then syncs as the durability policy says and publishes.
-    private func write(_ batches: [PendingBatch], writer: inout WriterState) throws(JournalError) {
-        writer.output.clear()
-        for batch in batches {
-            let start = writer.output.writerIndex
-            let header = BatchCodecIO.encode(
-                framed: batch.framed, count: batch.count, baseOffset: batch.baseOffset,
-                leaderEpoch: configuration.leaderEpoch, firstTimestampMs: batch.firstTimestampMs,
-                lastTimestampMs: batch.lastTimestampMs, scratch: &writer.scratch, into: &writer.output
-            )
-            let position = writer.active.position.advanced(by: start - writer.output.readerIndex)
+    /// Writes one encoded group, rolling the segment before a batch that would not fit.
+    private func write(_ group: EncodedGroup, writer: inout WriterState) throws(JournalError) {
+        var flushed = 0  // bytes of `group.bytes` already written
+        for (header, start) in group.batches {
+            var position = writer.active.position.advanced(by: start - flushed)
             if position.value > 0, position.value + Int64(header.totalBytes) > configuration.segmentBytesMax {
-                try flush(upTo: start, writer: &writer)
+                try flush(group.bytes, from: flushed, to: start, writer: &writer)
+                flushed = start
                 try sync(&writer, force: true)
                 publish(&writer)
                 try roll(to: header.baseOffset, writer: &writer)
+                position = writer.active.position
             }
-            let batchPosition = writer.active.position.advanced(by: start - writer.output.readerIndex)
-            if batchPosition.value - writer.active.lastIndexedPosition.value >= configuration.indexIntervalBytes {
-                writer.newEntries.append(IndexEntry(offset: header.baseOffset, position: batchPosition))
-                writer.active.lastIndexedPosition = batchPosition
+            if position.value - writer.active.lastIndexedPosition.value >= configuration.indexIntervalBytes {
+                writer.newEntries.append(IndexEntry(offset: header.baseOffset, position: position))
+                writer.active.lastIndexedPosition = position
             }
             writer.writtenNext = header.nextOffset
             writer.writtenTimestampMs = max(writer.writtenTimestampMs ?? header.lastTimestampMs, header.lastTimestampMs)
         }
-        try flush(upTo: writer.output.writerIndex, writer: &writer)
+        try flush(group.bytes, from: flushed, to: group.bytes.writerIndex, writer: &writer)
         switch configuration.durability {
         case .everyBatch:
             try sync(&writer)
@@ -172,13 +267,12 @@ extension Journal {
         publish(&writer)
     }
 
-    /// Writes the output bytes before `end` at the end of the active segment, and the index
-    /// entries gathered for them.
-    private func flush(upTo end: Int, writer: inout WriterState) throws(JournalError) {
-        let count = end - writer.output.readerIndex
-        guard count > 0, let bytes = writer.output.readSlice(length: count) else { return }
-        try writer.active.file.write(bytes, at: writer.active.position)
-        writer.active.position = writer.active.position.advanced(by: count)
+    /// Writes `bytes[from..<to]` at the end of the active segment, and the index entries
+    /// gathered for them.
+    private func flush(_ bytes: ByteBuffer, from: Int, to: Int, writer: inout WriterState) throws(JournalError) {
+        guard to > from, let slice = bytes.getSlice(at: bytes.readerIndex + from, length: to - from) else { return }
+        try writer.active.file.write(slice, at: writer.active.position)
+        writer.active.position = writer.active.position.advanced(by: to - from)
         writer.unsynced = true
         if writer.newEntriesInFile < writer.newEntries.count {
             writer.indexBytes.clear()
@@ -299,19 +393,13 @@ extension Journal {
         if !segments.isEmpty { try FileSystem.syncDirectory(directory) }
     }
 
-    private func recycle(_ batches: [PendingBatch]) {
-        state.withLock { state in
-            for var batch in batches where state.spareBuffers.count < 8 {
-                batch.framed.clear()
-                state.spareBuffers.append(batch.framed)
-            }
-        }
-    }
-
-    /// Fail-stop: nothing more is accepted, and every waiting append learns why.
+    /// Fail-stop: nothing more is accepted, every waiting append learns why, and the encoder
+    /// stops at its next hand-off.
     private func fail(_ error: JournalError) {
         let reason = error.description
         logger.critical("journal write failed; refusing further appends", metadata: ["journal.error": "\(reason)"])
+        handoff.slot.withLock { $0.writerStopped = true }
+        handoff.slotFree.signal()
         let (appends, blocked, tails, closers) = state.withLock { state in
             let closing = if case .closing = state.lifecycle { true } else { false }
             state.lifecycle = closing ? .closed : .failed(reason)
@@ -324,6 +412,8 @@ extension Journal {
             }
             return (state.appendWaiters, state.blocked, state.takeCommitWaiters(), state.closeWaiters)
         }
+        // The encoder may be asleep: wake it so it sees the lifecycle and stops.
+        if state.withLock({ $0.takeEncoderSleeping() }) { encoderWakeup.signal() }
         for append in appends { append.continuation.resume(throwing: JournalError.writerFailed(reason)) }
         for append in blocked { append.continuation.resume(throwing: JournalError.writerFailed(reason)) }
         for tail in tails { tail.resume() }

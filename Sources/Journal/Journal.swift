@@ -8,15 +8,16 @@ import Synchronization
 
 /// An append-only, segmented, checksummed, LZ4-compressed journal in one directory.
 ///
-/// Records are opaque bytes. `append` hands records to a single writer thread that gathers
-/// everything appended while its previous write was in flight into the next batch (group
-/// commit), compresses and checksums it, writes it and, with the default durability, fsyncs
-/// before any of those appends return. Offsets are assigned in append order by that single
-/// writer, so every reader sees one order with no gap.
+/// Records are opaque bytes. `append` copies records into the pending batch and assigns their
+/// offsets, in one order, under the journal's lock. Two threads then form a pipeline: the
+/// encoder takes everything appended while the previous group was being encoded (group
+/// commit), compresses and checksums it; the writer writes each encoded group and, with the
+/// default durability, fsyncs it before any of its appends return. The encoder compresses the
+/// next group while the writer waits for the disk.
 ///
 /// Thread-safe: any number of tasks may append, read and tail concurrently. Shared state sits
 /// behind one mutex that is held only for bookkeeping, never across I/O; the writer thread
-/// owns the files' write side. A journal must be `close()`d: its writer thread keeps it alive.
+/// owns the files' write side. A journal must be `close()`d: its threads keep it alive.
 public final class Journal: Sendable {
     public let directory: String
     public let configuration: JournalConfiguration
@@ -24,8 +25,10 @@ public final class Journal: Sendable {
     public let recovery: RecoveryReport
     let logger: Logger
     let state: Mutex<State>
-    /// Wakes the writer thread; signalled only when it is asleep (see `State.writerSleeping`).
-    let writerWakeup = DispatchSemaphore(value: 0)
+    /// Wakes the encoder thread; signalled only when it is asleep (see `State.encoderSleeping`).
+    let encoderWakeup = DispatchSemaphore(value: 0)
+    /// The hand-off between the encoder and writer threads (see `Journal+Writer.swift`).
+    let handoff = Handoff()
     /// Held open for the journal's lifetime; closing it releases the `flock`.
     let lockFile: FileHandle
 
@@ -82,8 +85,8 @@ public final class Journal: Sendable {
                             configuration: configuration)
             }
             switch outcome {
-            case .queued(let wakeWriter):
-                if wakeWriter { writerWakeup.signal() }
+            case .queued(let wakeEncoder):
+                if wakeEncoder { encoderWakeup.signal() }
             case .refused(let error):
                 continuation.resume(throwing: error)
             }
@@ -117,7 +120,7 @@ public final class Journal: Sendable {
     /// Safe to call more than once.
     public func close() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            enum Action { case resume, wakeWriter, wait }
+            enum Action { case resume, wakeEncoder, wait }
             let action: Action = state.withLock { state in
                 switch state.lifecycle {
                 case .closed:
@@ -132,12 +135,12 @@ public final class Journal: Sendable {
                 case .open:
                     state.lifecycle = .closing
                     state.closeWaiters.append(continuation)
-                    return state.takeWriterSleeping() ? .wakeWriter : .wait
+                    return state.takeEncoderSleeping() ? .wakeEncoder : .wait
                 }
             }
             switch action {
             case .resume: continuation.resume()
-            case .wakeWriter: writerWakeup.signal()
+            case .wakeEncoder: encoderWakeup.signal()
             case .wait: break
             }
         }
