@@ -11,7 +11,18 @@ extension Journal {
     /// - Throws: `JournalError.offsetOutOfRange` below the earliest retained offset or past the
     ///   committed one; `.corrupt` naming file, position and offset; `.io`.
     public func read(from offset: Offset, maxBytes: Int = 1 << 20) throws(JournalError) -> [RecordBatch] {
-        let located: (FileHandle, IndexEntry, Int64)? = try state.withLock { state throws(JournalError) in
+        var reader = makeReader()
+        return try reader.read(from: offset, maxBytes: maxBytes)
+    }
+
+    /// A reader that keeps its buffers between reads; see `JournalReader`.
+    public func makeReader() -> JournalReader {
+        JournalReader(journal: self)
+    }
+
+    /// Where the batch holding `offset` can be found, or nil when `offset` is the committed end.
+    func locate(_ offset: Offset) throws(JournalError) -> (file: FileHandle, start: IndexEntry, size: Int64)? {
+        try state.withLock { state throws(JournalError) in
             let earliest = state.segments.first?.baseOffset ?? state.committedNext
             guard offset >= earliest, offset <= state.committedNext else {
                 throw .offsetOutOfRange(requested: offset, earliest: earliest, next: state.committedNext)
@@ -21,32 +32,6 @@ extension Journal {
                 preconditionFailure("offset \(offset) is retained, so a segment starts at or before it")
             }
             return (segment.file, segment.index.lookup(offset), segment.sizeBytes)
-        }
-        guard let (file, start, size) = located else { return [] }
-        var scanner = SegmentScanner(file: file, from: start.position, to: FilePosition(size),
-                                     expectedOffset: start.offset,
-                                     readAheadBytes: max(64 << 10, min(maxBytes, 8 << 20)))
-        var batches: [RecordBatch] = []
-        var total = 0
-        while true {
-            switch try scanner.next() {
-            case .end:
-                return batches
-            case .corrupt(let position, let kind):
-                throw .corrupt(CorruptionReport(file: file.path, position: position,
-                                                expectedOffset: scanner.expectedOffset, kind: kind))
-            case .batch(let header, let position, let bytes):
-                guard header.nextOffset > offset else { continue }
-                if !batches.isEmpty && total + header.totalBytes > maxBytes { return batches }
-                switch BatchCodecIO.decodeRecords(ofBatchIn: bytes, header: header) {
-                case .success(let framed):
-                    batches.append(RecordBatch(header: header, position: position, framedRecords: framed))
-                    total += header.totalBytes
-                case .failure(let kind):
-                    throw .corrupt(CorruptionReport(file: file.path, position: position,
-                                                    expectedOffset: header.baseOffset, kind: kind))
-                }
-            }
         }
     }
 
@@ -110,6 +95,62 @@ extension Journal {
     }
 }
 
+/// Reads committed batches, reusing its file window and decompression buffer from one read to
+/// the next: once the batches of a read are dropped, the next read allocates nothing. For a
+/// replay or a tail that reads the whole journal.
+///
+/// Not thread-safe; a value owned by one task. Many readers may read one journal at once.
+public struct JournalReader: Sendable {
+    let journal: Journal
+    private var window = ByteBuffer()
+    private var arena = ByteBuffer()
+
+    init(journal: Journal) {
+        self.journal = journal
+    }
+
+    /// See `Journal.read(from:maxBytes:)`.
+    public mutating func read(from offset: Offset, maxBytes: Int = 1 << 20) throws(JournalError) -> [RecordBatch] {
+        guard let (file, start, size) = try journal.locate(offset) else { return [] }
+        var scanner = SegmentScanner(file: file, from: start.position, to: FilePosition(size),
+                                     expectedOffset: start.offset,
+                                     readAheadBytes: max(64 << 10, min(maxBytes, 8 << 20)), window: window)
+        window = ByteBuffer()  // the scanner owns it now, so compaction happens in place
+        defer { window = scanner.window }
+        arena.clear()
+        // Decode everything first and slice the arena only at the end: a slice taken earlier
+        // would make each later write copy the arena.
+        var decoded: [(header: BatchHeader, position: FilePosition, start: Int)] = []
+        var total = 0
+        scan: while true {
+            switch try scanner.next() {
+            case .end:
+                break scan
+            case .corrupt(let position, let kind):
+                throw .corrupt(CorruptionReport(file: file.path, position: position,
+                                                expectedOffset: scanner.expectedOffset, kind: kind))
+            case .batch(let header, let position, let bytes):
+                guard header.nextOffset > offset else { continue }
+                if !decoded.isEmpty && total + header.totalBytes > maxBytes { break scan }
+                switch BatchCodecIO.appendRecords(ofBatchIn: bytes, header: header, to: &arena) {
+                case .success(let start):
+                    decoded.append((header, position, start))
+                    total += header.totalBytes
+                case .failure(let kind):
+                    throw .corrupt(CorruptionReport(file: file.path, position: position,
+                                                    expectedOffset: header.baseOffset, kind: kind))
+                }
+            }
+        }
+        return decoded.map { batch in
+            guard let framed = arena.getSlice(at: batch.start, length: Int(batch.header.uncompressedLength)) else {
+                preconditionFailure("batch records at \(batch.start) were written to the arena")
+            }
+            return RecordBatch(header: batch.header, position: batch.position, framedRecords: framed)
+        }
+    }
+}
+
 /// The live tail of a journal: an `AsyncSequence` of records from an offset, continuing as new
 /// batches commit. See `Journal.records(from:readBytesMax:)`.
 public struct JournalTail: AsyncSequence, Sendable {
@@ -120,12 +161,13 @@ public struct JournalTail: AsyncSequence, Sendable {
     let readBytesMax: Int
 
     public func makeAsyncIterator() -> Iterator {
-        Iterator(journal: journal, nextOffset: start, readBytesMax: readBytesMax)
+        Iterator(journal: journal, reader: journal.makeReader(), nextOffset: start, readBytesMax: readBytesMax)
     }
 
     /// Not thread-safe; owned by the task iterating.
     public struct Iterator: AsyncIteratorProtocol {
         let journal: Journal
+        var reader: JournalReader
         /// The offset of the next record to yield.
         public private(set) var nextOffset: Offset
         let readBytesMax: Int
@@ -151,7 +193,8 @@ public struct JournalTail: AsyncSequence, Sendable {
                     continue
                 }
                 try Task.checkCancellation()
-                batches = try journal.read(from: nextOffset, maxBytes: readBytesMax)
+                batches = []  // drop the previous read's buffers so the reader can reuse them
+                batches = try reader.read(from: nextOffset, maxBytes: readBytesMax)
                 batchIndex = 0
                 if batches.isEmpty {
                     guard try await journal.waitForCommit(of: nextOffset) else { return nil }

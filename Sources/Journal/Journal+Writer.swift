@@ -100,72 +100,79 @@ extension Journal {
 
     // MARK: Encoder thread
 
-    /// Takes everything pending as one group, compresses and checksums it, hands it to the
-    /// writer; sleeps when nothing is pending.
+    /// Waits until the writer has taken the previous group, then takes everything pending as
+    /// one group, compresses and checksums it and hands it over; sleeps when nothing is pending.
+    ///
+    /// Taking the pending records only once the slot is free means a group holds everything
+    /// appended while the writer was busy with the previous one: groups stay large, and the
+    /// encoding of group n+1 overlaps the write and fsync of group n.
     private func runEncoder() {
         var scratch: [UInt8] = []
         while true {
-            enum Work {
-                case encode([PendingBatch])
-                case sleep
-                case finish
-                case stop
-            }
-            let work: Work = state.withLock { state in
-                if !state.pending.isEmpty {
-                    let batches = state.pending
-                    state.pending.removeAll(keepingCapacity: true)
-                    state.pendingBytes = 0
-                    // Appends parked for room join the next group while this one is encoded.
-                    state.admitBlocked(configuration: configuration)
-                    return .encode(batches)
+            handoff.slotFree.wait()
+            if handoff.slot.withLock({ $0.writerStopped }) { return }
+            var batches: [PendingBatch] = []
+            while batches.isEmpty {
+                enum Work {
+                    case encode([PendingBatch])
+                    case sleep
+                    case finish
+                    case stop
                 }
-                switch state.lifecycle {
-                case .open:
-                    state.encoderSleeping = true
-                    return .sleep
-                case .closing:
-                    return .finish
-                case .failed, .closed:
-                    return .stop
+                let work: Work = state.withLock { state in
+                    if !state.pending.isEmpty {
+                        let batches = state.pending
+                        state.pending.removeAll(keepingCapacity: true)
+                        state.pendingBytes = 0
+                        // Appends parked for room join the next group while this one is encoded.
+                        state.admitBlocked(configuration: configuration)
+                        return .encode(batches)
+                    }
+                    switch state.lifecycle {
+                    case .open:
+                        state.encoderSleeping = true
+                        return .sleep
+                    case .closing:
+                        return .finish
+                    case .failed, .closed:
+                        return .stop
+                    }
+                }
+                switch work {
+                case .encode(let taken):
+                    batches = taken
+                case .sleep:
+                    encoderWakeup.wait()
+                case .finish:
+                    put(.finish)
+                    return
+                case .stop:
+                    return
                 }
             }
-            switch work {
-            case .sleep:
-                encoderWakeup.wait()
-            case .stop:
-                return
-            case .finish:
-                _ = hand(.finish)
-                return
-            case .encode(let batches):
-                var group = EncodedGroup(bytes: handoff.slot.withLock { $0.spareBuffers.popLast() }
-                    ?? ByteBufferAllocator().buffer(capacity: 1 << 20))
-                group.bytes.clear()
-                for batch in batches {
-                    let start = group.bytes.writerIndex
-                    let header = BatchCodecIO.encode(
-                        framed: batch.framed, count: batch.count, baseOffset: batch.baseOffset,
-                        leaderEpoch: configuration.leaderEpoch, firstTimestampMs: batch.firstTimestampMs,
-                        lastTimestampMs: batch.lastTimestampMs, scratch: &scratch, into: &group.bytes)
-                    group.batches.append((header, start))
-                }
-                recycle(batches)
-                guard hand(.group(group)) else { return }
+            var group = EncodedGroup(bytes: handoff.slot.withLock { $0.spareBuffers.popLast() }
+                ?? ByteBufferAllocator().buffer(capacity: 1 << 20))
+            group.bytes.clear()
+            for batch in batches {
+                let start = group.bytes.writerIndex
+                let header = BatchCodecIO.encode(
+                    framed: batch.framed, count: batch.count, baseOffset: batch.baseOffset,
+                    leaderEpoch: configuration.leaderEpoch, firstTimestampMs: batch.firstTimestampMs,
+                    lastTimestampMs: batch.lastTimestampMs, scratch: &scratch, into: &group.bytes)
+                group.batches.append((header, start))
             }
+            recycle(batches)
+            put(.group(group))
         }
     }
 
-    /// Waits for the slot and puts `item` in it. Returns false when the writer has stopped.
-    private func hand(_ item: Handoff.Item) -> Bool {
-        handoff.slotFree.wait()
-        let stopped = handoff.slot.withLock { slot in
-            if !slot.writerStopped { slot.item = item }
-            return slot.writerStopped
+    /// Puts `item` in the slot, whose `slotFree` permit the encoder holds, and wakes the writer.
+    private func put(_ item: Handoff.Item) {
+        handoff.slot.withLock { slot in
+            precondition(slot.item == nil, "the encoder holds the slot permit, so the slot is empty")
+            slot.item = item
         }
-        if stopped { return false }
         handoff.groupReady.signal()
-        return true
     }
 
     private func recycle(_ batches: [PendingBatch]) {

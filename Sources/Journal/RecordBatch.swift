@@ -29,6 +29,24 @@ public struct RecordBatch: Sendable {
     /// The batch's records in offset order.
     public var records: Records { Records(framed: framedRecords, baseOffset: header.baseOffset) }
 
+    /// Calls `body` with each record's offset and bytes, in order, without creating a buffer
+    /// per record: the fast path for replay. The bytes are valid only during the call.
+    @inlinable
+    public func forEachRecord(_ body: (Offset, UnsafeRawBufferPointer) throws -> Void) rethrows {
+        try framedRecords.withUnsafeReadableBytes { raw in
+            var cursor = 0
+            var offset = header.baseOffset
+            // The framing was validated when the batch was decoded.
+            while cursor + RecordFraming.prefixBytes <= raw.count {
+                let length = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: cursor, as: UInt32.self)))
+                cursor += RecordFraming.prefixBytes
+                try body(offset, UnsafeRawBufferPointer(rebasing: raw[cursor..<(cursor + length)]))
+                cursor += length
+                offset = offset.advanced(by: 1)
+            }
+        }
+    }
+
     public struct Records: Sequence, Sendable {
         let framed: ByteBuffer
         let baseOffset: Offset
@@ -122,41 +140,54 @@ enum BatchCodecIO {
         }
     }
 
-    /// Decompresses and checks the framing of a batch whose bytes (header and payload, CRC
-    /// already verified) start at the reader index of `bytes`.
-    static func decodeRecords(ofBatchIn bytes: ByteBuffer, header: BatchHeader) -> Result<ByteBuffer, CorruptionKind> {
-        var framed: ByteBuffer
-        switch header.codec {
-        case .none:
-            guard let slice = bytes.getSlice(at: bytes.readerIndex + BatchHeader.size, length: Int(header.payloadLength)) else {
-                preconditionFailure("caller passes a whole batch of \(header.totalBytes) bytes, got \(bytes.readableBytes)")
-            }
-            framed = slice
-        case .lz4:
-            framed = ByteBufferAllocator().buffer(capacity: Int(header.uncompressedLength))
-            var ok = false
-            framed.writeWithUnsafeMutableBytes(minimumWritableBytes: Int(header.uncompressedLength)) { destination in
-                ok = bytes.withUnsafeReadableBytes { raw in
-                    LZ4Codec.decompress(
-                        UnsafeRawBufferPointer(rebasing: raw[BatchHeader.size..<header.totalBytes]),
-                        into: UnsafeMutableRawBufferPointer(rebasing: destination[0..<Int(header.uncompressedLength)])
-                    )
+    /// Decompresses (or copies) the records of a batch whose bytes (header and payload, CRC
+    /// already verified) start at the reader index of `bytes`, appending them to `arena`, and
+    /// checks their framing.
+    ///
+    /// Takes no slice of `arena`, so a caller that decodes several batches in a row and slices
+    /// afterwards never makes `arena` copy itself.
+    /// - Returns: where in `arena` the framed records start.
+    static func appendRecords(
+        ofBatchIn bytes: ByteBuffer,
+        header: BatchHeader,
+        to arena: inout ByteBuffer
+    ) -> Result<Int, CorruptionKind> {
+        let start = arena.writerIndex
+        let length = Int(header.uncompressedLength)
+        var ok = false
+        arena.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { destination in
+            let target = UnsafeMutableRawBufferPointer(rebasing: destination[0..<length])
+            ok = bytes.withUnsafeReadableBytes { raw in
+                let payload = UnsafeRawBufferPointer(rebasing: raw[BatchHeader.size..<header.totalBytes])
+                switch header.codec {
+                case .none:
+                    target.copyMemory(from: payload)
+                    return true
+                case .lz4:
+                    return LZ4Codec.decompress(payload, into: target)
                 }
-                return ok ? Int(header.uncompressedLength) : 0
             }
-            guard ok else { return .failure(.decompressionFailed) }
+            return ok ? length : 0
         }
-        if let problem = checkFraming(framed, recordCount: Int(header.recordCount)) {
+        guard ok else { return .failure(.decompressionFailed) }
+        if let problem = checkFraming(arena, from: start, length: length, recordCount: Int(header.recordCount)) {
+            arena.moveWriterIndex(to: start)
             return .failure(problem)
         }
-        return .success(framed)
+        return .success(start)
+    }
+
+    /// The records of one batch in a buffer of their own.
+    static func decodeRecords(ofBatchIn bytes: ByteBuffer, header: BatchHeader) -> Result<ByteBuffer, CorruptionKind> {
+        var arena = ByteBufferAllocator().buffer(capacity: Int(header.uncompressedLength))
+        return appendRecords(ofBatchIn: bytes, header: header, to: &arena).map { _ in arena }
     }
 
     /// Walks the length prefixes: they must describe exactly `recordCount` records filling the
     /// buffer.
-    static func checkFraming(_ framed: ByteBuffer, recordCount: Int) -> CorruptionKind? {
-        var cursor = framed.readerIndex
-        let end = framed.writerIndex
+    static func checkFraming(_ framed: ByteBuffer, from start: Int, length: Int, recordCount: Int) -> CorruptionKind? {
+        var cursor = start
+        let end = start + length
         for index in 0..<recordCount {
             guard let length = framed.getInteger(at: cursor, endianness: .little, as: UInt32.self) else {
                 return .badRecordFraming("record \(index) of \(recordCount): length prefix past the end of the payload")

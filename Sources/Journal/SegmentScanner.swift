@@ -4,8 +4,10 @@ import NIOCore
 ///
 /// Used by recovery, by `verify`, by `inspect` and by reads. It reads ahead in chunks of
 /// `readAheadBytes` (at least one whole batch), never past `endPosition`, and checks every
-/// length against the format limits before allocating for it. Not thread-safe; a value owned
-/// by one caller.
+/// length against the format limits before allocating for it. Its window buffer is compacted
+/// in place and can be handed from one scanner to the next (`window`), so a reader that drops
+/// each batch's bytes before the next step allocates nothing in steady state. Not
+/// thread-safe; a value owned by one caller.
 struct SegmentScanner {
     enum Step {
         /// A batch whose header and CRC-32C check out, with its bytes (header and payload);
@@ -23,7 +25,8 @@ struct SegmentScanner {
     private(set) var position: FilePosition
     /// The base offset the next batch must have.
     private(set) var expectedOffset: Offset
-    private var window: ByteBuffer
+    /// File bytes from `windowStart` on. Reuse it for the next scanner to avoid allocating.
+    private(set) var window: ByteBuffer
     private var windowStart: FilePosition
 
     init(
@@ -31,14 +34,17 @@ struct SegmentScanner {
         from position: FilePosition,
         to endPosition: FilePosition,
         expectedOffset: Offset,
-        readAheadBytes: Int = 1 << 20
+        readAheadBytes: Int = 1 << 20,
+        window: ByteBuffer = ByteBuffer()
     ) {
         self.file = file
         self.position = position
         self.endPosition = endPosition
         self.expectedOffset = expectedOffset
         self.readAheadBytes = readAheadBytes
-        self.window = ByteBuffer()
+        var window = window
+        window.clear()
+        self.window = window
         self.windowStart = position
     }
 
@@ -46,21 +52,17 @@ struct SegmentScanner {
     /// - Returns: the bytes available from `position`, at most `count`.
     private mutating func fill(_ count: Int) throws(JournalError) -> Int {
         let windowEnd = windowStart.advanced(by: window.readableBytes)
-        let have = position >= windowStart && position <= windowEnd ? Int(windowEnd.value - position.value) : 0
+        let inWindow = position >= windowStart && position <= windowEnd
+        let have = inWindow ? Int(windowEnd.value - position.value) : 0
         if have >= count { return count }
-        let remainingInFile = Int(endPosition.value - position.value)
-        let wanted = min(max(count, readAheadBytes), remainingInFile)
-        if have < wanted {
-            var fresh = ByteBufferAllocator().buffer(capacity: wanted)
-            if have > 0, let kept = window.getSlice(at: window.readerIndex + Int(position.value - windowStart.value), length: have) {
-                fresh.writeImmutableBuffer(kept)
-            }
-            let read = try file.read(into: &fresh, at: position.advanced(by: have), count: wanted - have)
-            window = fresh
-            windowStart = position
-            return min(count, have + read)
-        }
-        return min(count, have)
+        let wanted = min(max(count, readAheadBytes), Int(endPosition.value - position.value))
+        guard have < wanted else { return have }
+        // Keep the unread tail, moved to the front in place; then read after it.
+        window.moveReaderIndex(to: inWindow ? window.readerIndex + Int(position.value - windowStart.value) : window.writerIndex)
+        window.discardReadBytes()
+        windowStart = position
+        let read = try file.read(into: &window, at: position.advanced(by: have), count: wanted - have)
+        return min(count, have + read)
     }
 
     /// The window's bytes from `position`, `count` of them (already made available by `fill`).

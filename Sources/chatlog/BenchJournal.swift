@@ -97,15 +97,16 @@ struct BenchJournal: AsyncParsableCommand {
         var batches = 0
         var stored = 0
         var uncompressed = 0
+        var reader = journal.makeReader()
         while next < journal.committedOffset {
-            let read = try journal.read(from: next, maxBytes: 8 << 20)
+            let read = try reader.read(from: next, maxBytes: 4 << 20)
             for batch in read {
                 batches += 1
                 stored += batch.header.totalBytes
                 uncompressed += Int(batch.header.uncompressedLength)
-                for record in batch.records {
+                batch.forEachRecord { _, bytes in
                     readEvents += 1
-                    readBytes += record.payload.readableBytes
+                    readBytes += bytes.count
                 }
                 next = batch.nextOffset
             }
