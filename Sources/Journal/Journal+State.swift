@@ -123,6 +123,7 @@ struct State: ~Copyable {
             let framedBytes = RecordFraming.prefixBytes + record.readableBytes
             if pending.isEmpty
                 || pending[pending.count - 1].count == configuration.batchRecordsMax
+                || pending[pending.count - 1].framed.readableBytes >= configuration.batchBytesTarget
                 || pending[pending.count - 1].framed.readableBytes + framedBytes > configuration.batchBytesMax {
                 var buffer = spareBuffers.popLast() ?? ByteBufferAllocator().buffer(capacity: 64 << 10)
                 buffer.clear()

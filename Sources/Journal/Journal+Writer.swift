@@ -69,6 +69,56 @@ final class Handoff: Sendable {
     let groupReady = DispatchSemaphore(value: 0)
 }
 
+/// Compresses and checksums the batches of a group, in parallel when there are several.
+/// Owned by the encoder thread; keeps its buffers between groups.
+struct GroupEncoder {
+    private var scratches: [[UInt8]] = []
+    private var parts: [ByteBuffer] = []
+    private var headers: [BatchHeader?] = []
+
+    mutating func encode(_ batches: [PendingBatch], leaderEpoch: UInt32, into group: inout EncodedGroup) {
+        if batches.count == 1, let batch = batches.first {
+            if scratches.isEmpty { scratches.append([]) }
+            let start = group.bytes.writerIndex
+            let header = BatchCodecIO.encode(
+                framed: batch.framed, count: batch.count, baseOffset: batch.baseOffset, leaderEpoch: leaderEpoch,
+                firstTimestampMs: batch.firstTimestampMs, lastTimestampMs: batch.lastTimestampMs,
+                scratch: &scratches[0], into: &group.bytes)
+            group.batches.append((header, start))
+            return
+        }
+        while parts.count < batches.count {
+            scratches.append([])
+            parts.append(ByteBufferAllocator().buffer(capacity: 64 << 10))
+            headers.append(nil)
+        }
+        scratches.withUnsafeMutableBufferPointer { scratches in
+            parts.withUnsafeMutableBufferPointer { parts in
+                headers.withUnsafeMutableBufferPointer { headers in
+                    // Each iteration touches only its own index of the three buffers.
+                    nonisolated(unsafe) let scratches = scratches
+                    nonisolated(unsafe) let parts = parts
+                    nonisolated(unsafe) let headers = headers
+                    DispatchQueue.concurrentPerform(iterations: batches.count) { index in
+                        let batch = batches[index]
+                        parts[index].clear()
+                        headers[index] = BatchCodecIO.encode(
+                            framed: batch.framed, count: batch.count, baseOffset: batch.baseOffset,
+                            leaderEpoch: leaderEpoch, firstTimestampMs: batch.firstTimestampMs,
+                            lastTimestampMs: batch.lastTimestampMs, scratch: &scratches[index], into: &parts[index])
+                    }
+                }
+            }
+        }
+        for index in batches.indices {
+            guard let header = headers[index] else { preconditionFailure("batch \(index) of the group was encoded") }
+            group.batches.append((header, group.bytes.writerIndex))
+            group.bytes.writeImmutableBuffer(parts[index])
+            headers[index] = nil
+        }
+    }
+}
+
 /// Carries a value into a new thread.
 private final class ThreadContext: @unchecked Sendable {
     // Unchecked: handed from the opening task to the new thread exactly once, then owned by it.
@@ -107,7 +157,7 @@ extension Journal {
     /// appended while the writer was busy with the previous one: groups stay large, and the
     /// encoding of group n+1 overlaps the write and fsync of group n.
     private func runEncoder() {
-        var scratch: [UInt8] = []
+        var encoder = GroupEncoder()
         while true {
             handoff.slotFree.wait()
             if handoff.slot.withLock({ $0.writerStopped }) { return }
@@ -153,14 +203,7 @@ extension Journal {
             var group = EncodedGroup(bytes: handoff.slot.withLock { $0.spareBuffers.popLast() }
                 ?? ByteBufferAllocator().buffer(capacity: 1 << 20))
             group.bytes.clear()
-            for batch in batches {
-                let start = group.bytes.writerIndex
-                let header = BatchCodecIO.encode(
-                    framed: batch.framed, count: batch.count, baseOffset: batch.baseOffset,
-                    leaderEpoch: configuration.leaderEpoch, firstTimestampMs: batch.firstTimestampMs,
-                    lastTimestampMs: batch.lastTimestampMs, scratch: &scratch, into: &group.bytes)
-                group.batches.append((header, start))
-            }
+            encoder.encode(batches, leaderEpoch: configuration.leaderEpoch, into: &group)
             recycle(batches)
             put(.group(group))
         }

@@ -54,6 +54,10 @@ public struct JournalConfiguration: Sendable {
     /// forms. Bounds the memory of one write and one read; must hold at least one
     /// `recordBytesMax` record.
     public var batchBytesMax: Int = 4 << 20
+    /// A pending batch is closed once it holds this many bytes, and the next record starts a
+    /// new one. Several batches of one group are compressed in parallel, and a read of one
+    /// offset decompresses about this much. At most `batchBytesMax`.
+    public var batchBytesTarget: Int = 64 << 10
     /// Most records in one batch.
     public var batchRecordsMax: Int = 65_536
     /// A segment rolls before a batch would take it past this size. Bounds the unit of
@@ -84,6 +88,9 @@ public struct JournalConfiguration: Sendable {
         }
         if batchBytesMax > BatchHeader.payloadBytesLimit {
             try fail("batchBytesMax (\(batchBytesMax)) exceeds the format's limit of \(BatchHeader.payloadBytesLimit) bytes")
+        }
+        if batchBytesTarget < 1 || batchBytesTarget > batchBytesMax {
+            try fail("batchBytesTarget (\(batchBytesTarget)) must be in 1...batchBytesMax (\(batchBytesMax))")
         }
         if batchRecordsMax < 1 || batchRecordsMax > BatchHeader.recordCountLimit {
             try fail("batchRecordsMax must be in 1...\(BatchHeader.recordCountLimit), got \(batchRecordsMax)")

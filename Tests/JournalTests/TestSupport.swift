@@ -47,6 +47,7 @@ func smallConfiguration(durability: Durability = .none) -> JournalConfiguration 
     var configuration = JournalConfiguration()
     configuration.recordBytesMax = 1024
     configuration.batchBytesMax = 4096
+    configuration.batchBytesTarget = 2048
     configuration.segmentBytesMax = 8 << 10
     configuration.pendingBytesMax = 8192
     configuration.indexIntervalBytes = 1024
