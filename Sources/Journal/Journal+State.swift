@@ -89,13 +89,13 @@ struct State: ~Copyable {
     }
 
     /// Queues an append's records for the writer, or parks it until there is room.
-    mutating func admit<Records: Collection>(
-        _ records: Records,
+    mutating func admit(
+        _ records: UnsafeBufferPointer<ByteBuffer>,
         bytes: Int,
         timestampMs: Int64,
         continuation: UnsafeContinuation<OffsetRange, Error>,
         configuration: JournalConfiguration
-    ) -> AdmitOutcome where Records.Element == ByteBuffer {
+    ) -> AdmitOutcome {
         switch lifecycle {
         case .open: break
         case .closing, .closed: return .refused(.closed)
@@ -111,13 +111,13 @@ struct State: ~Copyable {
         return .queued(wakeEncoder: takeEncoderSleeping())
     }
 
-    private mutating func enqueue<Records: Collection>(
-        _ records: Records,
+    private mutating func enqueue(
+        _ records: some Collection<ByteBuffer>,
         bytes: Int,
         timestampMs: Int64,
         continuation: UnsafeContinuation<OffsetRange, Error>,
         configuration: JournalConfiguration
-    ) where Records.Element == ByteBuffer {
+    ) {
         let first = nextOffset
         for record in records {
             let framedBytes = RecordFraming.prefixBytes + record.readableBytes

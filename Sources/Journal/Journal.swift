@@ -57,39 +57,68 @@ public final class Journal: Sendable {
     /// default durability).
     /// - Throws: `JournalError.recordTooLarge` (nothing written), `.writerFailed`, `.closed`.
     public func append(_ record: ByteBuffer) async throws -> Offset {
-        try await append(contentsOf: CollectionOfOne(record)).first
+        let now = Self.nowMs()
+        return try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<OffsetRange, Error>) in
+            withUnsafePointer(to: record) { pointer in
+                submit(UnsafeBufferPointer(start: pointer, count: 1), timestampMs: now, continuation: continuation)
+            }
+        }.first
     }
 
     /// Appends records as one contiguous run of offsets and returns it once committed.
     ///
-    /// The records may share a batch with other appends or, when they exceed
-    /// `batchBytesMax`, span several batches of the same write. When `pendingBytesMax` bytes
-    /// already wait for the writer, this waits for room first (back-pressure, in FIFO order).
+    /// The records may share a batch with other appends or span several batches of the same
+    /// group. When `pendingBytesMax` bytes already wait for the writer, this waits for room
+    /// first (back-pressure, in FIFO order).
     /// - Throws: `JournalError.emptyAppend`, `.recordTooLarge` (nothing written),
     ///   `.writerFailed`, `.closed`.
     public func append<Records: Collection & Sendable>(contentsOf records: Records) async throws -> OffsetRange
     where Records.Element == ByteBuffer {
-        guard !records.isEmpty else { throw JournalError.emptyAppend }
+        let now = Self.nowMs()
+        return try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<OffsetRange, Error>) in
+            // Iterating an unspecialized generic collection allocates per element; hand the
+            // records on as contiguous storage instead (Array and ArraySlice have it).
+            let submitted: Void? = records.withContiguousStorageIfAvailable { buffer in
+                submit(buffer, timestampMs: now, continuation: continuation)
+            }
+            if submitted == nil {
+                Array(records).withUnsafeBufferPointer { buffer in
+                    submit(buffer, timestampMs: now, continuation: continuation)
+                }
+            }
+        }
+    }
+
+    /// Checks the records against the limits, then queues them (or parks them until there is
+    /// room) and wakes the encoder; or resumes `continuation` with the error.
+    private func submit(
+        _ records: UnsafeBufferPointer<ByteBuffer>,
+        timestampMs: Int64,
+        continuation: UnsafeContinuation<OffsetRange, Error>
+    ) {
+        guard !records.isEmpty else {
+            continuation.resume(throwing: JournalError.emptyAppend)
+            return
+        }
         var bytes = 0
         for record in records {
             guard record.readableBytes <= configuration.recordBytesMax else {
-                throw JournalError.recordTooLarge(bytes: record.readableBytes, limit: configuration.recordBytesMax)
+                continuation.resume(throwing: JournalError.recordTooLarge(
+                    bytes: record.readableBytes, limit: configuration.recordBytesMax))
+                return
             }
             bytes += RecordFraming.prefixBytes + record.readableBytes
         }
-        let now = Self.nowMs()
         let recordBytes = bytes
-        return try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<OffsetRange, Error>) in
-            let outcome: AdmitOutcome = state.withLock { state in
-                state.admit(records, bytes: recordBytes, timestampMs: now, continuation: continuation,
-                            configuration: configuration)
-            }
-            switch outcome {
-            case .queued(let wakeEncoder):
-                if wakeEncoder { encoderWakeup.signal() }
-            case .refused(let error):
-                continuation.resume(throwing: error)
-            }
+        let outcome: AdmitOutcome = state.withLock { state in
+            state.admit(records, bytes: recordBytes, timestampMs: timestampMs, continuation: continuation,
+                        configuration: configuration)
+        }
+        switch outcome {
+        case .queued(let wakeEncoder):
+            if wakeEncoder { encoderWakeup.signal() }
+        case .refused(let error):
+            continuation.resume(throwing: error)
         }
     }
 
