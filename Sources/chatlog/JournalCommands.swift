@@ -222,6 +222,8 @@ extension JournalCommand {
         func run() async throws {
             var output = Output()
             var stored: Int64 = 0
+            var firstMs: Int64?
+            var lastMs: Int64?
             for segment in try JournalDirectory.segments(in: options.journal) {
                 output.segments += 1
                 output.bytes_on_disk += segment.sizeBytes
@@ -238,10 +240,10 @@ extension JournalCommand {
                         output.uncompressed_bytes += Int64(header.uncompressedLength)
                         if output.first_offset == nil {
                             output.first_offset = header.baseOffset.value
-                            output.first_timestamp = isoTimestamp(header.firstTimestampMs)
+                            firstMs = header.firstTimestampMs
                         }
                         output.last_offset = header.lastOffset.value
-                        output.last_timestamp = isoTimestamp(header.lastTimestampMs)
+                        lastMs = header.lastTimestampMs
                     }
                 }
             }
@@ -252,6 +254,8 @@ extension JournalCommand {
                     return total + Int64(size)
                 }
             output.bytes_on_disk += indexBytes
+            output.first_timestamp = firstMs.map(isoTimestamp)
+            output.last_timestamp = lastMs.map(isoTimestamp)
             output.compression_ratio = stored > 0 ? (Double(output.uncompressed_bytes) / Double(stored) * 100).rounded() / 100 : 0
             switch format {
             case .json:
