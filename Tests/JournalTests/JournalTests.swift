@@ -163,9 +163,7 @@ import Testing
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let journal = try Journal.open(directory: directory.path, configuration: smallConfiguration(), logger: .quiet)
-        for start in stride(from: 0, to: 100, by: 10) {
-            _ = try await journal.append(contentsOf: (start..<(start + 10)).map(record))
-        }
+        try await appendRecords(journal, 0..<100, perAppend: 10)
         let records = try journal.readRecords(from: Offset(15), maxBytes: 1)
         #expect(records.map(\.offset.value) == Array(15..<20), "one whole batch, from the requested offset")
         let batches = try journal.read(from: Offset(15), maxBytes: 1)

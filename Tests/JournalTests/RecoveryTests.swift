@@ -94,9 +94,7 @@ import Testing
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let journal = try Journal.open(directory: directory.path, configuration: smallConfiguration(), logger: .quiet)
-        for start in stride(from: 0, to: 1200, by: 20) {
-            _ = try await journal.append(contentsOf: (start..<(start + 20)).map(record))
-        }
+        try await appendRecords(journal, 0..<1200, perAppend: 20)
         await journal.close()
         let segments = try segmentNames(directory)
         #expect(segments.count >= 3)
@@ -131,9 +129,7 @@ import Testing
         var configuration = smallConfiguration()
         configuration.verification = .lastSegmentTail
         let journal = try Journal.open(directory: directory.path, configuration: configuration, logger: .quiet)
-        for start in stride(from: 0, to: 1200, by: 20) {
-            _ = try await journal.append(contentsOf: (start..<(start + 20)).map(record))
-        }
+        try await appendRecords(journal, 0..<1200, perAppend: 20)
         await journal.close()
         let path = directory.file(try segmentNames(directory)[0])
         var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
@@ -196,9 +192,7 @@ import Testing
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let journal = try Journal.open(directory: directory.path, configuration: smallConfiguration(), logger: .quiet)
-        for start in stride(from: 0, to: 1200, by: 20) {
-            _ = try await journal.append(contentsOf: (start..<(start + 20)).map(record))
-        }
+        try await appendRecords(journal, 0..<1200, perAppend: 20)
         await journal.close()
         let segments = try segmentNames(directory)
         try FileManager.default.removeItem(atPath: directory.file(segments[1]))

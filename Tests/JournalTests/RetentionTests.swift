@@ -12,9 +12,7 @@ import Testing
         var configuration = smallConfiguration()
         configuration.retention = Retention(totalBytesMax: 24 << 10)
         let journal = try Journal.open(directory: directory.path, configuration: configuration, logger: .quiet)
-        for start in stride(from: 0, to: 4000, by: 20) {
-            _ = try await journal.append(contentsOf: (start..<(start + 20)).map(record))
-        }
+        try await appendRecords(journal, 0..<4000, perAppend: 20)
         let names = try segmentNames(directory)
         let bases = names.compactMap(JournalFiles.baseOffset(ofSegment:))
         // The retained prefix starts exactly at a segment boundary, and what is kept is intact.
@@ -65,9 +63,7 @@ import Testing
         let journal = try Journal.open(directory: directory.path, configuration: configuration, logger: .quiet)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                for start in stride(from: 0, to: 3000, by: 10) {
-                    _ = try await journal.append(contentsOf: (start..<(start + 10)).map(record))
-                }
+                try await appendRecords(journal, 0..<3000, perAppend: 10)
             }
             group.addTask {
                 var reads = 0

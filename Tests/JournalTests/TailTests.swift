@@ -96,9 +96,7 @@ import Testing
         var configuration = smallConfiguration()
         configuration.retention = Retention(totalBytesMax: 16 << 10)
         let journal = try Journal.open(directory: directory.path, configuration: configuration, logger: .quiet)
-        for start in stride(from: 0, to: 2000, by: 20) {
-            _ = try await journal.append(contentsOf: (start..<(start + 20)).map(record))
-        }
+        try await appendRecords(journal, 0..<2000, perAppend: 20)
         #expect(journal.earliestOffset > .zero)
         var iterator = journal.records(from: .zero).makeAsyncIterator()
         await #expect(throws: JournalError.self) { try await iterator.next() }

@@ -88,3 +88,10 @@ func readAll(_ journal: Journal, from offset: Offset = .zero) throws -> [Journal
 func segmentNames(_ directory: TemporaryDirectory) throws -> [String] {
     try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".log") }.sorted()
 }
+
+/// Appends `record(n)` for each n in `range`, `perAppend` records per append call.
+func appendRecords(_ journal: Journal, _ range: Range<Int>, perAppend: Int) async throws {
+    for start in stride(from: range.lowerBound, to: range.upperBound, by: perAppend) {
+        _ = try await journal.append(contentsOf: (start..<min(start + perAppend, range.upperBound)).map(record))
+    }
+}
