@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .executable(name: "chatlog", targets: ["chatlog"]),
         .library(name: "Journal", targets: ["Journal"]),
+        .library(name: "ChatModel", targets: ["ChatModel"]),
+        .library(name: "Projections", targets: ["Projections"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -34,10 +36,29 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Chat events, their codec and the room rules. Knows nothing of the journal.
+        .target(
+            name: "ChatModel",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")]
+        ),
+        // Room state and history rebuilt from the journal.
+        .target(
+            name: "Projections",
+            dependencies: [
+                "Journal",
+                "ChatModel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ]
+        ),
         .executableTarget(
             name: "chatlog",
             dependencies: [
                 "Journal",
+                "ChatModel",
+                "Projections",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -51,6 +72,21 @@ let package = Package(
                 "CCRC32C",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "ChatModelTests",
+            dependencies: ["ChatModel", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "ProjectionsTests",
+            dependencies: [
+                "Projections",
+                "ChatModel",
+                "Journal",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
     ],

@@ -1,0 +1,63 @@
+/// What a user asks the server to do. `RoomState.decide` turns a command into events or a
+/// rejection; commands themselves are never journaled.
+public enum ChatCommand: Sendable, Equatable {
+    case createRoom(RoomID, name: String, isPrivate: Bool)
+    case invite(RoomID, user: UserID)
+    case revokeInvitation(RoomID, user: UserID)
+    case join(RoomID)
+    case leave(RoomID)
+    case remove(RoomID, user: UserID)
+    case send(RoomID, clientMessageID: String, text: String, clientCreatedMs: Int64)
+    case edit(RoomID, message: MessageID, text: String)
+    case delete(RoomID, message: MessageID)
+
+    public var room: RoomID {
+        switch self {
+        case .createRoom(let room, _, _), .invite(let room, _), .revokeInvitation(let room, _), .join(let room),
+             .leave(let room), .remove(let room, _), .send(let room, _, _, _), .edit(let room, _, _),
+             .delete(let room, _):
+            room
+        }
+    }
+}
+
+/// Why a command was refused: a stable machine-readable `code` and a human `message`.
+public struct Rejection: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Code: String, Sendable, CaseIterable {
+        case roomExists = "room_exists"
+        case roomNotFound = "room_not_found"
+        case notOwner = "not_owner"
+        case notMember = "not_member"
+        case alreadyMember = "already_member"
+        case notInvited = "not_invited"
+        case alreadyInvited = "already_invited"
+        case notPrivate = "not_private"
+        case cannotRemoveOwner = "cannot_remove_owner"
+        case messageNotFound = "message_not_found"
+        case notAuthor = "not_author"
+        case messageDeleted = "message_deleted"
+        case invalidText = "invalid_text"
+        case invalidName = "invalid_name"
+        case invalidClientMessageID = "invalid_client_message_id"
+    }
+
+    public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+}
+
+/// The outcome of `RoomState.decide`.
+public enum Decision: Sendable, Equatable {
+    /// Append these events (in order).
+    case accepted([ChatEvent])
+    /// The send repeats a client message id already accepted from this user in this room:
+    /// nothing is appended; the original message is `MessageID`.
+    case duplicate(of: MessageID)
+    case rejected(Rejection)
+}

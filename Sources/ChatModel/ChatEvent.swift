@@ -1,0 +1,41 @@
+/// A persisted chat event: what happened, to which room, by whom, when (server time).
+///
+/// These are the journal's records once the chat layer gives them meaning. `FORMAT.md`
+/// ("Chat events") specifies their binary encoding. A value type.
+public struct ChatEvent: Sendable, Equatable {
+    /// Server time, milliseconds since the Unix epoch.
+    public var timestampMs: Int64
+    /// The acting user: the creator, the inviter, the joiner, the sender, ...
+    public var actor: UserID
+    public var room: RoomID
+    public var body: Body
+
+    public init(timestampMs: Int64, actor: UserID, room: RoomID, body: Body) {
+        self.timestampMs = timestampMs
+        self.actor = actor
+        self.room = room
+        self.body = body
+    }
+
+    public enum Body: Sendable, Equatable {
+        /// The actor created the room and owns it; the owner is its first member.
+        case roomCreated(name: String, isPrivate: Bool)
+        /// The actor (the owner) invited `user` to the private room.
+        case memberInvited(user: UserID)
+        /// The actor (the owner) withdrew `user`'s pending invitation.
+        case invitationRevoked(user: UserID)
+        /// The actor joined.
+        case memberJoined
+        /// The actor left.
+        case memberLeft
+        /// The actor (the owner) removed `user`; a removed user must be invited again.
+        case memberRemoved(user: UserID)
+        /// The actor sent a message; `clientMessageID` makes retries idempotent;
+        /// `clientCreatedMs` is the time the client claims (not trusted for ordering).
+        case messageSent(clientMessageID: String, text: String, clientCreatedMs: Int64)
+        /// The actor (the author) replaced the text of `message`.
+        case messageEdited(message: MessageID, text: String)
+        /// The actor (the author or the owner) deleted `message`.
+        case messageDeleted(message: MessageID)
+    }
+}

@@ -1,0 +1,38 @@
+/// The room rules' limits. Each bounds memory or abuse; `validate()` checks them at start-up.
+public struct ChatLimits: Sendable, Equatable {
+    /// Longest message text, in UTF-8 bytes.
+    public var messageBytesMax = 4096
+    /// Longest room display name, in UTF-8 bytes.
+    public var roomNameBytesMax = 128
+    /// Longest client message id, in UTF-8 bytes.
+    public var clientMessageIDBytesMax = 64
+    /// The idempotency window: how many client message ids are remembered per user and room.
+    /// A retry of a send is recognised as a duplicate while its id is among the sender's last
+    /// `clientMessageIDWindow` ids in that room. Kept in the room-state snapshot.
+    public var clientMessageIDWindow = 32
+    /// The edit window: only a room's last `editableMessagesPerRoom` messages can be edited or
+    /// deleted. Bounds the room state's memory per room; older messages are history only.
+    public var editableMessagesPerRoom = 500
+
+    public init() {}
+
+    public func validate() throws(ChatLimitsError) {
+        for (name, value) in [("messageBytesMax", messageBytesMax), ("roomNameBytesMax", roomNameBytesMax),
+                              ("clientMessageIDBytesMax", clientMessageIDBytesMax),
+                              ("clientMessageIDWindow", clientMessageIDWindow),
+                              ("editableMessagesPerRoom", editableMessagesPerRoom)] where value < 1 {
+            throw ChatLimitsError(message: "\(name) must be at least 1, got \(value)")
+        }
+        if messageBytesMax > ChatEventCodec.textBytesLimit {
+            throw ChatLimitsError(message: "messageBytesMax (\(messageBytesMax)) exceeds the event format's limit of \(ChatEventCodec.textBytesLimit)")
+        }
+        if roomNameBytesMax > ChatEventCodec.shortStringBytesLimit || clientMessageIDBytesMax > ChatEventCodec.shortStringBytesLimit {
+            throw ChatLimitsError(message: "roomNameBytesMax and clientMessageIDBytesMax must be at most \(ChatEventCodec.shortStringBytesLimit)")
+        }
+    }
+}
+
+public struct ChatLimitsError: Error, Sendable, CustomStringConvertible {
+    public let message: String
+    public var description: String { "invalid chat limits: \(message)" }
+}

@@ -1,0 +1,77 @@
+import NIOCore
+import Testing
+
+@testable import ChatModel
+
+@Suite struct ChatEventCodecTests {
+    static let samples: [ChatEvent] = [
+        ChatEvent(timestampMs: 1_795_000_000_000, actor: alice, room: general, body: .roomCreated(name: "General ☕", isPrivate: false)),
+        ChatEvent(timestampMs: 2, actor: alice, room: secret, body: .roomCreated(name: "Secret", isPrivate: true)),
+        ChatEvent(timestampMs: 3, actor: alice, room: secret, body: .memberInvited(user: bob)),
+        ChatEvent(timestampMs: 4, actor: alice, room: secret, body: .invitationRevoked(user: bob)),
+        ChatEvent(timestampMs: 5, actor: bob, room: general, body: .memberJoined),
+        ChatEvent(timestampMs: 6, actor: bob, room: general, body: .memberLeft),
+        ChatEvent(timestampMs: 7, actor: alice, room: secret, body: .memberRemoved(user: carol)),
+        ChatEvent(timestampMs: -8, actor: bob, room: general, body: .messageSent(clientMessageID: "c-1", text: "héllo\nwörld 👋", clientCreatedMs: 1_794_999_999_000)),
+        ChatEvent(timestampMs: 9, actor: bob, room: general, body: .messageEdited(message: MessageID(42), text: "edited")),
+        ChatEvent(timestampMs: 10, actor: alice, room: general, body: .messageDeleted(message: MessageID(UInt64.max))),
+    ]
+
+    @Test(arguments: samples)
+    func roundTrips(_ event: ChatEvent) throws {
+        let bytes = ChatEventCodec.encode(event)
+        #expect(try ChatEventCodec.decode(bytes) == .event(event))
+    }
+
+    @Test func messageSentMatchesTheFormatExample() throws {
+        let event = ChatEvent(timestampMs: 1_795_000_000_000, actor: bob, room: general,
+                              body: .messageSent(clientMessageID: "c1", text: "hi", clientCreatedMs: 1_794_999_999_500))
+        let hex = ChatEventCodec.encode(event).readableBytesView.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined(separator: " ")
+        #expect(hex == "01 07 00 5e 56 ee a1 01 00 00 03 00 62 6f 62 07 00 67 65 6e 65 72 61 6c 02 00 63 31 0c 5c 56 ee a1 01 00 00 02 00 00 00 68 69")
+    }
+
+    @Test func unknownVersionsAndTypesAreSkippedNotFatal() throws {
+        #expect(try ChatEventCodec.decode(ByteBuffer(bytes: [2, 7, 0, 0])) == .unknown(version: 2, type: 7))
+        #expect(try ChatEventCodec.decode(ByteBuffer(bytes: [1, 200, 1, 2, 3])) == .unknown(version: 1, type: 200))
+    }
+
+    @Test func trailingFieldsOfALaterRevisionAreIgnored() throws {
+        var bytes = ChatEventCodec.encode(Self.samples[4])
+        bytes.writeBytes([9, 9, 9])
+        #expect(try ChatEventCodec.decode(bytes) == .event(Self.samples[4]))
+    }
+
+    @Test(arguments: samples)
+    func everyTruncationIsAnErrorNeverACrash(_ event: ChatEvent) {
+        let bytes = Array(ChatEventCodec.encode(event).readableBytesView)
+        for length in 0..<bytes.count {
+            #expect(throws: ChatEventDecodingError.self) { try ChatEventCodec.decode(ByteBuffer(bytes: bytes[..<length])) }
+        }
+    }
+
+    @Test func invalidUTF8AndInvalidIdentifiersAreErrors() {
+        var event = ChatEventCodec.encode(Self.samples[7])
+        // Corrupt the first byte of the actor ("bob") into a lone continuation byte.
+        event.setInteger(UInt8(0x80), at: event.readerIndex + 12)
+        #expect(throws: ChatEventDecodingError.self) { try ChatEventCodec.decode(event) }
+        var control = ChatEventCodec.encode(Self.samples[7])
+        control.setInteger(UInt8(0x07), at: control.readerIndex + 12)
+        #expect(throws: ChatEventDecodingError.self) { try ChatEventCodec.decode(control) }
+    }
+
+    @Test func oversizeLengthsAreRefusedBeforeReading() {
+        var bytes = ByteBuffer(bytes: [1, 5, 0, 0, 0, 0, 0, 0, 0, 0])
+        bytes.writeInteger(UInt16(ChatEventCodec.shortStringBytesLimit + 1), endianness: .little)
+        #expect(throws: ChatEventDecodingError.self) { try ChatEventCodec.decode(bytes) }
+    }
+
+    @Test func randomBytesNeverCrashTheDecoder() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            let count = Int.random(in: 0..<64, using: &generator)
+            var bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            if count > 1 { bytes[0] = 1; bytes[1] = UInt8.random(in: 1...9, using: &generator) }
+            _ = try? ChatEventCodec.decode(ByteBuffer(bytes: bytes))
+        }
+    }
+}

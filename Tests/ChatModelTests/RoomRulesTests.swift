@@ -1,0 +1,167 @@
+import Testing
+
+@testable import ChatModel
+
+@Suite struct RoomRulesTests {
+    /// A public room `general` owned by alice, and a private room `secret` owned by alice with
+    /// bob invited and carol a stranger.
+    func world() -> Harness {
+        var harness = Harness()
+        harness.must(.createRoom(general, name: "General", isPrivate: false), by: alice)
+        harness.must(.createRoom(secret, name: "Secret", isPrivate: true), by: alice)
+        harness.must(.invite(secret, user: bob), by: alice)
+        return harness
+    }
+
+    struct Case: Sendable, CustomStringConvertible {
+        let command: ChatCommand
+        let actor: UserID
+        /// nil means accepted.
+        let expected: Rejection.Code?
+        var description: String { "\(command) by \(actor) -> \(expected?.rawValue ?? "accepted")" }
+    }
+
+    static let table: [Case] = [
+        // Creating
+        Case(command: .createRoom(general, name: "Again", isPrivate: false), actor: bob, expected: .roomExists),
+        Case(command: .createRoom(room("new"), name: "New", isPrivate: true), actor: carol, expected: nil),
+        Case(command: .createRoom(room("new"), name: "", isPrivate: false), actor: carol, expected: .invalidName),
+        Case(command: .createRoom(room("new"), name: "bad\u{7}name", isPrivate: false), actor: carol, expected: .invalidName),
+        Case(command: .join(room("nowhere")), actor: bob, expected: .roomNotFound),
+        // Joining
+        Case(command: .join(general), actor: carol, expected: nil),
+        Case(command: .join(general), actor: alice, expected: .alreadyMember),
+        Case(command: .join(secret), actor: bob, expected: nil),
+        Case(command: .join(secret), actor: carol, expected: .notInvited),
+        // Inviting
+        Case(command: .invite(secret, user: carol), actor: alice, expected: nil),
+        Case(command: .invite(secret, user: carol), actor: bob, expected: .notOwner),
+        Case(command: .invite(secret, user: bob), actor: alice, expected: .alreadyInvited),
+        Case(command: .invite(secret, user: alice), actor: alice, expected: .alreadyMember),
+        Case(command: .invite(general, user: carol), actor: alice, expected: .notPrivate),
+        Case(command: .revokeInvitation(secret, user: bob), actor: alice, expected: nil),
+        Case(command: .revokeInvitation(secret, user: bob), actor: bob, expected: .notOwner),
+        Case(command: .revokeInvitation(secret, user: carol), actor: alice, expected: .notInvited),
+        // Leaving and removing
+        Case(command: .leave(general), actor: alice, expected: nil),
+        Case(command: .leave(general), actor: carol, expected: .notMember),
+        Case(command: .remove(secret, user: alice), actor: alice, expected: .cannotRemoveOwner),
+        Case(command: .remove(secret, user: bob), actor: alice, expected: .notMember),
+        Case(command: .remove(secret, user: carol), actor: bob, expected: .notOwner),
+        // Sending
+        Case(command: .send(general, clientMessageID: "c1", text: "hi", clientCreatedMs: 0), actor: carol, expected: nil),
+        Case(command: .send(secret, clientMessageID: "c1", text: "hi", clientCreatedMs: 0), actor: alice, expected: nil),
+        Case(command: .send(secret, clientMessageID: "c1", text: "hi", clientCreatedMs: 0), actor: bob, expected: .notMember),
+        Case(command: .send(secret, clientMessageID: "c1", text: "hi", clientCreatedMs: 0), actor: carol, expected: .notMember),
+        Case(command: .send(general, clientMessageID: "c1", text: "", clientCreatedMs: 0), actor: alice, expected: .invalidText),
+        Case(command: .send(general, clientMessageID: "c1", text: String(repeating: "x", count: 4097), clientCreatedMs: 0), actor: alice, expected: .invalidText),
+        Case(command: .send(general, clientMessageID: "c1", text: "line one\nline two", clientCreatedMs: 0), actor: alice, expected: nil),
+        Case(command: .send(general, clientMessageID: "", text: "hi", clientCreatedMs: 0), actor: alice, expected: .invalidClientMessageID),
+        Case(command: .send(general, clientMessageID: String(repeating: "i", count: 65), text: "hi", clientCreatedMs: 0), actor: alice, expected: .invalidClientMessageID),
+    ]
+
+    @Test(arguments: table)
+    func ruleTable(_ row: Case) {
+        var harness = world()
+        let decision = harness.run(row.command, by: row.actor)
+        #expect(harness.code(of: decision) == row.expected, "\(row): got \(decision)")
+        if row.expected == nil, case .accepted(let events) = decision {
+            #expect(events.count == 1)
+            #expect(events.first?.actor == row.actor && events.first?.room == row.command.room)
+        }
+    }
+
+    @Test func aRemovedUserMustBeInvitedAgain() {
+        var harness = world()
+        harness.must(.join(secret), by: bob)
+        harness.must(.remove(secret, user: bob), by: alice)
+        #expect(harness.code(of: harness.run(.join(secret), by: bob)) == .notInvited)
+        #expect(harness.code(of: harness.run(.send(secret, clientMessageID: "x", text: "hi", clientCreatedMs: 0), by: bob)) == .notMember)
+        harness.must(.invite(secret, user: bob), by: alice)
+        harness.must(.join(secret), by: bob)
+    }
+
+    @Test func joiningConsumesTheInvitation() {
+        var harness = world()
+        harness.must(.join(secret), by: bob)
+        harness.must(.leave(secret), by: bob)
+        #expect(harness.code(of: harness.run(.join(secret), by: bob)) == .notInvited)
+    }
+
+    @Test func theOwnerMayLeaveAndComeBackStillOwning() {
+        var harness = world()
+        harness.must(.leave(secret), by: alice)
+        harness.must(.join(secret), by: alice)
+        harness.must(.invite(secret, user: carol), by: alice)
+    }
+
+    @Test func onlyTheAuthorEditsAndTheAuthorOrOwnerDeletes() {
+        var harness = world()
+        harness.must(.join(general), by: bob)
+        let message = MessageID(harness.must(.send(general, clientMessageID: "m", text: "hello", clientCreatedMs: 0), by: bob))
+        #expect(harness.code(of: harness.run(.edit(general, message: message, text: "hacked"), by: carol)) == .notAuthor)
+        #expect(harness.code(of: harness.run(.edit(general, message: message, text: "hacked"), by: alice)) == .notAuthor)
+        harness.must(.edit(general, message: message, text: "hello!"), by: bob)
+        #expect(harness.code(of: harness.run(.delete(general, message: message), by: carol)) == .notAuthor)
+        harness.must(.delete(general, message: message), by: alice)  // the owner moderates
+        #expect(harness.code(of: harness.run(.delete(general, message: message), by: bob)) == .messageDeleted)
+        #expect(harness.code(of: harness.run(.edit(general, message: message, text: "again"), by: bob)) == .messageDeleted)
+        #expect(harness.code(of: harness.run(.edit(general, message: MessageID(9999), text: "x"), by: bob)) == .messageNotFound)
+    }
+
+    @Test func messagesOlderThanTheEditWindowCannotBeEdited() {
+        var harness = world()
+        let first = MessageID(harness.must(.send(general, clientMessageID: "0", text: "zero", clientCreatedMs: 0), by: alice))
+        for n in 1...4 {
+            harness.must(.send(general, clientMessageID: "\(n)", text: "m\(n)", clientCreatedMs: 0), by: alice)
+        }
+        // The window holds 4 messages: the first fell out of it.
+        #expect(harness.code(of: harness.run(.edit(general, message: first, text: "late"), by: alice)) == .messageNotFound)
+        #expect(harness.state.rooms[general]?.recentMessages.count == 4)
+    }
+
+    @Test func aRepeatedClientMessageIDIsADuplicateWithinTheWindow() {
+        var harness = world()
+        let original = harness.must(.send(general, clientMessageID: "same", text: "hello", clientCreatedMs: 5), by: alice)
+        let stateBefore = harness.state
+        #expect(harness.run(.send(general, clientMessageID: "same", text: "hello", clientCreatedMs: 5), by: alice) == .duplicate(of: MessageID(original)))
+        #expect(harness.state == stateBefore, "a duplicate changes nothing")
+        // The same id from another user, or in another room, is a different message.
+        harness.must(.join(general), by: bob)
+        harness.must(.send(general, clientMessageID: "same", text: "hello", clientCreatedMs: 5), by: bob)
+        harness.must(.send(secret, clientMessageID: "same", text: "hello", clientCreatedMs: 5), by: alice)
+        // Once three newer ids have been sent, "same" has left the window of 3: accepted again.
+        for n in 0..<3 {
+            harness.must(.send(general, clientMessageID: "other-\(n)", text: "x", clientCreatedMs: 0), by: alice)
+        }
+        harness.must(.send(general, clientMessageID: "same", text: "hello", clientCreatedMs: 5), by: alice)
+    }
+
+    @Test func applyIsDeterministicAndEvolvedIsPure() {
+        var harness = world()
+        harness.must(.join(secret), by: bob)
+        harness.must(.send(secret, clientMessageID: "a", text: "hello", clientCreatedMs: 0), by: bob)
+        let state = harness.state
+        let event = ChatEvent(timestampMs: 1, actor: carol, room: general, body: .memberJoined)
+        let next = state.evolved(by: event, at: 100)
+        #expect(state == harness.state, "evolved leaves the original untouched")
+        #expect(next.rooms[general]?.members.contains(carol) == true)
+    }
+
+    @Test func eventsTheRulesWouldNotProduceAreIgnoredByApply() {
+        var state = RoomState()
+        state.apply(ChatEvent(timestampMs: 1, actor: bob, room: general, body: .memberJoined), at: 0)
+        #expect(state.rooms.isEmpty)
+        state.apply(ChatEvent(timestampMs: 1, actor: alice, room: general, body: .roomCreated(name: "G", isPrivate: false)), at: 1)
+        state.apply(ChatEvent(timestampMs: 2, actor: bob, room: general, body: .roomCreated(name: "Other", isPrivate: true)), at: 2)
+        #expect(state.rooms[general]?.owner == alice && state.rooms[general]?.name == "G")
+    }
+
+    @Test func invalidIdentifiersAreRefused() {
+        #expect(UserID("") == nil)
+        #expect(UserID(String(repeating: "u", count: 65)) == nil)
+        #expect(UserID("tab\there") == nil)
+        #expect(RoomID(String(repeating: "r", count: 128)) != nil)
+        #expect(RoomID(String(repeating: "r", count: 129)) == nil)
+    }
+}
