@@ -14,6 +14,12 @@ public struct RoomState: Sendable, Equatable {
         self.limits = limits
     }
 
+    /// A state restored from a snapshot.
+    public init(limits: ChatLimits, rooms: [RoomID: Room]) {
+        self.limits = limits
+        self.rooms = rooms
+    }
+
     public struct Room: Sendable, Equatable {
         public var name: String
         public var owner: UserID
@@ -49,6 +55,15 @@ public struct RoomState: Sendable, Equatable {
                 if id < message { low = mid + 1 } else { high = mid }
             }
             return nil
+        }
+
+        mutating func recordMessage(_ meta: MessageMeta, clientMessage: ClientMessage, window: Int) {
+            recentMessages.append(meta)
+            recentClientIDs[meta.author, default: BoundedRing(capacity: window)].append(clientMessage)
+        }
+
+        mutating func markDeleted(_ message: MessageID) {
+            if let index = recentIndex(of: message) { recentMessages[index].deleted = true }
         }
 
         public func mayRead(_ user: UserID) -> Bool {
@@ -91,32 +106,34 @@ public struct RoomState: Sendable, Equatable {
             }
             return
         }
-        guard var room = rooms.removeValue(forKey: event.room) else { return }
-        defer { rooms[event.room] = room }
+        // Each case mutates the room in place through the dictionary's subscript.
+        let id = event.room
+        guard rooms[id] != nil else { return }
         switch event.body {
         case .roomCreated:
             break
         case .memberInvited(let user):
-            room.invited.insert(user)
+            rooms[id]?.invited.insert(user)
         case .invitationRevoked(let user):
-            room.invited.remove(user)
+            rooms[id]?.invited.remove(user)
         case .memberJoined:
-            room.members.insert(event.actor)
-            room.invited.remove(event.actor)
+            rooms[id]?.members.insert(event.actor)
+            rooms[id]?.invited.remove(event.actor)
         case .memberLeft:
-            room.members.remove(event.actor)
+            rooms[id]?.members.remove(event.actor)
         case .memberRemoved(let user):
-            room.members.remove(user)
-            room.invited.remove(user)
+            rooms[id]?.members.remove(user)
+            rooms[id]?.invited.remove(user)
         case .messageSent(let clientMessageID, _, _):
-            let id = MessageID(offset)
-            room.recentMessages.append(MessageMeta(id: id, author: event.actor, deleted: false))
-            room.recentClientIDs[event.actor, default: BoundedRing(capacity: limits.clientMessageIDWindow)]
-                .append(ClientMessage(clientMessageID: clientMessageID, message: id))
+            let message = MessageID(offset)
+            let window = limits.clientMessageIDWindow
+            rooms[id]?.recordMessage(MessageMeta(id: message, author: event.actor, deleted: false),
+                                     clientMessage: ClientMessage(clientMessageID: clientMessageID, message: message),
+                                     window: window)
         case .messageEdited:
             break
         case .messageDeleted(let message):
-            if let index = room.recentIndex(of: message) { room.recentMessages[index].deleted = true }
+            rooms[id]?.markDeleted(message)
         }
     }
 

@@ -148,3 +148,20 @@ enum FileSystem {
         return buffer
     }
 }
+
+/// The "new file" crash-safety recipe, for derived files kept beside a journal (snapshots).
+public enum AtomicFile {
+    /// Replaces `path` with `bytes`: writes `path.tmp`, fsyncs it, renames it over `path`,
+    /// fsyncs the directory. After a crash `path` holds either the old or the new bytes.
+    /// - Throws: `JournalError.io` naming the step that failed.
+    public static func write(_ bytes: ByteBuffer, to path: String) throws(JournalError) {
+        let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+        try FileSystem.writeAtomically(bytes, to: path, directory: directory.isEmpty ? "." : directory)
+    }
+
+    /// The bytes of `path`, or nil when it does not exist.
+    public static func read(_ path: String) throws(JournalError) -> ByteBuffer? {
+        guard FileSystem.exists(path) else { return nil }
+        return try FileSystem.readAll(path)
+    }
+}

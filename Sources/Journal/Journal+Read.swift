@@ -58,7 +58,8 @@ extension Journal {
 
     /// Waits until `offset` is committed or the journal stops.
     /// - Returns: false when the journal is closed and `offset` will never commit.
-    func waitForCommit(of offset: Offset) async throws -> Bool {
+    /// - Throws: `JournalError.writerFailed` after a storage failure, `CancellationError`.
+    public func waitForCommit(of offset: Offset) async throws -> Bool {
         let id: UInt64 = state.withLock { state in
             defer { state.nextCommitWaiterID += 1 }
             return state.nextCommitWaiterID

@@ -1,0 +1,231 @@
+import ChatModel
+import GRDB
+import GRDBSQLite
+import Journal
+import Logging
+import NIOCore
+
+/// One message as scroll-back shows it.
+public struct HistoryMessage: Sendable, Equatable, Codable {
+    /// The message id: the journal offset of its `messageSent` event.
+    public var offset: UInt64
+    public var room: String
+    public var author: String
+    public var clientMessageID: String
+    /// nil once the message was deleted: the text is gone from the projection.
+    public var text: String?
+    public var clientCreatedMs: Int64
+    public var sentMs: Int64
+    public var editedMs: Int64?
+    public var deletedMs: Int64?
+}
+
+/// Message history per room for scroll-back, in SQLite through GRDB: a projection of the
+/// journal's message events (sent, edited, deleted).
+///
+/// A deleted message's text is erased, not hidden: its column is set to NULL with SQLite's
+/// `secure_delete` on, and the write-ahead log, which still holds the old page, is
+/// checkpointed and truncated after every transaction that deleted something.
+///
+/// Each application of events runs in one transaction that also stores the offset up to
+/// which events are applied, so after a crash it resumes exactly where its last transaction
+/// ended: no duplicate, no missing row. Thread-safe (GRDB's `DatabaseQueue` serializes
+/// access); one writer at a time is expected (the projection runner).
+public final class HistoryProjection: Sendable {
+    /// Most messages one page query returns.
+    public static let pageLimitMax = 200
+
+    public let path: String
+    let database: DatabaseQueue
+
+    /// Opens (creating if needed) the history database at `path`.
+    /// - Throws: `ProjectionError.database`.
+    public init(path: String) throws(ProjectionError) {
+        self.path = path
+        do {
+            var configuration = Configuration()
+            configuration.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA journal_mode = WAL")
+                // Derived data: a power cut may lose the last transactions, never consistency,
+                // and the checkpoint rolls back with them.
+                try db.execute(sql: "PRAGMA synchronous = NORMAL")
+                // A deleted message's text must be gone from the file, not left in a free page.
+                try db.execute(sql: "PRAGMA secure_delete = ON")
+            }
+            database = try DatabaseQueue(path: path, configuration: configuration)
+            try database.write { db in
+                try db.execute(sql: """
+                    CREATE TABLE IF NOT EXISTS messages (
+                        offset INTEGER PRIMARY KEY,
+                        room TEXT NOT NULL,
+                        author TEXT NOT NULL,
+                        client_message_id TEXT NOT NULL,
+                        text TEXT,
+                        client_created_ms INTEGER NOT NULL,
+                        sent_ms INTEGER NOT NULL,
+                        edited_ms INTEGER,
+                        deleted_ms INTEGER
+                    ) WITHOUT ROWID;
+                    CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room, offset);
+                    CREATE TABLE IF NOT EXISTS checkpoint (
+                        id INTEGER PRIMARY KEY CHECK (id = 1),
+                        next_offset INTEGER NOT NULL
+                    );
+                    INSERT OR IGNORE INTO checkpoint (id, next_offset) VALUES (1, 0);
+                    """)
+            }
+        } catch {
+            throw .database("opening \(path): \(error)")
+        }
+    }
+
+    /// Every event below this offset has been applied.
+    public func nextOffset() throws(ProjectionError) -> Offset {
+        do {
+            return Offset(UInt64(try database.read { db in
+                try Int64.fetchOne(db, sql: "SELECT next_offset FROM checkpoint WHERE id = 1") ?? 0
+            }))
+        } catch {
+            throw .database("reading the checkpoint: \(error)")
+        }
+    }
+
+    /// Applies the events of `batches` at or after the stored checkpoint, and moves the
+    /// checkpoint to the end of the last batch, in one transaction.
+    /// - Throws: `ProjectionError.malformedEvent` (nothing of this call is applied), `.database`.
+    public func apply(_ batches: [RecordBatch]) throws(ProjectionError) {
+        guard let end = batches.last?.nextOffset else { return }
+        var deleted = false
+        do {
+            try database.write { db in
+                let start = Offset(UInt64(try Int64.fetchOne(db, sql: "SELECT next_offset FROM checkpoint WHERE id = 1") ?? 0))
+                guard end > start else { return }
+                let insert = try db.cachedStatement(sql: """
+                    INSERT INTO messages (offset, room, author, client_message_id, text, client_created_ms, sent_ms)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """)
+                let edit = try db.cachedStatement(sql: "UPDATE messages SET text = ?, edited_ms = ? WHERE offset = ? AND deleted_ms IS NULL")
+                let delete = try db.cachedStatement(sql: "UPDATE messages SET text = NULL, deleted_ms = ? WHERE offset = ?")
+                for batch in batches where batch.nextOffset > start {
+                    for record in batch.records where record.offset >= start {
+                        guard case .event(let event) = try ProjectionError.decode(record) else { continue }
+                        switch event.body {
+                        case .messageSent(let clientMessageID, let text, let clientCreatedMs):
+                            try Self.run(insert, db) { statement in
+                                Self.bind(statement, 1, Int64(record.offset.value))
+                                Self.bind(statement, 2, event.room.value)
+                                Self.bind(statement, 3, event.actor.value)
+                                Self.bind(statement, 4, clientMessageID)
+                                Self.bind(statement, 5, text)
+                                Self.bind(statement, 6, clientCreatedMs)
+                                Self.bind(statement, 7, event.timestampMs)
+                            }
+                        case .messageEdited(let message, let text):
+                            try Self.run(edit, db) { statement in
+                                Self.bind(statement, 1, text)
+                                Self.bind(statement, 2, event.timestampMs)
+                                Self.bind(statement, 3, Int64(message.offset))
+                            }
+                        case .messageDeleted(let message):
+                            deleted = true
+                            try Self.run(delete, db) { statement in
+                                Self.bind(statement, 1, event.timestampMs)
+                                Self.bind(statement, 2, Int64(message.offset))
+                            }
+                        case .roomCreated, .memberInvited, .invitationRevoked, .memberJoined, .memberLeft, .memberRemoved:
+                            break
+                        }
+                    }
+                }
+                try db.execute(sql: "UPDATE checkpoint SET next_offset = ? WHERE id = 1", arguments: [Int64(end.value)])
+            }
+            if deleted {
+                // The WAL still holds the page as it was before the deletion: fold it into
+                // the database (where secure_delete zeroed the text) and empty the WAL.
+                try database.writeWithoutTransaction { db in
+                    try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+                }
+            }
+        } catch let error as ProjectionError {
+            throw error
+        } catch {
+            throw .database("applying events up to offset \(end): \(error)")
+        }
+    }
+
+    /// A page of `room`'s messages in offset order: the newest `limit` when neither bound is
+    /// given, the `limit` just before `before`, or the `limit` just after `after`.
+    /// - Throws: `ProjectionError.invalidQuery` for a limit outside 1...200 or both bounds.
+    public func page(room: String, before: UInt64? = nil, after: UInt64? = nil, limit: Int = 50) throws(ProjectionError) -> [HistoryMessage] {
+        guard (1...Self.pageLimitMax).contains(limit) else {
+            throw .invalidQuery("limit must be in 1...\(Self.pageLimitMax), got \(limit)")
+        }
+        guard before == nil || after == nil else { throw .invalidQuery("give before or after, not both") }
+        let columns = "offset, room, author, client_message_id, text, client_created_ms, sent_ms, edited_ms, deleted_ms"
+        do {
+            return try database.read { db in
+                let rows: [Row]
+                if let after {
+                    rows = try Row.fetchAll(db, sql: "SELECT \(columns) FROM messages WHERE room = ? AND offset > ? ORDER BY offset ASC LIMIT ?",
+                                            arguments: [room, Int64(clamping: after), limit])
+                } else {
+                    rows = try Row.fetchAll(db, sql: "SELECT \(columns) FROM messages WHERE room = ? AND offset < ? ORDER BY offset DESC LIMIT ?",
+                                            arguments: [room, Int64(clamping: before ?? UInt64(Int64.max)), limit]).reversed()
+                }
+                return rows.map { row in
+                    HistoryMessage(offset: UInt64(row[0] as Int64), room: row[1], author: row[2], clientMessageID: row[3],
+                                   text: row[4], clientCreatedMs: row[5], sentMs: row[6], editedMs: row[7], deletedMs: row[8])
+                }
+            }
+        } catch {
+            throw .database("reading history of \(room): \(error)")
+        }
+    }
+
+    /// Every message, in offset order (for comparing projections in tests and tools).
+    public func allMessages() throws(ProjectionError) -> [HistoryMessage] {
+        do {
+            return try database.read { db in
+                try Row.fetchAll(db, sql: "SELECT offset, room, author, client_message_id, text, client_created_ms, sent_ms, edited_ms, deleted_ms FROM messages ORDER BY offset").map { row in
+                    HistoryMessage(offset: UInt64(row[0] as Int64), room: row[1], author: row[2], clientMessageID: row[3],
+                                   text: row[4], clientCreatedMs: row[5], sentMs: row[6], editedMs: row[7], deletedMs: row[8])
+                }
+            }
+        } catch {
+            throw .database("reading history: \(error)")
+        }
+    }
+
+    // MARK: Binding without per-row argument arrays
+
+    /// Binds with `bindings`, steps once, resets. The hot path of a rebuild: GRDB's statement
+    /// stays cached, values go straight to SQLite.
+    private static func run(_ statement: Statement, _ db: Database, _ bindings: (SQLiteStatement) -> Void) throws {
+        let raw = statement.sqliteStatement
+        bindings(raw)
+        let code = sqlite3_step(raw)
+        sqlite3_reset(raw)
+        guard code == SQLITE_DONE else {
+            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+        }
+    }
+
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+    private static func bind(_ statement: SQLiteStatement, _ index: Int32, _ value: Int64) {
+        sqlite3_bind_int64(statement, index, value)
+    }
+
+    private static func bind(_ statement: SQLiteStatement, _ index: Int32, _ value: String) {
+        var value = value
+        guard !value.isEmpty else {
+            sqlite3_bind_text(statement, index, "", 0, transient)
+            return
+        }
+        value.withUTF8 { bytes in
+            _ = bytes.withMemoryRebound(to: CChar.self) { chars in
+                sqlite3_bind_text(statement, index, chars.baseAddress, Int32(chars.count), transient)
+            }
+        }
+    }
+}

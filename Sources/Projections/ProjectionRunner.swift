@@ -1,0 +1,122 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ChatModel
+import Journal
+import Logging
+import NIOCore
+
+/// Which projections a runner maintains.
+public enum ProjectionKind: String, Sendable, CaseIterable {
+    case roomState = "room-state"
+    case history
+}
+
+/// Where a journal's projections live: `<journal>/projections/`. Derived data: the directory
+/// may be deleted at any time and is rebuilt from the journal.
+public struct ProjectionPaths: Sendable {
+    public let directory: String
+
+    public init(journalDirectory: String) {
+        directory = journalDirectory + "/projections"
+    }
+
+    public var roomStateSnapshot: String { directory + "/room-state.snapshot" }
+    public var history: String { directory + "/history.sqlite" }
+}
+
+/// Keeps projections up to date with a journal: reads it from the lowest checkpoint and
+/// applies each read (up to `readBytesMax` of batches, one History transaction) to every
+/// projection that has not seen it yet.
+///
+/// Not thread-safe; owned by one task. `catchUp` stops at the committed offset it found;
+/// `follow` keeps applying new batches until cancelled or until the journal closes.
+public final class ProjectionRunner {
+    public let journal: Journal
+    public private(set) var roomState: RoomStateProjection?
+    public let history: HistoryProjection?
+    let logger: Logger
+    /// Bytes of batches read (and, for History, applied in one transaction) at a time.
+    public var readBytesMax = 4 << 20
+    /// The room-state snapshot is rewritten after this many events have been applied since
+    /// the last one, and when catch-up ends.
+    public var snapshotEveryEvents: UInt64 = 1_000_000
+    private var eventsSinceSnapshot: UInt64 = 0
+    private var reader: JournalReader
+
+    public init(journal: Journal, paths: ProjectionPaths, kinds: Set<ProjectionKind> = Set(ProjectionKind.allCases),
+                limits: ChatLimits = ChatLimits(), logger: Logger) throws {
+        try FileManagerless.makeDirectory(paths.directory)
+        self.journal = journal
+        self.logger = logger
+        self.reader = journal.makeReader()
+        roomState = kinds.contains(.roomState)
+            ? RoomStateProjection.load(limits: limits, snapshotPath: paths.roomStateSnapshot, logger: logger) : nil
+        history = kinds.contains(.history) ? try HistoryProjection(path: paths.history) : nil
+    }
+
+    /// The lowest offset some projection still needs.
+    public func nextOffset() throws -> Offset {
+        var next = journal.committedOffset
+        if let roomState { next = min(next, roomState.nextOffset) }
+        if let history { next = min(next, try history.nextOffset()) }
+        return next
+    }
+
+    /// Applies everything committed when called. `progress` gets (applied up to, target)
+    /// after each read.
+    public func catchUp(progress: ((Offset, Offset) -> Void)? = nil) throws {
+        let target = journal.committedOffset
+        var next = try nextOffset()
+        if next < journal.earliestOffset {
+            throw ProjectionError.invalidQuery("the projections need offset \(next) but the journal retains only from \(journal.earliestOffset): rebuild them")
+        }
+        while next < target {
+            next = try applyNextRead(from: next)
+            progress?(next, target)
+        }
+        try saveSnapshot()
+    }
+
+    /// `catchUp`, then applies each new batch as it commits, until the task is cancelled or
+    /// the journal closes.
+    public func follow() async throws {
+        try catchUp()
+        var next = try nextOffset()
+        while try await journal.waitForCommit(of: next) {
+            next = try applyNextRead(from: next)
+        }
+        try saveSnapshot()
+    }
+
+    /// Reads from `offset` and applies; returns the offset after what was applied.
+    private func applyNextRead(from offset: Offset) throws -> Offset {
+        let batches = try reader.read(from: offset, maxBytes: readBytesMax)
+        guard let end = batches.last?.nextOffset else { return offset }
+        if var projection = roomState {
+            roomState = nil  // keep the state uniquely referenced: no copy-on-write per read
+            let before = projection.nextOffset
+            for batch in batches { try projection.apply(batch) }
+            eventsSinceSnapshot += projection.nextOffset.value - before.value
+            roomState = projection
+        }
+        try history?.apply(batches)
+        if eventsSinceSnapshot >= snapshotEveryEvents { try saveSnapshot() }
+        return end
+    }
+
+    public func saveSnapshot() throws {
+        guard let roomState else { return }
+        try roomState.saveSnapshot()
+        eventsSinceSnapshot = 0
+    }
+}
+
+/// Directory creation without Foundation.
+enum FileManagerless {
+    static func makeDirectory(_ path: String) throws {
+        if mkdir(path, 0o755) != 0, errno != EEXIST {
+            throw JournalError.io(operation: "mkdir", path: path, errno: errno)
+        }
+    }
+}

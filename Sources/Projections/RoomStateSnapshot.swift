@@ -1,0 +1,153 @@
+import ChatModel
+import Journal
+import NIOCore
+
+/// The room-state snapshot file: the state and the offset it covers, so that start-up replays
+/// only the journal's tail. FORMAT.md ("Room-state snapshot") draws it. Stateless.
+///
+/// Derived data: a snapshot that is missing, damaged, of another version or made with other
+/// limits is not used (the caller replays the journal from offset 0 instead).
+public enum RoomStateSnapshot {
+    static let magic: UInt32 = 0x534C_4843  // "CHLS"
+    static let version: UInt16 = 1
+    static let headerBytes = 28
+
+    /// Encodes `state`, which reflects every event below `nextOffset`.
+    public static func encode(_ state: RoomState, nextOffset: Offset) -> ByteBuffer {
+        var payload = ByteBufferAllocator().buffer(capacity: 4096)
+        func short(_ string: String) {
+            payload.writeInteger(UInt16(string.utf8.count), endianness: .little)
+            payload.writeString(string)
+        }
+        func count(_ value: Int) { payload.writeInteger(UInt32(value), endianness: .little) }
+        let limits = state.limits
+        for value in [limits.messageBytesMax, limits.roomNameBytesMax, limits.clientMessageIDBytesMax,
+                      limits.clientMessageIDWindow, limits.editableMessagesPerRoom] {
+            count(value)
+        }
+        count(state.rooms.count)
+        // Sorted, so that equal states give equal bytes.
+        for (id, room) in state.rooms.sorted(by: { $0.key < $1.key }) {
+            short(id.value)
+            short(room.name)
+            short(room.owner.value)
+            payload.writeInteger(UInt8(room.isPrivate ? 1 : 0))
+            payload.writeInteger(room.createdMs, endianness: .little)
+            count(room.members.count)
+            for member in room.members.sorted() { short(member.value) }
+            count(room.invited.count)
+            for invited in room.invited.sorted() { short(invited.value) }
+            count(room.recentMessages.count)
+            for message in room.recentMessages {
+                payload.writeInteger(message.id.offset, endianness: .little)
+                short(message.author.value)
+                payload.writeInteger(UInt8(message.deleted ? 1 : 0))
+            }
+            count(room.recentClientIDs.count)
+            for (user, ids) in room.recentClientIDs.sorted(by: { $0.key < $1.key }) {
+                short(user.value)
+                count(ids.count)
+                for entry in ids {
+                    short(entry.clientMessageID)
+                    payload.writeInteger(entry.message.offset, endianness: .little)
+                }
+            }
+        }
+        var file = ByteBufferAllocator().buffer(capacity: headerBytes + payload.readableBytes)
+        file.writeInteger(magic, endianness: .little)
+        file.writeInteger(version, endianness: .little)
+        file.writeInteger(UInt16(0), endianness: .little)
+        file.writeInteger(nextOffset.value, endianness: .little)
+        file.writeInteger(UInt64(payload.readableBytes), endianness: .little)
+        file.writeInteger(CRC32C.checksum(readableBytesOf: payload), endianness: .little)
+        file.writeImmutableBuffer(payload)
+        return file
+    }
+
+    /// Decodes a snapshot made with `limits`.
+    /// - Returns: the state and the offset it covers.
+    /// - Throws: `SnapshotError` saying what is wrong (damaged, other version, other limits).
+    public static func decode(_ bytes: ByteBuffer, limits: ChatLimits) throws(SnapshotError) -> (RoomState, Offset) {
+        var file = bytes
+        guard file.readableBytes >= headerBytes,
+              let fileMagic = file.readInteger(endianness: .little, as: UInt32.self),
+              let fileVersion = file.readInteger(endianness: .little, as: UInt16.self),
+              let _ = file.readInteger(endianness: .little, as: UInt16.self),
+              let next = file.readInteger(endianness: .little, as: UInt64.self),
+              let length = file.readInteger(endianness: .little, as: UInt64.self),
+              let crc = file.readInteger(endianness: .little, as: UInt32.self)
+        else { throw SnapshotError("shorter than its \(headerBytes)-byte header") }
+        guard fileMagic == magic else { throw SnapshotError("bad magic 0x\(String(fileMagic, radix: 16))") }
+        guard fileVersion == version else { throw SnapshotError("version \(fileVersion), this build reads \(version)") }
+        guard length == UInt64(file.readableBytes) else {
+            throw SnapshotError("payload is \(file.readableBytes) bytes, header says \(length)")
+        }
+        let computed = CRC32C.checksum(readableBytesOf: file)
+        guard computed == crc else { throw SnapshotError("CRC-32C mismatch: stored 0x\(String(crc, radix: 16)), computed 0x\(String(computed, radix: 16))") }
+
+        func integer<T: FixedWidthInteger>(_: T.Type) throws(SnapshotError) -> T {
+            guard let value = file.readInteger(endianness: .little, as: T.self) else { throw SnapshotError("payload ends early") }
+            return value
+        }
+        func short() throws(SnapshotError) -> String {
+            let length = Int(try integer(UInt16.self))
+            guard let string = file.readString(length: length) else { throw SnapshotError("payload ends inside a string") }
+            return string
+        }
+        func user() throws(SnapshotError) -> UserID {
+            let value = try short()
+            guard let id = UserID(value) else { throw SnapshotError("invalid user id \(value.debugDescription)") }
+            return id
+        }
+        func count() throws(SnapshotError) -> Int {
+            let value = Int(try integer(UInt32.self))
+            // Every counted item takes at least one byte: a larger count is damage.
+            guard value <= file.readableBytes else { throw SnapshotError("count \(value) exceeds the bytes left") }
+            return value
+        }
+        let stored = [try count(), try count(), try count(), try count(), try count()]
+        let configured = [limits.messageBytesMax, limits.roomNameBytesMax, limits.clientMessageIDBytesMax,
+                          limits.clientMessageIDWindow, limits.editableMessagesPerRoom]
+        guard stored == configured else { throw SnapshotError("made with other chat limits \(stored), configured \(configured)") }
+        var rooms: [RoomID: RoomState.Room] = [:]
+        for _ in 0..<(try count()) {
+            let idValue = try short()
+            guard let id = RoomID(idValue) else { throw SnapshotError("invalid room id \(idValue.debugDescription)") }
+            let name = try short()
+            let owner = try user()
+            let isPrivate = try integer(UInt8.self) == 1
+            var room = RoomState.Room(name: name, owner: owner, isPrivate: isPrivate,
+                                      createdMs: try integer(Int64.self), limits: limits)
+            room.members = []
+            for _ in 0..<(try count()) { room.members.insert(try user()) }
+            for _ in 0..<(try count()) { room.invited.insert(try user()) }
+            for _ in 0..<(try count()) {
+                let id = MessageID(try integer(UInt64.self))
+                room.recentMessages.append(RoomState.MessageMeta(id: id, author: try user(), deleted: try integer(UInt8.self) == 1))
+            }
+            for _ in 0..<(try count()) {
+                let sender = try user()
+                var ring = BoundedRing<RoomState.ClientMessage>(capacity: limits.clientMessageIDWindow)
+                for _ in 0..<(try count()) {
+                    let clientMessageID = try short()
+                    ring.append(RoomState.ClientMessage(clientMessageID: clientMessageID, message: MessageID(try integer(UInt64.self))))
+                }
+                room.recentClientIDs[sender] = ring
+            }
+            rooms[id] = room
+        }
+        guard file.readableBytes == 0 else { throw SnapshotError("\(file.readableBytes) bytes after the last room") }
+        return (RoomState(limits: limits, rooms: rooms), Offset(next))
+    }
+}
+
+/// Why a snapshot was not used.
+public struct SnapshotError: Error, Sendable, CustomStringConvertible {
+    public let message: String
+
+    init(_ message: String) {
+        self.message = message
+    }
+
+    public var description: String { "unusable room-state snapshot: \(message)" }
+}

@@ -1,0 +1,227 @@
+import ChatModel
+import Foundation
+import Journal
+import Logging
+import NIOCore
+import Testing
+
+@testable import Projections
+
+@Suite struct RoomStateSnapshotTests {
+    func sampleState() async throws -> RoomState {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let journal = try Journal.open(directory: directory.journal, configuration: journalConfiguration(), logger: .quiet)
+        var workload = Workload(seed: 7)
+        try await workload.append(2000, to: journal)
+        await journal.close()
+        return workload.state
+    }
+
+    @Test func snapshotRoundTripsTheState() async throws {
+        let state = try await sampleState()
+        #expect(state.rooms.count > 3)
+        let bytes = RoomStateSnapshot.encode(state, nextOffset: Offset(2000))
+        let (decoded, next) = try RoomStateSnapshot.decode(bytes, limits: state.limits)
+        #expect(decoded == state)
+        #expect(next == Offset(2000))
+        #expect(RoomStateSnapshot.encode(decoded, nextOffset: next) == bytes, "equal states give equal bytes")
+    }
+
+    @Test func everyBitFlipOfASnapshotIsRefused() throws {
+        var state = RoomState()
+        state.apply(ChatEvent(timestampMs: 1, actor: UserID("a")!, room: RoomID("r")!, body: .roomCreated(name: "R", isPrivate: true)), at: 0)
+        state.apply(ChatEvent(timestampMs: 2, actor: UserID("a")!, room: RoomID("r")!, body: .messageSent(clientMessageID: "c", text: "t", clientCreatedMs: 0)), at: 1)
+        let bytes = Array(RoomStateSnapshot.encode(state, nextOffset: Offset(2)).readableBytesView)
+        for byte in bytes.indices {
+            for bit in 0..<8 {
+                var flipped = bytes
+                flipped[byte] ^= UInt8(1 << bit)
+                #expect(throws: SnapshotError.self, "bit \(bit) of byte \(byte)") {
+                    try RoomStateSnapshot.decode(ByteBuffer(bytes: flipped), limits: state.limits)
+                }
+            }
+        }
+        for length in 0..<bytes.count {
+            #expect(throws: SnapshotError.self) { try RoomStateSnapshot.decode(ByteBuffer(bytes: bytes[..<length]), limits: state.limits) }
+        }
+    }
+
+    @Test func aSnapshotMadeWithOtherLimitsIsRefused() throws {
+        let bytes = RoomStateSnapshot.encode(RoomState(), nextOffset: Offset(5))
+        var other = ChatLimits()
+        other.clientMessageIDWindow += 1
+        #expect(throws: SnapshotError.self) { try RoomStateSnapshot.decode(bytes, limits: other) }
+    }
+
+    @Test func aCorruptOrMissingSnapshotFallsBackToFullReplay() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let journal = try Journal.open(directory: directory.journal, configuration: journalConfiguration(), logger: .quiet)
+        var workload = Workload(seed: 3)
+        try await workload.append(1500, to: journal)
+        let paths = ProjectionPaths(journalDirectory: directory.journal)
+
+        let first = try ProjectionRunner(journal: journal, paths: paths, kinds: [.roomState], logger: .quiet)
+        #expect(first.roomState?.nextOffset == .zero, "no snapshot yet: starts at 0")
+        try first.catchUp()
+        #expect(first.roomState?.state == workload.state)
+
+        // A fresh snapshot: the next runner starts at its offset.
+        let second = try ProjectionRunner(journal: journal, paths: paths, kinds: [.roomState], logger: .quiet)
+        #expect(second.roomState?.nextOffset == Offset(1500))
+
+        // Damage it: the next runner replays from 0 and ends with the same state.
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: paths.roomStateSnapshot))
+        bytes[bytes.count / 2] ^= 0x40
+        try bytes.write(to: URL(fileURLWithPath: paths.roomStateSnapshot))
+        let third = try ProjectionRunner(journal: journal, paths: paths, kinds: [.roomState], logger: .quiet)
+        #expect(third.roomState?.nextOffset == .zero)
+        try third.catchUp()
+        #expect(third.roomState?.state == workload.state)
+        await journal.close()
+    }
+}
+
+@Suite struct HistoryProjectionTests {
+    func populated() async throws -> (TemporaryDirectory, Journal, HistoryProjection) {
+        let directory = try TemporaryDirectory()
+        let journal = try Journal.open(directory: directory.journal, configuration: journalConfiguration(), logger: .quiet)
+        let alice = UserID("alice")!
+        let general = RoomID("general")!
+        var events = [ChatEvent(timestampMs: 1, actor: alice, room: general, body: .roomCreated(name: "General", isPrivate: false))]
+        for n in 0..<300 {
+            events.append(ChatEvent(timestampMs: Int64(10 + n), actor: alice, room: general,
+                                    body: .messageSent(clientMessageID: "c\(n)", text: "message \(n)", clientCreatedMs: Int64(n))))
+        }
+        _ = try await journal.append(contentsOf: events.map(ChatEventCodec.encode))
+        let history = try HistoryProjection(path: directory.path + "/history.sqlite")
+        try history.apply(try journal.read(from: .zero, maxBytes: 1 << 20))
+        return (directory, journal, history)
+    }
+
+    @Test func pagesByOffsetNewestBeforeAndAfter() async throws {
+        let (directory, journal, history) = try await populated()
+        defer { directory.remove() }
+        let newest = try history.page(room: "general", limit: 10)
+        #expect(newest.map(\.offset) == Array(291...300))
+        #expect(newest.last?.text == "message 299" && newest.last?.author == "alice")
+        let before = try history.page(room: "general", before: 291, limit: 5)
+        #expect(before.map(\.offset) == Array(286...290))
+        let after = try history.page(room: "general", after: 1, limit: 3)
+        #expect(after.map(\.offset) == [2, 3, 4])
+        #expect(try history.page(room: "nowhere").isEmpty)
+        #expect(try history.page(room: "general", limit: 200).count == 200)
+        #expect(throws: ProjectionError.self) { try history.page(room: "general", limit: 201) }
+        #expect(throws: ProjectionError.self) { try history.page(room: "general", limit: 0) }
+        #expect(throws: ProjectionError.self) { try history.page(room: "general", before: 5, after: 1) }
+        await journal.close()
+    }
+
+    @Test func editsApplyAndDeletedTextIsGoneFromTheFile() async throws {
+        let (directory, journal, history) = try await populated()
+        defer { directory.remove() }
+        let alice = UserID("alice")!
+        let general = RoomID("general")!
+        let secretText = "the launch code is 0000"
+        let sent = try await journal.append(ChatEventCodec.encode(ChatEvent(
+            timestampMs: 500, actor: alice, room: general, body: .messageSent(clientMessageID: "s", text: secretText, clientCreatedMs: 0))))
+        _ = try await journal.append(ChatEventCodec.encode(ChatEvent(
+            timestampMs: 501, actor: alice, room: general, body: .messageEdited(message: MessageID(5), text: "fixed typo"))))
+        try history.apply(try journal.read(from: Offset(301)))
+        #expect(try history.page(room: "general", limit: 1).first?.text == secretText)
+        _ = try await journal.append(ChatEventCodec.encode(ChatEvent(
+            timestampMs: 502, actor: alice, room: general, body: .messageDeleted(message: MessageID(sent.value)))))
+        try history.apply(try journal.read(from: Offset(303)))
+
+        let deleted = try #require(try history.page(room: "general", limit: 1).first)
+        #expect(deleted.offset == sent.value && deleted.text == nil && deleted.deletedMs == 502)
+        let edited = try #require(try history.page(room: "general", after: 4, limit: 1).first)
+        #expect(edited.text == "fixed typo" && edited.editedMs == 501)
+        #expect(try history.nextOffset() == Offset(304))
+        // Not merely hidden: the bytes are not in the database files either.
+        for suffix in ["", "-wal"] {
+            let data = (try? Data(contentsOf: URL(fileURLWithPath: history.path + suffix))) ?? Data()
+            #expect(data.range(of: Data(secretText.utf8)) == nil, "deleted text found in history.sqlite\(suffix)")
+        }
+        await journal.close()
+    }
+
+    @Test func applyingTheSameBatchesTwiceAddsNothing() async throws {
+        let (directory, journal, history) = try await populated()
+        defer { directory.remove() }
+        let before = try history.allMessages()
+        try history.apply(try journal.read(from: .zero, maxBytes: 1 << 20))
+        #expect(try history.allMessages() == before)
+        await journal.close()
+    }
+}
+
+@Suite struct ProjectionRunnerTests {
+    @Test func rebuildFromZeroEqualsIncrementalProjection() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let journal = try Journal.open(directory: directory.journal, configuration: journalConfiguration(), logger: .quiet)
+        let paths = ProjectionPaths(journalDirectory: directory.journal)
+        let incremental = try ProjectionRunner(journal: journal, paths: paths, logger: .quiet)
+        incremental.readBytesMax = 2048  // many small History transactions
+        var workload = Workload(seed: 11)
+        for _ in 0..<20 {
+            try await workload.append(250, to: journal)
+            try incremental.catchUp()
+        }
+        #expect(incremental.roomState?.state == workload.state)
+
+        let rebuiltPaths = ProjectionPaths(journalDirectory: directory.path + "/rebuilt")
+        try FileManager.default.createDirectory(atPath: directory.path + "/rebuilt", withIntermediateDirectories: true)
+        let rebuilt = try ProjectionRunner(journal: journal, paths: rebuiltPaths, logger: .quiet)
+        try rebuilt.catchUp()
+        #expect(rebuilt.roomState?.state == incremental.roomState?.state)
+        let messages = try #require(try incremental.history?.allMessages())
+        #expect(messages.count > 1000)
+        #expect(messages.contains { $0.text == nil } && messages.contains { $0.editedMs != nil })
+        #expect(try rebuilt.history?.allMessages() == messages)
+        for room in workload.rooms {
+            #expect(try rebuilt.history?.page(room: room.value, limit: 200) == incremental.history?.page(room: room.value, limit: 200))
+        }
+        await journal.close()
+    }
+
+    @Test func followAppliesNewBatchesAsTheyCommitAndStopsAtClose() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let journal = try Journal.open(directory: directory.journal, configuration: journalConfiguration(), logger: .quiet)
+        let paths = ProjectionPaths(journalDirectory: directory.journal)
+        var workload = Workload(seed: 5)
+        try await workload.append(100, to: journal)
+        let runner = try ProjectionRunner(journal: journal, paths: paths, logger: .quiet)
+        nonisolated(unsafe) let unsafeRunner = runner
+        let following = Task { try await unsafeRunner.follow() }
+        try await workload.append(400, to: journal)
+        while try runner.history?.nextOffset() ?? .zero < Offset(500) {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        await journal.close()
+        try await following.value
+        #expect(runner.roomState?.state == workload.state)
+        #expect(runner.roomState?.nextOffset == Offset(500))
+    }
+
+    @Test func aMalformedEventStopsReplayNamingItsOffset() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let journal = try Journal.open(directory: directory.journal, configuration: journalConfiguration(), logger: .quiet)
+        var workload = Workload(seed: 1)
+        try await workload.append(10, to: journal)
+        _ = try await journal.append(ByteBuffer(bytes: [1, 7, 0]))  // a message_sent cut short
+        _ = try await journal.append(ByteBuffer(bytes: [9, 1, 2, 3]))  // a future version: skipped
+        let runner = try ProjectionRunner(journal: journal, paths: ProjectionPaths(journalDirectory: directory.journal), logger: .quiet)
+        #expect {
+            try runner.catchUp()
+        } throws: { error in
+            guard case ProjectionError.malformedEvent(let offset, _) = error else { return false }
+            return offset == Offset(10)
+        }
+        await journal.close()
+    }
+}
