@@ -88,10 +88,14 @@ public enum ChatEventCodec {
     }
 
     /// Decodes one record.
+    ///
+    /// With `includeText: false` the message text of `messageSent` and `messageEdited` is
+    /// checked for length but not decoded (the event carries `""`): the room state never looks
+    /// at it, and skipping it makes state replay much faster.
     /// - Throws: `ChatEventDecodingError` when a record of a known version and type is
     ///   malformed (short, a length past the end or over its limit, invalid UTF-8, an invalid
     ///   identifier, an unknown flag).
-    public static func decode(_ record: ByteBuffer) throws(ChatEventDecodingError) -> Decoded {
+    public static func decode(_ record: ByteBuffer, includeText: Bool = true) throws(ChatEventDecodingError) -> Decoded {
         var buffer = record
         guard let recordVersion = buffer.readInteger(as: UInt8.self),
               let typeByte = buffer.readInteger(as: UInt8.self)
@@ -99,67 +103,116 @@ public enum ChatEventCodec {
         guard recordVersion == version, let type = EventType(rawValue: typeByte) else {
             return .unknown(version: recordVersion, type: typeByte)
         }
-        func integer<T: FixedWidthInteger>(_: T.Type, _ field: String) throws(ChatEventDecodingError) -> T {
-            guard let value = buffer.readInteger(endianness: .little, as: T.self) else {
-                throw ChatEventDecodingError("\(type) event ends inside its \(field)")
-            }
-            return value
+        var fields = FieldReader(buffer: buffer, type: type)
+        let timestampMs = try fields.integer(Int64.self, "timestamp")
+        let actor = try fields.user("actor")
+        let roomValue = try fields.short("room")
+        guard let room = RoomID(roomValue) else {
+            throw ChatEventDecodingError("\(type) event: room \(roomValue.debugDescription) is not a valid room id")
         }
-        func string(length: Int, limit: Int, _ field: String) throws(ChatEventDecodingError) -> String {
-            guard length <= limit else { throw ChatEventDecodingError("\(type) event: \(field) of \(length) bytes exceeds \(limit)") }
-            guard length <= buffer.readableBytes else { throw ChatEventDecodingError("\(type) event ends inside its \(field)") }
-            let decoded = buffer.withUnsafeReadableBytes { raw in
-                String(validating: UnsafeRawBufferPointer(rebasing: raw[0..<length]).assumingMemoryBound(to: UInt8.self), as: UTF8.self)
-            }
-            guard let decoded else { throw ChatEventDecodingError("\(type) event: \(field) is not valid UTF-8") }
-            buffer.moveReaderIndex(forwardBy: length)
-            return decoded
-        }
-        func short(_ field: String) throws(ChatEventDecodingError) -> String {
-            try string(length: Int(try integer(UInt16.self, field + " length")), limit: shortStringBytesLimit, field)
-        }
-        func long(_ field: String) throws(ChatEventDecodingError) -> String {
-            try string(length: Int(try integer(UInt32.self, field + " length")), limit: textBytesLimit, field)
-        }
-        func user(_ field: String) throws(ChatEventDecodingError) -> UserID {
-            let value = try short(field)
-            guard let user = UserID(value) else { throw ChatEventDecodingError("\(type) event: \(field) \(value.debugDescription) is not a valid user id") }
-            return user
-        }
-        let timestampMs = try integer(Int64.self, "timestamp")
-        let actor = try user("actor")
-        let roomValue = try short("room")
-        guard let room = RoomID(roomValue) else { throw ChatEventDecodingError("\(type) event: room \(roomValue.debugDescription) is not a valid room id") }
         let body: ChatEvent.Body
         switch type {
         case .roomCreated:
-            let name = try short("name")
-            let flags = try integer(UInt8.self, "flags")
+            let name = try fields.short("name")
+            let flags = try fields.integer(UInt8.self, "flags")
             guard flags <= 1 else { throw ChatEventDecodingError("roomCreated event: unknown flags \(flags)") }
             body = .roomCreated(name: name, isPrivate: flags == 1)
         case .memberInvited:
-            body = .memberInvited(user: try user("user"))
+            body = .memberInvited(user: try fields.user("user"))
         case .invitationRevoked:
-            body = .invitationRevoked(user: try user("user"))
+            body = .invitationRevoked(user: try fields.user("user"))
         case .memberJoined:
             body = .memberJoined
         case .memberLeft:
             body = .memberLeft
         case .memberRemoved:
-            body = .memberRemoved(user: try user("user"))
+            body = .memberRemoved(user: try fields.user("user"))
         case .messageSent:
-            let clientMessageID = try short("client message id")
-            let clientCreatedMs = try integer(Int64.self, "client time")
-            body = .messageSent(clientMessageID: clientMessageID, text: try long("text"), clientCreatedMs: clientCreatedMs)
+            let clientMessageID = try fields.short("client message id")
+            let clientCreatedMs = try fields.integer(Int64.self, "client time")
+            body = .messageSent(clientMessageID: clientMessageID, text: try fields.long("text", decode: includeText),
+                                clientCreatedMs: clientCreatedMs)
         case .messageEdited:
-            let message = MessageID(try integer(UInt64.self, "message"))
-            body = .messageEdited(message: message, text: try long("text"))
+            let message = MessageID(try fields.integer(UInt64.self, "message"))
+            body = .messageEdited(message: message, text: try fields.long("text", decode: includeText))
         case .messageDeleted:
-            body = .messageDeleted(message: MessageID(try integer(UInt64.self, "message")))
+            body = .messageDeleted(message: MessageID(try fields.integer(UInt64.self, "message")))
         }
         // Bytes after the known fields are fields of a later minor revision: ignored.
         return .event(ChatEvent(timestampMs: timestampMs, actor: actor, room: room, body: body))
     }
+
+    /// Reads the fields of one event. A value owning its buffer (closures capturing a `var`
+    /// buffer would box it and check exclusivity at every read). Field names are static
+    /// strings: error text is built only when there is an error.
+    private struct FieldReader {
+        var buffer: ByteBuffer
+        let type: EventType
+
+        mutating func integer<T: FixedWidthInteger>(_: T.Type, _ field: StaticString) throws(ChatEventDecodingError) -> T {
+            guard let value = buffer.readInteger(endianness: .little, as: T.self) else {
+                throw ChatEventDecodingError("\(type) event ends inside its \(field)")
+            }
+            return value
+        }
+
+        mutating func string(length: Int, limit: Int, _ field: StaticString) throws(ChatEventDecodingError) -> String {
+            guard length <= limit else { throw ChatEventDecodingError("\(type) event: \(field) of \(length) bytes exceeds \(limit)") }
+            guard length <= buffer.readableBytes else { throw ChatEventDecodingError("\(type) event ends inside its \(field)") }
+            let decoded: String? = buffer.withUnsafeReadableBytes { raw in
+                let bytes = UnsafeRawBufferPointer(rebasing: raw[0..<length]).assumingMemoryBound(to: UInt8.self)
+                let string = String(decoding: bytes, as: UTF8.self)
+                // Decoding repairs invalid UTF-8 with U+FFFD; the bytes were valid exactly when
+                // nothing was repaired. ASCII needs no repair, so skip the comparison for it.
+                return isASCII(bytes) || string.utf8.elementsEqual(bytes) ? string : nil
+            }
+            guard let decoded else { throw ChatEventDecodingError("\(type) event: \(field) is not valid UTF-8") }
+            buffer.moveReaderIndex(forwardBy: length)
+            return decoded
+        }
+
+        mutating func short(_ field: StaticString) throws(ChatEventDecodingError) -> String {
+            let length = Int(try integer(UInt16.self, field))
+            return try string(length: length, limit: shortStringBytesLimit, field)
+        }
+
+        mutating func long(_ field: StaticString, decode: Bool) throws(ChatEventDecodingError) -> String {
+            let length = Int(try integer(UInt32.self, field))
+            guard decode else {
+                guard length <= textBytesLimit, length <= buffer.readableBytes else {
+                    throw ChatEventDecodingError("\(type) event: \(field) of \(length) bytes is over its limit or past the end")
+                }
+                buffer.moveReaderIndex(forwardBy: length)
+                return ""
+            }
+            return try string(length: length, limit: textBytesLimit, field)
+        }
+
+        mutating func user(_ field: StaticString) throws(ChatEventDecodingError) -> UserID {
+            let value = try short(field)
+            guard let user = UserID(value) else {
+                throw ChatEventDecodingError("\(type) event: \(field) \(value.debugDescription) is not a valid user id")
+            }
+            return user
+        }
+    }
+}
+
+/// Whether every byte is below 0x80, eight at a time.
+@inline(__always)
+func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+    guard let base = bytes.baseAddress else { return true }
+    var index = 0
+    var accumulated: UInt64 = 0
+    while index + 8 <= bytes.count {
+        accumulated |= UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
+        index += 8
+    }
+    while index < bytes.count {
+        accumulated |= UInt64(base[index])
+        index += 1
+    }
+    return accumulated & 0x8080_8080_8080_8080 == 0
 }
 
 /// A malformed chat event record.

@@ -20,8 +20,8 @@ public struct RoomID: Hashable, Comparable, Sendable, CustomStringConvertible {
 
     static func isValid(_ value: String, maxBytes: Int) -> Bool {
         let utf8 = value.utf8
-        return !utf8.isEmpty && utf8.count <= maxBytes
-            && !value.unicodeScalars.contains { $0.properties.generalCategory == .control }
+        guard !utf8.isEmpty, utf8.count <= maxBytes else { return false }
+        return !containsControlCharacters(value, allowNewlines: false)
     }
 }
 
@@ -56,4 +56,25 @@ public struct MessageID: Hashable, Comparable, Sendable, CustomStringConvertible
 
     public static func < (lhs: MessageID, rhs: MessageID) -> Bool { lhs.offset < rhs.offset }
     public var description: String { String(offset) }
+}
+
+/// Whether `text` contains a Unicode control character (category Cc), optionally allowing
+/// newline and tab. Checks bytes directly while the text is ASCII, which identifiers
+/// nearly always are; falls back to scalar properties otherwise.
+func containsControlCharacters(_ text: String, allowNewlines: Bool) -> Bool {
+    var text = text
+    let ascii: Bool? = text.withUTF8 { bytes in
+        for byte in bytes {
+            if byte >= 0x80 { return nil }
+            if byte < 0x20 || byte == 0x7F {
+                if allowNewlines && (byte == 0x0A || byte == 0x09) { continue }
+                return true
+            }
+        }
+        return false
+    }
+    if let ascii { return ascii }
+    return text.unicodeScalars.contains { scalar in
+        scalar.properties.generalCategory == .control && !(allowNewlines && (scalar == "\n" || scalar == "\t"))
+    }
 }

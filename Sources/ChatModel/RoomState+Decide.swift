@@ -23,13 +23,13 @@ extension RoomState {
         }
         let roomID = command.room
         if case .createRoom(_, let name, let isPrivate) = command {
-            guard rooms[roomID] == nil else { return reject(.roomExists, "room \(roomID) already exists") }
+            guard room(roomID) == nil else { return reject(.roomExists, "room \(roomID) already exists") }
             guard Self.isValidText(name, maxBytes: limits.roomNameBytesMax, allowNewlines: false) else {
                 return reject(.invalidName, "a room name is 1 to \(limits.roomNameBytesMax) bytes without control characters")
             }
             return accept(.roomCreated(name: name, isPrivate: isPrivate))
         }
-        guard let room = rooms[roomID] else { return reject(.roomNotFound, "no room \(roomID)") }
+        guard let room = room(roomID) else { return reject(.roomNotFound, "no room \(roomID)") }
         let isOwner = room.owner == actor
         let isMember = room.members.contains(actor)
 
@@ -110,8 +110,6 @@ extension RoomState {
     static func isValidText(_ text: String, maxBytes: Int, allowNewlines: Bool) -> Bool {
         let count = text.utf8.count
         guard count > 0, count <= maxBytes else { return false }
-        return !text.unicodeScalars.contains { scalar in
-            scalar.properties.generalCategory == .control && !(allowNewlines && (scalar == "\n" || scalar == "\t"))
-        }
+        return !containsControlCharacters(text, allowNewlines: allowNewlines)
     }
 }

@@ -5,10 +5,12 @@
 /// A projection of the journal: `apply` folds events in offset order, so the same journal
 /// always gives the same state. Small and in memory: per room it holds at most
 /// `ChatLimits.editableMessagesPerRoom` messages and, per sender, `clientMessageIDWindow` ids.
-/// A value type.
+/// A value type. Rooms are stored in an array indexed by a dictionary, so that applying an
+/// event mutates the room in place with one hash lookup.
 public struct RoomState: Sendable, Equatable {
     public let limits: ChatLimits
-    public internal(set) var rooms: [RoomID: Room] = [:]
+    private var roomIndex: [RoomID: Int] = [:]
+    private var roomList: [Room] = []
 
     public init(limits: ChatLimits = ChatLimits()) {
         self.limits = limits
@@ -17,7 +19,29 @@ public struct RoomState: Sendable, Equatable {
     /// A state restored from a snapshot.
     public init(limits: ChatLimits, rooms: [RoomID: Room]) {
         self.limits = limits
-        self.rooms = rooms
+        for (id, room) in rooms.sorted(by: { $0.key < $1.key }) {
+            roomIndex[id] = roomList.count
+            roomList.append(room)
+        }
+    }
+
+    /// Every room by id (built on each call: for listing, not for hot paths).
+    public var rooms: [RoomID: Room] {
+        roomIndex.mapValues { roomList[$0] }
+    }
+
+    public var roomCount: Int { roomList.count }
+
+    /// The room with this id.
+    public func room(_ id: RoomID) -> Room? {
+        roomIndex[id].map { roomList[$0] }
+    }
+
+    /// Equal when they hold the same rooms with the same contents, whatever the order the
+    /// rooms were created or restored in.
+    public static func == (lhs: RoomState, rhs: RoomState) -> Bool {
+        guard lhs.limits == rhs.limits, lhs.roomList.count == rhs.roomList.count else { return false }
+        return lhs.roomIndex.allSatisfy { id, index in rhs.room(id) == lhs.roomList[index] }
     }
 
     public struct Room: Sendable, Equatable {
@@ -57,15 +81,6 @@ public struct RoomState: Sendable, Equatable {
             return nil
         }
 
-        mutating func recordMessage(_ meta: MessageMeta, clientMessage: ClientMessage, window: Int) {
-            recentMessages.append(meta)
-            recentClientIDs[meta.author, default: BoundedRing(capacity: window)].append(clientMessage)
-        }
-
-        mutating func markDeleted(_ message: MessageID) {
-            if let index = recentIndex(of: message) { recentMessages[index].deleted = true }
-        }
-
         public func mayRead(_ user: UserID) -> Bool {
             !isPrivate || members.contains(user)
         }
@@ -99,41 +114,43 @@ public struct RoomState: Sendable, Equatable {
     /// from a journal written under other rules) changes nothing it cannot apply cleanly, so
     /// replay always completes and stays deterministic.
     public mutating func apply(_ event: ChatEvent, at offset: UInt64) {
+        let id = event.room
         if case .roomCreated(let name, let isPrivate) = event.body {
-            if rooms[event.room] == nil {
-                rooms[event.room] = Room(name: name, owner: event.actor, isPrivate: isPrivate,
-                                         createdMs: event.timestampMs, limits: limits)
+            if roomIndex[id] == nil {
+                roomIndex[id] = roomList.count
+                roomList.append(Room(name: name, owner: event.actor, isPrivate: isPrivate,
+                                     createdMs: event.timestampMs, limits: limits))
             }
             return
         }
-        // Each case mutates the room in place through the dictionary's subscript.
-        let id = event.room
-        guard rooms[id] != nil else { return }
+        // An event for a room that does not exist changes nothing.
+        guard let index = roomIndex[id] else { return }
         switch event.body {
         case .roomCreated:
             break
         case .memberInvited(let user):
-            rooms[id]?.invited.insert(user)
+            roomList[index].invited.insert(user)
         case .invitationRevoked(let user):
-            rooms[id]?.invited.remove(user)
+            roomList[index].invited.remove(user)
         case .memberJoined:
-            rooms[id]?.members.insert(event.actor)
-            rooms[id]?.invited.remove(event.actor)
+            roomList[index].members.insert(event.actor)
+            roomList[index].invited.remove(event.actor)
         case .memberLeft:
-            rooms[id]?.members.remove(event.actor)
+            roomList[index].members.remove(event.actor)
         case .memberRemoved(let user):
-            rooms[id]?.members.remove(user)
-            rooms[id]?.invited.remove(user)
+            roomList[index].members.remove(user)
+            roomList[index].invited.remove(user)
         case .messageSent(let clientMessageID, _, _):
             let message = MessageID(offset)
-            let window = limits.clientMessageIDWindow
-            rooms[id]?.recordMessage(MessageMeta(id: message, author: event.actor, deleted: false),
-                                     clientMessage: ClientMessage(clientMessageID: clientMessageID, message: message),
-                                     window: window)
+            roomList[index].recentMessages.append(MessageMeta(id: message, author: event.actor, deleted: false))
+            roomList[index].recentClientIDs[event.actor, default: BoundedRing(capacity: limits.clientMessageIDWindow)]
+                .append(ClientMessage(clientMessageID: clientMessageID, message: message))
         case .messageEdited:
             break
         case .messageDeleted(let message):
-            rooms[id]?.markDeleted(message)
+            if let position = roomList[index].recentIndex(of: message) {
+                roomList[index].recentMessages[position].deleted = true
+            }
         }
     }
 

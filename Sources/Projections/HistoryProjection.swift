@@ -4,6 +4,7 @@ import GRDBSQLite
 import Journal
 import Logging
 import NIOCore
+import Synchronization
 
 /// One message as scroll-back shows it.
 public struct HistoryMessage: Sendable, Equatable, Codable {
@@ -24,8 +25,8 @@ public struct HistoryMessage: Sendable, Equatable, Codable {
 /// journal's message events (sent, edited, deleted).
 ///
 /// A deleted message's text is erased, not hidden: its column is set to NULL with SQLite's
-/// `secure_delete` on, and the write-ahead log, which still holds the old page, is
-/// checkpointed and truncated after every transaction that deleted something.
+/// `secure_delete` on, and `eraseDeletedText()` checkpoints and truncates the write-ahead log,
+/// which still holds the old page.
 ///
 /// Each application of events runs in one transaction that also stores the offset up to
 /// which events are applied, so after a crash it resumes exactly where its last transaction
@@ -37,6 +38,8 @@ public final class HistoryProjection: Sendable {
 
     public let path: String
     let database: DatabaseQueue
+    /// Set when a transaction deleted text that the WAL may still hold.
+    private let needsErasure = Mutex(false)
 
     /// Opens (creating if needed) the history database at `path`.
     /// - Throws: `ProjectionError.database`.
@@ -51,6 +54,9 @@ public final class HistoryProjection: Sendable {
                 try db.execute(sql: "PRAGMA synchronous = NORMAL")
                 // A deleted message's text must be gone from the file, not left in a free page.
                 try db.execute(sql: "PRAGMA secure_delete = ON")
+                // 64 MiB of page cache: inserts into the per-room index stay in memory during a
+                // rebuild. A fixed bound: History's memory does not grow with the journal.
+                try db.execute(sql: "PRAGMA cache_size = -65536")
             }
             database = try DatabaseQueue(path: path, configuration: configuration)
             try database.write { db in
@@ -139,17 +145,28 @@ public final class HistoryProjection: Sendable {
                 }
                 try db.execute(sql: "UPDATE checkpoint SET next_offset = ? WHERE id = 1", arguments: [Int64(end.value)])
             }
-            if deleted {
-                // The WAL still holds the page as it was before the deletion: fold it into
-                // the database (where secure_delete zeroed the text) and empty the WAL.
-                try database.writeWithoutTransaction { db in
-                    try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
-                }
-            }
+            if deleted { needsErasure.withLock { $0 = true } }
         } catch let error as ProjectionError {
             throw error
         } catch {
             throw .database("applying events up to offset \(end): \(error)")
+        }
+    }
+
+    /// Makes deleted text unrecoverable from the files: the write-ahead log still holds pages
+    /// as they were before a deletion, so fold it into the database (where `secure_delete`
+    /// zeroed the text) and truncate it. Does nothing when nothing was deleted since the last
+    /// call. The runner calls it after each live step and at the end of a catch-up (not per
+    /// transaction during a rebuild, where it would dominate).
+    public func eraseDeletedText() throws(ProjectionError) {
+        guard needsErasure.withLock({ $0 }) else { return }
+        do {
+            try database.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+            }
+            needsErasure.withLock { $0 = false }
+        } catch {
+            throw .database("checkpointing after a deletion: \(error)")
         }
     }
 
@@ -179,6 +196,14 @@ public final class HistoryProjection: Sendable {
             }
         } catch {
             throw .database("reading history of \(room): \(error)")
+        }
+    }
+
+    public func messageCount() throws(ProjectionError) -> Int {
+        do {
+            return try database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM messages") ?? 0 }
+        } catch {
+            throw .database("counting messages: \(error)")
         }
     }
 

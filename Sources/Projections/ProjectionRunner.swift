@@ -63,19 +63,20 @@ public final class ProjectionRunner {
         return next
     }
 
-    /// Applies everything committed when called. `progress` gets (applied up to, target)
-    /// after each read.
-    public func catchUp(progress: ((Offset, Offset) -> Void)? = nil) throws {
-        let target = journal.committedOffset
+    /// Applies everything committed when called (or up to `until`). `progress` gets
+    /// (applied up to, target) after each read.
+    public func catchUp(until: Offset? = nil, progress: ((Offset, Offset) -> Void)? = nil) throws {
+        let target = min(journal.committedOffset, until ?? journal.committedOffset)
         var next = try nextOffset()
         if next < journal.earliestOffset {
             throw ProjectionError.invalidQuery("the projections need offset \(next) but the journal retains only from \(journal.earliestOffset): rebuild them")
         }
         while next < target {
-            next = try applyNextRead(from: next)
+            next = try applyNextRead(from: next, until: target)
             progress?(next, target)
         }
         try saveSnapshot()
+        try history?.eraseDeletedText()
     }
 
     /// `catchUp`, then applies each new batch as it commits, until the task is cancelled or
@@ -84,14 +85,16 @@ public final class ProjectionRunner {
         try catchUp()
         var next = try nextOffset()
         while try await journal.waitForCommit(of: next) {
-            next = try applyNextRead(from: next)
+            next = try applyNextRead(from: next, until: nil)
+            try history?.eraseDeletedText()
         }
         try saveSnapshot()
     }
 
     /// Reads from `offset` and applies; returns the offset after what was applied.
-    private func applyNextRead(from offset: Offset) throws -> Offset {
-        let batches = try reader.read(from: offset, maxBytes: readBytesMax)
+    private func applyNextRead(from offset: Offset, until: Offset?) throws -> Offset {
+        var batches = try reader.read(from: offset, maxBytes: readBytesMax)
+        if let until { batches = batches.filter { $0.baseOffset < until } }
         guard let end = batches.last?.nextOffset else { return offset }
         if var projection = roomState {
             roomState = nil  // keep the state uniquely referenced: no copy-on-write per read

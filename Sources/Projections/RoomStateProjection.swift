@@ -36,7 +36,7 @@ public struct RoomStateProjection: Sendable {
             projection.state = state
             projection.nextOffset = next
             logger.info("room-state snapshot loaded", metadata: [
-                "projection.snapshot": "\(snapshotPath)", "journal.offset": "\(next)", "projection.rooms": "\(state.rooms.count)",
+                "projection.snapshot": "\(snapshotPath)", "journal.offset": "\(next)", "projection.rooms": "\(state.roomCount)",
             ])
         } catch {
             logger.warning("room-state snapshot unusable; replaying the journal from offset 0", metadata: [
@@ -52,7 +52,7 @@ public struct RoomStateProjection: Sendable {
     public mutating func apply(_ batch: RecordBatch) throws(ProjectionError) {
         guard batch.nextOffset > nextOffset else { return }
         for record in batch.records where record.offset >= nextOffset {
-            switch try ProjectionError.decode(record) {
+            switch try ProjectionError.decode(record, includeText: false) {
             case .event(let event):
                 state.apply(event, at: record.offset.value)
             case .unknown:
@@ -96,9 +96,9 @@ public enum ProjectionError: Error, Sendable, CustomStringConvertible {
         }
     }
 
-    static func decode(_ record: JournalRecord) throws(ProjectionError) -> ChatEventCodec.Decoded {
+    static func decode(_ record: JournalRecord, includeText: Bool = true) throws(ProjectionError) -> ChatEventCodec.Decoded {
         do {
-            return try ChatEventCodec.decode(record.payload)
+            return try ChatEventCodec.decode(record.payload, includeText: includeText)
         } catch {
             throw .malformedEvent(offset: record.offset, error)
         }

@@ -7,16 +7,22 @@ struct Chatlog: AsyncParsableCommand {
         abstract: "A durable group-chat server whose source of truth is an append-only journal.",
         discussion: """
             Every chat event is appended to a segmented, checksummed, LZ4-compressed journal \
-            directory. These commands inspect, check and repair a journal, and measure it.
+            directory; room state and message history are projections rebuilt from it. These \
+            commands inspect, check, repair, export and import a journal, query and rebuild its \
+            projections, and measure them.
 
             Examples:
               chatlog journal stats --journal data/journal
               chatlog journal verify --journal data/journal
               chatlog journal inspect --journal data/journal --from 1000 --limit 20
+              chatlog journal export --journal data/journal > events.jsonl
+              chatlog rooms --journal data/journal
+              chatlog history --journal data/journal --room general --limit 20
+              chatlog projections rebuild --journal data/journal
               chatlog bench journal --events 2000000
             """,
         version: "0.1.0",
-        subcommands: [JournalCommand.self, BenchCommand.self]
+        subcommands: [JournalCommand.self, ProjectionsCommand.self, RoomsCommand.self, HistoryCommand.self, BenchCommand.self]
     )
 }
 
@@ -24,7 +30,7 @@ struct JournalCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "journal",
         abstract: "Inspect, verify, repair and append to a journal directory.",
-        subcommands: [Verify.self, Repair.self, Inspect.self, Stats.self, Append.self]
+        subcommands: [Verify.self, Repair.self, Inspect.self, Stats.self, Append.self, Export.self, Import.self]
     )
 }
 
@@ -32,6 +38,6 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure chatlog against a baseline measured in the same run.",
-        subcommands: [BenchJournal.self]
+        subcommands: [BenchJournal.self, BenchReplay.self]
     )
 }

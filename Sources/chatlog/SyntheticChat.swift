@@ -43,6 +43,24 @@ struct SyntheticChat {
         "got", "get", "go", "going", "let's", "lol", "haha", "👍", "🎉", "brb", "afk", "np", "ty", "ping", "me",
     ]
 
+    /// A sentence of everyday chat words of about `targetBytes` bytes.
+    mutating func sentence(targetBytes: Int) -> String {
+        var text = ""
+        var capitalize = true
+        let length = max(4, targetBytes + Int(nextRandom() % 61) - 30)
+        while text.utf8.count < length {
+            var word = pick(Self.words)
+            if capitalize, let first = word.first { word = first.uppercased() + word.dropFirst() }
+            capitalize = false
+            text += text.isEmpty ? word : " " + word
+            if nextRandom() % 9 == 0 {
+                text += pick([".", "?", "!", ","])
+                capitalize = text.last != ","
+            }
+        }
+        return text
+    }
+
     /// One event of about `targetBytes` bytes (never under 60).
     mutating func event(number: Int, targetBytes: Int) -> ByteBuffer {
         let room = pick(Self.rooms)

@@ -117,7 +117,7 @@ import Testing
         }
         // The window holds 4 messages: the first fell out of it.
         #expect(harness.code(of: harness.run(.edit(general, message: first, text: "late"), by: alice)) == .messageNotFound)
-        #expect(harness.state.rooms[general]?.recentMessages.count == 4)
+        #expect(harness.state.room(general)?.recentMessages.count == 4)
     }
 
     @Test func aRepeatedClientMessageIDIsADuplicateWithinTheWindow() {
@@ -145,7 +145,7 @@ import Testing
         let event = ChatEvent(timestampMs: 1, actor: carol, room: general, body: .memberJoined)
         let next = state.evolved(by: event, at: 100)
         #expect(state == harness.state, "evolved leaves the original untouched")
-        #expect(next.rooms[general]?.members.contains(carol) == true)
+        #expect(next.room(general)?.members.contains(carol) == true)
     }
 
     @Test func eventsTheRulesWouldNotProduceAreIgnoredByApply() {
@@ -154,7 +154,7 @@ import Testing
         #expect(state.rooms.isEmpty)
         state.apply(ChatEvent(timestampMs: 1, actor: alice, room: general, body: .roomCreated(name: "G", isPrivate: false)), at: 1)
         state.apply(ChatEvent(timestampMs: 2, actor: bob, room: general, body: .roomCreated(name: "Other", isPrivate: true)), at: 2)
-        #expect(state.rooms[general]?.owner == alice && state.rooms[general]?.name == "G")
+        #expect(state.room(general)?.owner == alice && state.room(general)?.name == "G")
     }
 
     @Test func invalidIdentifiersAreRefused() {

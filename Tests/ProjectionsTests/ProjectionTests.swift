@@ -134,6 +134,7 @@ import Testing
             timestampMs: 502, actor: alice, room: general, body: .messageDeleted(message: MessageID(sent.value)))))
         try history.apply(try journal.read(from: Offset(303)))
 
+        try history.eraseDeletedText()
         let deleted = try #require(try history.page(room: "general", limit: 1).first)
         #expect(deleted.offset == sent.value && deleted.text == nil && deleted.deletedMs == 502)
         let edited = try #require(try history.page(room: "general", after: 4, limit: 1).first)

@@ -58,16 +58,16 @@ struct Workload {
         let room = rooms[random(rooms.count)]
         switch random(20) {
         case 0: return (.createRoom(room, name: "Room \(room)", isPrivate: random(2) == 0), actor)
-        case 1: return (.invite(room, user: users[random(users.count)]), state.rooms[room]?.owner ?? actor)
+        case 1: return (.invite(room, user: users[random(users.count)]), state.room(room)?.owner ?? actor)
         case 2: return (.join(room), actor)
         case 3: return (.leave(room), actor)
-        case 4: return (.remove(room, user: users[random(users.count)]), state.rooms[room]?.owner ?? actor)
+        case 4: return (.remove(room, user: users[random(users.count)]), state.room(room)?.owner ?? actor)
         case 5 where !sent.isEmpty:
             let (room, message, author) = sent[random(sent.count)]
             return (.edit(room, message: message, text: "edited \(random(1000))"), author)
         case 6 where !sent.isEmpty:
             let (room, message, author) = sent[random(sent.count)]
-            return (.delete(room, message: message), random(2) == 0 ? author : (state.rooms[room]?.owner ?? author))
+            return (.delete(room, message: message), random(2) == 0 ? author : (state.room(room)?.owner ?? author))
         default:
             // Retries reuse a recent client id now and then.
             return (.send(room, clientMessageID: "c\(random(40))", text: "hello \(random(100_000)) from \(actor)", clientCreatedMs: now - 5), actor)

@@ -1,0 +1,320 @@
+import ArgumentParser
+import ChatModel
+import Foundation
+import Journal
+import Logging
+import NIOCore
+import Projections
+
+/// Opens a journal for a command that needs its lock, with the error a user can act on.
+func openJournal(_ directory: String, logger: Logger, create: Bool = false) throws -> Journal {
+    guard create || FileManager.default.fileExists(atPath: directory + "/journal.meta") else {
+        throw ValidationError("no journal at \(directory)")
+    }
+    let result = Result { () throws(JournalError) -> Journal in try Journal.open(directory: directory, logger: logger) }
+    if case .failure(.locked(_, let pid)) = result {
+        throw ValidationError("the journal \(directory) is in use by process \(pid.map(String.init) ?? "?") (a running server?); stop it first")
+    }
+    return try result.get()
+}
+
+/// Runs `body` with the journal open, closing it afterwards whatever happens.
+func withJournal<T>(_ directory: String, logger: Logger, create: Bool = false, _ body: (Journal) async throws -> T) async throws -> T {
+    let journal = try openJournal(directory, logger: logger, create: create)
+    do {
+        let result = try await body(journal)
+        await journal.close()
+        return result
+    } catch {
+        await journal.close()
+        throw error
+    }
+}
+
+extension JournalCommand {
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write chat events as JSON lines, one per event, to standard output.",
+            discussion: """
+                Each line is one event with its offset (see the README, "Exporting and \
+                importing"). Read-only and takes no lock. Records that are not chat events of a \
+                known type are skipped with a note on standard error.
+                """
+        )
+
+        @OptionGroup var options: JournalOptions
+        @Option(help: "First offset to export.") var from: UInt64 = 0
+        @Option(help: "Export only this room's events.") var room: String?
+
+        func run() async throws {
+            let out = FileHandle.standardOutput
+            var lines = Data()
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            var skipped = 0
+            let segments = try JournalDirectory.segments(in: options.journal)
+            for (index, segment) in segments.enumerated() {
+                if index + 1 < segments.count, segments[index + 1].baseOffset.value <= from { continue }
+                try JournalDirectory.walk(segment) { step in
+                    switch step {
+                    case .problem(let problem):
+                        throw ValidationError("cannot export past damage: \(problem)")
+                    case .batch(let batch):
+                        guard batch.nextOffset.value > from else { return }
+                        for record in batch.records where record.offset.value >= from {
+                            guard case .event(let event) = try ChatEventCodec.decode(record.payload) else {
+                                skipped += 1
+                                continue
+                            }
+                            if let room, event.room.value != room { continue }
+                            lines.append(try encoder.encode(EventJSON(offset: record.offset.value, event: event)))
+                            lines.append(0x0A)
+                        }
+                        if lines.count > 1 << 20 {
+                            out.write(lines)
+                            lines.removeAll(keepingCapacity: true)
+                        }
+                    }
+                }
+            }
+            out.write(lines)
+            if skipped > 0 { printError("note: skipped \(skipped) records of unknown event types") }
+        }
+    }
+
+    struct Import: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Append chat events from JSON lines on standard input, checking each against the room rules.",
+            discussion: """
+                Each line is one event in the export format. Every line is checked against the \
+                room rules in order, as if its actor had sent the matching command at its \
+                timestamp. At the first invalid line the import stops: the lines before it are \
+                appended, nothing after it is, and the line number and reason are printed \
+                (exit 1). With --skip-invalid, invalid lines are reported and skipped instead.
+
+                Lines may carry an "offset" (as export writes): message_edited and \
+                message_deleted lines then refer to messages by that offset, and are mapped to \
+                the offsets the messages get here. This is also the migration path from a SQL \
+                messages table: write one room_created line per room, then one message_sent \
+                line per row.
+                """
+        )
+
+        @OptionGroup var options: JournalOptions
+        @OptionGroup var logging: LoggingOptions
+        @Flag(help: "Report and skip invalid lines instead of stopping at the first.") var skipInvalid = false
+        @Option(help: "Events appended per durable append.") var appendBatch = 1000
+
+        func validate() throws {
+            guard (1...100_000).contains(appendBatch) else { throw ValidationError("--append-batch must be in 1...100000") }
+        }
+
+        func run() async throws {
+            let logger = logging.makeLogger(label: "chatlog.import")
+            let outcome: (imported: Int, invalid: Int, firstBad: String?) = try await withJournal(options.journal, logger: logger, create: true) { journal in
+                let runner = try ProjectionRunner(journal: journal, paths: ProjectionPaths(journalDirectory: options.journal),
+                                                  kinds: [.roomState], logger: logger)
+                try runner.catchUp()
+                guard var projection = runner.roomState else { preconditionFailure("the runner was asked for room state") }
+                let decoder = JSONDecoder()
+                var pending: [ByteBuffer] = []
+                var offsetMap: [UInt64: UInt64] = [:]
+                var imported = 0
+                var invalid = 0
+                var lineNumber = 0
+                func flush() async throws {
+                    guard !pending.isEmpty else { return }
+                    _ = try await journal.append(contentsOf: pending)
+                    imported += pending.count
+                    pending.removeAll(keepingCapacity: true)
+                }
+                while let line = readLine(strippingNewline: true) {
+                    lineNumber += 1
+                    if line.allSatisfy(\.isWhitespace) { continue }
+                    do {
+                        let json: EventJSON
+                        do {
+                            json = try decoder.decode(EventJSON.self, from: Data(line.utf8))
+                        } catch {
+                            throw ImportLineError("not an event object: \(error)")
+                        }
+                        let (command, actor) = try json.command { offsetMap[$0] ?? $0 }
+                        switch projection.state.decide(command, by: actor, at: json.timestamp_ms) {
+                        case .accepted(let events):
+                            for event in events {
+                                let offset = projection.nextOffset
+                                projection.apply(event, at: offset)
+                                if let source = json.offset { offsetMap[source] = offset.value }
+                                pending.append(ChatEventCodec.encode(event))
+                            }
+                        case .duplicate(let original):
+                            throw ImportLineError("duplicate client message id of message \(original)")
+                        case .rejected(let rejection):
+                            throw ImportLineError("\(rejection.code.rawValue): \(rejection.message)")
+                        }
+                    } catch let error as ImportLineError {
+                        invalid += 1
+                        let report = "line \(lineNumber): \(error)"
+                        guard skipInvalid else {
+                            try await flush()
+                            return (imported, invalid, report)
+                        }
+                        printError("skipped \(report)")
+                    }
+                    if pending.count >= appendBatch { try await flush() }
+                }
+                try await flush()
+                return (imported, invalid, nil)
+            }
+            print("imported \(outcome.imported) events\(outcome.invalid > 0 ? ", \(outcome.invalid) invalid lines" : "")")
+            if let firstBad = outcome.firstBad {
+                printError("stopped at \(firstBad); nothing after it was appended (use --skip-invalid to skip such lines)")
+                throw ExitCode(1)
+            }
+        }
+    }
+}
+
+struct ProjectionsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "projections",
+        abstract: "Rebuild the projections (room state, history) from the journal.",
+        subcommands: [Rebuild.self]
+    )
+
+    struct Rebuild: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete and rebuild projections from offset 0.",
+            discussion: """
+                Projections live in <journal>/projections/ and are derived: this deletes them \
+                and replays the whole journal, with a progress bar when standard error is a \
+                terminal, then prints a summary line. Takes the journal's lock.
+                """
+        )
+
+        @OptionGroup var options: JournalOptions
+        @OptionGroup var logging: LoggingOptions
+        @Option(help: "Rebuild only this projection: room-state or history.") var only: ProjectionKind?
+        @Option(help: ArgumentHelp("Stop after this offset (for measuring).", visibility: .hidden)) var until: UInt64?
+
+        func run() async throws {
+            let logger = logging.makeLogger(label: "chatlog.projections")
+            let kinds: Set<ProjectionKind> = only.map { [$0] } ?? Set(ProjectionKind.allCases)
+            let paths = ProjectionPaths(journalDirectory: options.journal)
+            let start = ContinuousClock.now
+            let (events, messages) = try await withJournal(options.journal, logger: logger) { journal in
+                if kinds.contains(.roomState) { try? FileManager.default.removeItem(atPath: paths.roomStateSnapshot) }
+                if kinds.contains(.history) {
+                    for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: paths.history + suffix) }
+                }
+                let runner = try ProjectionRunner(journal: journal, paths: paths, kinds: kinds, logger: logger)
+                let target = min(journal.committedOffset.value, until ?? .max)
+                var bar = ProgressBar(total: target - min(target, journal.earliestOffset.value))
+                let first = journal.earliestOffset.value
+                try runner.catchUp(until: Offset(target)) { done, _ in bar.update(done.value - first) }
+                bar.finish()
+                let messages = try runner.history.map { try $0.messageCount() }
+                return (target - first, messages)
+            }
+            let elapsed = seconds(since: start)
+            var summary = String(format: "rebuilt %@ from %llu events in %.2f s (%.0f events/s)",
+                                 kinds.map(\.rawValue).sorted().joined(separator: " and "), events, elapsed, Double(events) / max(elapsed, 1e-9))
+            if let messages { summary += ", \(messages) messages in history" }
+            print(summary)
+        }
+    }
+}
+
+extension ProjectionKind: ExpressibleByArgument {}
+
+struct RoomsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rooms",
+        abstract: "List rooms with their owner, privacy, members and pending invitations.",
+        discussion: "Brings the room-state projection up to date first (from its snapshot). Takes the journal's lock."
+    )
+
+    @OptionGroup var options: JournalOptions
+    @OptionGroup var logging: LoggingOptions
+    @Option(help: "Output format: text or json.") var format: OutputFormat = .text
+
+    struct RoomJSON: Encodable {
+        var room: String
+        var name: String
+        var owner: String
+        var `private`: Bool
+        var members: [String]
+        var invited: [String]
+    }
+
+    func run() async throws {
+        let logger = logging.makeLogger(label: "chatlog.rooms")
+        let state = try await withJournal(options.journal, logger: logger) { journal in
+            let runner = try ProjectionRunner(journal: journal, paths: ProjectionPaths(journalDirectory: options.journal),
+                                              kinds: [.roomState], logger: logger)
+            try runner.catchUp()
+            guard let state = runner.roomState?.state else { preconditionFailure("the runner was asked for room state") }
+            return state
+        }
+        let rooms = state.rooms.sorted { $0.key < $1.key }.map { id, room in
+            RoomJSON(room: id.value, name: room.name, owner: room.owner.value, private: room.isPrivate,
+                     members: room.members.map(\.value).sorted(), invited: room.invited.map(\.value).sorted())
+        }
+        switch format {
+        case .json:
+            for room in rooms { print(jsonLine(room)) }
+        case .text:
+            for room in rooms {
+                print("\(room.room)  \"\(room.name)\"  owner \(room.owner)  \(room.private ? "private" : "public")  \(room.members.count) members: \(room.members.joined(separator: ", "))\(room.invited.isEmpty ? "" : "  invited: " + room.invited.joined(separator: ", "))")
+            }
+            print("\(rooms.count) rooms")
+        }
+    }
+}
+
+struct HistoryCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "history",
+        abstract: "Show a page of a room's messages.",
+        discussion: """
+            Brings the history projection up to date first, then prints the newest --limit \
+            messages, or those just before --before or just after --after (offsets, as \
+            printed). Deleted messages show without their text. Takes the journal's lock.
+            """
+    )
+
+    @OptionGroup var options: JournalOptions
+    @OptionGroup var logging: LoggingOptions
+    @Option(help: "The room.") var room: String
+    @Option(help: "Messages before this offset.") var before: UInt64?
+    @Option(help: "Messages after this offset.") var after: UInt64?
+    @Option(help: "Messages per page, 1 to 200.") var limit = 50
+    @Option(help: "Output format: text or json.") var format: OutputFormat = .text
+
+    func validate() throws {
+        guard (1...HistoryProjection.pageLimitMax).contains(limit) else {
+            throw ValidationError("--limit must be in 1...\(HistoryProjection.pageLimitMax)")
+        }
+        guard before == nil || after == nil else { throw ValidationError("give --before or --after, not both") }
+    }
+
+    func run() async throws {
+        let logger = logging.makeLogger(label: "chatlog.history")
+        let page = try await withJournal(options.journal, logger: logger) { journal in
+            let runner = try ProjectionRunner(journal: journal, paths: ProjectionPaths(journalDirectory: options.journal),
+                                              kinds: [.history], logger: logger)
+            try runner.catchUp()
+            guard let history = runner.history else { preconditionFailure("the runner was asked for history") }
+            return try history.page(room: room, before: before, after: after, limit: limit)
+        }
+        switch format {
+        case .json:
+            for message in page { print(jsonLine(message)) }
+        case .text:
+            for message in page {
+                let text = message.text.map { $0.debugDescription } ?? "(deleted)"
+                print("\(message.offset)  \(isoTimestamp(message.sentMs))  \(message.author): \(text)\(message.editedMs != nil ? " (edited)" : "")")
+            }
+        }
+    }
+}
