@@ -74,7 +74,8 @@ extension RoomState {
             guard Self.isValidText(text, maxBytes: limits.messageBytesMax, allowNewlines: true) else {
                 return reject(.invalidText, "a message is 1 to \(limits.messageBytesMax) bytes of text")
             }
-            if let previous = room.recentClientIDs[actor]?.last(where: { $0.clientMessageID == clientMessageID }) {
+            if let author = ref(of: actor),
+               let previous = room.recentClientIDs[author]?.last(where: { $0.clientMessageID == clientMessageID }) {
                 return .duplicate(of: previous.message)
             }
             return accept(.messageSent(clientMessageID: clientMessageID, text: text, clientCreatedMs: clientCreatedMs))
@@ -86,7 +87,7 @@ extension RoomState {
             }
             let meta = room.recentMessages[index]
             guard !meta.deleted else { return reject(.messageDeleted, "message \(message) was deleted") }
-            guard meta.author == actor else { return reject(.notAuthor, "only the author may edit message \(message)") }
+            guard meta.author == ref(of: actor) else { return reject(.notAuthor, "only the author may edit message \(message)") }
             guard Self.isValidText(text, maxBytes: limits.messageBytesMax, allowNewlines: true) else {
                 return reject(.invalidText, "a message is 1 to \(limits.messageBytesMax) bytes of text")
             }
@@ -98,7 +99,7 @@ extension RoomState {
             }
             let meta = room.recentMessages[index]
             guard !meta.deleted else { return reject(.messageDeleted, "message \(message) was already deleted") }
-            guard meta.author == actor || isOwner else {
+            guard meta.author == ref(of: actor) || isOwner else {
                 return reject(.notAuthor, "only the author or the owner of \(roomID) may delete message \(message)")
             }
             return accept(.messageDeleted(message: message))

@@ -11,14 +11,22 @@ public struct RoomState: Sendable, Equatable {
     public let limits: ChatLimits
     private var roomIndex: [RoomID: Int] = [:]
     private var roomList: [Room] = []
+    /// Every user who has sent a message, in order of first message: the per-room message
+    /// windows refer to authors by their index here (`UserRef`), which keeps those windows
+    /// free of strings and reference counting on the hot replay path.
+    public private(set) var users: [UserID] = []
+    private var userRefs: [UserID: UserRef] = [:]
 
     public init(limits: ChatLimits = ChatLimits()) {
         self.limits = limits
     }
 
-    /// A state restored from a snapshot.
-    public init(limits: ChatLimits, rooms: [RoomID: Room]) {
+    /// A state restored from a snapshot: `users` is the author table the rooms' `UserRef`s
+    /// index.
+    public init(limits: ChatLimits, users: [UserID], rooms: [RoomID: Room]) {
         self.limits = limits
+        self.users = users
+        for (index, user) in users.enumerated() { userRefs[user] = UserRef(UInt32(index)) }
         for (id, room) in rooms.sorted(by: { $0.key < $1.key }) {
             roomIndex[id] = roomList.count
             roomList.append(room)
@@ -37,10 +45,27 @@ public struct RoomState: Sendable, Equatable {
         roomIndex[id].map { roomList[$0] }
     }
 
+    /// The reference of a user who has sent a message, or nil.
+    public func ref(of user: UserID) -> UserRef? {
+        userRefs[user]
+    }
+
+    public func user(_ ref: UserRef) -> UserID {
+        users[Int(ref.index)]
+    }
+
+    private mutating func intern(_ user: UserID) -> UserRef {
+        if let ref = userRefs[user] { return ref }
+        let ref = UserRef(UInt32(users.count))
+        users.append(user)
+        userRefs[user] = ref
+        return ref
+    }
+
     /// Equal when they hold the same rooms with the same contents, whatever the order the
     /// rooms were created or restored in.
     public static func == (lhs: RoomState, rhs: RoomState) -> Bool {
-        guard lhs.limits == rhs.limits, lhs.roomList.count == rhs.roomList.count else { return false }
+        guard lhs.limits == rhs.limits, lhs.users == rhs.users, lhs.roomList.count == rhs.roomList.count else { return false }
         return lhs.roomIndex.allSatisfy { id, index in rhs.room(id) == lhs.roomList[index] }
     }
 
@@ -55,7 +80,7 @@ public struct RoomState: Sendable, Equatable {
         /// The room's last messages, in offset order.
         public var recentMessages: BoundedRing<MessageMeta>
         /// Per sender, their last client message ids in this room.
-        public var recentClientIDs: [UserID: BoundedRing<ClientMessage>]
+        public var recentClientIDs: [UserRef: BoundedRing<ClientMessage>]
 
         public init(name: String, owner: UserID, isPrivate: Bool, createdMs: Int64, limits: ChatLimits) {
             self.name = name
@@ -86,12 +111,19 @@ public struct RoomState: Sendable, Equatable {
         }
     }
 
+    /// A user by index in `RoomState.users`.
+    public struct UserRef: Hashable, Comparable, Sendable {
+        public let index: UInt32
+        public init(_ index: UInt32) { self.index = index }
+        public static func < (lhs: UserRef, rhs: UserRef) -> Bool { lhs.index < rhs.index }
+    }
+
     public struct MessageMeta: Sendable, Equatable {
         public var id: MessageID
-        public var author: UserID
+        public var author: UserRef
         public var deleted: Bool
 
-        public init(id: MessageID, author: UserID, deleted: Bool) {
+        public init(id: MessageID, author: UserRef, deleted: Bool) {
             self.id = id
             self.author = author
             self.deleted = deleted
@@ -142,8 +174,9 @@ public struct RoomState: Sendable, Equatable {
             roomList[index].invited.remove(user)
         case .messageSent(let clientMessageID, _, _):
             let message = MessageID(offset)
-            roomList[index].recentMessages.append(MessageMeta(id: message, author: event.actor, deleted: false))
-            roomList[index].recentClientIDs[event.actor, default: BoundedRing(capacity: limits.clientMessageIDWindow)]
+            let author = intern(event.actor)
+            roomList[index].recentMessages.append(MessageMeta(id: message, author: author, deleted: false))
+            roomList[index].recentClientIDs[author, default: BoundedRing(capacity: limits.clientMessageIDWindow)]
                 .append(ClientMessage(clientMessageID: clientMessageID, message: message))
         case .messageEdited:
             break

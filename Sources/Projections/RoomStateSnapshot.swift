@@ -25,7 +25,9 @@ public enum RoomStateSnapshot {
                       limits.clientMessageIDWindow, limits.editableMessagesPerRoom] {
             count(value)
         }
-        count(state.rooms.count)
+        count(state.users.count)
+        for user in state.users { short(user.value) }
+        count(state.roomCount)
         // Sorted, so that equal states give equal bytes.
         for (id, room) in state.rooms.sorted(by: { $0.key < $1.key }) {
             short(id.value)
@@ -40,12 +42,12 @@ public enum RoomStateSnapshot {
             count(room.recentMessages.count)
             for message in room.recentMessages {
                 payload.writeInteger(message.id.offset, endianness: .little)
-                short(message.author.value)
+                payload.writeInteger(message.author.index, endianness: .little)
                 payload.writeInteger(UInt8(message.deleted ? 1 : 0))
             }
             count(room.recentClientIDs.count)
             for (user, ids) in room.recentClientIDs.sorted(by: { $0.key < $1.key }) {
-                short(user.value)
+                payload.writeInteger(user.index, endianness: .little)
                 count(ids.count)
                 for entry in ids {
                     short(entry.clientMessageID)
@@ -109,6 +111,13 @@ public enum RoomStateSnapshot {
         let configured = [limits.messageBytesMax, limits.roomNameBytesMax, limits.clientMessageIDBytesMax,
                           limits.clientMessageIDWindow, limits.editableMessagesPerRoom]
         guard stored == configured else { throw SnapshotError("made with other chat limits \(stored), configured \(configured)") }
+        var users: [UserID] = []
+        for _ in 0..<(try count()) { users.append(try user()) }
+        func author() throws(SnapshotError) -> RoomState.UserRef {
+            let index = try integer(UInt32.self)
+            guard Int(index) < users.count else { throw SnapshotError("author \(index) is not among \(users.count) users") }
+            return RoomState.UserRef(index)
+        }
         var rooms: [RoomID: RoomState.Room] = [:]
         for _ in 0..<(try count()) {
             let idValue = try short()
@@ -123,10 +132,10 @@ public enum RoomStateSnapshot {
             for _ in 0..<(try count()) { room.invited.insert(try user()) }
             for _ in 0..<(try count()) {
                 let id = MessageID(try integer(UInt64.self))
-                room.recentMessages.append(RoomState.MessageMeta(id: id, author: try user(), deleted: try integer(UInt8.self) == 1))
+                room.recentMessages.append(RoomState.MessageMeta(id: id, author: try author(), deleted: try integer(UInt8.self) == 1))
             }
             for _ in 0..<(try count()) {
-                let sender = try user()
+                let sender = try author()
                 var ring = BoundedRing<RoomState.ClientMessage>(capacity: limits.clientMessageIDWindow)
                 for _ in 0..<(try count()) {
                     let clientMessageID = try short()
@@ -137,7 +146,7 @@ public enum RoomStateSnapshot {
             rooms[id] = room
         }
         guard file.readableBytes == 0 else { throw SnapshotError("\(file.readableBytes) bytes after the last room") }
-        return (RoomState(limits: limits, rooms: rooms), Offset(next))
+        return (RoomState(limits: limits, users: users, rooms: rooms), Offset(next))
     }
 }
 
