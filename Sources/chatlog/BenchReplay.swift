@@ -133,28 +133,30 @@ struct BenchReplay: AsyncParsableCommand {
             history_rebuild_peak_rss_mb_fifth: round(fifth.peakRSSMB, 1))))
     }
 
-    /// Runs `chatlog projections rebuild --only history` and returns its wall time and peak RSS.
+    /// Runs `chatlog projections rebuild --only history` and returns its wall time and the
+    /// peak memory it reports (its own VmHWM: rusage would include this process's memory).
     func childRebuild(_ journal: String, until: UInt64?) throws -> (seconds: Double, peakRSSMB: Double) {
         guard let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else {
             throw ValidationError("cannot find this executable through /proc/self/exe")
         }
-        var arguments = [executable, "projections", "rebuild", "--journal", journal, "--only", "history", "--log-level", "error"]
+        var arguments = ["projections", "rebuild", "--journal", journal, "--only", "history", "--log-level", "error"]
         if let until { arguments += ["--until", String(until)] }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
         let start = ContinuousClock.now
-        var pid: pid_t = 0
-        var devNull = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&devNull)
-        defer { posix_spawn_file_actions_destroy(&devNull) }
-        posix_spawn_file_actions_addopen(&devNull, 1, "/dev/null", O_WRONLY, 0)
-        let argv = arguments.map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        let spawned = posix_spawn(&pid, executable, &devNull, nil, argv, environ)
-        guard spawned == 0 else { throw ValidationError("posix_spawn failed: \(String(cString: strerror(spawned)))") }
-        var status: Int32 = 0
-        var usage = rusage()
-        guard wait4(pid, &status, 0, &usage) == pid else { throw ValidationError("wait4 failed") }
-        guard status == 0 else { throw ValidationError("the history rebuild child failed with status \(status)") }
-        return (seconds(since: start), Double(usage.ru_maxrss) / 1024)
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let elapsed = seconds(since: start)
+        let summary = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0,
+              let range = summary.range(of: "peak memory "),
+              let peak = Double(summary[range.upperBound...].prefix { $0.isNumber || $0 == "." })
+        else { throw ValidationError("the history rebuild child failed: \(summary)") }
+        return (elapsed, peak)
     }
 }
 

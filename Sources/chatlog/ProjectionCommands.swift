@@ -220,6 +220,7 @@ struct ProjectionsCommand: AsyncParsableCommand {
             var summary = String(format: "rebuilt %@ from %llu events in %.2f s (%.0f events/s)",
                                  kinds.map(\.rawValue).sorted().joined(separator: " and "), events, elapsed, Double(events) / max(elapsed, 1e-9))
             if let messages { summary += ", \(messages) messages in history" }
+            if let peak = peakResidentMemoryMB() { summary += String(format: ", peak memory %.1f MB", peak) }
             print(summary)
         }
     }
@@ -317,4 +318,14 @@ struct HistoryCommand: AsyncParsableCommand {
             }
         }
     }
+}
+
+/// This process's peak resident memory (VmHWM), in MB. Read from /proc because
+/// `getrusage`'s maxrss also counts the parent's memory before `exec`.
+func peakResidentMemoryMB() -> Double? {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+          let kilobytes = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) })
+    else { return nil }
+    return kilobytes / 1024
 }
