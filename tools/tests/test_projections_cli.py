@@ -169,3 +169,14 @@ def test_history_resumes_exactly_after_being_killed_mid_rebuild(chatlog, tmp_pat
         assert db.execute("SELECT COUNT(*), COUNT(DISTINCT offset), MIN(offset), MAX(offset) FROM messages").fetchone() == (60_000, 60_000, 5, 60_004)
         assert db.execute("SELECT next_offset FROM checkpoint").fetchone() == (60_005,)
         db.close()
+
+
+def test_bench_replay_prints_its_figures_as_a_final_json_line(chatlog, tmp_path):
+    result = run(chatlog, "bench", "replay", "--events", "20000", "--rooms", "50", "--users", "300",
+                 "--directory", str(tmp_path / "bench"), timeout=300)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("room_state_events_per_s", "history_messages_per_s", "startup_with_snapshot_s",
+                "history_rebuild_peak_rss_mb", "events", "journal_read_events_per_s"):
+        assert key in figures, key
+    assert figures["events"] == 20000 and figures["history_rebuild_peak_rss_mb"] > 1
