@@ -106,10 +106,7 @@ public enum ChatEventCodec {
         var fields = FieldReader(buffer: buffer, type: type)
         let timestampMs = try fields.integer(Int64.self, "timestamp")
         let actor = try fields.user("actor")
-        let roomValue = try fields.short("room")
-        guard let room = RoomID(roomValue) else {
-            throw ChatEventDecodingError("\(type) event: room \(roomValue.debugDescription) is not a valid room id")
-        }
+        let room = try fields.room()
         let body: ChatEvent.Body
         switch type {
         case .roomCreated:
@@ -188,12 +185,41 @@ public enum ChatEventCodec {
             return try string(length: length, limit: textBytesLimit, field)
         }
 
+        /// An identifier's string, and whether it is already known valid: checked and built in
+        /// one pass over its bytes when they are printable ASCII (nearly always); otherwise
+        /// read as a plain string for the caller to validate.
+        mutating func identifier(_ field: StaticString, maxBytes: Int) throws(ChatEventDecodingError) -> (String, valid: Bool) {
+            if let length = buffer.getInteger(at: buffer.readerIndex, endianness: .little, as: UInt16.self),
+               length > 0, Int(length) <= maxBytes, Int(length) + 2 <= buffer.readableBytes {
+                let fast: String? = buffer.withUnsafeReadableBytes { raw in
+                    let bytes = UnsafeRawBufferPointer(rebasing: raw[2..<(2 + Int(length))]).assumingMemoryBound(to: UInt8.self)
+                    for byte in bytes where byte < 0x20 || byte >= 0x7F { return nil }
+                    return String(decoding: bytes, as: UTF8.self)
+                }
+                if let fast {
+                    buffer.moveReaderIndex(forwardBy: 2 + Int(length))
+                    return (fast, true)
+                }
+            }
+            return (try short(field), false)
+        }
+
         mutating func user(_ field: StaticString) throws(ChatEventDecodingError) -> UserID {
-            let value = try short(field)
+            let (value, valid) = try identifier(field, maxBytes: UserID.maxBytes)
+            if valid { return UserID(unchecked: value) }
             guard let user = UserID(value) else {
                 throw ChatEventDecodingError("\(type) event: \(field) \(value.debugDescription) is not a valid user id")
             }
             return user
+        }
+
+        mutating func room() throws(ChatEventDecodingError) -> RoomID {
+            let (value, valid) = try identifier("room", maxBytes: RoomID.maxBytes)
+            if valid { return RoomID(unchecked: value) }
+            guard let room = RoomID(value) else {
+                throw ChatEventDecodingError("\(type) event: room \(value.debugDescription) is not a valid room id")
+            }
+            return room
         }
     }
 }

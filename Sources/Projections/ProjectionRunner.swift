@@ -63,20 +63,43 @@ public final class ProjectionRunner {
         return next
     }
 
-    /// Applies everything committed when called (or up to `until`). `progress` gets
-    /// (applied up to, target) after each read.
-    public func catchUp(until: Offset? = nil, progress: ((Offset, Offset) -> Void)? = nil) throws {
+    /// Applies everything committed when called (or up to `until`): first the room state
+    /// (decoding and applying on two threads), then History (one transaction per read).
+    /// `progress` gets (work done, total work), counted in events per projection.
+    public func catchUp(until: Offset? = nil, progress: ((UInt64, UInt64) -> Void)? = nil) throws {
         let target = min(journal.committedOffset, until ?? journal.committedOffset)
-        var next = try nextOffset()
-        if next < journal.earliestOffset {
-            throw ProjectionError.invalidQuery("the projections need offset \(next) but the journal retains only from \(journal.earliestOffset): rebuild them")
+        let start = try nextOffset()
+        if start < journal.earliestOffset {
+            throw ProjectionError.invalidQuery("the projections need offset \(start) but the journal retains only from \(journal.earliestOffset): rebuild them")
         }
-        while next < target {
-            next = try applyNextRead(from: next, until: target)
-            progress?(next, target)
+        let roomStateStart = roomState?.nextOffset ?? target
+        let historyStart = try history?.nextOffset() ?? target
+        let roomStateWork = target.value - min(target.value, roomStateStart.value)
+        let total = roomStateWork + target.value - min(target.value, historyStart.value)
+        if var projection = roomState, roomStateStart < target {
+            roomState = nil  // keep the state uniquely referenced while it changes
+            defer { roomState = projection }
+            try projection.catchUp(journal: journal, until: target, readBytesMax: readBytesMax) { reached in
+                progress?(reached.value - roomStateStart.value, total)
+            }
+        }
+        var next = historyStart
+        while history != nil, next < target {
+            next = try applyHistoryRead(from: next, until: target)
+            progress?(roomStateWork + next.value - historyStart.value, total)
         }
         try saveSnapshot()
         try history?.eraseDeletedText()
+    }
+
+    /// One read applied to History only.
+    private func applyHistoryRead(from offset: Offset, until: Offset) throws -> Offset {
+        let batches = try reader.read(from: offset, maxBytes: readBytesMax).filter { $0.baseOffset < until }
+        guard let end = batches.last?.nextOffset else {
+            throw ProjectionError.invalidQuery("the journal ended at \(offset) before \(until)")
+        }
+        try history?.apply(batches)
+        return end
     }
 
     /// `catchUp`, then applies each new batch as it commits, until the task is cancelled or

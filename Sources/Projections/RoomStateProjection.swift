@@ -8,11 +8,11 @@ import NIOCore
 ///
 /// Not thread-safe; a value owned by one task (the projection runner, or the chat writer).
 public struct RoomStateProjection: Sendable {
-    public private(set) var state: RoomState
+    public internal(set) var state: RoomState
     /// Every event below this offset has been applied.
-    public private(set) var nextOffset: Offset
+    public internal(set) var nextOffset: Offset
     /// Records of unknown event versions or types skipped so far.
-    public private(set) var skippedRecords = 0
+    public internal(set) var skippedRecords = 0
     public let snapshotPath: String
 
     /// An empty projection (replays from offset 0).
@@ -84,6 +84,8 @@ public enum ProjectionError: Error, Sendable, CustomStringConvertible {
     case database(String)
     /// A query asked for something out of range.
     case invalidQuery(String)
+    /// Reading the journal failed.
+    case journal(JournalError)
 
     public var description: String {
         switch self {
@@ -93,6 +95,8 @@ public enum ProjectionError: Error, Sendable, CustomStringConvertible {
             "history database error: \(message)"
         case .invalidQuery(let message):
             message
+        case .journal(let error):
+            error.description
         }
     }
 

@@ -74,12 +74,7 @@ struct BenchReplay: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: paths.directory, withIntermediateDirectories: true)
         var projection = RoomStateProjection(limits: ChatLimits(), snapshotPath: paths.roomStateSnapshot)
         let roomStateStart = ContinuousClock.now
-        next = .zero
-        while next < journal.committedOffset {
-            let batches = try reader.read(from: next, maxBytes: 4 << 20)
-            for batch in batches { try projection.apply(batch) }
-            next = projection.nextOffset
-        }
+        try projection.catchUp(journal: journal, until: journal.committedOffset)
         let roomStateSeconds = seconds(since: roomStateStart)
         let roomStateRate = Double(events) / roomStateSeconds
         print(String(format: "room state rebuild:  %.0f events/s (%.2f s, %d rooms)", roomStateRate, roomStateSeconds, projection.state.roomCount))

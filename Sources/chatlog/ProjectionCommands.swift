@@ -209,9 +209,9 @@ struct ProjectionsCommand: AsyncParsableCommand {
                 }
                 let runner = try ProjectionRunner(journal: journal, paths: paths, kinds: kinds, logger: logger)
                 let target = min(journal.committedOffset.value, until ?? .max)
-                var bar = ProgressBar(total: target - min(target, journal.earliestOffset.value))
                 let first = journal.earliestOffset.value
-                try runner.catchUp(until: Offset(target)) { done, _ in bar.update(done.value - first) }
+                var bar = ProgressBar(total: UInt64(kinds.count) * (target - min(target, first)))
+                try runner.catchUp(until: Offset(target)) { done, _ in bar.update(done) }
                 bar.finish()
                 let messages = try runner.history.map { try $0.messageCount() }
                 return (target - first, messages)
