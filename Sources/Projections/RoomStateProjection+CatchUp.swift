@@ -51,6 +51,7 @@ extension RoomStateProjection {
                         throw .journal(error)
                     }
                     var chunk = DecodedChunk(end: next)
+                    chunk.events.reserveCapacity(batches.reduce(0) { $0 + Int($1.header.recordCount) })
                     for batch in batches where batch.baseOffset < target {
                         for record in batch.records where record.offset >= next && record.offset < target {
                             switch try ProjectionError.decode(record, includeText: false) {
