@@ -25,12 +25,14 @@ public struct ProjectionPaths: Sendable {
     public var history: String { directory + "/history.sqlite" }
 }
 
-/// Keeps projections up to date with a journal: reads it from the lowest checkpoint and
-/// applies each read (up to `readBytesMax` of batches, one History transaction) to every
-/// projection that has not seen it yet.
+/// Keeps projections up to date with a journal.
 ///
-/// Not thread-safe; owned by one task. `catchUp` stops at the committed offset it found;
-/// `follow` keeps applying new batches until cancelled or until the journal closes.
+/// `catchUp` brings each projection from its own checkpoint to the committed offset it finds:
+/// the room state with decoding and applying overlapped on two threads, then History one
+/// read (`readBytesMax` of batches) per transaction. `follow` then applies each new read to
+/// both as it commits, until cancelled or until the journal closes.
+///
+/// Not thread-safe; owned by one task.
 public final class ProjectionRunner {
     public let journal: Journal
     public private(set) var roomState: RoomStateProjection?
@@ -46,7 +48,7 @@ public final class ProjectionRunner {
 
     public init(journal: Journal, paths: ProjectionPaths, kinds: Set<ProjectionKind> = Set(ProjectionKind.allCases),
                 limits: ChatLimits = ChatLimits(), logger: Logger) throws {
-        try FileManagerless.makeDirectory(paths.directory)
+        try Directory.make(paths.directory)
         self.journal = journal
         self.logger = logger
         self.reader = journal.makeReader()
@@ -139,8 +141,8 @@ public final class ProjectionRunner {
 }
 
 /// Directory creation without Foundation.
-enum FileManagerless {
-    static func makeDirectory(_ path: String) throws {
+enum Directory {
+    static func make(_ path: String) throws {
         if mkdir(path, 0o755) != 0, errno != EEXIST {
             throw JournalError.io(operation: "mkdir", path: path, errno: errno)
         }
