@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "Journal", targets: ["Journal"]),
         .library(name: "ChatModel", targets: ["ChatModel"]),
         .library(name: "Projections", targets: ["Projections"]),
+        .library(name: "SocketIO", targets: ["SocketIO"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -53,6 +54,8 @@ let package = Package(
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ]
         ),
+        // Engine.IO v4 and Socket.IO v5: packets and sessions, no HTTP framework, no journal.
+        .target(name: "SocketIO"),
         .executableTarget(
             name: "chatlog",
             dependencies: [
@@ -77,6 +80,10 @@ let package = Package(
         .testTarget(
             name: "ChatModelTests",
             dependencies: ["ChatModel", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "SocketIOTests",
+            dependencies: ["SocketIO"]
         ),
         .testTarget(
             name: "ProjectionsTests",
