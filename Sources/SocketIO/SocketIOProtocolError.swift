@@ -6,6 +6,7 @@ public enum SocketIOProtocolError: Error, Sendable, Equatable, CustomStringConve
     case invalidPayload(String)
     case invalidSocketPacket(String)
     case tooLarge(what: String, bytes: Int, limit: Int)
+    case invalidConfiguration(String)
 
     public var description: String {
         switch self {
@@ -14,6 +15,7 @@ public enum SocketIOProtocolError: Error, Sendable, Equatable, CustomStringConve
         case .invalidPayload(let message): "invalid Engine.IO polling payload: \(message)"
         case .invalidSocketPacket(let message): "invalid Socket.IO packet: \(message)"
         case .tooLarge(let what, let bytes, let limit): "\(what) of \(bytes) exceeds the limit of \(limit)"
+        case .invalidConfiguration(let message): "invalid Engine.IO configuration: \(message)"
         }
     }
 }

@@ -1,0 +1,300 @@
+/// One Engine.IO v4 session on the server, as a state machine: events in (requests, frames,
+/// timers, packets to send), actions out for the I/O layer to carry out. No I/O, no clock of
+/// its own (callers pass `now`), so every path is tested without sockets.
+///
+/// The session starts on HTTP long-polling or on WebSocket. A polling session may upgrade:
+/// the client opens a WebSocket with the session id and sends `2probe`, the server answers
+/// `3probe` and ends the pending poll with a `noop`, the client sends `5` (upgrade), and from
+/// then on everything goes over the WebSocket. The server pings every `pingInterval`; a
+/// client that has not answered within `pingTimeout` is closed.
+///
+/// Not thread-safe; a value owned by the session's holder in the I/O layer.
+public struct EngineSession: Sendable {
+    public enum Transport: Sendable, Equatable {
+        case polling
+        case websocket
+    }
+
+    public enum CloseReason: Sendable, Equatable, CustomStringConvertible {
+        /// The client sent a close packet.
+        case clientClosed
+        /// The client did not answer a ping in time.
+        case pingTimeout
+        /// The client sent something the protocol does not allow.
+        case protocolError(String)
+        /// A second poll arrived while one was pending.
+        case duplicatePoll
+        /// More packets waited for the next poll than `pollingBufferPacketsMax`.
+        case tooSlow
+        /// The transport (the socket) went away.
+        case transportClosed
+        /// The server closed the session.
+        case serverClosed
+
+        public var description: String {
+            switch self {
+            case .clientClosed: "client closed"
+            case .pingTimeout: "ping timeout"
+            case .protocolError(let message): "protocol error: \(message)"
+            case .duplicatePoll: "duplicate poll request"
+            case .tooSlow: "client too slow: polling buffer full"
+            case .transportClosed: "transport closed"
+            case .serverClosed: "server closed"
+            }
+        }
+    }
+
+    /// What the I/O layer must do.
+    public enum Action: Sendable, Equatable {
+        /// Answer the poll request that is waiting (or the one being handled) with this body.
+        case answerPoll(String)
+        /// Write these packets on the session's WebSocket.
+        case writeFrames([EnginePacket])
+        /// Write these packets on the WebSocket that is probing for an upgrade.
+        case writeProbeFrames([EnginePacket])
+        /// Hand these messages to the layer above (Socket.IO).
+        case deliver([EnginePacket.Payload])
+        /// The session is over: close its sockets, answer any waiting poll, forget its id.
+        case closed(CloseReason)
+    }
+
+    /// What to do with a poll request (GET).
+    public enum PollDecision: Sendable, Equatable {
+        /// Answer it now with this body.
+        case answer(String)
+        /// Hold it until there is something to send (then `answerPoll`).
+        case hold
+        /// Answer 400; then carry out `actions` (which may end the session).
+        case reject([Action])
+    }
+
+    enum State: Sendable, Equatable {
+        case polling(pollWaiting: Bool, probing: Bool)
+        case websocket
+        case closed(CloseReason)
+    }
+
+    public let sid: String
+    public let configuration: EngineConfiguration
+    private(set) var state: State
+    /// Packets waiting for the next poll.
+    private(set) var buffer: [EnginePacket] = []
+    private var nextPingAt: ContinuousClock.Instant
+    private var pongDeadline: ContinuousClock.Instant?
+
+    /// Opens a session; returns it and the `open` packet to send first (as the first poll's
+    /// answer, or the first WebSocket frame).
+    public static func open(
+        sid: String,
+        transport: Transport,
+        configuration: EngineConfiguration,
+        now: ContinuousClock.Instant
+    ) -> (EngineSession, EnginePacket) {
+        let session = EngineSession(sid: sid, configuration: configuration,
+                                    state: transport == .polling ? .polling(pollWaiting: false, probing: false) : .websocket,
+                                    nextPingAt: now.advanced(by: configuration.pingInterval))
+        let upgrades = transport == .polling ? ["websocket"] : []
+        return (session, EnginePacket(.open, .text(configuration.handshake(sid: sid, upgrades: upgrades))))
+    }
+
+    private init(sid: String, configuration: EngineConfiguration, state: State, nextPingAt: ContinuousClock.Instant) {
+        self.sid = sid
+        self.configuration = configuration
+        self.state = state
+        self.nextPingAt = nextPingAt
+    }
+
+    public var transport: Transport? {
+        switch state {
+        case .polling: .polling
+        case .websocket: .websocket
+        case .closed: nil
+        }
+    }
+
+    public var isClosed: Bool {
+        if case .closed = state { true } else { false }
+    }
+
+    /// When `timerFired` must next be called.
+    public var nextDeadline: ContinuousClock.Instant? {
+        guard !isClosed else { return nil }
+        return pongDeadline.map { min($0, nextPingAt) } ?? nextPingAt
+    }
+
+    // MARK: Events
+
+    /// A poll request (GET) arrived.
+    public mutating func pollArrived() -> PollDecision {
+        switch state {
+        case .closed, .websocket:
+            return .reject([])
+        case .polling(let pollWaiting, let probing):
+            if pollWaiting {
+                // The protocol allows one poll at a time: end the session; the waiting poll
+                // learns it through a close packet.
+                return .reject(close(.duplicatePoll, closePacketToPoll: true))
+            }
+            if !buffer.isEmpty {
+                return .answer(takeBuffer())
+            }
+            state = .polling(pollWaiting: true, probing: probing)
+            return .hold
+        }
+    }
+
+    /// The waiting poll request went away (the client disconnected it).
+    public mutating func pollAbandoned() {
+        if case .polling(true, let probing) = state { state = .polling(pollWaiting: false, probing: probing) }
+    }
+
+    /// A POST of a polling payload arrived. Returns whether to answer it 200 `ok` (else 400),
+    /// and the actions.
+    public mutating func postArrived(_ body: [UInt8]) -> (ok: Bool, actions: [Action]) {
+        guard case .polling = state else { return (false, []) }
+        guard body.count <= configuration.maxPayload else {
+            return (false, close(.protocolError("payload of \(body.count) bytes exceeds maxPayload \(configuration.maxPayload)")))
+        }
+        let packets: [EnginePacket]
+        do {
+            packets = try EnginePacket.decodePayload(body, packetsMax: configuration.payloadPacketsMax)
+        } catch {
+            return (false, close(.protocolError(error.description)))
+        }
+        let actions = receive(packets, from: .polling)
+        return (!isClosed || actions.contains(.closed(.clientClosed)), actions)
+    }
+
+    /// A frame arrived on the session's WebSocket.
+    public mutating func frameArrived(_ packet: EnginePacket) -> [Action] {
+        guard case .websocket = state else { return [] }
+        return receive([packet], from: .websocket)
+    }
+
+    /// A frame arrived on a WebSocket opened with this session's id (the upgrade).
+    public mutating func probeFrameArrived(_ packet: EnginePacket) -> [Action] {
+        guard case .polling(let pollWaiting, let probing) = state else {
+            // A second WebSocket for an upgraded or closed session: refuse it.
+            return [.writeProbeFrames([EnginePacket(.close)])]
+        }
+        switch (packet.type, packet.data) {
+        case (.ping, .text("probe")) where !probing:
+            state = .polling(pollWaiting: false, probing: true)
+            var actions: [Action] = [.writeProbeFrames([EnginePacket(.pong, .text("probe"))])]
+            // End the waiting poll so the client can stop polling and finish the upgrade.
+            if pollWaiting { actions.append(.answerPoll(EnginePacket.encodePayload([EnginePacket(.noop)]))) } else {
+                buffer.append(EnginePacket(.noop))
+            }
+            return actions
+        case (.upgrade, _) where probing:
+            state = .websocket
+            buffer.removeAll { $0.type == .noop }
+            let pending = buffer
+            buffer = []
+            return pending.isEmpty ? [] : [.writeFrames(pending)]
+        default:
+            return close(.protocolError("unexpected \(packet.type) during upgrade"))
+        }
+    }
+
+    /// The session's socket closed (or the probing socket, before the upgrade completed).
+    public mutating func transportClosed(probe: Bool = false) -> [Action] {
+        if probe {
+            if case .polling(let pollWaiting, true) = state { state = .polling(pollWaiting: pollWaiting, probing: false) }
+            return []
+        }
+        return close(.transportClosed)
+    }
+
+    /// Packets from the layer above to send to the client.
+    public mutating func send(_ packets: [EnginePacket]) -> [Action] {
+        guard !packets.isEmpty else { return [] }
+        switch state {
+        case .closed:
+            return []
+        case .websocket:
+            return [.writeFrames(packets)]
+        case .polling(let pollWaiting, let probing):
+            buffer.append(contentsOf: packets)
+            if pollWaiting {
+                state = .polling(pollWaiting: false, probing: probing)
+                return [.answerPoll(takeBuffer())]
+            }
+            if buffer.count > configuration.pollingBufferPacketsMax {
+                return close(.tooSlow)
+            }
+            return []
+        }
+    }
+
+    /// Sends pings and enforces the ping timeout.
+    public mutating func timerFired(now: ContinuousClock.Instant) -> [Action] {
+        guard !isClosed else { return [] }
+        if let pongDeadline, now >= pongDeadline {
+            return close(.pingTimeout)
+        }
+        guard now >= nextPingAt else { return [] }
+        nextPingAt = now.advanced(by: configuration.pingInterval)
+        if pongDeadline == nil { pongDeadline = now.advanced(by: configuration.pingTimeout) }
+        return send([EnginePacket(.ping)])
+    }
+
+    /// Closes the session from the server side, telling the client.
+    public mutating func close() -> [Action] {
+        guard !isClosed else { return [] }
+        switch state {
+        case .websocket:
+            let actions = close(.serverClosed)
+            return [.writeFrames([EnginePacket(.close)])] + actions
+        default:
+            return close(.serverClosed, closePacketToPoll: true)
+        }
+    }
+
+    // MARK: Internals
+
+    private mutating func receive(_ packets: [EnginePacket], from transport: Transport) -> [Action] {
+        var messages: [EnginePacket.Payload] = []
+        var actions: [Action] = []
+        for packet in packets {
+            switch packet.type {
+            case .message:
+                messages.append(packet.data)
+            case .pong:
+                pongDeadline = nil
+            case .close:
+                if !messages.isEmpty { actions.append(.deliver(messages)) }
+                // A waiting poll ends with a noop, as the reference server does.
+                return actions + close(.clientClosed, noopToPoll: true)
+            case .noop where transport == .polling:
+                break
+            case .open, .ping, .upgrade, .noop:
+                if !messages.isEmpty { actions.append(.deliver(messages)) }
+                return actions + close(.protocolError("unexpected \(packet.type) packet from the client"))
+            }
+        }
+        if !messages.isEmpty { actions.append(.deliver(messages)) }
+        return actions
+    }
+
+    private mutating func takeBuffer() -> String {
+        defer { buffer.removeAll(keepingCapacity: true) }
+        return EnginePacket.encodePayload(buffer)
+    }
+
+    private mutating func close(_ reason: CloseReason, closePacketToPoll: Bool = false, noopToPoll: Bool = false) -> [Action] {
+        var actions: [Action] = []
+        if case .polling(true, _) = state {
+            if closePacketToPoll {
+                actions.append(.answerPoll(EnginePacket.encodePayload([EnginePacket(.close)])))
+            } else if noopToPoll {
+                actions.append(.answerPoll(EnginePacket.encodePayload([EnginePacket(.noop)])))
+            }
+        }
+        state = .closed(reason)
+        buffer = []
+        pongDeadline = nil
+        actions.append(.closed(reason))
+        return actions
+    }
+}

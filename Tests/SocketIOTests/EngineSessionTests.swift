@@ -1,0 +1,145 @@
+import Testing
+
+@testable import SocketIO
+
+@Suite struct EngineSessionTests {
+    let t0 = ContinuousClock.now
+    var configuration: EngineConfiguration {
+        var configuration = EngineConfiguration()
+        configuration.pingInterval = .milliseconds(300)
+        configuration.pingTimeout = .milliseconds(200)
+        configuration.pollingBufferPacketsMax = 4
+        return configuration
+    }
+
+    func polling() -> EngineSession {
+        EngineSession.open(sid: "abc", transport: .polling, configuration: configuration, now: t0).0
+    }
+
+    func body(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+    @Test func theHandshakeAdvertisesTheUpgradeAndTheTimers() throws {
+        let (_, open) = EngineSession.open(sid: "abc", transport: .polling, configuration: configuration, now: t0)
+        #expect(open.textFrame == #"0{"sid":"abc","upgrades":["websocket"],"pingInterval":300,"pingTimeout":200,"maxPayload":1000000}"#)
+        let (_, wsOpen) = EngineSession.open(sid: "x", transport: .websocket, configuration: configuration, now: t0)
+        let handshake = try JSONParser.parse(String(try #require(wsOpen.textFrame).dropFirst()))
+        #expect(handshake["upgrades"] == .array([]))
+    }
+
+    @Test func aPollWaitsForPacketsAndPostsAreDelivered() {
+        var session = polling()
+        #expect(session.pollArrived() == .hold)
+        #expect(session.send([.message("hello")]) == [.answerPoll("4hello")])
+        let (ok, actions) = session.postArrived(body("4a\u{1e}4b\u{1e}bAQI="))
+        #expect(ok)
+        #expect(actions == [.deliver([.text("a"), .text("b"), .binary([1, 2])])])
+        // Packets sent while no poll waits are buffered and answered together.
+        #expect(session.send([.message("x")]) == [])
+        #expect(session.send([.message("y")]) == [])
+        #expect(session.pollArrived() == .answer("4x\u{1e}4y"))
+    }
+
+    @Test func aSecondPollWhileOneWaitsClosesTheSession() {
+        var session = polling()
+        #expect(session.pollArrived() == .hold)
+        #expect(session.pollArrived() == .reject([.answerPoll("1"), .closed(.duplicatePoll)]))
+        #expect(session.isClosed)
+        #expect(session.pollArrived() == .reject([]))
+    }
+
+    @Test func aMalformedPostClosesTheSessionWith400() {
+        var session = polling()
+        let (ok, actions) = session.postArrived(body("abc"))
+        #expect(!ok)
+        guard case .closed(.protocolError)? = actions.last else {
+            Issue.record("expected a protocol-error close, got \(actions)")
+            return
+        }
+        #expect(session.pollArrived() == .reject([]))
+    }
+
+    @Test func anOversizePostIsRefused() {
+        var session = polling()
+        let (ok, _) = session.postArrived([UInt8](repeating: UInt8(ascii: "4"), count: 1_000_001))
+        #expect(!ok && session.isClosed)
+    }
+
+    @Test func aClientCloseEndsTheWaitingPollWithANoop() {
+        var session = polling()
+        #expect(session.pollArrived() == .hold)
+        let (ok, actions) = session.postArrived(body("1"))
+        #expect(ok)
+        #expect(actions == [.answerPoll("6"), .closed(.clientClosed)])
+    }
+
+    @Test func theServerPingsAndClosesWithoutAPong() {
+        var session = polling()
+        #expect(session.nextDeadline == t0.advanced(by: .milliseconds(300)))
+        #expect(session.timerFired(now: t0.advanced(by: .milliseconds(100))) == [])
+        #expect(session.pollArrived() == .hold)
+        #expect(session.timerFired(now: t0.advanced(by: .milliseconds(300))) == [.answerPoll("2")])
+        // Answered in time: the next ping comes one interval later.
+        #expect(session.postArrived(body("3")).ok)
+        #expect(session.timerFired(now: t0.advanced(by: .milliseconds(550))) == [])
+        #expect(session.timerFired(now: t0.advanced(by: .milliseconds(600))) == [])  // buffered: no poll waits
+        // Not answered: closed once the timeout passes.
+        #expect(session.timerFired(now: t0.advanced(by: .milliseconds(800))) == [.closed(.pingTimeout)])
+        #expect(session.postArrived(body("3")).ok == false)
+    }
+
+    @Test func aSlowPollingClientIsClosedWhenItsBufferIsFull() {
+        var session = polling()
+        for n in 0..<4 { #expect(session.send([.message("\(n)")]) == []) }
+        #expect(session.send([.message("overflow")]) == [.closed(.tooSlow)])
+    }
+
+    @Test func upgradeProbeNoopAndSwitchToWebSocket() {
+        var session = polling()
+        #expect(session.pollArrived() == .hold)
+        #expect(session.probeFrameArrived(EnginePacket(.ping, .text("probe")))
+            == [.writeProbeFrames([EnginePacket(.pong, .text("probe"))]), .answerPoll("6")])
+        // Something sent before the upgrade completes waits for the WebSocket.
+        #expect(session.send([.message("early")]) == [])
+        #expect(session.probeFrameArrived(EnginePacket(.upgrade)) == [.writeFrames([.message("early")])])
+        #expect(session.transport == .websocket)
+        #expect(session.pollArrived() == .reject([]))
+        #expect(session.frameArrived(.message("hello")) == [.deliver([.text("hello")])])
+        #expect(session.send([.message("later")]) == [.writeFrames([.message("later")])])
+        // A second WebSocket for the same session is refused.
+        #expect(session.probeFrameArrived(EnginePacket(.ping, .text("probe"))) == [.writeProbeFrames([EnginePacket(.close)])])
+    }
+
+    @Test func aProbeWithoutAWaitingPollQueuesTheNoopForTheNextPoll() {
+        var session = polling()
+        _ = session.probeFrameArrived(EnginePacket(.ping, .text("probe")))
+        #expect(session.pollArrived() == .answer("6"))
+    }
+
+    @Test func unexpectedPacketsDuringUpgradeClose() {
+        var session = polling()
+        #expect(session.probeFrameArrived(.message("no probe")).last == .closed(.protocolError("unexpected message during upgrade")))
+    }
+
+    @Test func webSocketSessionsPingAndCloseOnBadPackets() {
+        var (session, _) = EngineSession.open(sid: "w", transport: .websocket, configuration: configuration, now: t0)
+        #expect(session.timerFired(now: t0.advanced(by: .milliseconds(300))) == [.writeFrames([EnginePacket(.ping)])])
+        #expect(session.frameArrived(EnginePacket(.pong)) == [])
+        #expect(session.frameArrived(EnginePacket(.upgrade)).last == .closed(.protocolError("unexpected upgrade packet from the client")))
+    }
+
+    @Test func serverCloseTellsTheClient() {
+        var session = polling()
+        #expect(session.pollArrived() == .hold)
+        #expect(session.close() == [.answerPoll("1"), .closed(.serverClosed)])
+        var (ws, _) = EngineSession.open(sid: "w", transport: .websocket, configuration: configuration, now: t0)
+        #expect(ws.close() == [.writeFrames([EnginePacket(.close)]), .closed(.serverClosed)])
+        #expect(ws.close() == [])
+    }
+
+    @Test func configurationLimitsAreValidated() {
+        var bad = EngineConfiguration()
+        bad.pingInterval = .zero
+        #expect(throws: SocketIOProtocolError.self) { try bad.validate() }
+        #expect(throws: Never.self) { try EngineConfiguration().validate() }
+    }
+}
