@@ -1,0 +1,124 @@
+import Testing
+
+@testable import SocketIO
+
+@Suite struct SocketSessionTests {
+    let t0 = ContinuousClock.now
+
+    func session(namespaces: Set<String> = ["/", "/custom"]) -> SocketSession {
+        var configuration = SocketSession.Configuration()
+        configuration.namespaces = namespaces
+        configuration.connectTimeout = .seconds(1)
+        configuration.pendingAcksMax = 2
+        return SocketSession(configuration: configuration, openedAt: t0)
+    }
+
+    func connected() -> SocketSession {
+        var s = session()
+        _ = s.received(.text("0"))
+        _ = s.accept(namespace: "/", socketID: "sock1", pid: "p1")
+        return s
+    }
+
+    @Test func connectAsksTheApplicationThenAnswersWithTheSocketIDAndPid() {
+        var s = session()
+        #expect(s.received(.text(#"0{"token":"abc"}"#)) == [.authorize(namespace: "/", auth: .object([("token", .string("abc"))]), recovery: nil)])
+        #expect(s.accept(namespace: "/", socketID: "sock1", pid: "p1")
+            == [.send([.message(#"0{"sid":"sock1","pid":"p1"}"#)]), .connected(namespace: "/", socketID: "sock1")])
+        #expect(s.sockets == ["/": "sock1"])
+    }
+
+    @Test func aRefusedConnectGetsConnectError() {
+        var s = session()
+        _ = s.received(.text("0/custom,"))
+        #expect(s.refuse(namespace: "/custom", message: "Not authorized")
+            == [.send([.message(#"4/custom,{"message":"Not authorized"}"#)])])
+        #expect(s.sockets.isEmpty)
+    }
+
+    @Test func anUnknownNamespaceIsRefusedWithoutAskingTheApplication() {
+        var s = session()
+        #expect(s.received(.text("0/nowhere,")) == [.send([.message(#"4/nowhere,{"message":"Invalid namespace"}"#)])])
+    }
+
+    @Test func aReconnectingClientPresentsItsPidAndOffset() {
+        var s = session()
+        let actions = s.received(.text(#"0{"pid":"p1","offset":"1234"}"#))
+        guard case .authorize(_, _, let recovery)? = actions.first else {
+            Issue.record("expected authorize, got \(actions)")
+            return
+        }
+        #expect(recovery == SocketSession.Recovery(pid: "p1", offset: "1234"))
+    }
+
+    @Test func eventsAndAcksFlowBothWays() {
+        var s = connected()
+        #expect(s.received(.text(#"21["message-with-ack",1,"two"]"#))
+            == [.event(namespace: "/", name: "message-with-ack", arguments: [.number(1), .string("two")], ackID: 1)])
+        #expect(s.ack(namespace: "/", id: 1, arguments: [.number(1), .string("two")]) == [.send([.message(#"31[1,"two"]"#)])])
+
+        let (actions, id) = s.emit(namespace: "/", event: "ping-me", arguments: [.binary([9])], ackTimeout: .seconds(1), now: t0)
+        #expect(id == 0)
+        #expect(actions == [.send([.message(#"51-0["ping-me",{"_placeholder":true,"num":0}]"#), EnginePacket(.message, .binary([9]))])])
+        #expect(s.received(.text(#"30["pong"]"#)) == [.ackReceived(namespace: "/", id: 0, arguments: [.string("pong")])])
+        #expect(s.received(.text(#"30["again"]"#)) == [], "an ack is delivered once")
+    }
+
+    @Test func binaryEventsAreReassembled() {
+        var s = connected()
+        #expect(s.received(.text(#"51-["upload",{"_placeholder":true,"num":0}]"#)) == [])
+        #expect(s.received(.binary([1, 2, 3])) == [.event(namespace: "/", name: "upload", arguments: [.binary([1, 2, 3])], ackID: nil)])
+    }
+
+    @Test func ackTimeoutsFireAndPendingAcksAreBounded() {
+        var s = connected()
+        _ = s.emit(namespace: "/", event: "a", arguments: [], ackTimeout: .milliseconds(100), now: t0)
+        _ = s.emit(namespace: "/", event: "b", arguments: [], ackTimeout: .milliseconds(300), now: t0)
+        let (refused, id) = s.emit(namespace: "/", event: "c", arguments: [], ackTimeout: .seconds(1), now: t0)
+        #expect(refused.isEmpty && id == nil, "the third pending ack is over the limit of 2")
+        #expect(s.nextDeadline == t0.advanced(by: .milliseconds(100)))
+        #expect(s.timerFired(now: t0.advanced(by: .milliseconds(150))) == [.ackTimedOut(namespace: "/", id: 0)])
+        #expect(s.timerFired(now: t0.advanced(by: .milliseconds(400))) == [.ackTimedOut(namespace: "/", id: 1)])
+    }
+
+    @Test func eventsForANamespaceNotConnectedAreDropped() {
+        var s = connected()
+        #expect(s.received(.text(#"2/custom,["hello"]"#)) == [])
+    }
+
+    @Test func withoutAConnectInTimeTheConnectionCloses() {
+        var s = session()
+        #expect(s.timerFired(now: t0.advanced(by: .milliseconds(500))) == [])
+        #expect(s.timerFired(now: t0.advanced(by: .seconds(1))) == [.closeConnection(.connectTimeout)])
+    }
+
+    @Test func disconnectsFromEitherSide() {
+        var s = connected()
+        _ = s.received(.text("0/custom,"))
+        _ = s.accept(namespace: "/custom", socketID: "sock2")
+        #expect(s.received(.text("1/custom,")) == [.disconnected(namespace: "/custom", reason: .clientDisconnect)])
+        #expect(s.disconnect(namespace: "/") == [.send([.message("1")]), .disconnected(namespace: "/", reason: .serverDisconnect)])
+        #expect(s.sockets.isEmpty)
+    }
+
+    @Test func malformedPacketsCloseTheConnection() {
+        var s = connected()
+        #expect(s.received(.text("2{}")) == [.disconnected(namespace: "/", reason: .protocolError("invalid Socket.IO packet: EVENT payload must be a non-empty array starting with the event name")),
+                                             .closeConnection(.protocolError("invalid Socket.IO packet: EVENT payload must be a non-empty array starting with the event name"))])
+        #expect(s.received(.text(#"2["late"]"#)) == [])
+    }
+
+    @Test func aSecondConnectToTheSameNamespaceIsAProtocolError() {
+        var s = connected()
+        guard case .closeConnection? = s.received(.text("0")).last else {
+            Issue.record("expected the connection to close")
+            return
+        }
+    }
+
+    @Test func transportCloseDisconnectsEveryNamespace() {
+        var s = connected()
+        #expect(s.transportClosed() == [.disconnected(namespace: "/", reason: .transportClosed)])
+        #expect(s.nextDeadline == nil)
+    }
+}
