@@ -22,7 +22,7 @@ struct Chatlog: AsyncParsableCommand {
               chatlog bench journal --events 2000000
             """,
         version: "0.1.0",
-        subcommands: [JournalCommand.self, ProjectionsCommand.self, RoomsCommand.self, HistoryCommand.self, BenchCommand.self]
+        subcommands: [JournalCommand.self, ProjectionsCommand.self, RoomsCommand.self, HistoryCommand.self, BenchCommand.self, DevCommand.self]
     )
 }
 

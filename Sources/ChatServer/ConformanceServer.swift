@@ -1,0 +1,80 @@
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import SocketIO
+import Synchronization
+
+/// The server the official Socket.IO and Engine.IO test suites expect: Socket.IO at
+/// `/socket.io/` (pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1,000,000,
+/// connectTimeout 1 s, namespaces `/` and `/custom`) that emits `auth` with the CONNECT
+/// payload, answers `message` with `message-back` and acknowledges `message-with-ack`; and a
+/// bare Engine.IO echo server at `/engine.io/`.
+public enum ConformanceServer {
+    /// The Socket.IO suite's handlers.
+    final class Handler: SocketIOHandler {
+        private let auth = Mutex<[String: JSONValue]>([:])
+
+        func authorize(_ request: ConnectRequest) async -> ConnectDecision {
+            auth.withLock { $0[request.engineID + request.namespace] = request.auth ?? .object([]) }
+            return .accept(pid: nil)
+        }
+
+        func connected(_ socket: SocketRef, server: SocketIOServer) async {
+            let handshakeAuth = auth.withLock { $0.removeValue(forKey: socket.engineID + socket.namespace) } ?? .object([])
+            await server.emit(socket, event: "auth", [handshakeAuth])
+        }
+
+        func event(_ socket: SocketRef, name: String, arguments: [JSONValue], ackID: UInt64?, server: SocketIOServer) async {
+            switch name {
+            case "message":
+                await server.emit(socket, event: "message-back", arguments)
+            case "message-with-ack":
+                if let ackID { await server.ack(socket, id: ackID, arguments) }
+            default:
+                break
+            }
+        }
+    }
+
+    final class Echo: SocketIOHandler {
+        func event(_ socket: SocketRef, name: String, arguments: [JSONValue], ackID: UInt64?, server: SocketIOServer) async {}
+    }
+
+    /// Builds the application on `host:port`; `onRunning` gets the bound port.
+    public static func application(
+        host: String = "127.0.0.1",
+        port: Int,
+        logger: Logger,
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        var configuration = SocketIOServer.Configuration()
+        configuration.engine.pingInterval = .milliseconds(300)
+        configuration.engine.pingTimeout = .milliseconds(200)
+        configuration.engine.maxPayload = 1_000_000
+        configuration.socket.connectTimeout = .seconds(1)
+        configuration.socket.namespaces = ["/", "/custom"]
+        configuration.socket.recovery = false
+        let socketIO = SocketIOServer(configuration: configuration, handler: Handler(), logger: logger)
+        var echoConfiguration = configuration
+        echoConfiguration.engineEcho = true
+        let engineIO = SocketIOServer(configuration: echoConfiguration, handler: Echo(), logger: logger)
+
+        let socketEndpoint = SocketIOEndpoint(server: socketIO, path: "/socket.io/", allowedOrigin: "*")
+        let engineEndpoint = SocketIOEndpoint(server: engineIO, path: "/engine.io/", allowedOrigin: "*")
+        let router = Router()
+        socketEndpoint.addRoutes(to: router)
+        engineEndpoint.addRoutes(to: router)
+        return Application(
+            router: router,
+            server: .http1WebSocketUpgrade { head, _, _ in
+                let socket = socketEndpoint.shouldUpgrade(head)
+                if case .dontUpgrade = socket { return engineEndpoint.shouldUpgrade(head) }
+                return socket
+            },
+            configuration: .init(address: .hostname(host, port: port), serverName: "chatlog-conformance"),
+            services: [socketIO, engineIO],
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) },
+            logger: logger
+        )
+    }
+}

@@ -1,0 +1,203 @@
+import Hummingbird
+import HummingbirdCore
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import SocketIO
+
+/// Serves a `SocketIOServer` over HTTP at a path (`/socket.io/` by default): long-polling
+/// GET and POST on the router, WebSocket through the HTTP/1 upgrade.
+///
+/// Error replies follow the Engine.IO reference server: 400 with
+/// `{"code":N,"message":"..."}` for an unsupported `EIO` (5), an unknown transport (0), an
+/// unknown session id (1), a bad handshake method (2) or a bad request (3).
+public struct SocketIOEndpoint: Sendable {
+    public let server: SocketIOServer
+    public let path: String
+    /// `Access-Control-Allow-Origin` for cross-origin browsers; nil sends no CORS headers.
+    public let allowedOrigin: String?
+
+    public init(server: SocketIOServer, path: String = "/socket.io/", allowedOrigin: String? = nil) {
+        self.server = server
+        self.path = path.hasSuffix("/") ? path : path + "/"
+        self.allowedOrigin = allowedOrigin
+    }
+
+    enum Failure: Int {
+        case unknownTransport = 0
+        case unknownSession = 1
+        case badHandshakeMethod = 2
+        case badRequest = 3
+        case unsupportedVersion = 5
+
+        var message: String {
+            switch self {
+            case .unknownTransport: "Transport unknown"
+            case .unknownSession: "Session ID unknown"
+            case .badHandshakeMethod: "Bad handshake method"
+            case .badRequest: "Bad request"
+            case .unsupportedVersion: "Unsupported protocol version"
+            }
+        }
+    }
+
+    /// Adds the polling routes.
+    public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
+        // The router matches the path with or without its trailing slash.
+        for route in [String(path.dropLast())] {
+            router.on(RouterPath(route), method: .get) { request, _ in await handlePolling(request, body: nil) }
+            router.on(RouterPath(route), method: .post) { request, context in
+                var request = request
+                let body = try await request.collectBody(upTo: server.configuration.engine.maxPayload + 1)
+                return await handlePolling(request, body: Array(body.readableBytesView))
+            }
+            router.on(RouterPath(route), method: .options) { _, _ in
+                Response(status: .noContent, headers: corsHeaders(preflight: true))
+            }
+            router.on(RouterPath(route), method: .put) { _, _ in failure(.badHandshakeMethod) }
+        }
+    }
+
+    func corsHeaders(preflight: Bool = false) -> HTTPFields {
+        var headers = HTTPFields()
+        guard let allowedOrigin else { return headers }
+        headers[.accessControlAllowOrigin] = allowedOrigin
+        headers[.accessControlAllowCredentials] = "true"
+        if preflight {
+            headers[.accessControlAllowMethods] = "GET, POST, OPTIONS"
+            headers[.accessControlAllowHeaders] = "content-type"
+        }
+        return headers
+    }
+
+    func failure(_ failure: Failure) -> Response {
+        var headers = corsHeaders()
+        headers[.contentType] = "application/json"
+        let body = #"{"code":\#(failure.rawValue),"message":"\#(failure.message)"}"#
+        return Response(status: .badRequest, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    func text(_ body: String) -> Response {
+        var headers = corsHeaders()
+        headers[.contentType] = "text/plain; charset=UTF-8"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    struct Query {
+        var eio: Substring?
+        var transport: Substring?
+        var sid: Substring?
+    }
+
+    static func parse(_ uri: URI) -> Query {
+        let parameters = uri.queryParameters
+        return Query(eio: parameters["EIO"], transport: parameters["transport"], sid: parameters["sid"])
+    }
+
+    func handlePolling(_ request: Request, body: [UInt8]?) async -> Response {
+        let query = Self.parse(request.uri)
+        guard query.eio == "4" else { return failure(.unsupportedVersion) }
+        guard query.transport == "polling" else { return failure(.unknownTransport) }
+        guard let sid = query.sid.map(String.init) else {
+            guard body == nil else { return failure(.badHandshakeMethod) }
+            switch await server.handshake(transport: .polling) {
+            case .opened(_, let open):
+                return text(EnginePacket.encodePayload([open]))
+            case .full:
+                return Response(status: .serviceUnavailable)
+            }
+        }
+        if let body {
+            guard body.count <= server.configuration.engine.maxPayload else {
+                _ = await server.post(sid: sid, body: body)  // closes the session
+                return failure(.badRequest)
+            }
+            let (ok, known, calls) = await server.post(sid: sid, body: body)
+            await server.perform(calls)
+            guard known else { return failure(.unknownSession) }
+            return ok ? text("ok") : failure(.badRequest)
+        }
+        let (result, calls) = await withTaskCancellationHandler {
+            await server.poll(sid: sid)
+        } onCancel: {
+            Task { await server.pollAbandoned(sid: sid) }
+        }
+        await server.perform(calls)
+        switch result {
+        case .body(let payload): return text(payload)
+        case .unknownSession: return failure(.unknownSession)
+        case .rejected: return failure(.badRequest)
+        }
+    }
+
+    /// Decides whether an HTTP/1 request is a WebSocket upgrade for this endpoint, and serves it.
+    public func shouldUpgrade(_ head: HTTPRequest) -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
+        let uri = URI(head.path ?? "/")
+        guard uri.path == path || uri.path + "/" == path else { return .dontUpgrade }
+        let query = Self.parse(uri)
+        guard query.eio == "4", query.transport == "websocket" else { return .dontUpgrade }
+        let sid = query.sid.map(String.init)
+        let server = self.server
+        return .upgrade([:]) { inbound, outbound, _ in
+            await Self.serveWebSocket(server: server, sid: sid, inbound: inbound, outbound: outbound)
+        }
+    }
+
+    static func serveWebSocket(
+        server: SocketIOServer,
+        sid requested: String?,
+        inbound: WebSocketInboundStream,
+        outbound: WebSocketOutboundWriter
+    ) async {
+        let (frames, continuation) = AsyncStream<EnginePacket>.makeStream(
+            bufferingPolicy: .bufferingOldest(server.configuration.outboundQueueFramesMax))
+        guard let (sid, startsAsProbe) = await server.attachWebSocket(sid: requested, continuation: continuation) else {
+            try? await outbound.close(.policyViolation, reason: "unknown or upgraded session")
+            return
+        }
+        await withTaskGroup(of: Void.self) { group in
+            // Writer: drains the bounded queue; ends when the session closes or the client is too slow.
+            group.addTask {
+                for await packet in frames {
+                    do {
+                        if let binary = packet.binaryFrame {
+                            try await outbound.write(.binary(ByteBuffer(bytes: binary)))
+                        } else if let text = packet.textFrame {
+                            try await outbound.write(.text(text))
+                        }
+                    } catch {
+                        break
+                    }
+                }
+                try? await outbound.close(.normalClosure, reason: nil)
+            }
+            // Reader.
+            var probe = startsAsProbe
+            let maxPayload = server.configuration.engine.maxPayload
+            do {
+                for try await message in inbound.messages(maxSize: maxPayload) {
+                    let packet: EnginePacket
+                    switch message {
+                    case .text(let text):
+                        guard let decoded = try? EnginePacket.decode(textFrame: text) else {
+                            let calls = await server.websocketClosed(sid: sid, probe: false)
+                            await server.perform(calls)
+                            continuation.finish()
+                            group.cancelAll()
+                            return
+                        }
+                        packet = decoded
+                    case .binary(let buffer):
+                        packet = EnginePacket.decode(binaryFrame: Array(buffer.readableBytesView))
+                    }
+                    let (stillProbing, calls) = await server.frame(sid: sid, packet: packet, probe: probe)
+                    probe = stillProbing
+                    await server.perform(calls)
+                }
+            } catch {}
+            let calls = await server.websocketClosed(sid: sid, probe: probe)
+            await server.perform(calls)
+            continuation.finish()
+        }
+    }
+}

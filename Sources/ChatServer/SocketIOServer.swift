@@ -1,0 +1,413 @@
+import Logging
+import NIOCore
+import ServiceLifecycle
+import SocketIO
+
+/// The Socket.IO server: every Engine.IO session with its Socket.IO session, rooms, and the
+/// work the protocol state machines ask for.
+///
+/// An actor: the state machines run inside it and never suspend; what may suspend (the
+/// application's handler, network writes) runs in the task of the request or WebSocket
+/// concerned, from `AppCall`s the actor hands back. It is also a `Service` whose `run` drives
+/// the protocol timers (pings, ping and connect timeouts, ack timeouts).
+public actor SocketIOServer: Service {
+    public struct Configuration: Sendable {
+        public var engine = EngineConfiguration()
+        public var socket = SocketSession.Configuration()
+        /// WebSocket frames waiting to be written per connection; a client slower than this
+        /// is disconnected rather than allowed to grow memory or slow a room.
+        public var outboundQueueFramesMax = 1_024
+        /// Sessions at once; new handshakes beyond it get 503.
+        public var sessionsMax = 10_000
+        /// Granularity of the protocol timers.
+        public var timerTick: Duration = .milliseconds(10)
+        /// A bare Engine.IO echo server with no Socket.IO layer: every message is sent back.
+        /// For the Engine.IO conformance suite only.
+        public var engineEcho = false
+        public init() {}
+    }
+
+    /// Work to do outside the actor.
+    enum AppCall: Sendable {
+        case authorize(ConnectRequest)
+        case connected(SocketRef)
+        case event(SocketRef, name: String, arguments: [JSONValue], ackID: UInt64?)
+        case disconnected(SocketRef, SocketSession.DisconnectReason)
+    }
+
+    /// A WebSocket's outbound frames, bounded.
+    struct Outbound: Sendable {
+        let continuation: AsyncStream<EnginePacket>.Continuation
+        let id: Int
+    }
+
+    struct Connection: Sendable {
+        var engine: EngineSession
+        var socket: SocketSession
+        var pendingPoll: CheckedContinuation<String, Never>?
+        var websocket: Outbound?
+        var probe: Outbound?
+    }
+
+    public nonisolated let configuration: Configuration
+    nonisolated let handler: any SocketIOHandler
+    nonisolated let logger: Logger
+    private var connections: [String: Connection] = [:]
+    private var rooms: [String: Set<SocketRef>] = [:]
+    private var roomsOfSocket: [SocketRef: Set<String>] = [:]
+    private var ackWaiters: [AckKey: CheckedContinuation<[JSONValue]?, Never>] = [:]
+    private var nextOutboundID = 0
+
+    struct AckKey: Hashable {
+        let engineID: String
+        let namespace: String
+        let id: UInt64
+    }
+
+    public init(configuration: Configuration = Configuration(), handler: any SocketIOHandler, logger: Logger) {
+        self.configuration = configuration
+        self.handler = handler
+        self.logger = logger
+    }
+
+    public var sessionCount: Int { connections.count }
+
+    // MARK: Service: the timers
+
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            while !Task.isCancelled {
+                try await Task.sleep(for: configuration.timerTick)
+                let calls = tick(now: .now)
+                await perform(calls)
+            }
+        } onGracefulShutdown: {}
+    }
+
+    private func tick(now: ContinuousClock.Instant) -> [AppCall] {
+        var calls: [AppCall] = []
+        for id in Array(connections.keys) {
+            guard var connection = connections[id] else { continue }
+            let engineActions = connection.engine.timerFired(now: now)
+            let socketActions = connection.socket.timerFired(now: now)
+            connections[id] = connection
+            calls += apply(engineActions, to: id)
+            calls += apply(socketActions, to: id)
+        }
+        return calls
+    }
+
+    // MARK: Handshake and transports
+
+    enum HandshakeResult {
+        case opened(sid: String, open: EnginePacket)
+        case full
+    }
+
+    func handshake(transport: EngineSession.Transport) -> HandshakeResult {
+        guard connections.count < configuration.sessionsMax else { return .full }
+        let sid = Self.randomID()
+        let now = ContinuousClock.now
+        let (engine, open) = EngineSession.open(sid: sid, transport: transport, configuration: configuration.engine, now: now)
+        connections[sid] = Connection(engine: engine, socket: SocketSession(configuration: configuration.socket, openedAt: now))
+        logger.debug("engine.io session opened", metadata: ["socketio.sid": "\(sid)", "socketio.transport": "\(transport)"])
+        return .opened(sid: sid, open: open)
+    }
+
+    enum PollResult {
+        case body(String)
+        case unknownSession
+        case rejected
+    }
+
+    /// A GET on a polling session: answers at once or waits for packets.
+    func poll(sid: String) async -> (PollResult, [AppCall]) {
+        guard var connection = connections[sid] else { return (.unknownSession, []) }
+        switch connection.engine.pollArrived() {
+        case .answer(let body):
+            connections[sid] = connection
+            return (.body(body), [])
+        case .reject(let actions):
+            connections[sid] = connection
+            return (.rejected, apply(actions, to: sid))
+        case .hold:
+            connections[sid] = connection
+            let body = await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
+                // Re-check after the suspension point: the session may have closed meanwhile.
+                guard connections[sid] != nil else {
+                    continuation.resume(returning: EnginePacket.encodePayload([EnginePacket(.noop)]))
+                    return
+                }
+                connections[sid]?.pendingPoll = continuation
+            }
+            return (.body(body), [])
+        }
+    }
+
+    /// A POST on a polling session.
+    func post(sid: String, body: [UInt8]) -> (ok: Bool, known: Bool, calls: [AppCall]) {
+        guard var connection = connections[sid] else { return (false, false, []) }
+        let (ok, actions) = connection.engine.postArrived(body)
+        connections[sid] = connection
+        return (ok, true, apply(actions, to: sid))
+    }
+
+    /// A WebSocket opened: a new session (no sid) or an upgrade probe for an existing one.
+    func attachWebSocket(sid: String?, continuation: AsyncStream<EnginePacket>.Continuation) -> (sid: String, probe: Bool)? {
+        nextOutboundID += 1
+        let outbound = Outbound(continuation: continuation, id: nextOutboundID)
+        if let sid {
+            guard connections[sid] != nil, connections[sid]?.probe == nil, connections[sid]?.engine.transport == .polling else {
+                return nil
+            }
+            connections[sid]?.probe = outbound
+            return (sid, true)
+        }
+        guard case .opened(let newSID, let open) = handshake(transport: .websocket) else { return nil }
+        connections[newSID]?.websocket = outbound
+        write([open], to: outbound, sid: newSID)
+        return (newSID, false)
+    }
+
+    /// A frame from a WebSocket; `probe` while it is still upgrading.
+    func frame(sid: String, packet: EnginePacket, probe: Bool) -> (probe: Bool, calls: [AppCall]) {
+        guard var connection = connections[sid] else { return (probe, []) }
+        if probe, connection.engine.transport == .polling {
+            let actions = connection.engine.probeFrameArrived(packet)
+            if connection.engine.transport == .websocket {
+                connection.websocket = connection.probe
+                connection.probe = nil
+            }
+            connections[sid] = connection
+            return (connection.engine.transport != .websocket, apply(actions, to: sid))
+        }
+        let actions = connection.engine.frameArrived(packet)
+        connections[sid] = connection
+        return (false, apply(actions, to: sid))
+    }
+
+    func websocketClosed(sid: String, probe: Bool) -> [AppCall] {
+        guard var connection = connections[sid] else { return [] }
+        let actions = connection.engine.transportClosed(probe: probe)
+        if probe { connection.probe = nil }
+        connections[sid] = connection
+        return apply(actions, to: sid)
+    }
+
+    func pollAbandoned(sid: String) {
+        connections[sid]?.engine.pollAbandoned()
+        connections[sid]?.pendingPoll = nil
+    }
+
+    // MARK: Application API
+
+    /// Sends an event to one socket.
+    public func emit(_ socket: SocketRef, event: String, _ arguments: [JSONValue]) {
+        guard var connection = connections[socket.engineID] else { return }
+        let (actions, _) = connection.socket.emit(namespace: socket.namespace, event: event, arguments: arguments, now: .now)
+        connections[socket.engineID] = connection
+        let calls = apply(actions, to: socket.engineID)
+        precondition(calls.isEmpty, "emitting produces no application calls")
+    }
+
+    /// Sends an event and waits for the client's acknowledgement, at most `timeout`.
+    /// - Returns: the acknowledgement's arguments, or nil on timeout or disconnect.
+    public func emitWithAck(_ socket: SocketRef, event: String, _ arguments: [JSONValue], timeout: Duration) async -> [JSONValue]? {
+        guard var connection = connections[socket.engineID] else { return nil }
+        let (actions, id) = connection.socket.emit(namespace: socket.namespace, event: event, arguments: arguments,
+                                                   ackTimeout: timeout, now: .now)
+        connections[socket.engineID] = connection
+        _ = apply(actions, to: socket.engineID)
+        guard let id else { return nil }
+        let key = AckKey(engineID: socket.engineID, namespace: socket.namespace, id: id)
+        return await withCheckedContinuation { continuation in
+            ackWaiters[key] = continuation
+        }
+    }
+
+    /// Answers a client's acknowledgement request.
+    public func ack(_ socket: SocketRef, id: UInt64, _ arguments: [JSONValue]) {
+        guard var connection = connections[socket.engineID] else { return }
+        let actions = connection.socket.ack(namespace: socket.namespace, id: id, arguments: arguments)
+        connections[socket.engineID] = connection
+        _ = apply(actions, to: socket.engineID)
+    }
+
+    public func join(_ socket: SocketRef, room: String) {
+        guard connections[socket.engineID]?.socket.sockets[socket.namespace] == socket.socketID else { return }
+        rooms[room, default: []].insert(socket)
+        roomsOfSocket[socket, default: []].insert(room)
+    }
+
+    public func leave(_ socket: SocketRef, room: String) {
+        rooms[room]?.remove(socket)
+        if rooms[room]?.isEmpty == true { rooms[room] = nil }
+        roomsOfSocket[socket]?.remove(room)
+    }
+
+    /// Sends an event to every socket of `namespace` in `room`, except `except`.
+    public func broadcast(namespace: String, room: String, event: String, _ arguments: [JSONValue], except: SocketRef? = nil) {
+        for member in rooms[room] ?? [] where member.namespace == namespace && member != except {
+            emit(member, event: event, arguments)
+        }
+    }
+
+    public func members(of room: String) -> Set<SocketRef> {
+        rooms[room] ?? []
+    }
+
+    /// Disconnects a socket from its namespace.
+    public func disconnect(_ socket: SocketRef) async {
+        guard var connection = connections[socket.engineID] else { return }
+        let actions = connection.socket.disconnect(namespace: socket.namespace)
+        connections[socket.engineID] = connection
+        await perform(apply(actions, to: socket.engineID))
+    }
+
+    // MARK: Carrying out actions
+
+    func perform(_ calls: [AppCall]) async {
+        for call in calls {
+            switch call {
+            case .authorize(let request):
+                let decision = await handler.authorize(request)
+                let followUp = decide(request, decision)
+                await perform(followUp)
+            case .connected(let socket):
+                await handler.connected(socket, server: self)
+            case .event(let socket, let name, let arguments, let ackID):
+                await handler.event(socket, name: name, arguments: arguments, ackID: ackID, server: self)
+            case .disconnected(let socket, let reason):
+                await handler.disconnected(socket, reason: reason, server: self)
+            }
+        }
+    }
+
+    private func decide(_ request: ConnectRequest, _ decision: ConnectDecision) -> [AppCall] {
+        guard var connection = connections[request.engineID] else { return [] }
+        let actions: [SocketSession.Action]
+        switch decision {
+        case .accept(let pid):
+            actions = connection.socket.accept(namespace: request.namespace, socketID: Self.randomID(), pid: pid)
+        case .refuse(let message, let data):
+            actions = connection.socket.refuse(namespace: request.namespace, message: message, data: data)
+        }
+        connections[request.engineID] = connection
+        return apply(actions, to: request.engineID)
+    }
+
+    private func apply(_ actions: [EngineSession.Action], to sid: String) -> [AppCall] {
+        var calls: [AppCall] = []
+        for action in actions {
+            switch action {
+            case .answerPoll(let body):
+                connections[sid]?.pendingPoll?.resume(returning: body)
+                connections[sid]?.pendingPoll = nil
+            case .writeFrames(let packets):
+                if let outbound = connections[sid]?.websocket { write(packets, to: outbound, sid: sid) }
+            case .writeProbeFrames(let packets):
+                if let outbound = connections[sid]?.probe { write(packets, to: outbound, sid: sid) }
+            case .deliver(let payloads) where configuration.engineEcho:
+                guard var connection = connections[sid] else { break }
+                let echo = connection.engine.send(payloads.map { EnginePacket(.message, $0) })
+                connections[sid] = connection
+                calls += apply(echo, to: sid)
+            case .deliver(let payloads):
+                for payload in payloads {
+                    guard var connection = connections[sid] else { break }
+                    let socketActions = connection.socket.received(payload)
+                    connections[sid] = connection
+                    calls += apply(socketActions, to: sid)
+                }
+            case .closed(let reason):
+                calls += closeConnection(sid, reason: reason)
+            }
+        }
+        return calls
+    }
+
+    private func apply(_ actions: [SocketSession.Action], to sid: String) -> [AppCall] {
+        var calls: [AppCall] = []
+        for action in actions {
+            switch action {
+            case .send(let packets):
+                guard var connection = connections[sid] else { continue }
+                let engineActions = connection.engine.send(packets)
+                connections[sid] = connection
+                calls += apply(engineActions, to: sid)
+            case .authorize(let namespace, let auth, let recovery):
+                calls.append(.authorize(ConnectRequest(engineID: sid, namespace: namespace, auth: auth, recovery: recovery)))
+            case .event(let namespace, let name, let arguments, let ackID):
+                guard let socketID = connections[sid]?.socket.sockets[namespace] else { continue }
+                calls.append(.event(SocketRef(engineID: sid, namespace: namespace, socketID: socketID),
+                                    name: name, arguments: arguments, ackID: ackID))
+            case .ackReceived(let namespace, let id, let arguments):
+                ackWaiters.removeValue(forKey: AckKey(engineID: sid, namespace: namespace, id: id))?.resume(returning: arguments)
+            case .ackTimedOut(let namespace, let id):
+                ackWaiters.removeValue(forKey: AckKey(engineID: sid, namespace: namespace, id: id))?.resume(returning: nil)
+            case .connected(let namespace, let socketID):
+                calls.append(.connected(SocketRef(engineID: sid, namespace: namespace, socketID: socketID)))
+            case .disconnected(let namespace, let reason):
+                calls += forget(sid: sid, namespace: namespace, reason: reason)
+            case .closeConnection(let reason):
+                guard var connection = connections[sid] else { continue }
+                logger.info("socket.io connection closed", metadata: ["socketio.sid": "\(sid)", "socketio.reason": "\(reason)"])
+                let engineActions = connection.engine.close()
+                connections[sid] = connection
+                calls += apply(engineActions, to: sid)
+            }
+        }
+        return calls
+    }
+
+    /// Removes a disconnected socket from its rooms and fails its pending acks.
+    private func forget(sid: String, namespace: String, reason: SocketSession.DisconnectReason) -> [AppCall] {
+        let socket = roomsOfSocket.keys.first { $0.engineID == sid && $0.namespace == namespace }
+        for key in ackWaiters.keys where key.engineID == sid && key.namespace == namespace {
+            ackWaiters.removeValue(forKey: key)?.resume(returning: nil)
+        }
+        guard let socket else {
+            // Never joined a room: still tell the application.
+            return [.disconnected(SocketRef(engineID: sid, namespace: namespace, socketID: ""), reason)]
+        }
+        for room in roomsOfSocket.removeValue(forKey: socket) ?? [] {
+            rooms[room]?.remove(socket)
+            if rooms[room]?.isEmpty == true { rooms[room] = nil }
+        }
+        return [.disconnected(socket, reason)]
+    }
+
+    private func closeConnection(_ sid: String, reason: EngineSession.CloseReason) -> [AppCall] {
+        guard let connection = connections.removeValue(forKey: sid) else { return [] }
+        logger.debug("engine.io session closed", metadata: ["socketio.sid": "\(sid)", "socketio.reason": "\(reason)"])
+        connection.pendingPoll?.resume(returning: EnginePacket.encodePayload([EnginePacket(.noop)]))
+        connection.websocket?.continuation.finish()
+        connection.probe?.continuation.finish()
+        // Only disconnects follow; they need no connection.
+        return apply(connection.socket.transportClosedActions(), to: sid)
+    }
+
+    private func write(_ packets: [EnginePacket], to outbound: Outbound, sid: String) {
+        for packet in packets {
+            if case .dropped = outbound.continuation.yield(packet) {
+                logger.warning("socket.io client too slow; closing", metadata: ["socketio.sid": "\(sid)"])
+                outbound.continuation.finish()
+                return
+            }
+        }
+    }
+
+    static func randomID() -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+        var generator = SystemRandomNumberGenerator()
+        return String((0..<20).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] })
+    }
+}
+
+extension SocketSession {
+    /// `transportClosed` as a non-mutating helper for a session being removed.
+    func transportClosedActions() -> [Action] {
+        var copy = self
+        return copy.transportClosed()
+    }
+}
