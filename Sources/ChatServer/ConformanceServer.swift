@@ -8,7 +8,9 @@ import Synchronization
 /// `/socket.io/` (pingInterval 300 ms, pingTimeout 200 ms, maxPayload 1,000,000,
 /// connectTimeout 1 s, namespaces `/` and `/custom`) that emits `auth` with the CONNECT
 /// payload, answers `message` with `message-back` and acknowledges `message-with-ack`; and a
-/// bare Engine.IO echo server at `/engine.io/`.
+/// bare Engine.IO echo server at `/engine.io/`. Two more events serve the interop tests:
+/// `join` (a room) and `to-room` (a room, then arguments broadcast to its other members as
+/// `room-message`).
 public enum ConformanceServer {
     /// The Socket.IO suite's handlers.
     final class Handler: SocketIOHandler {
@@ -30,6 +32,16 @@ public enum ConformanceServer {
                 await server.emit(socket, event: "message-back", arguments)
             case "message-with-ack":
                 if let ackID { await server.ack(socket, id: ackID, arguments) }
+            // Beyond the official suites, for the interop tests: rooms and broadcast.
+            case "join":
+                if let room = arguments.first?.stringValue { await server.join(socket, room: room) }
+                if let ackID { await server.ack(socket, id: ackID, []) }
+            case "to-room":
+                if let room = arguments.first?.stringValue {
+                    await server.broadcast(namespace: socket.namespace, room: room, event: "room-message",
+                                           Array(arguments.dropFirst()), except: socket)
+                }
+                if let ackID { await server.ack(socket, id: ackID, []) }
             default:
                 break
             }

@@ -75,13 +75,28 @@ public actor SocketIOServer: Service {
     // MARK: Service: the timers
 
     public func run() async throws {
-        try await withGracefulShutdownHandler {
+        // The timers stop with the graceful shutdown; then every session is closed, which
+        // ends held polls and WebSockets so the HTTP server can finish.
+        try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                try await Task.sleep(for: configuration.timerTick)
-                let calls = tick(now: .now)
-                await perform(calls)
+                try await Task.sleep(for: self.configuration.timerTick)
+                let calls = await self.tick(now: .now)
+                await self.perform(calls)
             }
-        } onGracefulShutdown: {}
+        }
+        await perform(closeAll())
+    }
+
+    /// Closes every session (server shutdown).
+    private func closeAll() -> [AppCall] {
+        var calls: [AppCall] = []
+        for sid in Array(connections.keys) {
+            guard var connection = connections[sid] else { continue }
+            let actions = connection.engine.close()
+            connections[sid] = connection
+            calls += apply(actions, to: sid)
+        }
+        return calls
     }
 
     private func tick(now: ContinuousClock.Instant) -> [AppCall] {

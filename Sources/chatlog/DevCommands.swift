@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import ChatServer
 import Hummingbird
 import Logging
@@ -32,7 +33,7 @@ struct DevCommand: AsyncParsableCommand {
             let logger = logging.makeLogger(label: "chatlog.conformance")
             let host = self.host
             let app = ConformanceServer.application(host: host, port: port, logger: logger) { port in
-                print("listening on \(host):\(port)")
+                FileHandle.standardOutput.write(Data("listening on \(host):\(port)\n".utf8))
             }
             try await app.runService()
         }
