@@ -139,7 +139,13 @@ public struct SocketSession: Sendable {
         case .disconnect:
             guard sockets.removeValue(forKey: namespace) != nil else { return [] }
             pendingAcks.removeAll { $0.namespace == namespace }
-            return [.disconnected(namespace: namespace, reason: .clientDisconnect)]
+            var actions: [Action] = [.disconnected(namespace: namespace, reason: .clientDisconnect)]
+            // Like the reference server: a client that leaves its last namespace is done.
+            if sockets.isEmpty && authorizing.isEmpty {
+                closed = true
+                actions.append(.closeConnection(.clientDisconnect))
+            }
+            return actions
         case .event, .binaryEvent:
             // Events for a namespace the client is not connected to are dropped, as the
             // reference server does.

@@ -101,6 +101,11 @@ import Testing
         #expect(s.sockets.isEmpty)
     }
 
+    @Test func leavingTheLastNamespaceClosesTheConnection() {
+        var s = connected()
+        #expect(s.received(.text("1")) == [.disconnected(namespace: "/", reason: .clientDisconnect), .closeConnection(.clientDisconnect)])
+    }
+
     @Test func malformedPacketsCloseTheConnection() {
         var s = connected()
         #expect(s.received(.text("2{}")) == [.disconnected(namespace: "/", reason: .protocolError("invalid Socket.IO packet: EVENT payload must be a non-empty array starting with the event name")),
