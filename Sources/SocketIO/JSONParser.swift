@@ -9,21 +9,35 @@ public enum JSONParser {
     /// Parses exactly one JSON value from `bytes`.
     /// - Throws: `SocketIOProtocolError.invalidJSON` saying what and where.
     public static func parse(_ bytes: some Collection<UInt8>, depthMax: Int = defaultDepthMax) throws(SocketIOProtocolError) -> JSONValue {
-        let array = Array(bytes)
-        var parser = Parser(bytes: array, depthMax: depthMax)
-        parser.skipWhitespace()
-        let value = try parser.value(depth: 0)
-        parser.skipWhitespace()
-        guard parser.index == array.count else { throw parser.fail("unexpected bytes after the value") }
-        return value
+        if let result = bytes.withContiguousStorageIfAvailable({ buffer in
+            Result { () throws(SocketIOProtocolError) -> JSONValue in try parse(buffer: buffer, depthMax: depthMax) }
+        }) {
+            return try result.get()
+        }
+        return try Array(bytes).withUnsafeBufferPointer { buffer in
+            Result { () throws(SocketIOProtocolError) -> JSONValue in try parse(buffer: buffer, depthMax: depthMax) }
+        }.get()
     }
 
     public static func parse(_ string: String, depthMax: Int = defaultDepthMax) throws(SocketIOProtocolError) -> JSONValue {
-        try parse(string.utf8, depthMax: depthMax)
+        var string = string
+        return try string.withUTF8 { buffer in
+            Result { () throws(SocketIOProtocolError) -> JSONValue in try parse(buffer: buffer, depthMax: depthMax) }
+        }.get()
+    }
+
+    /// Parses exactly one value from contiguous bytes (the fast path every entry uses).
+    public static func parse(buffer: UnsafeBufferPointer<UInt8>, depthMax: Int = defaultDepthMax) throws(SocketIOProtocolError) -> JSONValue {
+        var parser = Parser(bytes: buffer, depthMax: depthMax)
+        parser.skipWhitespace()
+        let value = try parser.value(depth: 0)
+        parser.skipWhitespace()
+        guard parser.index == buffer.count else { throw parser.fail("unexpected bytes after the value") }
+        return value
     }
 
     private struct Parser {
-        let bytes: [UInt8]
+        let bytes: UnsafeBufferPointer<UInt8>
         let depthMax: Int
         var index = 0
 
@@ -32,15 +46,22 @@ public enum JSONParser {
         }
 
         mutating func skipWhitespace() {
-            while index < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[index]) { index += 1 }
+            while index < bytes.count {
+                switch bytes[index] {
+                case 0x20, 0x09, 0x0A, 0x0D: index += 1
+                default: return
+                }
+            }
         }
 
-        mutating func expect(_ literal: String, _ value: JSONValue) throws(SocketIOProtocolError) -> JSONValue {
-            let utf8 = Array(literal.utf8)
-            guard index + utf8.count <= bytes.count, Array(bytes[index..<(index + utf8.count)]) == utf8 else {
-                throw fail("invalid literal")
+        mutating func expect(_ literal: StaticString, _ value: JSONValue) throws(SocketIOProtocolError) -> JSONValue {
+            let count = literal.utf8CodeUnitCount
+            guard index + count <= bytes.count else { throw fail("invalid literal") }
+            let matches = literal.withUTF8Buffer { expected in
+                (0..<count).allSatisfy { bytes[index + $0] == expected[$0] }
             }
-            index += utf8.count
+            guard matches else { throw fail("invalid literal") }
+            index += count
             return value
         }
 
@@ -125,7 +146,20 @@ public enum JSONParser {
                 if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
                 guard digits(&self) > 0 else { throw fail("expected a digit in the exponent") }
             }
-            guard let value = Double(String(decoding: bytes[start..<index], as: UTF8.self)) else { throw fail("invalid number") }
+            // Plain integers (the common case) without going through a string.
+            let digitsOnly = (start..<index).allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[$0]) || ($0 == start && bytes[$0] == UInt8(ascii: "-")) }
+            if digitsOnly, index - start <= 15 {
+                var value: Int64 = 0
+                var negative = false
+                for position in start..<index {
+                    if bytes[position] == UInt8(ascii: "-") { negative = true; continue }
+                    value = value * 10 + Int64(bytes[position] - UInt8(ascii: "0"))
+                }
+                return Double(negative ? -value : value)
+            }
+            guard let value = Double(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)) else {
+                throw fail("invalid number")
+            }
             return value
         }
 
@@ -148,11 +182,27 @@ public enum JSONParser {
 
         mutating func string() throws(SocketIOProtocolError) -> String {
             index += 1  // opening quote
+            // Fast path: no escapes, so the string is exactly its bytes.
+            var end = index
+            var ascii = true
+            while end < bytes.count {
+                let byte = bytes[end]
+                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+                if byte >= 0x80 { ascii = false }
+                end += 1
+            }
+            if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+                let run = UnsafeBufferPointer(rebasing: bytes[index..<end])
+                let string = String(decoding: run, as: UTF8.self)
+                guard ascii || string.utf8.elementsEqual(run) else { throw fail("invalid UTF-8 in string") }
+                index = end + 1
+                return string
+            }
             var scalars = String.UnicodeScalarView()
             var runStart = index
             func flushRun(_ parser: Parser, _ end: Int, into scalars: inout String.UnicodeScalarView) throws(SocketIOProtocolError) {
                 guard end > runStart else { return }
-                guard let run = String(validating: parser.bytes[runStart..<end], as: UTF8.self) else {
+                guard let run = String(validating: UnsafeBufferPointer(rebasing: parser.bytes[runStart..<end]), as: UTF8.self) else {
                     throw parser.fail("invalid UTF-8 in string")
                 }
                 scalars.append(contentsOf: run.unicodeScalars)

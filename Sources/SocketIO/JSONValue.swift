@@ -56,39 +56,41 @@ public enum JSONValue: Sendable, Equatable {
 
 extension JSONValue {
     /// The JSON text of this value. Binary values must have been replaced by placeholders
-    /// first (`SocketIOPacket.encode` does); here they trap, as a programmer error.
+    /// first (`SocketPacket.encode` does); here they trap, as a programmer error.
     public func serialized() -> String {
-        var output = ""
-        serialize(into: &output)
-        return output
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(128)
+        serialize(into: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
     }
 
-    func serialize(into output: inout String) {
+    /// Appends the JSON text's UTF-8 bytes: one growing byte array, no string appends.
+    func serialize(into output: inout [UInt8]) {
         switch self {
         case .null:
-            output += "null"
+            output.append(contentsOf: "null".utf8)
         case .bool(let value):
-            output += value ? "true" : "false"
+            output.append(contentsOf: (value ? "true" : "false").utf8)
         case .number(let value):
-            output += Self.format(value)
+            output.append(contentsOf: Self.format(value).utf8)
         case .string(let value):
             Self.quote(value, into: &output)
         case .array(let items):
-            output += "["
+            output.append(UInt8(ascii: "["))
             for (index, item) in items.enumerated() {
-                if index > 0 { output += "," }
+                if index > 0 { output.append(UInt8(ascii: ",")) }
                 item.serialize(into: &output)
             }
-            output += "]"
+            output.append(UInt8(ascii: "]"))
         case .object(let members):
-            output += "{"
+            output.append(UInt8(ascii: "{"))
             for (index, (key, value)) in members.enumerated() {
-                if index > 0 { output += "," }
+                if index > 0 { output.append(UInt8(ascii: ",")) }
                 Self.quote(key, into: &output)
-                output += ":"
+                output.append(UInt8(ascii: ":"))
                 value.serialize(into: &output)
             }
-            output += "}"
+            output.append(UInt8(ascii: "}"))
         case .binary:
             preconditionFailure("binary values are replaced by attachment placeholders before serializing")
         }
@@ -103,26 +105,32 @@ extension JSONValue {
         return String(value)
     }
 
-    static func quote(_ string: String, into output: inout String) {
-        output += "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\"": output += "\\\""
-            case "\\": output += "\\\\"
-            case "\n": output += "\\n"
-            case "\r": output += "\\r"
-            case "\t": output += "\\t"
-            case "\u{08}": output += "\\b"
-            case "\u{0C}": output += "\\f"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    output.unicodeScalars.append(scalar)
+    static func quote(_ string: String, into output: inout [UInt8]) {
+        var string = string
+        string.withUTF8 { bytes in
+            output.append(UInt8(ascii: "\""))
+            var runStart = 0
+            for index in 0..<bytes.count {
+                let byte = bytes[index]
+                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
+                output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
+                runStart = index + 1
+                output.append(UInt8(ascii: "\\"))
+                switch byte {
+                case UInt8(ascii: "\""): output.append(UInt8(ascii: "\""))
+                case UInt8(ascii: "\\"): output.append(UInt8(ascii: "\\"))
+                case 0x0A: output.append(UInt8(ascii: "n"))
+                case 0x0D: output.append(UInt8(ascii: "r"))
+                case 0x09: output.append(UInt8(ascii: "t"))
+                case 0x08: output.append(UInt8(ascii: "b"))
+                case 0x0C: output.append(UInt8(ascii: "f"))
+                default:
+                    let hex = Array("0123456789abcdef".utf8)
+                    output.append(contentsOf: [UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
                 }
             }
+            output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<bytes.count]))
+            output.append(UInt8(ascii: "\""))
         }
-        output += "\""
     }
 }

@@ -44,18 +44,27 @@ public struct SocketPacket: Sendable, Equatable {
     /// data contains binary is sent as `binaryEvent` / `binaryAck`.
     public func encode() -> (text: String, attachments: [[UInt8]]) {
         var attachments: [[UInt8]] = []
-        let payload = data.map { Self.extractBinary($0, into: &attachments) }
+        // Only a payload that holds binary needs rewriting with placeholders.
+        let payload = data.map { $0.containsBinary ? Self.extractBinary($0, into: &attachments) : $0 }
         var type = self.type
         if !attachments.isEmpty {
             if type == .event { type = .binaryEvent }
             if type == .ack { type = .binaryAck }
         }
-        var text = String(type.rawValue)
-        if type == .binaryEvent || type == .binaryAck { text += "\(attachments.count)-" }
-        if namespace != "/" { text += namespace + "," }
-        if let id { text += String(id) }
-        if let payload { payload.serialize(into: &text) }
-        return (text, attachments)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(160)
+        bytes.append(UInt8(ascii: "0") + type.rawValue)
+        if type == .binaryEvent || type == .binaryAck {
+            bytes.append(contentsOf: String(attachments.count).utf8)
+            bytes.append(UInt8(ascii: "-"))
+        }
+        if namespace != "/" {
+            bytes.append(contentsOf: namespace.utf8)
+            bytes.append(UInt8(ascii: ","))
+        }
+        if let id { bytes.append(contentsOf: String(id).utf8) }
+        payload?.serialize(into: &bytes)
+        return (String(decoding: bytes, as: UTF8.self), attachments)
     }
 
     private static func extractBinary(_ value: JSONValue, into attachments: inout [[UInt8]]) -> JSONValue {
@@ -87,7 +96,13 @@ public struct SocketPacket: Sendable, Equatable {
     /// element is the event name; ACK an array; CONNECT_ERROR an object or a string.
     /// - Throws: `SocketIOProtocolError` saying what is wrong.
     public static func decode(_ text: String, limits: Limits = Limits()) throws(SocketIOProtocolError) -> Decoded {
-        let bytes = Array(text.utf8)
+        var text = text
+        return try text.withUTF8 { bytes in
+            Result { () throws(SocketIOProtocolError) -> Decoded in try decode(bytes: bytes, limits: limits) }
+        }.get()
+    }
+
+    static func decode(bytes: UnsafeBufferPointer<UInt8>, limits: Limits) throws(SocketIOProtocolError) -> Decoded {
         var index = 0
         guard let first = bytes.first, first >= UInt8(ascii: "0"), let type = PacketType(rawValue: first &- UInt8(ascii: "0")) else {
             throw .invalidSocketPacket("unknown packet type")
@@ -98,7 +113,7 @@ public struct SocketPacket: Sendable, Equatable {
             while index < bytes.count, index - start < limit, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) {
                 index += 1
             }
-            return String(decoding: bytes[start..<index], as: UTF8.self)
+            return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
         }
         var attachments = 0
         if type == .binaryEvent || type == .binaryAck {
@@ -121,7 +136,7 @@ public struct SocketPacket: Sendable, Equatable {
                     throw .tooLarge(what: "namespace", bytes: index - start, limit: limits.namespaceBytesMax)
                 }
             }
-            namespace = String(decoding: bytes[start..<index], as: UTF8.self)
+            namespace = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
             if index < bytes.count { index += 1 }  // the comma; a namespace may also end the packet
         }
         var id: UInt64?
@@ -135,7 +150,7 @@ public struct SocketPacket: Sendable, Equatable {
         }
         var data: JSONValue?
         if index < bytes.count {
-            data = try JSONParser.parse(bytes[index...], depthMax: limits.depthMax)
+            data = try JSONParser.parse(buffer: UnsafeBufferPointer(rebasing: bytes[index...]), depthMax: limits.depthMax)
         }
         let packet = SocketPacket(type, namespace: namespace, id: id, data: data)
         try packet.validate(attachments: attachments)
