@@ -106,6 +106,7 @@ def test_custom_namespace_and_unknown_namespace(server):
 @pytest.mark.parametrize("transports", TRANSPORTS, ids=["default", "websocket-only"])
 def test_reconnect_after_disconnect(server, transports):
     client, events = connect(server, transports, auth={"round": 1})
+    assert wait_for(events, "auth") == [({"round": 1},)]
     first_sid = client.sid
     client.disconnect()
     client.connect(server, auth={"round": 2}, transports=transports, wait_timeout=5)
