@@ -117,10 +117,13 @@ public struct SocketIOEndpoint: Sendable {
             guard known else { return failure(.unknownSession) }
             return ok ? text("ok") : failure(.badRequest)
         }
+        let token = SocketIOServer.randomID()
         let (result, calls) = await withTaskCancellationHandler {
-            await server.poll(sid: sid)
+            await server.poll(sid: sid, token: token)
         } onCancel: {
-            Task { await server.pollAbandoned(sid: sid) }
+            // The cancellation handler is synchronous and the state lives in the actor: a
+            // short task carries the notice there. It only resumes the held poll.
+            Task { await server.pollAbandoned(sid: sid, token: token) }
         }
         await server.perform(calls)
         switch result {

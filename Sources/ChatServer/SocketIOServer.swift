@@ -45,6 +45,8 @@ public actor SocketIOServer: Service {
         var engine: EngineSession
         var socket: SocketSession
         var pendingPoll: CheckedContinuation<String, Never>?
+        /// Which request holds `pendingPoll`, so a late cancellation cannot end a newer poll.
+        var pendingPollToken: String?
         var websocket: Outbound?
         var probe: Outbound?
     }
@@ -136,7 +138,7 @@ public actor SocketIOServer: Service {
     }
 
     /// A GET on a polling session: answers at once or waits for packets.
-    func poll(sid: String) async -> (PollResult, [AppCall]) {
+    func poll(sid: String, token: String) async -> (PollResult, [AppCall]) {
         guard var connection = connections[sid] else { return (.unknownSession, []) }
         switch connection.engine.pollArrived() {
         case .answer(let body):
@@ -154,6 +156,7 @@ public actor SocketIOServer: Service {
                     return
                 }
                 connections[sid]?.pendingPoll = continuation
+                connections[sid]?.pendingPollToken = token
             }
             return (.body(body), [])
         }
@@ -209,8 +212,12 @@ public actor SocketIOServer: Service {
         return apply(actions, to: sid)
     }
 
-    func pollAbandoned(sid: String) {
+    /// The held poll's request was cancelled (its client went away): end the wait so the
+    /// request task finishes, and let the next poll take its place.
+    func pollAbandoned(sid: String, token: String) {
+        guard connections[sid]?.pendingPollToken == token else { return }
         connections[sid]?.engine.pollAbandoned()
+        connections[sid]?.pendingPoll?.resume(returning: EnginePacket.encodePayload([EnginePacket(.noop)]))
         connections[sid]?.pendingPoll = nil
     }
 
