@@ -1,6 +1,6 @@
 import ChatModel
+import Foundation
 import GRDB
-import GRDBSQLite
 import Journal
 import Logging
 import NIOCore
@@ -24,8 +24,9 @@ public struct HistoryMessage: Sendable, Equatable, Codable {
 /// Message history per room for scroll-back, in SQLite through GRDB: a projection of the
 /// journal's message events (sent, edited, deleted).
 ///
-/// A deleted message's text is erased, not hidden: its column is set to NULL with SQLite's
-/// `secure_delete` on, and `eraseDeletedText()` checkpoints and truncates the write-ahead log,
+/// Messages are stored in blocks of up to 64 consecutive messages of a room (`HistoryBlock`).
+/// A deleted message's text is erased, not hidden: its block is rewritten without it with
+/// SQLite's `secure_delete` on, and `eraseDeletedText()` checkpoints and truncates the write-ahead log,
 /// which still holds the old page.
 ///
 /// Each application of events runs in one transaction that also stores the offset up to
@@ -42,6 +43,8 @@ public final class HistoryProjection: Sendable {
     private let needsErasure = Mutex(false)
     /// Room name -> rooms.id, as committed; nil until first loaded.
     private let roomCache = Mutex<[String: Int64]?>(nil)
+    /// Each room's last block as committed, so appends need not read it back.
+    private let tailCache = Mutex<[Int64: HistoryBlock]>([:])
 
     /// The committed room ids, loaded once.
     private func roomIDs(_ db: Database) throws -> [String: Int64] {
@@ -72,25 +75,21 @@ public final class HistoryProjection: Sendable {
             }
             database = try DatabaseQueue(path: path, configuration: configuration)
             try database.write { db in
-                // Rooms get small integer ids so that the per-room index compares integers. The
-                // message offset is the rowid: appends go to the end of the table's b-tree.
+                // Messages are stored in blocks of up to 64 consecutive messages of one room
+                // (FORMAT.md §10): a rebuild writes one row per block, not per message.
                 try db.execute(sql: """
                     CREATE TABLE IF NOT EXISTS rooms (
                         id INTEGER PRIMARY KEY,
                         name TEXT NOT NULL UNIQUE
                     );
-                    CREATE TABLE IF NOT EXISTS messages (
-                        offset INTEGER PRIMARY KEY,
+                    CREATE TABLE IF NOT EXISTS blocks (
                         room_id INTEGER NOT NULL REFERENCES rooms (id),
-                        author TEXT NOT NULL,
-                        client_message_id TEXT NOT NULL,
-                        text TEXT,
-                        client_created_ms INTEGER NOT NULL,
-                        sent_ms INTEGER NOT NULL,
-                        edited_ms INTEGER,
-                        deleted_ms INTEGER
-                    );
-                    CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room_id, offset);
+                        first_offset INTEGER NOT NULL,
+                        last_offset INTEGER NOT NULL,
+                        count INTEGER NOT NULL,
+                        data BLOB NOT NULL,
+                        PRIMARY KEY (room_id, first_offset)
+                    ) WITHOUT ROWID;
                     CREATE TABLE IF NOT EXISTS checkpoint (
                         id INTEGER PRIMARY KEY CHECK (id = 1),
                         next_offset INTEGER NOT NULL
@@ -120,68 +119,161 @@ public final class HistoryProjection: Sendable {
     public func apply(_ batches: [RecordBatch]) throws(ProjectionError) {
         guard let end = batches.last?.nextOffset else { return }
         var deleted = false
-        var knownRooms: [String: Int64]?
+        var committed: (rooms: [String: Int64], tails: [Int64: HistoryBlock])?
         do {
             try database.write { db in
                 let start = Offset(UInt64(try Int64.fetchOne(db, sql: "SELECT next_offset FROM checkpoint WHERE id = 1") ?? 0))
                 guard end > start else { return }
-                let insert = try db.cachedStatement(sql: """
-                    INSERT INTO messages (offset, room_id, author, client_message_id, text, client_created_ms, sent_ms)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
-                    """)
-                let insertRoom = try db.cachedStatement(sql: "INSERT INTO rooms (name) VALUES (?)")
-                var roomIDs = try self.roomIDs(db)
-                let edit = try db.cachedStatement(sql: "UPDATE messages SET text = ?, edited_ms = ? WHERE offset = ? AND deleted_ms IS NULL")
-                let delete = try db.cachedStatement(sql: "UPDATE messages SET text = NULL, deleted_ms = ? WHERE offset = ?")
+                // Take the cached tails out, so that they are uniquely referenced while this
+                // transaction appends to them; they go back only if it commits.
+                let tails = tailCache.withLock { cache in
+                    defer { cache = [:] }
+                    return cache
+                }
+                var writer = try BlockWriter(db: db, rooms: try self.roomIDs(db), tails: tails)
                 for batch in batches where batch.nextOffset > start {
                     for record in batch.records where record.offset >= start {
                         guard case .event(let event) = try ProjectionError.decode(record) else { continue }
                         switch event.body {
                         case .messageSent(let clientMessageID, let text, let clientCreatedMs):
-                            let roomID: Int64
-                            if let known = roomIDs[event.room.value] {
-                                roomID = known
-                            } else {
-                                try Self.run(insertRoom, db) { Self.bind($0, 1, event.room.value) }
-                                roomID = db.lastInsertedRowID
-                                roomIDs[event.room.value] = roomID
-                            }
-                            try Self.run(insert, db) { statement in
-                                Self.bind(statement, 1, Int64(record.offset.value))
-                                Self.bind(statement, 2, roomID)
-                                Self.bind(statement, 3, event.actor.value)
-                                Self.bind(statement, 4, clientMessageID)
-                                Self.bind(statement, 5, text)
-                                Self.bind(statement, 6, clientCreatedMs)
-                                Self.bind(statement, 7, event.timestampMs)
-                            }
+                            try writer.append(room: event.room.value, HistoryBlock.Message(
+                                offset: record.offset.value, author: event.actor.value, clientMessageID: clientMessageID,
+                                text: text, clientCreatedMs: clientCreatedMs, sentMs: event.timestampMs))
                         case .messageEdited(let message, let text):
-                            try Self.run(edit, db) { statement in
-                                Self.bind(statement, 1, text)
-                                Self.bind(statement, 2, event.timestampMs)
-                                Self.bind(statement, 3, Int64(message.offset))
+                            try writer.update(room: event.room.value, offset: message.offset) { message in
+                                guard message.deletedMs == nil else { return }
+                                message.text = text
+                                message.editedMs = event.timestampMs
                             }
                         case .messageDeleted(let message):
                             deleted = true
-                            try Self.run(delete, db) { statement in
-                                Self.bind(statement, 1, event.timestampMs)
-                                Self.bind(statement, 2, Int64(message.offset))
+                            try writer.update(room: event.room.value, offset: message.offset) { message in
+                                message.text = nil
+                                message.deletedMs = event.timestampMs
                             }
                         case .roomCreated, .memberInvited, .invitationRevoked, .memberJoined, .memberLeft, .memberRemoved:
                             break
                         }
                     }
                 }
+                try writer.flush()
                 try db.execute(sql: "UPDATE checkpoint SET next_offset = ? WHERE id = 1", arguments: [Int64(end.value)])
-                knownRooms = roomIDs
+                committed = (writer.rooms, writer.tails)
             }
-            // Only once the transaction has committed does the cache learn its new rooms.
-            if let knownRooms { roomCache.withLock { $0 = knownRooms } }
+            // Only once the transaction has committed do the caches learn what it wrote.
+            if let committed {
+                roomCache.withLock { $0 = committed.rooms }
+                tailCache.withLock { $0 = committed.tails.count <= Self.tailCacheRoomsMax ? committed.tails : [:] }
+            }
             if deleted { needsErasure.withLock { $0 = true } }
         } catch let error as ProjectionError {
+            tailCache.withLock { $0 = [:] }
             throw error
         } catch {
+            tailCache.withLock { $0 = [:] }
             throw .database("applying events up to offset \(end): \(error)")
+        }
+    }
+
+    /// Rooms whose last, partly filled block is kept in memory between transactions.
+    static let tailCacheRoomsMax = 4096
+
+    /// Accumulates one transaction's block changes: each room's last block stays in memory and
+    /// is written once, when full or at `flush`.
+    private struct BlockWriter {
+        let db: Database
+        var rooms: [String: Int64]
+        /// Each room's open block, in an array indexed through `slots`, so that appends mutate
+        /// the block in place (a dictionary's optional subscript copied it here).
+        var slots: [Int64: Int] = [:]
+        var blocks: [HistoryBlock] = []
+        var roomOfSlot: [Int64] = []
+        var dirty: Set<Int> = []
+
+        init(db: Database, rooms: [String: Int64], tails: [Int64: HistoryBlock]) throws {
+            self.db = db
+            self.rooms = rooms
+            for (room, block) in tails {
+                slots[room] = blocks.count
+                blocks.append(block)
+                roomOfSlot.append(room)
+            }
+        }
+
+        var tails: [Int64: HistoryBlock] {
+            var tails: [Int64: HistoryBlock] = [:]
+            for (room, slot) in slots { tails[room] = blocks[slot] }
+            return tails
+        }
+
+        mutating func roomID(_ name: String, create: Bool) throws -> Int64? {
+            if let id = rooms[name] { return id }
+            guard create else { return nil }
+            try db.cachedStatement(sql: "INSERT INTO rooms (name) VALUES (?)").execute(arguments: [name])
+            let id = db.lastInsertedRowID
+            rooms[name] = id
+            return id
+        }
+
+        /// The slot of the room's open block, read from the database the first time.
+        mutating func slot(of room: Int64) throws -> Int {
+            if let slot = slots[room] { return slot }
+            var block = HistoryBlock()
+            if let row = try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT data FROM blocks WHERE room_id = ? ORDER BY first_offset DESC LIMIT 1"),
+                arguments: [room]) {
+                guard let stored = HistoryBlock.decode(row["data"] as Data?) else {
+                    throw ProjectionError.database("a history block of room \(room) is damaged; rebuild the projection")
+                }
+                block = stored
+            }
+            slots[room] = blocks.count
+            blocks.append(block)
+            roomOfSlot.append(room)
+            return blocks.count - 1
+        }
+
+        mutating func append(room name: String, _ message: HistoryBlock.Message) throws {
+            guard let room = try roomID(name, create: true) else { return }
+            let slot = try slot(of: room)
+            if blocks[slot].isFull {
+                if dirty.remove(slot) != nil { try write(blocks[slot], room: room) }
+                blocks[slot] = HistoryBlock()
+            }
+            blocks[slot].messages.append(message)
+            dirty.insert(slot)
+        }
+
+        mutating func update(room name: String, offset: UInt64, _ change: (inout HistoryBlock.Message) -> Void) throws {
+            guard let room = try roomID(name, create: false) else { return }
+            let slot = try slot(of: room)
+            if let index = blocks[slot].index(of: offset) {
+                change(&blocks[slot].messages[index])
+                dirty.insert(slot)
+                return
+            }
+            guard let row = try Row.fetchOne(db, sql: """
+                SELECT data FROM blocks WHERE room_id = ? AND first_offset <= ? ORDER BY first_offset DESC LIMIT 1
+                """, arguments: [room, Int64(offset)]),
+                var stored = HistoryBlock.decode(row["data"] as Data?),
+                let index = stored.index(of: offset)
+            else { return }
+            change(&stored.messages[index])
+            try write(stored, room: room)
+        }
+
+        func write(_ block: HistoryBlock, room: Int64) throws {
+            guard let first = block.firstOffset, let last = block.lastOffset else { return }
+            try db.cachedStatement(sql: """
+                INSERT INTO blocks (room_id, first_offset, last_offset, count, data) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (room_id, first_offset) DO UPDATE SET last_offset = excluded.last_offset,
+                    count = excluded.count, data = excluded.data
+                """).execute(arguments: [room, Int64(first), Int64(last), block.messages.count, block.encoded()])
+        }
+
+        mutating func flush() throws {
+            for slot in dirty.sorted() { try write(blocks[slot], room: roomOfSlot[slot]) }
+            dirty = []
         }
     }
 
@@ -210,25 +302,41 @@ public final class HistoryProjection: Sendable {
             throw .invalidQuery("limit must be in 1...\(Self.pageLimitMax), got \(limit)")
         }
         guard before == nil || after == nil else { throw .invalidQuery("give before or after, not both") }
-        let columns = "offset, ?, author, client_message_id, text, client_created_ms, sent_ms, edited_ms, deleted_ms"
         do {
             return try database.read { db in
-                let rows: [Row]
                 guard let roomID = try Int64.fetchOne(db, sql: "SELECT id FROM rooms WHERE name = ?", arguments: [room]) else {
                     return []
                 }
+                var page: [HistoryMessage] = []
                 if let after {
-                    rows = try Row.fetchAll(db, sql: "SELECT \(columns) FROM messages WHERE room_id = ? AND offset > ? ORDER BY offset ASC LIMIT ?",
-                                            arguments: [room, roomID, Int64(clamping: after), limit])
-                } else {
-                    rows = try Row.fetchAll(db, sql: "SELECT \(columns) FROM messages WHERE room_id = ? AND offset < ? ORDER BY offset DESC LIMIT ?",
-                                            arguments: [room, roomID, Int64(clamping: before ?? UInt64(Int64.max)), limit]).reversed()
+                    // The block holding `after`, then the blocks after it, until the page is full.
+                    let cursor = try Row.fetchCursor(db, sql: """
+                        SELECT data FROM blocks WHERE room_id = ? AND first_offset >= COALESCE(
+                            (SELECT MAX(first_offset) FROM blocks WHERE room_id = ? AND first_offset <= ?), 0)
+                        ORDER BY first_offset ASC
+                        """, arguments: [roomID, roomID, Int64(clamping: after)])
+                    while page.count < limit, let row = try cursor.next() {
+                        guard let block = HistoryBlock.decode(row["data"] as Data?) else { throw ProjectionError.database("damaged block in \(room)") }
+                        for message in block.messages where message.offset > after && page.count < limit {
+                            page.append(message.history(room: room))
+                        }
+                    }
+                    return page
                 }
-                return rows.map { row in
-                    HistoryMessage(offset: UInt64(row[0] as Int64), room: row[1], author: row[2], clientMessageID: row[3],
-                                   text: row[4], clientCreatedMs: row[5], sentMs: row[6], editedMs: row[7], deletedMs: row[8])
+                let bound = before ?? UInt64(Int64.max)
+                let cursor = try Row.fetchCursor(db, sql: """
+                    SELECT data FROM blocks WHERE room_id = ? AND first_offset < ? ORDER BY first_offset DESC
+                    """, arguments: [roomID, Int64(clamping: bound)])
+                while page.count < limit, let row = try cursor.next() {
+                    guard let block = HistoryBlock.decode(row["data"] as Data?) else { throw ProjectionError.database("damaged block in \(room)") }
+                    for message in block.messages.reversed() where message.offset < bound && page.count < limit {
+                        page.append(message.history(room: room))
+                    }
                 }
+                return page.reversed()
             }
+        } catch let error as ProjectionError {
+            throw error
         } catch {
             throw .database("reading history of \(room): \(error)")
         }
@@ -236,7 +344,7 @@ public final class HistoryProjection: Sendable {
 
     public func messageCount() throws(ProjectionError) -> Int {
         do {
-            return try database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM messages") ?? 0 }
+            return try database.read { db in try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(count), 0) FROM blocks") ?? 0 }
         } catch {
             throw .database("counting messages: \(error)")
         }
@@ -246,46 +354,18 @@ public final class HistoryProjection: Sendable {
     public func allMessages() throws(ProjectionError) -> [HistoryMessage] {
         do {
             return try database.read { db in
-                try Row.fetchAll(db, sql: "SELECT offset, rooms.name, author, client_message_id, text, client_created_ms, sent_ms, edited_ms, deleted_ms FROM messages JOIN rooms ON rooms.id = messages.room_id ORDER BY offset").map { row in
-                    HistoryMessage(offset: UInt64(row[0] as Int64), room: row[1], author: row[2], clientMessageID: row[3],
-                                   text: row[4], clientCreatedMs: row[5], sentMs: row[6], editedMs: row[7], deletedMs: row[8])
+                var messages: [HistoryMessage] = []
+                for row in try Row.fetchAll(db, sql: "SELECT rooms.name, blocks.data FROM blocks JOIN rooms ON rooms.id = blocks.room_id") {
+                    guard let block = HistoryBlock.decode(row[1] as Data?) else { throw ProjectionError.database("damaged block") }
+                    let room: String = row[0]
+                    messages += block.messages.map { $0.history(room: room) }
                 }
+                return messages.sorted { $0.offset < $1.offset }
             }
+        } catch let error as ProjectionError {
+            throw error
         } catch {
             throw .database("reading history: \(error)")
-        }
-    }
-
-    // MARK: Binding without per-row argument arrays
-
-    /// Binds with `bindings`, steps once, resets. The hot path of a rebuild: GRDB's statement
-    /// stays cached, values go straight to SQLite.
-    private static func run(_ statement: Statement, _ db: Database, _ bindings: (SQLiteStatement) -> Void) throws {
-        let raw = statement.sqliteStatement
-        bindings(raw)
-        let code = sqlite3_step(raw)
-        sqlite3_reset(raw)
-        guard code == SQLITE_DONE else {
-            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
-        }
-    }
-
-    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
-
-    private static func bind(_ statement: SQLiteStatement, _ index: Int32, _ value: Int64) {
-        sqlite3_bind_int64(statement, index, value)
-    }
-
-    private static func bind(_ statement: SQLiteStatement, _ index: Int32, _ value: String) {
-        var value = value
-        guard !value.isEmpty else {
-            sqlite3_bind_text(statement, index, "", 0, transient)
-            return
-        }
-        value.withUTF8 { bytes in
-            _ = bytes.withMemoryRebound(to: CChar.self) { chars in
-                sqlite3_bind_text(statement, index, chars.baseAddress, Int32(chars.count), transient)
-            }
         }
     }
 }

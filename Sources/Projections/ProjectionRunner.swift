@@ -38,8 +38,12 @@ public final class ProjectionRunner {
     public private(set) var roomState: RoomStateProjection?
     public let history: HistoryProjection?
     let logger: Logger
-    /// Bytes of batches read (and, for History, applied in one transaction) at a time.
+    /// Bytes of batches read (and, for History, applied in one transaction) at a time, when
+    /// following the journal live.
     public var readBytesMax = 4 << 20
+    /// The same during a catch-up: larger History transactions rewrite each room's open block
+    /// less often. Bounds the memory of one catch-up step.
+    public var catchUpReadBytesMax = 16 << 20
     /// The room-state snapshot is rewritten after this many events have been applied since
     /// the last one, and when catch-up ends.
     public var snapshotEveryEvents: UInt64 = 1_000_000
@@ -96,7 +100,7 @@ public final class ProjectionRunner {
 
     /// One read applied to History only.
     private func applyHistoryRead(from offset: Offset, until: Offset) throws -> Offset {
-        let batches = try reader.read(from: offset, maxBytes: readBytesMax).filter { $0.baseOffset < until }
+        let batches = try reader.read(from: offset, maxBytes: catchUpReadBytesMax).filter { $0.baseOffset < until }
         guard let end = batches.last?.nextOffset else {
             throw ProjectionError.invalidQuery("the journal ended at \(offset) before \(until)")
         }
