@@ -118,12 +118,26 @@ public final class HistoryProjection: Sendable {
     /// - Throws: `ProjectionError.malformedEvent` (nothing of this call is applied), `.database`.
     public func apply(_ batches: [RecordBatch]) throws(ProjectionError) {
         guard let end = batches.last?.nextOffset else { return }
+        let start = try nextOffset()
+        var events: [(offset: UInt64, event: ChatEvent)] = []
+        for batch in batches where batch.nextOffset > start {
+            for record in batch.records where record.offset >= start {
+                if case .event(let event) = try ProjectionError.decode(record) { events.append((record.offset.value, event)) }
+            }
+        }
+        try apply(events, end: end)
+    }
+
+    /// Applies decoded events (those at or after the stored checkpoint) and moves the
+    /// checkpoint to `end`, in one transaction.
+    /// - Throws: `ProjectionError.database`.
+    public func apply(_ events: [(offset: UInt64, event: ChatEvent)], end: Offset) throws(ProjectionError) {
         var deleted = false
         var committed: (rooms: [String: Int64], tails: [Int64: HistoryBlock])?
         do {
             try database.write { db in
-                let start = Offset(UInt64(try Int64.fetchOne(db, sql: "SELECT next_offset FROM checkpoint WHERE id = 1") ?? 0))
-                guard end > start else { return }
+                let start = UInt64(try Int64.fetchOne(db, sql: "SELECT next_offset FROM checkpoint WHERE id = 1") ?? 0)
+                guard end.value > start else { return }
                 // Take the cached tails out, so that they are uniquely referenced while this
                 // transaction appends to them; they go back only if it commits.
                 let tails = tailCache.withLock { cache in
@@ -131,29 +145,26 @@ public final class HistoryProjection: Sendable {
                     return cache
                 }
                 var writer = try BlockWriter(db: db, rooms: try self.roomIDs(db), tails: tails)
-                for batch in batches where batch.nextOffset > start {
-                    for record in batch.records where record.offset >= start {
-                        guard case .event(let event) = try ProjectionError.decode(record) else { continue }
-                        switch event.body {
-                        case .messageSent(let clientMessageID, let text, let clientCreatedMs):
-                            try writer.append(room: event.room.value, HistoryBlock.Message(
-                                offset: record.offset.value, author: event.actor.value, clientMessageID: clientMessageID,
-                                text: text, clientCreatedMs: clientCreatedMs, sentMs: event.timestampMs))
-                        case .messageEdited(let message, let text):
-                            try writer.update(room: event.room.value, offset: message.offset) { message in
-                                guard message.deletedMs == nil else { return }
-                                message.text = text
-                                message.editedMs = event.timestampMs
-                            }
-                        case .messageDeleted(let message):
-                            deleted = true
-                            try writer.update(room: event.room.value, offset: message.offset) { message in
-                                message.text = nil
-                                message.deletedMs = event.timestampMs
-                            }
-                        case .roomCreated, .memberInvited, .invitationRevoked, .memberJoined, .memberLeft, .memberRemoved:
-                            break
+                for (offset, event) in events where offset >= start {
+                    switch event.body {
+                    case .messageSent(let clientMessageID, let text, let clientCreatedMs):
+                        try writer.append(room: event.room.value, HistoryBlock.Message(
+                            offset: offset, author: event.actor.value, clientMessageID: clientMessageID,
+                            text: text, clientCreatedMs: clientCreatedMs, sentMs: event.timestampMs))
+                    case .messageEdited(let message, let text):
+                        try writer.update(room: event.room.value, offset: message.offset) { message in
+                            guard message.deletedMs == nil else { return }
+                            message.text = text
+                            message.editedMs = event.timestampMs
                         }
+                    case .messageDeleted(let message):
+                        deleted = true
+                        try writer.update(room: event.room.value, offset: message.offset) { message in
+                            message.text = nil
+                            message.deletedMs = event.timestampMs
+                        }
+                    case .roomCreated, .memberInvited, .invitationRevoked, .memberJoined, .memberLeft, .memberRemoved:
+                        break
                     }
                 }
                 try writer.flush()

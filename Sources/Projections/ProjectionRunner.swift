@@ -27,9 +27,9 @@ public struct ProjectionPaths: Sendable {
 
 /// Keeps projections up to date with a journal.
 ///
-/// `catchUp` brings each projection from its own checkpoint to the committed offset it finds:
-/// the room state with decoding and applying overlapped on two threads, then History one
-/// read (`readBytesMax` of batches) per transaction. `follow` then applies each new read to
+/// `catchUp` brings each projection from its own checkpoint to the committed offset it finds,
+/// decoding on a second thread while applying: first the room state, then History one read
+/// (`catchUpReadBytesMax` of batches) per transaction. `follow` then applies each new read to
 /// both as it commits, until cancelled or until the journal closes.
 ///
 /// Not thread-safe; owned by one task.
@@ -89,23 +89,16 @@ public final class ProjectionRunner {
                 progress?(reached.value - roomStateStart.value, total)
             }
         }
-        var next = historyStart
-        while history != nil, next < target {
-            next = try applyHistoryRead(from: next, until: target)
-            progress?(roomStateWork + next.value - historyStart.value, total)
+        if let history, historyStart < target {
+            // Decoding (with the text) on a second thread while SQLite work happens here.
+            try DecodingPipeline.run(journal: journal, from: historyStart, until: target, readBytesMax: catchUpReadBytesMax,
+                                     includeText: true) { chunk in
+                try history.apply(chunk.events, end: chunk.end)
+                progress?(roomStateWork + chunk.end.value - historyStart.value, total)
+            }
         }
         try saveSnapshot()
         try history?.eraseDeletedText()
-    }
-
-    /// One read applied to History only.
-    private func applyHistoryRead(from offset: Offset, until: Offset) throws -> Offset {
-        let batches = try reader.read(from: offset, maxBytes: catchUpReadBytesMax).filter { $0.baseOffset < until }
-        guard let end = batches.last?.nextOffset else {
-            throw ProjectionError.invalidQuery("the journal ended at \(offset) before \(until)")
-        }
-        try history?.apply(batches)
-        return end
     }
 
     /// `catchUp`, then applies each new batch as it commits, until the task is cancelled or
