@@ -118,20 +118,22 @@ public final class HistoryProjection: Sendable {
     /// - Throws: `ProjectionError.malformedEvent` (nothing of this call is applied), `.database`.
     public func apply(_ batches: [RecordBatch]) throws(ProjectionError) {
         guard let end = batches.last?.nextOffset else { return }
-        let start = try nextOffset()
-        var events: [(offset: UInt64, event: ChatEvent)] = []
-        for batch in batches where batch.nextOffset > start {
-            for record in batch.records where record.offset >= start {
-                if case .event(let event) = try ProjectionError.decode(record) { events.append((record.offset.value, event)) }
+        // Decoded one record at a time inside the transaction: no decoded copy of the read.
+        try apply(end: end) { start, handle in
+            for batch in batches where batch.nextOffset.value > start {
+                for record in batch.records where record.offset.value >= start {
+                    if case .event(let event) = try ProjectionError.decode(record) { try handle(record.offset.value, event) }
+                }
             }
         }
-        try apply(events, end: end)
     }
 
-    /// Applies decoded events (those at or after the stored checkpoint) and moves the
-    /// checkpoint to `end`, in one transaction.
-    /// - Throws: `ProjectionError.database`.
-    public func apply(_ events: [(offset: UInt64, event: ChatEvent)], end: Offset) throws(ProjectionError) {
+    /// The transaction: `events` calls its handler with each event at or after the stored
+    /// checkpoint (given as its first argument), in offset order.
+    private func apply(
+        end: Offset,
+        events: (UInt64, (UInt64, ChatEvent) throws -> Void) throws -> Void
+    ) throws(ProjectionError) {
         var deleted = false
         var committed: (rooms: [String: Int64], tails: [Int64: HistoryBlock])?
         do {
@@ -145,7 +147,7 @@ public final class HistoryProjection: Sendable {
                     return cache
                 }
                 var writer = try BlockWriter(db: db, rooms: try self.roomIDs(db), tails: tails)
-                for (offset, event) in events where offset >= start {
+                try events(start) { offset, event in
                     switch event.body {
                     case .messageSent(let clientMessageID, let text, let clientCreatedMs):
                         try writer.append(room: event.room.value, HistoryBlock.Message(

@@ -45,9 +45,13 @@ struct SyntheticChat {
 
     /// A sentence of everyday chat words of about `targetBytes` bytes.
     mutating func sentence(targetBytes: Int) -> String {
+        words(bytes: max(4, targetBytes + Int(nextRandom() % 61) - 30))
+    }
+
+    /// Chat words, capitalized and punctuated, until the text has at least `bytes` bytes.
+    private mutating func words(bytes length: Int) -> String {
         var text = ""
         var capitalize = true
-        let length = max(4, targetBytes + Int(nextRandom() % 61) - 30)
         while text.utf8.count < length {
             var word = pick(Self.words)
             if capitalize, let first = word.first { word = first.uppercased() + word.dropFirst() }
@@ -68,20 +72,8 @@ struct SyntheticChat {
         let id = String(nextRandom() & 0xFFFF_FFFF_FFFF, radix: 16)
         let millis = 1_795_000_000_000 + Int64(number) * 37
         let prefix = #"{"type":"message","room":"\#(room)-\#(nextRandom() % 40)","user":"\#(user)","clientId":"\#(id)","sent":\#(millis),"text":""#
-        var text = ""
         // Real messages vary: most short, some long.
-        let textBytes = max(8, targetBytes - prefix.utf8.count - 2 + Int(nextRandom() % 61) - 30)
-        var capitalize = true
-        while text.utf8.count < textBytes {
-            var word = pick(Self.words)
-            if capitalize, let first = word.first { word = first.uppercased() + word.dropFirst() }
-            capitalize = false
-            text += text.isEmpty ? word : " " + word
-            if nextRandom() % 9 == 0 {
-                text += pick([".", "?", "!", ","])
-                capitalize = text.last != ","
-            }
-        }
+        let text = words(bytes: max(8, targetBytes - prefix.utf8.count - 2 + Int(nextRandom() % 61) - 30))
         return ByteBuffer(string: prefix + text + #""}"#)
     }
 }
