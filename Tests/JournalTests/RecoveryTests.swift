@@ -93,9 +93,7 @@ import Testing
     @Test func corruptionInASealedSegmentFailsOpenAndVerifyNamesIt() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let journal = try Journal.open(directory: directory.path, configuration: smallConfiguration(), logger: .quiet)
-        try await appendRecords(journal, 0..<1200, perAppend: 20)
-        await journal.close()
+        try await fillJournal(directory, records: 1200)
         let segments = try segmentNames(directory)
         #expect(segments.count >= 3)
         // Damage a payload byte of the second batch of the first (sealed) segment.
@@ -191,9 +189,7 @@ import Testing
     @Test func aMissingMiddleSegmentFailsOpen() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let journal = try Journal.open(directory: directory.path, configuration: smallConfiguration(), logger: .quiet)
-        try await appendRecords(journal, 0..<1200, perAppend: 20)
-        await journal.close()
+        try await fillJournal(directory, records: 1200)
         let segments = try segmentNames(directory)
         try FileManager.default.removeItem(atPath: directory.file(segments[1]))
         let error = try #require(throws: JournalError.self) {

@@ -95,3 +95,11 @@ func appendRecords(_ journal: Journal, _ range: Range<Int>, perAppend: Int) asyn
         _ = try await journal.append(contentsOf: (start..<min(start + perAppend, range.upperBound)).map(record))
     }
 }
+
+/// Opens the journal in `directory`, appends `record(0..<records)` 20 at a time (small
+/// segments roll several times), and closes it.
+func fillJournal(_ directory: TemporaryDirectory, records: Int, configuration: JournalConfiguration = smallConfiguration()) async throws {
+    let journal = try Journal.open(directory: directory.path, configuration: configuration, logger: .quiet)
+    try await appendRecords(journal, 0..<records, perAppend: 20)
+    await journal.close()
+}
