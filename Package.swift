@@ -102,6 +102,15 @@ let package = Package(
             dependencies: ["SocketIO"]
         ),
         .testTarget(
+            name: "ChatServerTests",
+            dependencies: [
+                "ChatServer",
+                "SocketIO",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
             name: "ProjectionsTests",
             dependencies: [
                 "Projections",
