@@ -175,10 +175,13 @@ public actor SocketIOServer: Service {
         nextOutboundID += 1
         let outbound = Outbound(continuation: continuation, id: nextOutboundID)
         if let sid {
-            guard connections[sid] != nil, connections[sid]?.probe == nil, connections[sid]?.engine.transport == .polling else {
-                return nil
-            }
-            connections[sid]?.probe = outbound
+            guard var connection = connections[sid], connection.probe == nil else { return nil }
+            let (accepted, actions) = connection.engine.probeAttached()
+            guard accepted else { return nil }
+            connection.probe = outbound
+            connections[sid] = connection
+            let calls = apply(actions, to: sid)
+            precondition(calls.isEmpty, "ending a poll for an upgrade produces no application calls")
             return (sid, true)
         }
         guard case .opened(let newSID, let open) = handshake(transport: .websocket) else { return nil }

@@ -3,9 +3,10 @@
 /// its own (callers pass `now`), so every path is tested without sockets.
 ///
 /// The session starts on HTTP long-polling or on WebSocket. A polling session may upgrade:
-/// the client opens a WebSocket with the session id and sends `2probe`, the server answers
-/// `3probe` and ends the pending poll with a `noop`, the client sends `5` (upgrade), and from
-/// then on everything goes over the WebSocket. The server pings every `pingInterval`; a
+/// the client opens a WebSocket with the session id (from then on every poll is answered at
+/// once with a `noop`, so the client's polling winds down), sends `2probe`, the server answers
+/// `3probe`, the client sends `5` (upgrade), and from then on everything goes over the
+/// WebSocket; packets sent meanwhile wait for it. The server pings every `pingInterval`; a
 /// client that has not answered within `pingTimeout` is closed.
 ///
 /// Not thread-safe; a value owned by the session's holder in the I/O layer.
@@ -68,8 +69,17 @@ public struct EngineSession: Sendable {
         case reject([Action])
     }
 
+    /// How far an upgrade to WebSocket has got.
+    enum Upgrade: Sendable, Equatable {
+        case none
+        /// A WebSocket with this session's id is open.
+        case attached
+        /// ... and `2probe` was answered.
+        case probed
+    }
+
     enum State: Sendable, Equatable {
-        case polling(pollWaiting: Bool, probing: Bool)
+        case polling(pollWaiting: Bool, upgrade: Upgrade)
         case websocket
         case closed(CloseReason)
     }
@@ -91,7 +101,7 @@ public struct EngineSession: Sendable {
         now: ContinuousClock.Instant
     ) -> (EngineSession, EnginePacket) {
         let session = EngineSession(sid: sid, configuration: configuration,
-                                    state: transport == .polling ? .polling(pollWaiting: false, probing: false) : .websocket,
+                                    state: transport == .polling ? .polling(pollWaiting: false, upgrade: .none) : .websocket,
                                     nextPingAt: now.advanced(by: configuration.pingInterval))
         let upgrades = transport == .polling ? ["websocket"] : []
         return (session, EnginePacket(.open, .text(configuration.handshake(sid: sid, upgrades: upgrades))))
@@ -129,23 +139,28 @@ public struct EngineSession: Sendable {
         switch state {
         case .closed, .websocket:
             return .reject([])
-        case .polling(let pollWaiting, let probing):
+        case .polling(let pollWaiting, let upgrade):
             if pollWaiting {
                 // The protocol allows one poll at a time: end the session; the waiting poll
                 // learns it through a close packet.
                 return .reject(close(.duplicatePoll, closePacketToPoll: true))
             }
+            if upgrade != .none {
+                // Upgrading: polls end at once so the client moves to the WebSocket; packets
+                // wait for it.
+                return .answer(EnginePacket.encodePayload([EnginePacket(.noop)]))
+            }
             if !buffer.isEmpty {
                 return .answer(takeBuffer())
             }
-            state = .polling(pollWaiting: true, probing: probing)
+            state = .polling(pollWaiting: true, upgrade: upgrade)
             return .hold
         }
     }
 
     /// The waiting poll request went away (the client disconnected it).
     public mutating func pollAbandoned() {
-        if case .polling(true, let probing) = state { state = .polling(pollWaiting: false, probing: probing) }
+        if case .polling(true, let upgrade) = state { state = .polling(pollWaiting: false, upgrade: upgrade) }
     }
 
     /// A POST of a polling payload arrived. Returns whether to answer it 200 `ok` (else 400),
@@ -171,24 +186,27 @@ public struct EngineSession: Sendable {
         return receive([packet], from: .websocket)
     }
 
-    /// A frame arrived on a WebSocket opened with this session's id (the upgrade).
+    /// A WebSocket with this session's id opened: the upgrade begins. Returns false when the
+    /// session cannot upgrade (not polling, or already upgrading): refuse that WebSocket.
+    public mutating func probeAttached() -> (accepted: Bool, actions: [Action]) {
+        guard case .polling(let pollWaiting, .none) = state else { return (false, []) }
+        state = .polling(pollWaiting: false, upgrade: .attached)
+        // End the waiting poll, so the client's polling winds down.
+        return (true, pollWaiting ? [.answerPoll(EnginePacket.encodePayload([EnginePacket(.noop)]))] : [])
+    }
+
+    /// A frame arrived on the WebSocket that is upgrading this session.
     public mutating func probeFrameArrived(_ packet: EnginePacket) -> [Action] {
-        guard case .polling(let pollWaiting, let probing) = state else {
+        guard case .polling(_, let upgrade) = state, upgrade != .none else {
             // A second WebSocket for an upgraded or closed session: refuse it.
             return [.writeProbeFrames([EnginePacket(.close)])]
         }
         switch (packet.type, packet.data) {
-        case (.ping, .text("probe")) where !probing:
-            state = .polling(pollWaiting: false, probing: true)
-            var actions: [Action] = [.writeProbeFrames([EnginePacket(.pong, .text("probe"))])]
-            // End the waiting poll so the client can stop polling and finish the upgrade.
-            if pollWaiting { actions.append(.answerPoll(EnginePacket.encodePayload([EnginePacket(.noop)]))) } else {
-                buffer.append(EnginePacket(.noop))
-            }
-            return actions
-        case (.upgrade, _) where probing:
+        case (.ping, .text("probe")) where upgrade == .attached:
+            state = .polling(pollWaiting: false, upgrade: .probed)
+            return [.writeProbeFrames([EnginePacket(.pong, .text("probe"))])]
+        case (.upgrade, _) where upgrade == .probed:
             state = .websocket
-            buffer.removeAll { $0.type == .noop }
             let pending = buffer
             buffer = []
             return pending.isEmpty ? [] : [.writeFrames(pending)]
@@ -197,10 +215,11 @@ public struct EngineSession: Sendable {
         }
     }
 
-    /// The session's socket closed (or the probing socket, before the upgrade completed).
+    /// The session's socket closed (or the upgrading socket, before the upgrade completed:
+    /// then polling goes on).
     public mutating func transportClosed(probe: Bool = false) -> [Action] {
         if probe {
-            if case .polling(let pollWaiting, true) = state { state = .polling(pollWaiting: pollWaiting, probing: false) }
+            if case .polling(let pollWaiting, _) = state { state = .polling(pollWaiting: pollWaiting, upgrade: .none) }
             return []
         }
         return close(.transportClosed)
@@ -214,10 +233,10 @@ public struct EngineSession: Sendable {
             return []
         case .websocket:
             return [.writeFrames(packets)]
-        case .polling(let pollWaiting, let probing):
+        case .polling(let pollWaiting, let upgrade):
             buffer.append(contentsOf: packets)
             if pollWaiting {
-                state = .polling(pollWaiting: false, probing: probing)
+                state = .polling(pollWaiting: false, upgrade: upgrade)
                 return [.answerPoll(takeBuffer())]
             }
             if buffer.count > configuration.pollingBufferPacketsMax {

@@ -96,8 +96,11 @@ import Testing
     @Test func upgradeProbeNoopAndSwitchToWebSocket() {
         var session = polling()
         #expect(session.pollArrived() == .hold)
-        #expect(session.probeFrameArrived(EnginePacket(.ping, .text("probe")))
-            == [.writeProbeFrames([EnginePacket(.pong, .text("probe"))]), .answerPoll("6")])
+        // The WebSocket opens: the waiting poll ends with a noop, and so does every poll after.
+        #expect(session.probeAttached() == (true, [.answerPoll("6")]))
+        #expect(session.pollArrived() == .answer("6"))
+        #expect(session.pollArrived() == .answer("6"))
+        #expect(session.probeFrameArrived(EnginePacket(.ping, .text("probe"))) == [.writeProbeFrames([EnginePacket(.pong, .text("probe"))])])
         // Something sent before the upgrade completes waits for the WebSocket.
         #expect(session.send([.message("early")]) == [])
         #expect(session.probeFrameArrived(EnginePacket(.upgrade)) == [.writeFrames([.message("early")])])
@@ -106,17 +109,27 @@ import Testing
         #expect(session.frameArrived(.message("hello")) == [.deliver([.text("hello")])])
         #expect(session.send([.message("later")]) == [.writeFrames([.message("later")])])
         // A second WebSocket for the same session is refused.
+        #expect(session.probeAttached().accepted == false)
         #expect(session.probeFrameArrived(EnginePacket(.ping, .text("probe"))) == [.writeProbeFrames([EnginePacket(.close)])])
     }
 
-    @Test func aProbeWithoutAWaitingPollQueuesTheNoopForTheNextPoll() {
+    @Test func anUpgradeMustProbeBeforeItSwitches() {
         var session = polling()
-        _ = session.probeFrameArrived(EnginePacket(.ping, .text("probe")))
-        #expect(session.pollArrived() == .answer("6"))
+        _ = session.probeAttached()
+        #expect(session.probeFrameArrived(EnginePacket(.upgrade)).last == .closed(.protocolError("unexpected upgrade during upgrade")))
+    }
+
+    @Test func aProbeSocketThatClosesLetsPollingGoOn() {
+        var session = polling()
+        _ = session.probeAttached()
+        _ = session.send([.message("kept")])
+        #expect(session.transportClosed(probe: true) == [])
+        #expect(session.pollArrived() == .answer("4kept"))
     }
 
     @Test func unexpectedPacketsDuringUpgradeClose() {
         var session = polling()
+        _ = session.probeAttached()
         #expect(session.probeFrameArrived(.message("no probe")).last == .closed(.protocolError("unexpected message during upgrade")))
     }
 
