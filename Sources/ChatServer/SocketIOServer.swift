@@ -103,7 +103,12 @@ public actor SocketIOServer: Service {
 
     private func tick(now: ContinuousClock.Instant) -> [AppCall] {
         var calls: [AppCall] = []
-        for id in Array(connections.keys) {
+        // Only sessions with a timer due are touched; the others are just looked at.
+        let due = connections.compactMap { id, connection in
+            (connection.engine.nextDeadline.map { $0 <= now } == true
+                || connection.socket.nextDeadline.map { $0 <= now } == true) ? id : nil
+        }
+        for id in due {
             guard var connection = connections[id] else { continue }
             let engineActions = connection.engine.timerFired(now: now)
             let socketActions = connection.socket.timerFired(now: now)
@@ -372,8 +377,8 @@ public actor SocketIOServer: Service {
                 ackWaiters.removeValue(forKey: AckKey(engineID: sid, namespace: namespace, id: id))?.resume(returning: nil)
             case .connected(let namespace, let socketID):
                 calls.append(.connected(SocketRef(engineID: sid, namespace: namespace, socketID: socketID)))
-            case .disconnected(let namespace, let reason):
-                calls += forget(sid: sid, namespace: namespace, reason: reason)
+            case .disconnected(let namespace, let socketID, let reason):
+                calls += forget(SocketRef(engineID: sid, namespace: namespace, socketID: socketID), reason: reason)
             case .closeConnection(let reason):
                 guard var connection = connections[sid] else { continue }
                 logger.info("socket.io connection closed", metadata: ["socketio.sid": "\(sid)", "socketio.reason": "\(reason)"])
@@ -386,14 +391,9 @@ public actor SocketIOServer: Service {
     }
 
     /// Removes a disconnected socket from its rooms and fails its pending acks.
-    private func forget(sid: String, namespace: String, reason: SocketSession.DisconnectReason) -> [AppCall] {
-        let socket = roomsOfSocket.keys.first { $0.engineID == sid && $0.namespace == namespace }
-        for key in ackWaiters.keys where key.engineID == sid && key.namespace == namespace {
+    private func forget(_ socket: SocketRef, reason: SocketSession.DisconnectReason) -> [AppCall] {
+        for key in ackWaiters.keys where key.engineID == socket.engineID && key.namespace == socket.namespace {
             ackWaiters.removeValue(forKey: key)?.resume(returning: nil)
-        }
-        guard let socket else {
-            // Never joined a room: still tell the application.
-            return [.disconnected(SocketRef(engineID: sid, namespace: namespace, socketID: ""), reason)]
         }
         for room in roomsOfSocket.removeValue(forKey: socket) ?? [] {
             rooms[room]?.remove(socket)

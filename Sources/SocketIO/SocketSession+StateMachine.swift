@@ -38,7 +38,8 @@ public struct SocketSession: Sendable {
         case ackTimedOut(namespace: String, id: UInt64)
         /// A namespace connection began (after `accept`).
         case connected(namespace: String, socketID: String)
-        case disconnected(namespace: String, reason: DisconnectReason)
+        /// A namespace connection ended; `socketID` is the one `connected` gave it.
+        case disconnected(namespace: String, socketID: String, reason: DisconnectReason)
         /// Close the Engine.IO session.
         case closeConnection(DisconnectReason)
     }
@@ -137,9 +138,9 @@ public struct SocketSession: Sendable {
             }
             return [.authorize(namespace: namespace, auth: packet.data, recovery: recovery)]
         case .disconnect:
-            guard sockets.removeValue(forKey: namespace) != nil else { return [] }
+            guard let socketID = sockets.removeValue(forKey: namespace) else { return [] }
             pendingAcks.removeAll { $0.namespace == namespace }
-            var actions: [Action] = [.disconnected(namespace: namespace, reason: .clientDisconnect)]
+            var actions: [Action] = [.disconnected(namespace: namespace, socketID: socketID, reason: .clientDisconnect)]
             // Like the reference server: a client that leaves its last namespace is done.
             if sockets.isEmpty && authorizing.isEmpty {
                 closed = true
@@ -213,17 +214,19 @@ public struct SocketSession: Sendable {
 
     /// Disconnects one namespace from the server side.
     public mutating func disconnect(namespace: String) -> [Action] {
-        guard !closed, sockets.removeValue(forKey: namespace) != nil else { return [] }
+        guard !closed, let socketID = sockets.removeValue(forKey: namespace) else { return [] }
         pendingAcks.removeAll { $0.namespace == namespace }
         return [.send(Self.engine(SocketPacket(.disconnect, namespace: namespace))),
-                .disconnected(namespace: namespace, reason: .serverDisconnect)]
+                .disconnected(namespace: namespace, socketID: socketID, reason: .serverDisconnect)]
     }
 
     /// The Engine.IO session ended: every namespace is disconnected.
     public mutating func transportClosed() -> [Action] {
         guard !closed else { return [] }
         closed = true
-        let actions = sockets.keys.sorted().map { Action.disconnected(namespace: $0, reason: .transportClosed) }
+        let actions = sockets.sorted { $0.key < $1.key }.map {
+            Action.disconnected(namespace: $0.key, socketID: $0.value, reason: .transportClosed)
+        }
         sockets = [:]
         pendingAcks = []
         return actions
@@ -245,7 +248,9 @@ public struct SocketSession: Sendable {
 
     private mutating func fail(_ message: String) -> [Action] {
         closed = true
-        var actions = sockets.keys.sorted().map { Action.disconnected(namespace: $0, reason: .protocolError(message)) }
+        var actions = sockets.sorted { $0.key < $1.key }.map {
+            Action.disconnected(namespace: $0.key, socketID: $0.value, reason: .protocolError(message))
+        }
         actions.append(.closeConnection(.protocolError(message)))
         sockets = [:]
         pendingAcks = []

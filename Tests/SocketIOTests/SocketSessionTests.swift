@@ -96,19 +96,19 @@ import Testing
         var s = connected()
         _ = s.received(.text("0/custom,"))
         _ = s.accept(namespace: "/custom", socketID: "sock2")
-        #expect(s.received(.text("1/custom,")) == [.disconnected(namespace: "/custom", reason: .clientDisconnect)])
-        #expect(s.disconnect(namespace: "/") == [.send([.message("1")]), .disconnected(namespace: "/", reason: .serverDisconnect)])
+        #expect(s.received(.text("1/custom,")) == [.disconnected(namespace: "/custom", socketID: "sock2", reason: .clientDisconnect)])
+        #expect(s.disconnect(namespace: "/") == [.send([.message("1")]), .disconnected(namespace: "/", socketID: "sock1", reason: .serverDisconnect)])
         #expect(s.sockets.isEmpty)
     }
 
     @Test func leavingTheLastNamespaceClosesTheConnection() {
         var s = connected()
-        #expect(s.received(.text("1")) == [.disconnected(namespace: "/", reason: .clientDisconnect), .closeConnection(.clientDisconnect)])
+        #expect(s.received(.text("1")) == [.disconnected(namespace: "/", socketID: "sock1", reason: .clientDisconnect), .closeConnection(.clientDisconnect)])
     }
 
     @Test func malformedPacketsCloseTheConnection() {
         var s = connected()
-        #expect(s.received(.text("2{}")) == [.disconnected(namespace: "/", reason: .protocolError("invalid Socket.IO packet: EVENT payload must be a non-empty array starting with the event name")),
+        #expect(s.received(.text("2{}")) == [.disconnected(namespace: "/", socketID: "sock1", reason: .protocolError("invalid Socket.IO packet: EVENT payload must be a non-empty array starting with the event name")),
                                              .closeConnection(.protocolError("invalid Socket.IO packet: EVENT payload must be a non-empty array starting with the event name"))])
         #expect(s.received(.text(#"2["late"]"#)) == [])
     }
@@ -123,7 +123,7 @@ import Testing
 
     @Test func transportCloseDisconnectsEveryNamespace() {
         var s = connected()
-        #expect(s.transportClosed() == [.disconnected(namespace: "/", reason: .transportClosed)])
+        #expect(s.transportClosed() == [.disconnected(namespace: "/", socketID: "sock1", reason: .transportClosed)])
         #expect(s.nextDeadline == nil)
     }
 }
