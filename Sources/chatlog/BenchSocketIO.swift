@@ -35,7 +35,7 @@ struct BenchSocketIO: AsyncParsableCommand {
         let codecRate = Double(packets) / seconds(since: start)
 
         let json = Data(packet.encode().text.dropFirst().utf8)
-        let baselineCount = max(1, packets / 4 / (codecOnly ? packets : 1))
+        let baselineCount = codecOnly ? 1 : max(1, packets / 4)
         let baselineStart = ContinuousClock.now
         for _ in 0..<baselineCount {
             let object = try JSONSerialization.jsonObject(with: json)

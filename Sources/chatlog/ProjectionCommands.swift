@@ -31,6 +31,22 @@ func withJournal<T>(_ directory: String, logger: Logger, create: Bool = false, _
     }
 }
 
+/// Runs `body` with the journal open and the given projections caught up with it.
+func withProjections<T>(
+    _ directory: String,
+    kinds: Set<ProjectionKind>,
+    logger: Logger,
+    create: Bool = false,
+    _ body: (Journal, ProjectionRunner) async throws -> T
+) async throws -> T {
+    try await withJournal(directory, logger: logger, create: create) { journal in
+        let runner = try ProjectionRunner(journal: journal, paths: ProjectionPaths(journalDirectory: directory),
+                                          kinds: kinds, logger: logger)
+        try runner.catchUp()
+        return try await body(journal, runner)
+    }
+}
+
 extension JournalCommand {
     struct Export: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -111,10 +127,9 @@ extension JournalCommand {
 
         func run() async throws {
             let logger = logging.makeLogger(label: "chatlog.import")
-            let outcome: (imported: Int, invalid: Int, firstBad: String?) = try await withJournal(options.journal, logger: logger, create: true) { journal in
-                let runner = try ProjectionRunner(journal: journal, paths: ProjectionPaths(journalDirectory: options.journal),
-                                                  kinds: [.roomState], logger: logger)
-                try runner.catchUp()
+            let outcome: (imported: Int, invalid: Int, firstBad: String?) = try await withProjections(
+                options.journal, kinds: [.roomState], logger: logger, create: true
+            ) { journal, runner in
                 guard var projection = runner.roomState else { preconditionFailure("the runner was asked for room state") }
                 let decoder = JSONDecoder()
                 var pending: [ByteBuffer] = []
@@ -250,10 +265,7 @@ struct RoomsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = logging.makeLogger(label: "chatlog.rooms")
-        let state = try await withJournal(options.journal, logger: logger) { journal in
-            let runner = try ProjectionRunner(journal: journal, paths: ProjectionPaths(journalDirectory: options.journal),
-                                              kinds: [.roomState], logger: logger)
-            try runner.catchUp()
+        let state = try await withProjections(options.journal, kinds: [.roomState], logger: logger) { _, runner in
             guard let state = runner.roomState?.state else { preconditionFailure("the runner was asked for room state") }
             return state
         }
@@ -301,10 +313,7 @@ struct HistoryCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = logging.makeLogger(label: "chatlog.history")
-        let page = try await withJournal(options.journal, logger: logger) { journal in
-            let runner = try ProjectionRunner(journal: journal, paths: ProjectionPaths(journalDirectory: options.journal),
-                                              kinds: [.history], logger: logger)
-            try runner.catchUp()
+        let page = try await withProjections(options.journal, kinds: [.history], logger: logger) { _, runner in
             guard let history = runner.history else { preconditionFailure("the runner was asked for history") }
             return try history.page(room: room, before: before, after: after, limit: limit)
         }
