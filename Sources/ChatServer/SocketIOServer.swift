@@ -74,6 +74,11 @@ public actor SocketIOServer: Service {
 
     public var sessionCount: Int { connections.count }
 
+    /// The socket id of a connection's namespace, when it is connected.
+    func connectedSocketID(sid: String, namespace: String) -> String? {
+        connections[sid]?.socket.sockets[namespace]
+    }
+
     // MARK: Service: the timers
 
     public func run() async throws {
