@@ -152,7 +152,7 @@ public struct SocketIOEndpoint: Sendable {
         inbound: WebSocketInboundStream,
         outbound: WebSocketOutboundWriter
     ) async {
-        let (frames, continuation) = AsyncStream<EnginePacket>.makeStream(
+        let (frames, continuation) = AsyncStream<SocketIOServer.OutboundItem>.makeStream(
             bufferingPolicy: .bufferingOldest(server.configuration.outboundQueueFramesMax))
         guard let (sid, startsAsProbe) = await server.attachWebSocket(sid: requested, continuation: continuation) else {
             try? await outbound.close(.policyViolation, reason: "unknown or upgraded session")
@@ -161,7 +161,12 @@ public struct SocketIOEndpoint: Sendable {
         await withTaskGroup(of: Void.self) { group in
             // Writer: drains the bounded queue; ends when the session closes or the client is too slow.
             group.addTask {
-                for await packet in frames {
+                for await item in frames {
+                    let packet: EnginePacket
+                    switch item {
+                    case .packet(let queued): packet = queued
+                    case .barrier: await server.writesFlushed(sid: sid); continue
+                    }
                     do {
                         if let binary = packet.binaryFrame {
                             try await outbound.write(.binary(ByteBuffer(bytes: binary)))
@@ -183,10 +188,11 @@ public struct SocketIOEndpoint: Sendable {
                     switch message {
                     case .text(let text):
                         guard let decoded = try? EnginePacket.decode(textFrame: text) else {
+                            // Not an Engine.IO packet: the session ends. Finishing the queue
+                            // lets the writer send what is queued, then the close frame.
                             let calls = await server.websocketClosed(sid: sid, probe: false)
                             await server.perform(calls)
                             continuation.finish()
-                            group.cancelAll()
                             return
                         }
                         packet = decoded

@@ -35,18 +35,27 @@ public actor SocketIOServer: Service {
         case disconnected(SocketRef, SocketSession.DisconnectReason)
     }
 
+    /// What a WebSocket's writer takes from its queue.
+    enum OutboundItem: Sendable {
+        case packet(EnginePacket)
+        /// Everything queued before has been written: tell the server (`writesFlushed`).
+        case barrier
+    }
+
     /// A WebSocket's outbound frames, bounded.
     struct Outbound: Sendable {
-        let continuation: AsyncStream<EnginePacket>.Continuation
+        let continuation: AsyncStream<OutboundItem>.Continuation
         let id: Int
     }
 
     struct Connection: Sendable {
         var engine: EngineSession
         var socket: SocketSession
-        var pendingPoll: CheckedContinuation<String, Never>?
+        var pendingPoll: CheckedContinuation<PollResult, Never>?
         /// Which request holds `pendingPoll`, so a late cancellation cannot end a newer poll.
         var pendingPollToken: String?
+        /// Requests waiting for the WebSocket's queued frames to be written, oldest first.
+        var flushWaiters: [CheckedContinuation<Void, Never>] = []
         var websocket: Outbound?
         var probe: Outbound?
     }
@@ -147,46 +156,65 @@ public actor SocketIOServer: Service {
         case rejected
     }
 
+    /// Runs one session's timers now if any is due, so that a request arriving just after a
+    /// deadline sees the session as the deadline left it, whatever the tick's lag.
+    private func fireTimersIfDue(_ sid: String) -> [AppCall] {
+        guard var connection = connections[sid] else { return [] }
+        let now = ContinuousClock.now
+        guard connection.engine.nextDeadline.map({ $0 <= now }) == true
+            || connection.socket.nextDeadline.map({ $0 <= now }) == true else { return [] }
+        let engineActions = connection.engine.timerFired(now: now)
+        let socketActions = connection.socket.timerFired(now: now)
+        connections[sid] = connection
+        return apply(engineActions, to: sid) + apply(socketActions, to: sid)
+    }
+
     /// A GET on a polling session: answers at once or waits for packets.
     func poll(sid: String, token: String) async -> (PollResult, [AppCall]) {
-        guard var connection = connections[sid] else { return (.unknownSession, []) }
-        switch connection.engine.pollArrived() {
+        let expired = fireTimersIfDue(sid)
+        guard var connection = connections[sid] else { return (.unknownSession, expired) }
+        switch connection.engine.pollArrived(now: .now) {
         case .answer(let body):
             connections[sid] = connection
-            return (.body(body), [])
+            return (.body(body), expired)
         case .reject(let actions):
             connections[sid] = connection
-            return (.rejected, apply(actions, to: sid))
+            let calls = expired + apply(actions, to: sid)
+            await websocketFlushed(sid: sid)
+            return (.rejected, calls)
         case .hold:
             connections[sid] = connection
-            let body = await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
+            if !expired.isEmpty { await perform(expired) }
+            let result = await withCheckedContinuation { (continuation: CheckedContinuation<PollResult, Never>) in
                 // Re-check after the suspension point: the session may have closed meanwhile.
                 guard connections[sid] != nil else {
-                    continuation.resume(returning: EnginePacket.encodePayload([EnginePacket(.noop)]))
+                    continuation.resume(returning: .body(EnginePacket.encodePayload([EnginePacket(.noop)])))
                     return
                 }
                 connections[sid]?.pendingPoll = continuation
                 connections[sid]?.pendingPollToken = token
             }
-            return (.body(body), [])
+            if case .rejected = result { await websocketFlushed(sid: sid) }
+            return (result, [])
         }
     }
 
     /// A POST on a polling session.
     func post(sid: String, body: [UInt8]) -> (ok: Bool, known: Bool, calls: [AppCall]) {
-        guard var connection = connections[sid] else { return (false, false, []) }
+        let expired = fireTimersIfDue(sid)
+        guard var connection = connections[sid] else { return (false, false, expired) }
         let (ok, actions) = connection.engine.postArrived(body)
         connections[sid] = connection
-        return (ok, true, apply(actions, to: sid))
+        return (ok, true, expired + apply(actions, to: sid))
     }
 
     /// A WebSocket opened: a new session (no sid) or an upgrade probe for an existing one.
-    func attachWebSocket(sid: String?, continuation: AsyncStream<EnginePacket>.Continuation) -> (sid: String, probe: Bool)? {
+    func attachWebSocket(sid: String?, continuation: AsyncStream<OutboundItem>.Continuation) -> (sid: String, probe: Bool)? {
         nextOutboundID += 1
         let outbound = Outbound(continuation: continuation, id: nextOutboundID)
         if let sid {
             guard var connection = connections[sid], connection.probe == nil else { return nil }
-            let (accepted, actions) = connection.engine.probeAttached()
+            let (accepted, actions) = connection.engine.probeAttached(now: .now)
             guard accepted else { return nil }
             connection.probe = outbound
             connections[sid] = connection
@@ -225,12 +253,33 @@ public actor SocketIOServer: Service {
         return apply(actions, to: sid)
     }
 
+    /// Waits until the frames queued so far on the session's WebSocket are written (or the
+    /// session ends). A poll refused because the session moved to WebSocket is answered only
+    /// then, which keeps causal order across the two connections: the client reads the
+    /// `3probe` sent before the upgrade completed before it reads the 400.
+    func websocketFlushed(sid: String) async {
+        guard let outbound = connections[sid]?.websocket else { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            guard connections[sid] != nil, case .enqueued = outbound.continuation.yield(.barrier) else {
+                continuation.resume()
+                return
+            }
+            connections[sid]?.flushWaiters.append(continuation)
+        }
+    }
+
+    /// A WebSocket writer reached a `barrier`.
+    func writesFlushed(sid: String) {
+        guard connections[sid]?.flushWaiters.isEmpty == false else { return }
+        connections[sid]?.flushWaiters.removeFirst().resume()
+    }
+
     /// The held poll's request was cancelled (its client went away): end the wait so the
     /// request task finishes, and let the next poll take its place.
     func pollAbandoned(sid: String, token: String) {
         guard connections[sid]?.pendingPollToken == token else { return }
         connections[sid]?.engine.pollAbandoned()
-        connections[sid]?.pendingPoll?.resume(returning: EnginePacket.encodePayload([EnginePacket(.noop)]))
+        connections[sid]?.pendingPoll?.resume(returning: .body(EnginePacket.encodePayload([EnginePacket(.noop)])))
         connections[sid]?.pendingPoll = nil
     }
 
@@ -294,7 +343,7 @@ public actor SocketIOServer: Service {
     /// Disconnects a socket from its namespace.
     public func disconnect(_ socket: SocketRef) async {
         guard var connection = connections[socket.engineID] else { return }
-        let actions = connection.socket.disconnect(namespace: socket.namespace)
+        let actions = connection.socket.disconnect(namespace: socket.namespace, now: .now)
         connections[socket.engineID] = connection
         await perform(apply(actions, to: socket.engineID))
     }
@@ -336,8 +385,14 @@ public actor SocketIOServer: Service {
         for action in actions {
             switch action {
             case .answerPoll(let body):
-                connections[sid]?.pendingPoll?.resume(returning: body)
+                connections[sid]?.pendingPoll?.resume(returning: .body(body))
                 connections[sid]?.pendingPoll = nil
+            case .rejectPoll:
+                connections[sid]?.pendingPoll?.resume(returning: .rejected)
+                connections[sid]?.pendingPoll = nil
+            case .closeProbe:
+                connections[sid]?.probe?.continuation.finish()
+                connections[sid]?.probe = nil
             case .writeFrames(let packets):
                 if let outbound = connections[sid]?.websocket { write(packets, to: outbound, sid: sid) }
             case .writeProbeFrames(let packets):
@@ -348,9 +403,10 @@ public actor SocketIOServer: Service {
                 connections[sid] = connection
                 calls += apply(echo, to: sid)
             case .deliver(let payloads):
+                let now = ContinuousClock.now
                 for payload in payloads {
                     guard var connection = connections[sid] else { break }
-                    let socketActions = connection.socket.received(payload)
+                    let socketActions = connection.socket.received(payload, now: now)
                     connections[sid] = connection
                     calls += apply(socketActions, to: sid)
                 }
@@ -410,7 +466,8 @@ public actor SocketIOServer: Service {
     private func closeConnection(_ sid: String, reason: EngineSession.CloseReason) -> [AppCall] {
         guard let connection = connections.removeValue(forKey: sid) else { return [] }
         logger.debug("engine.io session closed", metadata: ["socketio.sid": "\(sid)", "socketio.reason": "\(reason)"])
-        connection.pendingPoll?.resume(returning: EnginePacket.encodePayload([EnginePacket(.noop)]))
+        connection.pendingPoll?.resume(returning: .body(EnginePacket.encodePayload([EnginePacket(.noop)])))
+        for waiter in connection.flushWaiters { waiter.resume() }
         connection.websocket?.continuation.finish()
         connection.probe?.continuation.finish()
         // Only disconnects follow; they need no connection.
@@ -419,7 +476,7 @@ public actor SocketIOServer: Service {
 
     private func write(_ packets: [EnginePacket], to outbound: Outbound, sid: String) {
         for packet in packets {
-            if case .dropped = outbound.continuation.yield(packet) {
+            if case .dropped = outbound.continuation.yield(.packet(packet)) {
                 logger.warning("socket.io client too slow; closing", metadata: ["socketio.sid": "\(sid)"])
                 outbound.continuation.finish()
                 return

@@ -12,8 +12,13 @@ public struct EngineConfiguration: Sendable, Equatable {
     public var pollingBufferPacketsMax = 1_000
     /// Packets one polling request body may carry.
     public var payloadPacketsMax = 256
-    /// How long a WebSocket probe may take to complete the upgrade.
+    /// How long a WebSocket probe may take to complete the upgrade before it is closed and
+    /// the session goes on polling.
     public var upgradeTimeout: Duration = .seconds(10)
+    /// How long a poll that arrives while an upgrade is under way is held before a `noop`
+    /// ends it (the reference server checks every 100 ms); if the upgrade completes first the
+    /// poll is answered 400.
+    public var upgradePollHold: Duration = .milliseconds(100)
 
     public init() {}
 
@@ -24,6 +29,9 @@ public struct EngineConfiguration: Sendable, Equatable {
         if maxPayload < 64 { try fail("maxPayload must be at least 64 bytes, got \(maxPayload)") }
         if pollingBufferPacketsMax < 1 || payloadPacketsMax < 1 { try fail("packet limits must be positive") }
         if upgradeTimeout <= .zero { try fail("upgradeTimeout must be positive") }
+        if upgradePollHold < .zero || upgradePollHold >= upgradeTimeout {
+            try fail("upgradePollHold must be at least zero and shorter than upgradeTimeout")
+        }
     }
 
     /// The handshake's JSON (the `open` packet's data).

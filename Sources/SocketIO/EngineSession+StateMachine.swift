@@ -3,10 +3,15 @@
 /// its own (callers pass `now`), so every path is tested without sockets.
 ///
 /// The session starts on HTTP long-polling or on WebSocket. A polling session may upgrade:
-/// the client opens a WebSocket with the session id (from then on every poll is answered at
-/// once with a `noop`, so the client's polling winds down), sends `2probe`, the server answers
+/// the client opens a WebSocket with the session id, sends `2probe`, the server answers
 /// `3probe`, the client sends `5` (upgrade), and from then on everything goes over the
-/// WebSocket; packets sent meanwhile wait for it. The server pings every `pingInterval`; a
+/// WebSocket; packets sent meanwhile wait for it. While the upgrade is under way a poll
+/// waiting when the WebSocket opened ends at once with a `noop`, and a later poll is held for
+/// `upgradePollHold` and then ends with a `noop`, so the client's polling winds down; if the
+/// upgrade completes first, that poll is answered 400, as it would be had it arrived after the
+/// `5`. (Holding it makes the answer independent of whether the WebSocket's frames or the
+/// poll reach the server first.) An upgrade that does not complete within `upgradeTimeout`
+/// is abandoned: the probe socket is closed and polling goes on. The server pings every `pingInterval`; a
 /// client that has not answered within `pingTimeout` is closed.
 ///
 /// Not thread-safe; a value owned by the session's holder in the I/O layer.
@@ -53,6 +58,10 @@ public struct EngineSession: Sendable {
         case writeFrames([EnginePacket])
         /// Write these packets on the WebSocket that is probing for an upgrade.
         case writeProbeFrames([EnginePacket])
+        /// Close the WebSocket that was probing for an upgrade (the upgrade timed out).
+        case closeProbe
+        /// Answer the poll request that is waiting with 400 (the session moved to WebSocket).
+        case rejectPoll
         /// Hand these messages to the layer above (Socket.IO).
         case deliver([EnginePacket.Payload])
         /// The session is over: close its sockets, answer any waiting poll, forget its id.
@@ -91,6 +100,10 @@ public struct EngineSession: Sendable {
     private(set) var buffer: [EnginePacket] = []
     private var nextPingAt: ContinuousClock.Instant
     private var pongDeadline: ContinuousClock.Instant?
+    /// When the upgrade under way is abandoned.
+    private var upgradeDeadline: ContinuousClock.Instant?
+    /// When the poll held during an upgrade is ended with a noop.
+    private var heldPollEndsAt: ContinuousClock.Instant?
 
     /// Opens a session; returns it and the `open` packet to send first (as the first poll's
     /// answer, or the first WebSocket frame).
@@ -129,13 +142,15 @@ public struct EngineSession: Sendable {
     /// When `timerFired` must next be called.
     public var nextDeadline: ContinuousClock.Instant? {
         guard !isClosed else { return nil }
-        return pongDeadline.map { min($0, nextPingAt) } ?? nextPingAt
+        return [pongDeadline, upgradeDeadline, heldPollEndsAt].reduce(nextPingAt) { earliest, deadline in
+            deadline.map { min($0, earliest) } ?? earliest
+        }
     }
 
     // MARK: Events
 
     /// A poll request (GET) arrived.
-    public mutating func pollArrived() -> PollDecision {
+    public mutating func pollArrived(now: ContinuousClock.Instant) -> PollDecision {
         switch state {
         case .closed, .websocket:
             return .reject([])
@@ -146,11 +161,10 @@ public struct EngineSession: Sendable {
                 return .reject(close(.duplicatePoll, closePacketToPoll: true))
             }
             if upgrade != .none {
-                // Upgrading: polls end at once so the client moves to the WebSocket; packets
-                // wait for it.
-                return .answer(EnginePacket.encodePayload([EnginePacket(.noop)]))
-            }
-            if !buffer.isEmpty {
+                // Upgrading: packets wait for the WebSocket; the poll ends with a noop after
+                // `upgradePollHold`, or with 400 if the upgrade completes first.
+                heldPollEndsAt = now.advanced(by: configuration.upgradePollHold)
+            } else if !buffer.isEmpty {
                 return .answer(takeBuffer())
             }
             state = .polling(pollWaiting: true, upgrade: upgrade)
@@ -161,6 +175,7 @@ public struct EngineSession: Sendable {
     /// The waiting poll request went away (the client disconnected it).
     public mutating func pollAbandoned() {
         if case .polling(true, let upgrade) = state { state = .polling(pollWaiting: false, upgrade: upgrade) }
+        heldPollEndsAt = nil
     }
 
     /// A POST of a polling payload arrived. Returns whether to answer it 200 `ok` (else 400),
@@ -188,9 +203,10 @@ public struct EngineSession: Sendable {
 
     /// A WebSocket with this session's id opened: the upgrade begins. Returns false when the
     /// session cannot upgrade (not polling, or already upgrading): refuse that WebSocket.
-    public mutating func probeAttached() -> (accepted: Bool, actions: [Action]) {
+    public mutating func probeAttached(now: ContinuousClock.Instant) -> (accepted: Bool, actions: [Action]) {
         guard case .polling(let pollWaiting, .none) = state else { return (false, []) }
         state = .polling(pollWaiting: false, upgrade: .attached)
+        upgradeDeadline = now.advanced(by: configuration.upgradeTimeout)
         // End the waiting poll, so the client's polling winds down.
         return (true, pollWaiting ? [.answerPoll(EnginePacket.encodePayload([EnginePacket(.noop)]))] : [])
     }
@@ -206,10 +222,15 @@ public struct EngineSession: Sendable {
             state = .polling(pollWaiting: false, upgrade: .probed)
             return [.writeProbeFrames([EnginePacket(.pong, .text("probe"))])]
         case (.upgrade, _) where upgrade == .probed:
+            var actions: [Action] = []
+            if case .polling(true, _) = state { actions.append(.rejectPoll) }
             state = .websocket
+            upgradeDeadline = nil
+            heldPollEndsAt = nil
             let pending = buffer
             buffer = []
-            return pending.isEmpty ? [] : [.writeFrames(pending)]
+            if !pending.isEmpty { actions.append(.writeFrames(pending)) }
+            return actions
         default:
             return close(.protocolError("unexpected \(packet.type) during upgrade"))
         }
@@ -219,8 +240,8 @@ public struct EngineSession: Sendable {
     /// then polling goes on).
     public mutating func transportClosed(probe: Bool = false) -> [Action] {
         if probe {
-            if case .polling(let pollWaiting, _) = state { state = .polling(pollWaiting: pollWaiting, upgrade: .none) }
-            return []
+            guard case .polling(let pollWaiting, let upgrade) = state, upgrade != .none else { return [] }
+            return abandonUpgrade(pollWaiting: pollWaiting)
         }
         return close(.transportClosed)
     }
@@ -235,7 +256,7 @@ public struct EngineSession: Sendable {
             return [.writeFrames(packets)]
         case .polling(let pollWaiting, let upgrade):
             buffer.append(contentsOf: packets)
-            if pollWaiting {
+            if pollWaiting && upgrade == .none {
                 state = .polling(pollWaiting: false, upgrade: upgrade)
                 return [.answerPoll(takeBuffer())]
             }
@@ -252,10 +273,22 @@ public struct EngineSession: Sendable {
         if let pongDeadline, now >= pongDeadline {
             return close(.pingTimeout)
         }
-        guard now >= nextPingAt else { return [] }
-        nextPingAt = now.advanced(by: configuration.pingInterval)
-        if pongDeadline == nil { pongDeadline = now.advanced(by: configuration.pingTimeout) }
-        return send([EnginePacket(.ping)])
+        var actions: [Action] = []
+        if let upgradeDeadline, now >= upgradeDeadline, case .polling(let pollWaiting, _) = state {
+            actions += abandonUpgrade(pollWaiting: pollWaiting) + [.closeProbe]
+        }
+        if let heldPollEndsAt, now >= heldPollEndsAt, case .polling(true, let upgrade) = state {
+            state = .polling(pollWaiting: false, upgrade: upgrade)
+            self.heldPollEndsAt = nil
+            actions.append(.answerPoll(EnginePacket.encodePayload([EnginePacket(.noop)])))
+        }
+        guard now >= nextPingAt else { return actions }
+        // Deadlines count from when the ping was due, not from when the caller's timer got
+        // round to it, so a late tick does not stretch the client's allowance.
+        let due = nextPingAt
+        nextPingAt = max(due.advanced(by: configuration.pingInterval), now)
+        if pongDeadline == nil { pongDeadline = due.advanced(by: configuration.pingTimeout) }
+        return actions + send([EnginePacket(.ping)])
     }
 
     /// Closes the session from the server side, telling the client.
@@ -296,6 +329,17 @@ public struct EngineSession: Sendable {
         return actions
     }
 
+    /// The upgrade ends without completing (probe closed or timed out): polling goes on, and a
+    /// poll held for the upgrade gets what is buffered, or goes on waiting.
+    private mutating func abandonUpgrade(pollWaiting: Bool) -> [Action] {
+        state = .polling(pollWaiting: pollWaiting, upgrade: .none)
+        upgradeDeadline = nil
+        heldPollEndsAt = nil
+        guard pollWaiting, !buffer.isEmpty else { return [] }
+        state = .polling(pollWaiting: false, upgrade: .none)
+        return [.answerPoll(takeBuffer())]
+    }
+
     private mutating func takeBuffer() -> String {
         defer { buffer.removeAll(keepingCapacity: true) }
         return EnginePacket.encodePayload(buffer)
@@ -313,6 +357,8 @@ public struct EngineSession: Sendable {
         state = .closed(reason)
         buffer = []
         pongDeadline = nil
+        upgradeDeadline = nil
+        heldPollEndsAt = nil
         actions.append(.closed(reason))
         return actions
     }

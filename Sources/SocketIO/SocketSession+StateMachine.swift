@@ -105,7 +105,7 @@ public struct SocketSession: Sendable {
     // MARK: From the client
 
     /// A message the Engine.IO session delivered.
-    public mutating func received(_ payload: EnginePacket.Payload) -> [Action] {
+    public mutating func received(_ payload: EnginePacket.Payload, now: ContinuousClock.Instant) -> [Action] {
         guard !closed else { return [] }
         let packet: SocketPacket?
         do {
@@ -117,10 +117,10 @@ public struct SocketSession: Sendable {
             return fail(error.description)
         }
         guard let packet else { return [] }
-        return handle(packet)
+        return handle(packet, now: now)
     }
 
-    private mutating func handle(_ packet: SocketPacket) -> [Action] {
+    private mutating func handle(_ packet: SocketPacket, now: ContinuousClock.Instant) -> [Action] {
         let namespace = packet.namespace
         switch packet.type {
         case .connect:
@@ -140,13 +140,8 @@ public struct SocketSession: Sendable {
         case .disconnect:
             guard let socketID = sockets.removeValue(forKey: namespace) else { return [] }
             pendingAcks.removeAll { $0.namespace == namespace }
-            var actions: [Action] = [.disconnected(namespace: namespace, socketID: socketID, reason: .clientDisconnect)]
-            // Like the reference server: a client that leaves its last namespace is done.
-            if sockets.isEmpty && authorizing.isEmpty {
-                closed = true
-                actions.append(.closeConnection(.clientDisconnect))
-            }
-            return actions
+            armConnectTimeoutIfIdle(now: now)
+            return [.disconnected(namespace: namespace, socketID: socketID, reason: .clientDisconnect)]
         case .event, .binaryEvent:
             // Events for a namespace the client is not connected to are dropped, as the
             // reference server does.
@@ -213,9 +208,10 @@ public struct SocketSession: Sendable {
     }
 
     /// Disconnects one namespace from the server side.
-    public mutating func disconnect(namespace: String) -> [Action] {
+    public mutating func disconnect(namespace: String, now: ContinuousClock.Instant) -> [Action] {
         guard !closed, let socketID = sockets.removeValue(forKey: namespace) else { return [] }
         pendingAcks.removeAll { $0.namespace == namespace }
+        armConnectTimeoutIfIdle(now: now)
         return [.send(Self.engine(SocketPacket(.disconnect, namespace: namespace))),
                 .disconnected(namespace: namespace, socketID: socketID, reason: .serverDisconnect)]
     }
@@ -245,6 +241,15 @@ public struct SocketSession: Sendable {
     }
 
     // MARK: Internals
+
+    /// A connection left with no namespace stays open, as with the reference server (the
+    /// client may connect again over it), but only for `connectTimeout`: an idle Engine.IO
+    /// session must not hold a slot for ever while the client keeps answering pings.
+    private mutating func armConnectTimeoutIfIdle(now: ContinuousClock.Instant) {
+        if sockets.isEmpty && authorizing.isEmpty {
+            connectDeadline = now.advanced(by: configuration.connectTimeout)
+        }
+    }
 
     private mutating func fail(_ message: String) -> [Action] {
         closed = true

@@ -37,7 +37,7 @@ import Testing
         let server = server()
         // A queue of two frames that nobody drains: the open packet, then the connect reply and
         // the auth-less socket's traffic overflow it.
-        let (frames, continuation) = AsyncStream<EnginePacket>.makeStream(bufferingPolicy: .bufferingOldest(2))
+        let (frames, continuation) = AsyncStream<SocketIOServer.OutboundItem>.makeStream(bufferingPolicy: .bufferingOldest(2))
         let attached = await server.attachWebSocket(sid: nil, continuation: continuation)
         let sid = try #require(attached?.sid)
         let (_, connectCalls) = await server.frame(sid: sid, packet: .message("0"), probe: false)
@@ -47,7 +47,7 @@ import Testing
         for n in 0..<5 { await server.emit(socket, event: "flood", [.number(Double(n))]) }
         // The stream was finished when a frame did not fit: reading it ends after what fitted.
         var received: [EnginePacket] = []
-        for await frame in frames { received.append(frame) }
+        for await item in frames { if case .packet(let frame) = item { received.append(frame) } }
         #expect(received.count == 2)
         #expect(received.first?.type == .open)
     }

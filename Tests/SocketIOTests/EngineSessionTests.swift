@@ -28,7 +28,7 @@ import Testing
 
     @Test func aPollWaitsForPacketsAndPostsAreDelivered() {
         var session = polling()
-        #expect(session.pollArrived() == .hold)
+        #expect(session.pollArrived(now: t0) == .hold)
         #expect(session.send([.message("hello")]) == [.answerPoll("4hello")])
         let (ok, actions) = session.postArrived(body("4a\u{1e}4b\u{1e}bAQI="))
         #expect(ok)
@@ -36,15 +36,15 @@ import Testing
         // Packets sent while no poll waits are buffered and answered together.
         #expect(session.send([.message("x")]) == [])
         #expect(session.send([.message("y")]) == [])
-        #expect(session.pollArrived() == .answer("4x\u{1e}4y"))
+        #expect(session.pollArrived(now: t0) == .answer("4x\u{1e}4y"))
     }
 
     @Test func aSecondPollWhileOneWaitsClosesTheSession() {
         var session = polling()
-        #expect(session.pollArrived() == .hold)
-        #expect(session.pollArrived() == .reject([.answerPoll("1"), .closed(.duplicatePoll)]))
+        #expect(session.pollArrived(now: t0) == .hold)
+        #expect(session.pollArrived(now: t0) == .reject([.answerPoll("1"), .closed(.duplicatePoll)]))
         #expect(session.isClosed)
-        #expect(session.pollArrived() == .reject([]))
+        #expect(session.pollArrived(now: t0) == .reject([]))
     }
 
     @Test func aMalformedPostClosesTheSessionWith400() {
@@ -55,7 +55,7 @@ import Testing
             Issue.record("expected a protocol-error close, got \(actions)")
             return
         }
-        #expect(session.pollArrived() == .reject([]))
+        #expect(session.pollArrived(now: t0) == .reject([]))
     }
 
     @Test func anOversizePostIsRefused() {
@@ -66,7 +66,7 @@ import Testing
 
     @Test func aClientCloseEndsTheWaitingPollWithANoop() {
         var session = polling()
-        #expect(session.pollArrived() == .hold)
+        #expect(session.pollArrived(now: t0) == .hold)
         let (ok, actions) = session.postArrived(body("1"))
         #expect(ok)
         #expect(actions == [.answerPoll("6"), .closed(.clientClosed)])
@@ -76,7 +76,7 @@ import Testing
         var session = polling()
         #expect(session.nextDeadline == t0.advanced(by: .milliseconds(300)))
         #expect(session.timerFired(now: t0.advanced(by: .milliseconds(100))) == [])
-        #expect(session.pollArrived() == .hold)
+        #expect(session.pollArrived(now: t0) == .hold)
         #expect(session.timerFired(now: t0.advanced(by: .milliseconds(300))) == [.answerPoll("2")])
         // Answered in time: the next ping comes one interval later.
         #expect(session.postArrived(body("3")).ok)
@@ -87,6 +87,16 @@ import Testing
         #expect(session.postArrived(body("3")).ok == false)
     }
 
+    @Test func aLateTimerDoesNotStretchThePingTimeout() {
+        var session = polling()
+        // The caller's timer comes 40 ms after the ping was due...
+        #expect(session.timerFired(now: t0.advanced(by: .milliseconds(340))) == [])
+        #expect(session.buffer == [EnginePacket(.ping)])
+        // ...yet the client must still answer by due + pingTimeout = 500 ms.
+        #expect(session.nextDeadline == t0.advanced(by: .milliseconds(500)))
+        #expect(session.timerFired(now: t0.advanced(by: .milliseconds(500))) == [.closed(.pingTimeout)])
+    }
+
     @Test func aSlowPollingClientIsClosedWhenItsBufferIsFull() {
         var session = polling()
         for n in 0..<4 { #expect(session.send([.message("\(n)")]) == []) }
@@ -95,41 +105,66 @@ import Testing
 
     @Test func upgradeProbeNoopAndSwitchToWebSocket() {
         var session = polling()
-        #expect(session.pollArrived() == .hold)
-        // The WebSocket opens: the waiting poll ends with a noop, and so does every poll after.
-        #expect(session.probeAttached() == (true, [.answerPoll("6")]))
-        #expect(session.pollArrived() == .answer("6"))
-        #expect(session.pollArrived() == .answer("6"))
+        #expect(session.pollArrived(now: t0) == .hold)
+        // The WebSocket opens: the waiting poll ends at once with a noop...
+        #expect(session.probeAttached(now: t0) == (true, [.answerPoll("6")]))
+        // ...and a poll during the upgrade is held for upgradePollHold, then ends with a noop.
+        #expect(session.pollArrived(now: t0) == .hold)
+        #expect(session.nextDeadline == t0.advanced(by: .milliseconds(100)))
+        #expect(session.timerFired(now: t0.advanced(by: .milliseconds(99))) == [])
+        #expect(session.timerFired(now: t0.advanced(by: .milliseconds(100))) == [.answerPoll("6")])
         #expect(session.probeFrameArrived(EnginePacket(.ping, .text("probe"))) == [.writeProbeFrames([EnginePacket(.pong, .text("probe"))])])
-        // Something sent before the upgrade completes waits for the WebSocket.
+        // Something sent before the upgrade completes waits for the WebSocket, even while a
+        // poll is held.
+        #expect(session.pollArrived(now: t0.advanced(by: .milliseconds(110))) == .hold)
         #expect(session.send([.message("early")]) == [])
-        #expect(session.probeFrameArrived(EnginePacket(.upgrade)) == [.writeFrames([.message("early")])])
+        // The upgrade completes before the held poll's noop: that poll gets 400.
+        #expect(session.probeFrameArrived(EnginePacket(.upgrade)) == [.rejectPoll, .writeFrames([.message("early")])])
         #expect(session.transport == .websocket)
-        #expect(session.pollArrived() == .reject([]))
+        #expect(session.pollArrived(now: t0) == .reject([]))
         #expect(session.frameArrived(.message("hello")) == [.deliver([.text("hello")])])
         #expect(session.send([.message("later")]) == [.writeFrames([.message("later")])])
         // A second WebSocket for the same session is refused.
-        #expect(session.probeAttached().accepted == false)
+        #expect(session.probeAttached(now: t0).accepted == false)
         #expect(session.probeFrameArrived(EnginePacket(.ping, .text("probe"))) == [.writeProbeFrames([EnginePacket(.close)])])
+    }
+
+    @Test func anUpgradeThatDoesNotCompleteInTimeIsAbandoned() {
+        var slowPings = configuration
+        slowPings.pingInterval = .seconds(60)
+        var session = EngineSession.open(sid: "abc", transport: .polling, configuration: slowPings, now: t0).0
+        #expect(session.probeAttached(now: t0).accepted)
+        #expect(session.pollArrived(now: t0) == .hold)
+        _ = session.send([.message("kept")])
+        // The upgrade stalls after the probe.
+        #expect(session.timerFired(now: t0.advanced(by: .milliseconds(100))) == [.answerPoll("6")])
+        #expect(session.probeFrameArrived(EnginePacket(.ping, .text("probe"))).count == 1)
+        #expect(session.pollArrived(now: t0.advanced(by: .milliseconds(9_950))) == .hold)
+        #expect(session.timerFired(now: t0.advanced(by: .seconds(10))) == [.answerPoll("4kept"), .closeProbe])
+        #expect(session.transport == .polling)
+        #expect(session.nextDeadline == t0.advanced(by: .seconds(60)))
+        // Polling goes on; a new upgrade may start.
+        #expect(session.pollArrived(now: t0.advanced(by: .seconds(10))) == .hold)
+        #expect(session.probeAttached(now: t0.advanced(by: .seconds(10))) == (true, [.answerPoll("6")]))
     }
 
     @Test func anUpgradeMustProbeBeforeItSwitches() {
         var session = polling()
-        _ = session.probeAttached()
+        _ = session.probeAttached(now: t0)
         #expect(session.probeFrameArrived(EnginePacket(.upgrade)).last == .closed(.protocolError("unexpected upgrade during upgrade")))
     }
 
     @Test func aProbeSocketThatClosesLetsPollingGoOn() {
         var session = polling()
-        _ = session.probeAttached()
+        _ = session.probeAttached(now: t0)
         _ = session.send([.message("kept")])
         #expect(session.transportClosed(probe: true) == [])
-        #expect(session.pollArrived() == .answer("4kept"))
+        #expect(session.pollArrived(now: t0) == .answer("4kept"))
     }
 
     @Test func unexpectedPacketsDuringUpgradeClose() {
         var session = polling()
-        _ = session.probeAttached()
+        _ = session.probeAttached(now: t0)
         #expect(session.probeFrameArrived(.message("no probe")).last == .closed(.protocolError("unexpected message during upgrade")))
     }
 
@@ -142,7 +177,7 @@ import Testing
 
     @Test func serverCloseTellsTheClient() {
         var session = polling()
-        #expect(session.pollArrived() == .hold)
+        #expect(session.pollArrived(now: t0) == .hold)
         #expect(session.close() == [.answerPoll("1"), .closed(.serverClosed)])
         var (ws, _) = EngineSession.open(sid: "w", transport: .websocket, configuration: configuration, now: t0)
         #expect(ws.close() == [.writeFrames([EnginePacket(.close)]), .closed(.serverClosed)])
@@ -153,6 +188,9 @@ import Testing
         var bad = EngineConfiguration()
         bad.pingInterval = .zero
         #expect(throws: SocketIOProtocolError.self) { try bad.validate() }
+        var hold = EngineConfiguration()
+        hold.upgradePollHold = hold.upgradeTimeout
+        #expect(throws: SocketIOProtocolError.self) { try hold.validate() }
         #expect(throws: Never.self) { try EngineConfiguration().validate() }
     }
 }

@@ -15,14 +15,14 @@ import Testing
 
     func connected() -> SocketSession {
         var s = session()
-        _ = s.received(.text("0"))
+        _ = s.received(.text("0"), now: t0)
         _ = s.accept(namespace: "/", socketID: "sock1", pid: "p1")
         return s
     }
 
     @Test func connectAsksTheApplicationThenAnswersWithTheSocketIDAndPid() {
         var s = session()
-        #expect(s.received(.text(#"0{"token":"abc"}"#)) == [.authorize(namespace: "/", auth: .object([("token", .string("abc"))]), recovery: nil)])
+        #expect(s.received(.text(#"0{"token":"abc"}"#), now: t0) == [.authorize(namespace: "/", auth: .object([("token", .string("abc"))]), recovery: nil)])
         #expect(s.accept(namespace: "/", socketID: "sock1", pid: "p1")
             == [.send([.message(#"0{"sid":"sock1","pid":"p1"}"#)]), .connected(namespace: "/", socketID: "sock1")])
         #expect(s.sockets == ["/": "sock1"])
@@ -30,7 +30,7 @@ import Testing
 
     @Test func aRefusedConnectGetsConnectError() {
         var s = session()
-        _ = s.received(.text("0/custom,"))
+        _ = s.received(.text("0/custom,"), now: t0)
         #expect(s.refuse(namespace: "/custom", message: "Not authorized")
             == [.send([.message(#"4/custom,{"message":"Not authorized"}"#)])])
         #expect(s.sockets.isEmpty)
@@ -38,12 +38,12 @@ import Testing
 
     @Test func anUnknownNamespaceIsRefusedWithoutAskingTheApplication() {
         var s = session()
-        #expect(s.received(.text("0/nowhere,")) == [.send([.message(#"4/nowhere,{"message":"Invalid namespace"}"#)])])
+        #expect(s.received(.text("0/nowhere,"), now: t0) == [.send([.message(#"4/nowhere,{"message":"Invalid namespace"}"#)])])
     }
 
     @Test func aReconnectingClientPresentsItsPidAndOffset() {
         var s = session()
-        let actions = s.received(.text(#"0{"pid":"p1","offset":"1234"}"#))
+        let actions = s.received(.text(#"0{"pid":"p1","offset":"1234"}"#), now: t0)
         guard case .authorize(_, _, let recovery)? = actions.first else {
             Issue.record("expected authorize, got \(actions)")
             return
@@ -53,21 +53,21 @@ import Testing
 
     @Test func eventsAndAcksFlowBothWays() {
         var s = connected()
-        #expect(s.received(.text(#"21["message-with-ack",1,"two"]"#))
+        #expect(s.received(.text(#"21["message-with-ack",1,"two"]"#), now: t0)
             == [.event(namespace: "/", name: "message-with-ack", arguments: [.number(1), .string("two")], ackID: 1)])
         #expect(s.ack(namespace: "/", id: 1, arguments: [.number(1), .string("two")]) == [.send([.message(#"31[1,"two"]"#)])])
 
         let (actions, id) = s.emit(namespace: "/", event: "ping-me", arguments: [.binary([9])], ackTimeout: .seconds(1), now: t0)
         #expect(id == 0)
         #expect(actions == [.send([.message(#"51-0["ping-me",{"_placeholder":true,"num":0}]"#), EnginePacket(.message, .binary([9]))])])
-        #expect(s.received(.text(#"30["pong"]"#)) == [.ackReceived(namespace: "/", id: 0, arguments: [.string("pong")])])
-        #expect(s.received(.text(#"30["again"]"#)) == [], "an ack is delivered once")
+        #expect(s.received(.text(#"30["pong"]"#), now: t0) == [.ackReceived(namespace: "/", id: 0, arguments: [.string("pong")])])
+        #expect(s.received(.text(#"30["again"]"#), now: t0) == [], "an ack is delivered once")
     }
 
     @Test func binaryEventsAreReassembled() {
         var s = connected()
-        #expect(s.received(.text(#"51-["upload",{"_placeholder":true,"num":0}]"#)) == [])
-        #expect(s.received(.binary([1, 2, 3])) == [.event(namespace: "/", name: "upload", arguments: [.binary([1, 2, 3])], ackID: nil)])
+        #expect(s.received(.text(#"51-["upload",{"_placeholder":true,"num":0}]"#), now: t0) == [])
+        #expect(s.received(.binary([1, 2, 3]), now: t0) == [.event(namespace: "/", name: "upload", arguments: [.binary([1, 2, 3])], ackID: nil)])
     }
 
     @Test func ackTimeoutsFireAndPendingAcksAreBounded() {
@@ -83,7 +83,7 @@ import Testing
 
     @Test func eventsForANamespaceNotConnectedAreDropped() {
         var s = connected()
-        #expect(s.received(.text(#"2/custom,["hello"]"#)) == [])
+        #expect(s.received(.text(#"2/custom,["hello"]"#), now: t0) == [])
     }
 
     @Test func withoutAConnectInTimeTheConnectionCloses() {
@@ -94,28 +94,40 @@ import Testing
 
     @Test func disconnectsFromEitherSide() {
         var s = connected()
-        _ = s.received(.text("0/custom,"))
+        _ = s.received(.text("0/custom,"), now: t0)
         _ = s.accept(namespace: "/custom", socketID: "sock2")
-        #expect(s.received(.text("1/custom,")) == [.disconnected(namespace: "/custom", socketID: "sock2", reason: .clientDisconnect)])
-        #expect(s.disconnect(namespace: "/") == [.send([.message("1")]), .disconnected(namespace: "/", socketID: "sock1", reason: .serverDisconnect)])
+        #expect(s.received(.text("1/custom,"), now: t0) == [.disconnected(namespace: "/custom", socketID: "sock2", reason: .clientDisconnect)])
+        #expect(s.disconnect(namespace: "/", now: t0) == [.send([.message("1")]), .disconnected(namespace: "/", socketID: "sock1", reason: .serverDisconnect)])
         #expect(s.sockets.isEmpty)
     }
 
-    @Test func leavingTheLastNamespaceClosesTheConnection() {
+    @Test func leavingTheLastNamespaceKeepsTheConnectionForConnectTimeout() {
         var s = connected()
-        #expect(s.received(.text("1")) == [.disconnected(namespace: "/", socketID: "sock1", reason: .clientDisconnect), .closeConnection(.clientDisconnect)])
+        #expect(s.nextDeadline == nil)
+        let left = t0.advanced(by: .seconds(5))
+        #expect(s.received(.text("1"), now: left) == [.disconnected(namespace: "/", socketID: "sock1", reason: .clientDisconnect)])
+        // Still open, as with the reference server: the client may connect again over it...
+        #expect(s.nextDeadline == left.advanced(by: .seconds(1)))
+        #expect(s.timerFired(now: left.advanced(by: .milliseconds(999))) == [])
+        #expect(s.received(.text("0/custom,"), now: left) == [.authorize(namespace: "/custom", auth: nil, recovery: nil)])
+        _ = s.accept(namespace: "/custom", socketID: "sock2")
+        #expect(s.nextDeadline == nil)
+        // ...but one left idle (here by a server-side disconnect) closes after connectTimeout.
+        let idle = left.advanced(by: .seconds(2))
+        #expect(s.disconnect(namespace: "/custom", now: idle) == [.send([.message("1/custom,")]), .disconnected(namespace: "/custom", socketID: "sock2", reason: .serverDisconnect)])
+        #expect(s.timerFired(now: idle.advanced(by: .seconds(1))) == [.closeConnection(.connectTimeout)])
     }
 
     @Test func malformedPacketsCloseTheConnection() {
         var s = connected()
-        #expect(s.received(.text("2{}")) == [.disconnected(namespace: "/", socketID: "sock1", reason: .protocolError("invalid Socket.IO packet: EVENT payload must be a non-empty array starting with the event name")),
+        #expect(s.received(.text("2{}"), now: t0) == [.disconnected(namespace: "/", socketID: "sock1", reason: .protocolError("invalid Socket.IO packet: EVENT payload must be a non-empty array starting with the event name")),
                                              .closeConnection(.protocolError("invalid Socket.IO packet: EVENT payload must be a non-empty array starting with the event name"))])
-        #expect(s.received(.text(#"2["late"]"#)) == [])
+        #expect(s.received(.text(#"2["late"]"#), now: t0) == [])
     }
 
     @Test func aSecondConnectToTheSameNamespaceIsAProtocolError() {
         var s = connected()
-        guard case .closeConnection? = s.received(.text("0")).last else {
+        guard case .closeConnection? = s.received(.text("0"), now: t0).last else {
             Issue.record("expected the connection to close")
             return
         }

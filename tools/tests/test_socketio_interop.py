@@ -156,24 +156,54 @@ def test_polling_round_trip_ping_timeout_and_duplicate_poll(server):
     assert requests.get(url, params=params, timeout=5).status_code == 400
 
 
+def recv_skipping_pings(ws):
+    """The next frame that is not a server ping; pings are answered."""
+    while True:
+        frame = ws.recv()
+        if frame != "2":
+            return frame
+        ws.send("3")
+
+
 def test_websocket_upgrade_sequence(server):
     url = f"{server}/engine.io/"
     opened = json.loads(requests.get(url, params={"EIO": "4", "transport": "polling"}, timeout=5).text[1:])
     ws = websocket.create_connection(f"{server.replace('http', 'ws')}/engine.io/?EIO=4&transport=websocket&sid={opened['sid']}", timeout=5)
     try:
-        # While the WebSocket is upgrading, every poll ends at once with a noop.
-        for _ in range(3):
+        # While the WebSocket is upgrading, polls end with a noop (after a short hold).
+        for _ in range(2):
             poll = requests.get(url, params={"EIO": "4", "transport": "polling", "sid": opened["sid"]}, timeout=5)
             assert (poll.status_code, poll.text) == (200, "6")
         ws.send("2probe")
         assert ws.recv() == "3probe"
         ws.send("5")
         ws.send("4hello")
-        assert ws.recv() == "4hello"
+        assert recv_skipping_pings(ws) == "4hello"
         ws.send_binary(b"\x01\x02")
-        assert ws.recv() == b"\x01\x02"
+        assert recv_skipping_pings(ws) == b"\x01\x02"
         # Polling is over for this session.
         assert requests.get(url, params={"EIO": "4", "transport": "polling", "sid": opened["sid"]}, timeout=5).status_code == 400
+    finally:
+        ws.close()
+
+
+def test_a_poll_racing_the_upgrade_gets_400(server):
+    url = f"{server}/engine.io/"
+    opened = json.loads(requests.get(url, params={"EIO": "4", "transport": "polling"}, timeout=5).text[1:])
+    ws = websocket.create_connection(f"{server.replace('http', 'ws')}/engine.io/?EIO=4&transport=websocket&sid={opened['sid']}", timeout=5)
+    try:
+        ws.send("2probe")
+        assert ws.recv() == "3probe"
+        answers = []
+        poller = threading.Thread(target=lambda: answers.append(
+            requests.get(url, params={"EIO": "4", "transport": "polling", "sid": opened["sid"]}, timeout=5)))
+        poller.start()
+        time.sleep(0.02)  # the poll is usually held by now (for up to 100 ms) ...
+        ws.send("5")      # ... and the upgrade completes first: either way, 400
+        poller.join(5)
+        assert [answer.status_code for answer in answers] == [400]
+        ws.send("4after")
+        assert recv_skipping_pings(ws) == "4after"
     finally:
         ws.close()
 
