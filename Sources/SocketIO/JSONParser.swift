@@ -36,6 +36,21 @@ public enum JSONParser {
         return value
     }
 
+    /// The depth limit for text `JSONValidator` already checked against its own limit.
+    static let validatedDepthMax = 64
+
+    /// The string that an array's text starts with (`["name", ...`), parsing nothing else;
+    /// nil when it does not start so.
+    static func leadingString(ofArray buffer: UnsafeBufferPointer<UInt8>) -> String? {
+        var parser = Parser(bytes: buffer, depthMax: 1)
+        parser.skipWhitespace()
+        guard parser.index < buffer.count, buffer[parser.index] == UInt8(ascii: "[") else { return nil }
+        parser.index += 1
+        parser.skipWhitespace()
+        guard parser.index < buffer.count, buffer[parser.index] == UInt8(ascii: "\"") else { return nil }
+        return try? parser.string()
+    }
+
     private struct Parser {
         let bytes: UnsafeBufferPointer<UInt8>
         let depthMax: Int
@@ -55,13 +70,7 @@ public enum JSONParser {
         }
 
         mutating func expect(_ literal: StaticString, _ value: JSONValue) throws(SocketIOProtocolError) -> JSONValue {
-            let count = literal.utf8CodeUnitCount
-            guard index + count <= bytes.count else { throw fail("invalid literal") }
-            let matches = literal.withUTF8Buffer { expected in
-                (0..<count).allSatisfy { bytes[index + $0] == expected[$0] }
-            }
-            guard matches else { throw fail("invalid literal") }
-            index += count
+            try JSONGrammar.scanLiteral(literal, bytes, &index)
             return value
         }
 
@@ -123,32 +132,9 @@ public enum JSONParser {
 
         mutating func number() throws(SocketIOProtocolError) -> Double {
             let start = index
-            if bytes[index] == UInt8(ascii: "-") { index += 1 }
-            func digits(_ parser: inout Parser) -> Int {
-                let from = parser.index
-                while parser.index < parser.bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(parser.bytes[parser.index]) {
-                    parser.index += 1
-                }
-                return parser.index - from
-            }
-            guard index < bytes.count else { throw fail("unterminated number") }
-            if bytes[index] == UInt8(ascii: "0") {
-                index += 1
-            } else if digits(&self) == 0 {
-                throw fail("expected a digit")
-            }
-            if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
-                index += 1
-                guard digits(&self) > 0 else { throw fail("expected a digit after .") }
-            }
-            if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
-                index += 1
-                if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
-                guard digits(&self) > 0 else { throw fail("expected a digit in the exponent") }
-            }
+            let integer = try JSONGrammar.scanNumber(bytes, &index)
             // Plain integers (the common case) without going through a string.
-            let digitsOnly = (start..<index).allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[$0]) || ($0 == start && bytes[$0] == UInt8(ascii: "-")) }
-            if digitsOnly, index - start <= 15 {
+            if integer, index - start <= 15 {
                 var value: Int64 = 0
                 var negative = false
                 for position in start..<index {
@@ -163,34 +149,11 @@ public enum JSONParser {
             return value
         }
 
-        mutating func hex4() throws(SocketIOProtocolError) -> UInt32 {
-            guard index + 4 <= bytes.count else { throw fail("short \\u escape") }
-            var value: UInt32 = 0
-            for byte in bytes[index..<(index + 4)] {
-                let digit: UInt32
-                switch byte {
-                case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(byte - UInt8(ascii: "0"))
-                case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(byte - UInt8(ascii: "a") + 10)
-                case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(byte - UInt8(ascii: "A") + 10)
-                default: throw fail("invalid hex digit in \\u escape")
-                }
-                value = value << 4 | digit
-            }
-            index += 4
-            return value
-        }
-
         mutating func string() throws(SocketIOProtocolError) -> String {
             index += 1  // opening quote
             // Fast path: no escapes, so the string is exactly its bytes.
-            var end = index
-            var ascii = true
-            while end < bytes.count {
-                let byte = bytes[end]
-                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
-                if byte >= 0x80 { ascii = false }
-                end += 1
-            }
+            let (end, sawNonASCII) = ByteScan.firstSpecial(in: bytes, from: index)
+            let ascii = !sawNonASCII
             if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
                 let run = UnsafeBufferPointer(rebasing: bytes[index..<end])
                 let string = String(decoding: run, as: UTF8.self)
@@ -235,18 +198,7 @@ public enum JSONParser {
                 case UInt8(ascii: "r"): scalars.append("\r")
                 case UInt8(ascii: "t"): scalars.append("\t")
                 case UInt8(ascii: "u"):
-                    var code = try hex4()
-                    if (0xD800...0xDBFF).contains(code) {
-                        guard index + 2 <= bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
-                            throw fail("lone high surrogate")
-                        }
-                        index += 2
-                        let low = try hex4()
-                        guard (0xDC00...0xDFFF).contains(low) else { throw fail("invalid low surrogate") }
-                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
-                    } else if (0xDC00...0xDFFF).contains(code) {
-                        throw fail("lone low surrogate")
-                    }
+                    let code = try JSONGrammar.unicodeEscape(bytes, &index)
                     guard let scalar = Unicode.Scalar(code) else { throw fail("invalid code point") }
                     scalars.append(scalar)
                 default:

@@ -58,42 +58,10 @@ extension JSONValue {
     /// The JSON text of this value. Binary values must have been replaced by placeholders
     /// first (`SocketPacket.encode` does); here they trap, as a programmer error.
     public func serialized() -> String {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(128)
-        serialize(into: &bytes)
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
-    /// Appends the JSON text's UTF-8 bytes: one growing byte array, no string appends.
-    func serialize(into output: inout [UInt8]) {
-        switch self {
-        case .null:
-            output.append(contentsOf: "null".utf8)
-        case .bool(let value):
-            output.append(contentsOf: (value ? "true" : "false").utf8)
-        case .number(let value):
-            output.append(contentsOf: Self.format(value).utf8)
-        case .string(let value):
-            Self.quote(value, into: &output)
-        case .array(let items):
-            output.append(UInt8(ascii: "["))
-            for (index, item) in items.enumerated() {
-                if index > 0 { output.append(UInt8(ascii: ",")) }
-                item.serialize(into: &output)
-            }
-            output.append(UInt8(ascii: "]"))
-        case .object(let members):
-            output.append(UInt8(ascii: "{"))
-            for (index, (key, value)) in members.enumerated() {
-                if index > 0 { output.append(UInt8(ascii: ",")) }
-                Self.quote(key, into: &output)
-                output.append(UInt8(ascii: ":"))
-                value.serialize(into: &output)
-            }
-            output.append(UInt8(ascii: "}"))
-        case .binary:
+        guard let text = JSONWriter.render({ write(to: &$0) }) else {
             preconditionFailure("binary values are replaced by attachment placeholders before serializing")
         }
+        return text
     }
 
     /// Numbers as JavaScript prints them: integers without a fraction, non-finite as null.
@@ -103,34 +71,5 @@ extension JSONValue {
             return String(Int64(value))
         }
         return String(value)
-    }
-
-    static func quote(_ string: String, into output: inout [UInt8]) {
-        var string = string
-        string.withUTF8 { bytes in
-            output.append(UInt8(ascii: "\""))
-            var runStart = 0
-            for index in 0..<bytes.count {
-                let byte = bytes[index]
-                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
-                output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
-                runStart = index + 1
-                output.append(UInt8(ascii: "\\"))
-                switch byte {
-                case UInt8(ascii: "\""): output.append(UInt8(ascii: "\""))
-                case UInt8(ascii: "\\"): output.append(UInt8(ascii: "\\"))
-                case 0x0A: output.append(UInt8(ascii: "n"))
-                case 0x0D: output.append(UInt8(ascii: "r"))
-                case 0x09: output.append(UInt8(ascii: "t"))
-                case 0x08: output.append(UInt8(ascii: "b"))
-                case 0x0C: output.append(UInt8(ascii: "f"))
-                default:
-                    let hex = Array("0123456789abcdef".utf8)
-                    output.append(contentsOf: [UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
-                }
-            }
-            output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<bytes.count]))
-            output.append(UInt8(ascii: "\""))
-        }
     }
 }

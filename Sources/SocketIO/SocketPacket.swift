@@ -2,6 +2,10 @@
 /// `<type>[<attachments>-][<namespace>,][<ack id>][<JSON payload>]`, and binary values of the
 /// payload travel as separate attachments, replaced in the JSON by
 /// `{"_placeholder":true,"num":N}`. A value type.
+///
+/// A decoded packet keeps its payload as the JSON text it arrived in, checked in full but not
+/// yet built into a value: `data` builds it when asked, and encoding such a packet again
+/// copies the text. Relaying an event costs no JSON work beyond the one validating pass.
 public struct SocketPacket: Sendable, Equatable {
     public enum PacketType: UInt8, Sendable, CaseIterable {
         case connect = 0
@@ -16,13 +20,67 @@ public struct SocketPacket: Sendable, Equatable {
     public var type: PacketType
     public var namespace: String
     public var id: UInt64?
-    public var data: JSONValue?
+
+    /// The payload: a value, or JSON text that `JSONValidator` accepted (with the number of
+    /// binary attachments a binary packet's text announced).
+    enum Payload: Sendable {
+        case value(JSONValue)
+        case json(Substring, JSONValidator.Kind, attachments: Int)
+    }
+
+    var payload: Payload?
+
+    /// The payload as a value (built from the received text on each call when the packet was
+    /// decoded; keep the result rather than asking twice).
+    public var data: JSONValue? {
+        get {
+            switch payload {
+            case nil: return nil
+            case .value(let value): return value
+            case .json(let text, _, _): return Self.parseValidated(text)
+            }
+        }
+        set { payload = newValue.map(Payload.value) }
+    }
 
     public init(_ type: PacketType, namespace: String = "/", id: UInt64? = nil, data: JSONValue? = nil) {
         self.type = type
         self.namespace = namespace
         self.id = id
-        self.data = data
+        self.payload = data.map(Payload.value)
+    }
+
+    public static func == (lhs: SocketPacket, rhs: SocketPacket) -> Bool {
+        lhs.type == rhs.type && lhs.namespace == rhs.namespace && lhs.id == rhs.id && lhs.data == rhs.data
+    }
+
+    /// An EVENT's name (the payload's first element), without building the rest.
+    public var eventName: String? {
+        switch payload {
+        case .value(.array(let items))?: return items.first?.stringValue
+        case .json(let text, .array(startsWithString: true), _)?: return Self.parseLeadingString(text)
+        default: return nil
+        }
+    }
+
+    /// An EVENT's arguments (the payload's elements after the name), or an ACK's.
+    public var arguments: [JSONValue] {
+        guard case .array(let items)? = data else { return [] }
+        return type == .event || type == .binaryEvent ? Array(items.dropFirst()) : items
+    }
+
+    /// The value of text the validator accepted; the parser accepts it too (same grammar,
+    /// same limits), so the fallback is unreachable.
+    private static func parseValidated(_ text: Substring) -> JSONValue {
+        var text = text
+        return text.withUTF8 { bytes in
+            (try? JSONParser.parse(buffer: bytes, depthMax: JSONParser.validatedDepthMax)) ?? .null
+        }
+    }
+
+    private static func parseLeadingString(_ text: Substring) -> String? {
+        var text = text
+        return text.withUTF8 { bytes in JSONParser.leadingString(ofArray: bytes) }
     }
 
     /// Limits for decoding packets from a peer.
@@ -43,28 +101,49 @@ public struct SocketPacket: Sendable, Equatable {
     /// The text of the packet and its binary attachments, in order. An `event` or `ack` whose
     /// data contains binary is sent as `binaryEvent` / `binaryAck`.
     public func encode() -> (text: String, attachments: [[UInt8]]) {
-        var attachments: [[UInt8]] = []
-        // Only a payload that holds binary needs rewriting with placeholders.
-        let payload = data.map { $0.containsBinary ? Self.extractBinary($0, into: &attachments) : $0 }
-        var type = self.type
-        if !attachments.isEmpty {
-            if type == .event { type = .binaryEvent }
-            if type == .ack { type = .binaryAck }
+        switch payload {
+        case .value(let data)?:
+            if let text = JSONWriter.render({ writer in
+                writeHeader(type: type, attachments: 0, to: &writer)
+                return data.write(to: &writer)
+            }) {
+                return (text, [])
+            }
+            // Binary inside: placeholders in the JSON, the bytes as attachments.
+            var attachments: [[UInt8]] = []
+            let replaced = Self.extractBinary(data, into: &attachments)
+            let binaryType: PacketType = type == .event ? .binaryEvent : (type == .ack ? .binaryAck : type)
+            let text = JSONWriter.render { writer in
+                writeHeader(type: binaryType, attachments: attachments.count, to: &writer)
+                return replaced.write(to: &writer)
+            }
+            return (text ?? "", attachments)  // `replaced` holds no binary: never nil
+        case .json(var text, _, let attachments)?:
+            // Received text keeps its placeholders; its attachments travel beside it.
+            let encoded = text.withUTF8 { bytes in
+                JSONWriter.render(capacity: bytes.count + namespace.utf8.count + 32) { writer in
+                    writeHeader(type: type, attachments: attachments, to: &writer)
+                    writer.put(bytes)
+                    return true
+                }
+            }
+            return (encoded ?? "", [])
+        case nil:
+            return (JSONWriter.render { writeHeader(type: type, attachments: 0, to: &$0); return true } ?? "", [])
         }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(160)
-        bytes.append(UInt8(ascii: "0") + type.rawValue)
+    }
+
+    private func writeHeader(type: PacketType, attachments: Int, to writer: inout JSONWriter) {
+        writer.put(UInt8(ascii: "0") + type.rawValue)
         if type == .binaryEvent || type == .binaryAck {
-            bytes.append(contentsOf: String(attachments.count).utf8)
-            bytes.append(UInt8(ascii: "-"))
+            writer.put(decimal: UInt64(attachments))
+            writer.put(UInt8(ascii: "-"))
         }
         if namespace != "/" {
-            bytes.append(contentsOf: namespace.utf8)
-            bytes.append(UInt8(ascii: ","))
+            writer.put(namespace)
+            writer.put(UInt8(ascii: ","))
         }
-        if let id { bytes.append(contentsOf: String(id).utf8) }
-        payload?.serialize(into: &bytes)
-        return (String(decoding: bytes, as: UTF8.self), attachments)
+        if let id { writer.put(decimal: id) }
     }
 
     private static func extractBinary(_ value: JSONValue, into attachments: inout [[UInt8]]) -> JSONValue {
@@ -97,34 +176,55 @@ public struct SocketPacket: Sendable, Equatable {
     /// - Throws: `SocketIOProtocolError` saying what is wrong.
     public static func decode(_ text: String, limits: Limits = Limits()) throws(SocketIOProtocolError) -> Decoded {
         var text = text
-        return try text.withUTF8 { bytes in
-            Result { () throws(SocketIOProtocolError) -> Decoded in try decode(bytes: bytes, limits: limits) }
+        let header = try text.withUTF8 { bytes in
+            Result { () throws(SocketIOProtocolError) -> Header in try decodeHeader(bytes: bytes, limits: limits) }
         }.get()
+        try check(type: header.type, id: header.id, payload: header.payloadKind, attachments: header.attachments)
+        var packet = SocketPacket(header.type, namespace: header.namespace, id: header.id)
+        if let kind = header.payloadKind {
+            // The payload starts after ASCII header bytes: a character boundary.
+            let start = text.utf8.index(text.utf8.startIndex, offsetBy: header.payloadStart)
+            packet.payload = .json(text[start...], kind, attachments: header.attachments)
+        }
+        return Decoded(packet: packet, attachments: header.attachments)
     }
 
-    static func decode(bytes: UnsafeBufferPointer<UInt8>, limits: Limits) throws(SocketIOProtocolError) -> Decoded {
+    struct Header {
+        var type: PacketType
+        var namespace: String
+        var id: UInt64?
+        var attachments: Int
+        var payloadStart: Int
+        var payloadKind: JSONValidator.Kind?
+    }
+
+    /// Decodes the header and validates the JSON payload that follows it.
+    static func decodeHeader(bytes: UnsafeBufferPointer<UInt8>, limits: Limits) throws(SocketIOProtocolError) -> Header {
         var index = 0
         guard let first = bytes.first, first >= UInt8(ascii: "0"), let type = PacketType(rawValue: first &- UInt8(ascii: "0")) else {
             throw .invalidSocketPacket("unknown packet type")
         }
         index = 1
-        func readDigits(_ limit: Int) -> String {
-            let start = index
-            while index < bytes.count, index - start < limit, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) {
+        func readDigits(_ limit: Int) -> (value: UInt64, count: Int) {
+            var value: UInt64 = 0
+            var count = 0
+            while index < bytes.count, count < limit, bytes[index] &- UInt8(ascii: "0") < 10 {
+                value = value * 10 + UInt64(bytes[index] &- UInt8(ascii: "0"))
                 index += 1
+                count += 1
             }
-            return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+            return (value, count)
         }
         var attachments = 0
         if type == .binaryEvent || type == .binaryAck {
             let digits = readDigits(4)
-            guard !digits.isEmpty, index < bytes.count, bytes[index] == UInt8(ascii: "-"), let count = Int(digits) else {
+            guard digits.count > 0, index < bytes.count, bytes[index] == UInt8(ascii: "-") else {
                 throw .invalidSocketPacket("binary packet without an attachment count")
             }
-            guard count <= limits.attachmentsMax else {
-                throw .tooLarge(what: "attachment count", bytes: count, limit: limits.attachmentsMax)
+            guard digits.value <= UInt64(limits.attachmentsMax) else {
+                throw .tooLarge(what: "attachment count", bytes: Int(digits.value), limit: limits.attachmentsMax)
             }
-            attachments = count
+            attachments = Int(digits.value)
             index += 1
         }
         var namespace = "/"
@@ -141,42 +241,38 @@ public struct SocketPacket: Sendable, Equatable {
         }
         var id: UInt64?
         let digits = readDigits(17)
-        if !digits.isEmpty {
-            guard let value = UInt64(digits), value <= ackIDMax,
-                  index == bytes.count || !(UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) else {
+        if digits.count > 0 {
+            guard digits.value <= ackIDMax, index == bytes.count || bytes[index] &- UInt8(ascii: "0") >= 10 else {
                 throw .invalidSocketPacket("ack id out of range")
             }
-            id = value
+            id = digits.value
         }
-        var data: JSONValue?
+        var kind: JSONValidator.Kind?
         if index < bytes.count {
-            data = try JSONParser.parse(buffer: UnsafeBufferPointer(rebasing: bytes[index...]), depthMax: limits.depthMax)
+            kind = try JSONValidator.validate(buffer: UnsafeBufferPointer(rebasing: bytes[index...]),
+                                              depthMax: limits.depthMax, utf8Known: true)
         }
-        let packet = SocketPacket(type, namespace: namespace, id: id, data: data)
-        try packet.validate(attachments: attachments)
-        return Decoded(packet: packet, attachments: attachments)
+        return Header(type: type, namespace: namespace, id: id, attachments: attachments, payloadStart: index, payloadKind: kind)
     }
 
-    private func validate(attachments: Int) throws(SocketIOProtocolError) {
+    /// What the specification requires of a packet's type, ack id and payload kind.
+    private static func check(type: PacketType, id: UInt64?, payload kind: JSONValidator.Kind?, attachments: Int) throws(SocketIOProtocolError) {
         switch type {
         case .connect:
-            if let data, case .object = data {} else if data != nil {
-                throw .invalidSocketPacket("CONNECT payload must be an object")
-            }
+            if kind != nil && kind != .object { throw .invalidSocketPacket("CONNECT payload must be an object") }
             if id != nil { throw .invalidSocketPacket("CONNECT carries no ack id") }
         case .disconnect:
-            if data != nil || id != nil { throw .invalidSocketPacket("DISCONNECT carries no payload") }
+            if kind != nil || id != nil { throw .invalidSocketPacket("DISCONNECT carries no payload") }
         case .event, .binaryEvent:
-            guard case .array(let items) = data, let name = items.first, case .string = name else {
+            guard kind == .array(startsWithString: true) else {
                 throw .invalidSocketPacket("EVENT payload must be a non-empty array starting with the event name")
             }
         case .ack, .binaryAck:
-            guard case .array = data else { throw .invalidSocketPacket("ACK payload must be an array") }
+            guard case .array? = kind else { throw .invalidSocketPacket("ACK payload must be an array") }
             guard id != nil else { throw .invalidSocketPacket("ACK needs an ack id") }
         case .connectError:
-            switch data {
-            case .object?, .string?: break
-            default: throw .invalidSocketPacket("CONNECT_ERROR payload must be an object or a string")
+            guard kind == .object || kind == .string else {
+                throw .invalidSocketPacket("CONNECT_ERROR payload must be an object or a string")
             }
         }
         if (type == .binaryEvent || type == .binaryAck) && attachments == 0 {

@@ -132,11 +132,12 @@ public struct SocketSession: Sendable {
                 return fail("a second CONNECT to \(namespace)")
             }
             authorizing.insert(namespace)
+            let auth = packet.data
             var recovery: Recovery?
-            if configuration.recovery, let pid = packet.data?["pid"]?.stringValue, let offset = packet.data?["offset"]?.stringValue {
+            if configuration.recovery, let pid = auth?["pid"]?.stringValue, let offset = auth?["offset"]?.stringValue {
                 recovery = Recovery(pid: pid, offset: offset)
             }
-            return [.authorize(namespace: namespace, auth: packet.data, recovery: recovery)]
+            return [.authorize(namespace: namespace, auth: auth, recovery: recovery)]
         case .disconnect:
             guard let socketID = sockets.removeValue(forKey: namespace) else { return [] }
             pendingAcks.removeAll { $0.namespace == namespace }
@@ -145,14 +146,13 @@ public struct SocketSession: Sendable {
         case .event, .binaryEvent:
             // Events for a namespace the client is not connected to are dropped, as the
             // reference server does.
-            guard sockets[namespace] != nil, case .array(let items)? = packet.data,
-                  let name = items.first?.stringValue else { return [] }
-            return [.event(namespace: namespace, name: name, arguments: Array(items.dropFirst()), ackID: packet.id)]
+            guard sockets[namespace] != nil, let name = packet.eventName else { return [] }
+            return [.event(namespace: namespace, name: name, arguments: packet.arguments, ackID: packet.id)]
         case .ack, .binaryAck:
             guard let id = packet.id,
                   let index = pendingAcks.firstIndex(where: { $0.id == id && $0.namespace == namespace }) else { return [] }
             pendingAcks.remove(at: index)
-            return [.ackReceived(namespace: namespace, id: id, arguments: packet.data?.arrayValue ?? [])]
+            return [.ackReceived(namespace: namespace, id: id, arguments: packet.arguments)]
         case .connectError:
             return fail("CONNECT_ERROR from the client")
         }

@@ -49,6 +49,25 @@ import Testing
     }
 
     @Test(arguments: vectors)
+    func aDecodedPacketEncodesBackToTheSameText(_ vector: Vector) throws {
+        // Relaying: the received payload text is copied, not re-serialized.
+        let decoded = try SocketPacket.decode(vector.text)
+        #expect(decoded.packet.encode().text == vector.text)
+        #expect(decoded.packet.encode().attachments.isEmpty)
+    }
+
+    @Test func eventNameAndArgumentsComeFromTheReceivedText() throws {
+        let decoded = try SocketPacket.decode(#"2/chat,7[ "send-group-message" , {"group":"g","text":"hi \"you\""}, 3]"#).packet
+        #expect(decoded.eventName == "send-group-message")
+        #expect(decoded.arguments == [.object([("group", .string("g")), ("text", .string("hi \"you\""))]), .number(3)])
+        #expect(decoded.id == 7 && decoded.namespace == "/chat")
+        let ack = try SocketPacket.decode(#"37[1,"two"]"#).packet
+        #expect(ack.eventName == nil)
+        #expect(ack.arguments == [.number(1), .string("two")])
+        #expect(SocketPacket(.event, data: .array([.string("e"), .null])).eventName == "e")
+    }
+
+    @Test(arguments: vectors)
     func decodesWhatTheSpecificationShows(_ vector: Vector) throws {
         var assembler = SocketPacketAssembler()
         var packet = try assembler.receive(text: vector.text)
@@ -185,6 +204,60 @@ import Testing
         let text = value.serialized()
         #expect(text == #"{"text":"line\n\"quoted\" \u0001 é","n":3,"f":0.25,"list":[false,null]}"#)
         #expect(try JSONParser.parse(text) == value)
+    }
+
+    /// The validator (used on receipt) and the parser (used when a value is asked for) must
+    /// accept exactly the same texts, or a validated payload could fail to parse.
+    @Test func theValidatorAcceptsExactlyWhatTheParserAccepts() {
+        let seeds = [#"{"a":[1,2.5,"x\u00e9",{"b":true}],"c":null}"#, #"["ev",{"k":"v\n","n":-0.5e+3},[[]],{}]"#,
+                     #""s\ud83d\ude00""#, "  [ 1 , 2 ]  ", "-0", "[\"é\",\"\\\"\"]", "true", "{\"\":false}"]
+        let alphabet = Array(#"[]{}",:0123456789.-+eEtrufalsn \/u\#u{1}é"#.utf8) + [0xFF, 0xC3]
+        var generator = SystemRandomNumberGenerator()
+        var disagreements: [String] = []
+        func check(_ bytes: [UInt8]) {
+            let parsed = (try? JSONParser.parse(bytes)) != nil
+            let validated = bytes.withUnsafeBufferPointer { (try? JSONValidator.validate(buffer: $0)) != nil }
+            if parsed != validated { disagreements.append(String(decoding: bytes, as: UTF8.self)) }
+        }
+        for seed in seeds {
+            let bytes = Array(seed.utf8)
+            check(bytes)
+            for _ in 0..<400 {
+                // Mutate: replace, insert or delete one to three bytes.
+                var mutated = bytes
+                for _ in 0..<Int.random(in: 1...3, using: &generator) {
+                    let position = Int.random(in: 0...mutated.count, using: &generator)
+                    let byte = alphabet.randomElement(using: &generator) ?? 0
+                    switch Int.random(in: 0..<3, using: &generator) {
+                    case 0 where position < mutated.count: mutated[position] = byte
+                    case 1: mutated.insert(byte, at: position)
+                    default: if position < mutated.count { mutated.remove(at: position) }
+                    }
+                }
+                check(mutated)
+            }
+        }
+        for depth in [31, 32, 33] {
+            check(Array((String(repeating: "[", count: depth) + String(repeating: "]", count: depth)).utf8))
+            check(Array((String(repeating: #"{"a":"#, count: depth) + "1" + String(repeating: "}", count: depth)).utf8))
+        }
+        #expect(disagreements.isEmpty, "\(disagreements.prefix(5))")
+    }
+
+    @Test func theValidatorReportsTheTopLevelKind() throws {
+        func kind(_ text: String) throws -> JSONValidator.Kind {
+            try Array(text.utf8).withUnsafeBufferPointer { buffer in
+                try Result { () throws(SocketIOProtocolError) -> JSONValidator.Kind in try JSONValidator.validate(buffer: buffer) }.get()
+            }
+        }
+        #expect(try kind(#" ["a",1]"#) == .array(startsWithString: true))
+        #expect(try kind(#"[1,"a"]"#) == .array(startsWithString: false))
+        #expect(try kind(#"[["a"]]"#) == .array(startsWithString: false))
+        #expect(try kind("[]") == .array(startsWithString: false))
+        #expect(try kind(#"{"a":["b"]}"#) == .object)
+        #expect(try kind(#""x""#) == .string)
+        #expect(try kind("12") == .number)
+        #expect(try kind("null") == .null)
     }
 
     @Test func everyTruncationOfAValidDocumentIsAnErrorNeverACrash() {

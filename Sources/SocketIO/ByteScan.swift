@@ -1,0 +1,75 @@
+/// Finding the bytes that matter in JSON strings eight at a time (SWAR: one 64-bit word
+/// holds eight bytes), for the validator and the serializer.
+enum ByteScan {
+    private static let ones: UInt64 = 0x0101_0101_0101_0101
+    private static let highs: UInt64 = 0x8080_8080_8080_8080
+
+    /// High bit set in each byte of the result where `word` has a zero byte; exact for the
+    /// lowest such byte (borrows only disturb the bytes above it).
+    @inline(__always)
+    private static func zeroBytes(_ word: UInt64) -> UInt64 {
+        (word &- ones) & ~word & highs
+    }
+
+    /// High bit set in each byte of the result where `word` has `"`, `\` or a byte < 0x20
+    /// (exact for the lowest such byte).
+    @inline(__always)
+    private static func specials(_ word: UInt64) -> UInt64 {
+        // Bytes < 0x20: subtracting 0x20 borrows into the high bit, for ASCII bytes.
+        let control = (word &- ones &* 0x20) & ~word & highs
+        return zeroBytes(word ^ (ones &* 0x22)) | zeroBytes(word ^ (ones &* 0x5C)) | control
+    }
+
+    /// The index of the first byte at or after `start` that is `"`, `\` or a control
+    /// character (< 0x20), or `bytes.count` when there is none; and whether a byte ≥ 0x80
+    /// was passed on the way.
+    @inline(__always)
+    static func firstSpecial(in bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> (index: Int, sawNonASCII: Bool) {
+        var index = start
+        var nonASCII: UInt64 = 0
+        if let base = bytes.baseAddress {
+            let raw = UnsafeRawPointer(base)
+            while index + 8 <= bytes.count {
+                let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+                let special = specials(word)
+                if special != 0 {
+                    let found = index + special.trailingZeroBitCount / 8
+                    // Only the bytes before the special one count for the non-ASCII flag.
+                    let before = found - index
+                    let mask: UInt64 = before == 0 ? 0 : (before == 8 ? ~0 : (1 << (UInt64(before) * 8)) &- 1)
+                    nonASCII |= word & highs & mask
+                    return (found, nonASCII != 0)
+                }
+                nonASCII |= word & highs
+                index += 8
+            }
+        }
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+            if byte >= 0x80 { nonASCII = 1 }
+            index += 1
+        }
+        return (index, nonASCII != 0)
+    }
+
+    /// `firstSpecial` without the non-ASCII flag, for bytes known to be valid UTF-8.
+    @inline(__always)
+    static func firstSpecialIndex(in bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
+        var index = start
+        if let base = bytes.baseAddress {
+            let raw = UnsafeRawPointer(base)
+            while index + 8 <= bytes.count {
+                let special = specials(UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)))
+                if special != 0 { return index + special.trailingZeroBitCount / 8 }
+                index += 8
+            }
+        }
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
+            index += 1
+        }
+        return index
+    }
+}
