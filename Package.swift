@@ -71,6 +71,16 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // A minimal WebSocket client for the WebSocket benchmark and the live tests.
+        .target(
+            name: "LoopbackWebSocket",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "chatlog",
             dependencies: [
@@ -78,6 +88,7 @@ let package = Package(
                 "ChatModel",
                 "Projections",
                 "ChatServer",
+                "LoopbackWebSocket",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -106,6 +117,7 @@ let package = Package(
             dependencies: [
                 "ChatServer",
                 "SocketIO",
+                "LoopbackWebSocket",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ]

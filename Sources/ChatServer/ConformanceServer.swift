@@ -52,16 +52,19 @@ public enum ConformanceServer {
         func event(_ socket: SocketRef, name: String, arguments: [JSONValue], ackID: UInt64?, server: SocketIOServer) async {}
     }
 
-    /// Builds the application on `host:port`; `onRunning` gets the bound port.
+    /// Builds the application on `host:port`; `onRunning` gets the bound port. `heartbeat`
+    /// replaces the suites' 300/200 ms ping interval and timeout (the WebSocket benchmark
+    /// uses the defaults, 25/20 s).
     public static func application(
         host: String = "127.0.0.1",
         port: Int,
         logger: Logger,
+        heartbeat: (interval: Duration, timeout: Duration) = (.milliseconds(300), .milliseconds(200)),
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         var configuration = SocketIOServer.Configuration()
-        configuration.engine.pingInterval = .milliseconds(300)
-        configuration.engine.pingTimeout = .milliseconds(200)
+        configuration.engine.pingInterval = heartbeat.interval
+        configuration.engine.pingTimeout = heartbeat.timeout
         configuration.engine.maxPayload = 1_000_000
         configuration.socket.connectTimeout = .seconds(1)
         configuration.socket.namespaces = ["/", "/custom"]

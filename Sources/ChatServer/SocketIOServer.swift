@@ -118,19 +118,24 @@ public actor SocketIOServer: Service {
     private func tick(now: ContinuousClock.Instant) -> [AppCall] {
         var calls: [AppCall] = []
         // Only sessions with a timer due are touched; the others are just looked at.
-        let due = connections.compactMap { id, connection in
-            (connection.engine.nextDeadline.map { $0 <= now } == true
-                || connection.socket.nextDeadline.map { $0 <= now } == true) ? id : nil
-        }
-        for id in due {
-            guard var connection = connections[id] else { continue }
-            let engineActions = connection.engine.timerFired(now: now)
-            let socketActions = connection.socket.timerFired(now: now)
-            connections[id] = connection
-            calls += apply(engineActions, to: id)
-            calls += apply(socketActions, to: id)
-        }
+        let due = connections.compactMap { id, connection in isDue(connection, now: now) ? id : nil }
+        for id in due { calls += fireTimers(id, now: now) }
         return calls
+    }
+
+    /// Whether one of a connection's timers is due. An Engine.IO echo server has no
+    /// Socket.IO layer, so its Socket.IO timers (the connect timeout) do not count.
+    private func isDue(_ connection: Connection, now: ContinuousClock.Instant) -> Bool {
+        connection.engine.nextDeadline.map { $0 <= now } == true
+            || (!configuration.engineEcho && connection.socket.nextDeadline.map { $0 <= now } == true)
+    }
+
+    private func fireTimers(_ sid: String, now: ContinuousClock.Instant) -> [AppCall] {
+        guard var connection = connections[sid] else { return [] }
+        let engineActions = connection.engine.timerFired(now: now)
+        let socketActions = configuration.engineEcho ? [] : connection.socket.timerFired(now: now)
+        connections[sid] = connection
+        return apply(engineActions, to: sid) + apply(socketActions, to: sid)
     }
 
     // MARK: Handshake and transports
@@ -159,14 +164,9 @@ public actor SocketIOServer: Service {
     /// Runs one session's timers now if any is due, so that a request arriving just after a
     /// deadline sees the session as the deadline left it, whatever the tick's lag.
     private func fireTimersIfDue(_ sid: String) -> [AppCall] {
-        guard var connection = connections[sid] else { return [] }
         let now = ContinuousClock.now
-        guard connection.engine.nextDeadline.map({ $0 <= now }) == true
-            || connection.socket.nextDeadline.map({ $0 <= now }) == true else { return [] }
-        let engineActions = connection.engine.timerFired(now: now)
-        let socketActions = connection.socket.timerFired(now: now)
-        connections[sid] = connection
-        return apply(engineActions, to: sid) + apply(socketActions, to: sid)
+        guard let connection = connections[sid], isDue(connection, now: now) else { return [] }
+        return fireTimers(sid, now: now)
     }
 
     /// A GET on a polling session: answers at once or waits for packets.

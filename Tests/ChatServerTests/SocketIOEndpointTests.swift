@@ -9,11 +9,12 @@ import Testing
 import FoundationNetworking
 #endif
 
-/// The Socket.IO endpoint live, over HTTP long-polling on a free port, with Foundation's
-/// HTTP client (the WebSocket side is covered by tools/tests/test_socketio_interop.py).
+/// The Socket.IO endpoint live on a free port: HTTP long-polling with Foundation's HTTP
+/// client, WebSocket with `LoopbackWebSocket` (and, from Python, the real python-socketio
+/// client in tools/tests/test_socketio_interop.py).
 @Suite struct SocketIOEndpointTests {
     /// Runs the conformance server on a free port for `body`, then shuts it down.
-    func withServer(_ body: @Sendable (URL) async throws -> Void) async throws {
+    func withServer(_ body: (URL) async throws -> Void) async throws {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let (ports, continuation) = AsyncStream<Int>.makeStream()

@@ -1,0 +1,143 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+
+/// A minimal WebSocket client on SwiftNIO, for the WebSocket benchmark and the live tests:
+/// it connects to a server on this machine, upgrades, and exchanges whole text and binary
+/// messages. Frames it sends are masked, as RFC 6455 requires of clients; pings are answered.
+/// No TLS, no compression, no redirects: not a general-purpose client.
+public enum LoopbackWebSocket {
+    public enum Message: Sendable, Equatable {
+        case text(String)
+        case binary([UInt8])
+    }
+
+    public enum Failure: Error, Equatable, CustomStringConvertible {
+        /// The server answered the upgrade request without upgrading.
+        case notUpgraded
+        /// A message grew past `messageBytesMax`.
+        case messageTooLarge(Int)
+
+        public var description: String {
+            switch self {
+            case .notUpgraded: "the server did not upgrade to WebSocket"
+            case .messageTooLarge(let bytes): "a message of more than \(bytes) bytes"
+            }
+        }
+    }
+
+    /// Messages from the server, in order; nil once the connection closed.
+    public struct Inbound: ~Copyable {
+        fileprivate var frames: NIOAsyncChannelInboundStream<WebSocketFrame>.AsyncIterator
+        fileprivate let outbound: NIOAsyncChannelOutboundWriter<WebSocketFrame>
+        fileprivate let messageBytesMax: Int
+
+        public mutating func next() async throws -> Message? {
+            var fragments: [UInt8] = []
+            var fragmentedOpcode: WebSocketOpcode?
+            while let frame = try await frames.next() {
+                var data = frame.unmaskedData
+                switch frame.opcode {
+                case .ping:
+                    try await outbound.write(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: data))
+                    continue
+                case .pong:
+                    continue
+                case .connectionClose:
+                    return nil
+                case .text, .binary, .continuation:
+                    if frame.opcode != .continuation { fragmentedOpcode = frame.opcode }
+                    fragments += data.readBytes(length: data.readableBytes) ?? []
+                    guard fragments.count <= messageBytesMax else { throw Failure.messageTooLarge(messageBytesMax) }
+                    guard frame.fin else { continue }
+                    return fragmentedOpcode == .text
+                        ? .text(String(decoding: fragments, as: UTF8.self))
+                        : .binary(fragments)
+                default:
+                    continue
+                }
+            }
+            return nil
+        }
+    }
+
+    /// Sends messages to the server.
+    public struct Outbound: Sendable {
+        fileprivate let writer: NIOAsyncChannelOutboundWriter<WebSocketFrame>
+
+        public func send(_ message: Message) async throws {
+            try await writer.write(Self.frame(message))
+        }
+
+        /// Sends several messages with one flush.
+        public func send(contentsOf messages: [Message]) async throws {
+            try await writer.write(contentsOf: messages.map(Self.frame))
+        }
+
+        /// Starts the closing handshake.
+        public func close() async throws {
+            var code = ByteBuffer()
+            code.write(webSocketErrorCode: .normalClosure)
+            try await writer.write(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: code))
+        }
+
+        private static func frame(_ message: Message) -> WebSocketFrame {
+            switch message {
+            case .text(let text):
+                WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: ByteBuffer(string: text))
+            case .binary(let bytes):
+                WebSocketFrame(fin: true, opcode: .binary, maskKey: .random(), data: ByteBuffer(bytes: bytes))
+            }
+        }
+    }
+
+    private enum Upgrade {
+        case websocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>)
+        case refused
+    }
+
+    /// Connects to `ws://host:port` + `path`, runs `body` with the connection, then closes it.
+    /// - Parameter messageBytesMax: largest message accepted from the server.
+    /// - Throws: `Failure.notUpgraded` when the server does not upgrade; I/O errors.
+    public static func withConnection<Result: Sendable>(
+        host: String = "127.0.0.1",
+        port: Int,
+        path: String,
+        messageBytesMax: Int = 1 << 20,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        _ body: (inout Inbound, Outbound) async throws -> Result
+    ) async throws -> Result {
+        let upgrade = try await ClientBootstrap(group: group).connect(host: host, port: port) { channel in
+            channel.eventLoop.makeCompletedFuture {
+                let upgrader = NIOTypedWebSocketClientUpgrader<Upgrade>(maxFrameSize: messageBytesMax) { channel, _ in
+                    channel.eventLoop.makeCompletedFuture {
+                        .websocket(try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(wrappingChannelSynchronously: channel))
+                    }
+                }
+                var headers = HTTPHeaders()
+                headers.add(name: "Host", value: "\(host):\(port)")
+                headers.add(name: "Content-Length", value: "0")
+                let configuration = NIOTypedHTTPClientUpgradeConfiguration<Upgrade>(
+                    upgradeRequestHead: HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers),
+                    upgraders: [upgrader],
+                    notUpgradingCompletionHandler: { channel in channel.eventLoop.makeCompletedFuture { .refused } }
+                )
+                return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
+                    configuration: .init(upgradeConfiguration: configuration))
+            }
+        }
+        guard case .websocket(let channel) = try await upgrade.get() else { throw Failure.notUpgraded }
+        return try await channel.executeThenClose { inboundFrames, outboundFrames in
+            var inbound = Inbound(frames: inboundFrames.makeAsyncIterator(), outbound: outboundFrames, messageBytesMax: messageBytesMax)
+            return try await body(&inbound, Outbound(writer: outboundFrames))
+        }
+    }
+}
+
+extension WebSocketMaskingKey {
+    static func random() -> WebSocketMaskingKey {
+        var generator = SystemRandomNumberGenerator()
+        return WebSocketMaskingKey.random(using: &generator)
+    }
+}

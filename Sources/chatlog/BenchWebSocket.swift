@@ -1,0 +1,114 @@
+import ArgumentParser
+import ChatServer
+import Foundation
+import Hummingbird
+import LoopbackWebSocket
+import Logging
+
+struct BenchWebSocket: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "websocket",
+        abstract: "Events echoed over one WebSocket connection, against a bare Engine.IO echo in the same run.",
+        discussion: """
+            Starts the conformance server on a free loopback port (with the default 25 s / \
+            20 s heartbeat) and drives one WebSocket connection: --events Socket.IO events \
+            ("message", a 170-byte chat payload) that the server answers with \
+            "message-back", at most --window in flight. The baseline, in the same run, sends \
+            the same number of Engine.IO messages to the bare Engine.IO echo server on the \
+            same port (the transport and Engine.IO without Socket.IO and its handler). Each \
+            figure is the median of --rounds rounds. The last line is one JSON object.
+            """
+    )
+
+    @Option(help: "Events per round.") var events = 200_000
+    @Option(help: "Events in flight at most (below the server's 1,024-frame outbound queue).") var window = 512
+    @Option(help: "Rounds per figure (the median is reported).") var rounds = 3
+
+    static let payload = #"{"group":"design-12","username":"maria.k","id":"c-9f2c1a7e44","created":1795000000123,"message":"Sure, I'll push the fix after lunch, can you review?"}"#
+
+    func run() async throws {
+        guard events > 0, rounds > 0 else { throw ValidationError("--events and --rounds must be positive") }
+        guard (1...1_000).contains(window) else { throw ValidationError("--window must be between 1 and 1000") }
+        var logger = Logger(label: "chatlog.bench")
+        logger.logLevel = .critical  // cancelling the server at the end logs an error
+        let (ports, portContinuation) = AsyncStream<Int>.makeStream()
+        let app = ConformanceServer.application(port: 0, logger: logger, heartbeat: (.seconds(25), .seconds(20))) { port in
+            portContinuation.yield(port)
+        }
+        let events = self.events, window = self.window, rounds = self.rounds
+        let (socketIO, engineIO) = try await withThrowingTaskGroup(of: (Double, Double)?.self) { group in
+            group.addTask {
+                try await app.run()
+                return nil
+            }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else { throw CancellationError() }
+            var socketRates: [Double] = []
+            var engineRates: [Double] = []
+            for _ in 0..<rounds {
+                socketRates.append(try await Self.echo(port: port, socketIO: true, events: events, window: window))
+                engineRates.append(try await Self.echo(port: port, socketIO: false, events: events, window: window))
+            }
+            group.cancelAll()
+            return (socketRates.sorted()[rounds / 2], engineRates.sorted()[rounds / 2])
+        }
+        print(String(format: "Socket.IO event echo, one WebSocket:  %.0f events/s", socketIO))
+        print(String(format: "Engine.IO message echo (baseline):   %.0f messages/s", engineIO))
+        struct Result: Encodable {
+            var events: Int
+            var window: Int
+            var rounds: Int
+            var socketio_echo_events_per_s: Double
+            var engineio_echo_messages_per_s: Double
+            var socketio_vs_engineio: Double
+        }
+        print(jsonLine(Result(events: events, window: window, rounds: rounds,
+                              socketio_echo_events_per_s: socketIO.rounded(), engineio_echo_messages_per_s: engineIO.rounded(),
+                              socketio_vs_engineio: (socketIO / engineIO * 100).rounded() / 100)))
+    }
+
+    /// One connection: `events` messages sent in batches, at most `window` unanswered; returns
+    /// answers per second.
+    static func echo(port: Int, socketIO: Bool, events: Int, window: Int) async throws -> Double {
+        let path = socketIO ? "/socket.io/?EIO=4&transport=websocket" : "/engine.io/?EIO=4&transport=websocket"
+        let message: LoopbackWebSocket.Message = .text(socketIO ? #"42["message",\#(payload)]"# : "4" + payload)
+        let expectedPrefix = socketIO ? #"42["message-back","# : "4{"
+        return try await LoopbackWebSocket.withConnection(port: port, path: path) { inbound, outbound in
+            _ = try await inbound.next()  // the open packet
+            if socketIO {
+                try await outbound.send(.text("40"))
+                _ = try await inbound.next()  // CONNECT reply
+                _ = try await inbound.next()  // "auth"
+            }
+            let batch = max(1, min(64, window / 2))
+            let (credits, grant) = AsyncStream<Void>.makeStream()
+            for _ in 0..<(window / batch) { grant.yield() }
+            let start = ContinuousClock.now
+            return try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    var sent = 0
+                    for await _ in credits {
+                        let count = min(batch, events - sent)
+                        try await outbound.send(contentsOf: Array(repeating: message, count: count))
+                        sent += count
+                        if sent == events { return }
+                    }
+                }
+                var answered = 0
+                while answered < events {
+                    guard case .text(let text)? = try await inbound.next() else { throw CancellationError() }
+                    if text == "2" {
+                        try await outbound.send(.text("3"))
+                        continue
+                    }
+                    guard text.hasPrefix(expectedPrefix) else { continue }
+                    answered += 1
+                    if answered % batch == 0 { grant.yield() }
+                }
+                grant.finish()
+                try await group.waitForAll()
+                return Double(events) / seconds(since: start)
+            }
+        }
+    }
+}
