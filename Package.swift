@@ -110,7 +110,8 @@ let package = Package(
         ),
         .testTarget(
             name: "SocketIOTests",
-            dependencies: ["SocketIO"]
+            dependencies: ["SocketIO"],
+            exclude: ["FuzzCorpus"]
         ),
         .testTarget(
             name: "ChatServerTests",
