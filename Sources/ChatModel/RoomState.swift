@@ -146,20 +146,45 @@ public struct RoomState: Sendable, Equatable {
     /// from a journal written under other rules) changes nothing it cannot apply cleanly, so
     /// replay always completes and stays deterministic.
     public mutating func apply(_ event: ChatEvent, at offset: UInt64) {
-        let id = event.room
-        if case .roomCreated(let name, let isPrivate) = event.body {
-            if roomIndex[id] == nil {
-                roomIndex[id] = roomList.count
+        apply(event, at: offset, placement: placement(of: event))
+    }
+
+    /// Where `event` lands in this state: its room's slot and, for a message, its author's
+    /// reference, each marked new when applying the event creates it.
+    public func placement(of event: ChatEvent) -> Placement {
+        var placement = Placement()
+        if let index = roomIndex[event.room] {
+            placement.room = Int32(index)
+        } else if case .roomCreated = event.body {
+            placement.room = Int32(roomList.count)
+            placement.isNewRoom = true
+        }
+        if case .messageSent = event.body, placement.room >= 0, !placement.isNewRoom {
+            if let ref = userRefs[event.actor] {
+                placement.author = ref.index
+            } else {
+                placement.author = UInt32(users.count)
+                placement.isNewAuthor = true
+            }
+        }
+        return placement
+    }
+
+    /// `apply` with the event's placement worked out beforehand (`placement(of:)`, or a
+    /// `Placer` that followed the same events, on another thread during replay), so that
+    /// applying looks nothing up by name. The placement must be the one `placement(of:)`
+    /// gives for this state (checked in debug builds).
+    public mutating func apply(_ event: ChatEvent, at offset: UInt64, placement: Placement) {
+        assert(placement == self.placement(of: event), "a placement that does not match the state")
+        guard placement.room >= 0 else { return }  // an event for a room that does not exist
+        let index = Int(placement.room)
+        switch event.body {
+        case .roomCreated(let name, let isPrivate):
+            if placement.isNewRoom {
+                roomIndex[event.room] = index
                 roomList.append(Room(name: name, owner: event.actor, isPrivate: isPrivate,
                                      createdMs: event.timestampMs, limits: limits))
             }
-            return
-        }
-        // An event for a room that does not exist changes nothing.
-        guard let index = roomIndex[id] else { return }
-        switch event.body {
-        case .roomCreated:
-            break
         case .memberInvited(let user):
             roomList[index].invited.insert(user)
         case .invitationRevoked(let user):
@@ -174,7 +199,11 @@ public struct RoomState: Sendable, Equatable {
             roomList[index].invited.remove(user)
         case .messageSent(let clientMessageID, _, _):
             let message = MessageID(offset)
-            let author = intern(event.actor)
+            let author = UserRef(placement.author)
+            if placement.isNewAuthor {
+                users.append(event.actor)
+                userRefs[event.actor] = author
+            }
             roomList[index].recentMessages.append(MessageMeta(id: message, author: author, deleted: false))
             roomList[index].recentClientIDs[author, default: BoundedRing(capacity: limits.clientMessageIDWindow)]
                 .append(ClientMessage(clientMessageID: clientMessageID, message: message))
@@ -184,6 +213,52 @@ public struct RoomState: Sendable, Equatable {
             if let position = roomList[index].recentIndex(of: message) {
                 roomList[index].recentMessages[position].deleted = true
             }
+        }
+    }
+
+    /// Where an event lands in a state (see `placement(of:)`).
+    public struct Placement: Sendable, Equatable {
+        /// The room's slot, or -1 when the event's room does not exist.
+        public var room: Int32 = -1
+        public var isNewRoom = false
+        /// A message's author (`UserRef` index); unused for other events.
+        public var author: UInt32 = 0
+        public var isNewAuthor = false
+        public init() {}
+    }
+
+    /// Follows the room slots and author references of a state through a sequence of events
+    /// without the state itself, so that replay can place events on the thread that decodes
+    /// them while another applies them. Gives exactly `placement(of:)` of the state the events
+    /// are applied to, in order.
+    public struct Placer: Sendable {
+        private var rooms: [RoomID: Int32]
+        private var authors: [UserID: UInt32]
+
+        public init(mirroring state: RoomState) {
+            rooms = state.roomIndex.mapValues(Int32.init)
+            authors = state.userRefs.mapValues(\.index)
+        }
+
+        public mutating func place(_ event: ChatEvent) -> Placement {
+            var placement = Placement()
+            if let slot = rooms[event.room] {
+                placement.room = slot
+            } else if case .roomCreated = event.body {
+                placement.room = Int32(rooms.count)
+                placement.isNewRoom = true
+                rooms[event.room] = placement.room
+            }
+            if case .messageSent = event.body, placement.room >= 0, !placement.isNewRoom {
+                if let ref = authors[event.actor] {
+                    placement.author = ref
+                } else {
+                    placement.author = UInt32(authors.count)
+                    placement.isNewAuthor = true
+                    authors[event.actor] = placement.author
+                }
+            }
+            return placement
         }
     }
 

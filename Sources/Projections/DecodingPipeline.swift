@@ -6,6 +6,8 @@ import Synchronization
 /// Events decoded from one read of the journal.
 public struct DecodedChunk: Sendable {
     public var events: [(offset: UInt64, event: ChatEvent)] = []
+    /// With a placer: each event's placement in the room state, parallel to `events`.
+    public var placements: [RoomState.Placement] = []
     /// Records of unknown versions or types, skipped.
     public var skipped = 0
     /// The offset after the last record the chunk covers.
@@ -14,7 +16,9 @@ public struct DecodedChunk: Sendable {
 
 /// Reads and decodes a range of the journal on a second thread while the caller's thread
 /// consumes the decoded chunks, through a two-slot queue: replay's decoding and applying cost
-/// about the same, so the two overlap on two cores.
+/// about the same, so the two overlap on two cores. With a `RoomState.Placer`, the decoding
+/// thread also places each event (its room slot and author reference: the hash lookups by
+/// name), which moves that work off the applying thread.
 enum DecodingPipeline {
     private final class Queue: Sendable {
         let chunks = Mutex<[Result<DecodedChunk, ProjectionError>]>([])
@@ -33,6 +37,7 @@ enum DecodingPipeline {
         until target: Offset,
         readBytesMax: Int,
         includeText: Bool,
+        placer: RoomState.Placer? = nil,
         consume: (DecodedChunk) throws -> Void
     ) throws {
         guard start < target else { return }
@@ -41,6 +46,7 @@ enum DecodingPipeline {
         DispatchQueue.global().async {
             defer { queue.done.leave() }
             var reader = journal.makeReader()
+            var placer = placer
             var next = start
             while next < target {
                 queue.free.wait()
@@ -54,10 +60,13 @@ enum DecodingPipeline {
                     }
                     var chunk = DecodedChunk(end: next)
                     chunk.events.reserveCapacity(batches.reduce(0) { $0 + Int($1.header.recordCount) })
+                    if placer != nil { chunk.placements.reserveCapacity(chunk.events.capacity) }
                     for batch in batches where batch.baseOffset < target {
                         for record in batch.records where record.offset >= next && record.offset < target {
                             switch try ProjectionError.decode(record, includeText: includeText) {
-                            case .event(let event): chunk.events.append((record.offset.value, event))
+                            case .event(let event):
+                                chunk.events.append((record.offset.value, event))
+                                if let place = placer?.place(event) { chunk.placements.append(place) }
                             case .unknown: chunk.skipped += 1
                             }
                         }

@@ -2,8 +2,8 @@ import ChatModel
 import Journal
 
 extension RoomStateProjection {
-    /// Applies every event from `nextOffset` up to `target`, decoding on a second thread while
-    /// this one applies (`DecodingPipeline`). `progress` gets the offset reached after each
+    /// Applies every event from `nextOffset` up to `target`, decoding and placing events on a
+    /// second thread while this one applies them (`DecodingPipeline`). `progress` gets the offset reached after each
     /// read of up to `readBytesMax` bytes.
     /// - Throws: `ProjectionError.malformedEvent` (everything before it is applied),
     ///   `.journal` from reading.
@@ -14,9 +14,9 @@ extension RoomStateProjection {
         progress: ((Offset) -> Void)? = nil
     ) throws {
         try DecodingPipeline.run(journal: journal, from: nextOffset, until: target, readBytesMax: readBytesMax,
-                                 includeText: false) { chunk in
-            for (offset, event) in chunk.events {
-                state.apply(event, at: offset)
+                                 includeText: false, placer: RoomState.Placer(mirroring: state)) { chunk in
+            for (index, (offset, event)) in chunk.events.enumerated() {
+                state.apply(event, at: offset, placement: chunk.placements[index])
             }
             skippedRecords += chunk.skipped
             nextOffset = chunk.end

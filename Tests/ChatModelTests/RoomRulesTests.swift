@@ -157,6 +157,41 @@ import Testing
         #expect(state.room(general)?.owner == alice && state.room(general)?.name == "G")
     }
 
+    /// Replay places events on another thread with a `Placer`: it must give exactly the
+    /// placement the state itself gives, for any sequence of events (including ones the rules
+    /// would not produce), starting from any state.
+    @Test func aPlacerFollowsTheStateExactly() {
+        var generator = SystemRandomNumberGenerator()
+        let rooms = [general, secret, room("r3"), room("K"), room("\u{212A}")]  // Kelvin sign == "K"
+        let users = [alice, bob, carol, user("dave")]
+        func randomEvent() -> ChatEvent {
+            let body: ChatEvent.Body
+            switch Int.random(in: 0..<6, using: &generator) {
+            case 0: body = .roomCreated(name: "R", isPrivate: Bool.random(using: &generator))
+            case 1: body = .memberJoined
+            case 2: body = .memberInvited(user: users.randomElement(using: &generator) ?? bob)
+            case 3: body = .messageDeleted(message: MessageID(UInt64.random(in: 0..<50, using: &generator)))
+            default: body = .messageSent(clientMessageID: "c\(Int.random(in: 0..<5, using: &generator))", text: "t", clientCreatedMs: 0)
+            }
+            return ChatEvent(timestampMs: 1, actor: users.randomElement(using: &generator) ?? alice,
+                             room: rooms.randomElement(using: &generator) ?? general, body: body)
+        }
+        for _ in 0..<50 {
+            var state = RoomState()
+            for offset in 0..<UInt64.random(in: 0..<20, using: &generator) { state.apply(randomEvent(), at: offset) }
+            var placer = RoomState.Placer(mirroring: state)
+            var placed = state
+            for offset in 20..<UInt64(80) {
+                let event = randomEvent()
+                let placement = placer.place(event)
+                #expect(placement == state.placement(of: event), "\(event)")
+                state.apply(event, at: offset)
+                placed.apply(event, at: offset, placement: placement)
+            }
+            #expect(placed == state)
+        }
+    }
+
     @Test func invalidIdentifiersAreRefused() {
         #expect(UserID("") == nil)
         #expect(UserID(String(repeating: "u", count: 65)) == nil)
