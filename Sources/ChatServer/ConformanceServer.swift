@@ -10,7 +10,8 @@ import Synchronization
 /// payload, answers `message` with `message-back` and acknowledges `message-with-ack`; and a
 /// bare Engine.IO echo server at `/engine.io/`. Two more events serve the interop tests:
 /// `join` (a room) and `to-room` (a room, then arguments broadcast to its other members as
-/// `room-message`).
+/// `room-message`). And a plain WebSocket echo at `/websocket-echo` (no Engine.IO): the
+/// WebSocket benchmark's transport baseline.
 public enum ConformanceServer {
     /// The Socket.IO suite's handlers.
     final class Handler: SocketIOHandler {
@@ -82,6 +83,21 @@ public enum ConformanceServer {
         return Application(
             router: router,
             server: .http1WebSocketUpgrade { head, _, _ in
+                if head.path == "/websocket-echo" {
+                    return .upgrade([:]) { inbound, outbound, _ in
+                        // The benchmark's transport baseline: Hummingbird's WebSocket alone.
+                        do {
+                            for try await message in inbound.messages(maxSize: 1_000_000) {
+                                switch message {
+                                case .text(let text): try await outbound.write(.text(text))
+                                case .binary(let bytes): try await outbound.write(.binary(bytes))
+                                }
+                            }
+                        } catch {
+                            return
+                        }
+                    }
+                }
                 let socket = socketEndpoint.shouldUpgrade(head)
                 if case .dontUpgrade = socket { return engineEndpoint.shouldUpgrade(head) }
                 return socket

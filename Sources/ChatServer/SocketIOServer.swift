@@ -350,12 +350,12 @@ public actor SocketIOServer: Service {
 
     // MARK: Carrying out actions
 
-    func perform(_ calls: [AppCall]) async {
+    nonisolated func perform(_ calls: [AppCall]) async {
         for call in calls {
             switch call {
             case .authorize(let request):
                 let decision = await handler.authorize(request)
-                let followUp = decide(request, decision)
+                let followUp = await decide(request, decision)
                 await perform(followUp)
             case .connected(let socket):
                 await handler.connected(socket, server: self)

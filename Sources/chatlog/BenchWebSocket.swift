@@ -8,15 +8,16 @@ import Logging
 struct BenchWebSocket: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "websocket",
-        abstract: "Events echoed over one WebSocket connection, against a bare Engine.IO echo in the same run.",
+        abstract: "Events echoed over one WebSocket connection, against Engine.IO and plain WebSocket echoes in the same run.",
         discussion: """
             Starts the conformance server on a free loopback port (with the default 25 s / \
             20 s heartbeat) and drives one WebSocket connection: --events Socket.IO events \
             ("message", a 170-byte chat payload) that the server answers with \
-            "message-back", at most --window in flight. The baseline, in the same run, sends \
-            the same number of Engine.IO messages to the bare Engine.IO echo server on the \
-            same port (the transport and Engine.IO without Socket.IO and its handler). Each \
-            figure is the median of --rounds rounds. The last line is one JSON object.
+            "message-back", at most --window in flight. Two baselines, in the same run and on \
+            the same port, get the same number of messages: the bare Engine.IO echo server \
+            (Engine.IO without Socket.IO and its handler) and a plain WebSocket echo \
+            (Hummingbird's WebSocket alone: the transport's ceiling). Each figure is the \
+            median of --rounds rounds. The last line is one JSON object.
             """
     )
 
@@ -36,46 +37,60 @@ struct BenchWebSocket: AsyncParsableCommand {
             portContinuation.yield(port)
         }
         let events = self.events, window = self.window, rounds = self.rounds
-        let (socketIO, engineIO) = try await withThrowingTaskGroup(of: (Double, Double)?.self) { group in
+        let (socketIO, engineIO, plain) = try await withThrowingTaskGroup(of: (Double, Double, Double)?.self) { group in
             group.addTask {
                 try await app.run()
                 return nil
             }
             var iterator = ports.makeAsyncIterator()
             guard let port = await iterator.next() else { throw CancellationError() }
-            var socketRates: [Double] = []
-            var engineRates: [Double] = []
+            var rates: [Echo: [Double]] = [:]
             for _ in 0..<rounds {
-                socketRates.append(try await Self.echo(port: port, socketIO: true, events: events, window: window))
-                engineRates.append(try await Self.echo(port: port, socketIO: false, events: events, window: window))
+                for echo in Echo.allCases {
+                    rates[echo, default: []].append(try await Self.echo(echo, port: port, events: events, window: window))
+                }
             }
             group.cancelAll()
-            return (socketRates.sorted()[rounds / 2], engineRates.sorted()[rounds / 2])
+            func median(_ echo: Echo) -> Double { (rates[echo] ?? [0]).sorted()[rounds / 2] }
+            return (median(.socketIO), median(.engineIO), median(.webSocket))
         }
         print(String(format: "Socket.IO event echo, one WebSocket:  %.0f events/s", socketIO))
         print(String(format: "Engine.IO message echo (baseline):   %.0f messages/s", engineIO))
+        print(String(format: "plain WebSocket echo (baseline):     %.0f messages/s", plain))
         struct Result: Encodable {
             var events: Int
             var window: Int
             var rounds: Int
             var socketio_echo_events_per_s: Double
             var engineio_echo_messages_per_s: Double
+            var websocket_echo_messages_per_s: Double
             var socketio_vs_engineio: Double
+            var socketio_vs_websocket: Double
         }
         print(jsonLine(Result(events: events, window: window, rounds: rounds,
                               socketio_echo_events_per_s: socketIO.rounded(), engineio_echo_messages_per_s: engineIO.rounded(),
-                              socketio_vs_engineio: (socketIO / engineIO * 100).rounded() / 100)))
+                              websocket_echo_messages_per_s: plain.rounded(),
+                              socketio_vs_engineio: (socketIO / engineIO * 100).rounded() / 100,
+                              socketio_vs_websocket: (socketIO / plain * 100).rounded() / 100)))
+    }
+
+    enum Echo: CaseIterable {
+        case socketIO, engineIO, webSocket
     }
 
     /// One connection: `events` messages sent in batches, at most `window` unanswered; returns
     /// answers per second.
-    static func echo(port: Int, socketIO: Bool, events: Int, window: Int) async throws -> Double {
-        let path = socketIO ? "/socket.io/?EIO=4&transport=websocket" : "/engine.io/?EIO=4&transport=websocket"
-        let message: LoopbackWebSocket.Message = .text(socketIO ? #"42["message",\#(payload)]"# : "4" + payload)
-        let expectedPrefix = socketIO ? #"42["message-back","# : "4{"
+    static func echo(_ echo: Echo, port: Int, events: Int, window: Int) async throws -> Double {
+        let path = switch echo {
+        case .socketIO: "/socket.io/?EIO=4&transport=websocket"
+        case .engineIO: "/engine.io/?EIO=4&transport=websocket"
+        case .webSocket: "/websocket-echo"
+        }
+        let message: LoopbackWebSocket.Message = .text(echo == .socketIO ? #"42["message",\#(payload)]"# : "4" + payload)
+        let expectedPrefix = echo == .socketIO ? #"42["message-back","# : "4{"
         return try await LoopbackWebSocket.withConnection(port: port, path: path) { inbound, outbound in
-            _ = try await inbound.next()  // the open packet
-            if socketIO {
+            if echo != .webSocket { _ = try await inbound.next() }  // the open packet
+            if echo == .socketIO {
                 try await outbound.send(.text("40"))
                 _ = try await inbound.next()  // CONNECT reply
                 _ = try await inbound.next()  // "auth"
