@@ -184,7 +184,15 @@ public actor SocketIOServer: Service {
             return (.rejected, calls)
         case .hold:
             connections[sid] = connection
-            if !expired.isEmpty { await perform(expired) }
+            if !expired.isEmpty {
+                // Timers that fired just now left work for the application (in practice they
+                // close the session first, so this does not happen). Performing it here would
+                // suspend between deciding to hold the poll and registering it, and a packet
+                // sent meanwhile would answer a poll nobody holds: end this poll with a noop
+                // instead, and let the client poll again.
+                connections[sid]?.engine.pollAbandoned()
+                return (.body(EnginePacket.encodePayload([EnginePacket(.noop)])), expired)
+            }
             let result = await withCheckedContinuation { (continuation: CheckedContinuation<PollResult, Never>) in
                 // Re-check after the suspension point: the session may have closed meanwhile.
                 guard connections[sid] != nil else {

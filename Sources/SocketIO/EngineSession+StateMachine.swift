@@ -11,8 +11,10 @@
 /// upgrade completes first, that poll is answered 400, as it would be had it arrived after the
 /// `5`. (Holding it makes the answer independent of whether the WebSocket's frames or the
 /// poll reach the server first.) An upgrade that does not complete within `upgradeTimeout`
-/// is abandoned: the probe socket is closed and polling goes on. The server pings every `pingInterval`; a
-/// client that has not answered within `pingTimeout` is closed.
+/// is abandoned: the probe socket is closed and polling goes on.
+///
+/// The server pings every `pingInterval`; a client that has not answered within
+/// `pingTimeout` of a ping being due is closed.
 ///
 /// Not thread-safe; a value owned by the session's holder in the I/O layer.
 public struct EngineSession: Sendable {
