@@ -134,9 +134,12 @@ public final class ProjectionRunner {
         return end
     }
 
+    /// Saves the room-state snapshot, unless its file already covers the state.
     public func saveSnapshot() throws {
-        guard let roomState else { return }
-        try roomState.saveSnapshot()
+        guard var projection = roomState else { return }
+        roomState = nil  // keep the state uniquely referenced
+        defer { roomState = projection }
+        try projection.saveSnapshotIfBehind()
         eventsSinceSnapshot = 0
     }
 }

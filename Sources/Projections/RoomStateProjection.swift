@@ -14,6 +14,9 @@ public struct RoomStateProjection: Sendable {
     /// Records of unknown event versions or types skipped so far.
     public internal(set) var skippedRecords = 0
     public let snapshotPath: String
+    /// The offset the snapshot file covers, when this value loaded or saved it: then saving
+    /// again at the same offset would write the same bytes (`saveSnapshotIfBehind`).
+    public internal(set) var snapshotOffset: Offset?
 
     /// An empty projection (replays from offset 0).
     public init(limits: ChatLimits, snapshotPath: String) {
@@ -35,6 +38,7 @@ public struct RoomStateProjection: Sendable {
             let (state, next) = try RoomStateSnapshot.decode(bytes, limits: limits)
             projection.state = state
             projection.nextOffset = next
+            projection.snapshotOffset = next
             logger.info("room-state snapshot loaded", metadata: [
                 "projection.snapshot": "\(snapshotPath)", "journal.offset": "\(next)", "projection.rooms": "\(state.roomCount)",
             ])
@@ -71,8 +75,16 @@ public struct RoomStateProjection: Sendable {
     }
 
     /// Writes the snapshot (temp file, fsync, rename, fsync the directory).
-    public func saveSnapshot() throws(JournalError) {
+    public mutating func saveSnapshot() throws(JournalError) {
         try AtomicFile.write(RoomStateSnapshot.encode(state, nextOffset: nextOffset), to: snapshotPath)
+        snapshotOffset = nextOffset
+    }
+
+    /// Saves the snapshot unless the file already covers `nextOffset` (a start-up that had
+    /// nothing to replay writes nothing).
+    public mutating func saveSnapshotIfBehind() throws(JournalError) {
+        guard snapshotOffset != nextOffset else { return }
+        try saveSnapshot()
     }
 }
 
