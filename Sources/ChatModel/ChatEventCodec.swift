@@ -96,14 +96,23 @@ public enum ChatEventCodec {
     ///   malformed (short, a length past the end or over its limit, invalid UTF-8, an invalid
     ///   identifier, an unknown flag).
     public static func decode(_ record: ByteBuffer, includeText: Bool = true) throws(ChatEventDecodingError) -> Decoded {
-        var buffer = record
-        guard let recordVersion = buffer.readInteger(as: UInt8.self),
-              let typeByte = buffer.readInteger(as: UInt8.self)
-        else { throw ChatEventDecodingError("record of \(record.readableBytes) bytes is shorter than its 2-byte prefix") }
+        try record.withUnsafeReadableBytes { bytes in
+            Result { () throws(ChatEventDecodingError) -> Decoded in try decode(bytes: bytes, includeText: includeText) }
+        }.get()
+    }
+
+    /// `decode` over the record's bytes: one borrow of the buffer for the whole record, then
+    /// plain pointer reads.
+    static func decode(bytes: UnsafeRawBufferPointer, includeText: Bool) throws(ChatEventDecodingError) -> Decoded {
+        guard bytes.count >= 2 else {
+            throw ChatEventDecodingError("record of \(bytes.count) bytes is shorter than its 2-byte prefix")
+        }
+        let recordVersion = bytes[0]
+        let typeByte = bytes[1]
         guard recordVersion == version, let type = EventType(rawValue: typeByte) else {
             return .unknown(version: recordVersion, type: typeByte)
         }
-        var fields = FieldReader(buffer: buffer, type: type)
+        var fields = FieldReader(bytes: bytes, index: 2, type: type)
         let timestampMs = try fields.integer(Int64.self, "timestamp")
         let actor = try fields.user("actor")
         let room = try fields.room()
@@ -139,33 +148,41 @@ public enum ChatEventCodec {
         return .event(ChatEvent(timestampMs: timestampMs, actor: actor, room: room, body: body))
     }
 
-    /// Reads the fields of one event. A value owning its buffer (closures capturing a `var`
-    /// buffer would box it and check exclusivity at every read). Field names are static
-    /// strings: error text is built only when there is an error.
+    /// Reads the fields of one event from its bytes. Field names are static strings: error
+    /// text is built only when there is an error.
     private struct FieldReader {
-        var buffer: ByteBuffer
+        let bytes: UnsafeRawBufferPointer
+        var index: Int
         let type: EventType
 
+        var remaining: Int { bytes.count - index }
+
         mutating func integer<T: FixedWidthInteger>(_: T.Type, _ field: StaticString) throws(ChatEventDecodingError) -> T {
-            guard let value = buffer.readInteger(endianness: .little, as: T.self) else {
-                throw ChatEventDecodingError("\(type) event ends inside its \(field)")
-            }
+            let size = MemoryLayout<T>.size
+            guard remaining >= size else { throw ChatEventDecodingError("\(type) event ends inside its \(field)") }
+            let value = T(littleEndian: bytes.loadUnaligned(fromByteOffset: index, as: T.self))
+            index += size
             return value
         }
 
-        mutating func string(length: Int, limit: Int, _ field: StaticString) throws(ChatEventDecodingError) -> String {
+        /// The next `length` bytes, after checking them against `limit` and the end.
+        mutating func take(_ length: Int, limit: Int, _ field: StaticString) throws(ChatEventDecodingError) -> UnsafeBufferPointer<UInt8> {
             guard length <= limit else { throw ChatEventDecodingError("\(type) event: \(field) of \(length) bytes exceeds \(limit)") }
-            guard length <= buffer.readableBytes else { throw ChatEventDecodingError("\(type) event ends inside its \(field)") }
-            let decoded: String? = buffer.withUnsafeReadableBytes { raw in
-                let bytes = UnsafeRawBufferPointer(rebasing: raw[0..<length]).assumingMemoryBound(to: UInt8.self)
-                let string = String(decoding: bytes, as: UTF8.self)
-                // Decoding repairs invalid UTF-8 with U+FFFD; the bytes were valid exactly when
-                // nothing was repaired. ASCII needs no repair, so skip the comparison for it.
-                return isASCII(bytes) || string.utf8.elementsEqual(bytes) ? string : nil
+            guard length <= remaining else { throw ChatEventDecodingError("\(type) event ends inside its \(field)") }
+            let taken = UnsafeRawBufferPointer(rebasing: bytes[index..<(index + length)]).assumingMemoryBound(to: UInt8.self)
+            index += length
+            return taken
+        }
+
+        mutating func string(length: Int, limit: Int, _ field: StaticString) throws(ChatEventDecodingError) -> String {
+            let taken = try take(length, limit: limit, field)
+            let string = String(decoding: taken, as: UTF8.self)
+            // Decoding repairs invalid UTF-8 with U+FFFD; the bytes were valid exactly when
+            // nothing was repaired. ASCII needs no repair, so skip the comparison for it.
+            guard isASCII(taken) || string.utf8.elementsEqual(taken) else {
+                throw ChatEventDecodingError("\(type) event: \(field) is not valid UTF-8")
             }
-            guard let decoded else { throw ChatEventDecodingError("\(type) event: \(field) is not valid UTF-8") }
-            buffer.moveReaderIndex(forwardBy: length)
-            return decoded
+            return string
         }
 
         mutating func short(_ field: StaticString) throws(ChatEventDecodingError) -> String {
@@ -176,10 +193,10 @@ public enum ChatEventCodec {
         mutating func long(_ field: StaticString, decode: Bool) throws(ChatEventDecodingError) -> String {
             let length = Int(try integer(UInt32.self, field))
             guard decode else {
-                guard length <= textBytesLimit, length <= buffer.readableBytes else {
+                guard length <= textBytesLimit, length <= remaining else {
                     throw ChatEventDecodingError("\(type) event: \(field) of \(length) bytes is over its limit or past the end")
                 }
-                buffer.moveReaderIndex(forwardBy: length)
+                index += length
                 return ""
             }
             return try string(length: length, limit: textBytesLimit, field)
@@ -189,18 +206,16 @@ public enum ChatEventCodec {
         /// one pass over its bytes when they are printable ASCII (nearly always); otherwise
         /// read as a plain string for the caller to validate.
         mutating func identifier(_ field: StaticString, maxBytes: Int) throws(ChatEventDecodingError) -> (String, valid: Bool) {
-            if let length = buffer.getInteger(at: buffer.readerIndex, endianness: .little, as: UInt16.self),
-               length > 0, Int(length) <= maxBytes, Int(length) + 2 <= buffer.readableBytes {
-                let fast: String? = buffer.withUnsafeReadableBytes { raw in
-                    let bytes = UnsafeRawBufferPointer(rebasing: raw[2..<(2 + Int(length))]).assumingMemoryBound(to: UInt8.self)
-                    for byte in bytes where byte < 0x20 || byte >= 0x7F { return nil }
-                    return String(decoding: bytes, as: UTF8.self)
-                }
-                if let fast {
-                    buffer.moveReaderIndex(forwardBy: 2 + Int(length))
-                    return (fast, true)
+            let start = index
+            let length = Int(try integer(UInt16.self, field))
+            if length > 0, length <= maxBytes, length <= remaining {
+                let candidate = UnsafeRawBufferPointer(rebasing: bytes[index..<(index + length)]).assumingMemoryBound(to: UInt8.self)
+                if !candidate.contains(where: { $0 < 0x20 || $0 >= 0x7F }) {
+                    index += length
+                    return (String(decoding: candidate, as: UTF8.self), true)
                 }
             }
+            index = start
             return (try short(field), false)
         }
 
