@@ -19,9 +19,10 @@ struct DevCommand: AsyncParsableCommand {
                 Socket.IO at /socket.io/ (pingInterval 300 ms, pingTimeout 200 ms, maxPayload \
                 1000000, connectTimeout 1 s, namespaces / and /custom; it emits "auth" with the \
                 CONNECT payload, answers "message" with "message-back" and acknowledges \
-                "message-with-ack"), and a bare Engine.IO echo server at /engine.io/. Prints \
-                "listening on HOST:PORT" once bound (--port 0 picks a free port). See the README \
-                for running the official suites against it.
+                "message-with-ack"), a bare Engine.IO echo server at /engine.io/, and a plain \
+                WebSocket echo at /websocket-echo. Prints "listening on HOST:PORT" once bound \
+                (--port 0 picks a free port). See the README for running the official suites \
+                against it (tools/official-suites/run.sh).
                 """
         )
 
