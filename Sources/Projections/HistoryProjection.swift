@@ -36,6 +36,9 @@ public struct HistoryMessage: Sendable, Equatable, Codable {
 public final class HistoryProjection: Sendable {
     /// Most messages one page query returns.
     public static let pageLimitMax = 200
+    /// The layout of the database (FORMAT.md §10), kept in SQLite's `user_version`. A file of
+    /// another layout is derived data of an older build: it is emptied and rebuilt.
+    public static let layoutVersion = 2
 
     public let path: String
     let database: DatabaseQueue
@@ -75,6 +78,12 @@ public final class HistoryProjection: Sendable {
             }
             database = try DatabaseQueue(path: path, configuration: configuration)
             try database.write { db in
+                let version = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
+                if version != Self.layoutVersion, try db.tableExists("blocks") {
+                    // Layout 1 (before user_version was set) kept blocks in a WITHOUT ROWID
+                    // table keyed by room: every insert landed at a random place in it.
+                    try db.execute(sql: "DROP TABLE IF EXISTS blocks; DROP TABLE IF EXISTS rooms; DROP TABLE IF EXISTS checkpoint")
+                }
                 // Messages are stored in blocks of up to 64 consecutive messages of one room
                 // (FORMAT.md §10): a rebuild writes one row per block, not per message.
                 try db.execute(sql: """
@@ -82,19 +91,23 @@ public final class HistoryProjection: Sendable {
                         id INTEGER PRIMARY KEY,
                         name TEXT NOT NULL UNIQUE
                     );
+                    -- Blocks are appended in offset order, so rows go to the end of the table;
+                    -- only the small index is updated at random places.
                     CREATE TABLE IF NOT EXISTS blocks (
+                        id INTEGER PRIMARY KEY,
                         room_id INTEGER NOT NULL REFERENCES rooms (id),
                         first_offset INTEGER NOT NULL,
                         last_offset INTEGER NOT NULL,
                         count INTEGER NOT NULL,
-                        data BLOB NOT NULL,
-                        PRIMARY KEY (room_id, first_offset)
-                    ) WITHOUT ROWID;
+                        data BLOB NOT NULL
+                    );
+                    CREATE UNIQUE INDEX IF NOT EXISTS blocks_by_room ON blocks (room_id, first_offset);
                     CREATE TABLE IF NOT EXISTS checkpoint (
                         id INTEGER PRIMARY KEY CHECK (id = 1),
                         next_offset INTEGER NOT NULL
                     );
                     INSERT OR IGNORE INTO checkpoint (id, next_offset) VALUES (1, 0);
+                    PRAGMA user_version = \(Self.layoutVersion);
                     """)
             }
         } catch {

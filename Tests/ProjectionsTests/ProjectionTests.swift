@@ -1,5 +1,6 @@
 import ChatModel
 import Foundation
+import GRDB
 import Journal
 import Logging
 import NIOCore
@@ -145,6 +146,35 @@ import Testing
             let data = (try? Data(contentsOf: URL(fileURLWithPath: history.path + suffix))) ?? Data()
             #expect(data.range(of: Data(secretText.utf8)) == nil, "deleted text found in history.sqlite\(suffix)")
         }
+        await journal.close()
+    }
+
+    @Test func aDatabaseOfAnOlderLayoutIsEmptiedAndRebuiltFromZero() async throws {
+        let (directory, journal, history) = try await populated()
+        defer { directory.remove() }
+        let rebuilt = try history.allMessages()
+        // A file as the first layout left it: blocks in a WITHOUT ROWID table, no user_version,
+        // a checkpoint well into the journal.
+        let oldPath = directory.path + "/old-history.sqlite"
+        let old = try DatabaseQueue(path: oldPath)
+        try await old.write { db in
+            try db.execute(sql: """
+                CREATE TABLE rooms (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+                CREATE TABLE blocks (room_id INTEGER NOT NULL, first_offset INTEGER NOT NULL, last_offset INTEGER NOT NULL,
+                    count INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (room_id, first_offset)) WITHOUT ROWID;
+                CREATE TABLE checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), next_offset INTEGER NOT NULL);
+                INSERT INTO checkpoint (id, next_offset) VALUES (1, 250);
+                """)
+        }
+        try await old.close()
+        let reopened = try HistoryProjection(path: oldPath)
+        #expect(try reopened.nextOffset() == .zero)
+        #expect(try await reopened.database.read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") } == HistoryProjection.layoutVersion)
+        try reopened.apply(try journal.read(from: .zero, maxBytes: 1 << 20))
+        #expect(try reopened.allMessages() == rebuilt)
+        // Opening a current file keeps it.
+        let again = try HistoryProjection(path: oldPath)
+        #expect(try again.nextOffset() == Offset(301))
         await journal.close()
     }
 
