@@ -44,31 +44,48 @@ struct HistoryBlock: Sendable, Equatable {
         return nil
     }
 
+    /// The block's bytes (FORMAT.md §10), written once into a buffer of their exact size.
     func encoded() -> Data {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(messages.count * 160 + 2)
-        func integer<T: FixedWidthInteger>(_ value: T) {
-            withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
-        }
-        integer(UInt16(messages.count))
+        var size = 2
         for message in messages {
-            integer(message.offset)
-            integer(message.sentMs)
-            integer(message.clientCreatedMs)
-            integer(message.editedMs ?? Int64.min)
-            integer(message.deletedMs ?? Int64.min)
-            integer(UInt16(message.author.utf8.count))
-            bytes.append(contentsOf: message.author.utf8)
-            integer(UInt16(message.clientMessageID.utf8.count))
-            bytes.append(contentsOf: message.clientMessageID.utf8)
-            if let text = message.text {
-                integer(UInt32(text.utf8.count))
-                bytes.append(contentsOf: text.utf8)
-            } else {
-                integer(UInt32.max)
-            }
+            size += 5 * 8 + 2 + message.author.utf8.count + 2 + message.clientMessageID.utf8.count + 4
+                + (message.text?.utf8.count ?? 0)
         }
-        return Data(bytes)
+        var data = Data(count: size)
+        data.withUnsafeMutableBytes { (raw: UnsafeMutableRawBufferPointer) in
+            var position = 0
+            func integer<T: FixedWidthInteger>(_ value: T) {
+                raw.storeBytes(of: value.littleEndian, toByteOffset: position, as: T.self)
+                position += MemoryLayout<T>.size
+            }
+            func bytes(_ string: String) {
+                var string = string
+                string.withUTF8 { utf8 in
+                    UnsafeMutableRawBufferPointer(rebasing: raw[position..<(position + utf8.count)]).copyMemory(from: UnsafeRawBufferPointer(utf8))
+                    position += utf8.count
+                }
+            }
+            integer(UInt16(messages.count))
+            for message in messages {
+                integer(message.offset)
+                integer(message.sentMs)
+                integer(message.clientCreatedMs)
+                integer(message.editedMs ?? Int64.min)
+                integer(message.deletedMs ?? Int64.min)
+                integer(UInt16(message.author.utf8.count))
+                bytes(message.author)
+                integer(UInt16(message.clientMessageID.utf8.count))
+                bytes(message.clientMessageID)
+                if let text = message.text {
+                    integer(UInt32(text.utf8.count))
+                    bytes(text)
+                } else {
+                    integer(UInt32.max)
+                }
+            }
+            precondition(position == size, "a history block's size was miscounted")
+        }
+        return data
     }
 
     /// - Returns: nil when the bytes are not a block (the database is damaged: rebuild it).
