@@ -82,6 +82,32 @@ import Testing
         #expect(third.roomState?.state == workload.state)
         await journal.close()
     }
+
+    @Test func aStartUpWithNothingToReplayLeavesTheSnapshotAlone() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let journal = try Journal.open(directory: directory.journal, configuration: journalConfiguration(), logger: .quiet)
+        var workload = Workload(seed: 5)
+        try await workload.append(500, to: journal)
+        let paths = ProjectionPaths(journalDirectory: directory.journal)
+        try ProjectionRunner(journal: journal, paths: paths, kinds: [.roomState], logger: .quiet).catchUp()
+        func modified() throws -> Date? {
+            try FileManager.default.attributesOfItem(atPath: paths.roomStateSnapshot)[.modificationDate] as? Date
+        }
+        let past = Date(timeIntervalSince1970: 1_000_000)
+        try FileManager.default.setAttributes([.modificationDate: past], ofItemAtPath: paths.roomStateSnapshot)
+
+        // Caught up from the snapshot with nothing new: the file is not written again.
+        try ProjectionRunner(journal: journal, paths: paths, kinds: [.roomState], logger: .quiet).catchUp()
+        #expect(try modified() == past)
+        // With new events it is.
+        try await workload.append(10, to: journal)
+        let runner = try ProjectionRunner(journal: journal, paths: paths, kinds: [.roomState], logger: .quiet)
+        try runner.catchUp()
+        #expect(try modified() != past)
+        #expect(try ProjectionRunner(journal: journal, paths: paths, kinds: [.roomState], logger: .quiet).roomState?.state == workload.state)
+        await journal.close()
+    }
 }
 
 @Suite struct HistoryProjectionTests {
