@@ -47,7 +47,17 @@ public final class HistoryProjection: Sendable {
     /// Room name -> rooms.id, as committed; nil until first loaded.
     private let roomCache = Mutex<[String: Int64]?>(nil)
     /// Each room's last block as committed, so appends need not read it back.
-    private let tailCache = Mutex<[Int64: HistoryBlock]>([:])
+    private let tailCache = Mutex<[Int64: Tail]>([:])
+    /// The end of the last transaction, when its checkpoint lags behind it because tails were
+    /// deferred (`apply(_:deferTails:)`); `writeDeferredTails()` catches the checkpoint up.
+    private let deferredEnd = Mutex<Offset?>(nil)
+
+    /// A room's last, partly filled block as this process holds it, and the offset of the
+    /// first event that changed it since it was last written (nil: the database has it).
+    struct Tail: Sendable {
+        var block: HistoryBlock
+        var changedSince: UInt64?
+    }
 
     /// The committed room ids, loaded once.
     private func roomIDs(_ db: Database) throws -> [String: Int64] {
@@ -129,10 +139,14 @@ public final class HistoryProjection: Sendable {
     /// Applies the events of `batches` at or after the stored checkpoint, and moves the
     /// checkpoint to the end of the last batch, in one transaction.
     /// - Throws: `ProjectionError.malformedEvent` (nothing of this call is applied), `.database`.
-    public func apply(_ batches: [RecordBatch]) throws(ProjectionError) {
+    /// Applies the batches' events in one transaction. With `deferTails` (a catch-up: the
+    /// projection is not being read), rooms' partly filled last blocks are written only once
+    /// full, or by `writeDeferredTails()`, instead of once per transaction; the checkpoint then
+    /// stays at the earliest change only memory holds.
+    public func apply(_ batches: [RecordBatch], deferTails: Bool = false) throws(ProjectionError) {
         guard let end = batches.last?.nextOffset else { return }
         // Decoded one record at a time inside the transaction: no decoded copy of the read.
-        try apply(end: end) { start, handle in
+        try apply(end: end, deferTails: deferTails) { start, handle in
             for batch in batches where batch.nextOffset.value > start {
                 for record in batch.records where record.offset.value >= start {
                     if case .event(let event) = try ProjectionError.decode(record) { try handle(record.offset.value, event) }
@@ -141,14 +155,22 @@ public final class HistoryProjection: Sendable {
         }
     }
 
+    /// Writes the tails that deferred transactions kept in memory, and moves the checkpoint to
+    /// the end of the last of them. Nothing to do after a transaction that did not defer.
+    public func writeDeferredTails() throws(ProjectionError) {
+        guard let end = deferredEnd.withLock({ $0 }) else { return }
+        try apply(end: end) { _, _ in }
+    }
+
     /// The transaction: `events` calls its handler with each event at or after the stored
     /// checkpoint (given as its first argument), in offset order.
     private func apply(
         end: Offset,
+        deferTails: Bool = false,
         events: (UInt64, (UInt64, ChatEvent) throws -> Void) throws -> Void
     ) throws(ProjectionError) {
         var deleted = false
-        var committed: (rooms: [String: Int64], tails: [Int64: HistoryBlock])?
+        var committed: (rooms: [String: Int64], tails: [Int64: Tail], deferred: Bool)?
         do {
             try database.write { db in
                 let start = UInt64(try Int64.fetchOne(db, sql: "SELECT next_offset FROM checkpoint WHERE id = 1") ?? 0)
@@ -167,14 +189,14 @@ public final class HistoryProjection: Sendable {
                             offset: offset, author: event.actor.value, clientMessageID: clientMessageID,
                             text: text, clientCreatedMs: clientCreatedMs, sentMs: event.timestampMs))
                     case .messageEdited(let message, let text):
-                        try writer.update(room: event.room.value, offset: message.offset) { message in
+                        try writer.update(room: event.room.value, offset: message.offset, event: offset) { message in
                             guard message.deletedMs == nil else { return }
                             message.text = text
                             message.editedMs = event.timestampMs
                         }
                     case .messageDeleted(let message):
                         deleted = true
-                        try writer.update(room: event.room.value, offset: message.offset) { message in
+                        try writer.update(room: event.room.value, offset: message.offset, event: offset) { message in
                             message.text = nil
                             message.deletedMs = event.timestampMs
                         }
@@ -182,23 +204,40 @@ public final class HistoryProjection: Sendable {
                         break
                     }
                 }
-                try writer.flush()
-                try db.execute(sql: "UPDATE checkpoint SET next_offset = ? WHERE id = 1", arguments: [Int64(end.value)])
-                committed = (writer.rooms, writer.tails)
+                // Deferring keeps the changed tails in memory (they stay in the tail cache) and
+                // leaves the checkpoint at the earliest change they hold, so that a crash
+                // replays from there; appends at or below a room's last offset are skipped,
+                // which makes that replay add nothing twice.
+                var checkpoint = end.value
+                if deferTails && writer.slots.count <= Self.tailCacheRoomsMax {
+                    checkpoint = min(end.value, writer.earliestUnwrittenChange ?? end.value)
+                } else {
+                    try writer.flush()
+                }
+                try db.execute(sql: "UPDATE checkpoint SET next_offset = ? WHERE id = 1", arguments: [Int64(checkpoint)])
+                committed = (writer.rooms, writer.tails, checkpoint < end.value)
             }
             // Only once the transaction has committed do the caches learn what it wrote.
             if let committed {
                 roomCache.withLock { $0 = committed.rooms }
                 tailCache.withLock { $0 = committed.tails.count <= Self.tailCacheRoomsMax ? committed.tails : [:] }
+                deferredEnd.withLock { $0 = committed.deferred ? end : nil }
             }
             if deleted { needsErasure.withLock { $0 = true } }
         } catch let error as ProjectionError {
-            tailCache.withLock { $0 = [:] }
+            forgetUncommitted()
             throw error
         } catch {
-            tailCache.withLock { $0 = [:] }
+            forgetUncommitted()
             throw .database("applying events up to offset \(end): \(error)")
         }
+    }
+
+    /// After a failed transaction: what only memory held is gone; the stored checkpoint
+    /// (which a deferred tail kept at or before its first change) is where to resume.
+    private func forgetUncommitted() {
+        tailCache.withLock { $0 = [:] }
+        deferredEnd.withLock { $0 = nil }
     }
 
     /// Rooms whose last, partly filled block is kept in memory between transactions.
@@ -214,23 +253,35 @@ public final class HistoryProjection: Sendable {
         var slots: [Int64: Int] = [:]
         var blocks: [HistoryBlock] = []
         var roomOfSlot: [Int64] = []
-        var dirty: Set<Int> = []
+        /// Per slot: the offset of the first event that changed the block since it was last
+        /// written, or nil when the database has it as it is.
+        var changedSince: [UInt64?] = []
+        /// Per slot: the room's last message offset, written or not. Appends at or below it
+        /// are replays (after a checkpoint that lagged) and are skipped.
+        var lastOffsets: [UInt64?] = []
 
-        init(db: Database, rooms: [String: Int64], tails: [Int64: HistoryBlock]) throws {
+        init(db: Database, rooms: [String: Int64], tails: [Int64: Tail]) throws {
             self.db = db
             self.rooms = rooms
-            for (room, block) in tails {
-                slots[room] = blocks.count
-                blocks.append(block)
-                roomOfSlot.append(room)
-            }
+            for (room, tail) in tails { add(room: room, block: tail.block, changedSince: tail.changedSince) }
         }
 
-        var tails: [Int64: HistoryBlock] {
-            var tails: [Int64: HistoryBlock] = [:]
-            for (room, slot) in slots { tails[room] = blocks[slot] }
+        private mutating func add(room: Int64, block: HistoryBlock, changedSince: UInt64?) {
+            slots[room] = blocks.count
+            blocks.append(block)
+            roomOfSlot.append(room)
+            self.changedSince.append(changedSince)
+            lastOffsets.append(block.lastOffset)
+        }
+
+        var tails: [Int64: Tail] {
+            var tails: [Int64: Tail] = [:]
+            for (room, slot) in slots { tails[room] = Tail(block: blocks[slot], changedSince: changedSince[slot]) }
             return tails
         }
+
+        /// The earliest offset of a change that only memory holds, if any.
+        var earliestUnwrittenChange: UInt64? { changedSince.compactMap { $0 }.min() }
 
         mutating func roomID(_ name: String, create: Bool) throws -> Int64? {
             if let id = rooms[name] { return id }
@@ -253,29 +304,32 @@ public final class HistoryProjection: Sendable {
                 }
                 block = stored
             }
-            slots[room] = blocks.count
-            blocks.append(block)
-            roomOfSlot.append(room)
+            add(room: room, block: block, changedSince: nil)
             return blocks.count - 1
         }
 
         mutating func append(room name: String, _ message: HistoryBlock.Message) throws {
             guard let room = try roomID(name, create: true) else { return }
             let slot = try slot(of: room)
+            if let last = lastOffsets[slot], message.offset <= last { return }
             if blocks[slot].isFull {
-                if dirty.remove(slot) != nil { try write(blocks[slot], room: room) }
+                if changedSince[slot] != nil { try write(blocks[slot], room: room) }
                 blocks[slot] = HistoryBlock()
+                changedSince[slot] = nil
             }
             blocks[slot].messages.append(message)
-            dirty.insert(slot)
+            lastOffsets[slot] = message.offset
+            if changedSince[slot] == nil { changedSince[slot] = message.offset }
         }
 
-        mutating func update(room name: String, offset: UInt64, _ change: (inout HistoryBlock.Message) -> Void) throws {
+        /// Changes the message at `offset` for the event at `eventOffset`.
+        mutating func update(room name: String, offset: UInt64, event eventOffset: UInt64,
+                             _ change: (inout HistoryBlock.Message) -> Void) throws {
             guard let room = try roomID(name, create: false) else { return }
             let slot = try slot(of: room)
             if let index = blocks[slot].index(of: offset) {
                 change(&blocks[slot].messages[index])
-                dirty.insert(slot)
+                if changedSince[slot] == nil { changedSince[slot] = eventOffset }
                 return
             }
             guard let row = try Row.fetchOne(db, sql: """
@@ -297,9 +351,12 @@ public final class HistoryProjection: Sendable {
                 """).execute(arguments: [room, Int64(first), Int64(last), block.messages.count, block.encoded()])
         }
 
+        /// Writes every changed tail.
         mutating func flush() throws {
-            for slot in dirty.sorted() { try write(blocks[slot], room: roomOfSlot[slot]) }
-            dirty = []
+            for slot in changedSince.indices where changedSince[slot] != nil {
+                try write(blocks[slot], room: roomOfSlot[slot])
+                changedSince[slot] = nil
+            }
         }
     }
 

@@ -97,10 +97,11 @@ public final class ProjectionRunner {
             guard let end = batches.last?.nextOffset else {
                 throw ProjectionError.invalidQuery("the journal ended at \(next) before \(target)")
             }
-            try history.apply(batches)
+            try history.apply(batches, deferTails: true)
             next = end
             progress?(roomStateWork + next.value - historyStart.value, total)
         }
+        try history?.writeDeferredTails()
         try saveSnapshot()
         try history?.eraseDeletedText()
     }

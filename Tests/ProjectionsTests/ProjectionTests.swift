@@ -204,6 +204,51 @@ import Testing
         await journal.close()
     }
 
+    /// A catch-up defers rooms' partly filled blocks; a crash before they are written loses
+    /// only memory: the checkpoint stayed at their earliest change, and replaying from it adds
+    /// nothing twice and misses nothing (an edit made before the first deferred append too).
+    @Test func aCrashWithDeferredTailsReplaysFromTheirEarliestChange() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let journal = try Journal.open(directory: directory.journal, configuration: journalConfiguration(), logger: .quiet)
+        let alice = UserID("alice")!
+        let rooms = [RoomID("general")!, RoomID("random")!]
+        var events = rooms.map { ChatEvent(timestampMs: 1, actor: alice, room: $0, body: .roomCreated(name: "R", isPrivate: false)) }
+        for n in 0..<150 {
+            events.append(ChatEvent(timestampMs: Int64(10 + n), actor: alice, room: rooms[n % 2],
+                                    body: .messageSent(clientMessageID: "c\(n)", text: "message \(n)", clientCreatedMs: 0)))
+        }
+        _ = try await journal.append(contentsOf: events.map(ChatEventCodec.encode))  // offsets 0...151
+        // An edit of a message in general's deferred tail (offsets 130...150), then more
+        // messages: in the next read.
+        var later = [ChatEvent(timestampMs: 500, actor: alice, room: rooms[0], body: .messageEdited(message: MessageID(140), text: "edited"))]
+        for n in 150..<200 {
+            later.append(ChatEvent(timestampMs: Int64(10 + n), actor: alice, room: rooms[n % 2],
+                                   body: .messageSent(clientMessageID: "c\(n)", text: "message \(n)", clientCreatedMs: 0)))
+        }
+        _ = try await journal.append(contentsOf: later.map(ChatEventCodec.encode))  // offsets 152...202
+
+        let reference = try HistoryProjection(path: directory.path + "/reference.sqlite")
+        try reference.apply(try journal.read(from: .zero, maxBytes: 1 << 20))
+
+        let path = directory.path + "/history.sqlite"
+        let crashed = try HistoryProjection(path: path)
+        try crashed.apply(try journal.read(from: .zero, maxBytes: 1 << 20).filter { $0.baseOffset.value < 152 }, deferTails: true)
+        try crashed.apply(try journal.read(from: Offset(152), maxBytes: 1 << 20), deferTails: true)
+        // Blocks of 64 per room: each room has one full block written and a deferred tail.
+        let checkpoint = try crashed.nextOffset()
+        #expect(checkpoint < Offset(203), "the checkpoint waits for the deferred tails")
+        // The process dies here: a new one opens the file and resumes from the checkpoint.
+        let resumed = try HistoryProjection(path: path)
+        #expect(try resumed.nextOffset() == checkpoint)
+        try resumed.apply(try journal.read(from: .zero, maxBytes: 1 << 20), deferTails: true)
+        try resumed.writeDeferredTails()
+        #expect(try resumed.nextOffset() == Offset(203))
+        #expect(try resumed.allMessages() == reference.allMessages())
+        #expect(try resumed.page(room: "general", after: 139, limit: 1).first?.text == "edited")
+        await journal.close()
+    }
+
     @Test func applyingTheSameBatchesTwiceAddsNothing() async throws {
         let (directory, journal, history) = try await populated()
         defer { directory.remove() }
