@@ -152,18 +152,32 @@ public struct RoomState: Sendable, Equatable {
     /// Where `event` lands in this state: its room's slot and, for a message, its author's
     /// reference, each marked new when applying the event creates it.
     public func placement(of event: ChatEvent) -> Placement {
+        Self.placement(of: event, roomSlot: { roomIndex[$0].map(Int32.init) }, roomCount: roomList.count,
+                       authorRef: { userRefs[$0]?.index }, authorCount: users.count)
+    }
+
+    /// The one placement rule, for the state and for a `Placer`, which differ only in where
+    /// they look rooms and authors up: a room is new only when created, an author is placed
+    /// only for a message to an existing room, and new ones take the next slot.
+    private static func placement(
+        of event: ChatEvent,
+        roomSlot: (RoomID) -> Int32?,
+        roomCount: Int,
+        authorRef: (UserID) -> UInt32?,
+        authorCount: Int
+    ) -> Placement {
         var placement = Placement()
-        if let index = roomIndex[event.room] {
-            placement.room = Int32(index)
+        if let slot = roomSlot(event.room) {
+            placement.room = slot
         } else if case .roomCreated = event.body {
-            placement.room = Int32(roomList.count)
+            placement.room = Int32(roomCount)
             placement.isNewRoom = true
         }
         if case .messageSent = event.body, placement.room >= 0, !placement.isNewRoom {
-            if let ref = userRefs[event.actor] {
-                placement.author = ref.index
+            if let ref = authorRef(event.actor) {
+                placement.author = ref
             } else {
-                placement.author = UInt32(users.count)
+                placement.author = UInt32(authorCount)
                 placement.isNewAuthor = true
             }
         }
@@ -241,23 +255,10 @@ public struct RoomState: Sendable, Equatable {
         }
 
         public mutating func place(_ event: ChatEvent) -> Placement {
-            var placement = Placement()
-            if let slot = rooms[event.room] {
-                placement.room = slot
-            } else if case .roomCreated = event.body {
-                placement.room = Int32(rooms.count)
-                placement.isNewRoom = true
-                rooms[event.room] = placement.room
-            }
-            if case .messageSent = event.body, placement.room >= 0, !placement.isNewRoom {
-                if let ref = authors[event.actor] {
-                    placement.author = ref
-                } else {
-                    placement.author = UInt32(authors.count)
-                    placement.isNewAuthor = true
-                    authors[event.actor] = placement.author
-                }
-            }
+            let placement = RoomState.placement(of: event, roomSlot: { rooms[$0] }, roomCount: rooms.count,
+                                                authorRef: { authors[$0] }, authorCount: authors.count)
+            if placement.isNewRoom { rooms[event.room] = placement.room }
+            if placement.isNewAuthor { authors[event.actor] = placement.author }
             return placement
         }
     }
