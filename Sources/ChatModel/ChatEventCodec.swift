@@ -148,6 +148,54 @@ public enum ChatEventCodec {
         return .event(ChatEvent(timestampMs: timestampMs, actor: actor, room: room, body: body))
     }
 
+    /// A `messageSent` event's fields, borrowed from its record's bytes (valid only inside
+    /// `withMessageSent`'s closure).
+    public struct MessageSentFields {
+        public let timestampMs: Int64
+        /// The author's user id: printable ASCII, a valid `UserID`.
+        public let actor: UnsafeBufferPointer<UInt8>
+        /// The room id: printable ASCII, a valid `RoomID`.
+        public let room: UnsafeBufferPointer<UInt8>
+        /// Valid UTF-8.
+        public let clientMessageID: UnsafeBufferPointer<UInt8>
+        public let clientCreatedMs: Int64
+        /// Valid UTF-8.
+        public let text: UnsafeBufferPointer<UInt8>
+    }
+
+    /// Reads a `messageSent` record without building its strings, for projections that copy
+    /// the fields' bytes (History's blocks). The checks are `decode`'s: a record this throws
+    /// for, `decode` throws for too.
+    ///
+    /// - Returns: `body`'s result; nil when the record is not a `messageSent` of this version,
+    ///   or its actor or room is not plain printable ASCII (the rare identifiers that need
+    ///   `decode`'s full check): decode those with `decode`.
+    public static func withMessageSent<R>(
+        _ record: ByteBuffer,
+        _ body: (MessageSentFields) throws -> R
+    ) throws -> R? {
+        try record.withUnsafeReadableBytes { bytes in
+            guard let fields = try messageSentFields(bytes) else { return nil }
+            return try body(fields)
+        }
+    }
+
+    static func messageSentFields(_ bytes: UnsafeRawBufferPointer) throws(ChatEventDecodingError) -> MessageSentFields? {
+        guard bytes.count >= 2, bytes[0] == version, bytes[1] == EventType.messageSent.rawValue else { return nil }
+        var fields = FieldReader(bytes: bytes, index: 2, type: .messageSent)
+        let timestampMs = try fields.integer(Int64.self, "timestamp")
+        guard let actor = try fields.plainIdentifier("actor", maxBytes: UserID.maxBytes),
+              let room = try fields.plainIdentifier("room", maxBytes: RoomID.maxBytes)
+        else { return nil }
+        let clientMessageIDLength = Int(try fields.integer(UInt16.self, "client message id"))
+        let clientMessageID = try fields.utf8(length: clientMessageIDLength, limit: shortStringBytesLimit, "client message id")
+        let clientCreatedMs = try fields.integer(Int64.self, "client time")
+        let textLength = Int(try fields.integer(UInt32.self, "text"))
+        let text = try fields.utf8(length: textLength, limit: textBytesLimit, "text")
+        return MessageSentFields(timestampMs: timestampMs, actor: actor, room: room, clientMessageID: clientMessageID,
+                                 clientCreatedMs: clientCreatedMs, text: text)
+    }
+
     /// Reads the fields of one event from its bytes. Field names are static strings: error
     /// text is built only when there is an error.
     private struct FieldReader {
@@ -175,14 +223,16 @@ public enum ChatEventCodec {
         }
 
         mutating func string(length: Int, limit: Int, _ field: StaticString) throws(ChatEventDecodingError) -> String {
+            String(decoding: try utf8(length: length, limit: limit, field), as: UTF8.self)
+        }
+
+        /// The next `length` bytes, checked against `limit`, the end, and for valid UTF-8.
+        mutating func utf8(length: Int, limit: Int, _ field: StaticString) throws(ChatEventDecodingError) -> UnsafeBufferPointer<UInt8> {
             let taken = try take(length, limit: limit, field)
-            let string = String(decoding: taken, as: UTF8.self)
-            // Decoding repairs invalid UTF-8 with U+FFFD; the bytes were valid exactly when
-            // nothing was repaired. ASCII needs no repair, so skip the comparison for it.
-            guard isASCII(taken) || string.utf8.elementsEqual(taken) else {
+            guard UTF8Validation.isValid(taken) else {
                 throw ChatEventDecodingError("\(type) event: \(field) is not valid UTF-8")
             }
-            return string
+            return taken
         }
 
         mutating func short(_ field: StaticString) throws(ChatEventDecodingError) -> String {
@@ -207,16 +257,22 @@ public enum ChatEventCodec {
         /// read as a plain string for the caller to validate.
         mutating func identifier(_ field: StaticString, maxBytes: Int) throws(ChatEventDecodingError) -> (String, valid: Bool) {
             let start = index
-            let length = Int(try integer(UInt16.self, field))
-            if length > 0, length <= maxBytes, length <= remaining {
-                let candidate = UnsafeRawBufferPointer(rebasing: bytes[index..<(index + length)]).assumingMemoryBound(to: UInt8.self)
-                if !candidate.contains(where: { $0 < 0x20 || $0 >= 0x7F }) {
-                    index += length
-                    return (String(decoding: candidate, as: UTF8.self), true)
-                }
+            if let plain = try plainIdentifier(field, maxBytes: maxBytes) {
+                return (String(decoding: plain, as: UTF8.self), true)
             }
             index = start
             return (try short(field), false)
+        }
+
+        /// The identifier's bytes when they are printable ASCII within `maxBytes` (then it is
+        /// valid as it is); otherwise nil, and the reader's position is unspecified.
+        mutating func plainIdentifier(_ field: StaticString, maxBytes: Int) throws(ChatEventDecodingError) -> UnsafeBufferPointer<UInt8>? {
+            let length = Int(try integer(UInt16.self, field))
+            guard length > 0, length <= maxBytes, length <= remaining else { return nil }
+            let candidate = UnsafeRawBufferPointer(rebasing: bytes[index..<(index + length)]).assumingMemoryBound(to: UInt8.self)
+            guard !candidate.contains(where: { $0 < 0x20 || $0 >= 0x7F }) else { return nil }
+            index += length
+            return candidate
         }
 
         mutating func user(_ field: StaticString) throws(ChatEventDecodingError) -> UserID {
@@ -237,23 +293,6 @@ public enum ChatEventCodec {
             return room
         }
     }
-}
-
-/// Whether every byte is below 0x80, eight at a time.
-@inline(__always)
-func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-    guard let base = bytes.baseAddress else { return true }
-    var index = 0
-    var accumulated: UInt64 = 0
-    while index + 8 <= bytes.count {
-        accumulated |= UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
-        index += 8
-    }
-    while index < bytes.count {
-        accumulated |= UInt64(base[index])
-        index += 1
-    }
-    return accumulated & 0x8080_8080_8080_8080 == 0
 }
 
 /// A malformed chat event record.

@@ -5,7 +5,9 @@ import NIOCore
 /// database. FORMAT.md §10 draws the encoding. A value type.
 ///
 /// Storing messages in blocks makes a rebuild write one row per block instead of one per
-/// message, which is what SQLite's per-row cost limits.
+/// message, which is what SQLite's per-row cost limits. A block holds its messages encoded,
+/// as they are stored: an append copies a record's bytes in (no strings are built), writing
+/// the block copies them out once, and `messages` decodes them for readers.
 struct HistoryBlock: Sendable, Equatable {
     /// Messages per block.
     static let capacity = 64
@@ -27,97 +29,220 @@ struct HistoryBlock: Sendable, Equatable {
         }
     }
 
-    var messages: [Message] = []
+    /// Messages in the block.
+    private(set) var count = 0
+    private(set) var firstOffset: UInt64?
+    private(set) var lastOffset: UInt64?
+    /// The messages' bytes as FORMAT.md §10 lays them out after the block's count. Always
+    /// well-formed: built by the appends, or checked by `decode`.
+    private var body: [UInt8] = []
 
-    var firstOffset: UInt64? { messages.first?.offset }
-    var lastOffset: UInt64? { messages.last?.offset }
-    var isFull: Bool { messages.count >= Self.capacity }
+    /// The fixed part of a message: five 64-bit fields.
+    private static let fixedBytes = 5 * 8
+    /// The text length that marks deleted text.
+    private static let noText = UInt32.max
 
-    func index(of offset: UInt64) -> Int? {
-        var low = 0
-        var high = messages.count
-        while low < high {
-            let mid = (low + high) / 2
-            if messages[mid].offset == offset { return mid }
-            if messages[mid].offset < offset { low = mid + 1 } else { high = mid }
-        }
-        return nil
+    init() {}
+
+    init(messages: [Message]) {
+        for message in messages { append(message) }
     }
 
-    /// The block's bytes (FORMAT.md §10), written once into a buffer of their exact size.
-    func encoded() -> Data {
-        var size = 2
-        for message in messages {
-            size += 5 * 8 + 2 + message.author.utf8.count + 2 + message.clientMessageID.utf8.count + 4
-                + (message.text?.utf8.count ?? 0)
+    var isFull: Bool { count >= Self.capacity }
+
+    /// Appends a message from its fields' bytes. Offsets must increase.
+    mutating func append(
+        offset: UInt64, sentMs: Int64, clientCreatedMs: Int64, editedMs: Int64? = nil, deletedMs: Int64? = nil,
+        author: UnsafeBufferPointer<UInt8>, clientMessageID: UnsafeBufferPointer<UInt8>, text: UnsafeBufferPointer<UInt8>?
+    ) {
+        precondition(lastOffset.map { offset > $0 } ?? true, "history block offsets must increase")
+        if body.isEmpty { body.reserveCapacity(Self.capacity * 192) }
+        Self.encode(offset: offset, sentMs: sentMs, clientCreatedMs: clientCreatedMs, editedMs: editedMs,
+                    deletedMs: deletedMs, author: author, clientMessageID: clientMessageID, text: text, into: &body)
+        count += 1
+        if firstOffset == nil { firstOffset = offset }
+        lastOffset = offset
+    }
+
+    mutating func append(_ message: Message) {
+        message.withFieldBytes { author, clientMessageID, text in
+            append(offset: message.offset, sentMs: message.sentMs, clientCreatedMs: message.clientCreatedMs,
+                   editedMs: message.editedMs, deletedMs: message.deletedMs,
+                   author: author, clientMessageID: clientMessageID, text: text)
         }
-        var data = Data(count: size)
-        data.withUnsafeMutableBytes { (raw: UnsafeMutableRawBufferPointer) in
+    }
+
+    private static func encode(
+        offset: UInt64, sentMs: Int64, clientCreatedMs: Int64, editedMs: Int64?, deletedMs: Int64?,
+        author: UnsafeBufferPointer<UInt8>, clientMessageID: UnsafeBufferPointer<UInt8>, text: UnsafeBufferPointer<UInt8>?,
+        into bytes: inout [UInt8]
+    ) {
+        func integer<T: FixedWidthInteger>(_ value: T) {
+            withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+        }
+        integer(offset)
+        integer(sentMs)
+        integer(clientCreatedMs)
+        integer(editedMs ?? Int64.min)
+        integer(deletedMs ?? Int64.min)
+        integer(UInt16(author.count))
+        bytes.append(contentsOf: author)
+        integer(UInt16(clientMessageID.count))
+        bytes.append(contentsOf: clientMessageID)
+        if let text {
+            integer(UInt32(text.count))
+            bytes.append(contentsOf: text)
+        } else {
+            integer(noText)
+        }
+    }
+
+    /// Changes the message at `offset` in place (its offset stays).
+    /// - Returns: false when the block has no message at `offset`.
+    mutating func update(offset: UInt64, _ change: (inout Message) -> Void) -> Bool {
+        guard let range = range(of: offset) else { return false }
+        var message = body.withUnsafeBufferPointer { Self.message(in: $0, at: range.lowerBound).message }
+        change(&message)
+        message.offset = offset
+        var encoded: [UInt8] = []
+        message.withFieldBytes { author, clientMessageID, text in
+            Self.encode(offset: offset, sentMs: message.sentMs, clientCreatedMs: message.clientCreatedMs,
+                        editedMs: message.editedMs, deletedMs: message.deletedMs,
+                        author: author, clientMessageID: clientMessageID, text: text, into: &encoded)
+        }
+        body.replaceSubrange(range, with: encoded)
+        return true
+    }
+
+    /// The bytes of the message at `offset`, found by walking the messages' lengths.
+    private func range(of offset: UInt64) -> Range<Int>? {
+        guard let firstOffset, let lastOffset, offset >= firstOffset, offset <= lastOffset else { return nil }
+        return body.withUnsafeBytes { raw -> Range<Int>? in
             var position = 0
-            func integer<T: FixedWidthInteger>(_ value: T) {
-                raw.storeBytes(of: value.littleEndian, toByteOffset: position, as: T.self)
-                position += MemoryLayout<T>.size
+            while position < raw.count {
+                let end = position + Self.size(in: raw, at: position)
+                let found = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: position, as: UInt64.self))
+                if found == offset { return position..<end }
+                if found > offset { return nil }
+                position = end
             }
-            func bytes(_ string: String) {
-                var string = string
-                string.withUTF8 { utf8 in
-                    UnsafeMutableRawBufferPointer(rebasing: raw[position..<(position + utf8.count)]).copyMemory(from: UnsafeRawBufferPointer(utf8))
-                    position += utf8.count
-                }
-            }
-            integer(UInt16(messages.count))
-            for message in messages {
-                integer(message.offset)
-                integer(message.sentMs)
-                integer(message.clientCreatedMs)
-                integer(message.editedMs ?? Int64.min)
-                integer(message.deletedMs ?? Int64.min)
-                integer(UInt16(message.author.utf8.count))
-                bytes(message.author)
-                integer(UInt16(message.clientMessageID.utf8.count))
-                bytes(message.clientMessageID)
-                if let text = message.text {
-                    integer(UInt32(text.utf8.count))
-                    bytes(text)
-                } else {
-                    integer(UInt32.max)
-                }
-            }
-            precondition(position == size, "a history block's size was miscounted")
+            return nil
         }
+    }
+
+    /// The size of the well-formed message at `position`.
+    private static func size(in raw: UnsafeRawBufferPointer, at position: Int) -> Int {
+        func length<T: FixedWidthInteger>(at offset: Int, as: T.Type) -> Int {
+            Int(T(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: T.self)))
+        }
+        var cursor = position + fixedBytes
+        cursor += 2 + length(at: cursor, as: UInt16.self)
+        cursor += 2 + length(at: cursor, as: UInt16.self)
+        let text = raw.loadUnaligned(fromByteOffset: cursor, as: UInt32.self)
+        cursor += 4 + (UInt32(littleEndian: text) == noText ? 0 : Int(UInt32(littleEndian: text)))
+        return cursor - position
+    }
+
+    /// The messages, decoded.
+    var messages: [Message] {
+        body.withUnsafeBufferPointer { bytes in
+            var messages: [Message] = []
+            messages.reserveCapacity(count)
+            var position = 0
+            while position < bytes.count {
+                let (message, next) = Self.message(in: bytes, at: position)
+                messages.append(message)
+                position = next
+            }
+            return messages
+        }
+    }
+
+    /// Decodes the well-formed message at `position`; returns it and the position after it.
+    private static func message(in bytes: UnsafeBufferPointer<UInt8>, at position: Int) -> (message: Message, next: Int) {
+        let raw = UnsafeRawBufferPointer(bytes)
+        var cursor = position
+        func integer<T: FixedWidthInteger>(_: T.Type) -> T {
+            defer { cursor += MemoryLayout<T>.size }
+            return T(littleEndian: raw.loadUnaligned(fromByteOffset: cursor, as: T.self))
+        }
+        func string(length: Int) -> String {
+            defer { cursor += length }
+            return String(decoding: UnsafeBufferPointer(rebasing: bytes[cursor..<(cursor + length)]), as: UTF8.self)
+        }
+        let offset = integer(UInt64.self)
+        let sent = integer(Int64.self)
+        let created = integer(Int64.self)
+        let edited = integer(Int64.self)
+        let deleted = integer(Int64.self)
+        let author = string(length: Int(integer(UInt16.self)))
+        let client = string(length: Int(integer(UInt16.self)))
+        let textLength = integer(UInt32.self)
+        let text = textLength == noText ? nil : string(length: Int(textLength))
+        let message = Message(offset: offset, author: author, clientMessageID: client, text: text,
+                              clientCreatedMs: created, sentMs: sent,
+                              editedMs: edited == Int64.min ? nil : edited,
+                              deletedMs: deleted == Int64.min ? nil : deleted)
+        return (message, cursor)
+    }
+
+    /// The block's bytes (FORMAT.md §10): its count, then its messages as they are held.
+    func encoded() -> Data {
+        var data = Data(capacity: 2 + body.count)
+        withUnsafeBytes(of: UInt16(count).littleEndian) { data.append(contentsOf: $0) }
+        data.append(contentsOf: body)
         return data
     }
 
-    /// - Returns: nil when the bytes are not a block (the database is damaged: rebuild it).
+    /// - Returns: nil when the bytes are not a block (the database is damaged: rebuild it):
+    ///   a count over `capacity`, a length past the end, offsets not increasing, or bytes
+    ///   after the last message.
     static func decode(_ bytes: Data?) -> HistoryBlock? {
-        guard let bytes else { return nil }
-        var buffer = ByteBuffer(bytes: bytes)
-        guard let count = buffer.readInteger(endianness: .little, as: UInt16.self), Int(count) <= capacity else { return nil }
-        var block = HistoryBlock()
-        block.messages.reserveCapacity(Int(count))
-        for _ in 0..<count {
-            guard let offset = buffer.readInteger(endianness: .little, as: UInt64.self),
-                  let sent = buffer.readInteger(endianness: .little, as: Int64.self),
-                  let created = buffer.readInteger(endianness: .little, as: Int64.self),
-                  let edited = buffer.readInteger(endianness: .little, as: Int64.self),
-                  let deleted = buffer.readInteger(endianness: .little, as: Int64.self),
-                  let authorLength = buffer.readInteger(endianness: .little, as: UInt16.self),
-                  let author = buffer.readString(length: Int(authorLength)),
-                  let clientLength = buffer.readInteger(endianness: .little, as: UInt16.self),
-                  let client = buffer.readString(length: Int(clientLength)),
-                  let textLength = buffer.readInteger(endianness: .little, as: UInt32.self)
-            else { return nil }
-            var text: String?
-            if textLength != UInt32.max {
-                guard let value = buffer.readString(length: Int(textLength)) else { return nil }
-                text = value
+        guard let bytes, bytes.count >= 2 else { return nil }
+        return bytes.withUnsafeBytes { raw -> HistoryBlock? in
+            let count = Int(UInt16(littleEndian: raw.loadUnaligned(as: UInt16.self)))
+            guard count <= capacity else { return nil }
+            let messages = UnsafeRawBufferPointer(rebasing: raw[2...])
+            var block = HistoryBlock()
+            var position = 0
+            for _ in 0..<count {
+                // Check every length against the end before `size` trusts them.
+                var cursor = position + fixedBytes
+                for width in [2, 2, 4] {
+                    guard cursor + width <= messages.count else { return nil }
+                    var length = 0
+                    for byte in (0..<width).reversed() { length = length << 8 | Int(messages[cursor + byte]) }
+                    if width == 4, length == Int(noText) { length = 0 }
+                    cursor += width + length
+                }
+                guard cursor <= messages.count else { return nil }
+                let offset = UInt64(littleEndian: messages.loadUnaligned(fromByteOffset: position, as: UInt64.self))
+                guard block.lastOffset.map({ offset > $0 }) ?? true else { return nil }
+                if block.firstOffset == nil { block.firstOffset = offset }
+                block.lastOffset = offset
+                block.count += 1
+                position = cursor
             }
-            block.messages.append(Message(offset: offset, author: author, clientMessageID: client, text: text,
-                                          clientCreatedMs: created, sentMs: sent,
-                                          editedMs: edited == Int64.min ? nil : edited,
-                                          deletedMs: deleted == Int64.min ? nil : deleted))
+            guard position == messages.count else { return nil }
+            block.body = Array(messages.assumingMemoryBound(to: UInt8.self))
+            return block
         }
-        guard buffer.readableBytes == 0 else { return nil }
-        return block
+    }
+}
+
+extension HistoryBlock.Message {
+    /// Calls `body` with the UTF-8 bytes of the author, the client message id and the text.
+    func withFieldBytes<R>(
+        _ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>?) throws -> R
+    ) rethrows -> R {
+        // withUTF8 needs mutable strings: copies of the fields (no bytes are copied).
+        var author = author
+        var clientMessageID = clientMessageID
+        return try author.withUTF8 { author in
+            try clientMessageID.withUTF8 { clientMessageID in
+                guard var text else { return try body(author, clientMessageID, nil) }
+                return try text.withUTF8 { try body(author, clientMessageID, $0) }
+            }
+        }
     }
 }

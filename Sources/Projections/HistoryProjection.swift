@@ -148,9 +148,7 @@ public final class HistoryProjection: Sendable {
         // Decoded one record at a time inside the transaction: no decoded copy of the read.
         try apply(end: end, deferTails: deferTails) { start, handle in
             for batch in batches where batch.nextOffset.value > start {
-                for record in batch.records where record.offset.value >= start {
-                    if case .event(let event) = try ProjectionError.decode(record) { try handle(record.offset.value, event) }
-                }
+                for record in batch.records where record.offset.value >= start { try handle(record) }
             }
         }
     }
@@ -162,12 +160,12 @@ public final class HistoryProjection: Sendable {
         try apply(end: end) { _, _ in }
     }
 
-    /// The transaction: `events` calls its handler with each event at or after the stored
+    /// The transaction: `records` calls its handler with each record at or after the stored
     /// checkpoint (given as its first argument), in offset order.
     private func apply(
         end: Offset,
         deferTails: Bool = false,
-        events: (UInt64, (UInt64, ChatEvent) throws -> Void) throws -> Void
+        records: (UInt64, (JournalRecord) throws -> Void) throws -> Void
     ) throws(ProjectionError) {
         var deleted = false
         var committed: (rooms: [String: Int64], tails: [Int64: Tail], deferred: Bool)?
@@ -182,12 +180,29 @@ public final class HistoryProjection: Sendable {
                     return cache
                 }
                 var writer = try BlockWriter(db: db, rooms: try self.roomIDs(db), tails: tails)
-                try events(start) { offset, event in
+                try records(start) { record in
+                    let offset = record.offset.value
+                    // Messages (nearly every record) are copied from the record's bytes into
+                    // their block without building strings; the rest are decoded.
+                    let copied: Bool?
+                    do {
+                        copied = try ChatEventCodec.withMessageSent(record.payload) { message in
+                            try writer.append(room: String(decoding: message.room, as: UTF8.self), offset: offset) { block in
+                                block.append(offset: offset, sentMs: message.timestampMs, clientCreatedMs: message.clientCreatedMs,
+                                             author: message.actor, clientMessageID: message.clientMessageID, text: message.text)
+                            }
+                            return true
+                        }
+                    } catch let error as ChatEventDecodingError {
+                        throw ProjectionError.malformedEvent(offset: record.offset, error)
+                    }
+                    guard copied == nil, case .event(let event) = try ProjectionError.decode(record) else { return }
                     switch event.body {
                     case .messageSent(let clientMessageID, let text, let clientCreatedMs):
-                        try writer.append(room: event.room.value, HistoryBlock.Message(
+                        let message = HistoryBlock.Message(
                             offset: offset, author: event.actor.value, clientMessageID: clientMessageID,
-                            text: text, clientCreatedMs: clientCreatedMs, sentMs: event.timestampMs))
+                            text: text, clientCreatedMs: clientCreatedMs, sentMs: event.timestampMs)
+                        try writer.append(room: event.room.value, offset: offset) { $0.append(message) }
                     case .messageEdited(let message, let text):
                         try writer.update(room: event.room.value, offset: message.offset, event: offset) { message in
                             guard message.deletedMs == nil else { return }
@@ -308,18 +323,19 @@ public final class HistoryProjection: Sendable {
             return blocks.count - 1
         }
 
-        mutating func append(room name: String, _ message: HistoryBlock.Message) throws {
+        /// Appends the message at `offset` to its room's open block: `append` adds it.
+        mutating func append(room name: String, offset: UInt64, _ append: (inout HistoryBlock) -> Void) throws {
             guard let room = try roomID(name, create: true) else { return }
             let slot = try slot(of: room)
-            if let last = lastOffsets[slot], message.offset <= last { return }
+            if let last = lastOffsets[slot], offset <= last { return }
             if blocks[slot].isFull {
                 if changedSince[slot] != nil { try write(blocks[slot], room: room) }
                 blocks[slot] = HistoryBlock()
                 changedSince[slot] = nil
             }
-            blocks[slot].messages.append(message)
-            lastOffsets[slot] = message.offset
-            if changedSince[slot] == nil { changedSince[slot] = message.offset }
+            append(&blocks[slot])
+            lastOffsets[slot] = offset
+            if changedSince[slot] == nil { changedSince[slot] = offset }
         }
 
         /// Changes the message at `offset` for the event at `eventOffset`.
@@ -327,8 +343,7 @@ public final class HistoryProjection: Sendable {
                              _ change: (inout HistoryBlock.Message) -> Void) throws {
             guard let room = try roomID(name, create: false) else { return }
             let slot = try slot(of: room)
-            if let index = blocks[slot].index(of: offset) {
-                change(&blocks[slot].messages[index])
+            if blocks[slot].update(offset: offset, change) {
                 if changedSince[slot] == nil { changedSince[slot] = eventOffset }
                 return
             }
@@ -336,9 +351,8 @@ public final class HistoryProjection: Sendable {
                 SELECT data FROM blocks WHERE room_id = ? AND first_offset <= ? ORDER BY first_offset DESC LIMIT 1
                 """, arguments: [room, Int64(offset)]),
                 var stored = HistoryBlock.decode(row["data"] as Data?),
-                let index = stored.index(of: offset)
+                stored.update(offset: offset, change)
             else { return }
-            change(&stored.messages[index])
             try write(stored, room: room)
         }
 
@@ -348,7 +362,7 @@ public final class HistoryProjection: Sendable {
                 INSERT INTO blocks (room_id, first_offset, last_offset, count, data) VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT (room_id, first_offset) DO UPDATE SET last_offset = excluded.last_offset,
                     count = excluded.count, data = excluded.data
-                """).execute(arguments: [room, Int64(first), Int64(last), block.messages.count, block.encoded()])
+                """).execute(arguments: [room, Int64(first), Int64(last), block.count, block.encoded()])
         }
 
         /// Writes every changed tail.

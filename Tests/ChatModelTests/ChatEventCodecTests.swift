@@ -75,3 +75,104 @@ import Testing
         }
     }
 }
+
+@Suite struct BorrowedMessageReaderTests {
+    /// The borrowed reader either gives exactly `decode`'s fields, or declines (nil) and
+    /// leaves the record to `decode`; it never accepts what `decode` refuses.
+    static func expectAgreesWithDecode(_ bytes: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) {
+        let record = ByteBuffer(bytes: bytes)
+        let decoded = Result { try ChatEventCodec.decode(record) }
+        let borrowed = Result {
+            try ChatEventCodec.withMessageSent(record) { fields in
+                (fields.timestampMs, String(decoding: fields.actor, as: UTF8.self), String(decoding: fields.room, as: UTF8.self),
+                 String(decoding: fields.clientMessageID, as: UTF8.self), fields.clientCreatedMs,
+                 String(decoding: fields.text, as: UTF8.self))
+            }
+        }
+        switch (borrowed, decoded) {
+        case (.success(nil), _):
+            // Declined: only for other events, or identifiers that need decode's full check.
+            if case .success(.event(let event)) = decoded, case .messageSent = event.body {
+                #expect(!event.actor.value.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
+                        || !event.room.value.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }, sourceLocation: sourceLocation)
+            }
+        case (.success(let fields?), .success(.event(let event))):
+            guard case .messageSent(let clientMessageID, let text, let clientCreatedMs) = event.body else {
+                Issue.record("borrowed a \(event.body)", sourceLocation: sourceLocation)
+                return
+            }
+            #expect(fields.0 == event.timestampMs && fields.1 == event.actor.value && fields.2 == event.room.value
+                    && fields.3 == clientMessageID && fields.4 == clientCreatedMs && fields.5 == text, sourceLocation: sourceLocation)
+        case (.failure, .failure):
+            break
+        default:
+            Issue.record("borrowed \(borrowed) but decoded \(decoded)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test(arguments: ChatEventCodecTests.samples)
+    func agreesWithDecodeOnEveryEvent(_ event: ChatEvent) {
+        Self.expectAgreesWithDecode(Array(ChatEventCodec.encode(event).readableBytesView))
+    }
+
+    @Test func agreesWithDecodeOnEveryTruncationAndEveryByteChange() {
+        let event = ChatEvent(timestampMs: 7, actor: bob, room: general,
+                              body: .messageSent(clientMessageID: "c-ü", text: "héllo 👋", clientCreatedMs: 3))
+        let bytes = Array(ChatEventCodec.encode(event).readableBytesView)
+        for length in 0...bytes.count { Self.expectAgreesWithDecode(Array(bytes[..<length])) }
+        // Every byte set to values that matter: control, ASCII, continuation, lead, invalid.
+        for index in bytes.indices {
+            for value: UInt8 in [0x00, 0x07, 0x41, 0x7F, 0x80, 0xBF, 0xC0, 0xC3, 0xE0, 0xED, 0xF0, 0xF4, 0xF5, 0xFF] {
+                var changed = bytes
+                changed[index] = value
+                Self.expectAgreesWithDecode(changed)
+            }
+        }
+    }
+
+    @Test func declinesIdentifiersThatNeedTheFullCheck() throws {
+        let event = ChatEvent(timestampMs: 7, actor: user("zoë"), room: general,
+                              body: .messageSent(clientMessageID: "c", text: "t", clientCreatedMs: 3))
+        let declined = try ChatEventCodec.withMessageSent(ChatEventCodec.encode(event)) { _ in true }
+        #expect(declined == nil)
+        #expect(try ChatEventCodec.decode(ChatEventCodec.encode(event)) == .event(event))
+    }
+}
+
+@Suite struct UTF8ValidationTests {
+    static func agrees(_ bytes: [UInt8]) -> Bool {
+        let expected = String(validating: bytes, as: UTF8.self) != nil
+        return bytes.withUnsafeBufferPointer { UTF8Validation.isValid($0) } == expected
+    }
+
+    @Test func edgeCasesOfTable3_7() {
+        let cases: [[UInt8]] = [
+            [], Array("plain ascii, longer than one word".utf8), Array("é€😀".utf8),
+            [0xC0, 0x80], [0xC1, 0xBF], [0xC2, 0x80], [0xDF, 0xBF],                 // overlong 2-byte, smallest and largest valid
+            [0xE0, 0x9F, 0xBF], [0xE0, 0xA0, 0x80], [0xED, 0x9F, 0xBF], [0xED, 0xA0, 0x80],  // overlong 3-byte, surrogates
+            [0xEF, 0xBF, 0xBF], [0xF0, 0x8F, 0xBF, 0xBF], [0xF0, 0x90, 0x80, 0x80],
+            [0xF4, 0x8F, 0xBF, 0xBF], [0xF4, 0x90, 0x80, 0x80], [0xF5, 0x80, 0x80, 0x80],    // above U+10FFFF
+            [0x80], [0xBF], [0xC3], [0xE2, 0x82], [0xF0, 0x9F, 0x98], [0xFF], [0xFE],        // lone, truncated, never valid
+            Array("abcdefgh".utf8) + [0xC3] + Array("abcdefgh".utf8), [0xC3, 0x41], [0xE2, 0x82, 0x41],
+        ]
+        for bytes in cases { #expect(Self.agrees(bytes), "\(bytes)") }
+    }
+
+    @Test func agreesWithTheStandardLibraryOnRandomBytes() {
+        var generator = SystemRandomNumberGenerator()
+        // Mostly ASCII and UTF-8-ish bytes, so that both valid and invalid input are common.
+        let alphabet: [UInt8] = Array(0x20...0x7E) + [0x00, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC2, 0xDF,
+                                                       0xE0, 0xE1, 0xED, 0xEF, 0xF0, 0xF1, 0xF4, 0xF5, 0xFF]
+        var valid = 0
+        for _ in 0..<50_000 {
+            let count = Int.random(in: 0..<24, using: &generator)
+            let bytes = (0..<count).map { _ in
+                Bool.random(using: &generator) ? UInt8.random(in: 0x80...0xF4, using: &generator)
+                    : alphabet.randomElement(using: &generator) ?? 0
+            }
+            if String(validating: bytes, as: UTF8.self) != nil { valid += 1 }
+            #expect(Self.agrees(bytes), "\(bytes)")
+        }
+        #expect(valid > 1_000, "the generator produced too few valid strings to test acceptance")
+    }
+}
