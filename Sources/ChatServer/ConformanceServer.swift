@@ -1,5 +1,4 @@
 import Hummingbird
-import HummingbirdWebSocket
 import Logging
 import SocketIO
 import Synchronization
@@ -53,6 +52,24 @@ public enum ConformanceServer {
         func event(_ socket: SocketRef, name: String, arguments: [JSONValue], ackID: UInt64?, server: SocketIOServer) async {}
     }
 
+    /// The benchmark's transport baseline: every message sent back, through the same queue
+    /// and batched writer as Socket.IO's, with no Engine.IO.
+    static func echo(_ connection: WebSocketConnection) async {
+        let queue = OutboundQueue<WebSocketConnection.Message>(capacity: 1_024)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while let messages = await queue.next() {
+                    do { try await connection.send(messages) } catch { break }
+                }
+                await connection.close(.normalClosure)
+            }
+            do {
+                for try await message in connection.messages where queue.yield(message) != .enqueued { break }
+            } catch {}
+            queue.finish()
+        }
+    }
+
     /// Builds the application on `host:port`; `onRunning` gets the bound port. `heartbeat`
     /// replaces the suites' 300/200 ms ping interval and timeout (the WebSocket benchmark
     /// uses the defaults, 25/20 s).
@@ -82,25 +99,13 @@ public enum ConformanceServer {
         engineEndpoint.addRoutes(to: router)
         return Application(
             router: router,
-            server: .http1WebSocketUpgrade { head, _, _ in
-                if head.path == "/websocket-echo" {
-                    return .upgrade([:]) { inbound, outbound, _ in
-                        // The benchmark's transport baseline: Hummingbird's WebSocket alone.
-                        do {
-                            for try await message in inbound.messages(maxSize: 1_000_000) {
-                                switch message {
-                                case .text(let text): try await outbound.write(.text(text))
-                                case .binary(let bytes): try await outbound.write(.binary(bytes))
-                                }
-                            }
-                        } catch {
-                            return
-                        }
-                    }
-                }
-                let socket = socketEndpoint.shouldUpgrade(head)
-                if case .dontUpgrade = socket { return engineEndpoint.shouldUpgrade(head) }
-                return socket
+            server: .webSocketUpgrade(configuration: {
+                var webSocket = WebSocketHTTPChannel.Configuration()
+                webSocket.messageBytesMax = configuration.engine.maxPayload
+                return webSocket
+            }()) { uri in
+                if uri == "/websocket-echo" { return { connection in await echo(connection) } }
+                return socketEndpoint.webSocketHandler(uri: uri) ?? engineEndpoint.webSocketHandler(uri: uri)
             },
             configuration: .init(address: .hostname(host, port: port), serverName: "chatlog-conformance"),
             services: [socketIO, engineIO],

@@ -1,6 +1,5 @@
 import Hummingbird
 import HummingbirdCore
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import SocketIO
@@ -133,57 +132,35 @@ public struct SocketIOEndpoint: Sendable {
         }
     }
 
-    /// Decides whether an HTTP/1 request is a WebSocket upgrade for this endpoint, and serves it.
-    public func shouldUpgrade(_ head: HTTPRequest) -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> {
-        let uri = URI(head.path ?? "/")
-        guard uri.path == path || uri.path + "/" == path else { return .dontUpgrade }
+    /// The WebSocket handler for an upgrade request's URI (path and query), when it is for
+    /// this endpoint: `EIO=4` and `transport=websocket`. For `WebSocketHTTPChannel`'s route.
+    public func webSocketHandler(uri: String) -> WebSocketHTTPChannel.Handler? {
+        let uri = URI(uri)
+        guard uri.path == path || uri.path + "/" == path else { return nil }
         let query = Self.parse(uri)
-        guard query.eio == "4", query.transport == "websocket" else { return .dontUpgrade }
+        guard query.eio == "4", query.transport == "websocket" else { return nil }
         let sid = query.sid.map(String.init)
         let server = self.server
-        return .upgrade([:]) { inbound, outbound, _ in
-            await Self.serveWebSocket(server: server, sid: sid, inbound: inbound, outbound: outbound)
-        }
+        return { connection in await Self.serveWebSocket(server: server, sid: sid, connection: connection) }
     }
 
-    static func serveWebSocket(
-        server: SocketIOServer,
-        sid requested: String?,
-        inbound: WebSocketInboundStream,
-        outbound: WebSocketOutboundWriter
-    ) async {
-        let (frames, continuation) = AsyncStream<SocketIOServer.OutboundItem>.makeStream(
-            bufferingPolicy: .bufferingOldest(server.configuration.outboundQueueFramesMax))
-        guard let (sid, startsAsProbe) = await server.attachWebSocket(sid: requested, continuation: continuation) else {
-            try? await outbound.close(.policyViolation, reason: "unknown or upgraded session")
+    static func serveWebSocket(server: SocketIOServer, sid requested: String?, connection: WebSocketConnection) async {
+        let queue = OutboundQueue<SocketIOServer.OutboundItem>(capacity: server.configuration.outboundQueueFramesMax)
+        guard let (sid, startsAsProbe) = await server.attachWebSocket(sid: requested, queue: queue) else {
+            await connection.close(.policyViolation)
             return
         }
         await withTaskGroup(of: Void.self) { group in
-            // Writer: drains the bounded queue; ends when the session closes or the client is too slow.
+            // Writer: takes everything queued since its last write and writes it with one
+            // flush; ends when the session closes or the client is too slow.
             group.addTask {
-                for await item in frames {
-                    let packet: EnginePacket
-                    switch item {
-                    case .packet(let queued): packet = queued
-                    case .barrier: await server.writesFlushed(sid: sid); continue
-                    }
-                    do {
-                        if let binary = packet.binaryFrame {
-                            try await outbound.write(.binary(ByteBuffer(bytes: binary)))
-                        } else if let text = packet.textFrame {
-                            try await outbound.write(.text(text))
-                        }
-                    } catch {
-                        break
-                    }
-                }
-                try? await outbound.close(.normalClosure, reason: nil)
+                await writeQueued(queue, to: connection) { await server.writesFlushed(sid: sid) }
+                await connection.close(.normalClosure)
             }
             // Reader.
             var probe = startsAsProbe
-            let maxPayload = server.configuration.engine.maxPayload
             do {
-                for try await message in inbound.messages(maxSize: maxPayload) {
+                for try await message in connection.messages {
                     let packet: EnginePacket
                     switch message {
                     case .text(let text):
@@ -192,21 +169,51 @@ public struct SocketIOEndpoint: Sendable {
                             // lets the writer send what is queued, then the close frame.
                             let calls = await server.websocketClosed(sid: sid, probe: false)
                             await server.perform(calls)
-                            continuation.finish()
+                            queue.finish()
                             return
                         }
                         packet = decoded
-                    case .binary(let buffer):
-                        packet = EnginePacket.decode(binaryFrame: Array(buffer.readableBytesView))
+                    case .binary(let bytes):
+                        packet = EnginePacket.decode(binaryFrame: bytes)
                     }
                     let (stillProbing, calls) = await server.frame(sid: sid, packet: packet, probe: probe)
                     probe = stillProbing
                     await server.perform(calls)
                 }
-            } catch {}
+            } catch {
+                server.logger.debug("websocket closed", metadata: ["socketio.sid": "\(sid)", "error": "\(error)"])
+            }
             let calls = await server.websocketClosed(sid: sid, probe: probe)
             await server.perform(calls)
-            continuation.finish()
+            queue.finish()
+        }
+    }
+
+    /// Writes the queue's packets until it ends: each batch taken with one flush; a barrier
+    /// first writes what precedes it, then calls `flushed`.
+    static func writeQueued(_ queue: OutboundQueue<SocketIOServer.OutboundItem>, to connection: WebSocketConnection, flushed: () async -> Void) async {
+        do {
+            while let items = await queue.next() {
+                var messages: [WebSocketConnection.Message] = []
+                messages.reserveCapacity(items.count)
+                for item in items {
+                    switch item {
+                    case .packet(let packet):
+                        if let binary = packet.binaryFrame {
+                            messages.append(.binary(binary))
+                        } else if let text = packet.textFrame {
+                            messages.append(.text(text))
+                        }
+                    case .barrier:
+                        try await connection.send(messages)
+                        messages.removeAll()
+                        await flushed()
+                    }
+                }
+                try await connection.send(messages)
+            }
+        } catch {
+            queue.finish()
         }
     }
 }

@@ -44,7 +44,7 @@ public actor SocketIOServer: Service {
 
     /// A WebSocket's outbound frames, bounded.
     struct Outbound: Sendable {
-        let continuation: AsyncStream<OutboundItem>.Continuation
+        let queue: OutboundQueue<OutboundItem>
         let id: Int
     }
 
@@ -83,6 +83,14 @@ public actor SocketIOServer: Service {
 
     public var sessionCount: Int { connections.count }
 
+    /// Runs `body` on the session's connection in place, or returns nil when there is none.
+    /// (Copying a connection out of the dictionary and back would copy its sessions' storage
+    /// on every frame: they are then shared while being changed.)
+    private func modify<R>(_ sid: String, _ body: (inout Connection) -> R) -> R? {
+        guard let index = connections.index(forKey: sid) else { return nil }
+        return body(&connections.values[index])
+    }
+
     /// The socket id of a connection's namespace, when it is connected.
     func connectedSocketID(sid: String, namespace: String) -> String? {
         connections[sid]?.socket.sockets[namespace]
@@ -107,9 +115,7 @@ public actor SocketIOServer: Service {
     private func closeAll() -> [AppCall] {
         var calls: [AppCall] = []
         for sid in Array(connections.keys) {
-            guard var connection = connections[sid] else { continue }
-            let actions = connection.engine.close()
-            connections[sid] = connection
+            guard let actions = modify(sid, { $0.engine.close() }) else { continue }
             calls += apply(actions, to: sid)
         }
         return calls
@@ -131,10 +137,10 @@ public actor SocketIOServer: Service {
     }
 
     private func fireTimers(_ sid: String, now: ContinuousClock.Instant) -> [AppCall] {
-        guard var connection = connections[sid] else { return [] }
-        let engineActions = connection.engine.timerFired(now: now)
-        let socketActions = configuration.engineEcho ? [] : connection.socket.timerFired(now: now)
-        connections[sid] = connection
+        let echo = configuration.engineEcho
+        guard let (engineActions, socketActions) = modify(sid, { connection in
+            (connection.engine.timerFired(now: now), echo ? [] : connection.socket.timerFired(now: now))
+        }) else { return [] }
         return apply(engineActions, to: sid) + apply(socketActions, to: sid)
     }
 
@@ -172,18 +178,15 @@ public actor SocketIOServer: Service {
     /// A GET on a polling session: answers at once or waits for packets.
     func poll(sid: String, token: String) async -> (PollResult, [AppCall]) {
         let expired = fireTimersIfDue(sid)
-        guard var connection = connections[sid] else { return (.unknownSession, expired) }
-        switch connection.engine.pollArrived(now: .now) {
+        guard let arrival = modify(sid, { $0.engine.pollArrived(now: .now) }) else { return (.unknownSession, expired) }
+        switch arrival {
         case .answer(let body):
-            connections[sid] = connection
             return (.body(body), expired)
         case .reject(let actions):
-            connections[sid] = connection
             let calls = expired + apply(actions, to: sid)
             await websocketFlushed(sid: sid)
             return (.rejected, calls)
         case .hold:
-            connections[sid] = connection
             if !expired.isEmpty {
                 // Timers that fired just now left work for the application (in practice they
                 // close the session first, so this does not happen). Performing it here would
@@ -210,22 +213,21 @@ public actor SocketIOServer: Service {
     /// A POST on a polling session.
     func post(sid: String, body: [UInt8]) -> (ok: Bool, known: Bool, calls: [AppCall]) {
         let expired = fireTimersIfDue(sid)
-        guard var connection = connections[sid] else { return (false, false, expired) }
-        let (ok, actions) = connection.engine.postArrived(body)
-        connections[sid] = connection
+        guard let (ok, actions) = modify(sid, { $0.engine.postArrived(body) }) else { return (false, false, expired) }
         return (ok, true, expired + apply(actions, to: sid))
     }
 
     /// A WebSocket opened: a new session (no sid) or an upgrade probe for an existing one.
-    func attachWebSocket(sid: String?, continuation: AsyncStream<OutboundItem>.Continuation) -> (sid: String, probe: Bool)? {
+    func attachWebSocket(sid: String?, queue: OutboundQueue<OutboundItem>) -> (sid: String, probe: Bool)? {
         nextOutboundID += 1
-        let outbound = Outbound(continuation: continuation, id: nextOutboundID)
+        let outbound = Outbound(queue: queue, id: nextOutboundID)
         if let sid {
-            guard var connection = connections[sid], connection.probe == nil else { return nil }
-            let (accepted, actions) = connection.engine.probeAttached(now: .now)
-            guard accepted else { return nil }
-            connection.probe = outbound
-            connections[sid] = connection
+            guard let (accepted, actions) = modify(sid, { connection -> (Bool, [EngineSession.Action]) in
+                guard connection.probe == nil else { return (false, []) }
+                let (accepted, actions) = connection.engine.probeAttached(now: .now)
+                if accepted { connection.probe = outbound }
+                return (accepted, actions)
+            }), accepted else { return nil }
             let calls = apply(actions, to: sid)
             precondition(calls.isEmpty, "ending a poll for an upgrade produces no application calls")
             return (sid, true)
@@ -238,26 +240,23 @@ public actor SocketIOServer: Service {
 
     /// A frame from a WebSocket; `probe` while it is still upgrading.
     func frame(sid: String, packet: EnginePacket, probe: Bool) -> (probe: Bool, calls: [AppCall]) {
-        guard var connection = connections[sid] else { return (probe, []) }
-        if probe, connection.engine.transport == .polling {
+        guard let (stillProbing, actions) = modify(sid, { connection -> (Bool, [EngineSession.Action]) in
+            guard probe, connection.engine.transport == .polling else { return (false, connection.engine.frameArrived(packet)) }
             let actions = connection.engine.probeFrameArrived(packet)
             if connection.engine.transport == .websocket {
                 connection.websocket = connection.probe
                 connection.probe = nil
             }
-            connections[sid] = connection
-            return (connection.engine.transport != .websocket, apply(actions, to: sid))
-        }
-        let actions = connection.engine.frameArrived(packet)
-        connections[sid] = connection
-        return (false, apply(actions, to: sid))
+            return (connection.engine.transport != .websocket, actions)
+        }) else { return (probe, []) }
+        return (stillProbing, apply(actions, to: sid))
     }
 
     func websocketClosed(sid: String, probe: Bool) -> [AppCall] {
-        guard var connection = connections[sid] else { return [] }
-        let actions = connection.engine.transportClosed(probe: probe)
-        if probe { connection.probe = nil }
-        connections[sid] = connection
+        guard let actions = modify(sid, { connection in
+            if probe { connection.probe = nil }
+            return connection.engine.transportClosed(probe: probe)
+        }) else { return [] }
         return apply(actions, to: sid)
     }
 
@@ -268,7 +267,7 @@ public actor SocketIOServer: Service {
     func websocketFlushed(sid: String) async {
         guard let outbound = connections[sid]?.websocket else { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            guard connections[sid] != nil, case .enqueued = outbound.continuation.yield(.barrier) else {
+            guard connections[sid] != nil, case .enqueued = outbound.queue.yield(.barrier) else {
                 continuation.resume()
                 return
             }
@@ -295,9 +294,9 @@ public actor SocketIOServer: Service {
 
     /// Sends an event to one socket.
     public func emit(_ socket: SocketRef, event: String, _ arguments: [JSONValue]) {
-        guard var connection = connections[socket.engineID] else { return }
-        let (actions, _) = connection.socket.emit(namespace: socket.namespace, event: event, arguments: arguments, now: .now)
-        connections[socket.engineID] = connection
+        guard let (actions, _) = modify(socket.engineID, {
+            $0.socket.emit(namespace: socket.namespace, event: event, arguments: arguments, now: .now)
+        }) else { return }
         let calls = apply(actions, to: socket.engineID)
         precondition(calls.isEmpty, "emitting produces no application calls")
     }
@@ -305,10 +304,9 @@ public actor SocketIOServer: Service {
     /// Sends an event and waits for the client's acknowledgement, at most `timeout`.
     /// - Returns: the acknowledgement's arguments, or nil on timeout or disconnect.
     public func emitWithAck(_ socket: SocketRef, event: String, _ arguments: [JSONValue], timeout: Duration) async -> [JSONValue]? {
-        guard var connection = connections[socket.engineID] else { return nil }
-        let (actions, id) = connection.socket.emit(namespace: socket.namespace, event: event, arguments: arguments,
-                                                   ackTimeout: timeout, now: .now)
-        connections[socket.engineID] = connection
+        guard let (actions, id) = modify(socket.engineID, {
+            $0.socket.emit(namespace: socket.namespace, event: event, arguments: arguments, ackTimeout: timeout, now: .now)
+        }) else { return nil }
         _ = apply(actions, to: socket.engineID)
         guard let id else { return nil }
         let key = AckKey(engineID: socket.engineID, namespace: socket.namespace, id: id)
@@ -319,9 +317,9 @@ public actor SocketIOServer: Service {
 
     /// Answers a client's acknowledgement request.
     public func ack(_ socket: SocketRef, id: UInt64, _ arguments: [JSONValue]) {
-        guard var connection = connections[socket.engineID] else { return }
-        let actions = connection.socket.ack(namespace: socket.namespace, id: id, arguments: arguments)
-        connections[socket.engineID] = connection
+        guard let actions = modify(socket.engineID, { $0.socket.ack(namespace: socket.namespace, id: id, arguments: arguments) }) else {
+            return
+        }
         _ = apply(actions, to: socket.engineID)
     }
 
@@ -350,9 +348,7 @@ public actor SocketIOServer: Service {
 
     /// Disconnects a socket from its namespace.
     public func disconnect(_ socket: SocketRef) async {
-        guard var connection = connections[socket.engineID] else { return }
-        let actions = connection.socket.disconnect(namespace: socket.namespace, now: .now)
-        connections[socket.engineID] = connection
+        guard let actions = modify(socket.engineID, { $0.socket.disconnect(namespace: socket.namespace, now: .now) }) else { return }
         await perform(apply(actions, to: socket.engineID))
     }
 
@@ -376,15 +372,14 @@ public actor SocketIOServer: Service {
     }
 
     private func decide(_ request: ConnectRequest, _ decision: ConnectDecision) -> [AppCall] {
-        guard var connection = connections[request.engineID] else { return [] }
-        let actions: [SocketSession.Action]
-        switch decision {
-        case .accept(let pid):
-            actions = connection.socket.accept(namespace: request.namespace, socketID: Self.randomID(), pid: pid)
-        case .refuse(let message, let data):
-            actions = connection.socket.refuse(namespace: request.namespace, message: message, data: data)
-        }
-        connections[request.engineID] = connection
+        guard let actions = modify(request.engineID, { connection in
+            switch decision {
+            case .accept(let pid):
+                connection.socket.accept(namespace: request.namespace, socketID: Self.randomID(), pid: pid)
+            case .refuse(let message, let data):
+                connection.socket.refuse(namespace: request.namespace, message: message, data: data)
+            }
+        }) else { return [] }
         return apply(actions, to: request.engineID)
     }
 
@@ -399,23 +394,19 @@ public actor SocketIOServer: Service {
                 connections[sid]?.pendingPoll?.resume(returning: .rejected)
                 connections[sid]?.pendingPoll = nil
             case .closeProbe:
-                connections[sid]?.probe?.continuation.finish()
+                connections[sid]?.probe?.queue.finish()
                 connections[sid]?.probe = nil
             case .writeFrames(let packets):
                 if let outbound = connections[sid]?.websocket { write(packets, to: outbound, sid: sid) }
             case .writeProbeFrames(let packets):
                 if let outbound = connections[sid]?.probe { write(packets, to: outbound, sid: sid) }
             case .deliver(let payloads) where configuration.engineEcho:
-                guard var connection = connections[sid] else { break }
-                let echo = connection.engine.send(payloads.map { EnginePacket(.message, $0) })
-                connections[sid] = connection
+                guard let echo = modify(sid, { $0.engine.send(payloads.map { EnginePacket(.message, $0) }) }) else { break }
                 calls += apply(echo, to: sid)
             case .deliver(let payloads):
                 let now = ContinuousClock.now
                 for payload in payloads {
-                    guard var connection = connections[sid] else { break }
-                    let socketActions = connection.socket.received(payload, now: now)
-                    connections[sid] = connection
+                    guard let socketActions = modify(sid, { $0.socket.received(payload, now: now) }) else { break }
                     calls += apply(socketActions, to: sid)
                 }
             case .closed(let reason):
@@ -430,9 +421,7 @@ public actor SocketIOServer: Service {
         for action in actions {
             switch action {
             case .send(let packets):
-                guard var connection = connections[sid] else { continue }
-                let engineActions = connection.engine.send(packets)
-                connections[sid] = connection
+                guard let engineActions = modify(sid, { $0.engine.send(packets) }) else { continue }
                 calls += apply(engineActions, to: sid)
             case .authorize(let namespace, let auth, let recovery):
                 calls.append(.authorize(ConnectRequest(engineID: sid, namespace: namespace, auth: auth, recovery: recovery)))
@@ -449,10 +438,8 @@ public actor SocketIOServer: Service {
             case .disconnected(let namespace, let socketID, let reason):
                 calls += forget(SocketRef(engineID: sid, namespace: namespace, socketID: socketID), reason: reason)
             case .closeConnection(let reason):
-                guard var connection = connections[sid] else { continue }
+                guard let engineActions = modify(sid, { $0.engine.close() }) else { continue }
                 logger.info("socket.io connection closed", metadata: ["socketio.sid": "\(sid)", "socketio.reason": "\(reason)"])
-                let engineActions = connection.engine.close()
-                connections[sid] = connection
                 calls += apply(engineActions, to: sid)
             }
         }
@@ -476,17 +463,17 @@ public actor SocketIOServer: Service {
         logger.debug("engine.io session closed", metadata: ["socketio.sid": "\(sid)", "socketio.reason": "\(reason)"])
         connection.pendingPoll?.resume(returning: .body(EnginePacket.encodePayload([EnginePacket(.noop)])))
         for waiter in connection.flushWaiters { waiter.resume() }
-        connection.websocket?.continuation.finish()
-        connection.probe?.continuation.finish()
+        connection.websocket?.queue.finish()
+        connection.probe?.queue.finish()
         // Only disconnects follow; they need no connection.
         return apply(connection.socket.transportClosedActions(), to: sid)
     }
 
     private func write(_ packets: [EnginePacket], to outbound: Outbound, sid: String) {
         for packet in packets {
-            if case .dropped = outbound.continuation.yield(.packet(packet)) {
+            if case .dropped = outbound.queue.yield(.packet(packet)) {
                 logger.warning("socket.io client too slow; closing", metadata: ["socketio.sid": "\(sid)"])
-                outbound.continuation.finish()
+                outbound.queue.finish()
                 return
             }
         }

@@ -123,8 +123,11 @@ public enum LoopbackWebSocket {
                     upgraders: [upgrader],
                     notUpgradingCompletionHandler: { channel in channel.eventLoop.makeCompletedFuture { .refused } }
                 )
-                return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
-                    configuration: .init(upgradeConfiguration: configuration))
+                var pipeline = NIOUpgradableHTTPClientPipelineConfiguration(upgradeConfiguration: configuration)
+                // Frames the server sends right after its 101 response may arrive in the same
+                // read: keep them (NIO's default drops them).
+                pipeline.leftOverBytesStrategy = .forwardBytes
+                return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(configuration: pipeline)
             }
         }
         guard case .websocket(let channel) = try await upgrade.get() else { throw Failure.notUpgraded }

@@ -24,6 +24,8 @@ struct BenchWebSocket: AsyncParsableCommand {
     @Option(help: "Events per round.") var events = 200_000
     @Option(help: "Events in flight at most (below the server's 1,024-frame outbound queue).") var window = 512
     @Option(help: "Rounds per figure (the median is reported).") var rounds = 3
+    @Option(help: ArgumentHelp("Measure only this echo (socketio, engineio, websocket), for profiling.", visibility: .hidden))
+    var only: String?
 
     static let payload = #"{"group":"design-12","username":"maria.k","id":"c-9f2c1a7e44","created":1795000000123,"message":"Sure, I'll push the fix after lunch, can you review?"}"#
 
@@ -37,6 +39,7 @@ struct BenchWebSocket: AsyncParsableCommand {
             portContinuation.yield(port)
         }
         let events = self.events, window = self.window, rounds = self.rounds
+        let echoes = Echo.allCases.filter { only == nil || "\($0)".lowercased() == only }
         let (socketIO, engineIO, plain) = try await withThrowingTaskGroup(of: (Double, Double, Double)?.self) { group in
             group.addTask {
                 try await app.run()
@@ -46,17 +49,18 @@ struct BenchWebSocket: AsyncParsableCommand {
             guard let port = await iterator.next() else { throw CancellationError() }
             var rates: [Echo: [Double]] = [:]
             for _ in 0..<rounds {
-                for echo in Echo.allCases {
+                for echo in echoes {
                     rates[echo, default: []].append(try await Self.echo(echo, port: port, events: events, window: window))
                 }
             }
             group.cancelAll()
-            func median(_ echo: Echo) -> Double { (rates[echo] ?? [0]).sorted()[rounds / 2] }
+            func median(_ echo: Echo) -> Double { (rates[echo] ?? Array(repeating: 0, count: rounds)).sorted()[rounds / 2] }
             return (median(.socketIO), median(.engineIO), median(.webSocket))
         }
         print(String(format: "Socket.IO event echo, one WebSocket:  %.0f events/s", socketIO))
         print(String(format: "Engine.IO message echo (baseline):   %.0f messages/s", engineIO))
         print(String(format: "plain WebSocket echo (baseline):     %.0f messages/s", plain))
+        guard only == nil else { return }  // no ratios without the baselines
         struct Result: Encodable {
             var events: Int
             var window: Int

@@ -37,18 +37,60 @@ import Testing
         let server = server()
         // A queue of two frames that nobody drains: the open packet, then the connect reply and
         // the auth-less socket's traffic overflow it.
-        let (frames, continuation) = AsyncStream<SocketIOServer.OutboundItem>.makeStream(bufferingPolicy: .bufferingOldest(2))
-        let attached = await server.attachWebSocket(sid: nil, continuation: continuation)
+        let queue = OutboundQueue<SocketIOServer.OutboundItem>(capacity: 2)
+        let attached = await server.attachWebSocket(sid: nil, queue: queue)
         let sid = try #require(attached?.sid)
         let (_, connectCalls) = await server.frame(sid: sid, packet: .message("0"), probe: false)
         await server.perform(connectCalls)
         let socketID = try #require(await server.connectedSocketID(sid: sid, namespace: "/"))
         let socket = SocketRef(engineID: sid, namespace: "/", socketID: socketID)
         for n in 0..<5 { await server.emit(socket, event: "flood", [.number(Double(n))]) }
-        // The stream was finished when a frame did not fit: reading it ends after what fitted.
+        // The queue was finished when a frame did not fit: reading it ends after what fitted.
         var received: [EnginePacket] = []
-        for await item in frames { if case .packet(let frame) = item { received.append(frame) } }
+        while let items = await queue.next() {
+            for item in items { if case .packet(let frame) = item { received.append(frame) } }
+        }
         #expect(received.count == 2)
         #expect(received.first?.type == .open)
+    }
+}
+
+@Suite struct OutboundQueueTests {
+    @Test func theWriterTakesEverythingQueuedAtOnceWithinTheCapacity() async {
+        let queue = OutboundQueue<Int>(capacity: 3)
+        #expect(queue.yield(1) == .enqueued)
+        #expect(queue.yield(2) == .enqueued)
+        #expect(queue.yield(3) == .enqueued)
+        #expect(queue.yield(4) == .dropped)
+        #expect(await queue.next() == [1, 2, 3])
+        // Taking a batch makes room again.
+        #expect(queue.yield(5) == .enqueued)
+        queue.finish()
+        #expect(queue.yield(6) == .terminated)
+        // What was queued before the end is still taken, then the queue ends.
+        #expect(await queue.next() == [5])
+        #expect(await queue.next() == nil)
+    }
+
+    @Test func aWaitingWriterIsWokenByAnItemOrTheEnd() async {
+        let queue = OutboundQueue<Int>(capacity: 8)
+        async let first = queue.next()
+        // Give the writer time to wait (it may also find the item already queued: both are right).
+        try? await Task.sleep(for: .milliseconds(20))
+        #expect(queue.yield(7) == .enqueued)
+        #expect(await first == [7])
+        async let second = queue.next()
+        try? await Task.sleep(for: .milliseconds(20))
+        queue.finish()
+        #expect(await second == nil)
+    }
+
+    @Test func cancellingTheWaitingWriterEndsTheQueue() async {
+        let queue = OutboundQueue<Int>(capacity: 8)
+        let writer = Task { await queue.next() }
+        try? await Task.sleep(for: .milliseconds(20))
+        writer.cancel()
+        #expect(await writer.value == nil)
+        #expect(queue.yield(1) == .terminated)
     }
 }

@@ -1,0 +1,144 @@
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOWebSocket
+
+/// HTTP/1 with WebSocket upgrades, as a Hummingbird child channel: requests go to the
+/// application's router; an upgrade request for which `route` returns a handler becomes a
+/// `WebSocketConnection` served by it.
+///
+/// chatlog has its own WebSocket layer (on SwiftNIO's frame codec) rather than
+/// hummingbird-websocket's so that a connection writes all its queued messages with one
+/// flush: the Socket.IO writer takes every frame queued since its last write at once
+/// (`OutboundQueue`), where a writer that flushes per frame makes one system call per event.
+public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
+    /// Serves one upgraded connection; the connection closes when it returns.
+    public typealias Handler = @Sendable (WebSocketConnection) async -> Void
+    /// The handler for an upgrade request's URI (path and query), or nil to refuse it.
+    public typealias Route = @Sendable (_ uri: String) -> Handler?
+
+    public struct Configuration: Sendable {
+        /// Largest message accepted from a client, and largest frame; a client sending more
+        /// is closed with 1009 (message too big).
+        public var messageBytesMax = 1_000_000
+        /// How long a closing handshake may take before the connection is dropped.
+        public var closeTimeout: Duration = .seconds(1)
+        public init() {}
+    }
+
+    enum UpgradeResult: Sendable {
+        case websocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, Handler)
+        case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        /// An upgrade request that `route` refused: answered 400.
+        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+    }
+
+    public struct Value: ServerChildChannelValue {
+        let result: EventLoopFuture<UpgradeResult>
+        public let channel: any Channel
+    }
+
+    public let responder: HTTPChannelHandler.Responder
+    let configuration: Configuration
+    let route: Route
+
+    public init(responder: @escaping HTTPChannelHandler.Responder, configuration: Configuration, route: @escaping Route) {
+        self.configuration = configuration
+        self.route = route
+        // NIO's upgrade handler only looks at a connection's first request. An upgrade request
+        // that comes later on a kept-alive connection is redirected to the same URI with the
+        // connection closed, so that the client retries on a new connection.
+        self.responder = { request, writer, channel in
+            guard request.headers[.upgrade]?.lowercased() == "websocket" else {
+                try await responder(request, writer, channel)
+                return
+            }
+            var uri = request.uri.path
+            if let query = request.uri.query { uri += "?" + query }
+            try await writer.writeResponse(HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: uri]))
+            throw ChannelError.outputClosed
+        }
+    }
+
+    public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            let refused = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
+            let route = self.route
+            let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
+                maxFrameSize: configuration.messageBytesMax,
+                enableAutomaticErrorHandling: true,
+                shouldUpgrade: { channel, head in
+                    let accepted = route(head.uri) != nil
+                    refused.value = !accepted
+                    return channel.eventLoop.makeSucceededFuture(accepted ? HTTPHeaders() : nil)
+                },
+                upgradePipelineHandler: { channel, head in
+                    channel.eventLoop.makeCompletedFuture {
+                        // `route` is a pure function of the URI: it accepted this one above.
+                        guard let handler = route(head.uri) else { throw ChannelError.inappropriateOperationForState }
+                        let frames = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(wrappingChannelSynchronously: channel)
+                        return .websocket(frames, handler)
+                    }
+                }
+            )
+            let upgrade = NIOTypedHTTPServerUpgradeConfiguration<UpgradeResult>(
+                upgraders: [upgrader],
+                notUpgradingCompletionHandler: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(logger: logger))
+                        let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(isOutboundHalfClosureEnabled: true))
+                        return refused.value ? .refused(http) : .notUpgraded(http)
+                    }
+                }
+            )
+            var pipeline = NIOUpgradableHTTPServerPipelineConfiguration(upgradeConfiguration: upgrade)
+            pipeline.enablePipelining = false  // NIOAsyncChannel reads one request at a time
+            pipeline.enableErrorHandling = false  // Hummingbird answers malformed requests
+            pipeline.enableResponseHeaderValidation = false  // HTTPTypes validated them
+            let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+            return Value(result: result, channel: channel)
+        }
+    }
+
+    public func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.result.get() {
+            case .notUpgraded(let http):
+                await handleHTTP(asyncChannel: http, logger: logger)
+            case .refused(let http):
+                try await http.executeThenClose { _, outbound in
+                    try await outbound.write(contentsOf: [
+                        .head(HTTPResponse(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])),
+                        .end(nil),
+                    ])
+                }
+            case .websocket(let frames, let handler):
+                try await frames.executeThenClose { inbound, outbound in
+                    await handler(WebSocketConnection(channel: value.channel, inbound: inbound, outbound: outbound,
+                                                      configuration: configuration))
+                }
+            }
+        } catch {
+            logger.debug("connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+extension HTTPServerBuilder {
+    /// HTTP/1 with chatlog's WebSocket upgrades (`WebSocketHTTPChannel`).
+    public static func webSocketUpgrade(
+        configuration: WebSocketHTTPChannel.Configuration = .init(),
+        route: @escaping WebSocketHTTPChannel.Route
+    ) -> HTTPServerBuilder {
+        HTTPServerBuilder { responder in
+            WebSocketHTTPChannel(responder: responder, configuration: configuration, route: route)
+        }
+    }
+}
