@@ -134,6 +134,10 @@ public struct SocketPacket: Sendable, Equatable {
     }
 
     private func writeHeader(type: PacketType, attachments: Int, to writer: inout JSONWriter) {
+        Self.writeHeader(type: type, namespace: namespace, id: id, attachments: attachments, to: &writer)
+    }
+
+    private static func writeHeader(type: PacketType, namespace: String, id: UInt64?, attachments: Int, to writer: inout JSONWriter) {
         writer.put(UInt8(ascii: "0") + type.rawValue)
         if type == .binaryEvent || type == .binaryAck {
             writer.put(decimal: UInt64(attachments))
@@ -144,6 +148,63 @@ public struct SocketPacket: Sendable, Equatable {
             writer.put(UInt8(ascii: ","))
         }
         if let id { writer.put(decimal: id) }
+    }
+
+    /// The text of an EVENT packet whose arguments `arguments` writes straight into it, with
+    /// no `JSONValue` tree: `2`, the namespace and ack id when given, then
+    /// `["name", arguments...]`. Text only: binary data needs `SocketPacket` and `encode()`.
+    public static func encodeEvent(
+        _ name: String,
+        namespace: String = "/",
+        id: UInt64? = nil,
+        arguments: (inout JSONOutput) -> Void
+    ) -> String {
+        JSONWriter.render(capacity: 256) { writer in
+            writeHeader(type: .event, namespace: namespace, id: id, attachments: 0, to: &writer)
+            writer.put(UInt8(ascii: "["))
+            writer.putQuoted(name)
+            var output = JSONOutput(writer: writer, needsComma: true)
+            arguments(&output)
+            writer = output.writer
+            writer.put(UInt8(ascii: "]"))
+            return true
+        } ?? ""
+    }
+
+    /// Reads an EVENT's arguments straight from the received text, with no `JSONValue` tree:
+    /// `body` gets a reader inside the packet's array, after the event name; it calls
+    /// `nextElement()` before each argument it reads.
+    /// - Throws: `SocketIOProtocolError.invalidSocketPacket` when this is not an EVENT with
+    ///   a name; `body`'s errors.
+    @inlinable
+    public func readEventArguments<R>(
+        _ body: (inout JSONReader) throws(SocketIOProtocolError) -> R
+    ) throws(SocketIOProtocolError) -> R {
+        var text = try eventText()
+        return try text.withUTF8 { bytes in
+            Result { () throws(SocketIOProtocolError) -> R in
+                var reader = JSONReader(bytes: bytes)
+                try reader.enterEventArguments()
+                return try body(&reader)
+            }
+        }.get()
+    }
+
+    /// The JSON text of an EVENT's payload.
+    @usableFromInline
+    func eventText() throws(SocketIOProtocolError) -> Substring {
+        guard type == .event || type == .binaryEvent else { throw .invalidSocketPacket("not an EVENT") }
+        switch payload {
+        case .json(let received, _, _)?:
+            return received
+        case .value(let value)?:
+            guard let rendered = JSONWriter.render({ value.write(to: &$0) }) else {
+                throw .invalidSocketPacket("binary arguments cannot be read as text")
+            }
+            return Substring(rendered)
+        case nil:
+            throw .invalidSocketPacket("EVENT payload must start with the event name")
+        }
     }
 
     private static func extractBinary(_ value: JSONValue, into attachments: inout [[UInt8]]) -> JSONValue {

@@ -12,7 +12,9 @@ struct BenchSocketIO: AsyncParsableCommand {
             relay (decode the received text, encode the decoded packet again, as a server \
             forwarding an event does), build (encode a packet built from values, then decode \
             it), and decode with arguments (decode, then build the arguments' values, as a \
-            handler reading an event does). The baseline, in the same run, round-trips the \
+            handler reading an event does), and typed (the event written from a struct of \
+            its own and read back into one, with no JSON value tree, as the chat server's \
+            handlers do). The baseline, in the same run, round-trips the \
             same JSON through Foundation's JSONSerialization. Each figure is the median of \
             --rounds rounds of --packets packets. The last line is one JSON object.
             """
@@ -20,7 +22,7 @@ struct BenchSocketIO: AsyncParsableCommand {
 
     @Option(help: "Packets per round.") var packets = 1_000_000
     @Option(help: "Rounds per figure (the median is reported).") var rounds = 3
-    @Option(help: ArgumentHelp("Measure only this (relay, build, arguments), for profiling.", visibility: .hidden))
+    @Option(help: ArgumentHelp("Measure only this (relay, build, arguments, typed), for profiling.", visibility: .hidden))
     var only: String?
 
     func run() async throws {
@@ -59,6 +61,22 @@ struct BenchSocketIO: AsyncParsableCommand {
             for _ in 0..<packets { sum &+= try SocketPacket.decode(received).packet.arguments.count }
             return sum
         }
+        // Typed: the chat event as a struct of its own, written into the packet text and read
+        // back from it, with no JSONValue tree (what a chat server's handlers do).
+        let message = GroupMessage(group: "design-12", username: "maria.k", id: "c-9f2c1a7e44", created: 1_795_000_000_123,
+                                   message: "Sure, I'll push the fix after lunch, can you review?")
+        let typed = try median("typed") {
+            var sum = 0
+            for _ in 0..<packets {
+                let text = SocketPacket.encodeEvent("send-group-message") { message.write(&$0) }
+                let decoded = try SocketPacket.decode(text).packet.readEventArguments { reader throws(SocketIOProtocolError) in
+                    guard try reader.nextElement() else { throw .invalidSocketPacket("no message") }
+                    return try GroupMessage(reading: &reader)
+                }
+                sum &+= Int(decoded.created & 1) &+ decoded.message.utf8.count
+            }
+            return sum
+        }
         let json = Data(received.dropFirst().utf8)
         let baselinePackets = only == nil ? max(1, packets / 20) : 1
         var baselineRates: [Double] = []
@@ -75,6 +93,7 @@ struct BenchSocketIO: AsyncParsableCommand {
         print(String(format: "relay (decode, encode again):   %.0f packets/s", relay))
         print(String(format: "build (encode values, decode):  %.0f packets/s", build))
         print(String(format: "decode with arguments:          %.0f packets/s", withArguments))
+        print(String(format: "typed (encode struct, decode):  %.0f packets/s", typed))
         print(String(format: "Foundation JSON round trip:     %.0f packets/s (%d-byte frame)", baseline, received.utf8.count + 1))
         struct Result: Encodable {
             var packets: Int
@@ -83,16 +102,71 @@ struct BenchSocketIO: AsyncParsableCommand {
             var relay_packets_per_s: Double
             var build_packets_per_s: Double
             var decode_with_arguments_packets_per_s: Double
+            var typed_packets_per_s: Double
             var foundation_json_packets_per_s: Double
             var relay_vs_foundation: Double
             var build_vs_foundation: Double
+            var typed_vs_foundation: Double
             var checksum: Int
         }
         func ratio(_ rate: Double) -> Double { (rate / baseline * 10).rounded() / 10 }
         print(jsonLine(Result(packets: packets, rounds: rounds, packet_bytes: received.utf8.count + 1,
                               relay_packets_per_s: relay.rounded(), build_packets_per_s: build.rounded(),
-                              decode_with_arguments_packets_per_s: withArguments.rounded(),
+                              decode_with_arguments_packets_per_s: withArguments.rounded(), typed_packets_per_s: typed.rounded(),
                               foundation_json_packets_per_s: baseline.rounded(),
-                              relay_vs_foundation: ratio(relay), build_vs_foundation: ratio(build), checksum: checksum)))
+                              relay_vs_foundation: ratio(relay), build_vs_foundation: ratio(build),
+                              typed_vs_foundation: ratio(typed), checksum: checksum)))
+    }
+}
+
+/// The tutorial's group message as a type of its own, read from and written to Socket.IO
+/// arguments without a JSON value tree.
+struct GroupMessage {
+    var group = ""
+    var username = ""
+    var id = ""
+    var created: Int64 = 0
+    var message = ""
+
+    init(group: String, username: String, id: String, created: Int64, message: String) {
+        self.group = group
+        self.username = username
+        self.id = id
+        self.created = created
+        self.message = message
+    }
+
+    init(reading reader: inout JSONReader) throws(SocketIOProtocolError) {
+        try reader.beginObject()
+        while let key = try reader.nextMember() {
+            if key == "group" {
+                group = try reader.readString()
+            } else if key == "username" {
+                username = try reader.readString()
+            } else if key == "id" {
+                id = try reader.readString()
+            } else if key == "created" {
+                created = try reader.readInteger()
+            } else if key == "message" {
+                message = try reader.readString()
+            } else {
+                try reader.skipValue()
+            }
+        }
+    }
+
+    func write(_ json: inout JSONOutput) {
+        json.beginObject()
+        json.key("group")
+        json.string(group)
+        json.key("username")
+        json.string(username)
+        json.key("id")
+        json.string(id)
+        json.key("created")
+        json.integer(created)
+        json.key("message")
+        json.string(message)
+        json.endObject()
     }
 }

@@ -26,6 +26,8 @@ struct BenchWebSocket: AsyncParsableCommand {
     @Option(help: "Rounds per figure (the median is reported).") var rounds = 3
     @Option(help: ArgumentHelp("Measure only this echo (socketio, engineio, websocket), for profiling.", visibility: .hidden))
     var only: String?
+    @Option(help: ArgumentHelp("Run only the client, against a server already on this loopback port.", visibility: .hidden))
+    var connect: Int?
 
     static let payload = #"{"group":"design-12","username":"maria.k","id":"c-9f2c1a7e44","created":1795000000123,"message":"Sure, I'll push the fix after lunch, can you review?"}"#
 
@@ -40,6 +42,14 @@ struct BenchWebSocket: AsyncParsableCommand {
         }
         let events = self.events, window = self.window, rounds = self.rounds
         let echoes = Echo.allCases.filter { only == nil || "\($0)".lowercased() == only }
+        if let connect {
+            for echo in echoes {
+                var rates: [Double] = []
+                for _ in 0..<rounds { rates.append(try await Self.echo(echo, port: connect, events: events, window: window)) }
+                print("\(echo) \(rates.sorted()[rounds / 2].rounded())")
+            }
+            return
+        }
         let (socketIO, engineIO, plain) = try await withThrowingTaskGroup(of: (Double, Double, Double)?.self) { group in
             group.addTask {
                 try await app.run()

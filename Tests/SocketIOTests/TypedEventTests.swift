@@ -1,0 +1,156 @@
+import Testing
+
+@testable import SocketIO
+
+/// Reading and writing events' arguments without `JSONValue` trees (`JSONReader`,
+/// `JSONOutput`, `SocketPacket.encodeEvent` / `readEventArguments`).
+@Suite struct TypedEventTests {
+    /// Rebuilds any value with the reader's cursor API alone, to compare with the parser.
+    static func readValue(_ reader: inout JSONReader) throws(SocketIOProtocolError) -> JSONValue {
+        switch reader.nextKind {
+        case .null:
+            _ = try reader.readNull()
+            return .null
+        case .bool: return .bool(try reader.readBool())
+        case .number: return .number(try reader.readNumber())
+        case .string: return .string(try reader.readString())
+        case .array:
+            try reader.beginArray()
+            var items: [JSONValue] = []
+            while try reader.nextElement() { items.append(try readValue(&reader)) }
+            return .array(items)
+        case .object:
+            try reader.beginObject()
+            var members: [(String, JSONValue)] = []
+            while let key = try reader.nextMember() { members.append((key.string, try readValue(&reader))) }
+            return .object(members)
+        case nil:
+            throw .invalidJSON("no value")
+        }
+    }
+
+    static let documents = [
+        #"{"a":[1,2.5,"x\u00e9",{"b":true}],"c":null}"#,
+        #" [ "ev" , { "k" : "v\n\t\"q\"\\ \/" , "n" : -0.5e+3 } , [ [ ] ] , { } ] "#,
+        #""s\ud83d\ude00 é""#, "-0", "1795000000123", "-9007199254740991", "1e300", "true", "false", "null",
+        #"{"":false,"\u0061b":[null,[1,[2,[3]]]]}"#, #"[[],{},"",0]"#,
+    ]
+
+    @Test(arguments: documents)
+    func theReaderReadsWhatTheParserParses(_ text: String) throws {
+        let parsed = try JSONParser.parse(text)
+        let read = try JSONReader.read(text) { reader throws(SocketIOProtocolError) in
+            let value = try Self.readValue(&reader)
+            #expect(reader.isAtEnd)
+            return value
+        }
+        #expect(read == parsed)
+        // Skipping passes over exactly the same value.
+        try JSONReader.read(text) { reader throws(SocketIOProtocolError) in
+            try reader.skipValue()
+            #expect(reader.isAtEnd)
+        }
+    }
+
+    @Test func keysCompareWithOrWithoutEscapes() throws {
+        try JSONReader.read(#"{"group":1,"gro\u0075p":2,"groups":3}"#) { reader throws(SocketIOProtocolError) in
+            try reader.beginObject()
+            var matches: [Bool] = []
+            while let key = try reader.nextMember() {
+                matches.append(key == "group")
+                try reader.skipValue()
+            }
+            #expect(matches == [true, true, false])
+        }
+    }
+
+    @Test func typeMismatchesAreErrorsNotCrashes() {
+        #expect(throws: SocketIOProtocolError.self) { try JSONReader.read("1") { reader throws(SocketIOProtocolError) in try reader.readString() } }
+        #expect(throws: SocketIOProtocolError.self) { try JSONReader.read(#""a""#) { reader throws(SocketIOProtocolError) in try reader.readNumber() } }
+        #expect(throws: SocketIOProtocolError.self) { try JSONReader.read("1.5") { reader throws(SocketIOProtocolError) in try reader.readInteger() } }
+        #expect(throws: SocketIOProtocolError.self) {
+            try JSONReader.read("9007199254740993") { reader throws(SocketIOProtocolError) in try reader.readInteger() }
+        }
+        #expect(throws: SocketIOProtocolError.self) { try JSONReader.read("[1]") { reader throws(SocketIOProtocolError) in try reader.beginObject() } }
+        // Unchecked text: the cursor throws where the grammar breaks instead of reading on.
+        #expect(throws: SocketIOProtocolError.self) {
+            try JSONReader.read(#"{"a" 1}"#) { reader throws(SocketIOProtocolError) in try reader.skipValue() }
+        }
+        #expect(throws: SocketIOProtocolError.self) { try JSONReader.read(#"["a""#) { reader throws(SocketIOProtocolError) in try reader.skipValue() } }
+    }
+
+    /// The chat event the benchmark uses, as a type of its own.
+    struct Message: Equatable {
+        var group: String
+        var username: String
+        var id: String
+        var created: Int64
+        var message: String
+        var tags: [String] = []
+
+        func write(_ json: inout JSONOutput) {
+            json.beginObject()
+            json.key("group"); json.string(group)
+            json.key("username"); json.string(username)
+            json.key("id"); json.string(id)
+            json.key("created"); json.integer(created)
+            json.key("message"); json.string(message)
+            json.key("tags"); json.beginArray(); for tag in tags { json.string(tag) }; json.endArray()
+            json.endObject()
+        }
+
+        static func read(_ reader: inout JSONReader) throws(SocketIOProtocolError) -> Message {
+            var message = Message(group: "", username: "", id: "", created: 0, message: "")
+            try reader.beginObject()
+            while let key = try reader.nextMember() {
+                if key == "group" { message.group = try reader.readString() }
+                else if key == "username" { message.username = try reader.readString() }
+                else if key == "id" { message.id = try reader.readString() }
+                else if key == "created" { message.created = try reader.readInteger() }
+                else if key == "message" { message.message = try reader.readString() }
+                else if key == "tags" {
+                    try reader.beginArray()
+                    while try reader.nextElement() { message.tags.append(try reader.readString()) }
+                } else { try reader.skipValue() }
+            }
+            return message
+        }
+    }
+
+    @Test func anEventWrittenFromValuesDecodesAndReadsBack() throws {
+        let sent = Message(group: "design-12", username: "maría", id: "c-1", created: 1_795_000_000_123,
+                           message: "line\n\"quoted\" \u{01} 👋", tags: ["a", "b"])
+        let text = SocketPacket.encodeEvent("send-group-message", namespace: "/chat", id: 7) { json in
+            sent.write(&json)
+            json.integer(-2)
+            json.value(.array([.bool(true), .null]))
+        }
+        let packet = try SocketPacket.decode(text).packet
+        #expect(packet.namespace == "/chat" && packet.id == 7 && packet.eventName == "send-group-message")
+        // The same text as the tree-built packet would have.
+        #expect(packet.arguments.count == 3)
+        #expect(packet.arguments[1] == .number(-2) && packet.arguments[2] == .array([.bool(true), .null]))
+        let (received, rest) = try packet.readEventArguments { reader throws(SocketIOProtocolError) in
+            guard try reader.nextElement() else { throw .invalidSocketPacket("no argument") }
+            let message = try Message.read(&reader)
+            var rest: [JSONValue] = []
+            while try reader.nextElement() { rest.append(try Self.readValue(&reader)) }
+            return (message, rest)
+        }
+        #expect(received == sent)
+        #expect(rest == [JSONValue.number(-2), .array([.bool(true), .null])])
+    }
+
+    @Test func anEventWithNoArgumentsAndAPacketBuiltFromValues() throws {
+        #expect(SocketPacket.encodeEvent("ping") { _ in } == #"2["ping"]"#)
+        let built = SocketPacket(.event, data: .array([.string("hello"), .number(1)]))
+        let first = try built.readEventArguments { reader throws(SocketIOProtocolError) in
+            #expect(try reader.nextElement())
+            return try reader.readInteger()
+        }
+        #expect(first == 1)
+        #expect(throws: SocketIOProtocolError.self) {
+            try SocketPacket(.ack, id: 1, data: .array([])).readEventArguments { _ throws(SocketIOProtocolError) in 0 }
+        }
+    }
+}
