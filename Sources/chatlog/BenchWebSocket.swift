@@ -26,7 +26,9 @@ struct BenchWebSocket: AsyncParsableCommand {
     @Option(help: "Rounds per figure (the median is reported).") var rounds = 3
     @Option(help: ArgumentHelp("Measure only this echo (socketio, engineio, websocket), for profiling.", visibility: .hidden))
     var only: String?
-    @Option(help: ArgumentHelp("Run only the client, against a server already on this loopback port.", visibility: .hidden))
+    @Option(help: ArgumentHelp(
+        "Run only the client, against `chatlog dev socketio-conformance` already listening on this loopback port.",
+        visibility: .hidden))
     var connect: Int?
 
     static let payload = #"{"group":"design-12","username":"maria.k","id":"c-9f2c1a7e44","created":1795000000123,"message":"Sure, I'll push the fix after lunch, can you review?"}"#
@@ -34,6 +36,7 @@ struct BenchWebSocket: AsyncParsableCommand {
     func run() async throws {
         guard events > 0, rounds > 0 else { throw ValidationError("--events and --rounds must be positive") }
         guard (1...1_000).contains(window) else { throw ValidationError("--window must be between 1 and 1000") }
+        if let connect, !(1...65_535).contains(connect) { throw ValidationError("--connect must be a port, 1 to 65535") }
         var logger = Logger(label: "chatlog.bench")
         logger.logLevel = .critical  // cancelling the server at the end logs an error
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
