@@ -249,6 +249,42 @@ import Testing
         await journal.close()
     }
 
+    /// More rooms with partly filled blocks than the tail cache holds: a catch-up then writes
+    /// every tail in each transaction (as when following live) and keeps none in memory; the
+    /// next transaction reads the tails back from the file, and nothing is lost or doubled.
+    @Test func moreTailsThanTheCacheHoldsAreWrittenAtOnce() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let journal = try Journal.open(directory: directory.journal, configuration: journalConfiguration(), logger: .quiet)
+        let alice = UserID("alice")!
+        let rooms = (0...HistoryProjection.tailCacheRoomsMax).map { RoomID("room-\($0)")! }
+        func messages(_ round: Int) -> [ChatEvent] {
+            rooms.enumerated().map { index, room in
+                ChatEvent(timestampMs: Int64(round), actor: alice, room: room,
+                          body: .messageSent(clientMessageID: "c\(round)-\(index)", text: "round \(round)", clientCreatedMs: 0))
+            }
+        }
+        let created = rooms.map { ChatEvent(timestampMs: 1, actor: alice, room: $0, body: .roomCreated(name: "R", isPrivate: false)) }
+        let first = try await journal.append(contentsOf: (created + messages(1)).map(ChatEventCodec.encode))
+        _ = try await journal.append(contentsOf: messages(2).map(ChatEventCodec.encode))
+
+        let reference = try HistoryProjection(path: directory.path + "/reference.sqlite")
+        try reference.apply(try journal.read(from: .zero, maxBytes: 16 << 20))
+
+        let history = try HistoryProjection(path: directory.path + "/history.sqlite")
+        let batches = try journal.read(from: .zero, maxBytes: 16 << 20)
+        let firstEnd = Offset(first.last.value + 1)
+        try history.apply(batches.filter { $0.nextOffset <= firstEnd }, deferTails: true)
+        // Too many tails to keep: all written, the checkpoint at the end of the transaction.
+        #expect(try history.nextOffset() == firstEnd)
+        try history.apply(batches.filter { $0.baseOffset >= firstEnd }, deferTails: true)
+        try history.writeDeferredTails()
+        #expect(try history.messageCount() == 2 * rooms.count)
+        #expect(try history.allMessages() == reference.allMessages())
+        #expect(try history.page(room: "room-7", limit: 5).map(\.text) == ["round 1", "round 2"])
+        await journal.close()
+    }
+
     @Test func applyingTheSameBatchesTwiceAddsNothing() async throws {
         let (directory, journal, history) = try await populated()
         defer { directory.remove() }
