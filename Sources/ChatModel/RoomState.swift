@@ -80,7 +80,7 @@ public struct RoomState: Sendable, Equatable {
         /// The room's last messages, in offset order.
         public var recentMessages: BoundedRing<MessageMeta>
         /// Per sender, their last client message ids in this room.
-        public var recentClientIDs: [UserRef: BoundedRing<ClientMessage>]
+        public var recentClientIDs: UserRefMap<BoundedRing<ClientMessage>>
 
         public init(name: String, owner: UserID, isPrivate: Bool, createdMs: Int64, limits: ChatLimits) {
             self.name = name
@@ -90,7 +90,7 @@ public struct RoomState: Sendable, Equatable {
             self.members = [owner]
             self.invited = []
             self.recentMessages = BoundedRing(capacity: limits.editableMessagesPerRoom)
-            self.recentClientIDs = [:]
+            self.recentClientIDs = UserRefMap()
         }
 
         /// The index in `recentMessages` of `message`, if it is still in the edit window.
@@ -219,8 +219,10 @@ public struct RoomState: Sendable, Equatable {
                 userRefs[event.actor] = author
             }
             roomList[index].recentMessages.append(MessageMeta(id: message, author: author, deleted: false))
-            roomList[index].recentClientIDs[author, default: BoundedRing(capacity: limits.clientMessageIDWindow)]
-                .append(ClientMessage(clientMessageID: clientMessageID, message: message))
+            let window = limits.clientMessageIDWindow
+            roomList[index].recentClientIDs.modify(author, default: { BoundedRing(capacity: window) }) {
+                $0.append(ClientMessage(clientMessageID: clientMessageID, message: message))
+            }
         case .messageEdited:
             break
         case .messageDeleted(let message):

@@ -141,7 +141,7 @@ public enum RoomStateSnapshot {
                     let clientMessageID = try short()
                     ring.append(RoomState.ClientMessage(clientMessageID: clientMessageID, message: MessageID(try integer(UInt64.self))))
                 }
-                room.recentClientIDs[sender] = ring
+                room.recentClientIDs.updateValue(ring, forKey: sender)
             }
             rooms[id] = room
         }
