@@ -159,7 +159,7 @@ public enum ChatEventCodec {
         /// Valid UTF-8.
         public let clientMessageID: UnsafeBufferPointer<UInt8>
         public let clientCreatedMs: Int64
-        /// Valid UTF-8.
+        /// Valid UTF-8 when read with `includeText` (the default); unchecked otherwise.
         public let text: UnsafeBufferPointer<UInt8>
     }
 
@@ -167,20 +167,23 @@ public enum ChatEventCodec {
     /// the fields' bytes (History's blocks). The checks are `decode`'s: a record this throws
     /// for, `decode` throws for too.
     ///
+    /// - Parameter includeText: as `decode`'s: when false the text is checked for length only
+    ///   (and `fields.text` may not be UTF-8).
     /// - Returns: `body`'s result; nil when the record is not a `messageSent` of this version,
     ///   or its actor or room is not plain printable ASCII (the rare identifiers that need
     ///   `decode`'s full check): decode those with `decode`.
     public static func withMessageSent<R>(
         _ record: ByteBuffer,
+        includeText: Bool = true,
         _ body: (MessageSentFields) throws -> R
     ) throws -> R? {
         try record.withUnsafeReadableBytes { bytes in
-            guard let fields = try messageSentFields(bytes) else { return nil }
+            guard let fields = try messageSentFields(bytes, includeText: includeText) else { return nil }
             return try body(fields)
         }
     }
 
-    static func messageSentFields(_ bytes: UnsafeRawBufferPointer) throws(ChatEventDecodingError) -> MessageSentFields? {
+    static func messageSentFields(_ bytes: UnsafeRawBufferPointer, includeText: Bool = true) throws(ChatEventDecodingError) -> MessageSentFields? {
         guard bytes.count >= 2, bytes[0] == version, bytes[1] == EventType.messageSent.rawValue else { return nil }
         var fields = FieldReader(bytes: bytes, index: 2, type: .messageSent)
         let timestampMs = try fields.integer(Int64.self, "timestamp")
@@ -191,7 +194,9 @@ public enum ChatEventCodec {
         let clientMessageID = try fields.utf8(length: clientMessageIDLength, limit: shortStringBytesLimit, "client message id")
         let clientCreatedMs = try fields.integer(Int64.self, "client time")
         let textLength = Int(try fields.integer(UInt32.self, "text"))
-        let text = try fields.utf8(length: textLength, limit: textBytesLimit, "text")
+        let text = includeText
+            ? try fields.utf8(length: textLength, limit: textBytesLimit, "text")
+            : try fields.take(textLength, limit: textBytesLimit, "text")
         return MessageSentFields(timestampMs: timestampMs, actor: actor, room: room, clientMessageID: clientMessageID,
                                  clientCreatedMs: clientCreatedMs, text: text)
     }

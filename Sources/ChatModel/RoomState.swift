@@ -212,23 +212,51 @@ public struct RoomState: Sendable, Equatable {
             roomList[index].members.remove(user)
             roomList[index].invited.remove(user)
         case .messageSent(let clientMessageID, _, _):
-            let message = MessageID(offset)
-            let author = UserRef(placement.author)
-            if placement.isNewAuthor {
-                users.append(event.actor)
-                userRefs[event.actor] = author
-            }
-            roomList[index].recentMessages.append(MessageMeta(id: message, author: author, deleted: false))
-            let window = limits.clientMessageIDWindow
-            roomList[index].recentClientIDs.modify(author, default: { BoundedRing(capacity: window) }) {
-                $0.append(ClientMessage(clientMessageID: clientMessageID, message: message))
-            }
+            applyMessage(PlacedMessage(offset: offset, room: placement.room, author: placement.author,
+                                       newAuthor: placement.isNewAuthor ? event.actor : nil, clientMessageID: clientMessageID))
         case .messageEdited:
             break
         case .messageDeleted(let message):
             if let position = roomList[index].recentIndex(of: message) {
                 roomList[index].recentMessages[position].deleted = true
             }
+        }
+    }
+
+    /// A `messageSent` event reduced to what applying it needs, placed by a `Placer` from the
+    /// record's bytes (`Placer.placeMessage`): replay then builds neither the room's nor the
+    /// author's name.
+    public struct PlacedMessage: Sendable, Equatable {
+        public var offset: UInt64
+        /// The room's slot (the room exists).
+        public var room: Int32
+        /// The author's `UserRef` index.
+        public var author: UInt32
+        /// The author, when this is their first message (`author` is then the next index).
+        public var newAuthor: UserID?
+        public var clientMessageID: String
+    }
+
+    /// Applies a placed message, as `apply` applies its `messageSent` event.
+    public mutating func apply(_ message: PlacedMessage) {
+        assert(message.room >= 0 && Int(message.room) < roomList.count, "a placed message for a room that does not exist")
+        assert(message.newAuthor == nil ? Int(message.author) < users.count : Int(message.author) == users.count,
+               "a placed message whose author does not match the state")
+        applyMessage(message)
+    }
+
+    private mutating func applyMessage(_ placed: PlacedMessage) {
+        let index = Int(placed.room)
+        let message = MessageID(placed.offset)
+        let author = UserRef(placed.author)
+        if let newAuthor = placed.newAuthor {
+            users.append(newAuthor)
+            userRefs[newAuthor] = author
+        }
+        roomList[index].recentMessages.append(MessageMeta(id: message, author: author, deleted: false))
+        let window = limits.clientMessageIDWindow
+        roomList[index].recentClientIDs.modify(author, default: { BoundedRing(capacity: window) }) {
+            $0.append(ClientMessage(clientMessageID: placed.clientMessageID, message: message))
         }
     }
 
@@ -250,10 +278,46 @@ public struct RoomState: Sendable, Equatable {
     public struct Placer: Sendable {
         private var rooms: [RoomID: Int32]
         private var authors: [UserID: UInt32]
+        /// The slots and references above by the bytes of plain ASCII names, filled from those
+        /// dictionaries on a miss (so names that are canonically equal but spelled
+        /// differently still meet there): a hit builds no string and costs no SipHash.
+        private var roomsByBytes = IdentifierCache()
+        private var authorsByBytes = IdentifierCache()
 
         public init(mirroring state: RoomState) {
             rooms = state.roomIndex.mapValues(Int32.init)
             authors = state.userRefs.mapValues(\.index)
+        }
+
+        /// Places a `messageSent` event from its record's fields (`ChatEventCodec.withMessageSent`),
+        /// by the rule of `place`: nil when its room does not exist (applying it would change
+        /// nothing), and an author seen for the first time takes the next reference.
+        public mutating func placeMessage(offset: UInt64, fields: ChatEventCodec.MessageSentFields) -> PlacedMessage? {
+            let room: Int32
+            if let cached = roomsByBytes.value(for: fields.room) {
+                room = Int32(cached)
+            } else {
+                guard let slot = rooms[RoomID(unchecked: String(decoding: fields.room, as: UTF8.self))] else { return nil }
+                roomsByBytes.insert(fields.room, value: UInt32(slot))
+                room = slot
+            }
+            let author: UInt32
+            var newAuthor: UserID?
+            if let cached = authorsByBytes.value(for: fields.actor) {
+                author = cached
+            } else {
+                let actor = UserID(unchecked: String(decoding: fields.actor, as: UTF8.self))
+                if let known = authors[actor] {
+                    author = known
+                } else {
+                    author = UInt32(authors.count)
+                    authors[actor] = author
+                    newAuthor = actor
+                }
+                authorsByBytes.insert(fields.actor, value: author)
+            }
+            return PlacedMessage(offset: offset, room: room, author: author, newAuthor: newAuthor,
+                                 clientMessageID: String(decoding: fields.clientMessageID, as: UTF8.self))
         }
 
         public mutating func place(_ event: ChatEvent) -> Placement {

@@ -3,11 +3,16 @@ import Dispatch
 import Journal
 import Synchronization
 
-/// Events decoded from one read of the journal.
+/// Events decoded and placed from one read of the journal, for the room state.
 public struct DecodedChunk: Sendable {
-    public var events: [(offset: UInt64, event: ChatEvent)] = []
-    /// With a placer: each event's placement in the room state, parallel to `events`.
-    public var placements: [RoomState.Placement] = []
+    public enum Item: Sendable {
+        /// A message, placed from its record's bytes.
+        case message(RoomState.PlacedMessage)
+        /// Any other event (or a message whose names need the full decoding), with its placement.
+        case event(offset: UInt64, ChatEvent, RoomState.Placement)
+    }
+
+    public var items: [Item] = []
     /// Records of unknown versions or types, skipped.
     public var skipped = 0
     /// The offset after the last record the chunk covers.
@@ -16,9 +21,10 @@ public struct DecodedChunk: Sendable {
 
 /// Reads and decodes a range of the journal on a second thread while the caller's thread
 /// consumes the decoded chunks, through a two-slot queue: replay's decoding and applying cost
-/// about the same, so the two overlap on two cores. With a `RoomState.Placer`, the decoding
-/// thread also places each event (its room slot and author reference: the hash lookups by
-/// name), which moves that work off the applying thread.
+/// about the same, so the two overlap on two cores. The decoding thread also places each
+/// event with a `RoomState.Placer` (its room slot and author reference: the lookups by name),
+/// which moves that work off the applying thread; messages (nearly every record) are placed
+/// straight from their bytes, without building their names.
 enum DecodingPipeline {
     private final class Queue: Sendable {
         let chunks = Mutex<[Result<DecodedChunk, ProjectionError>]>([])
@@ -36,8 +42,7 @@ enum DecodingPipeline {
         from start: Offset,
         until target: Offset,
         readBytesMax: Int,
-        includeText: Bool,
-        placer: RoomState.Placer? = nil,
+        placer: RoomState.Placer,
         consume: (DecodedChunk) throws -> Void
     ) throws {
         guard start < target else { return }
@@ -59,15 +64,31 @@ enum DecodingPipeline {
                         throw .journal(error)
                     }
                     var chunk = DecodedChunk(end: next)
-                    chunk.events.reserveCapacity(batches.reduce(0) { $0 + Int($1.header.recordCount) })
-                    if placer != nil { chunk.placements.reserveCapacity(chunk.events.capacity) }
+                    chunk.items.reserveCapacity(batches.reduce(0) { $0 + Int($1.header.recordCount) })
                     for batch in batches where batch.baseOffset < target {
                         for record in batch.records where record.offset >= next && record.offset < target {
-                            switch try ProjectionError.decode(record, includeText: includeText) {
-                            case .event(let event):
-                                chunk.events.append((record.offset.value, event))
-                                if let place = placer?.place(event) { chunk.placements.append(place) }
-                            case .unknown: chunk.skipped += 1
+                            let offset = record.offset.value
+                            // The text is not the room state's business: length-checked only.
+                            let placed: RoomState.PlacedMessage??
+                            do {
+                                placed = try ChatEventCodec.withMessageSent(record.payload, includeText: false) { fields in
+                                    placer.placeMessage(offset: offset, fields: fields)
+                                }
+                            } catch let error as ChatEventDecodingError {
+                                throw .malformedEvent(offset: record.offset, error)
+                            } catch {
+                                preconditionFailure("placing a message throws only decoding errors: \(error)")
+                            }
+                            switch placed {
+                            case .some(.some(let message)):
+                                chunk.items.append(.message(message))
+                            case .some(.none):
+                                break  // a message to a room that does not exist changes nothing
+                            case .none:
+                                switch try ProjectionError.decode(record, includeText: false) {
+                                case .event(let event): chunk.items.append(.event(offset: offset, event, placer.place(event)))
+                                case .unknown: chunk.skipped += 1
+                                }
                             }
                         }
                         chunk.end = min(batch.nextOffset, target)

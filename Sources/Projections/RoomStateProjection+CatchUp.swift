@@ -14,9 +14,12 @@ extension RoomStateProjection {
         progress: ((Offset) -> Void)? = nil
     ) throws {
         try DecodingPipeline.run(journal: journal, from: nextOffset, until: target, readBytesMax: readBytesMax,
-                                 includeText: false, placer: RoomState.Placer(mirroring: state)) { chunk in
-            for (index, (offset, event)) in chunk.events.enumerated() {
-                state.apply(event, at: offset, placement: chunk.placements[index])
+                                 placer: RoomState.Placer(mirroring: state)) { chunk in
+            for item in chunk.items {
+                switch item {
+                case .message(let message): state.apply(message)
+                case .event(let offset, let event, let placement): state.apply(event, at: offset, placement: placement)
+                }
             }
             skippedRecords += chunk.skipped
             nextOffset = chunk.end

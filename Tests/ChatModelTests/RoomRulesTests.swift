@@ -163,7 +163,7 @@ import Testing
     @Test func aPlacerFollowsTheStateExactly() {
         var generator = SystemRandomNumberGenerator()
         let rooms = [general, secret, room("r3"), room("K"), room("\u{212A}")]  // Kelvin sign == "K"
-        let users = [alice, bob, carol, user("dave")]
+        let users = [alice, bob, carol, user("dave"), user("zoë"), user("K"), user("\u{212A}")]
         func randomEvent() -> ChatEvent {
             let body: ChatEvent.Body
             switch Int.random(in: 0..<6, using: &generator) {
@@ -183,12 +183,26 @@ import Testing
             var placed = state
             for offset in 20..<UInt64(80) {
                 let event = randomEvent()
-                let placement = placer.place(event)
-                #expect(placement == state.placement(of: event), "\(event)")
+                // Messages go the way replay takes them, from their record's bytes, when their
+                // names are plain ASCII (the bytes cache then meets "K" and the Kelvin sign).
+                let fromBytes = try? ChatEventCodec.withMessageSent(ChatEventCodec.encode(event), includeText: false) { fields in
+                    placer.placeMessage(offset: offset, fields: fields)
+                }
+                switch fromBytes {
+                case .some(.some(let message)):
+                    #expect(state.placement(of: event).room == message.room, "\(event)")
+                    placed.apply(message)
+                case .some(.none):
+                    #expect(state.placement(of: event).room == -1, "\(event)")
+                case .none:
+                    let placement = placer.place(event)
+                    #expect(placement == state.placement(of: event), "\(event)")
+                    placed.apply(event, at: offset, placement: placement)
+                }
                 state.apply(event, at: offset)
-                placed.apply(event, at: offset, placement: placement)
             }
             #expect(placed == state)
+            #expect(placed.users == state.users)
         }
     }
 
