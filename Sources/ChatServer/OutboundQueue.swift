@@ -1,6 +1,6 @@
 import Synchronization
 
-/// A WebSocket connection's outbound items, bounded: producers (the server actor) never wait,
+/// A WebSocket connection's outbound items, bounded: producers (the server) never wait,
 /// and the connection's writer takes everything queued at once, so that it writes a burst of
 /// frames with one flush.
 ///

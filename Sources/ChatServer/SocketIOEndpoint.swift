@@ -99,7 +99,7 @@ public struct SocketIOEndpoint: Sendable {
         guard query.transport == "polling" else { return failure(.unknownTransport) }
         guard let sid = query.sid.map(String.init) else {
             guard body == nil else { return failure(.badHandshakeMethod) }
-            switch await server.handshake(transport: .polling) {
+            switch server.handshake(transport: .polling) {
             case .opened(_, let open):
                 return text(EnginePacket.encodePayload([open]))
             case .full:
@@ -108,10 +108,10 @@ public struct SocketIOEndpoint: Sendable {
         }
         if let body {
             guard body.count <= server.configuration.engine.maxPayload else {
-                _ = await server.post(sid: sid, body: body)  // closes the session
+                _ = server.post(sid: sid, body: body)  // closes the session
                 return failure(.badRequest)
             }
-            let (ok, known, calls) = await server.post(sid: sid, body: body)
+            let (ok, known, calls) = server.post(sid: sid, body: body)
             await server.perform(calls)
             guard known else { return failure(.unknownSession) }
             return ok ? text("ok") : failure(.badRequest)
@@ -120,9 +120,8 @@ public struct SocketIOEndpoint: Sendable {
         let (result, calls) = await withTaskCancellationHandler {
             await server.poll(sid: sid, token: token)
         } onCancel: {
-            // The cancellation handler is synchronous and the state lives in the actor: a
-            // short task carries the notice there. It only resumes the held poll.
-            Task { await server.pollAbandoned(sid: sid, token: token) }
+            // Only resumes the held poll (the token keeps it from ending a newer one).
+            server.pollAbandoned(sid: sid, token: token)
         }
         await server.perform(calls)
         switch result {
@@ -146,7 +145,7 @@ public struct SocketIOEndpoint: Sendable {
 
     static func serveWebSocket(server: SocketIOServer, sid requested: String?, connection: WebSocketConnection) async {
         let queue = OutboundQueue<SocketIOServer.OutboundItem>(capacity: server.configuration.outboundQueueFramesMax)
-        guard let (sid, startsAsProbe) = await server.attachWebSocket(sid: requested, queue: queue) else {
+        guard let (sid, startsAsProbe) = server.attachWebSocket(sid: requested, queue: queue) else {
             await connection.close(.policyViolation)
             return
         }
@@ -154,7 +153,7 @@ public struct SocketIOEndpoint: Sendable {
             // Writer: takes everything queued since its last write and writes it with one
             // flush; ends when the session closes or the client is too slow.
             group.addTask {
-                await writeQueued(queue, to: connection) { await server.writesFlushed(sid: sid) }
+                await writeQueued(queue, to: connection) { server.writesFlushed(sid: sid) }
                 await connection.close(.normalClosure)
             }
             // Reader.
@@ -167,7 +166,7 @@ public struct SocketIOEndpoint: Sendable {
                         guard let decoded = try? EnginePacket.decode(textFrame: text) else {
                             // Not an Engine.IO packet: the session ends. Finishing the queue
                             // lets the writer send what is queued, then the close frame.
-                            let calls = await server.websocketClosed(sid: sid, probe: false)
+                            let calls = server.websocketClosed(sid: sid, probe: false)
                             await server.perform(calls)
                             queue.finish()
                             return
@@ -176,14 +175,14 @@ public struct SocketIOEndpoint: Sendable {
                     case .binary(let bytes):
                         packet = EnginePacket.decode(binaryFrame: bytes)
                     }
-                    let (stillProbing, calls) = await server.frame(sid: sid, packet: packet, probe: probe)
+                    let (stillProbing, calls) = server.frame(sid: sid, packet: packet, probe: probe)
                     probe = stillProbing
                     await server.perform(calls)
                 }
             } catch {
                 server.logger.debug("websocket closed", metadata: ["socketio.sid": "\(sid)", "error": "\(error)"])
             }
-            let calls = await server.websocketClosed(sid: sid, probe: probe)
+            let calls = server.websocketClosed(sid: sid, probe: probe)
             await server.perform(calls)
             queue.finish()
         }
@@ -191,7 +190,7 @@ public struct SocketIOEndpoint: Sendable {
 
     /// Writes the queue's packets until it ends: each batch taken with one flush; a barrier
     /// first writes what precedes it, then calls `flushed`.
-    static func writeQueued(_ queue: OutboundQueue<SocketIOServer.OutboundItem>, to connection: WebSocketConnection, flushed: () async -> Void) async {
+    static func writeQueued(_ queue: OutboundQueue<SocketIOServer.OutboundItem>, to connection: WebSocketConnection, flushed: () -> Void) async {
         do {
             while let items = await queue.next() {
                 var messages: [WebSocketConnection.Message] = []
@@ -207,7 +206,7 @@ public struct SocketIOEndpoint: Sendable {
                     case .barrier:
                         try await connection.send(messages)
                         messages.removeAll()
-                        await flushed()
+                        flushed()
                     }
                 }
                 try await connection.send(messages)

@@ -29,7 +29,7 @@ public enum ConnectDecision: Sendable {
 }
 
 /// What the application does with Socket.IO clients. Called from the request or WebSocket
-/// task of the connection concerned, outside the server actor, so a handler may await.
+/// task of the connection concerned, outside the server's lock, so a handler may await.
 public protocol SocketIOHandler: Sendable {
     func authorize(_ request: ConnectRequest) async -> ConnectDecision
     func connected(_ socket: SocketRef, server: SocketIOServer) async

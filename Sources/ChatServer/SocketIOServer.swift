@@ -2,15 +2,19 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 import SocketIO
+import Synchronization
 
 /// The Socket.IO server: every Engine.IO session with its Socket.IO session, rooms, and the
 /// work the protocol state machines ask for.
 ///
-/// An actor: the state machines run inside it and never suspend; what may suspend (the
-/// application's handler, network writes) runs in the task of the request or WebSocket
-/// concerned, from `AppCall`s the actor hands back. It is also a `Service` whose `run` drives
-/// the protocol timers (pings, ping and connect timeouts, ack timeouts).
-public actor SocketIOServer: Service {
+/// Its state lives behind one lock (`State`, in a `Mutex`): the state machines run inside it
+/// and never suspend; what may suspend (the application's handler, network writes) runs in
+/// the task of the request or WebSocket concerned, from `AppCall`s the state hands back. So a
+/// frame, the handler's call and its emit cost no task switch (an actor cost two hops per
+/// call, there and back). Waiting (a held poll, an awaited ack, a flush) is a continuation
+/// stored in the state and resumed by whoever changes it. It is also a `Service` whose `run`
+/// drives the protocol timers (pings, ping and connect timeouts, ack timeouts).
+public final class SocketIOServer: Service, Sendable {
     public struct Configuration: Sendable {
         public var engine = EngineConfiguration()
         public var socket = SocketSession.Configuration()
@@ -27,7 +31,7 @@ public actor SocketIOServer: Service {
         public init() {}
     }
 
-    /// Work to do outside the actor.
+    /// Work to do outside the lock.
     enum AppCall: Sendable {
         case authorize(ConnectRequest)
         case connected(SocketRef)
@@ -51,7 +55,7 @@ public actor SocketIOServer: Service {
     struct Connection: Sendable {
         var engine: EngineSession
         var socket: SocketSession
-        var pendingPoll: CheckedContinuation<PollResult, Never>?
+        var pendingPoll: CheckedContinuation<PollOutcome, Never>?
         /// Which request holds `pendingPoll`, so a late cancellation cannot end a newer poll.
         var pendingPollToken: String?
         /// Requests waiting for the WebSocket's queued frames to be written, oldest first.
@@ -60,14 +64,10 @@ public actor SocketIOServer: Service {
         var probe: Outbound?
     }
 
-    public nonisolated let configuration: Configuration
-    nonisolated let handler: any SocketIOHandler
-    nonisolated let logger: Logger
-    private var connections: [String: Connection] = [:]
-    private var rooms: [String: Set<SocketRef>] = [:]
-    private var roomsOfSocket: [SocketRef: Set<String>] = [:]
-    private var ackWaiters: [AckKey: CheckedContinuation<[JSONValue]?, Never>] = [:]
-    private var nextOutboundID = 0
+    public let configuration: Configuration
+    let handler: any SocketIOHandler
+    let logger: Logger
+    private let state: Mutex<State>
 
     struct AckKey: Hashable {
         let engineID: String
@@ -79,21 +79,14 @@ public actor SocketIOServer: Service {
         self.configuration = configuration
         self.handler = handler
         self.logger = logger
+        self.state = Mutex(State(configuration: configuration, logger: logger))
     }
 
-    public var sessionCount: Int { connections.count }
-
-    /// Runs `body` on the session's connection in place, or returns nil when there is none.
-    /// (Copying a connection out of the dictionary and back would copy its sessions' storage
-    /// on every frame: they are then shared while being changed.)
-    private func modify<R>(_ sid: String, _ body: (inout Connection) -> R) -> R? {
-        guard let index = connections.index(forKey: sid) else { return nil }
-        return body(&connections.values[index])
-    }
+    public var sessionCount: Int { state.withLock { $0.connections.count } }
 
     /// The socket id of a connection's namespace, when it is connected.
     func connectedSocketID(sid: String, namespace: String) -> String? {
-        connections[sid]?.socket.sockets[namespace]
+        state.withLock { $0.connections[sid]?.socket.sockets[namespace] }
     }
 
     // MARK: Service: the timers
@@ -104,44 +97,11 @@ public actor SocketIOServer: Service {
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 try await Task.sleep(for: self.configuration.timerTick)
-                let calls = await self.tick(now: .now)
+                let calls = self.state.withLock { $0.tick(now: .now) }
                 await self.perform(calls)
             }
         }
-        await perform(closeAll())
-    }
-
-    /// Closes every session (server shutdown).
-    private func closeAll() -> [AppCall] {
-        var calls: [AppCall] = []
-        for sid in Array(connections.keys) {
-            guard let actions = modify(sid, { $0.engine.close() }) else { continue }
-            calls += apply(actions, to: sid)
-        }
-        return calls
-    }
-
-    private func tick(now: ContinuousClock.Instant) -> [AppCall] {
-        var calls: [AppCall] = []
-        // Only sessions with a timer due are touched; the others are just looked at.
-        let due = connections.compactMap { id, connection in isDue(connection, now: now) ? id : nil }
-        for id in due { calls += fireTimers(id, now: now) }
-        return calls
-    }
-
-    /// Whether one of a connection's timers is due. An Engine.IO echo server has no
-    /// Socket.IO layer, so its Socket.IO timers (the connect timeout) do not count.
-    private func isDue(_ connection: Connection, now: ContinuousClock.Instant) -> Bool {
-        connection.engine.nextDeadline.map { $0 <= now } == true
-            || (!configuration.engineEcho && connection.socket.nextDeadline.map { $0 <= now } == true)
-    }
-
-    private func fireTimers(_ sid: String, now: ContinuousClock.Instant) -> [AppCall] {
-        let echo = configuration.engineEcho
-        guard let (engineActions, socketActions) = modify(sid, { connection in
-            (connection.engine.timerFired(now: now), echo ? [] : connection.socket.timerFired(now: now))
-        }) else { return [] }
-        return apply(engineActions, to: sid) + apply(socketActions, to: sid)
+        await perform(state.withLock { $0.closeAll() })
     }
 
     // MARK: Handshake and transports
@@ -152,13 +112,7 @@ public actor SocketIOServer: Service {
     }
 
     func handshake(transport: EngineSession.Transport) -> HandshakeResult {
-        guard connections.count < configuration.sessionsMax else { return .full }
-        let sid = Self.randomID()
-        let now = ContinuousClock.now
-        let (engine, open) = EngineSession.open(sid: sid, transport: transport, configuration: configuration.engine, now: now)
-        connections[sid] = Connection(engine: engine, socket: SocketSession(configuration: configuration.socket, openedAt: now))
-        logger.debug("engine.io session opened", metadata: ["socketio.sid": "\(sid)", "socketio.transport": "\(transport)"])
-        return .opened(sid: sid, open: open)
+        state.withLock { $0.handshake(transport: transport) }
     }
 
     enum PollResult {
@@ -167,97 +121,41 @@ public actor SocketIOServer: Service {
         case rejected
     }
 
-    /// Runs one session's timers now if any is due, so that a request arriving just after a
-    /// deadline sees the session as the deadline left it, whatever the tick's lag.
-    private func fireTimersIfDue(_ sid: String) -> [AppCall] {
-        let now = ContinuousClock.now
-        guard let connection = connections[sid], isDue(connection, now: now) else { return [] }
-        return fireTimers(sid, now: now)
+    /// How a poll ended, and the application calls its request must carry out.
+    struct PollOutcome: Sendable {
+        var result: PollResult
+        var calls: [AppCall] = []
     }
 
-    /// A GET on a polling session: answers at once or waits for packets.
+    /// A GET on a polling session: answers at once or waits for packets. Deciding to hold the
+    /// poll and registering it happen under one lock, so no packet can slip between them.
     func poll(sid: String, token: String) async -> (PollResult, [AppCall]) {
-        let expired = fireTimersIfDue(sid)
-        guard let arrival = modify(sid, { $0.engine.pollArrived(now: .now) }) else { return (.unknownSession, expired) }
-        switch arrival {
-        case .answer(let body):
-            return (.body(body), expired)
-        case .reject(let actions):
-            let calls = expired + apply(actions, to: sid)
-            await websocketFlushed(sid: sid)
-            return (.rejected, calls)
-        case .hold:
-            if !expired.isEmpty {
-                // Timers that fired just now left work for the application (in practice they
-                // close the session first, so this does not happen). Performing it here would
-                // suspend between deciding to hold the poll and registering it, and a packet
-                // sent meanwhile would answer a poll nobody holds: end this poll with a noop
-                // instead, and let the client poll again.
-                connections[sid]?.engine.pollAbandoned()
-                return (.body(EnginePacket.encodePayload([EnginePacket(.noop)])), expired)
+        let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<PollOutcome, Never>) in
+            if let immediate = state.withLock({ $0.startPoll(sid: sid, token: token, continuation: continuation) }) {
+                continuation.resume(returning: immediate)
             }
-            let result = await withCheckedContinuation { (continuation: CheckedContinuation<PollResult, Never>) in
-                // Re-check after the suspension point: the session may have closed meanwhile.
-                guard connections[sid] != nil else {
-                    continuation.resume(returning: .body(EnginePacket.encodePayload([EnginePacket(.noop)])))
-                    return
-                }
-                connections[sid]?.pendingPoll = continuation
-                connections[sid]?.pendingPollToken = token
-            }
-            if case .rejected = result { await websocketFlushed(sid: sid) }
-            return (result, [])
         }
+        if case .rejected = outcome.result { await websocketFlushed(sid: sid) }
+        return (outcome.result, outcome.calls)
     }
 
     /// A POST on a polling session.
     func post(sid: String, body: [UInt8]) -> (ok: Bool, known: Bool, calls: [AppCall]) {
-        let expired = fireTimersIfDue(sid)
-        guard let (ok, actions) = modify(sid, { $0.engine.postArrived(body) }) else { return (false, false, expired) }
-        return (ok, true, expired + apply(actions, to: sid))
+        state.withLock { $0.post(sid: sid, body: body) }
     }
 
     /// A WebSocket opened: a new session (no sid) or an upgrade probe for an existing one.
     func attachWebSocket(sid: String?, queue: OutboundQueue<OutboundItem>) -> (sid: String, probe: Bool)? {
-        nextOutboundID += 1
-        let outbound = Outbound(queue: queue, id: nextOutboundID)
-        if let sid {
-            guard let (accepted, actions) = modify(sid, { connection -> (Bool, [EngineSession.Action]) in
-                guard connection.probe == nil else { return (false, []) }
-                let (accepted, actions) = connection.engine.probeAttached(now: .now)
-                if accepted { connection.probe = outbound }
-                return (accepted, actions)
-            }), accepted else { return nil }
-            let calls = apply(actions, to: sid)
-            precondition(calls.isEmpty, "ending a poll for an upgrade produces no application calls")
-            return (sid, true)
-        }
-        guard case .opened(let newSID, let open) = handshake(transport: .websocket) else { return nil }
-        connections[newSID]?.websocket = outbound
-        write([open], to: outbound, sid: newSID)
-        return (newSID, false)
+        state.withLock { $0.attachWebSocket(sid: sid, queue: queue) }
     }
 
     /// A frame from a WebSocket; `probe` while it is still upgrading.
     func frame(sid: String, packet: EnginePacket, probe: Bool) -> (probe: Bool, calls: [AppCall]) {
-        guard let (stillProbing, actions) = modify(sid, { connection -> (Bool, [EngineSession.Action]) in
-            guard probe, connection.engine.transport == .polling else { return (false, connection.engine.frameArrived(packet)) }
-            let actions = connection.engine.probeFrameArrived(packet)
-            if connection.engine.transport == .websocket {
-                connection.websocket = connection.probe
-                connection.probe = nil
-            }
-            return (connection.engine.transport != .websocket, actions)
-        }) else { return (probe, []) }
-        return (stillProbing, apply(actions, to: sid))
+        state.withLock { $0.frame(sid: sid, packet: packet, probe: probe) }
     }
 
     func websocketClosed(sid: String, probe: Bool) -> [AppCall] {
-        guard let actions = modify(sid, { connection in
-            if probe { connection.probe = nil }
-            return connection.engine.transportClosed(probe: probe)
-        }) else { return [] }
-        return apply(actions, to: sid)
+        state.withLock { $0.websocketClosed(sid: sid, probe: probe) }
     }
 
     /// Waits until the frames queued so far on the session's WebSocket are written (or the
@@ -265,102 +163,75 @@ public actor SocketIOServer: Service {
     /// then, which keeps causal order across the two connections: the client reads the
     /// `3probe` sent before the upgrade completed before it reads the 400.
     func websocketFlushed(sid: String) async {
-        guard let outbound = connections[sid]?.websocket else { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            guard connections[sid] != nil, case .enqueued = outbound.queue.yield(.barrier) else {
-                continuation.resume()
-                return
-            }
-            connections[sid]?.flushWaiters.append(continuation)
+            if !state.withLock({ $0.waitForFlush(sid: sid, continuation: continuation) }) { continuation.resume() }
         }
     }
 
     /// A WebSocket writer reached a `barrier`.
     func writesFlushed(sid: String) {
-        guard connections[sid]?.flushWaiters.isEmpty == false else { return }
-        connections[sid]?.flushWaiters.removeFirst().resume()
+        state.withLock { $0.writesFlushed(sid: sid) }
     }
 
     /// The held poll's request was cancelled (its client went away): end the wait so the
     /// request task finishes, and let the next poll take its place.
     func pollAbandoned(sid: String, token: String) {
-        guard connections[sid]?.pendingPollToken == token else { return }
-        connections[sid]?.engine.pollAbandoned()
-        connections[sid]?.pendingPoll?.resume(returning: .body(EnginePacket.encodePayload([EnginePacket(.noop)])))
-        connections[sid]?.pendingPoll = nil
+        state.withLock { $0.pollAbandoned(sid: sid, token: token) }
     }
 
     // MARK: Application API
 
     /// Sends an event to one socket.
     public func emit(_ socket: SocketRef, event: String, _ arguments: [JSONValue]) {
-        guard let (actions, _) = modify(socket.engineID, {
-            $0.socket.emit(namespace: socket.namespace, event: event, arguments: arguments, now: .now)
-        }) else { return }
-        let calls = apply(actions, to: socket.engineID)
-        precondition(calls.isEmpty, "emitting produces no application calls")
+        state.withLock { $0.emit(socket, event: event, arguments) }
     }
 
     /// Sends an event and waits for the client's acknowledgement, at most `timeout`.
     /// - Returns: the acknowledgement's arguments, or nil on timeout or disconnect.
     public func emitWithAck(_ socket: SocketRef, event: String, _ arguments: [JSONValue], timeout: Duration) async -> [JSONValue]? {
-        guard let (actions, id) = modify(socket.engineID, {
-            $0.socket.emit(namespace: socket.namespace, event: event, arguments: arguments, ackTimeout: timeout, now: .now)
-        }) else { return nil }
-        _ = apply(actions, to: socket.engineID)
-        guard let id else { return nil }
-        let key = AckKey(engineID: socket.engineID, namespace: socket.namespace, id: id)
-        return await withCheckedContinuation { continuation in
-            ackWaiters[key] = continuation
+        await withCheckedContinuation { continuation in
+            let waiting = state.withLock {
+                $0.emitWithAck(socket, event: event, arguments, timeout: timeout, continuation: continuation)
+            }
+            if !waiting { continuation.resume(returning: nil) }
         }
     }
 
     /// Answers a client's acknowledgement request.
     public func ack(_ socket: SocketRef, id: UInt64, _ arguments: [JSONValue]) {
-        guard let actions = modify(socket.engineID, { $0.socket.ack(namespace: socket.namespace, id: id, arguments: arguments) }) else {
-            return
-        }
-        _ = apply(actions, to: socket.engineID)
+        state.withLock { $0.ack(socket, id: id, arguments) }
     }
 
     public func join(_ socket: SocketRef, room: String) {
-        guard connections[socket.engineID]?.socket.sockets[socket.namespace] == socket.socketID else { return }
-        rooms[room, default: []].insert(socket)
-        roomsOfSocket[socket, default: []].insert(room)
+        state.withLock { $0.join(socket, room: room) }
     }
 
     public func leave(_ socket: SocketRef, room: String) {
-        rooms[room]?.remove(socket)
-        if rooms[room]?.isEmpty == true { rooms[room] = nil }
-        roomsOfSocket[socket]?.remove(room)
+        state.withLock { $0.leave(socket, room: room) }
     }
 
     /// Sends an event to every socket of `namespace` in `room`, except `except`.
     public func broadcast(namespace: String, room: String, event: String, _ arguments: [JSONValue], except: SocketRef? = nil) {
-        for member in rooms[room] ?? [] where member.namespace == namespace && member != except {
-            emit(member, event: event, arguments)
-        }
+        state.withLock { $0.broadcast(namespace: namespace, room: room, event: event, arguments, except: except) }
     }
 
     public func members(of room: String) -> Set<SocketRef> {
-        rooms[room] ?? []
+        state.withLock { $0.rooms[room] ?? [] }
     }
 
     /// Disconnects a socket from its namespace.
     public func disconnect(_ socket: SocketRef) async {
-        guard let actions = modify(socket.engineID, { $0.socket.disconnect(namespace: socket.namespace, now: .now) }) else { return }
-        await perform(apply(actions, to: socket.engineID))
+        await perform(state.withLock { $0.disconnect(socket) })
     }
 
     // MARK: Carrying out actions
 
-    nonisolated func perform(_ calls: [AppCall]) async {
+    func perform(_ calls: [AppCall]) async {
         for call in calls {
             switch call {
             case .authorize(let request):
                 let decision = await handler.authorize(request)
-                let followUp = await decide(request, decision)
-                await perform(followUp)
+                await perform(state.withLock { $0.decide(request, decision) })
             case .connected(let socket):
                 await handler.connected(socket, server: self)
             case .event(let socket, let name, let arguments, let ackID):
@@ -371,118 +242,344 @@ public actor SocketIOServer: Service {
         }
     }
 
-    private func decide(_ request: ConnectRequest, _ decision: ConnectDecision) -> [AppCall] {
-        guard let actions = modify(request.engineID, { connection in
-            switch decision {
-            case .accept(let pid):
-                connection.socket.accept(namespace: request.namespace, socketID: Self.randomID(), pid: pid)
-            case .refuse(let message, let data):
-                connection.socket.refuse(namespace: request.namespace, message: message, data: data)
-            }
-        }) else { return [] }
-        return apply(actions, to: request.engineID)
-    }
-
-    private func apply(_ actions: [EngineSession.Action], to sid: String) -> [AppCall] {
-        var calls: [AppCall] = []
-        for action in actions {
-            switch action {
-            case .answerPoll(let body):
-                connections[sid]?.pendingPoll?.resume(returning: .body(body))
-                connections[sid]?.pendingPoll = nil
-            case .rejectPoll:
-                connections[sid]?.pendingPoll?.resume(returning: .rejected)
-                connections[sid]?.pendingPoll = nil
-            case .closeProbe:
-                connections[sid]?.probe?.queue.finish()
-                connections[sid]?.probe = nil
-            case .writeFrames(let packets):
-                if let outbound = connections[sid]?.websocket { write(packets, to: outbound, sid: sid) }
-            case .writeProbeFrames(let packets):
-                if let outbound = connections[sid]?.probe { write(packets, to: outbound, sid: sid) }
-            case .deliver(let payloads) where configuration.engineEcho:
-                guard let echo = modify(sid, { $0.engine.send(payloads.map { EnginePacket(.message, $0) }) }) else { break }
-                calls += apply(echo, to: sid)
-            case .deliver(let payloads):
-                let now = ContinuousClock.now
-                for payload in payloads {
-                    guard let socketActions = modify(sid, { $0.socket.received(payload, now: now) }) else { break }
-                    calls += apply(socketActions, to: sid)
-                }
-            case .closed(let reason):
-                calls += closeConnection(sid, reason: reason)
-            }
-        }
-        return calls
-    }
-
-    private func apply(_ actions: [SocketSession.Action], to sid: String) -> [AppCall] {
-        var calls: [AppCall] = []
-        for action in actions {
-            switch action {
-            case .send(let packets):
-                guard let engineActions = modify(sid, { $0.engine.send(packets) }) else { continue }
-                calls += apply(engineActions, to: sid)
-            case .authorize(let namespace, let auth, let recovery):
-                calls.append(.authorize(ConnectRequest(engineID: sid, namespace: namespace, auth: auth, recovery: recovery)))
-            case .event(let namespace, let name, let arguments, let ackID):
-                guard let socketID = connections[sid]?.socket.sockets[namespace] else { continue }
-                calls.append(.event(SocketRef(engineID: sid, namespace: namespace, socketID: socketID),
-                                    name: name, arguments: arguments, ackID: ackID))
-            case .ackReceived(let namespace, let id, let arguments):
-                ackWaiters.removeValue(forKey: AckKey(engineID: sid, namespace: namespace, id: id))?.resume(returning: arguments)
-            case .ackTimedOut(let namespace, let id):
-                ackWaiters.removeValue(forKey: AckKey(engineID: sid, namespace: namespace, id: id))?.resume(returning: nil)
-            case .connected(let namespace, let socketID):
-                calls.append(.connected(SocketRef(engineID: sid, namespace: namespace, socketID: socketID)))
-            case .disconnected(let namespace, let socketID, let reason):
-                calls += forget(SocketRef(engineID: sid, namespace: namespace, socketID: socketID), reason: reason)
-            case .closeConnection(let reason):
-                guard let engineActions = modify(sid, { $0.engine.close() }) else { continue }
-                logger.info("socket.io connection closed", metadata: ["socketio.sid": "\(sid)", "socketio.reason": "\(reason)"])
-                calls += apply(engineActions, to: sid)
-            }
-        }
-        return calls
-    }
-
-    /// Removes a disconnected socket from its rooms and fails its pending acks.
-    private func forget(_ socket: SocketRef, reason: SocketSession.DisconnectReason) -> [AppCall] {
-        for key in ackWaiters.keys where key.engineID == socket.engineID && key.namespace == socket.namespace {
-            ackWaiters.removeValue(forKey: key)?.resume(returning: nil)
-        }
-        for room in roomsOfSocket.removeValue(forKey: socket) ?? [] {
-            rooms[room]?.remove(socket)
-            if rooms[room]?.isEmpty == true { rooms[room] = nil }
-        }
-        return [.disconnected(socket, reason)]
-    }
-
-    private func closeConnection(_ sid: String, reason: EngineSession.CloseReason) -> [AppCall] {
-        guard let connection = connections.removeValue(forKey: sid) else { return [] }
-        logger.debug("engine.io session closed", metadata: ["socketio.sid": "\(sid)", "socketio.reason": "\(reason)"])
-        connection.pendingPoll?.resume(returning: .body(EnginePacket.encodePayload([EnginePacket(.noop)])))
-        for waiter in connection.flushWaiters { waiter.resume() }
-        connection.websocket?.queue.finish()
-        connection.probe?.queue.finish()
-        // Only disconnects follow; they need no connection.
-        return apply(connection.socket.transportClosedActions(), to: sid)
-    }
-
-    private func write(_ packets: [EnginePacket], to outbound: Outbound, sid: String) {
-        for packet in packets {
-            if case .dropped = outbound.queue.yield(.packet(packet)) {
-                logger.warning("socket.io client too slow; closing", metadata: ["socketio.sid": "\(sid)"])
-                outbound.queue.finish()
-                return
-            }
-        }
-    }
-
     static func randomID() -> String {
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
         var generator = SystemRandomNumberGenerator()
         return String((0..<20).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] })
+    }
+
+    /// Everything that changes: sessions, rooms, waiters. Only touched under the lock; its
+    /// methods never suspend and never call the application.
+    struct State: Sendable {
+        let configuration: Configuration
+        let logger: Logger
+        var connections: [String: Connection] = [:]
+        var rooms: [String: Set<SocketRef>] = [:]
+        var roomsOfSocket: [SocketRef: Set<String>] = [:]
+        var ackWaiters: [AckKey: CheckedContinuation<[JSONValue]?, Never>] = [:]
+        var nextOutboundID = 0
+
+        init(configuration: Configuration, logger: Logger) {
+            self.configuration = configuration
+            self.logger = logger
+        }
+
+        /// Runs `body` on the session's connection in place, or returns nil when there is none.
+        /// (Copying a connection out of the dictionary and back would copy its sessions' storage
+        /// on every frame: they are then shared while being changed.)
+        mutating func modify<R>(_ sid: String, _ body: (inout Connection) -> R) -> R? {
+            guard let index = connections.index(forKey: sid) else { return nil }
+            return body(&connections.values[index])
+        }
+
+        /// Closes every session (server shutdown).
+        mutating func closeAll() -> [AppCall] {
+            var calls: [AppCall] = []
+            for sid in Array(connections.keys) {
+                guard let actions = modify(sid, { $0.engine.close() }) else { continue }
+                calls += apply(actions, to: sid)
+            }
+            return calls
+        }
+
+        mutating func tick(now: ContinuousClock.Instant) -> [AppCall] {
+            var calls: [AppCall] = []
+            // Only sessions with a timer due are touched; the others are just looked at.
+            let due = connections.compactMap { id, connection in isDue(connection, now: now) ? id : nil }
+            for id in due { calls += fireTimers(id, now: now) }
+            return calls
+        }
+
+        /// Whether one of a connection's timers is due. An Engine.IO echo server has no
+        /// Socket.IO layer, so its Socket.IO timers (the connect timeout) do not count.
+        func isDue(_ connection: Connection, now: ContinuousClock.Instant) -> Bool {
+            connection.engine.nextDeadline.map { $0 <= now } == true
+                || (!configuration.engineEcho && connection.socket.nextDeadline.map { $0 <= now } == true)
+        }
+
+        mutating func fireTimers(_ sid: String, now: ContinuousClock.Instant) -> [AppCall] {
+            let echo = configuration.engineEcho
+            guard let (engineActions, socketActions) = modify(sid, { connection in
+                (connection.engine.timerFired(now: now), echo ? [] : connection.socket.timerFired(now: now))
+            }) else { return [] }
+            return apply(engineActions, to: sid) + apply(socketActions, to: sid)
+        }
+
+        mutating func handshake(transport: EngineSession.Transport) -> HandshakeResult {
+            guard connections.count < configuration.sessionsMax else { return .full }
+            let sid = SocketIOServer.randomID()
+            let now = ContinuousClock.now
+            let (engine, open) = EngineSession.open(sid: sid, transport: transport, configuration: configuration.engine, now: now)
+            connections[sid] = Connection(engine: engine, socket: SocketSession(configuration: configuration.socket, openedAt: now))
+            logger.debug("engine.io session opened", metadata: ["socketio.sid": "\(sid)", "socketio.transport": "\(transport)"])
+            return .opened(sid: sid, open: open)
+        }
+
+        /// Runs one session's timers now if any is due, so that a request arriving just after a
+        /// deadline sees the session as the deadline left it, whatever the tick's lag.
+        mutating func fireTimersIfDue(_ sid: String) -> [AppCall] {
+            let now = ContinuousClock.now
+            guard let connection = connections[sid], isDue(connection, now: now) else { return [] }
+            return fireTimers(sid, now: now)
+        }
+
+        /// Starts a poll: its outcome when it ends at once, or nil once `continuation` holds it.
+        mutating func startPoll(sid: String, token: String, continuation: CheckedContinuation<PollOutcome, Never>) -> PollOutcome? {
+            let expired = fireTimersIfDue(sid)
+            guard let arrival = modify(sid, { $0.engine.pollArrived(now: .now) }) else { return PollOutcome(result: .unknownSession, calls: expired) }
+            switch arrival {
+            case .answer(let body):
+                return PollOutcome(result: .body(body), calls: expired)
+            case .reject(let actions):
+                return PollOutcome(result: .rejected, calls: expired + apply(actions, to: sid))
+            case .hold:
+                if !expired.isEmpty {
+                    // Timers that fired just now left work for the application (in practice they
+                    // close the session first, so this does not happen): end this poll with a
+                    // noop, so that the request carries the work out, and let the client poll again.
+                    connections[sid]?.engine.pollAbandoned()
+                    return PollOutcome(result: .body(EnginePacket.encodePayload([EnginePacket(.noop)])), calls: expired)
+                }
+                connections[sid]?.pendingPoll = continuation
+                connections[sid]?.pendingPollToken = token
+                return nil
+            }
+        }
+
+        /// A POST on a polling session.
+        mutating func post(sid: String, body: [UInt8]) -> (ok: Bool, known: Bool, calls: [AppCall]) {
+            let expired = fireTimersIfDue(sid)
+            guard let (ok, actions) = modify(sid, { $0.engine.postArrived(body) }) else { return (false, false, expired) }
+            return (ok, true, expired + apply(actions, to: sid))
+        }
+
+        /// A WebSocket opened: a new session (no sid) or an upgrade probe for an existing one.
+        mutating func attachWebSocket(sid: String?, queue: OutboundQueue<OutboundItem>) -> (sid: String, probe: Bool)? {
+            nextOutboundID += 1
+            let outbound = Outbound(queue: queue, id: nextOutboundID)
+            if let sid {
+                guard let (accepted, actions) = modify(sid, { connection -> (Bool, [EngineSession.Action]) in
+                    guard connection.probe == nil else { return (false, []) }
+                    let (accepted, actions) = connection.engine.probeAttached(now: .now)
+                    if accepted { connection.probe = outbound }
+                    return (accepted, actions)
+                }), accepted else { return nil }
+                let calls = apply(actions, to: sid)
+                precondition(calls.isEmpty, "ending a poll for an upgrade produces no application calls")
+                return (sid, true)
+            }
+            guard case .opened(let newSID, let open) = handshake(transport: .websocket) else { return nil }
+            connections[newSID]?.websocket = outbound
+            write([open], to: outbound, sid: newSID)
+            return (newSID, false)
+        }
+
+        /// A frame from a WebSocket; `probe` while it is still upgrading.
+        mutating func frame(sid: String, packet: EnginePacket, probe: Bool) -> (probe: Bool, calls: [AppCall]) {
+            guard let (stillProbing, actions) = modify(sid, { connection -> (Bool, [EngineSession.Action]) in
+                guard probe, connection.engine.transport == .polling else { return (false, connection.engine.frameArrived(packet)) }
+                let actions = connection.engine.probeFrameArrived(packet)
+                if connection.engine.transport == .websocket {
+                    connection.websocket = connection.probe
+                    connection.probe = nil
+                }
+                return (connection.engine.transport != .websocket, actions)
+            }) else { return (probe, []) }
+            return (stillProbing, apply(actions, to: sid))
+        }
+
+        mutating func websocketClosed(sid: String, probe: Bool) -> [AppCall] {
+            guard let actions = modify(sid, { connection in
+                if probe { connection.probe = nil }
+                return connection.engine.transportClosed(probe: probe)
+            }) else { return [] }
+            return apply(actions, to: sid)
+        }
+
+        /// Queues a barrier on the session's WebSocket and holds `continuation` until the writer
+        /// reaches it; false when there is nothing to wait for.
+        mutating func waitForFlush(sid: String, continuation: CheckedContinuation<Void, Never>) -> Bool {
+            guard let outbound = connections[sid]?.websocket, case .enqueued = outbound.queue.yield(.barrier) else { return false }
+            connections[sid]?.flushWaiters.append(continuation)
+            return true
+        }
+
+        /// A WebSocket writer reached a `barrier`.
+        mutating func writesFlushed(sid: String) {
+            guard connections[sid]?.flushWaiters.isEmpty == false else { return }
+            connections[sid]?.flushWaiters.removeFirst().resume()
+        }
+
+        /// The held poll's request was cancelled (its client went away): end the wait so the
+        /// request task finishes, and let the next poll take its place.
+        mutating func pollAbandoned(sid: String, token: String) {
+            guard connections[sid]?.pendingPollToken == token else { return }
+            connections[sid]?.engine.pollAbandoned()
+            connections[sid]?.pendingPoll?.resume(returning: PollOutcome(result: .body(EnginePacket.encodePayload([EnginePacket(.noop)]))))
+            connections[sid]?.pendingPoll = nil
+        }
+
+        /// Sends an event to one socket.
+        mutating func emit(_ socket: SocketRef, event: String, _ arguments: [JSONValue]) {
+            guard let (actions, _) = modify(socket.engineID, {
+                $0.socket.emit(namespace: socket.namespace, event: event, arguments: arguments, now: .now)
+            }) else { return }
+            let calls = apply(actions, to: socket.engineID)
+            precondition(calls.isEmpty, "emitting produces no application calls")
+        }
+
+        /// Emits with an ack request and registers `continuation` for the answer; false when
+        /// the socket is gone (nothing was sent).
+        mutating func emitWithAck(_ socket: SocketRef, event: String, _ arguments: [JSONValue], timeout: Duration,
+                         continuation: CheckedContinuation<[JSONValue]?, Never>) -> Bool {
+            guard let (actions, id) = modify(socket.engineID, {
+                $0.socket.emit(namespace: socket.namespace, event: event, arguments: arguments, ackTimeout: timeout, now: .now)
+            }) else { return false }
+            _ = apply(actions, to: socket.engineID)
+            guard let id else { return false }
+            ackWaiters[AckKey(engineID: socket.engineID, namespace: socket.namespace, id: id)] = continuation
+            return true
+        }
+
+        /// Answers a client's acknowledgement request.
+        mutating func ack(_ socket: SocketRef, id: UInt64, _ arguments: [JSONValue]) {
+            guard let actions = modify(socket.engineID, { $0.socket.ack(namespace: socket.namespace, id: id, arguments: arguments) }) else {
+                return
+            }
+            _ = apply(actions, to: socket.engineID)
+        }
+
+        mutating func join(_ socket: SocketRef, room: String) {
+            guard connections[socket.engineID]?.socket.sockets[socket.namespace] == socket.socketID else { return }
+            rooms[room, default: []].insert(socket)
+            roomsOfSocket[socket, default: []].insert(room)
+        }
+
+        mutating func leave(_ socket: SocketRef, room: String) {
+            rooms[room]?.remove(socket)
+            if rooms[room]?.isEmpty == true { rooms[room] = nil }
+            roomsOfSocket[socket]?.remove(room)
+        }
+
+        /// Sends an event to every socket of `namespace` in `room`, except `except`.
+        mutating func broadcast(namespace: String, room: String, event: String, _ arguments: [JSONValue], except: SocketRef? = nil) {
+            for member in rooms[room] ?? [] where member.namespace == namespace && member != except {
+                emit(member, event: event, arguments)
+            }
+        }
+
+        mutating func disconnect(_ socket: SocketRef) -> [AppCall] {
+            guard let actions = modify(socket.engineID, { $0.socket.disconnect(namespace: socket.namespace, now: .now) }) else { return [] }
+            return apply(actions, to: socket.engineID)
+        }
+
+        mutating func decide(_ request: ConnectRequest, _ decision: ConnectDecision) -> [AppCall] {
+            guard let actions = modify(request.engineID, { connection in
+                switch decision {
+                case .accept(let pid):
+                    connection.socket.accept(namespace: request.namespace, socketID: SocketIOServer.randomID(), pid: pid)
+                case .refuse(let message, let data):
+                    connection.socket.refuse(namespace: request.namespace, message: message, data: data)
+                }
+            }) else { return [] }
+            return apply(actions, to: request.engineID)
+        }
+
+        mutating func apply(_ actions: [EngineSession.Action], to sid: String) -> [AppCall] {
+            var calls: [AppCall] = []
+            for action in actions {
+                switch action {
+                case .answerPoll(let body):
+                    connections[sid]?.pendingPoll?.resume(returning: PollOutcome(result: .body(body)))
+                    connections[sid]?.pendingPoll = nil
+                case .rejectPoll:
+                    connections[sid]?.pendingPoll?.resume(returning: PollOutcome(result: .rejected))
+                    connections[sid]?.pendingPoll = nil
+                case .closeProbe:
+                    connections[sid]?.probe?.queue.finish()
+                    connections[sid]?.probe = nil
+                case .writeFrames(let packets):
+                    if let outbound = connections[sid]?.websocket { write(packets, to: outbound, sid: sid) }
+                case .writeProbeFrames(let packets):
+                    if let outbound = connections[sid]?.probe { write(packets, to: outbound, sid: sid) }
+                case .deliver(let payloads) where configuration.engineEcho:
+                    guard let echo = modify(sid, { $0.engine.send(payloads.map { EnginePacket(.message, $0) }) }) else { break }
+                    calls += apply(echo, to: sid)
+                case .deliver(let payloads):
+                    let now = ContinuousClock.now
+                    for payload in payloads {
+                        guard let socketActions = modify(sid, { $0.socket.received(payload, now: now) }) else { break }
+                        calls += apply(socketActions, to: sid)
+                    }
+                case .closed(let reason):
+                    calls += closeConnection(sid, reason: reason)
+                }
+            }
+            return calls
+        }
+
+        mutating func apply(_ actions: [SocketSession.Action], to sid: String) -> [AppCall] {
+            var calls: [AppCall] = []
+            for action in actions {
+                switch action {
+                case .send(let packets):
+                    guard let engineActions = modify(sid, { $0.engine.send(packets) }) else { continue }
+                    calls += apply(engineActions, to: sid)
+                case .authorize(let namespace, let auth, let recovery):
+                    calls.append(.authorize(ConnectRequest(engineID: sid, namespace: namespace, auth: auth, recovery: recovery)))
+                case .event(let namespace, let name, let arguments, let ackID):
+                    guard let socketID = connections[sid]?.socket.sockets[namespace] else { continue }
+                    calls.append(.event(SocketRef(engineID: sid, namespace: namespace, socketID: socketID),
+                                        name: name, arguments: arguments, ackID: ackID))
+                case .ackReceived(let namespace, let id, let arguments):
+                    ackWaiters.removeValue(forKey: AckKey(engineID: sid, namespace: namespace, id: id))?.resume(returning: arguments)
+                case .ackTimedOut(let namespace, let id):
+                    ackWaiters.removeValue(forKey: AckKey(engineID: sid, namespace: namespace, id: id))?.resume(returning: nil)
+                case .connected(let namespace, let socketID):
+                    calls.append(.connected(SocketRef(engineID: sid, namespace: namespace, socketID: socketID)))
+                case .disconnected(let namespace, let socketID, let reason):
+                    calls += forget(SocketRef(engineID: sid, namespace: namespace, socketID: socketID), reason: reason)
+                case .closeConnection(let reason):
+                    guard let engineActions = modify(sid, { $0.engine.close() }) else { continue }
+                    logger.info("socket.io connection closed", metadata: ["socketio.sid": "\(sid)", "socketio.reason": "\(reason)"])
+                    calls += apply(engineActions, to: sid)
+                }
+            }
+            return calls
+        }
+
+        /// Removes a disconnected socket from its rooms and fails its pending acks.
+        mutating func forget(_ socket: SocketRef, reason: SocketSession.DisconnectReason) -> [AppCall] {
+            for key in ackWaiters.keys where key.engineID == socket.engineID && key.namespace == socket.namespace {
+                ackWaiters.removeValue(forKey: key)?.resume(returning: nil)
+            }
+            for room in roomsOfSocket.removeValue(forKey: socket) ?? [] {
+                rooms[room]?.remove(socket)
+                if rooms[room]?.isEmpty == true { rooms[room] = nil }
+            }
+            return [.disconnected(socket, reason)]
+        }
+
+        mutating func closeConnection(_ sid: String, reason: EngineSession.CloseReason) -> [AppCall] {
+            guard let connection = connections.removeValue(forKey: sid) else { return [] }
+            logger.debug("engine.io session closed", metadata: ["socketio.sid": "\(sid)", "socketio.reason": "\(reason)"])
+            connection.pendingPoll?.resume(returning: PollOutcome(result: .body(EnginePacket.encodePayload([EnginePacket(.noop)]))))
+            for waiter in connection.flushWaiters { waiter.resume() }
+            connection.websocket?.queue.finish()
+            connection.probe?.queue.finish()
+            // Only disconnects follow; they need no connection.
+            return apply(connection.socket.transportClosedActions(), to: sid)
+        }
+
+        mutating func write(_ packets: [EnginePacket], to outbound: Outbound, sid: String) {
+            for packet in packets {
+                if case .dropped = outbound.queue.yield(.packet(packet)) {
+                    logger.warning("socket.io client too slow; closing", metadata: ["socketio.sid": "\(sid)"])
+                    outbound.queue.finish()
+                    return
+                }
+            }
+        }
     }
 }
 

@@ -11,7 +11,7 @@ struct BenchWebSocket: AsyncParsableCommand {
         abstract: "Events echoed over one WebSocket connection, against Engine.IO and plain WebSocket echoes in the same run.",
         discussion: """
             Starts the conformance server on a free loopback port (with the default 25 s / \
-            20 s heartbeat) and drives one WebSocket connection: --events Socket.IO events \
+            20 s heartbeat and 45 s connect timeout) and drives one WebSocket connection: --events Socket.IO events \
             ("message", a 170-byte chat payload) that the server answers with \
             "message-back", at most --window in flight. Two baselines, in the same run and on \
             the same port, get the same number of messages: the bare Engine.IO echo server \
@@ -40,7 +40,8 @@ struct BenchWebSocket: AsyncParsableCommand {
         var logger = Logger(label: "chatlog.bench")
         logger.logLevel = .critical  // cancelling the server at the end logs an error
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
-        let app = ConformanceServer.application(port: 0, logger: logger, heartbeat: (.seconds(25), .seconds(20))) { port in
+        let app = ConformanceServer.application(port: 0, logger: logger, heartbeat: (.seconds(25), .seconds(20)),
+                                                connectTimeout: .seconds(45)) { port in
             portContinuation.yield(port)
         }
         let events = self.events, window = self.window, rounds = self.rounds

@@ -14,14 +14,16 @@ import FoundationNetworking
 /// client in tools/tests/test_socketio_interop.py).
 @Suite struct SocketIOEndpointTests {
     /// Runs the conformance server on a free port for `body`, then shuts it down. Its
-    /// heartbeat is the default 25 s / 20 s rather than the official suites' 300 / 200 ms,
-    /// so that pings neither interleave with the packets these tests expect nor time a
-    /// session out on a loaded machine.
+    /// heartbeat and connect timeout are the defaults (25 s / 20 s, 45 s) rather than the
+    /// official suites' 300 / 200 ms and 1 s, so that pings neither interleave with the
+    /// packets these tests expect nor time a session out on a loaded machine (the suites,
+    /// run against the conformance server's own settings, test those timers).
     func withServer(_ body: (URL) async throws -> Void) async throws {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let app = ConformanceServer.application(port: 0, logger: logger, heartbeat: (.seconds(25), .seconds(20))) { port in
+        let app = ConformanceServer.application(port: 0, logger: logger, heartbeat: (.seconds(25), .seconds(20)),
+                                                connectTimeout: .seconds(45)) { port in
             continuation.yield(port)
         }
         try await withThrowingTaskGroup(of: Void.self) { group in

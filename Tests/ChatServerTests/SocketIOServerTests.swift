@@ -18,19 +18,19 @@ import Testing
         return SocketIOServer(configuration: configuration, handler: Silent(), logger: logger)
     }
 
-    @Test func handshakesBeyondSessionsMaxAreRefused() async {
+    @Test func handshakesBeyondSessionsMaxAreRefused() {
         let server = server { $0.sessionsMax = 2 }
         for _ in 0..<2 {
-            guard case .opened = await server.handshake(transport: .polling) else {
+            guard case .opened = server.handshake(transport: .polling) else {
                 Issue.record("a handshake under the limit was refused")
                 return
             }
         }
-        guard case .full = await server.handshake(transport: .polling) else {
+        guard case .full = server.handshake(transport: .polling) else {
             Issue.record("the third handshake was accepted")
             return
         }
-        #expect(await server.sessionCount == 2)
+        #expect(server.sessionCount == 2)
     }
 
     @Test func aWebSocketWhoseQueueOverflowsIsClosed() async throws {
@@ -38,13 +38,13 @@ import Testing
         // A queue of two frames that nobody drains: the open packet, then the connect reply and
         // the auth-less socket's traffic overflow it.
         let queue = OutboundQueue<SocketIOServer.OutboundItem>(capacity: 2)
-        let attached = await server.attachWebSocket(sid: nil, queue: queue)
+        let attached = server.attachWebSocket(sid: nil, queue: queue)
         let sid = try #require(attached?.sid)
-        let (_, connectCalls) = await server.frame(sid: sid, packet: .message("0"), probe: false)
+        let (_, connectCalls) = server.frame(sid: sid, packet: .message("0"), probe: false)
         await server.perform(connectCalls)
-        let socketID = try #require(await server.connectedSocketID(sid: sid, namespace: "/"))
+        let socketID = try #require(server.connectedSocketID(sid: sid, namespace: "/"))
         let socket = SocketRef(engineID: sid, namespace: "/", socketID: socketID)
-        for n in 0..<5 { await server.emit(socket, event: "flood", [.number(Double(n))]) }
+        for n in 0..<5 { server.emit(socket, event: "flood", [.number(Double(n))]) }
         // The queue was finished when a frame did not fit: reading it ends after what fitted.
         var received: [EnginePacket] = []
         while let items = await queue.next() {
