@@ -340,6 +340,13 @@ public final class SocketIOServer: Service, Sendable {
                     connections[sid]?.engine.pollAbandoned()
                     return PollOutcome(result: .body(EnginePacket.encodePayload([EnginePacket(.noop)])), calls: expired)
                 }
+                // A request cancelled before this point is not released by `pollAbandoned`
+                // (nothing was held yet); its flag is set before its cancellation handler runs,
+                // and both run under the lock, so one of the two sees the other.
+                if Task.isCancelled {
+                    connections[sid]?.engine.pollAbandoned()
+                    return PollOutcome(result: .body(EnginePacket.encodePayload([EnginePacket(.noop)])))
+                }
                 connections[sid]?.pendingPoll = continuation
                 connections[sid]?.pendingPollToken = token
                 return nil

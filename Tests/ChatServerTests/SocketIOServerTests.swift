@@ -33,6 +33,34 @@ import Testing
         #expect(server.sessionCount == 2)
     }
 
+    /// A poll whose request is cancelled before the server holds it (its client went away
+    /// at once) must not be held: nothing would release it until the next packet.
+    @Test(.timeLimit(.minutes(1))) func aPollFromAnAlreadyCancelledRequestIsNotHeld() async throws {
+        let server = server()
+        guard case .opened(let sid, _) = server.handshake(transport: .polling) else {
+            Issue.record("the handshake was refused")
+            return
+        }
+        let cancelled = Task { () -> SocketIOServer.PollResult in
+            withUnsafeCurrentTask { $0?.cancel() }
+            return await server.poll(sid: sid, token: "first").0
+        }
+        guard case .body(let body) = await cancelled.value else {
+            Issue.record("the cancelled poll did not end with a body")
+            return
+        }
+        #expect(body == "6")  // a noop
+        // The session is intact and takes the next poll (a second held poll would close it).
+        let next = Task { await server.poll(sid: sid, token: "second").0 }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(server.sessionCount == 1)
+        server.pollAbandoned(sid: sid, token: "second")
+        guard case .body = await next.value else {
+            Issue.record("the next poll was not released")
+            return
+        }
+    }
+
     @Test func aWebSocketWhoseQueueOverflowsIsClosed() async throws {
         let server = server()
         // A queue of two frames that nobody drains: the open packet, then the connect reply and
