@@ -208,14 +208,15 @@ struct HistoryBlock: Sendable, Equatable {
             for _ in 0..<count {
                 // Check every length against the end before `size` trusts them.
                 var cursor = position + fixedBytes
-                for width in [2, 2, 4] {
-                    guard cursor + width <= messages.count else { return nil }
+                func field(lengthBytes width: Int) -> Bool {
+                    guard cursor + width <= messages.count else { return false }
                     var length = 0
                     for byte in (0..<width).reversed() { length = length << 8 | Int(messages[cursor + byte]) }
                     if width == 4, length == Int(noText) { length = 0 }
                     cursor += width + length
+                    return cursor <= messages.count
                 }
-                guard cursor <= messages.count else { return nil }
+                guard field(lengthBytes: 2), field(lengthBytes: 2), field(lengthBytes: 4) else { return nil }
                 let offset = UInt64(littleEndian: messages.loadUnaligned(fromByteOffset: position, as: UInt64.self))
                 guard block.lastOffset.map({ offset > $0 }) ?? true else { return nil }
                 if block.firstOffset == nil { block.firstOffset = offset }
