@@ -165,11 +165,13 @@ public struct SocketIOEndpoint: Sendable {
                     case .text(let text):
                         guard let decoded = try? EnginePacket.decode(textFrame: text) else {
                             // Not an Engine.IO packet: the session ends. Finishing the queue
-                            // lets the writer send what is queued, then the close frame.
+                            // lets the writer send what is queued, then the close frame; the
+                            // client's answer (or the close timeout) then ends this loop, and
+                            // frames until then find no session.
                             let calls = server.websocketClosed(sid: sid, probe: false)
                             await server.perform(calls)
                             queue.finish()
-                            return
+                            continue
                         }
                         packet = decoded
                     case .binary(let bytes):

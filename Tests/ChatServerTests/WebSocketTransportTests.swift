@@ -206,6 +206,33 @@ import Testing
         }
     }
 
+    /// The server closes (here a Socket.IO session ends on a frame that is not Engine.IO):
+    /// its close frame starts the closing handshake, which the client's answer finishes; a
+    /// client that never answers is cut off after the close timeout (1 s), not held.
+    @Test(arguments: [true, false])
+    func aServerCloseWaitsForTheClientsAnswerOrTheTimeout(_ answers: Bool) async throws {
+        try await withRawConnection { client in
+            let request = String(decoding: Self.upgradeRequest, as: UTF8.self)
+                .replacingOccurrences(of: "/websocket-echo", with: "/socket.io/?EIO=4&transport=websocket")
+            try await client.write(Array(request.utf8))
+            #expect(try await client.responseHead().hasPrefix("HTTP/1.1 101"))
+            let open = try #require(try await client.frame())
+            #expect(open.opcode == 0x1 && open.payload.first == UInt8(ascii: "0"))
+            try await client.write(Self.frame(0x1, Array("abc".utf8)))
+            let close = try #require(try await client.frame())
+            #expect(close.opcode == 0x8 && Self.closeCode(close.payload) == 1000)
+            let start = ContinuousClock.now
+            if answers { try await client.write(Self.frame(0x8, [0x03, 0xE8])) }
+            #expect(try await client.isClosed())
+            let waited = ContinuousClock.now - start
+            if answers {
+                #expect(waited < .milliseconds(800), "the answered handshake should end at once, took \(waited)")
+            } else {
+                #expect(waited >= .milliseconds(800) && waited < .seconds(10), "cut after \(waited)")
+            }
+        }
+    }
+
     @Test func anUpgradeLaterOnAKeptAliveConnectionIsRedirected() async throws {
         try await withRawConnection { client in
             try await client.write(Array("GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8))
