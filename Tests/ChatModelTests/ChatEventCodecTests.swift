@@ -215,3 +215,30 @@ import Testing
         #expect(UserRefMap<String>() == UserRefMap<String>())
     }
 }
+
+@Suite struct IdentifierCacheTests {
+    @Test func findsEveryNameItHoldsByItsExactBytes() {
+        var cache = IdentifierCache()
+        var generator = SystemRandomNumberGenerator()
+        // Lengths around the eight-byte steps of the hash, and names sharing long prefixes.
+        var names: Set<[UInt8]> = []
+        while names.count < 5_000 {
+            let length = Int.random(in: 1...64, using: &generator)
+            let prefix = Array("room-shared-prefix-".utf8).prefix(Int.random(in: 0...19, using: &generator))
+            names.insert(Array(prefix) + (0..<length).map { _ in UInt8.random(in: 0x21...0x7E, using: &generator) })
+        }
+        let ordered = Array(names)
+        for (value, name) in ordered.enumerated() {
+            name.withUnsafeBufferPointer { bytes in
+                #expect(cache.value(for: bytes) == nil)
+                cache.insert(bytes, value: UInt32(value))
+            }
+        }
+        for (value, name) in ordered.enumerated() {
+            name.withUnsafeBufferPointer { #expect(cache.value(for: $0) == UInt32(value)) }
+        }
+        for absent in [Array("never-inserted".utf8), Array(ordered[0].dropLast()) + [0x20]] where !names.contains(absent) {
+            absent.withUnsafeBufferPointer { #expect(cache.value(for: $0) == nil) }
+        }
+    }
+}
