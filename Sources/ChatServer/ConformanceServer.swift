@@ -26,20 +26,22 @@ public enum ConformanceServer {
             server.emit(socket, event: "auth", [handshakeAuth])
         }
 
-        func event(_ socket: SocketRef, name: String, arguments: [JSONValue], ackID: UInt64?, server: SocketIOServer) async {
+        func event(_ socket: SocketRef, name: String, arguments: SocketEventArguments, ackID: UInt64?, server: SocketIOServer) async {
             switch name {
             case "message":
-                server.emit(socket, event: "message-back", arguments)
+                // Sent back as it came: the arguments' text is copied, not parsed.
+                server.emit(socket, event: "message-back", relaying: arguments)
             case "message-with-ack":
-                if let ackID { server.ack(socket, id: ackID, arguments) }
+                if let ackID { server.ack(socket, id: ackID, arguments.values) }
             // Beyond the official suites, for the interop tests: rooms and broadcast.
             case "join":
-                if let room = arguments.first?.stringValue { server.join(socket, room: room) }
+                if let room = arguments.values.first?.stringValue { server.join(socket, room: room) }
                 if let ackID { server.ack(socket, id: ackID, []) }
             case "to-room":
-                if let room = arguments.first?.stringValue {
+                let values = arguments.values
+                if let room = values.first?.stringValue {
                     server.broadcast(namespace: socket.namespace, room: room, event: "room-message",
-                                           Array(arguments.dropFirst()), except: socket)
+                                     Array(values.dropFirst()), except: socket)
                 }
                 if let ackID { server.ack(socket, id: ackID, []) }
             default:
@@ -49,7 +51,7 @@ public enum ConformanceServer {
     }
 
     final class Echo: SocketIOHandler {
-        func event(_ socket: SocketRef, name: String, arguments: [JSONValue], ackID: UInt64?, server: SocketIOServer) async {}
+        func event(_ socket: SocketRef, name: String, arguments: SocketEventArguments, ackID: UInt64?, server: SocketIOServer) async {}
     }
 
     /// The benchmark's transport baseline: every message sent back, through the same queue

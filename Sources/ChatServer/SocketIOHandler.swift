@@ -34,7 +34,9 @@ public protocol SocketIOHandler: Sendable {
     func authorize(_ request: ConnectRequest) async -> ConnectDecision
     func connected(_ socket: SocketRef, server: SocketIOServer) async
     /// An event; when `ackID` is set the client waits for `server.ack(socket, id:, ...)`.
-    func event(_ socket: SocketRef, name: String, arguments: [JSONValue], ackID: UInt64?, server: SocketIOServer) async
+    /// `arguments` are read on demand: as values, straight into the handler's own types
+    /// (`read`), or relayed as they came (`server.emit(_:event:relaying:)`).
+    func event(_ socket: SocketRef, name: String, arguments: SocketEventArguments, ackID: UInt64?, server: SocketIOServer) async
     func disconnected(_ socket: SocketRef, reason: SocketSession.DisconnectReason, server: SocketIOServer) async
 }
 

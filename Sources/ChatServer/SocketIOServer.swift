@@ -35,7 +35,7 @@ public final class SocketIOServer: Service, Sendable {
     enum AppCall: Sendable {
         case authorize(ConnectRequest)
         case connected(SocketRef)
-        case event(SocketRef, name: String, arguments: [JSONValue], ackID: UInt64?)
+        case event(SocketRef, name: String, arguments: SocketEventArguments, ackID: UInt64?)
         case disconnected(SocketRef, SocketSession.DisconnectReason)
     }
 
@@ -184,6 +184,20 @@ public final class SocketIOServer: Service, Sendable {
     /// Sends an event to one socket.
     public func emit(_ socket: SocketRef, event: String, _ arguments: [JSONValue]) {
         state.withLock { $0.emit(socket, event: event, arguments) }
+    }
+
+    /// Sends an event with the arguments of an event a client sent, copied as they came (no
+    /// parsing when they came as text): relaying a message costs no JSON tree.
+    public func emit(_ socket: SocketRef, event: String, relaying arguments: SocketEventArguments) {
+        state.withLock { $0.emit(socket, event: event, relaying: arguments) }
+    }
+
+    /// Sends an event whose arguments `arguments` writes straight into the packet's text, with
+    /// no `JSONValue` tree (text only). It runs under the server's lock: it must only write.
+    public func emit(_ socket: SocketRef, event: String, writing arguments: (inout JSONOutput) -> Void) {
+        state.withLock { state in
+            state.send(to: socket) { $0.emit(namespace: socket.namespace, event: event, now: .now, writing: arguments) }
+        }
     }
 
     /// Sends an event and waits for the client's acknowledgement, at most `timeout`.
@@ -428,9 +442,17 @@ public final class SocketIOServer: Service, Sendable {
 
         /// Sends an event to one socket.
         mutating func emit(_ socket: SocketRef, event: String, _ arguments: [JSONValue]) {
-            guard let (actions, _) = modify(socket.engineID, {
-                $0.socket.emit(namespace: socket.namespace, event: event, arguments: arguments, now: .now)
-            }) else { return }
+            send(to: socket) { $0.emit(namespace: socket.namespace, event: event, arguments: arguments, now: .now).actions }
+        }
+
+        mutating func emit(_ socket: SocketRef, event: String, relaying arguments: SocketEventArguments) {
+            send(to: socket) { $0.emit(namespace: socket.namespace, event: event, relaying: arguments, now: .now) }
+        }
+
+        /// Carries out what the socket's session does to emit (`emit` asks it): sends, and
+        /// nothing for the application.
+        mutating func send(to socket: SocketRef, _ emit: (inout SocketSession) -> [SocketSession.Action]) {
+            guard let actions = modify(socket.engineID, { emit(&$0.socket) }) else { return }
             let calls = apply(actions, to: socket.engineID)
             precondition(calls.isEmpty, "emitting produces no application calls")
         }

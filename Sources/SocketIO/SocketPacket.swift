@@ -161,14 +161,30 @@ public struct SocketPacket: Sendable, Equatable {
     ) -> String {
         JSONWriter.render(capacity: 256) { writer in
             writeHeader(type: .event, namespace: namespace, id: id, attachments: 0, to: &writer)
-            writer.put(UInt8(ascii: "["))
-            writer.putQuoted(name)
-            var output = JSONOutput(writer: writer, needsComma: true)
-            arguments(&output)
-            writer = output.writer
-            writer.put(UInt8(ascii: "]"))
+            writeEventPayload(name, arguments: arguments, to: &writer)
             return true
         } ?? ""
+    }
+
+    /// An EVENT packet whose payload `arguments` writes straight into its text (see
+    /// `encodeEvent`), for a session to send.
+    static func event(_ name: String, namespace: String, arguments: (inout JSONOutput) -> Void) -> SocketPacket {
+        var packet = SocketPacket(.event, namespace: namespace)
+        let payload = JSONWriter.render(capacity: 256) { writer in
+            writeEventPayload(name, arguments: arguments, to: &writer)
+            return true
+        } ?? "[]"
+        packet.payload = .json(Substring(payload), .array(startsWithString: true), attachments: 0)
+        return packet
+    }
+
+    private static func writeEventPayload(_ name: String, arguments: (inout JSONOutput) -> Void, to writer: inout JSONWriter) {
+        writer.put(UInt8(ascii: "["))
+        writer.putQuoted(name)
+        var output = JSONOutput(writer: writer, needsComma: true)
+        arguments(&output)
+        writer = output.writer
+        writer.put(UInt8(ascii: "]"))
     }
 
     /// Reads an EVENT's arguments straight from the received text, with no `JSONValue` tree:

@@ -31,7 +31,7 @@ public struct SocketSession: Sendable {
         /// `recovery` holds the `pid` and `offset` a reconnecting client presented.
         case authorize(namespace: String, auth: JSONValue?, recovery: Recovery?)
         /// An event from the client; answer `ackID` (when set) with `ack`.
-        case event(namespace: String, name: String, arguments: [JSONValue], ackID: UInt64?)
+        case event(namespace: String, name: String, arguments: SocketEventArguments, ackID: UInt64?)
         /// The client acknowledged a server event.
         case ackReceived(namespace: String, id: UInt64, arguments: [JSONValue])
         /// A server event's acknowledgement did not come in time.
@@ -147,7 +147,7 @@ public struct SocketSession: Sendable {
             // Events for a namespace the client is not connected to are dropped, as the
             // reference server does.
             guard sockets[namespace] != nil, let name = packet.eventName else { return [] }
-            return [.event(namespace: namespace, name: name, arguments: packet.arguments, ackID: packet.id)]
+            return [.event(namespace: namespace, name: name, arguments: SocketEventArguments(packet: packet), ackID: packet.id)]
         case .ack, .binaryAck:
             guard let id = packet.id,
                   let index = pendingAcks.firstIndex(where: { $0.id == id && $0.namespace == namespace }) else { return [] }
@@ -199,6 +199,30 @@ public struct SocketSession: Sendable {
         }
         let packet = SocketPacket(.event, namespace: namespace, id: id, data: .array([.string(event)] + arguments))
         return ([.send(Self.engine(packet))], id)
+    }
+
+    /// Emits an event whose arguments are those of an event a client sent, copied as text
+    /// when they came as text (no parsing, no tree), as values otherwise.
+    public mutating func emit(
+        namespace: String,
+        event: String,
+        relaying arguments: SocketEventArguments,
+        now: ContinuousClock.Instant
+    ) -> [Action] {
+        guard let payload = arguments.relayedPayload(named: event) else {
+            return emit(namespace: namespace, event: event, arguments: arguments.values, now: now).actions
+        }
+        guard !closed, sockets[namespace] != nil else { return [] }
+        var packet = SocketPacket(.event, namespace: namespace)
+        packet.payload = .json(payload, .array(startsWithString: true), attachments: 0)
+        return [.send(Self.engine(packet))]
+    }
+
+    /// Emits an event whose arguments `arguments` writes straight into the packet's text
+    /// (`JSONOutput`), with no `JSONValue` tree. Text only: binary data needs `[JSONValue]`.
+    public mutating func emit(namespace: String, event: String, now: ContinuousClock.Instant, writing arguments: (inout JSONOutput) -> Void) -> [Action] {
+        guard !closed, sockets[namespace] != nil else { return [] }
+        return [.send(Self.engine(SocketPacket.event(event, namespace: namespace, arguments: arguments)))]
     }
 
     /// Answers a client event's acknowledgement.

@@ -7,7 +7,7 @@ import Testing
 /// Limits of the server actor, exercised without sockets.
 @Suite struct SocketIOServerTests {
     struct Silent: SocketIOHandler {
-        func event(_ socket: SocketRef, name: String, arguments: [JSONValue], ackID: UInt64?, server: SocketIOServer) async {}
+        func event(_ socket: SocketRef, name: String, arguments: SocketEventArguments, ackID: UInt64?, server: SocketIOServer) async {}
     }
 
     func server(_ change: (inout SocketIOServer.Configuration) -> Void = { _ in }) -> SocketIOServer {
@@ -59,6 +59,26 @@ import Testing
             Issue.record("the next poll was not released")
             return
         }
+    }
+
+    /// The three ways to emit reach the socket's queue as the same kind of text packet.
+    @Test func emitsFromValuesWritersAndRelaysAreQueued() async throws {
+        let server = server()
+        let queue = OutboundQueue<SocketIOServer.OutboundItem>(capacity: 16)
+        let sid = try #require(server.attachWebSocket(sid: nil, queue: queue)?.sid)
+        await server.perform(server.frame(sid: sid, packet: .message("0"), probe: false).calls)
+        let socket = SocketRef(engineID: sid, namespace: "/", socketID: try #require(server.connectedSocketID(sid: sid, namespace: "/")))
+        // Relaying received text is SocketSessionTests' business; here, arguments from values.
+        let arguments: SocketEventArguments = [.object([("k", .string("v"))]), .number(2)]
+        server.emit(socket, event: "values", [.string("v")])
+        server.emit(socket, event: "written") { $0.string("w") }
+        server.emit(socket, event: "relayed", relaying: arguments)
+        var texts: [String] = []
+        queue.finish()
+        while let items = await queue.next() {
+            for item in items { if case .packet(let packet) = item, let text = packet.textFrame { texts.append(text) } }
+        }
+        #expect(Array(texts.suffix(3)) == [#"42["values","v"]"#, #"42["written","w"]"#, #"42["relayed",{"k":"v"},2]"#])
     }
 
     @Test func aWebSocketWhoseQueueOverflowsIsClosed() async throws {

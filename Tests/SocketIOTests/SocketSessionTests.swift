@@ -64,6 +64,64 @@ import Testing
         #expect(s.received(.text(#"30["again"]"#), now: t0) == [], "an ack is delivered once")
     }
 
+    /// A received event's arguments relayed under another name are copied as text: same
+    /// arguments, the new name, no ack id, the emitting namespace.
+    @Test(arguments: [
+        (#"2["message",1,"two",{"3":[true,"a\"b"]}]"#, #"2["message-back",1,"two",{"3":[true,"a\"b"]}]"#),
+        (#"217[ "message" , "x" ]"#, #"2["message-back", "x" ]"#),
+        (#"2["solo"]"#, #"2["message-back"]"#),
+    ])
+    func relayedArgumentsAreCopiedAsTheyCame(_ received: String, _ sent: String) throws {
+        var s = connected()
+        guard case .event(_, _, let arguments, _)? = s.received(.text(received), now: t0).first else {
+            Issue.record("no event for \(received)")
+            return
+        }
+        #expect(s.emit(namespace: "/", event: "message-back", relaying: arguments, now: t0) == [.send([.message(sent)])])
+        // The same arguments as values, and read straight into values, agree.
+        let values = try SocketPacket.decode(sent).packet.arguments
+        #expect(arguments.values == values)
+        let read = try arguments.read { reader throws(SocketIOProtocolError) in
+            var items: [JSONValue] = []
+            while try reader.nextElement() { items.append(try TypedEventTests.readValue(&reader)) }
+            return items
+        }
+        #expect(read == values)
+    }
+
+    @Test func eventsWrittenFromValuesGoOutAsText() {
+        var s = connected()
+        let actions = s.emit(namespace: "/", event: "new-message", now: t0) { json in
+            json.beginObject()
+            json.key("group")
+            json.string("design-12")
+            json.key("created")
+            json.integer(1_795_000_000_123)
+            json.endObject()
+            json.bool(true)
+        }
+        #expect(actions == [.send([.message(#"2["new-message",{"group":"design-12","created":1795000000123},true]"#)])])
+        #expect(s.emit(namespace: "/custom", event: "x", now: t0) { $0.null() } == [], "not connected to /custom")
+    }
+
+    @Test func relayedBinaryArgumentsGoAsAttachments() throws {
+        var s = connected()
+        _ = s.received(.text(#"51-["upload",{"_placeholder":true,"num":0}]"#), now: t0)
+        guard case .event(_, _, let arguments, _)? = s.received(.binary([1, 2, 3]), now: t0).first else {
+            Issue.record("no event")
+            return
+        }
+        #expect(s.emit(namespace: "/", event: "echo", relaying: arguments, now: t0)
+            == [.send([.message(#"51-["echo",{"_placeholder":true,"num":0}]"#), EnginePacket(.message, .binary([1, 2, 3]))])])
+        #expect(throws: SocketIOProtocolError.self) { try arguments.read { _ throws(SocketIOProtocolError) in 0 } }
+        // Arguments built from values read the same way as received ones.
+        let built: SocketEventArguments = [.number(5), .string("x")]
+        #expect(try built.read { reader throws(SocketIOProtocolError) in
+            _ = try reader.nextElement()
+            return try reader.readInteger()
+        } == 5)
+    }
+
     @Test func binaryEventsAreReassembled() {
         var s = connected()
         #expect(s.received(.text(#"51-["upload",{"_placeholder":true,"num":0}]"#), now: t0) == [])
