@@ -280,7 +280,8 @@ public final class SocketIOServer: Service, Sendable {
 
         /// Runs `body` on the session's connection in place, or returns nil when there is none.
         /// (Copying a connection out of the dictionary and back would copy its sessions' storage
-        /// on every frame: they are then shared while being changed.)
+        /// on every frame: they are then shared while being changed. Reads on the hot path come
+        /// through here too, as the dictionary's getter copies the whole connection.)
         mutating func modify<R>(_ sid: String, _ body: (inout Connection) -> R) -> R? {
             guard let index = connections.index(forKey: sid) else { return nil }
             return body(&connections.values[index])
@@ -528,9 +529,9 @@ public final class SocketIOServer: Service, Sendable {
                     connections[sid]?.probe?.queue.finish()
                     connections[sid]?.probe = nil
                 case .writeFrames(let packets):
-                    if let outbound = connections[sid]?.websocket { write(packets, to: outbound, sid: sid) }
+                    if let outbound = modify(sid, { $0.websocket }) ?? nil { write(packets, to: outbound, sid: sid) }
                 case .writeProbeFrames(let packets):
-                    if let outbound = connections[sid]?.probe { write(packets, to: outbound, sid: sid) }
+                    if let outbound = modify(sid, { $0.probe }) ?? nil { write(packets, to: outbound, sid: sid) }
                 case .deliver(let payloads) where configuration.engineEcho:
                     guard let echo = modify(sid, { $0.engine.send(payloads.map { EnginePacket(.message, $0) }) }) else { break }
                     calls += apply(echo, to: sid)
@@ -557,7 +558,7 @@ public final class SocketIOServer: Service, Sendable {
                 case .authorize(let namespace, let auth, let recovery):
                     calls.append(.authorize(ConnectRequest(engineID: sid, namespace: namespace, auth: auth, recovery: recovery)))
                 case .event(let namespace, let name, let arguments, let ackID):
-                    guard let socketID = connections[sid]?.socket.sockets[namespace] else { continue }
+                    guard let socketID = modify(sid, { $0.socket.sockets[namespace] }) ?? nil else { continue }
                     calls.append(.event(SocketRef(engineID: sid, namespace: namespace, socketID: socketID),
                                         name: name, arguments: arguments, ackID: ackID))
                 case .ackReceived(let namespace, let id, let arguments):
