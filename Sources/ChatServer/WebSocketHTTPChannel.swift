@@ -66,20 +66,21 @@ public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
 
     public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
-            let refused = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
+            // What `route` said about the connection's upgrade request, if it made one.
+            let routed = NIOLoopBoundBox<Handler??>(nil, eventLoop: channel.eventLoop)
             let route = self.route
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: configuration.messageBytesMax,
                 enableAutomaticErrorHandling: true,
                 shouldUpgrade: { channel, head in
-                    let accepted = route(head.uri) != nil
-                    refused.value = !accepted
-                    return channel.eventLoop.makeSucceededFuture(accepted ? HTTPHeaders() : nil)
+                    let handler = route(head.uri)
+                    routed.value = .some(handler)
+                    return channel.eventLoop.makeSucceededFuture(handler == nil ? nil : HTTPHeaders())
                 },
-                upgradePipelineHandler: { channel, head in
+                upgradePipelineHandler: { channel, _ in
                     channel.eventLoop.makeCompletedFuture {
-                        // `route` is a pure function of the URI: it accepted this one above.
-                        guard let handler = route(head.uri) else { throw ChannelError.inappropriateOperationForState }
+                        // Called only after `shouldUpgrade` accepted, so a handler is there.
+                        guard case .some(.some(let handler)) = routed.value else { throw ChannelError.inappropriateOperationForState }
                         let frames = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(wrappingChannelSynchronously: channel)
                         return .websocket(frames, handler)
                     }
@@ -94,7 +95,9 @@ public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                         let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(isOutboundHalfClosureEnabled: true))
-                        return refused.value ? .refused(http) : .notUpgraded(http)
+                        // An upgrade request `route` refused gets 400; a plain request, the router.
+                        if case .some(.none) = routed.value { return .refused(http) }
+                        return .notUpgraded(http)
                     }
                 }
             )

@@ -50,19 +50,18 @@ public struct SocketEventArguments: Sendable, Equatable, ExpressibleByArrayLiter
     /// text: the name, then the arguments' text copied as it came (`["name",...]`).
     func relayedPayload(named name: String) -> Substring? {
         guard case .packet(let packet) = storage, case .json(var text, _, attachments: 0)? = packet.payload else { return nil }
-        let rest: Substring? = text.withUTF8 { bytes in
+        return text.withUTF8 { bytes -> Substring? in
             var reader = JSONReader(bytes: bytes)
             guard (try? reader.enterEventArguments()) != nil else { return nil }
-            // After the name: `]`, or `,` and the arguments (checked text: a character boundary).
-            return Substring(decoding: UnsafeBufferPointer(rebasing: bytes[reader.index...]), as: UTF8.self)
+            // After the name: `]`, or `,` and the arguments, written once behind the new name.
+            let rest = UnsafeBufferPointer(rebasing: bytes[reader.index...])
+            return JSONWriter.render(capacity: name.utf8.count + rest.count + 8) { writer in
+                writer.put(UInt8(ascii: "["))
+                writer.putQuoted(name)
+                writer.put(rest)
+                return true
+            }.map { Substring($0) }
         }
-        guard let rest else { return nil }
-        let head = JSONWriter.render(capacity: name.utf8.count + 8) { writer in
-            writer.put(UInt8(ascii: "["))
-            writer.putQuoted(name)
-            return true
-        }
-        return head.map { Substring($0 + rest) }
     }
 
     public static func == (lhs: SocketEventArguments, rhs: SocketEventArguments) -> Bool {

@@ -143,6 +143,13 @@ import Testing
 
     @Test func anEventWithNoArgumentsAndAPacketBuiltFromValues() throws {
         #expect(SocketPacket.encodeEvent("ping") { _ in } == #"2["ping"]"#)
+        // What JSON cannot hold as text is written as null: non-finite numbers, binary values.
+        #expect(SocketPacket.encodeEvent("odd") { json in
+            json.number(.nan)
+            json.number(-.infinity)
+            json.value(.array([.number(1), .binary([1])]))
+            json.number(0.5)
+        } == #"2["odd",null,null,null,0.5]"#)
         let built = SocketPacket(.event, data: .array([.string("hello"), .number(1)]))
         let first = try built.readEventArguments { reader throws(SocketIOProtocolError) in
             #expect(try reader.nextElement())
