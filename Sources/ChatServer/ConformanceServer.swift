@@ -15,6 +15,7 @@ public enum ConformanceServer {
     /// The Socket.IO suite's handlers.
     final class Handler: SocketIOHandler {
         private let auth = Mutex<[String: JSONValue]>([:])
+        static let authDelay: Duration = .milliseconds(2)
 
         func authorize(_ request: ConnectRequest) async -> ConnectDecision {
             auth.withLock { $0[request.engineID + request.namespace] = request.auth ?? .object([]) }
@@ -23,6 +24,13 @@ public enum ConformanceServer {
 
         func connected(_ socket: SocketRef, server: SocketIOServer) async {
             let handshakeAuth = auth.withLock { $0.removeValue(forKey: socket.engineID + socket.namespace) } ?? .object([])
+            // The suite reads the CONNECT reply and this event with one-shot listeners: two
+            // frames that reach its client in one read lose the second. The reference server
+            // never writes them together (its transport takes no packet while a write is in
+            // flight), and they reach the client apart; here the event waits until the reply
+            // is written, and a moment more.
+            await server.websocketFlushed(sid: socket.engineID)
+            try? await Task.sleep(for: Self.authDelay)
             server.emit(socket, event: "auth", [handshakeAuth])
         }
 
@@ -58,18 +66,11 @@ public enum ConformanceServer {
     /// and batched writer as Socket.IO's, with no Engine.IO.
     static func echo(_ connection: WebSocketConnection) async {
         let queue = OutboundQueue<WebSocketConnection.Message>(capacity: 1_024)
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                while let messages = await queue.next() {
-                    do { try await connection.send(messages) } catch { break }
-                }
-                await connection.close(.normalClosure)
-            }
-            do {
-                for try await message in connection.messages where queue.yield(message) != .enqueued { break }
-            } catch {}
-            queue.finish()
-        }
+        connection.startWriting(queue) { .message($0) }
+        do {
+            for try await message in connection.messages where queue.yield(message) != .enqueued { break }
+        } catch {}
+        queue.finish()
     }
 
     /// Builds the application on `host:port`; `onRunning` gets the bound port. `heartbeat`

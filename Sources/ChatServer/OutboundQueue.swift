@@ -4,11 +4,15 @@ import Synchronization
 /// and the connection's writer takes everything queued at once, so that it writes a burst of
 /// frames with one flush.
 ///
+/// The writer is either a task (`next()`, which waits) or code woken by the queue
+/// (`setWaker`, then `take()`): the connection's event loop, woken once per burst, with no
+/// task between the producer and the socket.
+///
 /// At most `capacity` items wait in the queue; a producer that finds it full gets `.dropped`
 /// (the server then closes the slow client). The writer holds at most one taken batch, so a
 /// connection holds at most twice `capacity` items.
-final class OutboundQueue<Item: Sendable>: Sendable {
-    enum YieldResult: Equatable {
+public final class OutboundQueue<Item: Sendable>: Sendable {
+    public enum YieldResult: Equatable, Sendable {
         case enqueued
         /// The queue is full; the item was not queued.
         case dropped
@@ -20,49 +24,99 @@ final class OutboundQueue<Item: Sendable>: Sendable {
         var items: [Item] = []
         var finished = false
         var waiter: CheckedContinuation<[Item]?, Never>?
+        /// Called when items arrive or the queue ends, unless a call is still unanswered by a
+        /// `take()` (`wakePending`): one wake-up per burst.
+        var waker: (@Sendable () -> Void)?
+        var wakePending = false
+
+        /// The waker to call now, if any (marks the call pending).
+        mutating func wake() -> (@Sendable () -> Void)? {
+            guard let waker, !wakePending else { return nil }
+            wakePending = true
+            return waker
+        }
     }
 
-    let capacity: Int
+    public let capacity: Int
     private let state = Mutex(State())
 
-    init(capacity: Int) {
+    public init(capacity: Int) {
         precondition(capacity > 0, "an outbound queue holds at least one item")
         self.capacity = capacity
     }
 
-    func yield(_ item: Item) -> YieldResult {
-        let (result, waiter) = state.withLock { state -> (YieldResult, CheckedContinuation<[Item]?, Never>?) in
-            if state.finished { return (.terminated, nil) }
+    public func yield(_ item: Item) -> YieldResult {
+        let (result, waiter, waker) = state.withLock { state -> (YieldResult, CheckedContinuation<[Item]?, Never>?, (@Sendable () -> Void)?) in
+            if state.finished { return (.terminated, nil, nil) }
             if let waiter = state.waiter {
                 state.waiter = nil
-                return (.enqueued, waiter)
+                return (.enqueued, waiter, nil)
             }
-            guard state.items.count < capacity else { return (.dropped, nil) }
+            guard state.items.count < capacity else { return (.dropped, nil, nil) }
             state.items.append(item)
-            return (.enqueued, nil)
+            return (.enqueued, nil, state.wake())
         }
         waiter?.resume(returning: [item])
+        waker?()
         return result
     }
 
     /// Ends the queue: the writer takes what is queued, then gets nil.
-    func finish() {
-        let waiter = state.withLock { state in
+    public func finish() {
+        let (waiter, waker) = state.withLock { state in
             state.finished = true
             defer { state.waiter = nil }
-            return state.waiter
+            return (state.waiter, state.wake())
         }
         waiter?.resume(returning: nil)
+        waker?()
+    }
+
+    /// Makes `waker` the writer: it is called (outside the queue's lock, from the producer's
+    /// thread) when items arrive or the queue ends, at most once until the writer's next
+    /// `take()`; at once if there is something to take already.
+    public func setWaker(_ waker: @escaping @Sendable () -> Void) {
+        let wakeNow = state.withLock { state in
+            state.waker = waker
+            state.wakePending = false
+            return !state.items.isEmpty || state.finished ? state.wake() : nil
+        }
+        wakeNow?()
+    }
+
+    /// What a woken writer takes.
+    public enum Taken: Sendable {
+        case items([Item])
+        case empty
+        /// Finished and empty: nothing more will come.
+        case finished
+    }
+
+    /// Everything queued, oldest first, without waiting; the waker may be called again after
+    /// this. The queue forgets its waker once it reports `.finished`.
+    public func take() -> Taken {
+        state.withLock { state in
+            state.wakePending = false
+            if !state.items.isEmpty {
+                defer { state.items = [] }
+                return .items(state.items)
+            }
+            if state.finished {
+                state.waker = nil
+                return .finished
+            }
+            return .empty
+        }
     }
 
     /// Everything queued, oldest first, waiting for at least one item; nil once finished and
     /// empty (or when the waiting task is cancelled, which finishes the queue). One writer.
-    func next() async -> [Item]? {
-        if case .ready(let items) = state.withLock({ Self.take(&$0) }) { return items }
+    public func next() async -> [Item]? {
+        if case .ready(let items) = state.withLock({ Self.takeForNext(&$0) }) { return items }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<[Item]?, Never>) in
                 let taken = state.withLock { state in
-                    let taken = Self.take(&state)
+                    let taken = Self.takeForNext(&state)
                     if case .wait = taken {
                         precondition(state.waiter == nil, "an outbound queue has one writer")
                         state.waiter = continuation
@@ -76,13 +130,13 @@ final class OutboundQueue<Item: Sendable>: Sendable {
         }
     }
 
-    private enum Taken {
+    private enum Next {
         /// The queued items, or nil when the queue is finished and empty.
         case ready([Item]?)
         case wait
     }
 
-    private static func take(_ state: inout State) -> Taken {
+    private static func takeForNext(_ state: inout State) -> Next {
         if !state.items.isEmpty {
             defer { state.items = [] }
             return .ready(state.items)

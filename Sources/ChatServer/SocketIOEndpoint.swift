@@ -146,75 +146,49 @@ public struct SocketIOEndpoint: Sendable {
     static func serveWebSocket(server: SocketIOServer, sid requested: String?, connection: WebSocketConnection) async {
         let queue = OutboundQueue<SocketIOServer.OutboundItem>(capacity: server.configuration.outboundQueueFramesMax)
         guard let (sid, startsAsProbe) = server.attachWebSocket(sid: requested, queue: queue) else {
-            await connection.close(.policyViolation)
+            connection.close(.policyViolation)
             return
         }
-        await withTaskGroup(of: Void.self) { group in
-            // Writer: takes everything queued since its last write and writes it with one
-            // flush; ends when the session closes or the client is too slow.
-            group.addTask {
-                await writeQueued(queue, to: connection) { server.writesFlushed(sid: sid) }
-                await connection.close(.normalClosure)
+        // The event loop writes what the server queues, one flush per burst; the queue's end
+        // (the session closed, or the client was too slow) sends the close frame.
+        connection.startWriting(queue) { item in
+            switch item {
+            case .packet(let packet):
+                if let binary = packet.binaryFrame { return .message(.binary(binary)) }
+                return packet.textFrame.map { .message(.text($0)) }
+            case .barrier:
+                return .written { server.writesFlushed(sid: sid) }
             }
-            // Reader.
-            var probe = startsAsProbe
-            do {
-                for try await message in connection.messages {
-                    let packet: EnginePacket
-                    switch message {
-                    case .text(let text):
-                        guard let decoded = try? EnginePacket.decode(textFrame: text) else {
-                            // Not an Engine.IO packet: the session ends. Finishing the queue
-                            // lets the writer send what is queued, then the close frame; the
-                            // client's answer (or the close timeout) then ends this loop, and
-                            // frames until then find no session.
-                            let calls = server.websocketClosed(sid: sid, probe: false)
-                            await server.perform(calls)
-                            queue.finish()
-                            continue
-                        }
-                        packet = decoded
-                    case .binary(let bytes):
-                        packet = EnginePacket.decode(binaryFrame: bytes)
-                    }
-                    let (stillProbing, calls) = server.frame(sid: sid, packet: packet, probe: probe)
-                    probe = stillProbing
-                    await server.perform(calls)
-                }
-            } catch {
-                server.logger.debug("websocket closed", metadata: ["socketio.sid": "\(sid)", "error": "\(error)"])
-            }
-            let calls = server.websocketClosed(sid: sid, probe: probe)
-            await server.perform(calls)
-            queue.finish()
         }
-    }
-
-    /// Writes the queue's packets until it ends: each batch taken with one flush; a barrier
-    /// first writes what precedes it, then calls `flushed`.
-    static func writeQueued(_ queue: OutboundQueue<SocketIOServer.OutboundItem>, to connection: WebSocketConnection, flushed: () -> Void) async {
+        var probe = startsAsProbe
         do {
-            while let items = await queue.next() {
-                var messages: [WebSocketConnection.Message] = []
-                messages.reserveCapacity(items.count)
-                for item in items {
-                    switch item {
-                    case .packet(let packet):
-                        if let binary = packet.binaryFrame {
-                            messages.append(.binary(binary))
-                        } else if let text = packet.textFrame {
-                            messages.append(.text(text))
-                        }
-                    case .barrier:
-                        try await connection.send(messages)
-                        messages.removeAll()
-                        flushed()
+            for try await message in connection.messages {
+                let packet: EnginePacket
+                switch message {
+                case .text(let text):
+                    guard let decoded = try? EnginePacket.decode(textFrame: text) else {
+                        // Not an Engine.IO packet: the session ends. Finishing the queue lets
+                        // the writer send what is queued, then the close frame; the client's
+                        // answer (or the close timeout) then ends this loop, and frames until
+                        // then find no session.
+                        let calls = server.websocketClosed(sid: sid, probe: false)
+                        await server.perform(calls)
+                        queue.finish()
+                        continue
                     }
+                    packet = decoded
+                case .binary(let bytes):
+                    packet = EnginePacket.decode(binaryFrame: bytes)
                 }
-                try await connection.send(messages)
+                let (stillProbing, calls) = server.frame(sid: sid, packet: packet, probe: probe)
+                probe = stillProbing
+                await server.perform(calls)
             }
         } catch {
-            queue.finish()
+            server.logger.debug("websocket closed", metadata: ["socketio.sid": "\(sid)", "error": "\(error)"])
         }
+        let calls = server.websocketClosed(sid: sid, probe: probe)
+        await server.perform(calls)
+        queue.finish()
     }
 }

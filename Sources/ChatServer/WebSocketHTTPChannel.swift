@@ -13,10 +13,13 @@ import NIOWebSocket
 ///
 /// chatlog has its own WebSocket layer (on SwiftNIO's frame codec) rather than
 /// hummingbird-websocket's so that a connection writes all its queued messages with one
-/// flush: the Socket.IO writer takes every frame queued since its last write at once
-/// (`OutboundQueue`), where a writer that flushes per frame makes one system call per event.
+/// flush (the event loop takes every frame queued since its last write at once, where a
+/// writer that flushes per frame makes one system call per event), and so that frames are
+/// handled on the event loop with no task in between (`WebSocketConnection`).
 public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
-    /// Serves one upgraded connection; the connection closes when it returns.
+    /// Serves one upgraded connection; the connection closes when it returns (with a close
+    /// frame, normal closure, unless one was sent), and the handshake then gets at most
+    /// `closeTimeout` to finish.
     public typealias Handler = @Sendable (WebSocketConnection) async -> Void
     /// The handler for an upgrade request's URI (path and query), or nil to refuse it.
     public typealias Route = @Sendable (_ uri: String) -> Handler?
@@ -27,11 +30,14 @@ public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
         public var messageBytesMax = 1_000_000
         /// How long a closing handshake may take before the connection is dropped.
         public var closeTimeout: Duration = .seconds(1)
+        /// Reading from the socket pauses while more than this many bytes of messages wait
+        /// for the connection's task.
+        public var inboundBytesMax = 1 << 20
         public init() {}
     }
 
     enum UpgradeResult: Sendable {
-        case websocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, Handler)
+        case websocket(WebSocketConnection, Handler)
         case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
         /// An upgrade request that `route` refused: answered 400.
         case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
@@ -81,8 +87,7 @@ public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                     channel.eventLoop.makeCompletedFuture {
                         // Called only after `shouldUpgrade` accepted, so a handler is there.
                         guard case .some(.some(let handler)) = routed.value else { throw ChannelError.inappropriateOperationForState }
-                        let frames = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(wrappingChannelSynchronously: channel)
-                        return .websocket(frames, handler)
+                        return .websocket(try WebSocketConnection(channel: channel, configuration: configuration), handler)
                     }
                 }
             )
@@ -122,11 +127,10 @@ public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                         .end(nil),
                     ])
                 }
-            case .websocket(let frames, let handler):
-                try await frames.executeThenClose { inbound, outbound in
-                    await handler(WebSocketConnection(channel: value.channel, inbound: inbound, outbound: outbound,
-                                                      configuration: configuration))
-                }
+            case .websocket(let connection, let handler):
+                await handler(connection)
+                connection.close(.normalClosure)
+                try await connection.channel.closeFuture.get()
             }
         } catch {
             logger.debug("connection ended", metadata: ["error": "\(error)"])

@@ -2,11 +2,15 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOWebSocket
+import Synchronization
 
 /// A minimal WebSocket client on SwiftNIO, for the WebSocket benchmark and the live tests:
 /// it connects to a server on this machine, upgrades, and exchanges whole text and binary
 /// messages. Frames it sends are masked, as RFC 6455 requires of clients; pings are answered.
-/// No TLS, no compression, no redirects: not a general-purpose client.
+/// No TLS, no compression, no redirects: not a general-purpose client. Its masking keys come
+/// from a fast generator seeded once from the system's (a system call per frame cost the
+/// benchmark's client as much as the rest of its sending): unpredictable enough for loopback
+/// tests, not for a browser facing hostile scripts.
 public enum LoopbackWebSocket {
     public enum Message: Sendable, Equatable {
         case text(String)
@@ -40,7 +44,7 @@ public enum LoopbackWebSocket {
                 var data = frame.unmaskedData
                 switch frame.opcode {
                 case .ping:
-                    try await outbound.write(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: data))
+                    try await outbound.write(WebSocketFrame(fin: true, opcode: .pong, maskKey: .fast(), data: data))
                     continue
                 case .pong:
                     continue
@@ -79,15 +83,15 @@ public enum LoopbackWebSocket {
         public func close() async throws {
             var code = ByteBuffer()
             code.write(webSocketErrorCode: .normalClosure)
-            try await writer.write(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: code))
+            try await writer.write(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .fast(), data: code))
         }
 
         private static func frame(_ message: Message) -> WebSocketFrame {
             switch message {
             case .text(let text):
-                WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: ByteBuffer(string: text))
+                WebSocketFrame(fin: true, opcode: .text, maskKey: .fast(), data: ByteBuffer(string: text))
             case .binary(let bytes):
-                WebSocketFrame(fin: true, opcode: .binary, maskKey: .random(), data: ByteBuffer(bytes: bytes))
+                WebSocketFrame(fin: true, opcode: .binary, maskKey: .fast(), data: ByteBuffer(bytes: bytes))
             }
         }
     }
@@ -139,8 +143,27 @@ public enum LoopbackWebSocket {
 }
 
 extension WebSocketMaskingKey {
-    static func random() -> WebSocketMaskingKey {
+    private static let seed: UInt64 = {
         var generator = SystemRandomNumberGenerator()
-        return WebSocketMaskingKey.random(using: &generator)
+        return generator.next()
+    }()
+    private static let counter = Atomic<UInt64>(0)
+
+    /// A key from SplitMix64 over a shared counter, seeded from the system generator.
+    static func fast() -> WebSocketMaskingKey {
+        var generator = SplitMix(state: seed &+ counter.add(1, ordering: .relaxed).newValue &* 0x9E37_79B9_7F4A_7C15)
+        return .random(using: &generator)
+    }
+
+    private struct SplitMix: RandomNumberGenerator {
+        var state: UInt64
+
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
     }
 }

@@ -1,5 +1,6 @@
 import Logging
 import SocketIO
+import Synchronization
 import Testing
 
 @testable import ChatServer
@@ -140,5 +141,103 @@ import Testing
         writer.cancel()
         #expect(await writer.value == nil)
         #expect(queue.yield(1) == .terminated)
+    }
+}
+
+/// The event-loop writer's side of `OutboundQueue`: woken once per burst, takes without waiting.
+@Suite struct OutboundQueueWakerTests {
+    final class Counter: Sendable {
+        let value = Mutex(0)
+        func increment() { value.withLock { $0 += 1 } }
+        var count: Int { value.withLock { $0 } }
+    }
+
+    @Test func theWakerIsCalledOncePerBurstUntilTheWriterTakes() {
+        let queue = OutboundQueue<Int>(capacity: 8)
+        let wakes = Counter()
+        queue.setWaker { wakes.increment() }
+        #expect(wakes.count == 0)  // nothing to take yet
+        #expect(queue.yield(1) == .enqueued)
+        #expect(queue.yield(2) == .enqueued)
+        #expect(wakes.count == 1)
+        guard case .items(let first) = queue.take() else {
+            Issue.record("nothing taken")
+            return
+        }
+        #expect(first == [1, 2])
+        guard case .empty = queue.take() else {
+            Issue.record("an empty queue gave something")
+            return
+        }
+        #expect(queue.yield(3) == .enqueued)
+        #expect(wakes.count == 2)
+        queue.finish()
+        #expect(wakes.count == 2)  // still unanswered: no second call
+        guard case .items(let second) = queue.take(), case .finished = queue.take() else {
+            Issue.record("the end was not reported after the last items")
+            return
+        }
+        #expect(second == [3])
+    }
+
+    @Test func aWakerSetLateIsCalledAtOnceForWhatWaits() {
+        let queue = OutboundQueue<Int>(capacity: 2)
+        #expect(queue.yield(1) == .enqueued)
+        #expect(queue.yield(2) == .enqueued)
+        #expect(queue.yield(3) == .dropped)
+        let wakes = Counter()
+        queue.setWaker { wakes.increment() }
+        #expect(wakes.count == 1)
+        queue.finish()
+        #expect(wakes.count == 1)
+        guard case .items(let items) = queue.take() else {
+            Issue.record("nothing taken")
+            return
+        }
+        #expect(items == [1, 2])
+        #expect(queue.yield(4) == .terminated)
+    }
+}
+
+/// The inbound side of `WebSocketConnection`: what the event loop hands the connection's task.
+@Suite struct WebSocketInboundTests {
+    @Test func readingPausesPastTheByteLimitAndResumesWhenTaken() async {
+        let inbound = WebSocketConnection.Inbound(pauseAtBytes: 10)
+        #expect(inbound.append(.text("12345")) == false)
+        #expect(inbound.append(.text("67890")) == false)  // exactly at the limit
+        #expect(inbound.append(.binary([1])) == true)  // over it: pause
+        guard case .messages(let messages, let resume) = await inbound.take() else {
+            Issue.record("no messages")
+            return
+        }
+        #expect(messages == [.text("12345"), .text("67890"), .binary([1])])
+        #expect(resume)
+        #expect(inbound.append(.text("a")) == false)  // the count starts again
+        inbound.end(nil)
+        guard case .messages(let last, false) = await inbound.take(), case .end(nil) = await inbound.take() else {
+            Issue.record("the end did not follow the last message")
+            return
+        }
+        #expect(last == [.text("a")])
+    }
+
+    @Test func aWaitingTaskGetsTheNextMessageOrTheViolation() async {
+        let inbound = WebSocketConnection.Inbound(pauseAtBytes: 1 << 20)
+        async let first = inbound.take()
+        try? await Task.sleep(for: .milliseconds(20))
+        _ = inbound.append(.text("x"))
+        guard case .messages([.text("x")], _) = await first else {
+            Issue.record("the waiting task did not get the message")
+            return
+        }
+        async let second = inbound.take()
+        try? await Task.sleep(for: .milliseconds(20))
+        inbound.end(WebSocketConnection.ProtocolViolation(code: .protocolError, reason: "test"))
+        guard case .end(let violation?) = await second else {
+            Issue.record("the waiting task did not get the violation")
+            return
+        }
+        #expect(violation.code == .protocolError)
+        #expect(inbound.append(.text("late")) == false)
     }
 }

@@ -120,7 +120,8 @@ import Testing
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connect(host: "127.0.0.1", port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel,
+                                                                    configuration: .init(isOutboundHalfClosureEnabled: true))
                     }
                 }
             try await channel.executeThenClose { inbound, outbound in
@@ -148,6 +149,16 @@ import Testing
             try await client.write(Self.frame(0x2, binary))
             let binaryEcho = try #require(try await client.frame())
             #expect(binaryEcho.opcode == 0x2 && binaryEcho.payload == binary)
+        }
+    }
+
+    /// A client that goes away without a close frame (its TCP side shut) is not kept open.
+    @Test func aClientThatShutsItsSideIsClosed() async throws {
+        try await withEcho { client in
+            try await client.write(Self.frame(0x1, Array("bye".utf8)))
+            #expect(try await client.frame()?.payload == Array("bye".utf8))
+            client.outbound.finish()  // FIN, no close frame
+            #expect(try await client.isClosed())
         }
     }
 

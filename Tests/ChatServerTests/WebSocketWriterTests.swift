@@ -1,0 +1,68 @@
+import NIOCore
+import NIOEmbedded
+import NIOConcurrencyHelpers
+import NIOWebSocket
+import Testing
+
+@testable import ChatServer
+
+/// The event-loop writer of `WebSocketConnection`, driven step by step on an embedded channel.
+@Suite struct WebSocketWriterTests {
+    func connection() throws -> (EmbeddedChannel, WebSocketConnection) {
+        let channel = EmbeddedChannel()
+        return (channel, try WebSocketConnection(channel: channel, configuration: .init()))
+    }
+
+    func written(_ channel: EmbeddedChannel) throws -> [WebSocketFrame] {
+        var frames: [WebSocketFrame] = []
+        while let frame = try channel.readOutbound(as: WebSocketFrame.self) { frames.append(frame) }
+        return frames
+    }
+
+    @Test func aBurstIsWrittenAtOnceAndTheEndSendsTheCloseFrame() throws {
+        let (channel, connection) = try connection()
+        let queue = OutboundQueue<WebSocketConnection.Message>(capacity: 8)
+        connection.startWriting(queue) { .message($0) }
+        #expect(queue.yield(.text("a")) == .enqueued)
+        #expect(queue.yield(.binary([1, 2])) == .enqueued)
+        // The queue ends while the loop's wake-up for the items is still pending: the end must
+        // not be lost.
+        queue.finish()
+        channel.embeddedEventLoop.run()
+        let frames = try written(channel)
+        #expect(frames.map(\.opcode) == [.text, .binary, .connectionClose])
+        #expect(frames.first.map { String(buffer: $0.data) } == "a")
+        var code = try #require(frames.last).data
+        #expect(code.readWebSocketErrorCode() == .normalClosure)
+    }
+
+    @Test func nothingIsTakenWhileTheChannelIsNotWritable() throws {
+        let (channel, connection) = try connection()
+        let queue = OutboundQueue<WebSocketConnection.Message>(capacity: 2)
+        connection.startWriting(queue) { .message($0) }
+        channel.isWritable = false
+        #expect(queue.yield(.text("1")) == .enqueued)
+        #expect(queue.yield(.text("2")) == .enqueued)
+        channel.embeddedEventLoop.run()
+        #expect(try written(channel).isEmpty)
+        // The queue stays full, so a slow client shows up as `.dropped` (and is closed).
+        #expect(queue.yield(.text("3")) == .dropped)
+        channel.isWritable = true
+        channel.pipeline.fireChannelWritabilityChanged()
+        channel.embeddedEventLoop.run()
+        #expect(try written(channel).map { String(buffer: $0.data) } == ["1", "2"])
+    }
+
+    @Test func writtenCallbacksRunAfterWhatPrecedesThem() throws {
+        let (channel, connection) = try connection()
+        let queue = OutboundQueue<Int>(capacity: 8)
+        let log = NIOLockedValueBox<[String]>([])
+        connection.startWriting(queue) { item in
+            item < 0 ? .written { log.withLockedValue { $0.append("written after \(-item)") } } : .message(.text("\(item)"))
+        }
+        for item in [1, 2, -2, 3] { #expect(queue.yield(item) == .enqueued) }
+        channel.embeddedEventLoop.run()
+        #expect(try written(channel).map { String(buffer: $0.data) } == ["1", "2", "3"])
+        #expect(log.withLockedValue { $0 } == ["written after 2"])
+    }
+}
