@@ -149,21 +149,14 @@ extension WebSocketMaskingKey {
     }()
     private static let counter = Atomic<UInt64>(0)
 
-    /// A key from SplitMix64 over a shared counter, seeded from the system generator.
+    /// A key from a counter through MurmurHash3's 64-bit finalizer, seeded from the system
+    /// generator.
     static func fast() -> WebSocketMaskingKey {
-        var generator = SplitMix(state: seed &+ counter.add(1, ordering: .relaxed).newValue &* 0x9E37_79B9_7F4A_7C15)
-        return .random(using: &generator)
-    }
-
-    private struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        var z = seed ^ counter.add(1, ordering: .relaxed).newValue
+        z = (z ^ (z >> 33)) &* 0xFF51_AFD7_ED55_8CCD
+        z = (z ^ (z >> 33)) &* 0xC4CE_B9FE_1A85_EC53
+        z ^= z >> 33
+        let bytes = (0..<4).map { UInt8(truncatingIfNeeded: z >> ($0 * 8)) }
+        return WebSocketMaskingKey(bytes) ?? .random()  // four bytes: never nil
     }
 }
