@@ -96,11 +96,6 @@ public enum LoopbackWebSocket {
         }
     }
 
-    private enum Upgrade {
-        case websocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>)
-        case refused
-    }
-
     /// Connects to `ws://host:port` + `path`, runs `body` with the connection, then closes it.
     /// - Parameter messageBytesMax: largest message accepted from the server.
     /// - Throws: `Failure.notUpgraded` when the server does not upgrade; I/O errors.
@@ -112,20 +107,39 @@ public enum LoopbackWebSocket {
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         _ body: (inout Inbound, Outbound) async throws -> Result
     ) async throws -> Result {
+        let channel = try await connect(host: host, port: port, path: path, messageBytesMax: messageBytesMax, group: group) { channel in
+            try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(wrappingChannelSynchronously: channel)
+        }
+        return try await channel.executeThenClose { inboundFrames, outboundFrames in
+            var inbound = Inbound(frames: inboundFrames.makeAsyncIterator(), outbound: outboundFrames, messageBytesMax: messageBytesMax)
+            return try await body(&inbound, Outbound(writer: outboundFrames))
+        }
+    }
+
+    /// Connects and upgrades, then lets `configure` set up the upgraded channel (on its event
+    /// loop: add handlers for `WebSocketFrame`s; frames this client sends must be masked, e.g.
+    /// with `WebSocketMaskingKey.fast()`); returns what `configure` returned.
+    /// - Throws: `Failure.notUpgraded` when the server does not upgrade; I/O errors.
+    public static func connect<Value: Sendable>(
+        host: String = "127.0.0.1",
+        port: Int,
+        path: String,
+        messageBytesMax: Int = 1 << 20,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        configure: @escaping @Sendable (any Channel) throws -> Value
+    ) async throws -> Value {
         let upgrade = try await ClientBootstrap(group: group).connect(host: host, port: port) { channel in
             channel.eventLoop.makeCompletedFuture {
-                let upgrader = NIOTypedWebSocketClientUpgrader<Upgrade>(maxFrameSize: messageBytesMax) { channel, _ in
-                    channel.eventLoop.makeCompletedFuture {
-                        .websocket(try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(wrappingChannelSynchronously: channel))
-                    }
+                let upgrader = NIOTypedWebSocketClientUpgrader<Value?>(maxFrameSize: messageBytesMax) { channel, _ in
+                    channel.eventLoop.makeCompletedFuture { try configure(channel) }
                 }
                 var headers = HTTPHeaders()
                 headers.add(name: "Host", value: "\(host):\(port)")
                 headers.add(name: "Content-Length", value: "0")
-                let configuration = NIOTypedHTTPClientUpgradeConfiguration<Upgrade>(
+                let configuration = NIOTypedHTTPClientUpgradeConfiguration<Value?>(
                     upgradeRequestHead: HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers),
                     upgraders: [upgrader],
-                    notUpgradingCompletionHandler: { channel in channel.eventLoop.makeCompletedFuture { .refused } }
+                    notUpgradingCompletionHandler: { channel in channel.eventLoop.makeCompletedFuture { nil } }
                 )
                 var pipeline = NIOUpgradableHTTPClientPipelineConfiguration(upgradeConfiguration: configuration)
                 // Frames the server sends right after its 101 response may arrive in the same
@@ -134,11 +148,8 @@ public enum LoopbackWebSocket {
                 return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(configuration: pipeline)
             }
         }
-        guard case .websocket(let channel) = try await upgrade.get() else { throw Failure.notUpgraded }
-        return try await channel.executeThenClose { inboundFrames, outboundFrames in
-            var inbound = Inbound(frames: inboundFrames.makeAsyncIterator(), outbound: outboundFrames, messageBytesMax: messageBytesMax)
-            return try await body(&inbound, Outbound(writer: outboundFrames))
-        }
+        guard let value = try await upgrade.get() else { throw Failure.notUpgraded }
+        return value
     }
 }
 
@@ -151,7 +162,7 @@ extension WebSocketMaskingKey {
 
     /// A key from a counter through MurmurHash3's 64-bit finalizer, seeded from the system
     /// generator.
-    static func fast() -> WebSocketMaskingKey {
+    public static func fast() -> WebSocketMaskingKey {
         var z = seed ^ counter.add(1, ordering: .relaxed).newValue
         z = (z ^ (z >> 33)) &* 0xFF51_AFD7_ED55_8CCD
         z = (z ^ (z >> 33)) &* 0xC4CE_B9FE_1A85_EC53

@@ -4,6 +4,8 @@ import Foundation
 import Hummingbird
 import LoopbackWebSocket
 import Logging
+import NIOCore
+import NIOWebSocket
 
 struct BenchWebSocket: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -16,8 +18,10 @@ struct BenchWebSocket: AsyncParsableCommand {
             "message-back", at most --window in flight. Two baselines, in the same run and on \
             the same port, get the same number of messages: the bare Engine.IO echo server \
             (Engine.IO without Socket.IO and its handler) and a plain WebSocket echo \
-            (Hummingbird's WebSocket alone: the transport's ceiling). Each figure is the \
-            median of --rounds rounds. The last line is one JSON object.
+            (chatlog's WebSocket layer alone: the transport's ceiling). The client runs in \
+            this process, on its connection's event loop, and shares the machine's cores \
+            with the server. Each figure is the median of --rounds rounds. The last line is \
+            one JSON object.
             """
     )
 
@@ -97,51 +101,150 @@ struct BenchWebSocket: AsyncParsableCommand {
     }
 
     /// One connection: `events` messages sent in batches, at most `window` unanswered; returns
-    /// answers per second.
+    /// answers per second. The client runs on its connection's event loop (`EchoDriver`), so
+    /// that the load generator costs the shared cores as little as it can.
     static func echo(_ echo: Echo, port: Int, events: Int, window: Int) async throws -> Double {
         let path = switch echo {
         case .socketIO: "/socket.io/?EIO=4&transport=websocket"
         case .engineIO: "/engine.io/?EIO=4&transport=websocket"
         case .webSocket: "/websocket-echo"
         }
-        let message: LoopbackWebSocket.Message = .text(echo == .socketIO ? #"42["message",\#(payload)]"# : "4" + payload)
-        let expectedPrefix = echo == .socketIO ? #"42["message-back","# : "4{"
-        return try await LoopbackWebSocket.withConnection(port: port, path: path) { inbound, outbound in
-            if echo != .webSocket { _ = try await inbound.next() }  // the open packet
-            if echo == .socketIO {
-                try await outbound.send(.text("40"))
-                _ = try await inbound.next()  // CONNECT reply
-                _ = try await inbound.next()  // "auth"
-            }
-            let batch = max(1, min(64, window / 2))
-            let (credits, grant) = AsyncStream<Void>.makeStream()
-            for _ in 0..<(window / batch) { grant.yield() }
-            let start = ContinuousClock.now
-            return try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    var sent = 0
-                    for await _ in credits {
-                        let count = min(batch, events - sent)
-                        try await outbound.send(contentsOf: Array(repeating: message, count: count))
-                        sent += count
-                        if sent == events { return }
-                    }
-                }
-                var answered = 0
-                while answered < events {
-                    guard case .text(let text)? = try await inbound.next() else { throw CancellationError() }
-                    if text == "2" {
-                        try await outbound.send(.text("3"))
-                        continue
-                    }
-                    guard text.hasPrefix(expectedPrefix) else { continue }
-                    answered += 1
-                    if answered % batch == 0 { grant.yield() }
-                }
-                grant.finish()
-                try await group.waitForAll()
-                return Double(events) / seconds(since: start)
-            }
+        let (channel, driver, rate) = try await LoopbackWebSocket.connect(port: port, path: path) { channel in
+            let promise = channel.eventLoop.makePromise(of: Double.self)
+            let driver = EchoDriver(echo: echo, events: events, window: window, done: promise)
+            try channel.pipeline.syncOperations.addHandler(driver)
+            return (channel, NIOLoopBound(driver, eventLoop: channel.eventLoop), promise.futureResult)
         }
+        channel.eventLoop.execute { driver.value.go() }  // the upgrade is complete: writing is safe
+        do {
+            let result = try await rate.get()
+            try? await channel.close()
+            return result
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+    }
+}
+
+/// The benchmark's client: sends `window / batch` batches of the event, then a new batch each
+/// time a batch's worth of answers arrived, all on the connection's event loop; answers
+/// Engine.IO pings. Completes `done` with answers per second.
+final class EchoDriver: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    let echo: BenchWebSocket.Echo
+    let events: Int
+    let window: Int
+    let batch: Int
+    let done: EventLoopPromise<Double>
+    private let message: ByteBuffer
+    private let expectedPrefix: [UInt8]
+    private var context: ChannelHandlerContext?
+    private var started = false
+    private var opened: Bool
+    private var connectSent = false
+    private var connectReplies = 0
+    private var running = false
+    private var sent = 0
+    private var answered = 0
+    private var start = ContinuousClock.now
+
+    init(echo: BenchWebSocket.Echo, events: Int, window: Int, done: EventLoopPromise<Double>) {
+        self.echo = echo
+        self.events = events
+        self.window = window
+        self.batch = max(1, min(64, window / 2))
+        self.done = done
+        self.message = ByteBuffer(string: echo == .socketIO ? #"42["message",\#(BenchWebSocket.payload)]"# : "4" + BenchWebSocket.payload)
+        self.expectedPrefix = Array((echo == .socketIO ? #"42["message-back","# : "4{").utf8)
+        self.opened = echo == .webSocket  // no Engine.IO open packet to wait for
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    /// Called once the upgrade is complete.
+    func go() {
+        started = true
+        advance()
+    }
+
+    /// Moves through the handshake (Engine.IO open, Socket.IO CONNECT and its reply and
+    /// `auth` event), then starts sending.
+    private func advance() {
+        guard started, !running, opened else { return }
+        if echo == .socketIO {
+            if !connectSent {
+                connectSent = true
+                write("40")
+                context?.flush()
+            }
+            guard connectReplies >= 2 else { return }
+        }
+        running = true
+        start = .now
+        for _ in 0..<(window / batch) { sendBatch() }
+    }
+
+    private func write(_ text: String) {
+        context?.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, maskKey: .fast(), data: ByteBuffer(string: text))), promise: nil)
+    }
+
+    private func sendBatch() {
+        guard let context else { return }
+        let count = min(batch, events - sent)
+        guard count > 0 else { return }
+        for _ in 0..<count {
+            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, maskKey: .fast(), data: message)), promise: nil)
+        }
+        sent += count
+        context.flush()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .ping:
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, maskKey: .fast(), data: frame.unmaskedData)), promise: nil)
+            return
+        case .text:
+            break
+        default:
+            return
+        }
+        let bytes = frame.data.readableBytesView
+        if bytes.elementsEqual("2".utf8), echo != .webSocket {
+            write("3")
+            context.flush()
+            return
+        }
+        guard running else {
+            if !opened {
+                opened = true
+            } else if connectSent {
+                connectReplies += 1
+            }
+            advance()
+            return
+        }
+        guard bytes.starts(with: expectedPrefix) else { return }
+        answered += 1
+        if answered == events {
+            done.succeed(Double(events) / seconds(since: start))
+        } else if answered % batch == 0 {
+            sendBatch()
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        done.fail(ChannelError.eof)  // no effect once completed
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        done.fail(error)
+        context.close(promise: nil)
     }
 }

@@ -221,3 +221,16 @@ def test_websocket_only_session_and_bad_frame(server):
                 ws.recv()
     finally:
         ws.close()
+
+
+@pytest.mark.parametrize("bench", ["websocket", "socketio"])
+def test_socketio_benchmarks_print_their_figures_as_a_final_json_line(chatlog, bench):
+    arguments = ["--events", "3000"] if bench == "websocket" else ["--packets", "3000"]
+    result = subprocess.run([chatlog, "bench", bench, *arguments, "--rounds", "1"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    keys = (("socketio_echo_events_per_s", "engineio_echo_messages_per_s", "websocket_echo_messages_per_s")
+            if bench == "websocket" else ("relay_packets_per_s", "build_packets_per_s", "typed_packets_per_s"))
+    for key in keys:
+        assert figures[key] > 0, key
