@@ -10,7 +10,10 @@ import Synchronization
 ///
 /// At most `capacity` items wait in the queue; a producer that finds it full gets `.dropped`
 /// (the server then closes the slow client). The writer holds at most one taken batch, so a
-/// connection holds at most twice `capacity` items.
+/// connection holds at most twice `capacity` items (the event-loop writer takes only while
+/// the socket is writable: NIO's buffer then holds at most its high-water mark and a batch).
+///
+/// Thread-safe (one lock): any number of producers, one writer.
 public final class OutboundQueue<Item: Sendable>: Sendable {
     public enum YieldResult: Equatable, Sendable {
         case enqueued

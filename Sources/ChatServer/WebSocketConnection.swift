@@ -22,6 +22,8 @@ import Synchronization
 /// one socket read; the outbound queue holds at most its capacity, and the writer takes from
 /// it only while the channel is writable.
 public final class WebSocketConnection: Sendable {
+    // Thread-safe: its methods may be called from any thread; what they change lives on the
+    // event loop (`FrameHandler`) or behind a lock (`Inbound`, the writer's `OutboundQueue`).
     public enum Message: Sendable, Equatable {
         case text(String)
         case binary([UInt8])
@@ -135,7 +137,8 @@ public final class WebSocketConnection: Sendable {
         }
     }
 
-    /// Whole messages from the event loop to the connection's task.
+    /// Whole messages from the event loop to the connection's task. Thread-safe (one lock);
+    /// one producer (the event loop) and one consumer (the task).
     final class Inbound: Sendable {
         enum Taken: Sendable {
             /// At least one message; `resumeReading` when reading had paused and may go on.
@@ -208,7 +211,8 @@ public final class WebSocketConnection: Sendable {
         }
     }
 
-    /// The connection's protocol work on its event loop. Only touched there.
+    /// The connection's protocol work. Not thread-safe: owned by the channel's event loop and
+    /// only touched there (the connection reaches it through a `NIOLoopBound`).
     final class FrameHandler: ChannelDuplexHandler, RemovableChannelHandler {
         typealias InboundIn = WebSocketFrame
         typealias OutboundIn = WebSocketFrame

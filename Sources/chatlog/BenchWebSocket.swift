@@ -129,7 +129,8 @@ struct BenchWebSocket: AsyncParsableCommand {
 
 /// The benchmark's client: sends `window / batch` batches of the event, then a new batch each
 /// time a batch's worth of answers arrived, all on the connection's event loop; answers
-/// Engine.IO pings. Completes `done` with answers per second.
+/// Engine.IO pings. Completes `done` with answers per second. Not thread-safe: owned by the
+/// connection's event loop.
 final class EchoDriver: ChannelInboundHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame
