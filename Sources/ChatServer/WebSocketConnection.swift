@@ -85,7 +85,7 @@ public final class WebSocketConnection: Sendable {
 
     /// The client's messages, in order. Ends when the client closes (its close is answered)
     /// or the connection drops; throws `ProtocolViolation` after closing the connection with
-    /// its code. One reader.
+    /// its code, or the channel's error (a reset, a frame NIO's decoder refused). One reader.
     public var messages: Messages { Messages(connection: self) }
 
     public struct ProtocolViolation: Error, CustomStringConvertible {
@@ -127,10 +127,10 @@ public final class WebSocketConnection: Sendable {
                     batch = messages
                     position = 1
                     return messages[0]
-                case .end(let violation):
+                case .end(let failure):
                     ended = true
                     batch = []
-                    if let violation { throw violation }
+                    if let failure { throw failure }
                     return nil
                 }
             }
@@ -143,7 +143,8 @@ public final class WebSocketConnection: Sendable {
         enum Taken: Sendable {
             /// At least one message; `resumeReading` when reading had paused and may go on.
             case messages([Message], resumeReading: Bool)
-            case end(ProtocolViolation?)
+            /// The end: normal (nil), a protocol violation, or the channel's error.
+            case end((any Error)?)
         }
 
         private struct State {
@@ -151,7 +152,7 @@ public final class WebSocketConnection: Sendable {
             var bytes = 0
             var paused = false
             var ended = false
-            var violation: ProtocolViolation?
+            var failure: (any Error)?
             var waiter: CheckedContinuation<Taken, Never>?
         }
 
@@ -179,16 +180,16 @@ public final class WebSocketConnection: Sendable {
             return pause
         }
 
-        /// No more messages: after those waiting, the task gets the end (with `violation`).
-        func end(_ violation: ProtocolViolation?) {
+        /// No more messages: after those waiting, the task gets the end (with `failure`).
+        func end(_ failure: (any Error)?) {
             let waiter = state.withLock { state -> CheckedContinuation<Taken, Never>? in
                 guard !state.ended else { return nil }
                 state.ended = true
-                state.violation = violation
+                state.failure = failure
                 defer { state.waiter = nil }
                 return state.waiter
             }
-            waiter?.resume(returning: .end(violation))
+            waiter?.resume(returning: .end(failure))
         }
 
         func take() async -> Taken {
@@ -202,7 +203,7 @@ public final class WebSocketConnection: Sendable {
                         }
                         return .messages(state.messages, resumeReading: state.paused)
                     }
-                    if state.ended { return .end(state.violation) }
+                    if state.ended { return .end(state.failure) }
                     state.waiter = continuation
                     return nil
                 }
@@ -266,10 +267,10 @@ public final class WebSocketConnection: Sendable {
         }
 
         func errorCaught(context: ChannelHandlerContext, error: any Error) {
-            // Decoder errors were answered by NIO's protocol error handler; any error ends
-            // the connection.
+            // Decoder errors were answered by NIO's protocol error handler; any error ends the
+            // connection, and the task's messages end with it (the task logs it).
             stopped = true
-            inbound.end(nil)
+            inbound.end(error)
             context.close(promise: nil)
         }
 

@@ -233,7 +233,7 @@ import Testing
         async let second = inbound.take()
         try? await Task.sleep(for: .milliseconds(20))
         inbound.end(WebSocketConnection.ProtocolViolation(code: .protocolError, reason: "test"))
-        guard case .end(let violation?) = await second else {
+        guard case .end(let failure?) = await second, let violation = failure as? WebSocketConnection.ProtocolViolation else {
             Issue.record("the waiting task did not get the violation")
             return
         }

@@ -112,3 +112,19 @@ import Testing
         #expect(try await messages.next() == .text(text))
     }
 }
+
+extension WebSocketReadingTests {
+    struct Reset: Error, Equatable {}
+
+    @Test func aChannelErrorEndsTheMessagesWithItAndClosesTheConnection() async throws {
+        let channel = EmbeddedChannel()
+        let connection = try WebSocketConnection(channel: channel, configuration: .init())
+        try channel.writeInbound(Self.textFrame("before"))
+        channel.pipeline.fireErrorCaught(Reset())
+        var messages = connection.messages.makeAsyncIterator()
+        #expect(try await messages.next() == .text("before"))
+        await #expect(throws: Reset.self) { try await messages.next() }
+        #expect(try await messages.next() == nil)
+        #expect(!channel.isActive)
+    }
+}
