@@ -275,25 +275,35 @@ public final class WebSocketConnection: Sendable {
         }
 
         func channelWritabilityChanged(context: ChannelHandlerContext) {
-            if context.channel.isWritable, waitingForWritability {
-                waitingForWritability = false
-                drainQueue()
+            if context.channel.isWritable {
+                if waitingForWritability {
+                    waitingForWritability = false
+                    drainQueue()
+                }
+                readIfPending()
             }
             context.fireChannelWritabilityChanged()
         }
 
         // MARK: Reading
 
+        /// Reads are held while messages wait for the task past the limit, and while the
+        /// socket is not writable: a client that does not read what it is sent (pongs, close
+        /// frames, the replies to its events) is not read either, so what it makes the server
+        /// write stays bounded.
         func read(context: ChannelHandlerContext) {
-            if readPaused { readPending = true } else { context.read() }
+            if readPaused || !context.channel.isWritable { readPending = true } else { context.read() }
         }
 
         func resumeReading() {
             readPaused = false
-            if readPending, let context {
-                readPending = false
-                context.read()
-            }
+            readIfPending()
+        }
+
+        private func readIfPending() {
+            guard readPending, !readPaused, let context, context.channel.isWritable else { return }
+            readPending = false
+            context.read()
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {

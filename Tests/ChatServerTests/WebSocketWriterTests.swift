@@ -128,3 +128,21 @@ extension WebSocketReadingTests {
         #expect(!channel.isActive)
     }
 }
+
+extension WebSocketReadingTests {
+    /// A client that does not read (its pongs and replies pile up) is not read either.
+    @Test func readsAreHeldWhileTheSocketIsNotWritable() throws {
+        let channel = EmbeddedChannel()
+        let counter = ReadCounter()
+        try channel.pipeline.syncOperations.addHandler(counter)
+        _ = try WebSocketConnection(channel: channel, configuration: .init())
+        channel.isWritable = false
+        channel.read()
+        #expect(counter.reads == 0)
+        channel.isWritable = true
+        channel.pipeline.fireChannelWritabilityChanged()
+        #expect(counter.reads == 1)
+        channel.read()
+        #expect(counter.reads == 2)
+    }
+}
