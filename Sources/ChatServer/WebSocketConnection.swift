@@ -66,6 +66,9 @@ public final class WebSocketConnection: Sendable {
         let handler = self.handler
         let eventLoop = channel.eventLoop
         onEventLoop {
+            // On a connection already gone, a writer would hold the queue and the handler in a
+            // cycle that no close breaks any more.
+            guard handler.value.isOpen else { return }
             handler.value.drain = { handler in handler.write(from: queue, outgoing) }
             queue.setWaker { eventLoop.execute { handler.value.drainQueue() } }
         }
@@ -237,6 +240,9 @@ public final class WebSocketConnection: Sendable {
             self.inbound = inbound
             self.configuration = configuration
         }
+
+        /// Still in the pipeline of an open channel (where `channelInactive` will come).
+        var isOpen: Bool { context?.channel.isActive ?? false }
 
         func handlerAdded(context: ChannelHandlerContext) {
             self.context = context

@@ -8,8 +8,10 @@ import Testing
 
 /// The event-loop writer of `WebSocketConnection`, driven step by step on an embedded channel.
 @Suite struct WebSocketWriterTests {
+    /// An open (connected) embedded channel with a connection on it.
     func connection() throws -> (EmbeddedChannel, WebSocketConnection) {
         let channel = EmbeddedChannel()
+        channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1), promise: nil)
         return (channel, try WebSocketConnection(channel: channel, configuration: .init()))
     }
 
@@ -144,5 +146,37 @@ extension WebSocketReadingTests {
         #expect(counter.reads == 1)
         channel.read()
         #expect(counter.reads == 2)
+    }
+}
+
+extension WebSocketReadingTests {
+    @Test func cancellingTheReadingTaskEndsItsMessages() async throws {
+        let connection = try WebSocketConnection(channel: EmbeddedChannel(), configuration: .init())
+        let reader = Task {
+            var messages = connection.messages.makeAsyncIterator()
+            return try await messages.next()
+        }
+        try await Task.sleep(for: .milliseconds(20))
+        reader.cancel()
+        #expect(try await reader.value == nil)
+    }
+}
+
+extension WebSocketWriterTests {
+    /// A writer started after the connection closed must not keep the queue alive through the
+    /// handler (a cycle that no later close would break).
+    @Test func aWriterStartedOnAClosedConnectionHoldsNothing() throws {
+        let (channel, connection) = try connection()
+        _ = try? channel.finish()
+        weak var released: OutboundQueue<WebSocketConnection.Message>?
+        do {
+            let queue = OutboundQueue<WebSocketConnection.Message>(capacity: 2)
+            released = queue
+            connection.startWriting(queue) { .message($0) }
+            #expect(queue.yield(.text("late")) == .enqueued)
+            channel.embeddedEventLoop.run()
+        }
+        #expect(released == nil)
+        withExtendedLifetime(connection) {}
     }
 }
