@@ -4,9 +4,8 @@ import Synchronization
 /// and the connection's writer takes everything queued at once, so that it writes a burst of
 /// frames with one flush.
 ///
-/// The writer is either a task (`next()`, which waits) or code woken by the queue
-/// (`setWaker`, then `take()`): the connection's event loop, woken once per burst, with no
-/// task between the producer and the socket.
+/// The writer is code woken by the queue (`setWaker`, then `take()`): the connection's event
+/// loop, woken once per burst, with no task between the producer and the socket.
 ///
 /// At most `capacity` items wait in the queue; a producer that finds it full gets `.dropped`
 /// (the server then closes the slow client). The writer holds at most one taken batch, so a
@@ -26,7 +25,6 @@ public final class OutboundQueue<Item: Sendable>: Sendable {
     private struct State {
         var items: [Item] = []
         var finished = false
-        var waiter: CheckedContinuation<[Item]?, Never>?
         /// Called when items arrive or the queue ends, unless a call is still unanswered by a
         /// `take()` (`wakePending`): one wake-up per burst.
         var waker: (@Sendable () -> Void)?
@@ -49,29 +47,22 @@ public final class OutboundQueue<Item: Sendable>: Sendable {
     }
 
     public func yield(_ item: Item) -> YieldResult {
-        let (result, waiter, waker) = state.withLock { state -> (YieldResult, CheckedContinuation<[Item]?, Never>?, (@Sendable () -> Void)?) in
-            if state.finished { return (.terminated, nil, nil) }
-            if let waiter = state.waiter {
-                state.waiter = nil
-                return (.enqueued, waiter, nil)
-            }
-            guard state.items.count < capacity else { return (.dropped, nil, nil) }
+        let (result, waker) = state.withLock { state -> (YieldResult, (@Sendable () -> Void)?) in
+            if state.finished { return (.terminated, nil) }
+            guard state.items.count < capacity else { return (.dropped, nil) }
             state.items.append(item)
-            return (.enqueued, nil, state.wake())
+            return (.enqueued, state.wake())
         }
-        waiter?.resume(returning: [item])
         waker?()
         return result
     }
 
-    /// Ends the queue: the writer takes what is queued, then gets nil.
+    /// Ends the queue: the writer takes what is queued, then `.finished`.
     public func finish() {
-        let (waiter, waker) = state.withLock { state in
+        let waker = state.withLock { state in
             state.finished = true
-            defer { state.waiter = nil }
-            return (state.waiter, state.wake())
+            return state.wake()
         }
-        waiter?.resume(returning: nil)
         waker?()
     }
 
@@ -110,40 +101,5 @@ public final class OutboundQueue<Item: Sendable>: Sendable {
             }
             return .empty
         }
-    }
-
-    /// Everything queued, oldest first, waiting for at least one item; nil once finished and
-    /// empty (or when the waiting task is cancelled, which finishes the queue). One writer.
-    public func next() async -> [Item]? {
-        if case .ready(let items) = state.withLock({ Self.takeForNext(&$0) }) { return items }
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<[Item]?, Never>) in
-                let taken = state.withLock { state in
-                    let taken = Self.takeForNext(&state)
-                    if case .wait = taken {
-                        precondition(state.waiter == nil, "an outbound queue has one writer")
-                        state.waiter = continuation
-                    }
-                    return taken
-                }
-                if case .ready(let items) = taken { continuation.resume(returning: items) }
-            }
-        } onCancel: {
-            finish()
-        }
-    }
-
-    private enum Next {
-        /// The queued items, or nil when the queue is finished and empty.
-        case ready([Item]?)
-        case wait
-    }
-
-    private static func takeForNext(_ state: inout State) -> Next {
-        if !state.items.isEmpty {
-            defer { state.items = [] }
-            return .ready(state.items)
-        }
-        return state.finished ? .ready(nil) : .wait
     }
 }

@@ -19,8 +19,9 @@ import Synchronization
 ///
 /// Memory is bounded: reading from the socket pauses while more than `inboundBytesMax` bytes
 /// of messages wait for the task, so a connection holds at most that, plus one message and
-/// one socket read; the outbound queue holds at most its capacity, and the writer takes from
-/// it only while the channel is writable.
+/// one socket read; it also pauses while the socket is not writable (what a client makes the
+/// server write, pongs included, waits for it to read); the outbound queue holds at most its
+/// capacity, and the writer takes from it only while the channel is writable.
 public final class WebSocketConnection: Sendable {
     // Thread-safe: its methods may be called from any thread; what they change lives on the
     // event loop (`FrameHandler`) or behind a lock (`Inbound`, the writer's `OutboundQueue`).
@@ -44,14 +45,12 @@ public final class WebSocketConnection: Sendable {
     }
 
     let channel: any Channel
-    let configuration: WebSocketHTTPChannel.Configuration
     let inbound: Inbound
     let handler: NIOLoopBound<FrameHandler>
 
     /// Called on the channel's event loop, before the upgrade completes.
     init(channel: any Channel, configuration: WebSocketHTTPChannel.Configuration) throws {
         self.channel = channel
-        self.configuration = configuration
         self.inbound = Inbound(pauseAtBytes: configuration.inboundBytesMax)
         let handler = FrameHandler(inbound: inbound, configuration: configuration)
         self.handler = NIOLoopBound(handler, eventLoop: channel.eventLoop)
@@ -329,9 +328,7 @@ public final class WebSocketConnection: Sendable {
                 stopped = true
                 inbound.end(nil)
                 var data = frame.unmaskedData
-                let answered = sendClose(data.readWebSocketErrorCode() ?? .normalClosure)
-                let channel = context.channel
-                (answered ?? context.eventLoop.makeSucceededVoidFuture()).whenComplete { _ in channel.close(promise: nil) }
+                closeNow(data.readWebSocketErrorCode() ?? .normalClosure)
             case .text, .binary, .continuation:
                 if frame.opcode == .continuation {
                     guard fragmentOpcode != nil else { return fail(.protocolError, "continuation without a first fragment") }
@@ -377,6 +374,12 @@ public final class WebSocketConnection: Sendable {
         private func fail(_ code: WebSocketErrorCode, _ reason: String) {
             stopped = true
             inbound.end(ProtocolViolation(code: code, reason: reason))
+            closeNow(code)
+        }
+
+        /// Sends a close frame with `code` (unless one was sent) and drops the TCP connection
+        /// once it is written, without waiting for an answer.
+        private func closeNow(_ code: WebSocketErrorCode) {
             let sent = sendClose(code)
             guard let channel = context?.channel else { return }
             (sent ?? channel.eventLoop.makeSucceededVoidFuture()).whenComplete { _ in channel.close(promise: nil) }
