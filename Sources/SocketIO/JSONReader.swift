@@ -30,8 +30,7 @@ public struct JSONReader {
         _ text: String,
         _ body: (inout JSONReader) throws(SocketIOProtocolError) -> R
     ) throws(SocketIOProtocolError) -> R {
-        var text = text
-        return try text.withUTF8 { bytes in
+        try text.withContiguousUTF8 { bytes in
             Result { () throws(SocketIOProtocolError) -> R in
                 var reader = JSONReader(bytes: bytes)
                 return try body(&reader)

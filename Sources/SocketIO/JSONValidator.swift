@@ -125,6 +125,7 @@ public enum JSONValidator {
         }
 
         /// `"name"` and `:` of an object member, then whitespace before its value.
+        @inline(__always)
         mutating func memberName() throws(SocketIOProtocolError) {
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a member name") }
             try string()
@@ -138,18 +139,30 @@ public enum JSONValidator {
             try JSONGrammar.scanLiteral(text, bytes, &index)
         }
 
+        @inline(__always)
         mutating func string() throws(SocketIOProtocolError) {
             index += 1  // opening quote
+            guard utf8Known else { return try stringCheckingUTF8() }
+            // The common case, small enough to inline: no UTF-8 to check.
+            while true {
+                index = ByteScan.firstSpecialIndex(in: bytes, from: index)
+                guard index < bytes.count else { throw fail("unterminated string") }
+                if bytes[index] == UInt8(ascii: "\"") {
+                    index += 1
+                    return
+                }
+                try escapeSequence()
+            }
+        }
+
+        /// The rest of a string after its opening quote, its non-ASCII runs checked.
+        mutating func stringCheckingUTF8() throws(SocketIOProtocolError) {
             var runStart = index
             var ascii = true
             while true {
-                if utf8Known {
-                    index = ByteScan.firstSpecialIndex(in: bytes, from: index)
-                } else {
-                    let (found, sawNonASCII) = ByteScan.firstSpecial(in: bytes, from: index)
-                    if sawNonASCII { ascii = false }
-                    index = found
-                }
+                let (found, sawNonASCII) = ByteScan.firstSpecial(in: bytes, from: index)
+                if sawNonASCII { ascii = false }
+                index = found
                 guard index < bytes.count else { throw fail("unterminated string") }
                 let byte = bytes[index]
                 if byte == UInt8(ascii: "\"") {
@@ -158,29 +171,35 @@ public enum JSONValidator {
                     return
                 }
                 if byte < 0x20 { throw fail("control character in string") }
-                // A backslash.
                 try checkRun(runStart, ascii: ascii)
+                try escapeSequence()
                 ascii = true
-                index += 1
-                guard index < bytes.count else { throw fail("unterminated escape") }
-                let escape = bytes[index]
-                index += 1
-                switch escape {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"),
-                     UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
-                    break
-                case UInt8(ascii: "u"):
-                    _ = try JSONGrammar.unicodeEscape(bytes, &index)
-                default:
-                    throw fail("invalid escape")
-                }
                 runStart = index
+            }
+        }
+
+        /// At a string's byte that is neither its closing quote nor plain: a backslash and
+        /// its escape (the index moves past them), or a control character (an error).
+        mutating func escapeSequence() throws(SocketIOProtocolError) {
+            if bytes[index] < 0x20 { throw fail("control character in string") }
+            index += 1  // the backslash
+            guard index < bytes.count else { throw fail("unterminated escape") }
+            let escape = bytes[index]
+            index += 1
+            switch escape {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"),
+                 UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                break
+            case UInt8(ascii: "u"):
+                _ = try JSONGrammar.unicodeEscape(bytes, &index)
+            default:
+                throw fail("invalid escape")
             }
         }
 
         /// Non-ASCII runs of a string must be valid UTF-8 (unless the caller knows they are).
         func checkRun(_ start: Int, ascii: Bool) throws(SocketIOProtocolError) {
-            guard !ascii, !utf8Known, index > start else { return }
+            guard !ascii, index > start else { return }
             guard String(validating: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self) != nil else {
                 throw fail("invalid UTF-8 in string")
             }

@@ -60,8 +60,7 @@ struct JSONWriter {
     }
 
     mutating func put(_ text: String) {
-        var text = text
-        text.withUTF8 { put($0) }
+        text.withContiguousUTF8 { put($0) }
     }
 
     /// An unsigned integer in decimal.
@@ -81,8 +80,7 @@ struct JSONWriter {
 
     /// A string quoted and escaped: `"`, `\` and control characters; the rest as is.
     mutating func putQuoted(_ string: String) {
-        var string = string
-        string.withUTF8 { bytes in
+        string.withContiguousUTF8 { bytes in
             put(UInt8(ascii: "\""))
             var runStart = 0
             while true {

@@ -49,8 +49,8 @@ public struct SocketEventArguments: Sendable, Equatable, ExpressibleByArrayLiter
     /// The JSON text of an EVENT named `name` with these arguments, when they are received
     /// text: the name, then the arguments' text copied as it came (`["name",...]`).
     func relayedPayload(named name: String) -> Substring? {
-        guard case .packet(let packet) = storage, case .json(var text, _, attachments: 0)? = packet.payload else { return nil }
-        return text.withUTF8 { bytes -> Substring? in
+        guard case .packet(let packet) = storage, case .json(let text, _, attachments: 0)? = packet.payload else { return nil }
+        return text.withContiguousUTF8 { bytes -> Substring? in
             var reader = JSONReader(bytes: bytes)
             guard (try? reader.enterEventArguments()) != nil else { return nil }
             // After the name: `]`, or `,` and the arguments, written once behind the new name.

@@ -44,10 +44,14 @@ public struct SocketPacket: Sendable, Equatable {
     }
 
     public init(_ type: PacketType, namespace: String = "/", id: UInt64? = nil, data: JSONValue? = nil) {
+        self.init(type, namespace: namespace, id: id, payload: data.map(Payload.value))
+    }
+
+    init(_ type: PacketType, namespace: String, id: UInt64?, payload: Payload?) {
         self.type = type
         self.namespace = namespace
         self.id = id
-        self.payload = data.map(Payload.value)
+        self.payload = payload
     }
 
     public static func == (lhs: SocketPacket, rhs: SocketPacket) -> Bool {
@@ -72,15 +76,13 @@ public struct SocketPacket: Sendable, Equatable {
     /// The value of text the validator accepted; the parser accepts it too (same grammar,
     /// same limits), so the fallback is unreachable.
     private static func parseValidated(_ text: Substring) -> JSONValue {
-        var text = text
-        return text.withUTF8 { bytes in
+        text.withContiguousUTF8 { bytes in
             (try? JSONParser.parse(buffer: bytes, depthMax: JSONParser.validatedDepthMax)) ?? .null
         }
     }
 
     private static func parseLeadingString(_ text: Substring) -> String? {
-        var text = text
-        return text.withUTF8 { bytes in JSONParser.leadingString(ofArray: bytes) }
+        text.withContiguousUTF8 { bytes in JSONParser.leadingString(ofArray: bytes) }
     }
 
     /// Limits for decoding packets from a peer.
@@ -101,6 +103,13 @@ public struct SocketPacket: Sendable, Equatable {
     /// The text of the packet and its binary attachments, in order. An `event` or `ack` whose
     /// data contains binary is sent as `binaryEvent` / `binaryAck`.
     public func encode() -> (text: String, attachments: [[UInt8]]) {
+        // The closures below capture these rather than `self` (a copy of the packet each).
+        let type = type
+        let namespace = namespace
+        let id = id
+        func writeHeader(type: PacketType, attachments: Int, to writer: inout JSONWriter) {
+            Self.writeHeader(type: type, namespace: namespace, id: id, attachments: attachments, to: &writer)
+        }
         switch payload {
         case .value(let data)?:
             if let text = JSONWriter.render({ writer in
@@ -118,9 +127,9 @@ public struct SocketPacket: Sendable, Equatable {
                 return replaced.write(to: &writer)
             }
             return (text ?? "", attachments)  // `replaced` holds no binary: never nil
-        case .json(var text, _, let attachments)?:
+        case .json(let text, _, let attachments)?:
             // Received text keeps its placeholders; its attachments travel beside it.
-            let encoded = text.withUTF8 { bytes in
+            let encoded = text.withContiguousUTF8 { bytes in
                 JSONWriter.render(capacity: bytes.count + namespace.utf8.count + 32) { writer in
                     writeHeader(type: type, attachments: attachments, to: &writer)
                     writer.put(bytes)
@@ -131,10 +140,6 @@ public struct SocketPacket: Sendable, Equatable {
         case nil:
             return (JSONWriter.render { writeHeader(type: type, attachments: 0, to: &$0); return true } ?? "", [])
         }
-    }
-
-    private func writeHeader(type: PacketType, attachments: Int, to writer: inout JSONWriter) {
-        Self.writeHeader(type: type, namespace: namespace, id: id, attachments: attachments, to: &writer)
     }
 
     private static func writeHeader(type: PacketType, namespace: String, id: UInt64?, attachments: Int, to writer: inout JSONWriter) {
@@ -196,8 +201,8 @@ public struct SocketPacket: Sendable, Equatable {
     public func readEventArguments<R>(
         _ body: (inout JSONReader) throws(SocketIOProtocolError) -> R
     ) throws(SocketIOProtocolError) -> R {
-        var text = try eventText()
-        return try text.withUTF8 { bytes in
+        let text = try eventText()
+        return try text.withContiguousUTF8 { bytes in
             Result { () throws(SocketIOProtocolError) -> R in
                 var reader = JSONReader(bytes: bytes)
                 try reader.enterEventArguments()
@@ -245,6 +250,12 @@ public struct SocketPacket: Sendable, Equatable {
         public var packet: SocketPacket
         /// Attachments still to come, for `binaryEvent` and `binaryAck`.
         public var attachments: Int
+
+        init(_ type: PacketType, namespace: String, id: UInt64?, payload: Payload?, attachments: Int) {
+            // The packet built in place: built outside and passed in, it was copied.
+            packet = SocketPacket(type, namespace: namespace, id: id, payload: payload)
+            self.attachments = attachments
+        }
     }
 
     /// Decodes the text of a packet and checks it as the specification requires: CONNECT
@@ -252,18 +263,19 @@ public struct SocketPacket: Sendable, Equatable {
     /// element is the event name; ACK an array; CONNECT_ERROR an object or a string.
     /// - Throws: `SocketIOProtocolError` saying what is wrong.
     public static func decode(_ text: String, limits: Limits = Limits()) throws(SocketIOProtocolError) -> Decoded {
-        var text = text
-        let header = try text.withUTF8 { bytes in
+        let header = try text.withContiguousUTF8 { bytes in
             Result { () throws(SocketIOProtocolError) -> Header in try decodeHeader(bytes: bytes, limits: limits) }
         }.get()
         try check(type: header.type, id: header.id, payload: header.payloadKind, attachments: header.attachments)
-        var packet = SocketPacket(header.type, namespace: header.namespace, id: header.id)
+        let payload: Payload?
         if let kind = header.payloadKind {
             // The payload starts after ASCII header bytes: a character boundary.
             let start = text.utf8.index(text.utf8.startIndex, offsetBy: header.payloadStart)
-            packet.payload = .json(text[start...], kind, attachments: header.attachments)
+            payload = .json(text[start...], kind, attachments: header.attachments)
+        } else {
+            payload = nil
         }
-        return Decoded(packet: packet, attachments: header.attachments)
+        return Decoded(header.type, namespace: header.namespace, id: header.id, payload: payload, attachments: header.attachments)
     }
 
     struct Header {

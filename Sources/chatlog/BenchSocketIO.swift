@@ -137,6 +137,9 @@ struct GroupMessage {
     }
 
     init(reading reader: inout JSONReader) throws(SocketIOProtocolError) {
+        // Read into locals and moved in once: a throwing initializer that assigns its stored
+        // properties as it goes copies them on the way out.
+        var group = "", username = "", id = "", created: Int64 = 0, message = ""
         try reader.beginObject()
         while let key = try reader.nextMember() {
             if key == "group" {
@@ -153,6 +156,7 @@ struct GroupMessage {
                 try reader.skipValue()
             }
         }
+        self.init(group: consume group, username: consume username, id: consume id, created: created, message: consume message)
     }
 
     func write(_ json: inout JSONOutput) {
