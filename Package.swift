@@ -56,8 +56,10 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
+        // Finding the bytes that end a JSON string's plain run, sixteen at a time (SSE2).
+        .target(name: "CByteScan"),
         // Engine.IO v4 and Socket.IO v5: packets and sessions, no HTTP framework, no journal.
-        .target(name: "SocketIO"),
+        .target(name: "SocketIO", dependencies: ["CByteScan"]),
         // The Hummingbird application: the Socket.IO endpoint and its WebSocket transport (and,
         // later, the chat server).
         .target(

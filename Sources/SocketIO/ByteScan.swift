@@ -1,3 +1,5 @@
+import CByteScan
+
 /// Finding the bytes that matter in JSON strings eight at a time (SWAR: one 64-bit word
 /// holds eight bytes), for the validator and the serializer.
 enum ByteScan {
@@ -53,23 +55,11 @@ enum ByteScan {
         return (index, nonASCII != 0)
     }
 
-    /// `firstSpecial` without the non-ASCII flag, for bytes known to be valid UTF-8.
+    /// `firstSpecial` without the non-ASCII flag, for bytes known to be valid UTF-8: sixteen
+    /// bytes at a time (`chatlog_json_first_special`, SSE2).
     @inline(__always)
     static func firstSpecialIndex(in bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
-        var index = start
-        if let base = bytes.baseAddress {
-            let raw = UnsafeRawPointer(base)
-            while index + 8 <= bytes.count {
-                let special = specials(UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)))
-                if special != 0 { return index + special.trailingZeroBitCount / 8 }
-                index += 8
-            }
-        }
-        while index < bytes.count {
-            let byte = bytes[index]
-            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 { break }
-            index += 1
-        }
-        return index
+        guard let base = bytes.baseAddress, start < bytes.count else { return bytes.count }
+        return chatlog_json_first_special(base, start, bytes.count)
     }
 }

@@ -210,7 +210,10 @@ import Testing
     /// accept exactly the same texts, or a validated payload could fail to parse.
     @Test func theValidatorAcceptsExactlyWhatTheParserAccepts() {
         let seeds = [#"{"a":[1,2.5,"x\u00e9",{"b":true}],"c":null}"#, #"["ev",{"k":"v\n","n":-0.5e+3},[[]],{}]"#,
-                     #""s\ud83d\ude00""#, "  [ 1 , 2 ]  ", "-0", "[\"é\",\"\\\"\"]", "true", "{\"\":false}"]
+                     #""s\ud83d\ude00""#, "  [ 1 , 2 ]  ", "-0", "[\"é\",\"\\\"\"]", "true", "{\"\":false}",
+                     // Strings longer than the scanners' sixteen-byte steps, escapes at odd places.
+                     #"["send-group-message",{"message":"Sure, I'll push the fix \"after\" lunch, can you review?"}]"#,
+                     #"{"long key with spaces and more":"0123456789abcdef0123456789abcdef\\","é":"ééééééééé"}"#]
         let alphabet = Array(#"[]{}",:0123456789.-+eEtrufalsn \/u\#u{1}é"#.utf8) + [0xFF, 0xC3]
         var generator = SystemRandomNumberGenerator()
         var disagreements: [String] = []
@@ -218,6 +221,11 @@ import Testing
             let parsed = (try? JSONParser.parse(bytes)) != nil
             let validated = bytes.withUnsafeBufferPointer { (try? JSONValidator.validate(buffer: $0)) != nil }
             if parsed != validated { disagreements.append(String(decoding: bytes, as: UTF8.self)) }
+            // Text from a Swift string (valid UTF-8) takes the validator's other path.
+            if String(validating: bytes, as: UTF8.self) != nil {
+                let known = bytes.withUnsafeBufferPointer { (try? JSONValidator.validate(buffer: $0, utf8Known: true)) != nil }
+                if parsed != known { disagreements.append("utf8Known: " + String(decoding: bytes, as: UTF8.self)) }
+            }
         }
         for seed in seeds {
             let bytes = Array(seed.utf8)
@@ -242,6 +250,32 @@ import Testing
             check(Array((String(repeating: #"{"a":"#, count: depth) + "1" + String(repeating: "}", count: depth)).utf8))
         }
         #expect(disagreements.isEmpty, "\(disagreements.prefix(5))")
+    }
+
+    /// The sixteen- and eight-byte scans find what a byte-by-byte loop finds, from every
+    /// start, whatever the length and wherever the special byte is.
+    @Test func theStringScanFindsTheFirstSpecialByte() {
+        var generator = SystemRandomNumberGenerator()
+        let specials: [UInt8] = [0x22, 0x5C, 0x00, 0x1F, 0x0A]
+        let plain: [UInt8] = [0x20, 0x21, 0x23, 0x5B, 0x5D, 0x7F, 0x80, 0xC3, 0xFF, UInt8(ascii: "a")]
+        var mismatches: [String] = []
+        for length in 0...70 {
+            for _ in 0..<20 {
+                var bytes = (0..<length).map { _ in plain.randomElement(using: &generator) ?? 0x20 }
+                for _ in 0..<Int.random(in: 0...2, using: &generator) where length > 0 {
+                    bytes[Int.random(in: 0..<length, using: &generator)] = specials.randomElement(using: &generator) ?? 0
+                }
+                bytes.withUnsafeBufferPointer { buffer in
+                    for start in 0...length {
+                        let expected = bytes[start...].firstIndex { $0 == 0x22 || $0 == 0x5C || $0 < 0x20 } ?? length
+                        let found = ByteScan.firstSpecialIndex(in: buffer, from: start)
+                        let (swar, _) = ByteScan.firstSpecial(in: buffer, from: start)
+                        if found != expected || swar != expected { mismatches.append("\(bytes) from \(start): \(found), \(swar)") }
+                    }
+                }
+            }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.prefix(3))")
     }
 
     @Test func theValidatorReportsTheTopLevelKind() throws {
