@@ -39,6 +39,21 @@ struct JSONWriter {
         }
     }
 
+    /// Runs `body` on a writer over the new string's own storage, `capacity` bytes: no
+    /// scratch memory and no copy, for text whose size is known beforehand. Nil when `body`
+    /// wrote more than `capacity`.
+    static func renderInPlace(capacity: Int, _ body: (inout JSONWriter) -> Void) -> String? {
+        var overflowed = false
+        let text = String(unsafeUninitializedCapacity: capacity) { buffer in
+            guard let base = buffer.baseAddress else { return 0 }
+            var writer = JSONWriter(buffer, base: base)
+            body(&writer)
+            overflowed = writer.overflowed
+            return overflowed ? 0 : writer.count
+        }
+        return overflowed ? nil : text
+    }
+
     @inline(__always)
     mutating func put(_ byte: UInt8) {
         guard cursor < end else { overflowed = true; return }

@@ -129,14 +129,15 @@ public struct SocketPacket: Sendable, Equatable {
             return (text ?? "", attachments)  // `replaced` holds no binary: never nil
         case .json(let text, _, let attachments)?:
             // Received text keeps its placeholders; its attachments travel beside it.
+            // A header takes at most 43 bytes besides its namespace: the type, two 20-digit
+            // numbers, `-` and `,`. Written straight into the string's storage.
             let encoded = text.withContiguousUTF8 { bytes in
-                JSONWriter.render(capacity: bytes.count + namespace.utf8.count + 32) { writer in
+                JSONWriter.renderInPlace(capacity: bytes.count + namespace.utf8.count + 43) { writer in
                     writeHeader(type: type, attachments: attachments, to: &writer)
                     writer.put(bytes)
-                    return true
                 }
             }
-            return (encoded ?? "", [])
+            return (encoded ?? "", [])  // never nil: the capacity is the header's most
         case nil:
             return (JSONWriter.render { writeHeader(type: type, attachments: 0, to: &$0); return true } ?? "", [])
         }
@@ -267,6 +268,9 @@ public struct SocketPacket: Sendable, Equatable {
             Result { () throws(SocketIOProtocolError) -> Header in try decodeHeader(bytes: bytes, limits: limits) }
         }.get()
         try check(type: header.type, id: header.id, payload: header.payloadKind, attachments: header.attachments)
+        let namespace = header.namespace.map { range in
+            text.withContiguousUTF8 { String(decoding: UnsafeBufferPointer(rebasing: $0[range]), as: UTF8.self) }
+        } ?? "/"
         let payload: Payload?
         if let kind = header.payloadKind {
             // The payload starts after ASCII header bytes: a character boundary.
@@ -275,12 +279,14 @@ public struct SocketPacket: Sendable, Equatable {
         } else {
             payload = nil
         }
-        return Decoded(header.type, namespace: header.namespace, id: header.id, payload: payload, attachments: header.attachments)
+        return Decoded(header.type, namespace: namespace, id: header.id, payload: payload, attachments: header.attachments)
     }
 
+    /// What `decodeHeader` read: plain values, no strings (copying it costs nothing).
     struct Header {
         var type: PacketType
-        var namespace: String
+        /// The namespace's bytes, when the packet names one (`/` otherwise).
+        var namespace: Range<Int>?
         var id: UInt64?
         var attachments: Int
         var payloadStart: Int
@@ -316,7 +322,7 @@ public struct SocketPacket: Sendable, Equatable {
             attachments = Int(digits.value)
             index += 1
         }
-        var namespace = "/"
+        var namespace: Range<Int>?
         if index < bytes.count, bytes[index] == UInt8(ascii: "/") {
             let start = index
             while index < bytes.count, bytes[index] != UInt8(ascii: ",") {
@@ -325,7 +331,7 @@ public struct SocketPacket: Sendable, Equatable {
                     throw .tooLarge(what: "namespace", bytes: index - start, limit: limits.namespaceBytesMax)
                 }
             }
-            namespace = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+            namespace = start..<index
             if index < bytes.count { index += 1 }  // the comma; a namespace may also end the packet
         }
         var id: UInt64?
