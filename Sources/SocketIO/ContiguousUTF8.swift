@@ -10,13 +10,3 @@ extension String {
         return copy.withUTF8(body)
     }
 }
-
-extension Substring {
-    /// As `String.withContiguousUTF8`.
-    @inlinable @inline(__always)
-    func withContiguousUTF8<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
-        if let result = utf8.withContiguousStorageIfAvailable(body) { return result }
-        var copy = self
-        return copy.withUTF8(body)
-    }
-}

@@ -48,9 +48,9 @@ public struct SocketEventArguments: Sendable, Equatable, ExpressibleByArrayLiter
 
     /// The JSON text of an EVENT named `name` with these arguments, when they are received
     /// text: the name, then the arguments' text copied as it came (`["name",...]`).
-    func relayedPayload(named name: String) -> Substring? {
+    func relayedPayload(named name: String) -> SocketPacket.JSONText? {
         guard case .packet(let packet) = storage, case .json(let text, _, attachments: 0)? = packet.payload else { return nil }
-        return text.withContiguousUTF8 { bytes -> Substring? in
+        return text.withBytes { bytes -> SocketPacket.JSONText? in
             var reader = JSONReader(bytes: bytes)
             guard (try? reader.enterEventArguments()) != nil else { return nil }
             // After the name: `]`, or `,` and the arguments, written once behind the new name.
@@ -60,7 +60,7 @@ public struct SocketEventArguments: Sendable, Equatable, ExpressibleByArrayLiter
                 writer.putQuoted(name)
                 writer.put(rest)
                 return true
-            }.map { Substring($0) }
+            }.map { SocketPacket.JSONText($0) }
         }
     }
 

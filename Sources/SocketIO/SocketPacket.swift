@@ -25,7 +25,25 @@ public struct SocketPacket: Sendable, Equatable {
     /// binary attachments a binary packet's text announced).
     enum Payload: Sendable {
         case value(JSONValue)
-        case json(Substring, JSONValidator.Kind, attachments: Int)
+        case json(JSONText, JSONValidator.Kind, attachments: Int)
+    }
+
+    /// JSON text inside a string: the received packet's text and where its payload starts,
+    /// which costs less than a `Substring` (no index to check on the way in).
+    @usableFromInline
+    struct JSONText: Sendable {
+        @usableFromInline let string: String
+        @usableFromInline let start: Int
+
+        init(_ string: String, from start: Int = 0) {
+            self.string = string
+            self.start = start
+        }
+
+        @inlinable
+        func withBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+            string.withContiguousUTF8 { body(UnsafeBufferPointer(rebasing: $0[start...])) }
+        }
     }
 
     var payload: Payload?
@@ -47,6 +65,9 @@ public struct SocketPacket: Sendable, Equatable {
         self.init(type, namespace: namespace, id: id, payload: data.map(Payload.value))
     }
 
+    // Not inlined: inlined, its stores and the copy out of them left a retain and release
+    // pair (of the payload's text) that the optimizer does not remove.
+    @inline(never)
     init(_ type: PacketType, namespace: String, id: UInt64?, payload: Payload?) {
         self.type = type
         self.namespace = namespace
@@ -75,14 +96,14 @@ public struct SocketPacket: Sendable, Equatable {
 
     /// The value of text the validator accepted; the parser accepts it too (same grammar,
     /// same limits), so the fallback is unreachable.
-    private static func parseValidated(_ text: Substring) -> JSONValue {
-        text.withContiguousUTF8 { bytes in
+    private static func parseValidated(_ text: JSONText) -> JSONValue {
+        text.withBytes { bytes in
             (try? JSONParser.parse(buffer: bytes, depthMax: JSONParser.validatedDepthMax)) ?? .null
         }
     }
 
-    private static func parseLeadingString(_ text: Substring) -> String? {
-        text.withContiguousUTF8 { bytes in JSONParser.leadingString(ofArray: bytes) }
+    private static func parseLeadingString(_ text: JSONText) -> String? {
+        text.withBytes { bytes in JSONParser.leadingString(ofArray: bytes) }
     }
 
     /// Limits for decoding packets from a peer.
@@ -131,7 +152,7 @@ public struct SocketPacket: Sendable, Equatable {
             // Received text keeps its placeholders; its attachments travel beside it.
             // A header takes at most 43 bytes besides its namespace: the type, two 20-digit
             // numbers, `-` and `,`. Written straight into the string's storage.
-            let encoded = text.withContiguousUTF8 { bytes in
+            let encoded = text.withBytes { bytes in
                 JSONWriter.renderInPlace(capacity: bytes.count + namespace.utf8.count + 43) { writer in
                     writeHeader(type: type, attachments: attachments, to: &writer)
                     writer.put(bytes)
@@ -180,7 +201,7 @@ public struct SocketPacket: Sendable, Equatable {
             writeEventPayload(name, arguments: arguments, to: &writer)
             return true
         } ?? "[]"
-        packet.payload = .json(Substring(payload), .array(startsWithString: true), attachments: 0)
+        packet.payload = .json(JSONText(payload), .array(startsWithString: true), attachments: 0)
         return packet
     }
 
@@ -203,7 +224,7 @@ public struct SocketPacket: Sendable, Equatable {
         _ body: (inout JSONReader) throws(SocketIOProtocolError) -> R
     ) throws(SocketIOProtocolError) -> R {
         let text = try eventText()
-        return try text.withContiguousUTF8 { bytes in
+        return try text.withBytes { bytes in
             Result { () throws(SocketIOProtocolError) -> R in
                 var reader = JSONReader(bytes: bytes)
                 try reader.enterEventArguments()
@@ -214,7 +235,7 @@ public struct SocketPacket: Sendable, Equatable {
 
     /// The JSON text of an EVENT's payload.
     @usableFromInline
-    func eventText() throws(SocketIOProtocolError) -> Substring {
+    func eventText() throws(SocketIOProtocolError) -> JSONText {
         guard type == .event || type == .binaryEvent else { throw .invalidSocketPacket("not an EVENT") }
         switch payload {
         case .json(let received, _, _)?:
@@ -223,7 +244,7 @@ public struct SocketPacket: Sendable, Equatable {
             guard let rendered = JSONWriter.render({ value.write(to: &$0) }) else {
                 throw .invalidSocketPacket("binary arguments cannot be read as text")
             }
-            return Substring(rendered)
+            return JSONText(rendered)
         case nil:
             throw .invalidSocketPacket("EVENT payload must start with the event name")
         }
@@ -273,9 +294,7 @@ public struct SocketPacket: Sendable, Equatable {
         } ?? "/"
         let payload: Payload?
         if let kind = header.payloadKind {
-            // The payload starts after ASCII header bytes: a character boundary.
-            let start = text.utf8.index(text.utf8.startIndex, offsetBy: header.payloadStart)
-            payload = .json(text[start...], kind, attachments: header.attachments)
+            payload = .json(JSONText(text, from: header.payloadStart), kind, attachments: header.attachments)
         } else {
             payload = nil
         }
