@@ -103,7 +103,7 @@ public enum ChatEventCodec {
 
     /// `decode` over the record's bytes: one borrow of the buffer for the whole record, then
     /// plain pointer reads.
-    static func decode(bytes: UnsafeRawBufferPointer, includeText: Bool) throws(ChatEventDecodingError) -> Decoded {
+    public static func decode(bytes: UnsafeRawBufferPointer, includeText: Bool = true) throws(ChatEventDecodingError) -> Decoded {
         guard bytes.count >= 2 else {
             throw ChatEventDecodingError("record of \(bytes.count) bytes is shorter than its 2-byte prefix")
         }
@@ -183,7 +183,9 @@ public enum ChatEventCodec {
         }
     }
 
-    static func messageSentFields(_ bytes: UnsafeRawBufferPointer, includeText: Bool = true) throws(ChatEventDecodingError) -> MessageSentFields? {
+    /// `withMessageSent` over a record's bytes (as `Journal`'s `RecordBatch.forEachRecord`
+    /// lends them): the fields point into `bytes` and are valid as long as they are.
+    public static func messageSentFields(_ bytes: UnsafeRawBufferPointer, includeText: Bool = true) throws(ChatEventDecodingError) -> MessageSentFields? {
         guard bytes.count >= 2, bytes[0] == version, bytes[1] == EventType.messageSent.rawValue else { return nil }
         var fields = FieldReader(bytes: bytes, index: 2, type: .messageSent)
         let timestampMs = try fields.integer(Int64.self, "timestamp")

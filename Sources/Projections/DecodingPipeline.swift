@@ -65,33 +65,35 @@ enum DecodingPipeline {
                     }
                     var chunk = DecodedChunk(end: next)
                     chunk.items.reserveCapacity(batches.reduce(0) { $0 + Int($1.header.recordCount) })
-                    for batch in batches where batch.baseOffset < target {
-                        for record in batch.records where record.offset >= next && record.offset < target {
-                            let offset = record.offset.value
-                            // The text is not the room state's business: length-checked only.
-                            let placed: RoomState.PlacedMessage??
-                            do {
-                                placed = try ChatEventCodec.withMessageSent(record.payload, includeText: false) { fields in
-                                    placer.placeMessage(offset: offset, fields: fields)
-                                }
-                            } catch let error as ChatEventDecodingError {
-                                throw .malformedEvent(offset: record.offset, error)
-                            } catch {
-                                preconditionFailure("placing a message throws only decoding errors: \(error)")
-                            }
-                            switch placed {
-                            case .some(.some(let message)):
+                    /// One record: placed from its bytes when it is a message, decoded otherwise.
+                    /// The text is not the room state's business: length-checked only.
+                    func add(_ offset: Offset, _ bytes: UnsafeRawBufferPointer) throws(ChatEventDecodingError) {
+                        if let fields = try ChatEventCodec.messageSentFields(bytes, includeText: false) {
+                            // Nil: a message to a room that does not exist changes nothing.
+                            if let message = placer.placeMessage(offset: offset.value, fields: fields) {
                                 chunk.items.append(.message(message))
-                            case .some(.none):
-                                break  // a message to a room that does not exist changes nothing
-                            case .none:
-                                switch try ProjectionError.decode(record, includeText: false) {
-                                case .event(let event): chunk.items.append(.event(offset: offset, event, placer.place(event)))
-                                case .unknown: chunk.skipped += 1
-                                }
+                            }
+                            return
+                        }
+                        switch try ChatEventCodec.decode(bytes: bytes, includeText: false) {
+                        case .event(let event): chunk.items.append(.event(offset: offset.value, event, placer.place(event)))
+                        case .unknown: chunk.skipped += 1
+                        }
+                    }
+                    // Records are lent in place (no batch copied, no buffer per record: each was
+                    // a retain and a release of the shared read buffer).
+                    var failure: ProjectionError?
+                    for index in batches.indices where batches[index].baseOffset < target {
+                        batches[index].forEachRecord { offset, bytes in
+                            guard failure == nil, offset >= next, offset < target else { return }
+                            do throws(ChatEventDecodingError) {
+                                try add(offset, bytes)
+                            } catch {
+                                failure = .malformedEvent(offset: offset, error)
                             }
                         }
-                        chunk.end = min(batch.nextOffset, target)
+                        if let failure { throw failure }
+                        chunk.end = min(batches[index].nextOffset, target)
                     }
                     return chunk
                 }
