@@ -241,4 +241,25 @@ import Testing
             absent.withUnsafeBufferPointer { #expect(cache.value(for: $0) == nil) }
         }
     }
+
+    /// Names held in their slot (up to sixteen bytes) and in the arena (longer): names that are
+    /// prefixes of one another, or differ only in their last byte, on either side of the line.
+    @Test func tellsApartNamesThatDifferOnlyAtTheEdges() {
+        var cache = IdentifierCache()
+        let base = Array("abcdefghijklmnopqrstuvwxyz".utf8)
+        var names: [[UInt8]] = []
+        for length in [1, 7, 8, 9, 15, 16, 17, 23, 24, 25] {
+            names.append(Array(base.prefix(length)))
+            names.append(Array(base.prefix(length - 1)) + [UInt8(ascii: "!")])
+        }
+        for (value, name) in names.enumerated() {
+            name.withUnsafeBufferPointer { cache.insert($0, value: UInt32(value)) }
+        }
+        for (value, name) in names.enumerated() {
+            name.withUnsafeBufferPointer { #expect(cache.value(for: $0) == UInt32(value), "\(name.count) bytes") }
+        }
+        for length in [2, 10, 18, 26] {
+            Array(base.prefix(length)).withUnsafeBufferPointer { #expect(cache.value(for: $0) == nil) }
+        }
+    }
 }
