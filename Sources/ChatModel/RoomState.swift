@@ -9,13 +9,13 @@
 /// event mutates the room in place with one hash lookup.
 public struct RoomState: Sendable, Equatable {
     public let limits: ChatLimits
-    private var roomIndex: [RoomID: Int] = [:]
-    private var roomList: [Room] = []
+    var roomIndex: [RoomID: Int] = [:]
+    var roomList: [Room] = []
     /// Every user who has sent a message, in order of first message: the per-room message
     /// windows refer to authors by their index here (`UserRef`), which keeps those windows
     /// free of strings and reference counting on the hot replay path.
-    public private(set) var users: [UserID] = []
-    private var userRefs: [UserID: UserRef] = [:]
+    public internal(set) var users: [UserID] = []
+    var userRefs: [UserID: UserRef] = [:]
 
     public init(limits: ChatLimits = ChatLimits()) {
         self.limits = limits
@@ -246,13 +246,21 @@ public struct RoomState: Sendable, Equatable {
     }
 
     private mutating func applyMessage(_ placed: PlacedMessage) {
+        if let newAuthor = placed.newAuthor { register(newAuthor, as: placed.author) }
+        applyMessageToRoom(placed)
+    }
+
+    /// A message's author, seen for the first time, takes the next reference (`ref`).
+    mutating func register(_ author: UserID, as ref: UInt32) {
+        users.append(author)
+        userRefs[author] = UserRef(ref)
+    }
+
+    /// What a message changes in its room: the room's window and its author's.
+    mutating func applyMessageToRoom(_ placed: PlacedMessage) {
         let index = Int(placed.room)
         let message = MessageID(placed.offset)
         let author = UserRef(placed.author)
-        if let newAuthor = placed.newAuthor {
-            users.append(newAuthor)
-            userRefs[newAuthor] = author
-        }
         roomList[index].recentMessages.append(MessageMeta(id: message, author: author, deleted: false))
         let window = limits.clientMessageIDWindow
         roomList[index].recentClientIDs.modify(author, default: { BoundedRing(capacity: window) }) {

@@ -5,14 +5,8 @@ import Synchronization
 
 /// Events decoded and placed from one read of the journal, for the room state.
 public struct DecodedChunk: Sendable {
-    public enum Item: Sendable {
-        /// A message, placed from its record's bytes.
-        case message(RoomState.PlacedMessage)
-        /// Any other event (or a message whose names need the full decoding), with its placement.
-        case event(offset: UInt64, ChatEvent, RoomState.Placement)
-    }
-
-    public var items: [Item] = []
+    /// In offset order, for `RoomState.apply(_:)`.
+    public var items: [RoomState.PlacedItem] = []
     /// Records of unknown versions or types, skipped.
     public var skipped = 0
     /// The offset after the last record the chunk covers.

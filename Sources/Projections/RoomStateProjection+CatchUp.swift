@@ -15,12 +15,7 @@ extension RoomStateProjection {
     ) throws {
         try DecodingPipeline.run(journal: journal, from: nextOffset, until: target, readBytesMax: readBytesMax,
                                  placer: RoomState.Placer(mirroring: state)) { chunk in
-            for item in chunk.items {
-                switch item {
-                case .message(let message): state.apply(message)
-                case .event(let offset, let event, let placement): state.apply(event, at: offset, placement: placement)
-                }
-            }
+            state.apply(chunk.items)
             skippedRecords += chunk.skipped
             nextOffset = chunk.end
             progress?(nextOffset)

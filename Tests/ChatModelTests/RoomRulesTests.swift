@@ -159,7 +159,8 @@ import Testing
 
     /// Replay places events on another thread with a `Placer`: it must give exactly the
     /// placement the state itself gives, for any sequence of events (including ones the rules
-    /// would not produce), starting from any state.
+    /// would not produce), starting from any state; and applying the placed events in chunks,
+    /// room by room, must give the state that applying them one by one gives.
     @Test func aPlacerFollowsTheStateExactly() {
         var generator = SystemRandomNumberGenerator()
         let rooms = [general, secret, room("r3"), room("K"), room("\u{212A}")]  // Kelvin sign == "K"
@@ -181,6 +182,9 @@ import Testing
             for offset in 0..<UInt64.random(in: 0..<20, using: &generator) { state.apply(randomEvent(), at: offset) }
             var placer = RoomState.Placer(mirroring: state)
             var placed = state
+            // Replay applies the placed items a chunk at a time, room by room (`apply(_:)`).
+            var batched = state
+            var items: [RoomState.PlacedItem] = []
             for offset in 20..<UInt64(80) {
                 let event = randomEvent()
                 // Messages go the way replay takes them, from their record's bytes, when their
@@ -192,17 +196,26 @@ import Testing
                 case .some(.some(let message)):
                     #expect(state.placement(of: event).room == message.room, "\(event)")
                     placed.apply(message)
+                    items.append(.message(message))
                 case .some(.none):
                     #expect(state.placement(of: event).room == -1, "\(event)")
                 case .none:
                     let placement = placer.place(event)
                     #expect(placement == state.placement(of: event), "\(event)")
                     placed.apply(event, at: offset, placement: placement)
+                    items.append(.event(offset: offset, event, placement))
                 }
                 state.apply(event, at: offset)
+                if Int.random(in: 0..<15, using: &generator) == 0 {
+                    batched.apply(items)
+                    items = []
+                }
             }
+            batched.apply(items)
             #expect(placed == state)
             #expect(placed.users == state.users)
+            #expect(batched == state)
+            #expect(batched.users == state.users)
         }
     }
 
