@@ -57,39 +57,7 @@ enum DecodingPipeline {
                     } catch {
                         throw .journal(error)
                     }
-                    var chunk = DecodedChunk(end: next)
-                    chunk.items.reserveCapacity(batches.reduce(0) { $0 + Int($1.header.recordCount) })
-                    /// One record: placed from its bytes when it is a message, decoded otherwise.
-                    /// The text is not the room state's business: length-checked only.
-                    func add(_ offset: Offset, _ bytes: UnsafeRawBufferPointer) throws(ChatEventDecodingError) {
-                        if let fields = try ChatEventCodec.messageSentFields(bytes, includeText: false) {
-                            // Nil: a message to a room that does not exist changes nothing.
-                            if let message = placer.placeMessage(offset: offset.value, fields: fields) {
-                                chunk.items.append(.message(message))
-                            }
-                            return
-                        }
-                        switch try ChatEventCodec.decode(bytes: bytes, includeText: false) {
-                        case .event(let event): chunk.items.append(.event(offset: offset.value, event, placer.place(event)))
-                        case .unknown: chunk.skipped += 1
-                        }
-                    }
-                    // Records are lent in place (no batch copied, no buffer per record: each was
-                    // a retain and a release of the shared read buffer).
-                    var failure: ProjectionError?
-                    for index in batches.indices where batches[index].baseOffset < target {
-                        batches[index].forEachRecord { offset, bytes in
-                            guard failure == nil, offset >= next, offset < target else { return }
-                            do throws(ChatEventDecodingError) {
-                                try add(offset, bytes)
-                            } catch {
-                                failure = .malformedEvent(offset: offset, error)
-                            }
-                        }
-                        if let failure { throw failure }
-                        chunk.end = min(batches[index].nextOffset, target)
-                    }
-                    return chunk
+                    return try decode(batches, from: next, until: target, placer: &placer)
                 }
                 let previous = next
                 if case .success(let decoded) = chunk { next = decoded.end }
@@ -117,5 +85,45 @@ enum DecodingPipeline {
             try consume(decoded)
             reached = decoded.end
         }
+    }
+
+    /// The events of `batches` in `next..<target`: messages placed from their bytes, other
+    /// events decoded and placed. Records are lent in place (no batch copied, no buffer per
+    /// record: each was a retain and a release of the shared read buffer), and the closure
+    /// captures only this function's locals (captured by the nested function it was, they
+    /// were checked for exclusive access at run time on every record).
+    private static func decode(
+        _ batches: [RecordBatch],
+        from next: Offset,
+        until target: Offset,
+        placer: inout RoomState.Placer
+    ) throws(ProjectionError) -> DecodedChunk {
+        var chunk = DecodedChunk(end: next)
+        chunk.items.reserveCapacity(batches.reduce(0) { $0 + Int($1.header.recordCount) })
+        var failure: ProjectionError?
+        for index in batches.indices where batches[index].baseOffset < target {
+            batches[index].forEachRecord { offset, bytes in
+                guard failure == nil, offset >= next, offset < target else { return }
+                do throws(ChatEventDecodingError) {
+                    // The text is not the room state's business: length-checked only.
+                    if let fields = try ChatEventCodec.messageSentFields(bytes, includeText: false) {
+                        // Nil: a message to a room that does not exist changes nothing.
+                        if let message = placer.placeMessage(offset: offset.value, fields: fields) {
+                            chunk.items.append(.message(message))
+                        }
+                        return
+                    }
+                    switch try ChatEventCodec.decode(bytes: bytes, includeText: false) {
+                    case .event(let event): chunk.items.append(.event(offset: offset.value, event, placer.place(event)))
+                    case .unknown: chunk.skipped += 1
+                    }
+                } catch {
+                    failure = .malformedEvent(offset: offset, error)
+                }
+            }
+            if let failure { throw failure }
+            chunk.end = min(batches[index].nextOffset, target)
+        }
+        return chunk
     }
 }
