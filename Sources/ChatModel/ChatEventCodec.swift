@@ -277,7 +277,7 @@ public enum ChatEventCodec {
             let length = Int(try integer(UInt16.self, field))
             guard length > 0, length <= maxBytes, length <= remaining else { return nil }
             let candidate = UnsafeRawBufferPointer(rebasing: bytes[index..<(index + length)]).assumingMemoryBound(to: UInt8.self)
-            guard !candidate.contains(where: { $0 < 0x20 || $0 >= 0x7F }) else { return nil }
+            guard UTF8Validation.isPrintableASCII(candidate) else { return nil }
             index += length
             return candidate
         }

@@ -2,6 +2,29 @@
 /// message text straight from record bytes (`ChatEventCodec.withMessageSent`), and decoding
 /// it into a `String` only to check it would cost an allocation and a copy per message.
 enum UTF8Validation {
+    /// Whether every byte is printable ASCII (0x20...0x7E), eight bytes at a time: replay
+    /// checks every message's room and author with it.
+    static func isPrintableASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let base = bytes.baseAddress else { return true }
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        var index = 0
+        while index + 8 <= bytes.count {
+            let word = UInt64(littleEndian: UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self))
+            // Per byte, no carries between bytes: the high bit is set for bytes >= 0x80; the
+            // low seven bits plus 1 reach 0x80 only for 0x7F; plus 0x60, only from 0x20 up.
+            let low = word & ~highs
+            let outside = (word | (low &+ ones) | ~(low &+ ones &* 0x60)) & highs
+            if outside != 0 { return false }
+            index += 8
+        }
+        while index < bytes.count {
+            guard bytes[index] >= 0x20, bytes[index] < 0x7F else { return false }
+            index += 1
+        }
+        return true
+    }
+
     /// Whether `bytes` are well-formed UTF-8 (Unicode's table 3-7: no overlong forms, no
     /// surrogates, nothing above U+10FFFF), exactly what `String(validating:as:)` accepts.
     /// ASCII runs are passed eight bytes at a time.

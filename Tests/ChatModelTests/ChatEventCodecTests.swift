@@ -140,6 +140,26 @@ import Testing
 }
 
 @Suite struct UTF8ValidationTests {
+    /// The word-at-a-time check against the byte-by-byte rule: every byte value, at every
+    /// position of names up to three words long.
+    @Test func printableASCIIIsCheckedAtEveryPositionForEveryByte() {
+        var wrong: [String] = []
+        for length in 1...24 {
+            for position in 0..<length {
+                for byte in UInt8.min...UInt8.max {
+                    var bytes = [UInt8](repeating: UInt8(ascii: "k"), count: length)
+                    bytes[position] = byte
+                    let expected = byte >= 0x20 && byte < 0x7F
+                    if bytes.withUnsafeBufferPointer({ UTF8Validation.isPrintableASCII($0) }) != expected {
+                        wrong.append("byte \(byte) at \(position) of \(length)")
+                    }
+                }
+            }
+        }
+        #expect(wrong.isEmpty, "\(wrong.prefix(5))")
+        #expect([UInt8]().withUnsafeBufferPointer { UTF8Validation.isPrintableASCII($0) })
+    }
+
     static func agrees(_ bytes: [UInt8]) -> Bool {
         let expected = String(validating: bytes, as: UTF8.self) != nil
         return bytes.withUnsafeBufferPointer { UTF8Validation.isValid($0) } == expected
