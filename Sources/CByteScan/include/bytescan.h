@@ -32,7 +32,7 @@ static inline size_t chatlog_json_first_special(const uint8_t *bytes, size_t sta
     const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
     while (index + 8 <= count) {
         uint64_t word;
-        memcpy(&word, bytes + index, 8);  // little-endian hosts only reach here in byte order
+        memcpy(&word, bytes + index, 8);  // byte i of the text is byte i of the word on little-endian hosts
         uint64_t quotes = word ^ (ones * 0x22), backslashes = word ^ (ones * 0x5C);
         uint64_t special = ((quotes - ones) & ~quotes & highs) | ((backslashes - ones) & ~backslashes & highs)
                          | ((word - ones * 0x20) & ~word & highs);
