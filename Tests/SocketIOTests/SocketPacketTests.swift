@@ -56,6 +56,19 @@ import Testing
         #expect(decoded.packet.encode().attachments.isEmpty)
     }
 
+    /// Re-encoding writes a received packet into a string sized beforehand for the longest
+    /// header: the most attachments, the longest namespace and the largest ack id still fit.
+    @Test func theLongestHeaderReEncodesWhole() throws {
+        var limits = SocketPacket.Limits()
+        limits.attachmentsMax = 9_999
+        let namespace = "/" + String(repeating: "n", count: limits.namespaceBytesMax - 1)
+        for text in ["59999-\(namespace),\(SocketPacket.ackIDMax)[\"e\",{\"_placeholder\":true,\"num\":0}]",
+                     "2\(namespace),\(SocketPacket.ackIDMax)[\"e\"]", "3\(SocketPacket.ackIDMax)[]", "1\(namespace),"] {
+            let decoded = try SocketPacket.decode(text, limits: limits)
+            #expect(decoded.packet.encode().text == text)
+        }
+    }
+
     @Test func eventNameAndArgumentsComeFromTheReceivedText() throws {
         let decoded = try SocketPacket.decode(#"2/chat,7[ "send-group-message" , {"group":"g","text":"hi \"you\""}, 3]"#).packet
         #expect(decoded.eventName == "send-group-message")
