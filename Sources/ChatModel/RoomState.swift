@@ -237,14 +237,6 @@ public struct RoomState: Sendable, Equatable {
         public var clientMessageID: String
     }
 
-    /// Applies a placed message, as `apply` applies its `messageSent` event.
-    public mutating func apply(_ message: PlacedMessage) {
-        assert(message.room >= 0 && Int(message.room) < roomList.count, "a placed message for a room that does not exist")
-        assert(message.newAuthor == nil ? Int(message.author) < users.count : Int(message.author) == users.count,
-               "a placed message whose author does not match the state")
-        applyMessage(message)
-    }
-
     private mutating func applyMessage(_ placed: PlacedMessage) {
         if let newAuthor = placed.newAuthor { register(newAuthor, as: placed.author) }
         applyMessageToRoom(placed)
@@ -252,12 +244,15 @@ public struct RoomState: Sendable, Equatable {
 
     /// A message's author, seen for the first time, takes the next reference (`ref`).
     mutating func register(_ author: UserID, as ref: UInt32) {
+        assert(Int(ref) == users.count, "a new author placed at \(ref), not at the next reference \(users.count)")
         users.append(author)
         userRefs[author] = UserRef(ref)
     }
 
     /// What a message changes in its room: the room's window and its author's.
     mutating func applyMessageToRoom(_ placed: PlacedMessage) {
+        assert(placed.room >= 0 && Int(placed.room) < roomList.count, "a placed message for a room that does not exist")
+        assert(Int(placed.author) < users.count, "a placed message whose author is not registered")
         let index = Int(placed.room)
         let message = MessageID(placed.offset)
         let author = UserRef(placed.author)
@@ -297,7 +292,7 @@ public struct RoomState: Sendable, Equatable {
             authors = state.userRefs.mapValues(\.index)
         }
 
-        /// Places a `messageSent` event from its record's fields (`ChatEventCodec.withMessageSent`),
+        /// Places a `messageSent` event from its record's fields (`ChatEventCodec.messageSentFields`),
         /// by the rule of `place`: nil when its room does not exist (applying it would change
         /// nothing), and an author seen for the first time takes the next reference.
         public mutating func placeMessage(offset: UInt64, fields: ChatEventCodec.MessageSentFields) -> PlacedMessage? {

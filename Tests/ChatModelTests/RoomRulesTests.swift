@@ -195,7 +195,7 @@ import Testing
                 switch fromBytes {
                 case .some(.some(let message)):
                     #expect(state.placement(of: event).room == message.room, "\(event)")
-                    placed.apply(message)
+                    placed.apply([.message(message)])
                     items.append(.message(message))
                 case .some(.none):
                     #expect(state.placement(of: event).room == -1, "\(event)")
