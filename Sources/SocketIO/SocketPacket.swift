@@ -65,15 +65,24 @@ public struct SocketPacket: Sendable, Equatable {
         self.init(type, namespace: namespace, id: id, payload: data.map(Payload.value))
     }
 
-    // The strings are consumed (moved in, not copied). Not inlined: inlined, its stores and
-    // the copy out of them left a retain and release pair (of the payload's text) that the
-    // optimizer does not remove.
-    @inline(never)
+    // The strings are consumed (moved in, not copied).
     init(_ type: PacketType, namespace: consuming String, id: UInt64?, payload: consuming Payload?) {
         self.type = type
         self.namespace = namespace
         self.id = id
         self.payload = payload
+    }
+
+    /// A received packet whose text, from `payloadStart` on, is JSON that `JSONValidator`
+    /// accepted. The payload is built here rather than passed in: passed in, it went through
+    /// memory, stored field by field and loaded in wider words (a store-forwarding stall),
+    /// and was copied once more.
+    init(_ type: PacketType, namespace: consuming String, id: UInt64?, text: consuming String, payloadStart: Int,
+         kind: JSONValidator.Kind, attachments: Int) {
+        self.type = type
+        self.namespace = namespace
+        self.id = id
+        self.payload = .json(JSONText(text, from: payloadStart), kind, attachments: attachments)
     }
 
     public static func == (lhs: SocketPacket, rhs: SocketPacket) -> Bool {
@@ -274,9 +283,8 @@ public struct SocketPacket: Sendable, Equatable {
         /// Attachments still to come, for `binaryEvent` and `binaryAck`.
         public var attachments: Int
 
-        init(_ type: PacketType, namespace: String, id: UInt64?, payload: Payload?, attachments: Int) {
-            // The packet built in place: built outside and passed in, it was copied.
-            packet = SocketPacket(type, namespace: namespace, id: id, payload: payload)
+        init(packet: consuming SocketPacket, attachments: Int) {
+            self.packet = packet
             self.attachments = attachments
         }
     }
@@ -286,30 +294,34 @@ public struct SocketPacket: Sendable, Equatable {
     /// element is the event name; ACK an array; CONNECT_ERROR an object or a string.
     /// - Throws: `SocketIOProtocolError` saying what is wrong.
     public static func decode(_ text: String, limits: Limits = Limits()) throws(SocketIOProtocolError) -> Decoded {
-        let header = try text.withContiguousUTF8 { bytes in
-            Result { () throws(SocketIOProtocolError) -> Header in try decodeHeader(bytes: bytes, limits: limits) }
-        }.get()
+        var header = Header()
+        var failure: SocketIOProtocolError?
+        text.withContiguousUTF8 { bytes in
+            // Not a `Result`: its tag and the header's last byte were stored apart and loaded
+            // as one word, a store-forwarding stall on every packet.
+            do throws(SocketIOProtocolError) { header = try decodeHeader(bytes: bytes, limits: limits) } catch { failure = error }
+        }
+        if let failure { throw failure }
         try check(type: header.type, id: header.id, payload: header.payloadKind, attachments: header.attachments)
         let namespace = header.namespace.map { range in
             text.withContiguousUTF8 { String(decoding: UnsafeBufferPointer(rebasing: $0[range]), as: UTF8.self) }
         } ?? "/"
-        let payload: Payload?
         if let kind = header.payloadKind {
-            payload = .json(JSONText(text, from: header.payloadStart), kind, attachments: header.attachments)
-        } else {
-            payload = nil
+            return Decoded(packet: SocketPacket(header.type, namespace: namespace, id: header.id, text: text,
+                                                payloadStart: header.payloadStart, kind: kind, attachments: header.attachments),
+                           attachments: header.attachments)
         }
-        return Decoded(header.type, namespace: namespace, id: header.id, payload: payload, attachments: header.attachments)
+        return Decoded(packet: SocketPacket(header.type, namespace: namespace, id: header.id, payload: nil), attachments: header.attachments)
     }
 
     /// What `decodeHeader` read: plain values, no strings (copying it costs nothing).
     struct Header {
-        var type: PacketType
+        var type = PacketType.connect
         /// The namespace's bytes, when the packet names one (`/` otherwise).
         var namespace: Range<Int>?
         var id: UInt64?
-        var attachments: Int
-        var payloadStart: Int
+        var attachments = 0
+        var payloadStart = 0
         var payloadKind: JSONValidator.Kind?
     }
 

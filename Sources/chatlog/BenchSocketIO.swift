@@ -7,8 +7,9 @@ struct BenchSocketIO: AsyncParsableCommand {
         commandName: "socketio",
         abstract: "Socket.IO packet codec throughput on one core, against Foundation's JSON in the same run.",
         discussion: """
-            Round-trips a typical chat EVENT (about 170 bytes: the event name, a room, a user, \
-            a client message id, a time and a sentence) on one thread, three ways: \
+            Round-trips a typical chat EVENT (the event name, a room, a user, a client message \
+            id, a time and a sentence; --frame-bytes long as a WebSocket frame, 150 by default) \
+            on one thread, four ways: \
             relay (decode the received text, encode the decoded packet again, as a server \
             forwarding an event does), build (encode a packet built from values, then decode \
             it), and decode with arguments (decode, then build the arguments' values, as a \
@@ -21,17 +22,29 @@ struct BenchSocketIO: AsyncParsableCommand {
     )
 
     @Option(help: "Packets per round.") var packets = 1_000_000
+    @Option(help: "Size of the event's WebSocket frame (`4`, then the packet), set by the length of its sentence.")
+    var frameBytes = 150
     @Option(help: "Rounds per figure (the median is reported).") var rounds = 3
     @Option(help: ArgumentHelp("Measure only this (relay, build, arguments, typed), for profiling.", visibility: .hidden))
     var only: String?
 
     func run() async throws {
         guard packets > 0, rounds > 0 else { throw ValidationError("--packets and --rounds must be positive") }
-        let packet = SocketPacket(.event, data: .array([
-            .string("send-group-message"),
-            .object([("group", .string("design-12")), ("username", .string("maria.k")), ("id", .string("c-9f2c1a7e44")),
-                     ("created", .number(1_795_000_000_123)), ("message", .string("Sure, I'll push the fix after lunch, can you review?"))]),
-        ]))
+        func event(_ sentence: String) -> SocketPacket {
+            SocketPacket(.event, data: .array([
+                .string("send-group-message"),
+                .object([("group", .string("design-12")), ("username", .string("maria.k")), ("id", .string("c-9f2c1a7e44")),
+                         ("created", .number(1_795_000_000_123)), ("message", .string(sentence))]),
+            ]))
+        }
+        // The frame without a sentence, then a sentence that fills it to --frame-bytes.
+        let emptyFrameBytes = 1 + event("").encode().text.utf8.count
+        guard frameBytes > emptyFrameBytes, frameBytes <= 1_000_000 else {
+            throw ValidationError("--frame-bytes must be more than \(emptyFrameBytes) and at most 1000000")
+        }
+        let words = "Sure, I'll push the fix after lunch, can you review? "
+        let sentence = String(String(repeating: words, count: frameBytes / words.utf8.count + 1).prefix(frameBytes - emptyFrameBytes))
+        let packet = event(sentence)
         let received = packet.encode().text
         var checksum = 0
 
@@ -64,7 +77,7 @@ struct BenchSocketIO: AsyncParsableCommand {
         // Typed: the chat event as a struct of its own, written into the packet text and read
         // back from it, with no JSONValue tree (what a chat server's handlers do).
         let message = GroupMessage(group: "design-12", username: "maria.k", id: "c-9f2c1a7e44", created: 1_795_000_000_123,
-                                   message: "Sure, I'll push the fix after lunch, can you review?")
+                                   message: sentence)
         let typed = try median("typed") {
             var sum = 0
             for _ in 0..<packets {

@@ -28,6 +28,16 @@ static inline size_t chatlog_json_first_special(const uint8_t *bytes, size_t sta
         if (mask != 0) return index + (size_t)__builtin_ctz(mask);
         index += 16;
     }
+    if (index < count && count >= 16) {
+        // Fewer than sixteen bytes left: the text's last sixteen, overlapping bytes already
+        // scanned, whose bits are shifted out.
+        size_t last = count - 16;
+        __m128i chunk = _mm_loadu_si128((const __m128i *)(bytes + last));
+        __m128i special = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(chunk, quote), _mm_cmpeq_epi8(chunk, backslash)),
+                                       _mm_cmpeq_epi8(_mm_min_epu8(chunk, controlMax), chunk));
+        unsigned mask = (unsigned)_mm_movemask_epi8(special) >> (index - last);
+        return mask != 0 ? index + (size_t)__builtin_ctz(mask) : count;
+    }
 #endif
     const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
     while (index + 8 <= count) {
