@@ -116,7 +116,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SocketIOTests",
-            dependencies: ["SocketIO"],
+            dependencies: ["SocketIO", "CByteScan"],
             exclude: ["FuzzCorpus"]
         ),
         .testTarget(

@@ -1,3 +1,5 @@
+import CByteScan
+
 /// Serializing without an intermediate array: the text is written once into scratch memory
 /// (on the stack when small) and copied once into the string's own storage.
 /// `SocketPacket.encode` and `JSONValue.serialized` use it.
@@ -28,7 +30,7 @@ struct JSONWriter {
                 guard body(&writer) else { return .some(nil) }
                 guard !writer.overflowed else { return nil }
                 let count = writer.count
-                // The bytes are valid UTF-8 (whole strings and ASCII): copied, not re-checked.
+                // Valid UTF-8 (whole strings and ASCII); the string checks it once more.
                 return .some(String(unsafeUninitializedCapacity: count) { target in
                     if let targetBase = target.baseAddress { targetBase.update(from: base, count: count) }
                     return count
@@ -39,19 +41,14 @@ struct JSONWriter {
         }
     }
 
-    /// Runs `body` on a writer over the new string's own storage, `capacity` bytes: no
-    /// scratch memory and no copy, for text whose size is known beforehand. Nil when `body`
-    /// wrote more than `capacity`.
-    static func renderInPlace(capacity: Int, _ body: (inout JSONWriter) -> Void) -> String? {
-        var overflowed = false
-        let text = String(unsafeUninitializedCapacity: capacity) { buffer in
-            guard let base = buffer.baseAddress else { return 0 }
-            var writer = JSONWriter(buffer, base: base)
-            body(&writer)
-            overflowed = writer.overflowed
-            return overflowed ? 0 : writer.count
-        }
-        return overflowed ? nil : text
+    /// Runs `body` on a writer over `buffer` and returns how many bytes it wrote (0 when it
+    /// needed more than `buffer` holds).
+    @inline(__always)
+    static func write(into buffer: UnsafeMutableBufferPointer<UInt8>, _ body: (inout JSONWriter) -> Void) -> Int {
+        guard let base = buffer.baseAddress else { return 0 }
+        var writer = JSONWriter(buffer, base: base)
+        body(&writer)
+        return writer.overflowed ? 0 : writer.count
     }
 
     @inline(__always)
@@ -65,7 +62,7 @@ struct JSONWriter {
     mutating func put(_ bytes: UnsafeBufferPointer<UInt8>) {
         guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
         guard end - cursor >= bytes.count else { overflowed = true; return }
-        cursor.update(from: base, count: bytes.count)
+        chatlog_copy(cursor, base, bytes.count)
         cursor += bytes.count
     }
 
@@ -97,6 +94,13 @@ struct JSONWriter {
     mutating func putQuoted(_ string: String) {
         string.withContiguousUTF8 { bytes in
             put(UInt8(ascii: "\""))
+            // Most strings need no escape: copied and checked in one pass.
+            if let base = bytes.baseAddress, end - cursor > bytes.count, chatlog_json_copy_plain(cursor, base, bytes.count) != 0 {
+                cursor += bytes.count
+                cursor.pointee = UInt8(ascii: "\"")
+                cursor += 1
+                return
+            }
             var runStart = 0
             while true {
                 let index = ByteScan.firstSpecialIndex(in: bytes, from: runStart)

@@ -61,30 +61,6 @@ public struct SocketPacket: Sendable, Equatable {
         set { payload = newValue.map(Payload.value) }
     }
 
-    public init(_ type: PacketType, namespace: String = "/", id: UInt64? = nil, data: JSONValue? = nil) {
-        self.init(type, namespace: namespace, id: id, payload: data.map(Payload.value))
-    }
-
-    // The strings are consumed (moved in, not copied).
-    init(_ type: PacketType, namespace: consuming String, id: UInt64?, payload: consuming Payload?) {
-        self.type = type
-        self.namespace = namespace
-        self.id = id
-        self.payload = payload
-    }
-
-    /// A received packet whose text, from `payloadStart` on, is JSON that `JSONValidator`
-    /// accepted. The payload is built here rather than passed in: passed in, it went through
-    /// memory, stored field by field and loaded in wider words (a store-forwarding stall),
-    /// and was copied once more.
-    init(_ type: PacketType, namespace: consuming String, id: UInt64?, text: consuming String, payloadStart: Int,
-         kind: JSONValidator.Kind, attachments: Int) {
-        self.type = type
-        self.namespace = namespace
-        self.id = id
-        self.payload = .json(JSONText(text, from: payloadStart), kind, attachments: attachments)
-    }
-
     public static func == (lhs: SocketPacket, rhs: SocketPacket) -> Bool {
         lhs.type == rhs.type && lhs.namespace == rhs.namespace && lhs.id == rhs.id && lhs.data == rhs.data
     }
@@ -160,17 +136,25 @@ public struct SocketPacket: Sendable, Equatable {
             return (text ?? "", attachments)  // `replaced` holds no binary: never nil
         case .json(let text, _, let attachments)?:
             // Received text keeps its placeholders; its attachments travel beside it.
-            // A header takes at most 43 bytes besides its namespace: the type, two 20-digit
-            // numbers, `-` and `,`. Written straight into the string's storage.
-            let encoded = text.withBytes { bytes in
-                JSONWriter.renderInPlace(capacity: bytes.count + namespace.utf8.count + 43) { writer in
-                    writeHeader(type: type, attachments: attachments, to: &writer)
+            return (Self.encode(type: type, namespace: namespace, id: id, attachments: attachments, payload: text), [])
+        case nil:
+            return (JSONWriter.render { writeHeader(type: type, attachments: 0, to: &$0); return true } ?? "", [])
+        }
+    }
+
+    /// A header and a received payload's text, written straight into the new string's storage.
+    private static func encode(type: PacketType, namespace: String, id: UInt64?, attachments: Int, payload: JSONText) -> String {
+        // A header takes at most 43 bytes besides its namespace: the type, two 20-digit
+        // numbers, `-` and `,`.
+        let headerMax = namespace.utf8.count + 43
+        return payload.string.withContiguousUTF8 { all in
+            let bytes = UnsafeBufferPointer(rebasing: all[payload.start...])
+            return String(unsafeUninitializedCapacity: bytes.count + headerMax) { buffer in
+                JSONWriter.write(into: buffer) { writer in
+                    writeHeader(type: type, namespace: namespace, id: id, attachments: attachments, to: &writer)
                     writer.put(bytes)
                 }
             }
-            return (encoded ?? "", [])  // never nil: the capacity is the header's most
-        case nil:
-            return (JSONWriter.render { writeHeader(type: type, attachments: 0, to: &$0); return true } ?? "", [])
         }
     }
 
@@ -282,11 +266,6 @@ public struct SocketPacket: Sendable, Equatable {
         public var packet: SocketPacket
         /// Attachments still to come, for `binaryEvent` and `binaryAck`.
         public var attachments: Int
-
-        init(packet: consuming SocketPacket, attachments: Int) {
-            self.packet = packet
-            self.attachments = attachments
-        }
     }
 
     /// Decodes the text of a packet and checks it as the specification requires: CONNECT
@@ -306,12 +285,13 @@ public struct SocketPacket: Sendable, Equatable {
         let namespace = header.namespace.map { range in
             text.withContiguousUTF8 { String(decoding: UnsafeBufferPointer(rebasing: $0[range]), as: UTF8.self) }
         } ?? "/"
-        if let kind = header.payloadKind {
-            return Decoded(packet: SocketPacket(header.type, namespace: namespace, id: header.id, text: text,
-                                                payloadStart: header.payloadStart, kind: kind, attachments: header.attachments),
-                           attachments: header.attachments)
+        // Built with the memberwise initializers: a written one built the packet in memory,
+        // returned a copy and destroyed the original (a retain and release of each field).
+        let payload = header.payloadKind.map { kind in
+            Payload.json(JSONText(text, from: header.payloadStart), kind, attachments: header.attachments)
         }
-        return Decoded(packet: SocketPacket(header.type, namespace: namespace, id: header.id, payload: nil), attachments: header.attachments)
+        return Decoded(packet: SocketPacket(type: header.type, namespace: namespace, id: header.id, payload: payload),
+                       attachments: header.attachments)
     }
 
     /// What `decodeHeader` read: plain values, no strings (copying it costs nothing).
@@ -439,6 +419,14 @@ public struct SocketPacket: Sendable, Equatable {
         }
         packet.type = type == .binaryEvent ? .event : (type == .binaryAck ? .ack : type)
         return packet
+    }
+}
+
+// Initializers live in an extension so that the memberwise one stays: it builds the packet
+// as one value, where a written initializer built it in memory and returned a copy.
+extension SocketPacket {
+    public init(_ type: PacketType, namespace: String = "/", id: UInt64? = nil, data: JSONValue? = nil) {
+        self.init(type: type, namespace: namespace, id: id, payload: data.map(Payload.value))
     }
 }
 
