@@ -12,8 +12,8 @@ struct BenchSocketIO: AsyncParsableCommand {
             on one thread, four ways: \
             relay (decode the received text, encode the decoded packet again, as a server \
             forwarding an event does), build (encode a packet built from values, then decode \
-            it), and decode with arguments (decode, then build the arguments' values, as a \
-            handler reading an event does), and typed (the event written from a struct of \
+            it), decode with arguments (decode, then build the arguments' values, as a \
+            handler reading an event does) and typed (the event written from a struct of \
             its own and read back into one, with no JSON value tree, as the chat server's \
             handlers do). The baseline, in the same run, round-trips the \
             same JSON through Foundation's JSONSerialization. Each figure is the median of \
