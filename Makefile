@@ -1,6 +1,6 @@
 # chatlog: the two commands of the README.
 #   make run    build and run chatlog on the journal in $(JOURNAL)
-#   make test   build and run the whole test suite (Swift tests, then the CLI tests in tools/)
+#   make test   build and run the whole test suite (Swift tests, the CLI tests in tools/, 20 s of fuzzing)
 # Both install missing system packages first (tools/ensure-deps.sh).
 
 JOURNAL ?= data/journal
@@ -30,6 +30,7 @@ test:
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	CHATLOG=.build/debug/chatlog .venv/bin/python -m pytest -q tools/tests
+	tools/fuzz.sh 20
 
 bench: release
 	.build/release/chatlog bench journal

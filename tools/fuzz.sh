@@ -18,8 +18,12 @@ seconds="${1:-60}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
+# The C helpers (`import CByteScan`), as SwiftPM would map them.
+mkdir -p "$work/include"
+printf 'module CByteScan {\n    header "%s"\n    export *\n}\n' "$root/Sources/CByteScan/include/bytescan.h" > "$work/include/module.modulemap"
+
 swiftc -sanitize=fuzzer,address -parse-as-library -O -g \
-  -module-name SocketIOFuzz -D SOCKETIO_FUZZ_SINGLE_MODULE \
+  -module-name SocketIOFuzz -D SOCKETIO_FUZZ_SINGLE_MODULE -I "$work/include" \
   "$root"/Sources/SocketIO/*.swift "$root"/Tests/SocketIOTests/FuzzHarness.swift "$root"/tools/fuzz/Entry.swift \
   -o "$work/fuzz-socketio"
 

@@ -5,7 +5,7 @@
 /// One fuzzing input through every decoder that reads bytes from the network, with the
 /// properties that must hold whatever the bytes: no crash, no trap, bounded work, and
 ///
-/// - the JSON validator accepts exactly what the parser accepts;
+/// - the JSON validator accepts exactly what the parser accepts (on both of its paths);
 /// - a polling body that decodes re-encodes to a body that decodes to the same packets;
 /// - a Socket.IO packet that decodes re-encodes to an equal packet (relay), and its value,
 ///   built and encoded, is a fixed point of decoding and encoding;
@@ -20,6 +20,11 @@ enum FuzzHarness {
         let parsed = (try? JSONParser.parse(bytes)) != nil
         let validated = bytes.withUnsafeBufferPointer { (try? JSONValidator.validate(buffer: $0)) != nil }
         if parsed != validated { return "validator \(validated) but parser \(parsed)" }
+        // Received packets take the validator's other path: text already known to be UTF-8.
+        if String(validating: bytes, as: UTF8.self) != nil {
+            let known = bytes.withUnsafeBufferPointer { (try? JSONValidator.validate(buffer: $0, utf8Known: true)) != nil }
+            if parsed != known { return "validator (UTF-8 known) \(known) but parser \(parsed)" }
+        }
 
         // Engine.IO polling payloads.
         if let packets = try? EnginePacket.decodePayload(bytes) {
