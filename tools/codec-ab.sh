@@ -43,7 +43,7 @@ for side in Old New; do
     {
         echo "import ${side}SIO"
         sed -n '/^struct GroupMessage/,$p' "$repo/Sources/chatlog/BenchSocketIO.swift" |
-            sed "s/struct GroupMessage/struct GroupMessage$side/; s/\bJSONReader\b/${side}SIO.JSONReader/g; s/\bJSONOutput\b/${side}SIO.JSONOutput/g; s/\bSocketIOProtocolError\b/${side}SIO.SocketIOProtocolError/g"
+            sed "s/\bGroupMessage\b/GroupMessage$side/g; s/\bJSONReader\b/${side}SIO.JSONReader/g; s/\bJSONOutput\b/${side}SIO.JSONOutput/g; s/\bSocketIOProtocolError\b/${side}SIO.SocketIOProtocolError/g"
     } > "$work/Sources/Runner/Group$side.swift"
 done
 

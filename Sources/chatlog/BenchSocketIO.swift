@@ -135,20 +135,17 @@ struct BenchSocketIO: AsyncParsableCommand {
 /// The tutorial's group message as a type of its own, read from and written to Socket.IO
 /// arguments without a JSON value tree.
 struct GroupMessage {
-    var group = ""
-    var username = ""
-    var id = ""
-    var created: Int64 = 0
-    var message = ""
+    var group: String
+    var username: String
+    var id: String
+    var created: Int64
+    var message: String
+}
 
-    init(group: String, username: String, id: String, created: Int64, message: String) {
-        self.group = group
-        self.username = username
-        self.id = id
-        self.created = created
-        self.message = message
-    }
-
+// In an extension, so that the memberwise initializer stays: it builds the value in one
+// piece, where a written one built it in memory and returned a copy (a retain and a release
+// of each string).
+extension GroupMessage {
     init(reading reader: inout JSONReader) throws(SocketIOProtocolError) {
         // Read into locals and moved in once: a throwing initializer that assigns its stored
         // properties as it goes copies them on the way out.
