@@ -234,3 +234,19 @@ def test_socketio_benchmarks_print_their_figures_as_a_final_json_line(chatlog, b
             if bench == "websocket" else ("relay_packets_per_s", "build_packets_per_s", "typed_packets_per_s"))
     for key in keys:
         assert figures[key] > 0, key
+
+
+def test_the_codec_benchmark_measures_a_frame_of_the_size_asked(chatlog):
+    def run(*arguments):
+        return subprocess.run([chatlog, "bench", "socketio", "--packets", "1000", "--rounds", "1", *arguments],
+                              capture_output=True, text=True, timeout=120)
+
+    # 150 bytes by default: the size issue 4's target names.
+    for arguments, size in (((), 150), (("--frame-bytes", "176"), 176), (("--frame-bytes", "4096"), 4096)):
+        result = run(*arguments)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout.strip().splitlines()[-1])["packet_bytes"] == size
+    # A frame too small for the event without its sentence is refused, saying the least.
+    result = run("--frame-bytes", "50")
+    assert result.returncode != 0
+    assert "--frame-bytes must be more than" in result.stderr
