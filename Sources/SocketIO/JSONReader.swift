@@ -1,3 +1,5 @@
+import CByteScan
+
 /// Reads JSON text value by value, into the caller's own types, without building a
 /// `JSONValue` tree: a cursor over the bytes. For text that `JSONValidator` (or
 /// `SocketPacket.decode`) has already checked; on other text it throws where the grammar is
@@ -143,9 +145,7 @@ public struct JSONReader {
             guard !key.escaped, name.hasPointerRepresentation else { return key.string == name.description }
             let count = name.utf8CodeUnitCount
             guard key.raw.count == count, let base = key.raw.baseAddress else { return key.raw.count == count }
-            let other = name.utf8Start
-            for offset in 0..<count where base[offset] != other[offset] { return false }
-            return true
+            return chatlog_equal(base, name.utf8Start, count) != 0
         }
     }
 
@@ -230,6 +230,24 @@ public struct JSONReader {
     /// The number at the cursor as an integer, which it must be exactly, and within
     /// JavaScript's exact range (±(2^53 − 1)).
     public mutating func readInteger() throws(SocketIOProtocolError) -> Int64 {
+        // The common case without a Double: an optional minus and at most 15 digits (below
+        // 2^53, so in range), not starting with 0 unless alone, that nothing continues.
+        var position = index
+        let negative = position < bytes.count && bytes[position] == UInt8(ascii: "-")
+        if negative { position += 1 }
+        let digitsStart = position
+        var magnitude: Int64 = 0
+        while position < bytes.count, position - digitsStart < 16, bytes[position] &- UInt8(ascii: "0") < 10 {
+            magnitude = magnitude &* 10 &+ Int64(bytes[position] &- UInt8(ascii: "0"))
+            position += 1
+        }
+        let digits = position - digitsStart
+        if digits > 0, digits <= 15, digits == 1 || bytes[digitsStart] != UInt8(ascii: "0"),
+           position == bytes.count || !Self.continuesNumber(bytes[position]) {
+            index = position
+            skipWhitespace()
+            return negative ? -magnitude : magnitude
+        }
         let start = index
         let value = try readNumber()
         guard value == value.rounded(), abs(value) <= 9_007_199_254_740_991 else {
@@ -237,6 +255,11 @@ public struct JSONReader {
             throw fail("expected an integer")
         }
         return Int64(value)
+    }
+
+    /// Whether `byte` would continue a number (a digit, a fraction or an exponent).
+    private static func continuesNumber(_ byte: UInt8) -> Bool {
+        byte &- UInt8(ascii: "0") < 10 || byte == UInt8(ascii: ".") || byte | 0x20 == UInt8(ascii: "e")
     }
 
     /// Digits with an optional minus, at most 16 of them: exact in a Double.

@@ -92,40 +92,43 @@ struct JSONWriter {
 
     /// A string quoted and escaped: `"`, `\` and control characters; the rest as is.
     mutating func putQuoted(_ string: String) {
-        string.withContiguousUTF8 { bytes in
-            put(UInt8(ascii: "\""))
-            // Most strings need no escape: copied and checked in one pass.
-            if let base = bytes.baseAddress, end - cursor > bytes.count, chatlog_json_copy_plain(cursor, base, bytes.count) != 0 {
-                cursor += bytes.count
-                cursor.pointee = UInt8(ascii: "\"")
-                cursor += 1
-                return
-            }
-            var runStart = 0
-            while true {
-                let index = ByteScan.firstSpecialIndex(in: bytes, from: runStart)
-                put(UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
-                guard index < bytes.count else { break }
-                let byte = bytes[index]
-                runStart = index + 1
-                put(UInt8(ascii: "\\"))
-                switch byte {
-                case UInt8(ascii: "\""): put(UInt8(ascii: "\""))
-                case UInt8(ascii: "\\"): put(UInt8(ascii: "\\"))
-                case 0x0A: put(UInt8(ascii: "n"))
-                case 0x0D: put(UInt8(ascii: "r"))
-                case 0x09: put(UInt8(ascii: "t"))
-                case 0x08: put(UInt8(ascii: "b"))
-                case 0x0C: put(UInt8(ascii: "f"))
-                default:
-                    let hex: StaticString = "0123456789abcdef"
-                    put("u00")
-                    put(hex.utf8Start[Int(byte >> 4)])
-                    put(hex.utf8Start[Int(byte & 0xF)])
-                }
-            }
-            put(UInt8(ascii: "\""))
+        string.withContiguousUTF8 { putQuoted($0) }
+    }
+
+    /// UTF-8 bytes as a quoted and escaped JSON string.
+    mutating func putQuoted(_ bytes: UnsafeBufferPointer<UInt8>) {
+        put(UInt8(ascii: "\""))
+        // Most strings need no escape: copied and checked in one pass.
+        if let base = bytes.baseAddress, end - cursor > bytes.count, chatlog_json_copy_plain(cursor, base, bytes.count) != 0 {
+            cursor += bytes.count
+            cursor.pointee = UInt8(ascii: "\"")
+            cursor += 1
+            return
         }
+        var runStart = 0
+        while true {
+            let index = ByteScan.firstSpecialIndex(in: bytes, from: runStart)
+            put(UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
+            guard index < bytes.count else { break }
+            let byte = bytes[index]
+            runStart = index + 1
+            put(UInt8(ascii: "\\"))
+            switch byte {
+            case UInt8(ascii: "\""): put(UInt8(ascii: "\""))
+            case UInt8(ascii: "\\"): put(UInt8(ascii: "\\"))
+            case 0x0A: put(UInt8(ascii: "n"))
+            case 0x0D: put(UInt8(ascii: "r"))
+            case 0x09: put(UInt8(ascii: "t"))
+            case 0x08: put(UInt8(ascii: "b"))
+            case 0x0C: put(UInt8(ascii: "f"))
+            default:
+                let hex: StaticString = "0123456789abcdef"
+                put("u00")
+                put(hex.utf8Start[Int(byte >> 4)])
+                put(hex.utf8Start[Int(byte & 0xF)])
+            }
+        }
+        put(UInt8(ascii: "\""))
     }
 }
 

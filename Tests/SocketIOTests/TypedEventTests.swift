@@ -64,6 +64,66 @@ import Testing
         }
     }
 
+    /// `readInteger`'s path without a Double gives what the number's value gives: the same
+    /// integer, or an error where the value is not an exact integer in JavaScript's range.
+    @Test func integersReadAsTheirNumbersValue() {
+        var generator = SystemRandomNumberGenerator()
+        var texts = ["0", "-0", "7", "-7", "01", "-", "1e3", "1E3", "1.0", "1.5", "10.", "123456789012345", "1234567890123456",
+                     "9007199254740991", "-9007199254740991", "9007199254740992", "99999999999999999999", "00", "-01"]
+        for _ in 0..<300 {
+            let digits = String((0..<Int.random(in: 1...18, using: &generator)).map { _ in "0123456789".randomElement(using: &generator) ?? "1" })
+            texts.append((Bool.random(using: &generator) ? "-" : "") + digits)
+        }
+        var mismatches: [String] = []
+        for text in texts {
+            for context in ["\(text)", "[\(text)]", "[\(text) ,1]"] {
+                func read(_ body: (inout JSONReader) throws(SocketIOProtocolError) -> Int64) -> Int64? {
+                    try? JSONReader.read(context) { reader throws(SocketIOProtocolError) in
+                        if context.hasPrefix("[") {
+                            try reader.beginArray()
+                            _ = try reader.nextElement()
+                        }
+                        let value = try body(&reader)
+                        // The cursor is past the number and its whitespace, as after any value.
+                        if context.hasPrefix("[") { _ = try reader.nextElement() } else if !reader.isAtEnd { throw .invalidJSON("left") }
+                        return value
+                    }
+                }
+                let integer = read { reader throws(SocketIOProtocolError) in try reader.readInteger() }
+                let number = read { reader throws(SocketIOProtocolError) in
+                    let value = try reader.readNumber()
+                    guard value == value.rounded(), abs(value) <= 9_007_199_254_740_991 else { throw .invalidJSON("not an integer") }
+                    return Int64(value)
+                }
+                if integer != number { mismatches.append("\(context): \(String(describing: integer)) vs \(String(describing: number))") }
+            }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.prefix(5))")
+    }
+
+    /// Member names compare by their bytes, for every length around the comparison's steps.
+    @Test func memberNamesCompareByEveryByte() throws {
+        let names: [StaticString] = ["a", "ab", "abc", "abcd", "abcde", "abcdefg", "abcdefgh", "abcdefghi", "abcdefghijklmno",
+                                     "abcdefghijklmnop", "abcdefghijklmnopq", "abcdefghijklmnopqrstuvwxyz"]
+        for name in names {
+            let text = name.description
+            // The name itself, each one-byte change of it, and a name one byte shorter or longer.
+            var candidates = [text, String(text.dropLast()), text + "z"]
+            for position in 0..<text.utf8.count {
+                var bytes = Array(text.utf8)
+                bytes[position] = UInt8(ascii: "Z")
+                candidates.append(String(decoding: bytes, as: UTF8.self))
+            }
+            for candidate in candidates {
+                let matched = try JSONReader.read("{\"\(candidate)\":1}") { reader throws(SocketIOProtocolError) in
+                    try reader.beginObject()
+                    return try reader.nextMember().map { $0 == name } ?? false
+                }
+                #expect(matched == (candidate == text), "\(candidate) against \(text)")
+            }
+        }
+    }
+
     @Test func typeMismatchesAreErrorsNotCrashes() {
         #expect(throws: SocketIOProtocolError.self) { try JSONReader.read("1") { reader throws(SocketIOProtocolError) in try reader.readString() } }
         #expect(throws: SocketIOProtocolError.self) { try JSONReader.read(#""a""#) { reader throws(SocketIOProtocolError) in try reader.readNumber() } }

@@ -8,6 +8,20 @@
 #include <emmintrin.h>
 #endif
 
+/// Eight or four bytes from anywhere, as a word (byte i of the text is byte i of the word on
+/// little-endian hosts).
+static inline uint64_t chatlog_load64(const uint8_t *bytes) {
+    uint64_t word;
+    memcpy(&word, bytes, 8);
+    return word;
+}
+
+static inline uint32_t chatlog_load32(const uint8_t *bytes) {
+    uint32_t word;
+    memcpy(&word, bytes, 4);
+    return word;
+}
+
 /// Nonzero where (and only where, for the lowest one) a byte of `word` is `"`, `\` or < 0x20;
 /// zero exactly when none is.
 static inline uint64_t chatlog_json_specials64(uint64_t word) {
@@ -55,9 +69,7 @@ static inline size_t chatlog_json_first_special(const uint8_t *bytes, size_t sta
     }
 #endif
     while (index + 8 <= count) {
-        uint64_t word;
-        memcpy(&word, bytes + index, 8);  // byte i of the text is byte i of the word on little-endian hosts
-        uint64_t special = chatlog_json_specials64(word);
+        uint64_t special = chatlog_json_specials64(chatlog_load64(bytes + index));
         if (special != 0) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
             return index + (size_t)(__builtin_ctzll(special) / 8);
@@ -88,17 +100,13 @@ static inline void chatlog_copy(uint8_t *dst, const uint8_t *src, size_t count) 
         memcpy(dst, a, 16);
         memcpy(dst + count - 16, b, 16);
     } else if (count >= 8) {
-        uint64_t a, b;
-        memcpy(&a, src, 8);
-        memcpy(&b, src + count - 8, 8);
-        memcpy(dst, &a, 8);
-        memcpy(dst + count - 8, &b, 8);
+        uint64_t first = chatlog_load64(src), last = chatlog_load64(src + count - 8);
+        memcpy(dst, &first, 8);
+        memcpy(dst + count - 8, &last, 8);
     } else if (count >= 4) {
-        uint32_t a, b;
-        memcpy(&a, src, 4);
-        memcpy(&b, src + count - 4, 4);
-        memcpy(dst, &a, 4);
-        memcpy(dst + count - 4, &b, 4);
+        uint32_t first = chatlog_load32(src), last = chatlog_load32(src + count - 4);
+        memcpy(dst, &first, 4);
+        memcpy(dst + count - 4, &last, 4);
     } else if (count > 0) {
         dst[0] = src[0];
         dst[count / 2] = src[count / 2];
@@ -132,8 +140,7 @@ static inline int chatlog_json_copy_plain(uint8_t *dst, const uint8_t *src, size
         size_t index = 0;
         for (;;) {
             if (index + 8 > count) index = count - 8;
-            uint64_t word;
-            memcpy(&word, src + index, 8);
+            uint64_t word = chatlog_load64(src + index);
             special |= chatlog_json_specials64(word);
             memcpy(dst + index, &word, 8);
             index += 8;
@@ -143,12 +150,10 @@ static inline int chatlog_json_copy_plain(uint8_t *dst, const uint8_t *src, size
     }
     if (count >= 4) {
         // Both halves (overlapping) in one word: the check is on eight real bytes.
-        uint32_t a, b;
-        memcpy(&a, src, 4);
-        memcpy(&b, src + count - 4, 4);
-        memcpy(dst, &a, 4);
-        memcpy(dst + count - 4, &b, 4);
-        return chatlog_json_specials64((uint64_t)a | (uint64_t)b << 32) == 0;
+        uint32_t first = chatlog_load32(src), last = chatlog_load32(src + count - 4);
+        memcpy(dst, &first, 4);
+        memcpy(dst + count - 4, &last, 4);
+        return chatlog_json_specials64((uint64_t)first | (uint64_t)last << 32) == 0;
     }
     int plain = 1;
     for (size_t index = 0; index < count; index++) {
@@ -157,6 +162,22 @@ static inline int chatlog_json_copy_plain(uint8_t *dst, const uint8_t *src, size
         dst[index] = byte;
     }
     return plain;
+}
+
+/// 1 when the `count` bytes at `a` and `b` are equal, else 0: short runs (member names) with
+/// two overlapping loads each instead of a call to `memcmp`.
+static inline int chatlog_equal(const uint8_t *a, const uint8_t *b, size_t count) {
+    if (count > 16) return memcmp(a, b, count) == 0;
+    if (count >= 8) {
+        return ((chatlog_load64(a) ^ chatlog_load64(b)) | (chatlog_load64(a + count - 8) ^ chatlog_load64(b + count - 8))) == 0;
+    }
+    if (count >= 4) {
+        return ((chatlog_load32(a) ^ chatlog_load32(b)) | (chatlog_load32(a + count - 4) ^ chatlog_load32(b + count - 4))) == 0;
+    }
+    for (size_t index = 0; index < count; index++) {
+        if (a[index] != b[index]) return 0;
+    }
+    return 1;
 }
 
 #endif
