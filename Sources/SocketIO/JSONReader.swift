@@ -130,8 +130,8 @@ public struct JSONReader {
     /// A member name: its bytes as they stand in the text, compared without building a
     /// string when they hold no escape.
     public struct Key: CustomStringConvertible {
-        let raw: UnsafeBufferPointer<UInt8>
-        let escaped: Bool
+        @usableFromInline let raw: UnsafeBufferPointer<UInt8>
+        @usableFromInline let escaped: Bool
 
         /// The name as a string, escapes decoded.
         public var string: String {
@@ -141,6 +141,9 @@ public struct JSONReader {
 
         public var description: String { string }
 
+        // Inlinable: handlers compare each name with several, and a call each cost more than
+        // the comparison.
+        @inlinable
         public static func == (key: Key, name: StaticString) -> Bool {
             guard !key.escaped, name.hasPointerRepresentation else { return key.string == name.description }
             let count = name.utf8CodeUnitCount
