@@ -10,8 +10,8 @@ import CByteScan
 ///
 /// It runs on every received packet, so it is written for speed: one function whose cursor is
 /// a pointer held in a register, containers tracked as bits instead of by recursion, strings
-/// skipped sixteen bytes at a time (`chatlog_json_first_special`), and whitespace looked for
-/// only where a byte ≤ 0x20 is.
+/// skipped sixteen bytes at a time (`chatlog_json_first_special`), plain integers read in
+/// place, and whitespace looked for only where a byte ≤ 0x20 is.
 public enum JSONValidator {
     /// What kind of value the text holds at its top level.
     public enum Kind: Sendable, Equatable {
