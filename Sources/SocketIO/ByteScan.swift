@@ -4,24 +4,7 @@ import CByteScan
 /// serializer: sixteen at a time (SSE2, `CByteScan`) for text known to be UTF-8, eight at a
 /// time (SWAR: one 64-bit word holds eight bytes) where non-ASCII bytes must be noticed.
 enum ByteScan {
-    private static let ones: UInt64 = 0x0101_0101_0101_0101
     private static let highs: UInt64 = 0x8080_8080_8080_8080
-
-    /// High bit set in each byte of the result where `word` has a zero byte; exact for the
-    /// lowest such byte (borrows only disturb the bytes above it).
-    @inline(__always)
-    private static func zeroBytes(_ word: UInt64) -> UInt64 {
-        (word &- ones) & ~word & highs
-    }
-
-    /// High bit set in each byte of the result where `word` has `"`, `\` or a byte < 0x20
-    /// (exact for the lowest such byte).
-    @inline(__always)
-    private static func specials(_ word: UInt64) -> UInt64 {
-        // Bytes < 0x20: subtracting 0x20 borrows into the high bit, for ASCII bytes.
-        let control = (word &- ones &* 0x20) & ~word & highs
-        return zeroBytes(word ^ (ones &* 0x22)) | zeroBytes(word ^ (ones &* 0x5C)) | control
-    }
 
     /// The index of the first byte at or after `start` that is `"`, `\` or a control
     /// character (< 0x20), or `bytes.count` when there is none; and whether a byte ≥ 0x80
@@ -34,7 +17,7 @@ enum ByteScan {
             let raw = UnsafeRawPointer(base)
             while index + 8 <= bytes.count {
                 let word = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: index, as: UInt64.self))
-                let special = specials(word)
+                let special = chatlog_json_specials64(word)
                 if special != 0 {
                     let found = index + special.trailingZeroBitCount / 8
                     // Only the bytes before the special one count for the non-ASCII flag.

@@ -45,6 +45,12 @@ enum JSONGrammar {
         return integer
     }
 
+    /// Whether `byte` would continue a number: a digit, a fraction or an exponent.
+    @inline(__always)
+    static func continuesNumber(_ byte: UInt8) -> Bool {
+        byte &- UInt8(ascii: "0") < 10 || byte == UInt8(ascii: ".") || byte | 0x20 == UInt8(ascii: "e")
+    }
+
     /// Reads the code point of a `\u` escape whose four hex digits start at `index`,
     /// including the second half of a surrogate pair; lone surrogates are errors.
     static func unicodeEscape(_ bytes: UnsafeBufferPointer<UInt8>, _ index: inout Int) throws(SocketIOProtocolError) -> UInt32 {

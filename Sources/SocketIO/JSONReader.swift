@@ -246,7 +246,7 @@ public struct JSONReader {
         }
         let digits = position - digitsStart
         if digits > 0, digits <= 15, digits == 1 || bytes[digitsStart] != UInt8(ascii: "0"),
-           position == bytes.count || !Self.continuesNumber(bytes[position]) {
+           position == bytes.count || !JSONGrammar.continuesNumber(bytes[position]) {
             index = position
             skipWhitespace()
             return negative ? -magnitude : magnitude
@@ -258,11 +258,6 @@ public struct JSONReader {
             throw fail("expected an integer")
         }
         return Int64(value)
-    }
-
-    /// Whether `byte` would continue a number (a digit, a fraction or an exponent).
-    private static func continuesNumber(_ byte: UInt8) -> Bool {
-        byte &- UInt8(ascii: "0") < 10 || byte == UInt8(ascii: ".") || byte | 0x20 == UInt8(ascii: "e")
     }
 
     /// Digits with an optional minus, at most 16 of them: exact in a Double.

@@ -237,7 +237,7 @@ public enum JSONValidator {
         if q < end, q.pointee &- UInt8(ascii: "1") < 9 {
             q += 1
             while q < end, q.pointee &- UInt8(ascii: "0") < 10 { q += 1 }
-            if q == end || !continuesNumber(q.pointee) {
+            if q == end || !JSONGrammar.continuesNumber(q.pointee) {
                 p = q
                 return
             }
@@ -245,11 +245,6 @@ public enum JSONValidator {
         var index = p - start
         _ = try JSONGrammar.scanNumber(UnsafeBufferPointer(start: start, count: end - start), &index)
         p = start + index
-    }
-
-    @inline(__always)
-    private static func continuesNumber(_ byte: UInt8) -> Bool {
-        byte == UInt8(ascii: ".") || byte | 0x20 == UInt8(ascii: "e")
     }
 
     @inline(__always)
