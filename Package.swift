@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
     ],
     targets: [
         // liblz4 from Debian's liblz4-dev, found through pkg-config.
@@ -60,10 +61,10 @@ let package = Package(
         .target(name: "CByteScan"),
         // Engine.IO v4 and Socket.IO v5: packets and sessions, no HTTP framework, no journal.
         .target(name: "SocketIO", dependencies: ["CByteScan"]),
-        // The Hummingbird application: the Socket.IO endpoint and its WebSocket transport (and,
-        // later, the chat server).
+        // Socket.IO on Hummingbird/NIO: sessions, transports (long-polling and chatlog's own
+        // WebSocket layer), rooms of sockets, the endpoint. Knows nothing of chat.
         .target(
-            name: "ChatServer",
+            name: "HummingbirdSocketIO",
             dependencies: [
                 "SocketIO",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -75,6 +76,24 @@ let package = Package(
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
+            ]
+        ),
+        // The chat application: socket events become commands, decided against the room state,
+        // appended to the journal; the tailer applies what commits and broadcasts it.
+        .target(
+            name: "ChatServer",
+            dependencies: [
+                "Journal",
+                "ChatModel",
+                "Projections",
+                "SocketIO",
+                "HummingbirdSocketIO",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "JWTKit", package: "jwt-kit"),
             ]
         ),
         // A minimal WebSocket client for the WebSocket benchmark and the live tests.
@@ -93,8 +112,10 @@ let package = Package(
                 "Journal",
                 "ChatModel",
                 "Projections",
+                "HummingbirdSocketIO",
                 "ChatServer",
                 "LoopbackWebSocket",
+                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -120,9 +141,9 @@ let package = Package(
             exclude: ["FuzzCorpus"]
         ),
         .testTarget(
-            name: "ChatServerTests",
+            name: "HummingbirdSocketIOTests",
             dependencies: [
-                "ChatServer",
+                "HummingbirdSocketIO",
                 "SocketIO",
                 "LoopbackWebSocket",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -132,6 +153,20 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "ChatServerTests",
+            dependencies: [
+                "ChatServer",
+                "ChatModel",
+                "Journal",
+                "SocketIO",
+                "HummingbirdSocketIO",
+                "LoopbackWebSocket",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .testTarget(

@@ -23,9 +23,10 @@ struct PendingBatch: Sendable {
     var lastTimestampMs: Int64
 }
 
-/// An append waiting for its records to commit.
+/// An append waiting for its records to commit; nil `continuation` for a submission whose
+/// caller learns of the commit another way (`Journal.submit`).
 struct AppendWaiter: Sendable {
-    let continuation: UnsafeContinuation<OffsetRange, Error>
+    let continuation: UnsafeContinuation<OffsetRange, Error>?
     let range: OffsetRange
 }
 
@@ -34,11 +35,12 @@ struct BlockedAppend: Sendable {
     let records: [ByteBuffer]
     let bytes: Int
     let timestampMs: Int64
-    let continuation: UnsafeContinuation<OffsetRange, Error>
+    let continuation: UnsafeContinuation<OffsetRange, Error>?
 }
 
 enum AdmitOutcome {
-    case queued(wakeEncoder: Bool)
+    /// Admitted or parked; the offsets the records take.
+    case queued(OffsetRange, wakeEncoder: Bool)
     case refused(JournalError)
 }
 
@@ -64,6 +66,8 @@ struct State: ~Copyable {
     var pendingBytes = 0
     var appendWaiters: [AppendWaiter] = []
     var blocked: [BlockedAppend] = []
+    /// Records in `blocked`: they take the offsets after `nextOffset`, in order.
+    var blockedRecords: UInt64 = 0
     /// Empty buffers from written batches, reused so steady appends allocate nothing.
     var spareBuffers: [ByteBuffer] = []
     var encoderSleeping = false
@@ -88,12 +92,13 @@ struct State: ~Copyable {
         return Array(commitWaiters.values)
     }
 
-    /// Queues an append's records for the writer, or parks it until there is room.
+    /// Queues an append's records for the writer, or parks it until there is room. Either
+    /// way its offsets are fixed now: the run after everything admitted or parked before it.
     mutating func admit(
         _ records: UnsafeBufferPointer<ByteBuffer>,
         bytes: Int,
         timestampMs: Int64,
-        continuation: UnsafeContinuation<OffsetRange, Error>,
+        continuation: UnsafeContinuation<OffsetRange, Error>?,
         configuration: JournalConfiguration
     ) -> AdmitOutcome {
         switch lifecycle {
@@ -101,21 +106,24 @@ struct State: ~Copyable {
         case .closing, .closed: return .refused(.closed)
         case .failed(let reason): return .refused(.writerFailed(reason))
         }
+        let first = nextOffset.advanced(by: blockedRecords)
+        let range = OffsetRange(first: first, last: first.advanced(by: UInt64(records.count - 1)))
         // FIFO: once anything waits for room, later appends wait behind it.
         if !blocked.isEmpty || (pendingBytes > 0 && pendingBytes + bytes > configuration.pendingBytesMax) {
             blocked.append(BlockedAppend(records: Array(records), bytes: bytes, timestampMs: timestampMs,
                                          continuation: continuation))
-            return .queued(wakeEncoder: takeEncoderSleeping())
+            blockedRecords += UInt64(records.count)
+            return .queued(range, wakeEncoder: takeEncoderSleeping())
         }
         enqueue(records, bytes: bytes, timestampMs: timestampMs, continuation: continuation, configuration: configuration)
-        return .queued(wakeEncoder: takeEncoderSleeping())
+        return .queued(range, wakeEncoder: takeEncoderSleeping())
     }
 
     private mutating func enqueue(
         _ records: some Collection<ByteBuffer>,
         bytes: Int,
         timestampMs: Int64,
-        continuation: UnsafeContinuation<OffsetRange, Error>,
+        continuation: UnsafeContinuation<OffsetRange, Error>?,
         configuration: JournalConfiguration
     ) {
         let first = nextOffset
@@ -152,6 +160,7 @@ struct State: ~Copyable {
             enqueue(append.records, bytes: append.bytes, timestampMs: append.timestampMs,
                     continuation: append.continuation, configuration: configuration)
             admitted += 1
+            blockedRecords -= UInt64(append.records.count)
         }
         blocked.removeFirst(admitted)
     }

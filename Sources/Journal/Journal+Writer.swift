@@ -366,7 +366,7 @@ extension Journal {
             state.appendWaiters.removeFirst(done)
             return (appends, state.takeCommitWaiters())
         }
-        for append in appends { append.continuation.resume(returning: append.range) }
+        for append in appends { append.continuation?.resume(returning: append.range) }
         for tail in tails { tail.resume() }
     }
 
@@ -456,6 +456,7 @@ extension Journal {
             defer {
                 state.appendWaiters.removeAll()
                 state.blocked.removeAll()
+                state.blockedRecords = 0
                 state.pending.removeAll()
                 state.pendingBytes = 0
                 state.closeWaiters.removeAll()
@@ -464,8 +465,8 @@ extension Journal {
         }
         // The encoder may be asleep: wake it so it sees the lifecycle and stops.
         if state.withLock({ $0.takeEncoderSleeping() }) { encoderWakeup.signal() }
-        for append in appends { append.continuation.resume(throwing: JournalError.writerFailed(reason)) }
-        for append in blocked { append.continuation.resume(throwing: JournalError.writerFailed(reason)) }
+        for append in appends { append.continuation?.resume(throwing: JournalError.writerFailed(reason)) }
+        for append in blocked { append.continuation?.resume(throwing: JournalError.writerFailed(reason)) }
         for tail in tails { tail.resume() }
         for closer in closers { closer.resume() }
     }

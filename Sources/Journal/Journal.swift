@@ -89,6 +89,27 @@ public final class Journal: Sendable {
         }
     }
 
+    /// Appends records as one contiguous run of offsets without waiting: returns the offsets
+    /// they take at once, and the caller learns of their commit from `committedOffset`,
+    /// `waitForCommit(of:)` or a tail (a failure from `waitForCommit`'s `writerFailed`).
+    ///
+    /// Offsets are fixed in the order of calls, also when the records must wait for room
+    /// (`pendingBytesMax`): so a single writer that decides with the offsets its events will
+    /// take (the chat server's decider) can call this under its own lock and know them before
+    /// anything is written. Synchronous, no I/O: it takes the journal's lock only.
+    /// - Throws: `JournalError.emptyAppend`, `.recordTooLarge` (nothing queued),
+    ///   `.writerFailed`, `.closed`.
+    public func submit(_ records: [ByteBuffer]) throws(JournalError) -> OffsetRange {
+        let now = Self.nowMs()
+        let outcome = records.withUnsafeBufferPointer { buffer in
+            admit(buffer, timestampMs: now, continuation: nil)
+        }
+        switch outcome {
+        case .success(let range): return range
+        case .failure(let error): throw error
+        }
+    }
+
     /// Checks the records against the limits, then queues them (or parks them until there is
     /// room) and wakes the encoder; or resumes `continuation` with the error.
     private func submit(
@@ -96,16 +117,22 @@ public final class Journal: Sendable {
         timestampMs: Int64,
         continuation: UnsafeContinuation<OffsetRange, Error>
     ) {
-        guard !records.isEmpty else {
-            continuation.resume(throwing: JournalError.emptyAppend)
-            return
+        if case .failure(let error) = admit(records, timestampMs: timestampMs, continuation: continuation) {
+            continuation.resume(throwing: error)
         }
+    }
+
+    /// The checks and the admission that both ways of appending share.
+    private func admit(
+        _ records: UnsafeBufferPointer<ByteBuffer>,
+        timestampMs: Int64,
+        continuation: UnsafeContinuation<OffsetRange, Error>?
+    ) -> Result<OffsetRange, JournalError> {
+        guard !records.isEmpty else { return .failure(.emptyAppend) }
         var bytes = 0
         for record in records {
             guard record.readableBytes <= configuration.recordBytesMax else {
-                continuation.resume(throwing: JournalError.recordTooLarge(
-                    bytes: record.readableBytes, limit: configuration.recordBytesMax))
-                return
+                return .failure(.recordTooLarge(bytes: record.readableBytes, limit: configuration.recordBytesMax))
             }
             bytes += RecordFraming.prefixBytes + record.readableBytes
         }
@@ -115,10 +142,11 @@ public final class Journal: Sendable {
                         configuration: configuration)
         }
         switch outcome {
-        case .queued(let wakeEncoder):
+        case .queued(let range, let wakeEncoder):
             if wakeEncoder { encoderWakeup.signal() }
+            return .success(range)
         case .refused(let error):
-            continuation.resume(throwing: error)
+            return .failure(error)
         }
     }
 

@@ -120,3 +120,13 @@ public enum ProjectionError: Error, Sendable, CustomStringConvertible {
         }
     }
 }
+
+extension RoomStateProjection {
+    /// A projection of `state`, which covers every event below `nextOffset` (a server that
+    /// maintained the state itself, saving it at shutdown).
+    public init(state: RoomState, nextOffset: Offset, snapshotPath: String) {
+        self.state = state
+        self.nextOffset = nextOffset
+        self.snapshotPath = snapshotPath
+    }
+}

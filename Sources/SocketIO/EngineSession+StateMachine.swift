@@ -100,6 +100,8 @@ public struct EngineSession: Sendable {
     private(set) var state: State
     /// Packets waiting for the next poll.
     private(set) var buffer: [EnginePacket] = []
+    /// How many packets wait for the next poll (0 on a WebSocket).
+    public var bufferedPacketCount: Int { buffer.count }
     private var nextPingAt: ContinuousClock.Instant
     private var pongDeadline: ContinuousClock.Instant?
     /// When the upgrade under way is abandoned.

@@ -1,5 +1,5 @@
 import ArgumentParser
-import ChatServer
+import HummingbirdSocketIO
 import Foundation
 import Hummingbird
 import LoopbackWebSocket

@@ -7,11 +7,14 @@ struct Chatlog: AsyncParsableCommand {
         abstract: "A durable group-chat server whose source of truth is an append-only journal.",
         discussion: """
             Every chat event is appended to a segmented, checksummed, LZ4-compressed journal \
-            directory; room state and message history are projections rebuilt from it. These \
-            commands inspect, check, repair, export and import a journal, query and rebuild its \
+            directory; room state and message history are projections rebuilt from it. `serve` \
+            runs the Socket.IO chat server on a journal; the other commands issue tokens, \
+            inspect, check, repair, export and import a journal, query and rebuild its \
             projections, and measure them.
 
             Examples:
+              chatlog serve --journal data/journal --dev
+              chatlog token issue alice --journal data/journal
               chatlog journal stats --journal data/journal
               chatlog journal verify --journal data/journal
               chatlog journal inspect --journal data/journal --from 1000 --limit 20
@@ -22,7 +25,7 @@ struct Chatlog: AsyncParsableCommand {
               chatlog bench journal --events 2000000
             """,
         version: "0.1.0",
-        subcommands: [JournalCommand.self, ProjectionsCommand.self, RoomsCommand.self, HistoryCommand.self, BenchCommand.self, DevCommand.self]
+        subcommands: [Serve.self, TokenCommand.self, JournalCommand.self, ProjectionsCommand.self, RoomsCommand.self, HistoryCommand.self, BenchCommand.self, DevCommand.self]
     )
 }
 

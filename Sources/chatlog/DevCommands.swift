@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import ChatServer
+import HummingbirdSocketIO
 import Hummingbird
 import Logging
 

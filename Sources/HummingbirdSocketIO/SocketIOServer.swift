@@ -84,6 +84,14 @@ public final class SocketIOServer: Service, Sendable {
 
     public var sessionCount: Int { state.withLock { $0.connections.count } }
 
+    /// Sessions by transport (WebSocket, long-polling), for metrics and health.
+    public var sessionCountsByTransport: (websocket: Int, polling: Int) {
+        state.withLock { state in
+            let websocket = state.connections.values.count { $0.engine.transport == .websocket }
+            return (websocket, state.connections.count - websocket)
+        }
+    }
+
     /// The socket id of a connection's namespace, when it is connected.
     func connectedSocketID(sid: String, namespace: String) -> String? {
         state.withLock { $0.connections[sid]?.socket.sockets[namespace] }
@@ -229,6 +237,62 @@ public final class SocketIOServer: Service, Sendable {
         state.withLock { $0.broadcast(namespace: namespace, room: room, event: event, arguments, except: except) }
     }
 
+    /// Sends one Engine.IO packet, encoded once, to each of `sockets` that is still connected
+    /// to its namespace (the packet must be for that namespace). A broadcast's cost is then
+    /// one encoding and one lock, whatever the number of recipients.
+    public func send(_ packet: EnginePacket, to sockets: some Sequence<SocketRef>) {
+        state.withLock { state in
+            for socket in sockets { state.send(packet, to: socket) }
+        }
+    }
+
+    /// Waits until what was queued so far for the socket's connection has left the server:
+    /// written on its WebSocket, or taken by a poll. Returns at once when nothing waits, and
+    /// when the connection is gone. For a sender of many events (a replay) that must not
+    /// overrun the bounded outbound queue.
+    public func outboundDrained(_ socket: SocketRef) async {
+        enum Wait { case none, websocket, polling }
+        let wait: Wait = state.withLock { state in
+            guard let connection = state.connections[socket.engineID] else { return .none }
+            if connection.websocket != nil { return .websocket }
+            return connection.engine.bufferedPacketCount == 0 ? .none : .polling
+        }
+        switch wait {
+        case .none:
+            return
+        case .websocket:
+            await websocketFlushed(sid: socket.engineID)
+        case .polling:
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let waiting = state.withLock { state in
+                    guard let connection = state.connections[socket.engineID], connection.engine.bufferedPacketCount > 0 else {
+                        return false
+                    }
+                    state.drainWaiters[socket.engineID, default: []].append(continuation)
+                    return true
+                }
+                if !waiting { continuation.resume() }
+            }
+        }
+    }
+
+    /// New handshakes are refused with 503 from now on (shutdown).
+    public func stopAccepting() {
+        state.withLock { $0.accepting = false }
+    }
+
+    /// Disconnects every socket from its namespace with a Socket.IO DISCONNECT, then closes
+    /// every session (shutdown). Returns once the handler has been told of each disconnect.
+    public func disconnectAll() async {
+        let sockets: [SocketRef] = state.withLock { state in
+            state.connections.flatMap { sid, connection in
+                connection.socket.sockets.map { SocketRef(engineID: sid, namespace: $0.key, socketID: $0.value) }
+            }
+        }
+        for socket in sockets { await disconnect(socket) }
+        await perform(state.withLock { $0.closeAll() })
+    }
+
     public func members(of room: String) -> Set<SocketRef> {
         state.withLock { $0.rooms[room] ?? [] }
     }
@@ -256,7 +320,7 @@ public final class SocketIOServer: Service, Sendable {
         }
     }
 
-    static func randomID() -> String {
+    public static func randomID() -> String {
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
         var generator = SystemRandomNumberGenerator()
         return String((0..<20).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] })
@@ -271,7 +335,11 @@ public final class SocketIOServer: Service, Sendable {
         var rooms: [String: Set<SocketRef>] = [:]
         var roomsOfSocket: [SocketRef: Set<String>] = [:]
         var ackWaiters: [AckKey: CheckedContinuation<[JSONValue]?, Never>] = [:]
+        /// Senders waiting for a polling session's buffer to be taken (`outboundDrained`).
+        var drainWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
         var nextOutboundID = 0
+        /// False once the server shuts down: new handshakes get 503.
+        var accepting = true
 
         init(configuration: Configuration, logger: Logger) {
             self.configuration = configuration
@@ -321,7 +389,7 @@ public final class SocketIOServer: Service, Sendable {
         }
 
         mutating func handshake(transport: EngineSession.Transport) -> HandshakeResult {
-            guard connections.count < configuration.sessionsMax else { return .full }
+            guard accepting, connections.count < configuration.sessionsMax else { return .full }
             let sid = SocketIOServer.randomID()
             let now = ContinuousClock.now
             let (engine, open) = EngineSession.open(sid: sid, transport: transport, configuration: configuration.engine, now: now)
@@ -450,6 +518,16 @@ public final class SocketIOServer: Service, Sendable {
             send(to: socket) { $0.emit(namespace: socket.namespace, event: event, relaying: arguments, now: .now) }
         }
 
+        /// Sends an already encoded packet to a socket still connected to its namespace.
+        mutating func send(_ packet: EnginePacket, to socket: SocketRef) {
+            guard let actions = modify(socket.engineID, { connection -> [EngineSession.Action]? in
+                guard connection.socket.sockets[socket.namespace] == socket.socketID else { return nil }
+                return connection.engine.send([packet])
+            }) ?? nil else { return }
+            let calls = apply(actions, to: socket.engineID)
+            precondition(calls.isEmpty, "sending produces no application calls")
+        }
+
         /// Carries out what the socket's session does to emit (`emit` asks it): sends, and
         /// nothing for the application.
         mutating func send(to socket: SocketRef, _ emit: (inout SocketSession) -> [SocketSession.Action]) {
@@ -544,6 +622,10 @@ public final class SocketIOServer: Service, Sendable {
                 case .closed(let reason):
                     calls += closeConnection(sid, reason: reason)
                 }
+            }
+            if !drainWaiters.isEmpty, connections[sid].map({ $0.engine.bufferedPacketCount == 0 }) ?? true,
+               let waiters = drainWaiters.removeValue(forKey: sid) {
+                for waiter in waiters { waiter.resume() }
             }
             return calls
         }

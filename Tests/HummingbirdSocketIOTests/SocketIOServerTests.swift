@@ -3,7 +3,7 @@ import SocketIO
 import Synchronization
 import Testing
 
-@testable import ChatServer
+@testable import HummingbirdSocketIO
 
 /// Limits of the server actor, exercised without sockets.
 @Suite struct SocketIOServerTests {

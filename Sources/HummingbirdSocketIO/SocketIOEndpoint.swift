@@ -13,13 +13,13 @@ import SocketIO
 public struct SocketIOEndpoint: Sendable {
     public let server: SocketIOServer
     public let path: String
-    /// `Access-Control-Allow-Origin` for cross-origin browsers; nil sends no CORS headers.
-    public let allowedOrigin: String?
+    /// Which cross-origin browser pages may call the endpoint.
+    public let cors: CORSPolicy
 
-    public init(server: SocketIOServer, path: String = "/socket.io/", allowedOrigin: String? = nil) {
+    public init(server: SocketIOServer, path: String = "/socket.io/", cors: CORSPolicy = .none) {
         self.server = server
         self.path = path.hasSuffix("/") ? path : path + "/"
-        self.allowedOrigin = allowedOrigin
+        self.cors = cors
     }
 
     enum Failure: Int {
@@ -50,34 +50,22 @@ public struct SocketIOEndpoint: Sendable {
                 let body = try await request.collectBody(upTo: server.configuration.engine.maxPayload + 1)
                 return await handlePolling(request, body: Array(body.readableBytesView))
             }
-            router.on(RouterPath(route), method: .options) { _, _ in
-                Response(status: .noContent, headers: corsHeaders(preflight: true))
+            router.on(RouterPath(route), method: .options) { request, _ in
+                Response(status: .noContent, headers: cors.headers(origin: request.headers[.origin], preflight: true))
             }
-            router.on(RouterPath(route), method: .put) { _, _ in failure(.badHandshakeMethod) }
+            router.on(RouterPath(route), method: .put) { request, _ in failure(.badHandshakeMethod, origin: request.headers[.origin]) }
         }
     }
 
-    func corsHeaders(preflight: Bool = false) -> HTTPFields {
-        var headers = HTTPFields()
-        guard let allowedOrigin else { return headers }
-        headers[.accessControlAllowOrigin] = allowedOrigin
-        headers[.accessControlAllowCredentials] = "true"
-        if preflight {
-            headers[.accessControlAllowMethods] = "GET, POST, OPTIONS"
-            headers[.accessControlAllowHeaders] = "content-type"
-        }
-        return headers
-    }
-
-    func failure(_ failure: Failure) -> Response {
-        var headers = corsHeaders()
+    func failure(_ failure: Failure, origin: String?) -> Response {
+        var headers = cors.headers(origin: origin)
         headers[.contentType] = "application/json"
         let body = #"{"code":\#(failure.rawValue),"message":"\#(failure.message)"}"#
         return Response(status: .badRequest, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 
-    func text(_ body: String) -> Response {
-        var headers = corsHeaders()
+    func text(_ body: String, origin: String?) -> Response {
+        var headers = cors.headers(origin: origin)
         headers[.contentType] = "text/plain; charset=UTF-8"
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
     }
@@ -94,6 +82,9 @@ public struct SocketIOEndpoint: Sendable {
     }
 
     func handlePolling(_ request: Request, body: [UInt8]?) async -> Response {
+        let origin = request.headers[.origin]
+        func failure(_ failure: Failure) -> Response { self.failure(failure, origin: origin) }
+        func text(_ body: String) -> Response { self.text(body, origin: origin) }
         let query = Self.parse(request.uri)
         guard query.eio == "4" else { return failure(.unsupportedVersion) }
         guard query.transport == "polling" else { return failure(.unknownTransport) }
@@ -103,7 +94,7 @@ public struct SocketIOEndpoint: Sendable {
             case .opened(_, let open):
                 return text(EnginePacket.encodePayload([open]))
             case .full:
-                return Response(status: .serviceUnavailable)
+                return Response(status: .serviceUnavailable, headers: cors.headers(origin: origin))
             }
         }
         if let body {
@@ -190,5 +181,41 @@ public struct SocketIOEndpoint: Sendable {
         let calls = server.websocketClosed(sid: sid, probe: probe)
         await server.perform(calls)
         queue.finish()
+    }
+}
+
+/// Which cross-origin pages a browser lets call the server (CORS). The reference server sends
+/// no CORS headers unless configured; a development server allows any origin.
+public enum CORSPolicy: Sendable, Equatable {
+    /// No CORS headers: only pages of the server's own origin.
+    case none
+    /// Any origin, with credentials (the request's `Origin` is echoed).
+    case any
+    /// Only these origins (`https://app.example.com`), with credentials.
+    case origins(Set<String>)
+
+    /// The response headers for a request from `origin`.
+    public func headers(origin: String?, preflight: Bool = false) -> HTTPFields {
+        var headers = HTTPFields()
+        let allowed: String
+        switch self {
+        case .none:
+            return headers
+        case .any:
+            allowed = origin ?? "*"
+        case .origins(let origins):
+            guard let origin, origins.contains(origin) else { return headers }
+            allowed = origin
+        }
+        headers[.accessControlAllowOrigin] = allowed
+        if allowed != "*" {
+            headers[.accessControlAllowCredentials] = "true"
+            headers[.vary] = "Origin"
+        }
+        if preflight {
+            headers[.accessControlAllowMethods] = "GET, POST, OPTIONS"
+            headers[.accessControlAllowHeaders] = "content-type, authorization, x-chatlog-user"
+        }
+        return headers
     }
 }

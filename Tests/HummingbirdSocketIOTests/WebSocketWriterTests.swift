@@ -4,7 +4,7 @@ import NIOConcurrencyHelpers
 import NIOWebSocket
 import Testing
 
-@testable import ChatServer
+@testable import HummingbirdSocketIO
 
 /// The event-loop writer of `WebSocketConnection`, driven step by step on an embedded channel.
 @Suite struct WebSocketWriterTests {

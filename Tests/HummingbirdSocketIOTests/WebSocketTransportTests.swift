@@ -1,4 +1,4 @@
-import ChatServer
+import HummingbirdSocketIO
 import Foundation
 import NIOCore
 import NIOPosix

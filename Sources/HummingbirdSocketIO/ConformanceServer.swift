@@ -97,8 +97,8 @@ public enum ConformanceServer {
         echoConfiguration.engineEcho = true
         let engineIO = SocketIOServer(configuration: echoConfiguration, handler: Echo(), logger: logger)
 
-        let socketEndpoint = SocketIOEndpoint(server: socketIO, path: "/socket.io/", allowedOrigin: "*")
-        let engineEndpoint = SocketIOEndpoint(server: engineIO, path: "/engine.io/", allowedOrigin: "*")
+        let socketEndpoint = SocketIOEndpoint(server: socketIO, path: "/socket.io/", cors: .any)
+        let engineEndpoint = SocketIOEndpoint(server: engineIO, path: "/engine.io/", cors: .any)
         let router = Router()
         socketEndpoint.addRoutes(to: router)
         engineEndpoint.addRoutes(to: router)

@@ -1,0 +1,366 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ChatModel
+import HummingbirdSocketIO
+import Journal
+import Logging
+import Projections
+import SocketIO
+import Synchronization
+
+/// Step 1 of a command's path (**socket event → command** → decide → append → commit → tail
+/// → broadcast): the Socket.IO handler. It identifies clients at CONNECT, turns each event
+/// into a command for the `Decider` (or a read of the committed state), waits for the
+/// `Tailer` to apply what was appended, and answers: an ack when the client asked for one,
+/// an `error` event for a refusal otherwise.
+///
+/// Handlers run in the task of the connection concerned (see `SocketIOHandler`), so a
+/// command that waits for its commit holds back only its own connection's later events.
+/// Thread-safe: its state is the `LiveRooms`' lock and a small lock of pending identities.
+final class ChatGateway: SocketIOHandler {
+    let decider: Decider
+    let live: LiveRooms
+    let journal: Journal
+    let history: HistoryProjection
+    let identity: Identity
+    let limits: ChatServerLimits
+    let recovery: Bool
+    let logger: Logger
+    /// Users identified at CONNECT, until `connected` files them with the socket.
+    private let identified = Mutex<[String: UserID?]>([:])
+
+    init(decider: Decider, live: LiveRooms, journal: Journal, history: HistoryProjection, identity: Identity,
+         limits: ChatServerLimits, recovery: Bool, logger: Logger) {
+        self.decider = decider
+        self.live = live
+        self.journal = journal
+        self.history = history
+        self.identity = identity
+        self.limits = limits
+        self.recovery = recovery
+        self.logger = logger
+    }
+
+    // MARK: Connections
+
+    func authorize(_ request: ConnectRequest) async -> ConnectDecision {
+        let auth = request.auth ?? .null
+        let user: UserID?
+        do {
+            user = try await identity.user(fromAuth: auth["username"]?.stringValue, token: auth["token"]?.stringValue)
+        } catch {
+            logger.info("connection refused", metadata: ["socketio.sid": "\(request.engineID)", "reason": "\(error.message)"])
+            return .refuse(message: error.message, data: .object([("code", .string("unauthorized"))]))
+        }
+        identified.withLock { $0[request.engineID + request.namespace] = .some(user) }
+        return .accept(pid: nil)
+    }
+
+    func connected(_ socket: SocketRef, server: SocketIOServer) async {
+        let user = identified.withLock { $0.removeValue(forKey: socket.engineID + socket.namespace) } ?? nil
+        live.connect(socket, user: user)
+    }
+
+    func disconnected(_ socket: SocketRef, reason: SocketSession.DisconnectReason, server: SocketIOServer) async {
+        send(live.disconnect(socket), server: server)
+    }
+
+    func send(_ deliveries: [LiveRooms.Delivery], server: SocketIOServer) {
+        for delivery in deliveries { server.send(delivery.packet, to: delivery.recipients) }
+    }
+
+    // MARK: Events
+
+    /// How an event ends, for its ack (or `error` event).
+    enum Answer {
+        case ok([(String, JSONValue)])
+        case failed(code: String, message: String)
+        /// Nothing to answer (an ephemeral signal dropped by its rate limit).
+        case none
+
+        static func rejected(_ rejection: Rejection) -> Answer { .failed(code: rejection.code.rawValue, message: rejection.message) }
+        static func unauthorized(_ message: String) -> Answer { .failed(code: "unauthorized", message: message) }
+        static func invalid(_ message: String) -> Answer { .failed(code: "invalid_payload", message: message) }
+        static func unavailable(_ message: String) -> Answer { .failed(code: "unavailable", message: message) }
+    }
+
+    func event(_ socket: SocketRef, name: String, arguments: SocketEventArguments, ackID: UInt64?, server: SocketIOServer) async {
+        let answer = await handle(socket, name: name, arguments: arguments, server: server)
+        switch answer {
+        case .none:
+            break
+        case .ok(let fields):
+            if let ackID { server.ack(socket, id: ackID, [ChatWire.success(fields)]) }
+        case .failed(let code, let message):
+            if let ackID {
+                server.ack(socket, id: ackID, [ChatWire.failure(code: code, message: message)])
+            } else {
+                server.emit(socket, event: "error", [.object([("event", .string(name)), ("code", .string(code)), ("message", .string(message))])])
+            }
+        }
+    }
+
+    func handle(_ socket: SocketRef, name: String, arguments: SocketEventArguments, server: SocketIOServer) async -> Answer {
+        guard let allowed = live.withClient(socket, { client, _ in client.bucket.take() }) else { return .none }
+        guard allowed else {
+            return .failed(code: "rate_limited", message: "more than \(Int(limits.eventsPerSecond)) events a second; slow down")
+        }
+        let request: ChatRequest
+        do {
+            request = try ChatRequest.parse(name, arguments.values)
+        } catch {
+            return .invalid(error.message)
+        }
+        let nowMs = Self.nowMs()
+        switch request {
+        case .join(let room, let username, let after):
+            return await join(socket, room: room, username: username, after: after, server: server, nowMs: nowMs)
+        case .send(let room, let text, let created, let username, let clientID):
+            return await send(socket, room: room, text: text, created: created, username: username, clientID: clientID, nowMs: nowMs)
+        case .typing(let room, let username):
+            return typing(socket, room: room, username: username, server: server)
+        case .leave(let room, let username):
+            return await leave(socket, room: room, username: username, server: server, nowMs: nowMs)
+        case .create(let room, let isPrivate, let displayName):
+            return await command(socket, .createRoom(room, name: displayName ?? room.value, isPrivate: isPrivate), nowMs: nowMs) { _ in
+                [("group", .string(room.value))]
+            }
+        case .invite(let room, let user):
+            return await command(socket, .invite(room, user: user), nowMs: nowMs) { _ in [] }
+        case .revokeInvite(let room, let user):
+            return await command(socket, .revokeInvitation(room, user: user), nowMs: nowMs) { _ in [] }
+        case .remove(let room, let user):
+            return await command(socket, .remove(room, user: user), nowMs: nowMs) { _ in [] }
+        case .edit(let room, let message, let text):
+            return await command(socket, .edit(room, message: message, text: text), nowMs: nowMs) { _ in [] }
+        case .delete(let room, let message):
+            return await command(socket, .delete(room, message: message), nowMs: nowMs) { _ in [] }
+        case .members(let room):
+            return members(socket, room: room)
+        case .myGroups:
+            return myGroups(socket)
+        case .history(let room, let before, let after, let limit):
+            return readHistory(socket, room: room, before: before, after: after, limit: limit)
+        }
+    }
+
+    /// The socket's user. In development mode a username in the payload binds it when none is
+    /// bound yet; outside it, payload usernames are ignored (the token says who speaks).
+    func user(of socket: SocketRef, naming username: String?) -> Result<UserID, PayloadError> {
+        let outcome: Result<UserID, PayloadError>? = live.withClient(socket) { client, _ in
+            if let bound = client.user {
+                if identity.isDevelopment, let username, username != bound.value {
+                    return .failure(PayloadError("this connection speaks for \(bound), not \(username)"))
+                }
+                return .success(bound)
+            }
+            guard identity.isDevelopment, let username else {
+                return .failure(PayloadError("no username: connect with auth {username}, or name one in join-group"))
+            }
+            guard let user = UserID(username) else {
+                return .failure(PayloadError("username must be 1 to \(UserID.maxBytes) bytes without control characters"))
+            }
+            client.user = user
+            return .success(user)
+        }
+        return outcome ?? .failure(PayloadError("the socket is disconnected"))
+    }
+
+    /// Decides, appends, waits for the commit, and answers with `fields` of the range.
+    func command(_ socket: SocketRef, _ command: ChatCommand, username: String? = nil, nowMs: Int64,
+                 fields: (OffsetRange?) -> [(String, JSONValue)]) async -> Answer {
+        let user: UserID
+        switch self.user(of: socket, naming: username) {
+        case .success(let bound): user = bound
+        case .failure(let error): return .unauthorized(error.message)
+        }
+        switch decider.decide(command, by: user, nowMs: nowMs) {
+        case .appended(let range):
+            switch await live.applied(range.last) {
+            case .success: return .ok(fields(range))
+            case .failure(.unavailable(let reason)): return .unavailable(reason)
+            }
+        case .unchanged:
+            return .ok(fields(nil))
+        case .duplicate(let message):
+            // The original may still be on its way to the disk: answer once it is committed.
+            switch await live.applied(Offset(message.offset)) {
+            case .success: return .ok(fields(OffsetRange(first: Offset(message.offset), last: Offset(message.offset))))
+            case .failure(.unavailable(let reason)): return .unavailable(reason)
+            }
+        case .rejected(let rejection):
+            return .rejected(rejection)
+        case .limited(let code, let message):
+            return .failed(code: code, message: message)
+        case .unavailable(let reason):
+            return .unavailable(reason)
+        }
+    }
+
+    func send(_ socket: SocketRef, room: RoomID, text: String, created: Int64, username: String?, clientID: String?,
+              nowMs: Int64) async -> Answer {
+        let clientMessageID = clientID ?? ChatWire.generatedClientIDPrefix + SocketIOServer.randomID()
+        return await command(socket, .send(room, clientMessageID: clientMessageID, text: text, clientCreatedMs: created),
+                             username: username, nowMs: nowMs) { range in
+            range.map { [("id", .number(Double($0.first.value)))] } ?? []
+        }
+    }
+
+    func join(_ socket: SocketRef, room: RoomID, username: String?, after: UInt64?, server: SocketIOServer, nowMs: Int64) async -> Answer {
+        let user: UserID
+        switch self.user(of: socket, naming: username) {
+        case .success(let bound): user = bound
+        case .failure(let error): return .unauthorized(error.message)
+        }
+        let admitted: Bool? = live.withClient(socket) { client, _ in
+            guard !client.rooms.contains(room), !client.replaying.contains(room) else { return true }
+            guard client.rooms.count + client.replaying.count < limits.groupsPerConnectionMax else { return false }
+            client.replaying.insert(room)
+            return true
+        }
+        guard let admitted else { return .unavailable("the socket is disconnected") }
+        guard admitted else {
+            return .failed(code: "limit_exceeded", message: "a connection may be in at most \(limits.groupsPerConnectionMax) groups")
+        }
+        var settled: Result<Void, ChatFailure>
+        switch decider.join(room, by: user, createIfMissing: true, nowMs: nowMs) {
+        case .appended(let range):
+            settled = await live.applied(range.last)
+        case .unchanged:
+            // A member: what made it one may still be on its way to the disk.
+            let next = decider.nextOffset
+            settled = next.value == 0 ? .success(()) : await live.applied(Offset(next.value - 1))
+        case .rejected(let rejection):
+            _ = live.unsubscribe(socket, from: room)
+            return .rejected(rejection)
+        case .limited(let code, let message):
+            _ = live.unsubscribe(socket, from: room)
+            return .failed(code: code, message: message)
+        case .duplicate:
+            preconditionFailure("joining is never a duplicate")
+        case .unavailable(let reason):
+            settled = .failure(.unavailable(reason))
+        }
+        if case .failure(.unavailable(let reason)) = settled {
+            _ = live.unsubscribe(socket, from: room)
+            return .unavailable(reason)
+        }
+        let replay = Replay(journal: journal, live: live, server: server, limits: limits, recovery: recovery)
+        switch await replay.run(socket, room: room, user: user, after: after.map(Offset.init)) {
+        case .subscribed(let position, let deliveries):
+            send(deliveries, server: server)
+            let roster = live.state.withLock { state -> ([String], [String])? in
+                guard let info = state.rooms.room(room) else { return nil }
+                let online = state.online[room].map { Array($0.keys.map(\.value)).sorted() } ?? []
+                return (info.members.map(\.value).sorted(), online)
+            }
+            return .ok([
+                ("group", .string(room.value)),
+                ("members", .array((roster?.0 ?? []).map(JSONValue.string))),
+                ("online", .array((roster?.1 ?? []).map(JSONValue.string))),
+                ("last_id", position.value == 0 ? .null : .number(Double(position.value - 1))),
+            ])
+        case .failed(let code, let message):
+            _ = live.unsubscribe(socket, from: room)
+            return .failed(code: code, message: message)
+        }
+    }
+
+    func leave(_ socket: SocketRef, room: RoomID, username: String?, server: SocketIOServer, nowMs: Int64) async -> Answer {
+        let answer = await command(socket, .leave(room), username: username, nowMs: nowMs) { _ in [("group", .string(room.value))] }
+        // The socket stops receiving the room even when it was not a member (a public room's reader).
+        send(live.unsubscribe(socket, from: room), server: server)
+        return answer
+    }
+
+    func typing(_ socket: SocketRef, room: RoomID, username: String?, server: SocketIOServer) -> Answer {
+        if case .failure(let error) = user(of: socket, naming: username) { return .unauthorized(error.message) }
+        let now = ContinuousClock.now
+        let outcome: (UserID, [SocketRef])?? = live.state.withLock { state in
+            guard var client = state.clients[socket], let user = client.user else { return nil }
+            guard client.rooms.contains(room) else { return .some(nil) }
+            if let last = client.lastTyping[room], now - last < limits.typingInterval { return .some(.none) }
+            client.lastTyping[room] = now
+            state.clients[socket] = client
+            return .some((user, Array(state.subscribers[room] ?? [])))
+        }
+        guard let inRoom = outcome else { return .unavailable("the socket is disconnected") }
+        guard let (user, recipients) = inRoom else {
+            // Rate-limited signals are dropped quietly; a socket outside the room is told.
+            return live.withClient(socket, { client, _ in client.rooms.contains(room) }) == true
+                ? .none : .failed(code: "not_member", message: "join \(room) before signalling typing in it")
+        }
+        let packet = EnginePacket.message(SocketPacket.encodeEvent("user-typing", namespace: "/") { $0.string(user.value) })
+        server.send(packet, to: recipients)
+        return .none
+    }
+
+    func members(_ socket: SocketRef, room: RoomID) -> Answer {
+        let user = live.withClient(socket) { client, _ in client.user } ?? nil
+        return live.state.withLock { state -> Answer in
+            guard let info = state.rooms.room(room) else { return .failed(code: "room_not_found", message: "no room \(room)") }
+            guard !info.isPrivate || user.map(info.members.contains) == true else {
+                return .failed(code: "not_member", message: "only members may list the members of the private room \(room)")
+            }
+            let online = state.online[room].map { Array($0.keys.map(\.value)).sorted() } ?? []
+            var fields: [(String, JSONValue)] = [
+                ("group", .string(room.value)),
+                ("owner", .string(info.owner.value)),
+                ("private", .bool(info.isPrivate)),
+                ("members", .array(info.members.map(\.value).sorted().map(JSONValue.string))),
+                ("online", .array(online.map(JSONValue.string))),
+            ]
+            if info.isPrivate, info.owner == user {
+                fields.append(("invited", .array(info.invited.map(\.value).sorted().map(JSONValue.string))))
+            }
+            return .ok(fields)
+        }
+    }
+
+    func myGroups(_ socket: SocketRef) -> Answer {
+        guard case .success(let user) = user(of: socket, naming: nil) else {
+            return .unauthorized("no username: connect with auth {username}, or name one in join-group")
+        }
+        return live.state.withLock { state -> Answer in
+            let groups = state.rooms.rooms.filter { $0.value.members.contains(user) }.sorted { $0.key < $1.key }.map { id, room in
+                JSONValue.object([
+                    ("group", .string(id.value)), ("name", .string(room.name)), ("private", .bool(room.isPrivate)),
+                    ("owner", .string(room.owner.value)), ("members", .number(Double(room.members.count))),
+                ])
+            }
+            return .ok([("groups", .array(groups))])
+        }
+    }
+
+    func readHistory(_ socket: SocketRef, room: RoomID, before: UInt64?, after: UInt64?, limit: Int?) -> Answer {
+        let user = live.withClient(socket) { client, _ in client.user } ?? nil
+        let access: Answer? = live.state.withLock { state in
+            guard let info = state.rooms.room(room) else { return .failed(code: "room_not_found", message: "no room \(room)") }
+            guard !info.isPrivate || user.map(info.members.contains) == true else {
+                return .failed(code: "not_member", message: "only members may read the history of the private room \(room)")
+            }
+            return nil
+        }
+        if let access { return access }
+        guard before == nil || after == nil else { return .invalid("give before or after, not both") }
+        let size = limit ?? limits.historyPageDefault
+        guard (1...min(limits.historyPageMax, HistoryProjection.pageLimitMax)).contains(size) else {
+            return .invalid("limit must be 1 to \(min(limits.historyPageMax, HistoryProjection.pageLimitMax))")
+        }
+        do {
+            let page = try history.page(room: room.value, before: before, after: after, limit: size)
+            return .ok([("group", .string(room.value)), ("messages", .array(page.map(ChatWire.historyEntry)))])
+        } catch {
+            logger.error("history read failed", metadata: ["room.id": "\(room)", "error": "\(error)"])
+            return .unavailable("history is unavailable: \(error)")
+        }
+    }
+
+    static func nowMs() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+    }
+}
+

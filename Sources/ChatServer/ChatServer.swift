@@ -1,0 +1,229 @@
+import ChatModel
+import Foundation
+import Hummingbird
+import HummingbirdSocketIO
+import Journal
+import Logging
+import NIOCore
+import Projections
+import ServiceLifecycle
+import UnixSignals
+import SocketIO
+
+/// `chatlog serve`: the chat server on one journal directory.
+///
+/// Start-up: validate the configuration, set up identities, open the journal (taking its lock
+/// and repairing a torn tail), load the room-state snapshot and catch the projections up,
+/// then listen. The path of a command, in the files that carry it: `ChatGateway` (socket
+/// event → command), `Decider` (decide → append), the journal (commit), `Tailer` (tail →
+/// apply → broadcast) with `LiveRooms` (subscriptions) and `Replay` (resume).
+///
+/// Shutdown (SIGTERM, SIGINT): stop accepting connections and commands, let the commands in
+/// flight commit and be answered, disconnect every client with a Socket.IO DISCONNECT, stop
+/// the HTTP server and the tailer, write a room-state snapshot, close the journal.
+public enum ChatServer {
+    /// Runs the server until a shutdown signal. `onReady` gets the bound port.
+    /// - Throws: `ChatServerError` (configuration, identity, start-up), `JournalError`
+    ///   (the journal cannot be opened, for instance because another server holds it).
+    public static func run(
+        _ configuration: ChatServerConfiguration,
+        logger: Logger,
+        signals: [UnixSignal] = [.sigterm, .sigint],
+        onReady: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) async throws {
+        let started = ContinuousClock.now
+        try configuration.validate()
+
+        // Identity first: a missing secret should fail before the journal is touched.
+        let identity: Identity
+        if configuration.dev {
+            identity = .development
+            logger.warning("development mode: usernames are taken as clients state them, identities are NOT checked; do not expose this server")
+        } else {
+            try FileManager.default.createDirectory(atPath: configuration.journalDirectory, withIntermediateDirectories: true)
+            let (secret, generated) = try AuthSecret.load(path: configuration.authSecretPath, create: configuration.authSecretFile == nil)
+            if generated {
+                logger.notice("generated a token secret", metadata: ["auth.secret_file": "\(configuration.authSecretPath)"])
+            }
+            identity = await Identity.tokens(secret: secret)
+        }
+
+        var journalConfiguration = JournalConfiguration()
+        journalConfiguration.durability = configuration.durability
+        journalConfiguration.recordBytesMax = 64 << 10
+        let journal = try Journal.open(directory: configuration.journalDirectory, configuration: journalConfiguration,
+                                       logger: logger)
+        do {
+            try await serve(configuration, journal: journal, identity: identity, started: started, logger: logger,
+                            signals: signals, onReady: onReady)
+        } catch {
+            await journal.close()
+            throw error
+        }
+        await journal.close()
+        logger.info("journal closed", metadata: ["journal.offset": "\(journal.committedOffset)"])
+    }
+
+    private static func serve(
+        _ configuration: ChatServerConfiguration,
+        journal: Journal,
+        identity: Identity,
+        started: ContinuousClock.Instant,
+        logger: Logger,
+        signals: [UnixSignal],
+        onReady: @escaping @Sendable (Int) async -> Void
+    ) async throws {
+        let paths = ProjectionPaths(journalDirectory: configuration.journalDirectory)
+        let runner = try ProjectionRunner(journal: journal, paths: paths, limits: configuration.chatLimits, logger: logger)
+        var lastProgress = ContinuousClock.now
+        try runner.catchUp { done, total in
+            guard ContinuousClock.now - lastProgress >= .seconds(2) else { return }
+            lastProgress = .now
+            logger.info("catching the projections up", metadata: [
+                "projection.done": "\(done)", "projection.total": "\(total)",
+                "projection.percent": "\(total == 0 ? 100 : done * 100 / total)",
+            ])
+        }
+        guard let roomState = runner.roomState, let history = runner.history else {
+            preconditionFailure("the runner maintains both projections")
+        }
+        let limits = configuration.limits
+        let decider = Decider(journal: journal, roomState: roomState.state, limits: limits)
+        let live = LiveRooms(rooms: roomState.state, position: journal.committedOffset, limits: limits)
+
+        var socketConfiguration = SocketIOServer.Configuration()
+        socketConfiguration.engine.maxPayload = limits.maxPayloadBytes
+        socketConfiguration.engine.pollingBufferPacketsMax = limits.pollingBufferPacketsMax
+        socketConfiguration.socket.recovery = configuration.recovery
+        socketConfiguration.sessionsMax = limits.connectionsMax
+        socketConfiguration.outboundQueueFramesMax = limits.outboundQueueFramesMax
+        let gateway = ChatGateway(decider: decider, live: live, journal: journal, history: history, identity: identity,
+                                  limits: limits, recovery: configuration.recovery, logger: logger)
+        let socketIO = SocketIOServer(configuration: socketConfiguration, handler: gateway, logger: logger)
+        let tailer = Tailer(journal: journal, history: history, live: live, decider: decider, socketIO: socketIO,
+                            recovery: configuration.recovery, readBytesMax: limits.readBytesMax, logger: logger)
+
+        let cors: CORSPolicy = if configuration.corsOrigins.contains("*") || (configuration.dev && configuration.corsOrigins.isEmpty) {
+            .any
+        } else if configuration.corsOrigins.isEmpty {
+            .none
+        } else {
+            .origins(Set(configuration.corsOrigins))
+        }
+        let endpoint = SocketIOEndpoint(server: socketIO, path: "/socket.io/", cors: cors)
+        let router = Router()
+        endpoint.addRoutes(to: router)
+        router.get("/healthz") { _, _ in
+            health(journal: journal, live: live)
+        }
+        let authMode = configuration.dev ? "dev" : "token"
+        let app = Application(
+            router: router,
+            server: .webSocketUpgrade(configuration: {
+                var webSocket = WebSocketHTTPChannel.Configuration()
+                webSocket.messageBytesMax = limits.maxPayloadBytes
+                return webSocket
+            }()) { uri in endpoint.webSocketHandler(uri: uri) },
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "chatlog"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? configuration.port
+                let seconds = Double((ContinuousClock.now - started).components.attoseconds) / 1e18
+                    + Double((ContinuousClock.now - started).components.seconds)
+                logger.notice("chatlog ready", metadata: [
+                    "journal.directory": "\(configuration.journalDirectory)",
+                    "journal.last_offset": "\(journal.committedOffset.value == 0 ? "none" : String(journal.committedOffset.value - 1))",
+                    "journal.durability": "\(configuration.durability)",
+                    "auth.mode": "\(authMode)",
+                    "http.address": "http://\(configuration.host):\(port)",
+                    "startup.seconds": "\(String(format: "%.2f", seconds))",
+                ])
+                await onReady(port)
+            },
+            logger: logger
+        )
+        let drain = Drain(socketIO: socketIO, decider: decider, live: live, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [
+                .init(service: tailer),
+                .init(service: socketIO),
+                .init(service: app),
+                .init(service: drain),
+            ],
+            gracefulShutdownSignals: signals,
+            cancellationSignals: [],
+            logger: logger
+        ))
+        try await group.run()
+
+        // Everything committed has been applied: save the state the next start loads.
+        let (state, position) = live.state.withLock { ($0.rooms, $0.position) }
+        var snapshot = RoomStateProjection(state: state, nextOffset: position, snapshotPath: paths.roomStateSnapshot)
+        do {
+            try snapshot.saveSnapshot()
+            logger.info("room-state snapshot written", metadata: ["journal.offset": "\(position)"])
+        } catch {
+            logger.error("room-state snapshot not written; the next start replays more", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// `GET /healthz`: 200 `{"status":"ok","offset":N}` while the journal accepts appends and
+    /// the tailer applies them; 503 with the reason otherwise.
+    static func health(journal: Journal, live: LiveRooms) -> Response {
+        let position = live.position
+        let reason: String? = if !journal.isHealthy {
+            "the journal does not accept appends"
+        } else if let failure = live.failure {
+            failure
+        } else {
+            nil
+        }
+        let body: String
+        let status: HTTPResponse.Status
+        if let reason {
+            status = .serviceUnavailable
+            body = JSONValue.object([("status", .string("unavailable")), ("reason", .string(reason)),
+                                     ("offset", .number(Double(position.value)))]).serialized()
+        } else {
+            status = .ok
+            body = JSONValue.object([("status", .string("ok")), ("offset", .number(Double(position.value)))]).serialized()
+        }
+        return Response(status: status, headers: [.contentType: "application/json"],
+                        body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+/// The first service to stop: refuses new connections and commands, waits for the commands
+/// in flight to commit and be answered, then disconnects every client (Socket.IO DISCONNECT,
+/// then the Engine.IO close), so that the HTTP server finds no connection left to wait for.
+final class Drain: Service {
+    let socketIO: SocketIOServer
+    let decider: Decider
+    let live: LiveRooms
+    let logger: Logger
+    /// How long in-flight commands may take to commit before clients are disconnected anyway.
+    static let commitWait: Duration = .seconds(5)
+
+    init(socketIO: SocketIOServer, decider: Decider, live: LiveRooms, logger: Logger) {
+        self.socketIO = socketIO
+        self.decider = decider
+        self.live = live
+        self.logger = logger
+    }
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        logger.notice("shutting down: refusing new connections and commands")
+        socketIO.stopAccepting()
+        decider.refuse("the server is stopping")
+        let pending = decider.nextOffset
+        let deadline = ContinuousClock.now.advanced(by: Self.commitWait)
+        while live.position < pending, live.failure == nil, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        // The acks of the last commands go out from their connections' tasks once woken.
+        try? await Task.sleep(for: .milliseconds(50))
+        let sessions = socketIO.sessionCount
+        await socketIO.disconnectAll()
+        logger.notice("clients disconnected", metadata: ["socketio.sessions": "\(sessions)", "journal.offset": "\(live.position)"])
+    }
+}

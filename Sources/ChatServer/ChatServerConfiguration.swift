@@ -1,0 +1,105 @@
+import ChatModel
+import Journal
+
+/// Everything `chatlog serve` is told: where the journal is, where to listen, who may connect,
+/// and the limits. `validate()` checks it at start-up, before the journal is opened.
+public struct ChatServerConfiguration: Sendable {
+    public var journalDirectory: String
+    public var host = "127.0.0.1"
+    public var port = 3000
+    /// Development mode: usernames are taken as the client states them (no token).
+    public var dev = false
+    /// The HS256 secret's file; nil: `<journal>/auth.secret`, generated on first start.
+    public var authSecretFile: String?
+    public var durability: Durability = .everyBatch
+    /// Cross-origin pages allowed (`*` for any); empty: no CORS headers (`--dev`: any).
+    public var corsOrigins: [String] = []
+    /// Socket.IO connection state recovery: CONNECT replies carry a `pid`, events their offset.
+    public var recovery = false
+    public var limits = ChatServerLimits()
+    public var chatLimits = ChatLimits()
+
+    public init(journalDirectory: String) {
+        self.journalDirectory = journalDirectory
+    }
+
+    public var authSecretPath: String { authSecretFile ?? journalDirectory + "/auth.secret" }
+
+    public func validate() throws(ChatServerError) {
+        guard (0...65_535).contains(port) else { throw .configuration("--port must be 0 to 65535, got \(port)") }
+        do { try chatLimits.validate() } catch { throw .configuration(error.description) }
+        try limits.validate()
+    }
+}
+
+/// The chat server's limits. Each bounds memory or abuse; the README lists them.
+public struct ChatServerLimits: Sendable, Equatable {
+    /// Rooms one user may create (their owned rooms, counted from the journal).
+    public var roomsCreatedPerUserMax = 100
+    /// Rooms one connection may be in at once.
+    public var groupsPerConnectionMax = 100
+    /// Client events per second per connection: a token bucket refilled at this rate...
+    public var eventsPerSecond = 100.0
+    /// ... holding at most this many tokens (the burst a client may send at once).
+    public var eventsBurst = 200.0
+    /// `user-typing` signals per connection and room: at most one per this interval; more are
+    /// dropped silently (they are ephemeral).
+    public var typingInterval: Duration = .milliseconds(250)
+    /// Messages in one `history` page (and the default page: `historyPageDefault`).
+    public var historyPageMax = 200
+    public var historyPageDefault = 50
+    /// Socket.IO sessions at once (new handshakes beyond get 503).
+    public var connectionsMax = 10_000
+    /// Frames waiting to be written to one WebSocket (a slower client is disconnected).
+    public var outboundQueueFramesMax = 1_024
+    /// Packets waiting for one long-polling client's next poll (a slower client is disconnected).
+    public var pollingBufferPacketsMax = 1_000
+    /// Events replayed to a resuming socket before waiting for them to be written, so a
+    /// replay of any length never overruns the outbound queue.
+    public var replayChunkEvents = 256
+    /// Bytes of journal read at a time by the tailer and by a replay.
+    public var readBytesMax = 4 << 20
+    /// Largest Socket.IO message (an Engine.IO packet, a polling body or a WebSocket message).
+    public var maxPayloadBytes = 100_000
+
+    public init() {}
+
+    public func validate() throws(ChatServerError) {
+        let positive: [(String, Double)] = [
+            ("roomsCreatedPerUserMax", Double(roomsCreatedPerUserMax)), ("groupsPerConnectionMax", Double(groupsPerConnectionMax)),
+            ("eventsPerSecond", eventsPerSecond), ("eventsBurst", eventsBurst), ("historyPageMax", Double(historyPageMax)),
+            ("historyPageDefault", Double(historyPageDefault)), ("connectionsMax", Double(connectionsMax)),
+            ("outboundQueueFramesMax", Double(outboundQueueFramesMax)), ("pollingBufferPacketsMax", Double(pollingBufferPacketsMax)),
+            ("replayChunkEvents", Double(replayChunkEvents)), ("readBytesMax", Double(readBytesMax)),
+            ("maxPayloadBytes", Double(maxPayloadBytes)),
+        ]
+        for (name, value) in positive where !(value >= 1) {
+            throw .configuration("limit \(name) must be at least 1, got \(value)")
+        }
+        guard eventsBurst >= 1 else { throw .configuration("eventsBurst must allow one event") }
+        guard historyPageDefault <= historyPageMax else {
+            throw .configuration("historyPageDefault (\(historyPageDefault)) exceeds historyPageMax (\(historyPageMax))")
+        }
+        guard replayChunkEvents < outboundQueueFramesMax, replayChunkEvents < pollingBufferPacketsMax else {
+            throw .configuration("replayChunkEvents (\(replayChunkEvents)) must be below outboundQueueFramesMax and pollingBufferPacketsMax: a replay chunk must fit the queue")
+        }
+        guard maxPayloadBytes >= 8_192 else {
+            throw .configuration("maxPayloadBytes must be at least 8192 to carry a maximal message, got \(maxPayloadBytes)")
+        }
+    }
+}
+
+/// Why the chat server cannot start or go on.
+public enum ChatServerError: Error, Sendable, CustomStringConvertible {
+    case configuration(String)
+    case auth(String)
+    case startup(String)
+
+    public var description: String {
+        switch self {
+        case .configuration(let message): "invalid configuration: \(message)"
+        case .auth(let message): message
+        case .startup(let message): message
+        }
+    }
+}

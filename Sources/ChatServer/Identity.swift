@@ -1,0 +1,133 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ChatModel
+import Foundation
+import JWTKit
+
+/// Who a connecting client is.
+///
+/// With tokens (the default), the CONNECT auth payload carries `{token}`: an HS256 JWT whose
+/// `sub` is the username and whose `exp` bounds it, signed with the server's secret. In
+/// development mode nothing is checked: the username comes from `{username}` in the auth
+/// payload, or from the first `join-group` that names one, as the tutorial binds
+/// `socket.username`. Thread-safe (the key collection is an actor; the rest is immutable).
+public struct Identity: Sendable {
+    public enum Mode: Sendable {
+        case development
+        case tokens(JWTKeyCollection)
+    }
+
+    public let mode: Mode
+
+    public static let development = Identity(mode: .development)
+
+    /// Token mode with the secret in `secret`.
+    public static func tokens(secret: [UInt8]) async -> Identity {
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+        return Identity(mode: .tokens(keys))
+    }
+
+    public var isDevelopment: Bool {
+        if case .development = mode { true } else { false }
+    }
+
+    /// What a token says: the username and when it expires.
+    public struct TokenPayload: JWTPayload {
+        public var sub: SubjectClaim
+        public var exp: ExpirationClaim
+
+        public init(username: String, expires: Date) {
+            sub = SubjectClaim(value: username)
+            exp = ExpirationClaim(value: expires)
+        }
+
+        public func verify(using algorithm: some JWTAlgorithm) async throws {
+            try exp.verifyNotExpired()
+        }
+    }
+
+    /// The user a CONNECT payload identifies: nil in development mode without a username.
+    /// - Throws: `IdentityError` with a message for the client (CONNECT_ERROR).
+    public func user(fromAuth username: String?, token: String?) async throws(IdentityError) -> UserID? {
+        switch mode {
+        case .development:
+            guard let username else { return nil }
+            guard let user = UserID(username) else { throw IdentityError(message: "invalid username: 1 to \(UserID.maxBytes) bytes without control characters") }
+            return user
+        case .tokens(let keys):
+            guard let token, !token.isEmpty else { throw IdentityError(message: "a token is required: connect with auth {token}") }
+            let payload: TokenPayload
+            do {
+                payload = try await keys.verify(token, as: TokenPayload.self)
+            } catch let error as JWTError where error.errorType == .claimVerificationFailure {
+                throw IdentityError(message: "the token has expired")
+            } catch {
+                throw IdentityError(message: "the token is not valid: it is malformed or not signed with this server's secret")
+            }
+            guard let user = UserID(payload.sub.value) else { throw IdentityError(message: "the token's subject is not a valid username") }
+            return user
+        }
+    }
+
+    /// A token for `user`, valid for `ttl` (token mode only).
+    public func issue(_ user: UserID, ttl: Duration, now: Date = Date()) async throws -> String {
+        guard case .tokens(let keys) = mode else { throw IdentityError(message: "development mode issues no tokens") }
+        let seconds = Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18
+        return try await keys.sign(TokenPayload(username: user.value, expires: now.addingTimeInterval(seconds)))
+    }
+}
+
+public struct IdentityError: Error, Sendable, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
+
+/// The HS256 secret: read from a file, or generated into it on first start (mode 0600, 32
+/// random bytes as 64 hex digits, written with the temp-file/fsync/rename recipe).
+public enum AuthSecret {
+    public static let bytesMin = 32
+
+    /// Reads the secret; `create` generates it first when the file does not exist.
+    /// - Returns: the secret, and whether it was generated now.
+    /// - Throws: `ChatServerError.auth` naming the file.
+    public static func load(path: String, create: Bool) throws(ChatServerError) -> (secret: [UInt8], generated: Bool) {
+        if let existing = try read(path) { return (existing, false) }
+        guard create else { throw .auth("no secret file at \(path)") }
+        var random = SystemRandomNumberGenerator()
+        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &random) }
+        let hex = bytes.map { String($0, radix: 16).leftPadded(to: 2) }.joined() + "\n"
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard fd >= 0 else { throw .auth("cannot create the secret file \(temporary): \(String(cString: strerror(errno)))") }
+        let written = hex.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+        let synced = fsync(fd) == 0
+        close(fd)
+        guard written == hex.utf8.count, synced, rename(temporary, path) == 0 else {
+            throw .auth("cannot write the secret file \(path): \(String(cString: strerror(errno)))")
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY)
+        if dirFD >= 0 { fsync(dirFD); close(dirFD) }
+        guard let created = try read(path) else { throw .auth("the secret file \(path) vanished after writing it") }
+        return (created, true)
+    }
+
+    /// The secret in `path` (its text, surrounding whitespace removed), or nil when missing.
+    static func read(_ path: String) throws(ChatServerError) -> [UInt8]? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        guard let data = FileManager.default.contents(atPath: path) else { throw .auth("cannot read the secret file \(path)") }
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard text.utf8.count >= bytesMin else {
+            throw .auth("the secret in \(path) is \(text.utf8.count) bytes; at least \(bytesMin) are needed")
+        }
+        return Array(text.utf8)
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

@@ -1,0 +1,91 @@
+import ChatModel
+import HummingbirdSocketIO
+import Journal
+import SocketIO
+
+/// A socket's way into a room: the room's events it missed, read from the journal, then live.
+///
+/// Replay and live delivery share one path, the journal: the replay reads the room's events
+/// from the socket's cursor up to the tailer's position, and the socket joins the room's live
+/// subscribers only when its cursor has reached that position, under the lock under which
+/// the tailer fans out (`LiveRooms.subscribe`). So the splice has no gap and no duplicate,
+/// however many events are sent meanwhile, and after a restart as well as after a second.
+/// Events go out `replayChunkEvents` at a time, each chunk once the previous one has left
+/// the server, so a replay of any length fits the bounded outbound queue.
+///
+/// A value used by one task.
+struct Replay {
+    let journal: Journal
+    let live: LiveRooms
+    let server: SocketIOServer
+    let limits: ChatServerLimits
+    let recovery: Bool
+
+    enum Outcome {
+        /// Live from `position` on (every event of the room below it was sent); presence
+        /// notices to send.
+        case subscribed(position: Offset, [LiveRooms.Delivery])
+        case failed(code: String, message: String)
+    }
+
+    /// Replays `room`'s events after `after` (none when nil), then subscribes.
+    func run(_ socket: SocketRef, room: RoomID, user: UserID, after: Offset?) async -> Outcome {
+        var cursor = after.map { $0.advanced(by: 1) } ?? live.position
+        var reader = journal.makeReader()
+        while true {
+            let target: Offset
+            switch live.subscribe(socket, to: room, cursor: cursor) {
+            case .subscribed(let deliveries):
+                return .subscribed(position: cursor, deliveries)
+            case .gone:
+                return .failed(code: "unavailable", message: "the socket is disconnected")
+            case .behind(let position):
+                target = position
+            }
+            var chunk: [EnginePacket] = []
+            while cursor < target {
+                let batches: [RecordBatch]
+                do {
+                    batches = try reader.read(from: cursor, maxBytes: limits.readBytesMax)
+                } catch .offsetOutOfRange(_, let earliest, _) {
+                    return .failed(code: "out_of_range",
+                                   message: "events after \(cursor.value - 1) are no longer retained (the journal starts at \(earliest)); load history instead")
+                } catch {
+                    return .failed(code: "unavailable", message: "reading the journal failed: \(error)")
+                }
+                guard let end = batches.last?.nextOffset else { break }
+                for batch in batches {
+                    for record in batch.records where record.offset >= cursor && record.offset < target {
+                        guard case .event(let event)? = try? ChatEventCodec.decode(record.payload), event.room == room else { continue }
+                        chunk.append(ChatWire.packet(for: event, at: record.offset, recovery: recovery))
+                        if chunk.count >= limits.replayChunkEvents {
+                            await flush(&chunk, to: socket)
+                        }
+                        // A user who is no longer a member of a private room gets nothing after that.
+                        if Self.ends(membershipOf: user, event), live.state.withLock({ $0.rooms.room(room)?.isPrivate }) == true {
+                            await flush(&chunk, to: socket)
+                            return .failed(code: "not_member", message: "\(user) is no longer a member of \(room)")
+                        }
+                    }
+                }
+                cursor = min(end, target)
+            }
+            await flush(&chunk, to: socket)
+        }
+    }
+
+    static func ends(membershipOf user: UserID, _ event: ChatEvent) -> Bool {
+        switch event.body {
+        case .memberRemoved(let removed): removed == user
+        case .memberLeft: event.actor == user
+        default: false
+        }
+    }
+
+    private func flush(_ chunk: inout [EnginePacket], to socket: SocketRef) async {
+        guard !chunk.isEmpty else { return }
+        for packet in chunk { server.send(packet, to: CollectionOfOne(socket)) }
+        chunk.removeAll(keepingCapacity: true)
+        await server.outboundDrained(socket)
+    }
+}

@@ -1,0 +1,80 @@
+import ChatModel
+import HummingbirdSocketIO
+import Journal
+import Logging
+import Projections
+import ServiceLifecycle
+
+/// Steps 5 to 8 of a command's path (decide → append → **commit → tail → apply →
+/// broadcast**): the only source of broadcasts.
+///
+/// It waits for the journal to commit past its position, reads the committed batches, applies
+/// their events to History (one SQLite transaction per read, with its checkpoint) and to the
+/// committed room state, fans each event out to the sockets in its room, and wakes the
+/// commands waiting for those offsets, whose acks then go out. So every socket of a room gets
+/// the room's events in journal order, and nothing before it is durable. A storage failure
+/// ends it: waiting commands are refused as `unavailable`, and the server reports unhealthy.
+///
+/// Not thread-safe; a `Service` whose `run` owns its reader and its History handle.
+final class Tailer: Service {
+    let journal: Journal
+    let history: HistoryProjection
+    let live: LiveRooms
+    let decider: Decider
+    let socketIO: SocketIOServer
+    let recovery: Bool
+    let readBytesMax: Int
+    let logger: Logger
+
+    init(journal: Journal, history: HistoryProjection, live: LiveRooms, decider: Decider, socketIO: SocketIOServer,
+         recovery: Bool, readBytesMax: Int, logger: Logger) {
+        self.journal = journal
+        self.history = history
+        self.live = live
+        self.decider = decider
+        self.socketIO = socketIO
+        self.recovery = recovery
+        self.readBytesMax = readBytesMax
+        self.logger = logger
+    }
+
+    func run() async throws {
+        // The drain has let every command in flight commit and be applied by now.
+        try await cancelWhenGracefulShutdown { try await self.follow() }
+    }
+
+    private func follow() async throws {
+        var reader = journal.makeReader()
+        var next = live.position
+        do {
+            // Ends when the journal closes (after the server drained its commands) or fails.
+            while try await journal.waitForCommit(of: next) {
+                let batches = try reader.read(from: next, maxBytes: readBytesMax)
+                guard let end = batches.last?.nextOffset else { continue }
+                var events: [(Offset, ChatEvent)] = []
+                for batch in batches {
+                    for record in batch.records where record.offset >= next {
+                        switch try ChatEventCodec.decode(record.payload) {
+                        case .event(let event): events.append((record.offset, event))
+                        case .unknown: continue
+                        }
+                    }
+                }
+                try history.apply(batches)
+                let (deliveries, ready) = live.apply(events, end: end, recovery: recovery)
+                for delivery in deliveries { socketIO.send(delivery.packet, to: delivery.recipients) }
+                for waiter in ready { waiter.resume(returning: .success(())) }
+                next = end
+            }
+        } catch is CancellationError {
+            // The server is stopping: what was committed has been applied.
+        } catch {
+            let reason = "the journal failed: \(error)"
+            logger.critical("tailer stopped; refusing commands", metadata: ["journal.offset": "\(next)", "error": "\(error)"])
+            decider.refuse(reason)
+            for waiter in live.fail(reason) { waiter.resume(returning: .failure(.unavailable(reason))) }
+            throw error
+        }
+        for waiter in live.fail("the server is stopping") { waiter.resume(returning: .failure(.unavailable("the server is stopping"))) }
+    }
+}

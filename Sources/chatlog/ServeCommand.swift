@@ -1,0 +1,166 @@
+import ArgumentParser
+import ChatModel
+import ChatServer
+import Foundation
+import Journal
+import Logging
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the chat server on a journal directory.",
+        discussion: """
+            Serves the classic Socket.IO group chat (join-group, send-group-message, \
+            user-typing, leave-group, private rooms, history) at /socket.io/, and GET /healthz. \
+            Every command is appended to the journal and acknowledged once durable; broadcasts \
+            come from the journal, so a client that resumes with join-group {group, after} \
+            misses nothing and sees nothing twice, across restarts.
+
+            The journal is created when missing. Only one server may use a journal: a second \
+            one fails naming the holder's pid.
+
+            Identity: by default clients connect with auth {token}, an HS256 JWT whose sub is \
+            the username (chatlog token issue). The secret is --auth-secret-file, or \
+            DIR/auth.secret, generated on first start. --dev takes usernames as clients state \
+            them (no check), as the tutorial did, and allows any CORS origin.
+
+            SIGTERM or SIGINT stops it cleanly: commands in flight are answered, clients get a \
+            Socket.IO DISCONNECT, a room-state snapshot is written, exit 0.
+
+            Examples:
+              chatlog serve --journal data/journal --dev
+              chatlog serve --journal /var/lib/chatlog --host 0.0.0.0 --port 3000 --cors-origin https://app.example.com
+            """
+    )
+
+    @OptionGroup var journal: JournalOptions
+    @Option(help: "Address to bind.") var host = "127.0.0.1"
+    @Option(help: "Port to bind (0: any free port; the ready line says which).") var port = 3000
+    @Flag(help: "Development mode: no tokens, usernames as clients state them, any CORS origin.") var dev = false
+    @Option(help: ArgumentHelp("The HS256 token secret (default: DIR/auth.secret, generated on first start).", valueName: "file"))
+    var authSecretFile: String?
+    @Option(help: ArgumentHelp("fsync (every commit, the default) or interval:MS (acknowledge after the write, fsync at most every MS ms).", valueName: "policy"))
+    var durability: DurabilityOption = .fsync
+    @Option(name: .customLong("cors-origin"), help: ArgumentHelp("A cross-origin page allowed to connect (repeatable; * for any).", valueName: "origin"))
+    var corsOrigins: [String] = []
+    @Flag(help: "Socket.IO connection state recovery: CONNECT replies carry a pid, events their offset.") var recovery = false
+    @Option(help: "Client events per second per connection (token bucket rate).") var eventsPerSecond: Double = 100
+    @Option(help: "Client events one connection may send at once (token bucket size).") var eventsBurst: Double = 200
+    @Option(help: "Socket.IO sessions at once.") var connectionsMax = 10_000
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard (0...65_535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
+        guard eventsPerSecond > 0, eventsBurst >= 1 else { throw ValidationError("--events-per-second must be above 0 and --events-burst at least 1") }
+        guard connectionsMax >= 1 else { throw ValidationError("--connections-max must be at least 1") }
+    }
+
+    func run() async throws {
+        let logger = logging.makeLogger(label: "chatlog.serve")
+        var configuration = ChatServerConfiguration(journalDirectory: journal.journal)
+        configuration.host = host
+        configuration.port = port
+        configuration.dev = dev
+        configuration.authSecretFile = authSecretFile
+        configuration.durability = durability.durability
+        configuration.corsOrigins = corsOrigins
+        configuration.recovery = recovery
+        configuration.limits.eventsPerSecond = eventsPerSecond
+        configuration.limits.eventsBurst = eventsBurst
+        configuration.limits.connectionsMax = connectionsMax
+        do {
+            try await ChatServer.run(configuration, logger: logger)
+        } catch let error as ChatServerError {
+            printError("chatlog serve: \(error)")
+            throw ExitCode(2)
+        } catch let error as JournalError {
+            printError("chatlog serve: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// `--durability fsync|interval:MS`.
+enum DurabilityOption: ExpressibleByArgument {
+    case fsync
+    case interval(milliseconds: Int)
+
+    init?(argument: String) {
+        if argument == "fsync" {
+            self = .fsync
+        } else if argument.hasPrefix("interval:"), let ms = Int(argument.dropFirst("interval:".count)), ms > 0, ms <= 60_000 {
+            self = .interval(milliseconds: ms)
+        } else {
+            return nil
+        }
+    }
+
+    var durability: Durability {
+        switch self {
+        case .fsync: .everyBatch
+        case .interval(let ms): .interval(.milliseconds(ms))
+        }
+    }
+}
+
+struct TokenCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "token",
+        abstract: "Issue the tokens clients connect with.",
+        subcommands: [Issue.self]
+    )
+
+    struct Issue: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "issue",
+            abstract: "Print a token for a username (an HS256 JWT: sub = the username, exp = now + ttl).",
+            discussion: """
+                Reads the server's secret (DIR/auth.secret with --journal, or --secret-file) and \
+                takes no lock, so it works while the server runs. A client connects with \
+                io(url, {auth: {token}}).
+
+                Examples:
+                  chatlog token issue alice --journal data/journal
+                  chatlog token issue bot --ttl 30d --secret-file /etc/chatlog/secret
+                """
+        )
+
+        @Argument(help: "The username the token speaks for.") var username: String
+        @Option(help: ArgumentHelp("How long the token is valid: N followed by s, m, h or d.", valueName: "ttl"))
+        var ttl: String = "24h"
+        @Option(help: ArgumentHelp("The journal directory whose auth.secret signs the token.", valueName: "dir"))
+        var journal: String?
+        @Option(help: ArgumentHelp("The secret file (instead of --journal).", valueName: "file"))
+        var secretFile: String?
+
+        func validate() throws {
+            guard (journal == nil) != (secretFile == nil) else { throw ValidationError("give --journal or --secret-file, one of them") }
+            guard UserID(username) != nil else { throw ValidationError("a username is 1 to \(UserID.maxBytes) bytes without control characters") }
+            guard Self.parse(ttl: ttl) != nil else { throw ValidationError("--ttl is a number followed by s, m, h or d, such as 24h") }
+        }
+
+        static func parse(ttl: String) -> Duration? {
+            guard let unit = ttl.last, let value = Int(ttl.dropLast()), value > 0 else { return nil }
+            switch unit {
+            case "s": return .seconds(value)
+            case "m": return .seconds(value * 60)
+            case "h": return .seconds(value * 3600)
+            case "d": return .seconds(value * 86_400)
+            default: return nil
+            }
+        }
+
+        func run() async throws {
+            let path = secretFile ?? ((journal ?? "") + "/auth.secret")
+            guard let user = UserID(username), let duration = Self.parse(ttl: ttl) else { throw ExitCode(2) }
+            do {
+                let (secret, _) = try AuthSecret.load(path: path, create: false)
+                let identity = await Identity.tokens(secret: secret)
+                print(try await identity.issue(user, ttl: duration))
+            } catch let error as ChatServerError {
+                printError("chatlog token issue: \(error) (start the server once to generate it, or give --secret-file)")
+                throw ExitCode(1)
+            }
+        }
+    }
+}
