@@ -1,9 +1,10 @@
 # chatlog: the two commands of the README.
-#   make run    build and run chatlog on the journal in $(JOURNAL)
+#   make run    build and run the chat server (--dev) on the journal in $(JOURNAL), 127.0.0.1:$(PORT)
 #   make test   build and run the whole test suite (Swift tests, the CLI tests in tools/, 20 s of fuzzing)
 # Both install missing system packages first (tools/ensure-deps.sh).
 
 JOURNAL ?= data/journal
+PORT ?= 3000
 SWIFT ?= swift
 
 .PHONY: run test build release deps bench clean
@@ -17,13 +18,12 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-# Until the chat server lands, chatlog's main job on a journal directory: append each line
-# typed on standard input as a durable record, then show the journal's totals.
+# The chat server in development mode (usernames as clients state them, any CORS origin), in
+# the foreground; Ctrl-C stops it cleanly. It prints "listening on http://127.0.0.1:PORT".
 run: release
 	@mkdir -p $(dir $(JOURNAL))
-	@echo "chatlog: appending each line you type to $(JOURNAL) (Ctrl-D to stop)" >&2
-	.build/release/chatlog journal append --journal $(JOURNAL)
-	.build/release/chatlog journal stats --journal $(JOURNAL)
+	@echo "chatlog: serving $(JOURNAL) at http://127.0.0.1:$(PORT) (development mode; Ctrl-C to stop)" >&2
+	exec .build/release/chatlog serve --journal $(JOURNAL) --host 127.0.0.1 --port $(PORT) --dev
 
 test:
 	@tools/ensure-deps.sh --python

@@ -69,7 +69,11 @@ struct Serve: AsyncParsableCommand {
         configuration.limits.eventsBurst = eventsBurst
         configuration.limits.connectionsMax = connectionsMax
         do {
-            try await ChatServer.run(configuration, logger: logger)
+            let host = self.host
+            try await ChatServer.run(configuration, logger: logger) { port in
+                // For scripts and `make run`: the address, on standard output, once listening.
+                FileHandle.standardOutput.write(Data("listening on http://\(host):\(port)\n".utf8))
+            }
         } catch let error as ChatServerError {
             printError("chatlog serve: \(error)")
             throw ExitCode(2)

@@ -1,0 +1,114 @@
+"""Helpers for the chat server tests: a `chatlog serve` process and a recording Socket.IO client."""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import socketio
+
+
+class Server:
+    """`chatlog serve` on a journal directory, on a free port of 127.0.0.1."""
+
+    def __init__(self, chatlog: str, journal: Path, *args: str, dev: bool = True):
+        self.chatlog = chatlog
+        self.journal = journal
+        self.args = list(args)
+        self.dev = dev
+        self.process = None
+        self.url = None
+        self.stderr_path = journal.parent / f"serve-{journal.name}.log"
+
+    def start(self, port: int = 0, timeout: float = 30):
+        command = [self.chatlog, "serve", "--journal", str(self.journal), "--port", str(port), *self.args]
+        if self.dev:
+            command.append("--dev")
+        self.stderr = open(self.stderr_path, "a")
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+        line = self._readline(timeout)
+        assert line.startswith("listening on "), f"server did not start: {line!r}\n{self.log()}"
+        self.url = line.split()[-1]
+        return self
+
+    def _readline(self, timeout):
+        result = []
+        reader = threading.Thread(target=lambda: result.append(self.process.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        return result[0] if result else ""
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def log(self) -> str:
+        if not self.stderr.closed:
+            self.stderr.flush()
+        return self.stderr_path.read_text() if self.stderr_path.exists() else ""
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 15) -> int:
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout=timeout)
+        self.stderr.close()
+        return code
+
+    def kill(self):
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self.stderr.close()
+
+
+class Client:
+    """A real python-socketio client that records every event it receives, in order."""
+
+    NAMES = ("send-group-message", "user-joined", "user-left", "user-typing", "user-online", "user-offline",
+             "member-invited", "invitation-revoked", "member-removed", "removed-from-group", "message-edited",
+             "message-deleted", "error")
+
+    def __init__(self, url: str, username: str | None = None, token: str | None = None, transports=None,
+                 reconnection=False):
+        self.sio = socketio.Client(reconnection=reconnection)
+        self.events = []
+        self.lock = threading.Lock()
+        for name in self.NAMES:
+            self.sio.on(name, self._recorder(name))
+        auth = {}
+        if username is not None:
+            auth["username"] = username
+        if token is not None:
+            auth["token"] = token
+        self.sio.connect(url, auth=auth or None, transports=transports, wait_timeout=10)
+
+    def _recorder(self, name):
+        def handler(*args):
+            with self.lock:
+                self.events.append((name, args[0] if len(args) == 1 else list(args)))
+        return handler
+
+    def call(self, event: str, payload=None, timeout: float = 10):
+        return self.sio.call(event, payload if payload is not None else {}, timeout=timeout)
+
+    def emit(self, event: str, payload=None):
+        self.sio.emit(event, payload if payload is not None else {})
+
+    def received(self, name: str | None = None):
+        with self.lock:
+            return [data for (event, data) in self.events if name is None or event == name]
+
+    def wait_for(self, name: str, count: int = 1, timeout: float = 10, where=None):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            matching = [d for d in self.received(name) if where is None or where(d)]
+            if len(matching) >= count:
+                return matching
+            time.sleep(0.01)
+        raise AssertionError(f"{count} {name} events not received within {timeout}s; got {self.received()}")
+
+    def close(self):
+        try:
+            self.sio.disconnect()
+        except Exception:
+            pass

@@ -1,0 +1,459 @@
+"""`chatlog serve` with the real python-socketio client: the tutorial's classic events and the
+extensions, private rooms from outside, idempotent sends, resume without gaps (also across
+restarts and under concurrent sends), identity, limits, health, CORS and shutdown."""
+
+import json
+import signal
+import threading
+import time
+
+import pytest
+import requests
+import socketio
+
+from chatserver import Client, Server
+
+TRANSPORTS = [None, ["websocket"]]  # default (polling, then upgrade) and websocket-only
+TRANSPORT_IDS = ["default", "websocket-only"]
+
+
+@pytest.fixture()
+def server(chatlog, journal):
+    server = Server(chatlog, journal).start()
+    yield server
+    if server.process.poll() is None:
+        server.stop()
+
+
+@pytest.fixture()
+def clients():
+    made = []
+
+    def make(*args, **kwargs):
+        client = Client(*args, **kwargs)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.mark.parametrize("transports", TRANSPORTS, ids=TRANSPORT_IDS)
+def test_the_tutorials_events_work_unchanged(server, clients, transports):
+    alice = clients(server.url, transports=transports)
+    bob = clients(server.url, transports=transports)
+    # The tutorial binds the username with the first join-group.
+    joined = alice.call("join-group", {"group": "general", "username": "alice"})
+    assert joined["ok"] and joined["group"] == "general" and joined["members"] == ["alice"]
+    assert bob.call("join-group", {"group": "general", "username": "bob"})["members"] == ["alice", "bob"]
+    assert alice.wait_for("user-joined", where=lambda u: u == "bob") == ["bob"]
+
+    ack = alice.call("send-group-message", {"group": "general", "message": "hello", "created": 1626242156868,
+                                            "username": "alice"})
+    assert ack["ok"] and isinstance(ack["id"], int)
+    expected = {"group": "general", "message": "hello", "username": "alice", "created": 1626242156868, "id": ack["id"]}
+    # The room, the sender included, receives the message with its id (the journal offset).
+    assert bob.wait_for("send-group-message") == [expected]
+    assert alice.wait_for("send-group-message") == [expected]
+
+    alice.emit("user-typing", {"group": "general", "username": "alice"})
+    assert bob.wait_for("user-typing") == ["alice"]
+
+    left = bob.call("leave-group", {"group": "general", "username": "bob"})
+    assert left == {"ok": True, "group": "general"}
+    assert alice.wait_for("user-left") == ["bob"]
+    # bob's socket no longer receives the room.
+    alice.call("send-group-message", {"group": "general", "message": "after", "created": 1})
+    alice.wait_for("send-group-message", 2)
+    time.sleep(0.2)
+    assert len(bob.received("send-group-message")) == 1
+
+
+def test_created_is_echoed_as_the_client_sent_it(server, clients):
+    alice = clients(server.url, "alice")
+    alice.call("join-group", {"group": "g"})
+    number = alice.call("send-group-message", {"group": "g", "message": "n", "created": 1700000000123})
+    alice.wait_for("send-group-message")
+    assert alice.received("send-group-message")[0]["created"] == 1700000000123
+    history = alice.call("history", {"group": "g"})["messages"]
+    assert [m["created"] for m in history] == [1700000000123] and history[0]["id"] == number["id"]
+
+
+def test_private_rooms_invitations_edits_and_deletes(server, clients):
+    alice = clients(server.url, "alice")
+    bob = clients(server.url, "bob")
+    carol = clients(server.url, "carol")
+    assert alice.call("create-group", {"group": "secret", "private": True, "name": "Secret"}) == {"ok": True, "group": "secret"}
+    assert alice.call("join-group", {"group": "secret"})["members"] == ["alice"]
+    refused = bob.call("join-group", {"group": "secret"})
+    assert refused["ok"] is False and refused["error"]["code"] == "not_invited"
+
+    assert alice.call("invite", {"group": "secret", "username": "bob"}) == {"ok": True}
+    assert alice.wait_for("member-invited") == [{"group": "secret", "username": "bob", "by": "alice"}]
+    assert bob.call("join-group", {"group": "secret"})["members"] == ["alice", "bob"]
+    assert alice.call("invite", {"group": "secret", "username": "carol"}) == {"ok": True}
+    assert alice.call("revoke-invite", {"group": "secret", "username": "carol"}) == {"ok": True}
+    assert carol.call("join-group", {"group": "secret"})["error"]["code"] == "not_invited"
+
+    sent = bob.call("send-group-message", {"group": "secret", "message": "tpyo", "created": 5, "client_id": "b1"})
+    assert bob.call("edit-message", {"group": "secret", "id": sent["id"], "message": "typo"}) == {"ok": True}
+    edited = alice.wait_for("message-edited")[0]
+    assert edited["id"] == sent["id"] and edited["message"] == "typo" and edited["group"] == "secret"
+    assert alice.call("edit-message", {"group": "secret", "id": sent["id"], "message": "x"})["error"]["code"] == "not_author"
+    second = bob.call("send-group-message", {"group": "secret", "message": "gone soon", "created": 6})
+    # The owner may delete anyone's message.
+    assert alice.call("delete-message", {"group": "secret", "id": second["id"]}) == {"ok": True}
+    assert bob.wait_for("message-deleted")[0] == {"group": "secret", "id": second["id"], "username": "alice"}
+
+    history = alice.call("history", {"group": "secret"})["messages"]
+    assert [(m["id"], m["message"], m.get("edited"), m.get("deleted")) for m in history] == [
+        (sent["id"], "typo", True, None), (second["id"], None, None, True)]
+    assert history[0]["client_id"] == "b1" and "client_id" not in history[1]
+
+    members = alice.call("members", {"group": "secret"})
+    assert members["members"] == ["alice", "bob"] and members["online"] == ["alice", "bob"]
+    assert members["owner"] == "alice" and members["private"] is True and members["invited"] == []
+    groups = bob.call("my-groups")["groups"]
+    assert [(g["group"], g["name"], g["private"], g["owner"]) for g in groups] == [("secret", "Secret", True, "alice")]
+
+    # Removal: bob's sockets leave the room at once and are told; the room is told too.
+    assert alice.call("remove-member", {"group": "secret", "username": "bob"}) == {"ok": True}
+    assert bob.wait_for("removed-from-group") == [{"group": "secret", "by": "alice"}]
+    assert alice.wait_for("member-removed") == [{"group": "secret", "username": "bob", "by": "alice"}]
+    alice.call("send-group-message", {"group": "secret", "message": "bob cannot see this", "created": 7})
+    time.sleep(0.2)
+    assert "bob cannot see this" not in [m["message"] for m in bob.received("send-group-message")]
+    assert bob.call("history", {"group": "secret"})["error"]["code"] == "not_member"
+
+
+def test_a_private_room_is_closed_on_every_route_from_outside(server, clients):
+    alice = clients(server.url, "alice")
+    mallory = clients(server.url, "mallory", transports=["websocket"])
+    alice.call("create-group", {"group": "vault", "private": True})
+    alice.call("join-group", {"group": "vault"})
+    sent = alice.call("send-group-message", {"group": "vault", "message": "the code is 1234", "created": 1})
+    outside = {
+        "join-group": {"group": "vault"},
+        "send-group-message": {"group": "vault", "message": "hi", "created": 1},
+        "history": {"group": "vault"},
+        "members": {"group": "vault"},
+        "invite": {"group": "vault", "username": "mallory"},
+        "revoke-invite": {"group": "vault", "username": "alice"},
+        "remove-member": {"group": "vault", "username": "alice"},
+        "edit-message": {"group": "vault", "id": sent["id"], "message": "mine"},
+        "delete-message": {"group": "vault", "id": sent["id"]},
+        "leave-group": {"group": "vault"},
+        "user-typing": {"group": "vault"},
+    }
+    for event, payload in outside.items():
+        answer = mallory.call(event, payload)
+        assert answer["ok"] is False, (event, answer)
+        assert answer["error"]["code"] in {"not_invited", "not_member", "not_owner", "not_author"}, (event, answer)
+    # Resuming with `after` is a join too.
+    assert mallory.call("join-group", {"group": "vault", "after": 0})["error"]["code"] == "not_invited"
+    assert mallory.call("my-groups")["groups"] == []
+    alice.call("send-group-message", {"group": "vault", "message": "still secret", "created": 2})
+    alice.emit("user-typing", {"group": "vault"})
+    time.sleep(0.3)
+    assert mallory.received() == []
+    assert "the code is 1234" not in json.dumps(mallory.received())
+
+
+def test_a_resend_with_the_same_client_id_is_acknowledged_again_and_broadcast_once(server, clients):
+    alice = clients(server.url, "alice")
+    bob = clients(server.url, "bob")
+    alice.call("join-group", {"group": "g"})
+    bob.call("join-group", {"group": "g"})
+    first = alice.call("send-group-message", {"group": "g", "message": "once", "created": 1, "client_id": "m-1"})
+    again = alice.call("send-group-message", {"group": "g", "message": "once", "created": 1, "client_id": "m-1"})
+    assert first == again and first["ok"]
+    bob.call("send-group-message", {"group": "g", "message": "marker", "created": 2})
+    bob.wait_for("send-group-message", 2)
+    assert [m["message"] for m in bob.received("send-group-message")] == ["once", "marker"]
+    assert bob.received("send-group-message")[0]["client_id"] == "m-1"
+    too_long = alice.call("send-group-message", {"group": "g", "message": "x", "created": 1, "client_id": "c" * 65})
+    assert too_long["error"]["code"] == "invalid_client_message_id"
+
+
+def test_bad_payloads_get_invalid_payload_and_the_connection_goes_on(server, clients):
+    alice = clients(server.url, "alice")
+    alice.call("join-group", {"group": "g"})
+    cases = [
+        ("send-group-message", {"group": "g"}),
+        ("send-group-message", {"group": "g", "message": 42, "created": 1}),
+        ("send-group-message", "just a string"),
+        ("join-group", {"group": ""}),
+        ("join-group", {"group": "x" * 129}),
+        ("join-group", {"group": "g", "after": -1}),
+        ("history", {"group": "g", "limit": 1000}),
+        ("history", {"group": "g", "before": 5, "after": 1}),
+        ("edit-message", {"group": "g", "id": "seven", "message": "x"}),
+        ("no-such-event", {}),
+    ]
+    for event, payload in cases:
+        answer = alice.call(event, payload)
+        assert answer["ok"] is False and answer["error"]["code"] == "invalid_payload", (event, payload, answer)
+    # Without an ack, a refusal is an `error` event to that socket.
+    alice.emit("send-group-message", {"group": "g", "message": 1})
+    error = alice.wait_for("error")[0]
+    assert error["event"] == "send-group-message" and error["code"] == "invalid_payload"
+    oversize = alice.call("send-group-message", {"group": "g", "message": "x" * 5000, "created": 1})
+    assert oversize["error"]["code"] == "invalid_text"
+    assert alice.call("send-group-message", {"group": "g", "message": "still here", "created": 1})["ok"]
+
+
+def test_dev_mode_binds_the_first_username_and_refuses_another(server, clients):
+    anonymous = clients(server.url)
+    assert anonymous.call("send-group-message", {"group": "g", "message": "x", "created": 1})["error"]["code"] == "unauthorized"
+    assert anonymous.call("join-group", {"group": "g", "username": "dora"})["ok"]
+    other = anonymous.call("send-group-message", {"group": "g", "message": "x", "created": 1, "username": "eve"})
+    assert other["error"]["code"] == "unauthorized"
+    assert anonymous.call("send-group-message", {"group": "g", "message": "x", "created": 1, "username": "dora"})["ok"]
+
+
+def test_resume_with_after_replays_exactly_what_was_missed_then_goes_live(server, clients):
+    alice = clients(server.url, "alice")
+    alice.call("join-group", {"group": "g"})
+    for n in range(5):
+        alice.call("send-group-message", {"group": "g", "message": f"m{n}", "created": n})
+    bob = clients(server.url, "bob")
+    bob.call("join-group", {"group": "g"})
+    ids = [alice.call("send-group-message", {"group": "g", "message": f"seen{n}", "created": n})["id"] for n in range(3)]
+    bob.wait_for("send-group-message", 3)
+    last = bob.received("send-group-message")[-1]["id"]
+    assert last == ids[-1]
+    bob.close()
+    missed = []
+    for n in range(20):
+        missed.append(alice.call("send-group-message", {"group": "g", "message": f"missed{n}", "created": n})["id"])
+        if n == 10:  # another room's events are not replayed
+            alice.call("join-group", {"group": "elsewhere"})
+            alice.call("send-group-message", {"group": "elsewhere", "message": "x", "created": 1})
+    back = clients(server.url, "bob", transports=["websocket"])
+    joined = back.call("join-group", {"group": "g", "after": last})
+    assert joined["ok"] and joined["last_id"] >= missed[-1]
+    replayed = [m["id"] for m in back.received("send-group-message")]
+    assert replayed == missed  # in order, nothing before `after`, nothing twice
+    live = alice.call("send-group-message", {"group": "g", "message": "live", "created": 1})["id"]
+    back.wait_for("send-group-message", 21)
+    assert [m["id"] for m in back.received("send-group-message")] == missed + [live]
+
+
+def test_the_splice_of_replay_and_live_has_no_gap_and_no_duplicate_under_concurrent_sends(server, clients):
+    senders = [clients(server.url, f"sender{n}", transports=["websocket"]) for n in range(3)]
+    for sender in senders:
+        sender.call("join-group", {"group": "busy"})
+    first = senders[0].call("send-group-message", {"group": "busy", "message": "start", "created": 0})["id"]
+    stop = threading.Event()
+    sent = {n: [] for n in range(len(senders))}
+
+    def send(n):
+        count = 0
+        while not stop.is_set():
+            ack = senders[n].call("send-group-message", {"group": "busy", "message": f"{n}-{count}", "created": count})
+            sent[n].append(ack["id"])
+            count += 1
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(senders))]
+    for thread in threads:
+        thread.start()
+    resumed = []
+    try:
+        for attempt in range(6):
+            time.sleep(0.15)
+            reader = clients(server.url, f"reader{attempt}", transports=None if attempt % 2 else ["websocket"])
+            reader.call("join-group", {"group": "busy", "after": first})
+            resumed.append(reader)
+    finally:
+        time.sleep(0.3)
+        stop.set()
+        for thread in threads:
+            thread.join()
+    final = senders[0].call("send-group-message", {"group": "busy", "message": "end", "created": 0})["id"]
+    everything = sorted([i for ids in sent.values() for i in ids] + [final])
+    assert sum(len(ids) for ids in sent.values()) > 30, "the senders must have overlapped the resumes"
+    for reader in resumed:
+        reader.wait_for("send-group-message", where=lambda m: m["id"] == final)
+        got = [m["id"] for m in reader.received("send-group-message")]
+        assert got == everything, f"gap or duplicate: {set(everything) ^ set(got)}"
+
+
+def test_a_client_resumes_after_the_server_restarts(chatlog, journal, clients):
+    server = Server(chatlog, journal).start()
+    alice = clients(server.url, "alice")
+    alice.call("join-group", {"group": "g"})
+    before = [alice.call("send-group-message", {"group": "g", "message": f"b{n}", "created": n})["id"] for n in range(3)]
+    alice.close()
+    assert server.stop() == 0
+    server = Server(chatlog, journal).start()
+    try:
+        bob = clients(server.url, "bob")
+        bob.call("join-group", {"group": "g"})
+        after = [bob.call("send-group-message", {"group": "g", "message": f"a{n}", "created": n})["id"] for n in range(3)]
+        assert after[0] > before[-1]
+        back = clients(server.url, "alice")
+        back.call("join-group", {"group": "g", "after": before[-1]})
+        assert [m["id"] for m in back.received("send-group-message")] == after
+        history = back.call("history", {"group": "g"})["messages"]
+        assert [m["id"] for m in history] == before + after
+    finally:
+        server.stop()
+
+
+def test_sigterm_answers_commands_in_flight_disconnects_clients_and_exits_zero(chatlog, journal, clients):
+    server = Server(chatlog, journal).start()
+    alice = clients(server.url, "alice", transports=["websocket"])
+    polling = clients(server.url, "bob")
+    alice.call("join-group", {"group": "g"})
+    disconnected = threading.Event()
+    alice.sio.on("disconnect", lambda *args: disconnected.set())
+    acks = []
+    done = threading.Event()
+
+    def send_many():
+        for n in range(200):
+            try:
+                acks.append(alice.call("send-group-message", {"group": "g", "message": f"m{n}", "created": n}, timeout=5))
+            except Exception as error:  # the server went away mid-call
+                acks.append(error)
+                break
+        done.set()
+
+    thread = threading.Thread(target=send_many)
+    thread.start()
+    time.sleep(0.3)
+    started = time.time()
+    code = server.stop(signal.SIGTERM)
+    elapsed = time.time() - started
+    thread.join(10)
+    assert code == 0, server.log()
+    assert elapsed < 5, f"shutdown took {elapsed:.1f}s"
+    assert disconnected.wait(5), "the client was not disconnected"
+    log = server.log()
+    assert "shutting down" in log and "room-state snapshot written" in log and "journal closed" in log
+    assert (journal / "projections" / "room-state.snapshot").exists()
+    # Every acknowledged send is in the journal; no refused one is.
+    acked = [a["id"] for a in acks if isinstance(a, dict) and a.get("ok")]
+    server = Server(chatlog, journal).start()
+    try:
+        reader = clients(server.url, "reader")
+        reader.call("join-group", {"group": "g"})
+        stored = [m["id"] for m in reader.call("history", {"group": "g", "limit": 200})["messages"]]
+        assert acked and stored[:len(acked)] == acked
+    finally:
+        server.stop()
+
+
+def test_a_second_server_on_the_same_journal_fails_naming_the_first(chatlog, journal, server):
+    second = Server(chatlog, journal)
+    command = [chatlog, "serve", "--journal", str(journal), "--port", "0", "--dev"]
+    import subprocess
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert f"locked by process {server.process.pid}" in result.stderr, result.stderr
+
+
+def test_healthz_reports_the_offset(server, clients):
+    response = requests.get(server.url + "/healthz", timeout=5)
+    assert response.status_code == 200 and response.json() == {"status": "ok", "offset": 0}
+    alice = clients(server.url, "alice")
+    alice.call("join-group", {"group": "g"})
+    alice.call("send-group-message", {"group": "g", "message": "x", "created": 1})
+    assert requests.get(server.url + "/healthz", timeout=5).json() == {"status": "ok", "offset": 2}
+
+
+def test_tokens_identify_users_and_bad_ones_are_refused(chatlog, journal, clients):
+    import subprocess
+    server = Server(chatlog, journal, dev=False).start()
+    try:
+        secret = journal / "auth.secret"
+        assert secret.exists() and (secret.stat().st_mode & 0o777) == 0o600
+        assert secret.read_text().strip() not in server.log()
+        token = subprocess.run([chatlog, "token", "issue", "alice", "--journal", str(journal)],
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+        alice = clients(server.url, token=token)
+        # Outside --dev, usernames in payloads are ignored: the token says who speaks.
+        assert alice.call("join-group", {"group": "g", "username": "mallory"})["members"] == ["alice"]
+        alice.call("send-group-message", {"group": "g", "message": "hi", "created": 1, "username": "mallory"})
+        assert alice.wait_for("send-group-message")[0]["username"] == "alice"
+
+        def refusal(auth):
+            refused = socketio.Client(reconnection=False)
+            errors = []
+            refused.on("connect_error", lambda data: errors.append(data))
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                refused.connect(server.url, auth=auth, wait_timeout=5)
+            assert len(errors) == 1 and errors[0]["data"] == {"code": "unauthorized"}, errors
+            return errors[0]["message"]
+
+        for auth in [None, {"token": "not.a.jwt"}, {"username": "alice"}, {"token": token[:-2] + "xx"}]:
+            assert "token" in refusal(auth)
+        short = subprocess.run([chatlog, "token", "issue", "bob", "--ttl", "1s", "--journal", str(journal)],
+                               capture_output=True, text=True, timeout=30).stdout.strip()
+        time.sleep(2.1)
+        assert "expired" in refusal({"token": short})
+    finally:
+        server.stop()
+
+
+def test_typing_is_rate_limited_ephemeral_and_only_from_inside_the_room(server, clients):
+    alice = clients(server.url, "alice")
+    bob = clients(server.url, "bob")
+    alice.call("join-group", {"group": "g"})
+    bob.call("join-group", {"group": "g"})
+    for _ in range(20):
+        alice.emit("user-typing", {"group": "g"})
+    time.sleep(0.4)
+    assert 1 <= len(bob.received("user-typing")) <= 3
+    assert requests.get(server.url + "/healthz", timeout=5).json()["offset"] == 2  # nothing journaled
+
+
+def test_clients_beyond_their_event_rate_are_refused_with_rate_limited(chatlog, journal, clients):
+    server = Server(chatlog, journal, "--events-per-second", "5", "--events-burst", "10").start()
+    try:
+        alice = clients(server.url, "alice")
+        answers = [alice.call("members", {"group": "nowhere"}) for _ in range(15)]
+        codes = [a["error"]["code"] for a in answers]
+        assert codes.count("rate_limited") >= 4 and codes[:10] == ["room_not_found"] * 10
+    finally:
+        server.stop()
+
+
+def test_presence_online_and_offline_per_room(server, clients):
+    alice = clients(server.url, "alice")
+    alice.call("join-group", {"group": "g"})
+    bob = clients(server.url, "bob")
+    bob.call("join-group", {"group": "g"})
+    assert alice.wait_for("user-online", where=lambda p: p["username"] == "bob")
+    second = clients(server.url, "bob")
+    second.call("join-group", {"group": "g"})
+    bob.close()
+    time.sleep(0.3)
+    assert not alice.received("user-offline")  # bob still has a socket in the room
+    second.close()
+    assert alice.wait_for("user-offline") == [{"group": "g", "username": "bob"}]
+
+
+def test_cors_headers_follow_the_configuration(chatlog, journal):
+    handshake = "/socket.io/?EIO=4&transport=polling"
+    dev = Server(chatlog, journal).start()
+    try:
+        response = requests.get(dev.url + handshake, headers={"Origin": "http://elsewhere.test"}, timeout=5)
+        assert response.headers.get("Access-Control-Allow-Origin") == "http://elsewhere.test"
+    finally:
+        dev.stop()
+    plain = Server(chatlog, journal, dev=False).start()
+    try:
+        response = requests.get(plain.url + handshake, headers={"Origin": "http://elsewhere.test"}, timeout=5)
+        assert "Access-Control-Allow-Origin" not in response.headers
+    finally:
+        plain.stop()
+    listed = Server(chatlog, journal, "--cors-origin", "http://app.test", dev=False).start()
+    try:
+        allowed = requests.get(listed.url + handshake, headers={"Origin": "http://app.test"}, timeout=5)
+        other = requests.get(listed.url + handshake, headers={"Origin": "http://elsewhere.test"}, timeout=5)
+        assert allowed.headers.get("Access-Control-Allow-Origin") == "http://app.test"
+        assert "Access-Control-Allow-Origin" not in other.headers
+    finally:
+        listed.stop()
