@@ -40,6 +40,21 @@ public enum JournalDirectory {
         return segments.sorted { $0.baseOffset < $1.baseOffset }
     }
 
+    /// Whether a process holds the journal's lock (a running server or writer): nil when none
+    /// does, else the holder's pid as its lock file states it (nil inside when unreadable).
+    /// Probes with a shared lock that it releases at once; writes nothing.
+    public static func lockHolder(directory: String) -> Int32?? {
+        let path = JournalFiles.join(directory, JournalFiles.lockName)
+        guard let handle = try? FileHandle.open(path, flags: O_RDONLY) else { return nil }
+        if flock(handle.descriptor, LOCK_SH | LOCK_NB) == 0 {
+            flock(handle.descriptor, LOCK_UN)
+            return nil
+        }
+        var contents = ByteBufferAllocator().buffer(capacity: 32)
+        _ = try? handle.read(into: &contents, at: .zero, count: 32)
+        return .some(contents.readString(length: contents.readableBytes).flatMap { Int32($0.trimmingWhitespace()) })
+    }
+
     /// Walks every batch of a segment, checking each one, until its end or the first problem.
     ///
     /// With `decode` (the default) every batch is decompressed and its record framing checked;

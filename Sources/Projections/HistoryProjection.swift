@@ -125,6 +125,26 @@ public final class HistoryProjection: Sendable {
         }
     }
 
+    /// Opens an existing History database for reading only, beside the process that maintains
+    /// it (a running server): SQLite's WAL lets readers and one writer work at once.
+    /// - Throws: `ProjectionError.database` when there is no such database or it is of another layout.
+    public init(readingOnly path: String) throws(ProjectionError) {
+        self.path = path
+        do {
+            var configuration = Configuration()
+            configuration.readonly = true
+            database = try DatabaseQueue(path: path, configuration: configuration)
+            let version = try database.read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0 }
+            guard version == Self.layoutVersion else {
+                throw ProjectionError.database("\(path) has layout \(version), not \(Self.layoutVersion); the server rebuilds it")
+            }
+        } catch let error as ProjectionError {
+            throw error
+        } catch {
+            throw .database("opening \(path) for reading: \(error)")
+        }
+    }
+
     /// Every event below this offset has been applied.
     public func nextOffset() throws(ProjectionError) -> Offset {
         do {

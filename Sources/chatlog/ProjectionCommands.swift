@@ -31,6 +31,31 @@ func withJournal<T>(_ directory: String, logger: Logger, create: Bool = false, _
     }
 }
 
+/// Whether a process (a running server) holds the journal's lock, and its pid.
+func journalHolder(_ directory: String) -> Int32?? {
+    JournalDirectory.lockHolder(directory: directory)
+}
+
+/// Every committed batch from `offset` on, read without the lock (beside a running server).
+///
+/// The last segment may end in a batch the server is writing at this moment: the walk stops
+/// there quietly. Damage anywhere else is an error.
+func forEachBatch(in directory: String, from offset: Offset, _ visit: (RecordBatch) throws -> Void) throws {
+    let segments = try JournalDirectory.segments(in: directory)
+    for (index, segment) in segments.enumerated() {
+        if index + 1 < segments.count, segments[index + 1].baseOffset <= offset { continue }
+        let isLast = index + 1 == segments.count
+        try JournalDirectory.walk(segment) { step in
+            switch step {
+            case .problem(let problem):
+                guard isLast else { throw ValidationError("the journal is damaged: \(problem)") }
+            case .batch(let batch):
+                if batch.nextOffset > offset { try visit(batch) }
+            }
+        }
+    }
+}
+
 /// Runs `body` with the journal open and the given projections caught up with it.
 func withProjections<T>(
     _ directory: String,
@@ -68,29 +93,19 @@ extension JournalCommand {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             var skipped = 0
-            let segments = try JournalDirectory.segments(in: options.journal)
-            for (index, segment) in segments.enumerated() {
-                if index + 1 < segments.count, segments[index + 1].baseOffset.value <= from { continue }
-                try JournalDirectory.walk(segment) { step in
-                    switch step {
-                    case .problem(let problem):
-                        throw ValidationError("cannot export past damage: \(problem)")
-                    case .batch(let batch):
-                        guard batch.nextOffset.value > from else { return }
-                        for record in batch.records where record.offset.value >= from {
-                            guard case .event(let event) = try ChatEventCodec.decode(record.payload) else {
-                                skipped += 1
-                                continue
-                            }
-                            if let room, event.room.value != room { continue }
-                            lines.append(try encoder.encode(EventJSON(offset: record.offset.value, event: event)))
-                            lines.append(0x0A)
-                        }
-                        if lines.count > 1 << 20 {
-                            out.write(lines)
-                            lines.removeAll(keepingCapacity: true)
-                        }
+            try forEachBatch(in: options.journal, from: Offset(from)) { batch in
+                for record in batch.records where record.offset.value >= from {
+                    guard case .event(let event) = try ChatEventCodec.decode(record.payload) else {
+                        skipped += 1
+                        continue
                     }
+                    if let room, event.room.value != room { continue }
+                    lines.append(try encoder.encode(EventJSON(offset: record.offset.value, event: event)))
+                    lines.append(0x0A)
+                }
+                if lines.count > 1 << 20 {
+                    out.write(lines)
+                    lines.removeAll(keepingCapacity: true)
                 }
             }
             out.write(lines)
@@ -204,6 +219,10 @@ struct ProjectionsCommand: AsyncParsableCommand {
                 Projections live in <journal>/projections/ and are derived: this deletes them \
                 and replays the whole journal, with a progress bar when standard error is a \
                 terminal, then prints a summary line. Takes the journal's lock.
+
+                With --into DIR it builds them into DIR instead (room-state.snapshot and \
+                history.sqlite), reading the journal without its lock: it works beside a \
+                running server, and leaves the server's projections alone.
                 """
         )
 
@@ -211,9 +230,15 @@ struct ProjectionsCommand: AsyncParsableCommand {
         @OptionGroup var logging: LoggingOptions
         @Option(help: "Rebuild only this projection: room-state or history.") var only: ProjectionKind?
         @Option(help: ArgumentHelp("Stop after this offset (for measuring).", visibility: .hidden)) var until: UInt64?
+        @Option(help: ArgumentHelp("Build into this directory, without the journal's lock (beside a running server).", valueName: "dir"))
+        var into: String?
 
         func run() async throws {
             let logger = logging.makeLogger(label: "chatlog.projections")
+            if let into {
+                try rebuild(into: into, logger: logger)
+                return
+            }
             let kinds: Set<ProjectionKind> = only.map { [$0] } ?? Set(ProjectionKind.allCases)
             let paths = ProjectionPaths(journalDirectory: options.journal)
             let start = ContinuousClock.now
@@ -241,13 +266,58 @@ struct ProjectionsCommand: AsyncParsableCommand {
     }
 }
 
+extension ProjectionsCommand.Rebuild {
+    /// Builds the projections into `directory` from a lock-free read of the journal.
+    func rebuild(into directory: String, logger: Logger) throws {
+        let kinds: Set<ProjectionKind> = only.map { [$0] } ?? Set(ProjectionKind.allCases)
+        let start = ContinuousClock.now
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let snapshotPath = directory + "/room-state.snapshot"
+        let historyPath = directory + "/history.sqlite"
+        try? FileManager.default.removeItem(atPath: snapshotPath)
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: historyPath + suffix) }
+        var roomState = kinds.contains(.roomState) ? RoomStateProjection(limits: ChatLimits(), snapshotPath: snapshotPath) : nil
+        let history = kinds.contains(.history) ? try HistoryProjection(path: historyPath) : nil
+        let limit = until.map { Offset($0) }
+        var events: UInt64 = 0
+        var pending: [RecordBatch] = []
+        var pendingBytes = 0
+        func flush() throws {
+            try history?.apply(pending, deferTails: true)
+            pending.removeAll(keepingCapacity: true)
+            pendingBytes = 0
+        }
+        try forEachBatch(in: options.journal, from: .zero) { batch in
+            if let limit, batch.baseOffset >= limit { return }
+            try roomState?.apply(batch)
+            events += UInt64(batch.header.recordCount)
+            pending.append(batch)
+            pendingBytes += batch.framedRecords.readableBytes
+            if pendingBytes >= 16 << 20 { try flush() }
+        }
+        try flush()
+        try history?.writeDeferredTails()
+        try roomState?.saveSnapshot()
+        let messages = try history.map { try $0.messageCount() }
+        let elapsed = seconds(since: start)
+        var summary = String(format: "rebuilt %@ into %@ from %llu events in %.2f s", kinds.map(\.rawValue).sorted().joined(separator: " and "),
+                             directory, events, elapsed)
+        if let messages { summary += ", \(messages) messages in history" }
+        print(summary)
+    }
+}
+
 extension ProjectionKind: ExpressibleByArgument {}
 
 struct RoomsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rooms",
         abstract: "List rooms with their owner, privacy, members and pending invitations.",
-        discussion: "Brings the room-state projection up to date first (from its snapshot). Takes the journal's lock."
+        discussion: """
+            Brings the room-state projection up to date first (from its snapshot). Beside a \
+            running server it takes no lock and writes nothing: it reads the server's snapshot \
+            and the journal after it.
+            """
     )
 
     @OptionGroup var options: JournalOptions
@@ -265,9 +335,18 @@ struct RoomsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = logging.makeLogger(label: "chatlog.rooms")
-        let state = try await withProjections(options.journal, kinds: [.roomState], logger: logger) { _, runner in
-            guard let state = runner.roomState?.state else { preconditionFailure("the runner was asked for room state") }
-            return state
+        let state: RoomState
+        if case .some = journalHolder(options.journal) {
+            // A server runs: read its snapshot and the journal after it, writing nothing.
+            let paths = ProjectionPaths(journalDirectory: options.journal)
+            var projection = RoomStateProjection.load(limits: ChatLimits(), snapshotPath: paths.roomStateSnapshot, logger: logger)
+            try forEachBatch(in: options.journal, from: projection.nextOffset) { try projection.apply($0) }
+            state = projection.state
+        } else {
+            state = try await withProjections(options.journal, kinds: [.roomState], logger: logger) { _, runner in
+                guard let state = runner.roomState?.state else { preconditionFailure("the runner was asked for room state") }
+                return state
+            }
         }
         let rooms = state.rooms.sorted { $0.key < $1.key }.map { id, room in
             RoomJSON(room: id.value, name: room.name, owner: room.owner.value, private: room.isPrivate,
@@ -292,7 +371,8 @@ struct HistoryCommand: AsyncParsableCommand {
         discussion: """
             Brings the history projection up to date first, then prints the newest --limit \
             messages, or those just before --before or just after --after (offsets, as \
-            printed). Deleted messages show without their text. Takes the journal's lock.
+            printed). Deleted messages show without their text. Beside a running server it takes \
+            no lock and reads the history the server keeps up to date.
             """
     )
 
@@ -313,9 +393,16 @@ struct HistoryCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = logging.makeLogger(label: "chatlog.history")
-        let page = try await withProjections(options.journal, kinds: [.history], logger: logger) { _, runner in
-            guard let history = runner.history else { preconditionFailure("the runner was asked for history") }
-            return try history.page(room: room, before: before, after: after, limit: limit)
+        let page: [HistoryMessage]
+        if case .some = journalHolder(options.journal) {
+            // A server runs and keeps History up to date: read it beside the server.
+            let history = try HistoryProjection(readingOnly: ProjectionPaths(journalDirectory: options.journal).history)
+            page = try history.page(room: room, before: before, after: after, limit: limit)
+        } else {
+            page = try await withProjections(options.journal, kinds: [.history], logger: logger) { _, runner in
+                guard let history = runner.history else { preconditionFailure("the runner was asked for history") }
+                return try history.page(room: room, before: before, after: after, limit: limit)
+            }
         }
         switch format {
         case .json:
