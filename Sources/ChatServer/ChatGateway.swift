@@ -27,8 +27,15 @@ final class ChatGateway: SocketIOHandler {
     let limits: ChatServerLimits
     let recovery: Bool
     let logger: Logger
-    /// Users identified at CONNECT, until `connected` files them with the socket.
-    private let identified = Mutex<[String: UserID?]>([:])
+    /// Users identified at CONNECT (and where a recovering one resumes), until `connected`
+    /// files them with the socket.
+    private let identified = Mutex<[String: Identified]>([:])
+
+    struct Identified {
+        var user: UserID?
+        /// Connection state recovery: replay the user's rooms from this offset.
+        var recoverFrom: Offset?
+    }
 
     init(decider: Decider, live: LiveRooms, journal: Journal, history: HistoryProjection, identity: Identity,
          limits: ChatServerLimits, recovery: Bool, logger: Logger) {
@@ -53,21 +60,45 @@ final class ChatGateway: SocketIOHandler {
             logger.info("connection refused", metadata: ["socketio.sid": "\(request.engineID)", "reason": "\(error.message)"])
             return .refuse(message: error.message, data: .object([("code", .string("unauthorized"))]))
         }
-        identified.withLock { $0[request.engineID + request.namespace] = .some(user) }
-        return .accept(pid: nil)
+        guard recovery else {
+            identified.withLock { $0[request.engineID + request.namespace] = Identified(user: user) }
+            return .accept(pid: nil)
+        }
+        // Recovery needs to know whose rooms to give back (the user's memberships, which
+        // survive restarts) and an offset still retained; otherwise a new pid tells the
+        // client it was not recovered, and it joins its rooms again.
+        var recoverFrom: Offset?
+        if let presented = request.recovery, user != nil, let start = Self.recoveryStart(presented.offset),
+           start >= journal.earliestOffset, start <= live.position {
+            recoverFrom = start
+        }
+        identified.withLock { $0[request.engineID + request.namespace] = Identified(user: user, recoverFrom: recoverFrom) }
+        if let presented = request.recovery, recoverFrom != nil { return .accept(pid: presented.pid) }
+        return .accept(pid: SocketIOServer.randomID())
+    }
+
+    /// The offset to resume from, given the last offset a client received ("-1": none yet).
+    static func recoveryStart(_ offset: String) -> Offset? {
+        if offset == "-1" { return .zero }
+        return UInt64(offset).map { Offset($0 + 1) }
     }
 
     func connected(_ socket: SocketRef, server: SocketIOServer) async {
-        let user = identified.withLock { $0.removeValue(forKey: socket.engineID + socket.namespace) } ?? nil
-        live.connect(socket, user: user)
+        let identified = identified.withLock { $0.removeValue(forKey: socket.engineID + socket.namespace) } ?? Identified()
+        live.connect(socket, user: identified.user)
+        guard let start = identified.recoverFrom, let user = identified.user else { return }
+        let rooms = live.state.withLock { state in
+            Set(state.rooms.rooms.filter { $0.value.members.contains(user) }.keys)
+        }
+        let replay = Replay(journal: journal, live: live, server: server, limits: limits, recovery: recovery)
+        if case .failed(let code, let message) = await replay.run(socket, rooms: rooms, user: user, from: start) {
+            logger.info("connection state recovery failed", metadata: ["socketio.sid": "\(socket.engineID)", "reason": "\(message)"])
+            server.emit(socket, event: "error", [.object([("event", .string("recovery")), ("code", .string(code)), ("message", .string(message))])])
+        }
     }
 
     func disconnected(_ socket: SocketRef, reason: SocketSession.DisconnectReason, server: SocketIOServer) async {
-        send(live.disconnect(socket), server: server)
-    }
-
-    func send(_ deliveries: [LiveRooms.Delivery], server: SocketIOServer) {
-        for delivery in deliveries { server.send(delivery.packet, to: delivery.recipients) }
+        live.disconnect(socket, server: server)
     }
 
     // MARK: Events
@@ -232,10 +263,10 @@ final class ChatGateway: SocketIOHandler {
             let next = decider.nextOffset
             settled = next.value == 0 ? .success(()) : await live.applied(Offset(next.value - 1))
         case .rejected(let rejection):
-            _ = live.unsubscribe(socket, from: room)
+            live.unsubscribe(socket, from: room, recovery: recovery, server: server)
             return .rejected(rejection)
         case .limited(let code, let message):
-            _ = live.unsubscribe(socket, from: room)
+            live.unsubscribe(socket, from: room, recovery: recovery, server: server)
             return .failed(code: code, message: message)
         case .duplicate:
             preconditionFailure("joining is never a duplicate")
@@ -243,13 +274,12 @@ final class ChatGateway: SocketIOHandler {
             settled = .failure(.unavailable(reason))
         }
         if case .failure(.unavailable(let reason)) = settled {
-            _ = live.unsubscribe(socket, from: room)
+            live.unsubscribe(socket, from: room, recovery: recovery, server: server)
             return .unavailable(reason)
         }
         let replay = Replay(journal: journal, live: live, server: server, limits: limits, recovery: recovery)
-        switch await replay.run(socket, room: room, user: user, after: after.map(Offset.init)) {
-        case .subscribed(let position, let deliveries):
-            send(deliveries, server: server)
+        switch await replay.run(socket, rooms: [room], user: user, from: after.map { Offset($0 + 1) }) {
+        case .subscribed(let position):
             let roster = live.state.withLock { state -> ([String], [String])? in
                 guard let info = state.rooms.room(room) else { return nil }
                 let online = state.online[room].map { Array($0.keys.map(\.value)).sorted() } ?? []
@@ -262,7 +292,7 @@ final class ChatGateway: SocketIOHandler {
                 ("last_id", position.value == 0 ? .null : .number(Double(position.value - 1))),
             ])
         case .failed(let code, let message):
-            _ = live.unsubscribe(socket, from: room)
+            live.unsubscribe(socket, from: room, recovery: recovery, server: server)
             return .failed(code: code, message: message)
         }
     }
@@ -270,30 +300,17 @@ final class ChatGateway: SocketIOHandler {
     func leave(_ socket: SocketRef, room: RoomID, username: String?, server: SocketIOServer, nowMs: Int64) async -> Answer {
         let answer = await command(socket, .leave(room), username: username, nowMs: nowMs) { _ in [("group", .string(room.value))] }
         // The socket stops receiving the room even when it was not a member (a public room's reader).
-        send(live.unsubscribe(socket, from: room), server: server)
+        live.unsubscribe(socket, from: room, recovery: recovery, server: server)
         return answer
     }
 
     func typing(_ socket: SocketRef, room: RoomID, username: String?, server: SocketIOServer) -> Answer {
         if case .failure(let error) = user(of: socket, naming: username) { return .unauthorized(error.message) }
-        let now = ContinuousClock.now
-        let outcome: (UserID, [SocketRef])?? = live.state.withLock { state in
-            guard var client = state.clients[socket], let user = client.user else { return nil }
-            guard client.rooms.contains(room) else { return .some(nil) }
-            if let last = client.lastTyping[room], now - last < limits.typingInterval { return .some(.none) }
-            client.lastTyping[room] = now
-            state.clients[socket] = client
-            return .some((user, Array(state.subscribers[room] ?? [])))
+        switch live.typing(socket, room: room, recovery: recovery, server: server, now: .now) {
+        case .sent, .dropped: return .none  // rate-limited signals are dropped quietly
+        case .notInRoom: return .failed(code: "not_member", message: "join \(room) before signalling typing in it")
+        case .gone: return .unavailable("the socket is disconnected")
         }
-        guard let inRoom = outcome else { return .unavailable("the socket is disconnected") }
-        guard let (user, recipients) = inRoom else {
-            // Rate-limited signals are dropped quietly; a socket outside the room is told.
-            return live.withClient(socket, { client, _ in client.rooms.contains(room) }) == true
-                ? .none : .failed(code: "not_member", message: "join \(room) before signalling typing in it")
-        }
-        let packet = EnginePacket.message(SocketPacket.encodeEvent("user-typing", namespace: "/") { $0.string(user.value) })
-        server.send(packet, to: recipients)
-        return .none
     }
 
     func members(_ socket: SocketRef, room: RoomID) -> Answer {

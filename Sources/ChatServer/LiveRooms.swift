@@ -14,7 +14,13 @@ import Synchronization
 /// room below it: the tailer fans out what it applies under the same lock, so a subscriber
 /// gets each event once, live or replayed, in journal order.
 ///
-/// Thread-safe: one `Mutex`, never held across a suspension or I/O.
+/// Everything the chat layer sends to rooms (events, presence, typing) is queued on the
+/// sockets under this lock, so each socket's stream has one order: with connection state
+/// recovery, the offset an ephemeral event carries (`position - 1`) never runs ahead of the
+/// journal events already queued for that socket.
+///
+/// Thread-safe: one `Mutex`, never held across a suspension or I/O (queueing a packet on a
+/// socket takes the Socket.IO server's lock, which is never held while this one is taken).
 final class LiveRooms: Sendable {
     /// One connected socket.
     struct Client: Sendable {
@@ -50,6 +56,10 @@ final class LiveRooms: Sendable {
     struct Delivery {
         let packet: EnginePacket
         let recipients: [SocketRef]
+
+        func send(on server: SocketIOServer) {
+            server.send(packet, to: recipients)
+        }
     }
 
     let state: Mutex<State>
@@ -86,15 +96,15 @@ final class LiveRooms: Sendable {
         }
     }
 
-    /// Forgets a socket; returns the presence notices its rooms get.
-    func disconnect(_ socket: SocketRef) -> [Delivery] {
+    /// Forgets a socket; its rooms get the presence notices.
+    func disconnect(_ socket: SocketRef, server: SocketIOServer) {
         state.withLock { state in
-            guard let client = state.clients.removeValue(forKey: socket) else { return [] }
-            var deliveries: [Delivery] = []
+            guard let client = state.clients.removeValue(forKey: socket) else { return }
             for room in client.rooms {
-                if let delivery = Self.unsubscribe(socket, user: client.user, from: room, state: &state) { deliveries.append(delivery) }
+                if let delivery = Self.unsubscribe(socket, user: client.user, from: room, state: &state) {
+                    delivery.send(on: server)
+                }
             }
-            return deliveries
         }
     }
 
@@ -111,8 +121,8 @@ final class LiveRooms: Sendable {
     // MARK: Subscriptions
 
     enum SubscribeOutcome {
-        /// Subscribed; presence notices to send.
-        case subscribed([Delivery])
+        /// Subscribed (the presence notices are sent).
+        case subscribed
         /// Not yet: the room's events from the caller's cursor up to `position` must be
         /// replayed first.
         case behind(Offset)
@@ -120,42 +130,74 @@ final class LiveRooms: Sendable {
         case gone
     }
 
-    /// Subscribes `socket` to `room` if it has received everything below `position`
-    /// (`cursor` is the offset after the last event it has).
-    func subscribe(_ socket: SocketRef, to room: RoomID, cursor: Offset) -> SubscribeOutcome {
+    /// Subscribes `socket` to `rooms` if it has received everything of them below `position`
+    /// (`cursor` is the offset after the last event it has); the rooms hear who came online.
+    func subscribe(_ socket: SocketRef, to rooms: Set<RoomID>, cursor: Offset, recovery: Bool, server: SocketIOServer) -> SubscribeOutcome {
         state.withLock { state in
             guard var client = state.clients[socket] else { return .gone }
             guard cursor >= state.position else { return .behind(state.position) }
-            client.replaying.remove(room)
-            guard client.rooms.insert(room).inserted else {
-                state.clients[socket] = client
-                return .subscribed([])
+            var arrived: [RoomID] = []
+            for room in rooms {
+                client.replaying.remove(room)
+                if client.rooms.insert(room).inserted { arrived.append(room) }
             }
             state.clients[socket] = client
-            state.subscribers[room, default: []].insert(socket)
-            guard let user = client.user else { return .subscribed([]) }
-            let count = state.online[room, default: [:]][user, default: 0]
-            state.online[room, default: [:]][user] = count + 1
-            guard count == 0, let recipients = state.subscribers[room] else { return .subscribed([]) }
-            return .subscribed([Delivery(packet: Self.presence("user-online", room: room, user: user), recipients: Array(recipients))])
+            for room in arrived {
+                state.subscribers[room, default: []].insert(socket)
+                guard let user = client.user else { continue }
+                let count = state.online[room, default: [:]][user, default: 0]
+                state.online[room, default: [:]][user] = count + 1
+                guard count == 0, let recipients = state.subscribers[room] else { continue }
+                Delivery(packet: Self.presence("user-online", room: room, user: user, offset: Self.ephemeralOffset(state, recovery)),
+                         recipients: Array(recipients)).send(on: server)
+            }
+            return .subscribed
         }
     }
 
-    /// Unsubscribes a socket from a room (it left); returns the presence notice, if any.
-    func unsubscribe(_ socket: SocketRef, from room: RoomID) -> [Delivery] {
+    /// Unsubscribes a socket from a room (it left); the room hears if its user went offline.
+    func unsubscribe(_ socket: SocketRef, from room: RoomID, recovery: Bool, server: SocketIOServer) {
         state.withLock { state in
-            guard var client = state.clients[socket] else { return [] }
+            guard var client = state.clients[socket] else { return }
             client.replaying.remove(room)
             guard client.rooms.remove(room) != nil else {
                 state.clients[socket] = client
-                return []
+                return
             }
             state.clients[socket] = client
-            return Self.unsubscribe(socket, user: client.user, from: room, state: &state).map { [$0] } ?? []
+            Self.unsubscribe(socket, user: client.user, from: room, state: &state, recovery: recovery)?.send(on: server)
         }
     }
 
-    private static func unsubscribe(_ socket: SocketRef, user: UserID?, from room: RoomID, state: inout State) -> Delivery? {
+    /// Sends `user-typing` from a socket to its room, at most once per `typingInterval`.
+    enum TypingOutcome { case sent, dropped, notInRoom, gone }
+
+    func typing(_ socket: SocketRef, room: RoomID, recovery: Bool, server: SocketIOServer, now: ContinuousClock.Instant) -> TypingOutcome {
+        state.withLock { state in
+            guard var client = state.clients[socket], let user = client.user else { return .gone }
+            guard client.rooms.contains(room) else { return .notInRoom }
+            if let last = client.lastTyping[room], now - last < limits.typingInterval { return .dropped }
+            client.lastTyping[room] = now
+            state.clients[socket] = client
+            let offset = Self.ephemeralOffset(state, recovery)
+            let packet = EnginePacket.message(SocketPacket.encodeEvent("user-typing", namespace: "/") { output in
+                output.string(user.value)
+                if let offset { output.string(offset) }
+            })
+            server.send(packet, to: state.subscribers[room] ?? [])
+            return .sent
+        }
+    }
+
+    /// With connection state recovery, the offset an ephemeral event carries: the last one
+    /// applied, so that a client recovering from it misses nothing ("-1" before any).
+    static func ephemeralOffset(_ state: borrowing State, _ recovery: Bool) -> String? {
+        guard recovery else { return nil }
+        return state.position.value == 0 ? "-1" : String(state.position.value - 1)
+    }
+
+    private static func unsubscribe(_ socket: SocketRef, user: UserID?, from room: RoomID, state: inout State,
+                                    recovery: Bool = false) -> Delivery? {
         state.subscribers[room]?.remove(socket)
         if state.subscribers[room]?.isEmpty == true { state.subscribers[room] = nil }
         guard let user, let count = state.online[room]?[user] else { return nil }
@@ -166,27 +208,33 @@ final class LiveRooms: Sendable {
         state.online[room]?[user] = nil
         if state.online[room]?.isEmpty == true { state.online[room] = nil }
         guard let recipients = state.subscribers[room], !recipients.isEmpty else { return nil }
-        return Delivery(packet: presence("user-offline", room: room, user: user), recipients: Array(recipients))
+        return Delivery(packet: presence("user-offline", room: room, user: user, offset: ephemeralOffset(state, recovery)),
+                        recipients: Array(recipients))
     }
 
-    static func presence(_ name: String, room: RoomID, user: UserID) -> EnginePacket {
+    static func presence(_ name: String, room: RoomID, user: UserID, offset: String?) -> EnginePacket {
         .message(SocketPacket.encodeEvent(name, namespace: "/") { output in
             output.beginObject()
             output.key("group"); output.string(room.value)
             output.key("username"); output.string(user.value)
             output.endObject()
+            if let offset { output.string(offset) }
         })
     }
 
     // MARK: The tailer's side
 
-    /// Applies committed events (in offset order, ending before `end`) and returns what to
-    /// send and which waiters to resume. `recovery`: events carry their offset.
-    func apply(_ events: [(Offset, ChatEvent)], end: Offset, recovery: Bool)
-        -> (deliveries: [Delivery], ready: [CheckedContinuation<Result<Void, ChatFailure>, Never>]) {
+    /// Applies committed events (in offset order, ending before `end`), sends each to its
+    /// room, and returns the waiters to resume. `recovery`: events carry their offset.
+    func apply(_ events: [(Offset, ChatEvent)], end: Offset, recovery: Bool, server: SocketIOServer)
+        -> [CheckedContinuation<Result<Void, ChatFailure>, Never>] {
         state.withLock { state in
             var deliveries: [Delivery] = []
             for (offset, event) in events {
+                defer {
+                    for delivery in deliveries { delivery.send(on: server) }
+                    deliveries.removeAll(keepingCapacity: true)
+                }
                 state.rooms.apply(event, at: offset.value)
                 if let recipients = state.subscribers[event.room], !recipients.isEmpty {
                     deliveries.append(Delivery(packet: ChatWire.packet(for: event, at: offset, recovery: recovery),
@@ -203,7 +251,8 @@ final class LiveRooms: Sendable {
                     let theirs = recipients.filter { state.clients[$0]?.user == departed }
                     for socket in theirs {
                         state.clients[socket]?.rooms.remove(event.room)
-                        if let notice = Self.unsubscribe(socket, user: departed, from: event.room, state: &state) { deliveries.append(notice) }
+                        if let notice = Self.unsubscribe(socket, user: departed, from: event.room, state: &state,
+                                                         recovery: recovery) { deliveries.append(notice) }
                     }
                     if case .memberRemoved = event.body, !theirs.isEmpty {
                         let notice = EnginePacket.message(SocketPacket.encodeEvent("removed-from-group", namespace: "/") { output in
@@ -211,6 +260,7 @@ final class LiveRooms: Sendable {
                             output.key("group"); output.string(event.room.value)
                             output.key("by"); output.string(event.actor.value)
                             output.endObject()
+                            if recovery { output.string(String(offset.value)) }
                         })
                         deliveries.append(Delivery(packet: notice, recipients: Array(theirs)))
                     }
@@ -224,7 +274,7 @@ final class LiveRooms: Sendable {
                 ready.append(waiter.continuation)
                 return true
             }
-            return (deliveries, ready)
+            return ready
         }
     }
 

@@ -22,21 +22,20 @@ struct Replay {
     let recovery: Bool
 
     enum Outcome {
-        /// Live from `position` on (every event of the room below it was sent); presence
-        /// notices to send.
-        case subscribed(position: Offset, [LiveRooms.Delivery])
+        /// Live from `position` on (every event of the rooms below it was sent).
+        case subscribed(position: Offset)
         case failed(code: String, message: String)
     }
 
-    /// Replays `room`'s events after `after` (none when nil), then subscribes.
-    func run(_ socket: SocketRef, room: RoomID, user: UserID, after: Offset?) async -> Outcome {
-        var cursor = after.map { $0.advanced(by: 1) } ?? live.position
+    /// Replays the events of `rooms` from offset `start` (none when nil), then subscribes.
+    func run(_ socket: SocketRef, rooms: Set<RoomID>, user: UserID?, from start: Offset?) async -> Outcome {
+        var cursor = start ?? live.position
         var reader = journal.makeReader()
         while true {
             let target: Offset
-            switch live.subscribe(socket, to: room, cursor: cursor) {
-            case .subscribed(let deliveries):
-                return .subscribed(position: cursor, deliveries)
+            switch live.subscribe(socket, to: rooms, cursor: cursor, recovery: recovery, server: server) {
+            case .subscribed:
+                return .subscribed(position: cursor)
             case .gone:
                 return .failed(code: "unavailable", message: "the socket is disconnected")
             case .behind(let position):
@@ -56,15 +55,16 @@ struct Replay {
                 guard let end = batches.last?.nextOffset else { break }
                 for batch in batches {
                     for record in batch.records where record.offset >= cursor && record.offset < target {
-                        guard case .event(let event)? = try? ChatEventCodec.decode(record.payload), event.room == room else { continue }
+                        guard case .event(let event)? = try? ChatEventCodec.decode(record.payload), rooms.contains(event.room) else { continue }
                         chunk.append(ChatWire.packet(for: event, at: record.offset, recovery: recovery))
                         if chunk.count >= limits.replayChunkEvents {
                             await flush(&chunk, to: socket)
                         }
                         // A user who is no longer a member of a private room gets nothing after that.
-                        if Self.ends(membershipOf: user, event), live.state.withLock({ $0.rooms.room(room)?.isPrivate }) == true {
+                        if let user, Self.ends(membershipOf: user, event),
+                           live.state.withLock({ $0.rooms.room(event.room)?.isPrivate }) == true {
                             await flush(&chunk, to: socket)
-                            return .failed(code: "not_member", message: "\(user) is no longer a member of \(room)")
+                            return .failed(code: "not_member", message: "\(user) is no longer a member of \(event.room)")
                         }
                     }
                 }

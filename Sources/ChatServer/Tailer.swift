@@ -61,8 +61,7 @@ final class Tailer: Service {
                     }
                 }
                 try history.apply(batches)
-                let (deliveries, ready) = live.apply(events, end: end, recovery: recovery)
-                for delivery in deliveries { socketIO.send(delivery.packet, to: delivery.recipients) }
+                let ready = live.apply(events, end: end, recovery: recovery, server: socketIO)
                 for waiter in ready { waiter.resume(returning: .success(())) }
                 next = end
             }

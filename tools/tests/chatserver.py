@@ -112,3 +112,58 @@ class Client:
             self.sio.disconnect()
         except Exception:
             pass
+
+
+class RawSocket:
+    """A Socket.IO v5 client over a bare WebSocket (websocket-client), for what python-socketio
+    does not do: connection state recovery (`pid` and `offset`)."""
+
+    def __init__(self, url: str, auth: dict):
+        import json
+        import websocket
+        self.json = json
+        self.ws = websocket.create_connection(url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket",
+                                              timeout=10)
+        self.pending = []  # packets read while waiting for an ack
+        opened = self.ws.recv()
+        assert opened.startswith("0{"), opened
+        self.ws.send("40" + json.dumps(auth))
+        reply = self._next_packet()
+        assert reply.startswith("40"), reply
+        self.connect_reply = json.loads(reply[2:])
+        self.next_ack = 0
+
+    def _next_packet(self):
+        if self.pending:
+            return self.pending.pop(0)
+        while True:
+            frame = self.ws.recv()
+            if frame == "2":  # Engine.IO ping
+                self.ws.send("3")
+                continue
+            return frame
+
+    def events(self, count: int):
+        """The next `count` events, as [name, *arguments] lists (acks are skipped)."""
+        got = []
+        while len(got) < count:
+            packet = self._next_packet()
+            if packet.startswith("42"):
+                got.append(self.json.loads(packet[2:]))
+        return got
+
+    def call(self, event: str, payload: dict):
+        ack = self.next_ack
+        self.next_ack += 1
+        self.ws.send(f"42{ack}" + self.json.dumps([event, payload]))
+        while True:
+            frame = self.ws.recv()
+            if frame == "2":
+                self.ws.send("3")
+            elif frame.startswith(f"43{ack}"):
+                return self.json.loads(frame[len(f"43{ack}"):])[0]
+            else:
+                self.pending.append(frame)
+
+    def close(self):
+        self.ws.close()

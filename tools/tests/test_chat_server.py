@@ -457,3 +457,43 @@ def test_cors_headers_follow_the_configuration(chatlog, journal):
         assert "Access-Control-Allow-Origin" not in other.headers
     finally:
         listed.stop()
+
+
+def test_connection_state_recovery_gives_back_rooms_and_missed_events_also_after_a_restart(chatlog, journal):
+    from chatserver import RawSocket
+    server = Server(chatlog, journal, "--recovery").start()
+    try:
+        first = RawSocket(server.url, {"username": "alice"})
+        pid = first.connect_reply["pid"]
+        assert pid and first.call("join-group", {"group": "g"})["ok"]
+        sent = first.call("send-group-message", {"group": "g", "message": "one", "created": 1})
+        online, event = first.events(2)
+        assert online == ["user-online", {"group": "g", "username": "alice"}, "0"]  # ephemeral: the last offset applied
+        # With recovery, every event a room receives carries its offset as a last, string argument.
+        assert event[0] == "send-group-message" and event[1]["id"] == sent["id"] and event[2] == str(sent["id"])
+        first.close()
+
+        other = Client(server.url, "bob")
+        other.call("join-group", {"group": "g"})
+        missed = [other.call("send-group-message", {"group": "g", "message": f"m{n}", "created": n})["id"] for n in range(3)]
+        other.close()
+        assert server.stop() == 0
+        server = Server(chatlog, journal, "--recovery").start()
+
+        back = RawSocket(server.url, {"username": "alice", "pid": pid, "offset": event[2]})
+        assert back.connect_reply["pid"] == pid  # the same pid: recovered
+        replayed = [e for e in back.events(5) if e[0] == "send-group-message"][:3]
+        assert [e[1]["id"] for e in replayed] == missed and [e[2] for e in replayed] == [str(i) for i in missed]
+        back.close()
+
+        # Recovery gives back the rooms of the user the connection identifies (its memberships),
+        # never more: without a user, or from an offset no longer retained, it is a new session.
+        anonymous = RawSocket(server.url, {"pid": pid, "offset": event[2]})
+        assert anonymous.connect_reply["pid"] != pid
+        anonymous.close()
+        future = RawSocket(server.url, {"username": "alice", "pid": pid, "offset": "999999"})
+        assert future.connect_reply["pid"] != pid
+        future.close()
+    finally:
+        if server.process.poll() is None:
+            server.stop()
