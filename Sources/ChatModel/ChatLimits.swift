@@ -10,6 +10,11 @@ public struct ChatLimits: Sendable, Equatable {
     /// A retry of a send is recognised as a duplicate while its id is among the sender's last
     /// `clientMessageIDWindow` ids in that room. Kept in the room-state snapshot.
     public var clientMessageIDWindow = 32
+    /// The idempotency windows one room keeps: at most this many senders' windows. A new
+    /// sender beyond it takes the place of the sender whose last message in the room is the
+    /// oldest (whose retries then count as new messages). Bounds a room's state whatever the
+    /// number of distinct senders. Kept in the room-state snapshot.
+    public var clientIDSendersPerRoomMax = 1_000
     /// The edit window: only a room's last `editableMessagesPerRoom` messages can be edited or
     /// deleted. Bounds the room state's memory per room; older messages are history only.
     public var editableMessagesPerRoom = 500
@@ -20,6 +25,7 @@ public struct ChatLimits: Sendable, Equatable {
         for (name, value) in [("messageBytesMax", messageBytesMax), ("roomNameBytesMax", roomNameBytesMax),
                               ("clientMessageIDBytesMax", clientMessageIDBytesMax),
                               ("clientMessageIDWindow", clientMessageIDWindow),
+                              ("clientIDSendersPerRoomMax", clientIDSendersPerRoomMax),
                               ("editableMessagesPerRoom", editableMessagesPerRoom)] where value < 1 {
             throw ChatLimitsError(message: "\(name) must be at least 1, got \(value)")
         }

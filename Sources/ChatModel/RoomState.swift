@@ -261,6 +261,20 @@ public struct RoomState: Sendable, Equatable {
         roomList[index].recentClientIDs.modify(author, default: { BoundedRing(capacity: window) }) {
             $0.append(ClientMessage(clientMessageID: placed.clientMessageID, message: message))
         }
+        if roomList[index].recentClientIDs.count > limits.clientIDSendersPerRoomMax {
+            evictOldestSender(inRoomAt: index)
+        }
+    }
+
+    /// Drops the idempotency window of the room's sender whose last message is the oldest:
+    /// what the room's own events decide, so replay in any chunking gives the same state.
+    mutating func evictOldestSender(inRoomAt index: Int) {
+        var oldest: (UserRef, MessageID)?
+        for (sender, ring) in roomList[index].recentClientIDs {
+            guard let last = ring.last?.message else { continue }
+            if oldest.map({ last < $0.1 }) ?? true { oldest = (sender, last) }
+        }
+        if let (sender, _) = oldest { roomList[index].recentClientIDs.removeValue(forKey: sender) }
     }
 
     /// Where an event lands in a state (see `placement(of:)`).

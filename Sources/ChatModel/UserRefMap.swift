@@ -3,9 +3,9 @@
 /// Replay looks a sender up for every message; Swift's `Dictionary` hashes every key with
 /// SipHash, which cost more than the rest of the lookup. This map keeps its entries in a dense
 /// array and finds them through an open-addressing index (linear probing, at most half full)
-/// with a multiplicative hash of the user's index. Entries are never removed (the windows are
-/// bounded per sender, and a sender's window outlives their membership). Iteration is in
-/// insertion order; equality ignores order.
+/// with a multiplicative hash of the user's index. Removal (rare: a room over its cap of
+/// senders) moves the last entry into the gap and rebuilds the index. Iteration is in
+/// insertion order, but for removals; equality ignores order.
 ///
 /// Inlinable, so that other modules (the snapshot codec) get code specialized for their value
 /// type.
@@ -47,6 +47,15 @@ public struct UserRefMap<Value: Sendable>: Sendable, Sequence {
     public mutating func modify<R>(_ key: RoomState.UserRef, default makeDefault: () -> Value, _ body: (inout Value) -> R) -> R {
         let position = position(of: key) ?? insert(key, makeDefault())
         return body(&entries[position].value)
+    }
+
+    /// Removes `key` and its value, if present: O(count), for the rare eviction.
+    public mutating func removeValue(forKey key: RoomState.UserRef) {
+        guard let position = position(of: key) else { return }
+        entries.swapAt(position, entries.count - 1)
+        entries.removeLast()
+        slots = Array(repeating: 0, count: slots.count)
+        for (index, entry) in entries.enumerated() { place(entry.key, position: index) }
     }
 
     @inlinable

@@ -109,6 +109,8 @@ final class ChatGateway: SocketIOHandler {
         case failed(code: String, message: String)
         /// Nothing to answer (an ephemeral signal dropped by its rate limit).
         case none
+        /// The tailer answers once the command's events are applied (`LiveRooms.answer`).
+        case later
 
         static func rejected(_ rejection: Rejection) -> Answer { .failed(code: rejection.code.rawValue, message: rejection.message) }
         static func unauthorized(_ message: String) -> Answer { .failed(code: "unauthorized", message: message) }
@@ -117,9 +119,9 @@ final class ChatGateway: SocketIOHandler {
     }
 
     func event(_ socket: SocketRef, name: String, arguments: SocketEventArguments, ackID: UInt64?, server: SocketIOServer) async {
-        let answer = await handle(socket, name: name, arguments: arguments, server: server)
+        let answer = await handle(socket, name: name, arguments: arguments, ackID: ackID, server: server)
         switch answer {
-        case .none:
+        case .none, .later:
             break
         case .ok(let fields):
             if let ackID { server.ack(socket, id: ackID, [ChatWire.success(fields)]) }
@@ -132,7 +134,7 @@ final class ChatGateway: SocketIOHandler {
         }
     }
 
-    func handle(_ socket: SocketRef, name: String, arguments: SocketEventArguments, server: SocketIOServer) async -> Answer {
+    func handle(_ socket: SocketRef, name: String, arguments: SocketEventArguments, ackID: UInt64?, server: SocketIOServer) async -> Answer {
         guard let allowed = live.withClient(socket, { client, _ in client.bucket.take() }) else { return .none }
         guard allowed else {
             return .failed(code: "rate_limited", message: "more than \(Int(limits.eventsPerSecond)) events a second; slow down")
@@ -148,7 +150,8 @@ final class ChatGateway: SocketIOHandler {
         case .join(let room, let username, let after):
             return await join(socket, room: room, username: username, after: after, server: server, nowMs: nowMs)
         case .send(let room, let text, let created, let username, let clientID):
-            return await send(socket, room: room, text: text, created: created, username: username, clientID: clientID, nowMs: nowMs)
+            return await send(socket, room: room, text: text, created: created, username: username, clientID: clientID,
+                              ackID: ackID, server: server, nowMs: nowMs)
         case .typing(let room, let username):
             return typing(socket, room: room, username: username, server: server)
         case .leave(let room, let username):
@@ -229,13 +232,39 @@ final class ChatGateway: SocketIOHandler {
         }
     }
 
+    /// A send, the hot path: once appended, its ack is left to the tailer (`LiveRooms.answer`),
+    /// so the connection goes on reading without a suspension per message; while more than
+    /// `inFlightEventsMax` events wait to be applied, it waits like any command (back-pressure).
     func send(_ socket: SocketRef, room: RoomID, text: String, created: Int64, username: String?, clientID: String?,
-              nowMs: Int64) async -> Answer {
-        let clientMessageID = clientID ?? ChatWire.generatedClientIDPrefix + SocketIOServer.randomID()
-        return await command(socket, .send(room, clientMessageID: clientMessageID, text: text, clientCreatedMs: created),
-                             username: username, nowMs: nowMs) { range in
-            range.map { [("id", .number(Double($0.first.value)))] } ?? []
+              ackID: UInt64?, server: SocketIOServer, nowMs: Int64) async -> Answer {
+        let user: UserID
+        switch self.user(of: socket, naming: username) {
+        case .success(let bound): user = bound
+        case .failure(let error): return .unauthorized(error.message)
         }
+        let clientMessageID = clientID ?? ChatWire.generatedClientIDPrefix + SocketIOServer.randomID()
+        let command = ChatCommand.send(room, clientMessageID: clientMessageID, text: text, clientCreatedMs: created)
+        let id: Offset
+        switch decider.decide(command, by: user, nowMs: nowMs) {
+        case .appended(let range): id = range.first
+        case .duplicate(let message): id = Offset(message.offset)
+        case .rejected(let rejection): return .rejected(rejection)
+        case .limited(let code, let message): return .failed(code: code, message: message)
+        case .unavailable(let reason): return .unavailable(reason)
+        case .unchanged: preconditionFailure("a send always appends or is a duplicate")
+        }
+        let answer = LiveRooms.PendingAnswer(socket: socket, ackID: ackID, event: "send-group-message",
+                                             fields: [("id", .number(Double(id.value)))])
+        // Read in this order: the position never passes what was appended before it was read.
+        let applied = live.position
+        if decider.nextOffset.value > applied.value + UInt64(limits.inFlightEventsMax) {
+            switch await live.applied(id) {
+            case .success: return .ok(answer.fields)
+            case .failure(.unavailable(let reason)): return .unavailable(reason)
+            }
+        }
+        live.answer(answer, when: id, recovery: recovery, server: server)
+        return .later
     }
 
     func join(_ socket: SocketRef, room: RoomID, username: String?, after: UInt64?, server: SocketIOServer, nowMs: Int64) async -> Answer {

@@ -51,6 +51,7 @@ public enum ChatServer {
         var journalConfiguration = JournalConfiguration()
         journalConfiguration.durability = configuration.durability
         journalConfiguration.recordBytesMax = 64 << 10
+        journalConfiguration.failWritesAfterBytes = configuration.failJournalWritesAfterBytes
         let journal = try Journal.open(directory: configuration.journalDirectory, configuration: journalConfiguration,
                                        logger: logger)
         do {

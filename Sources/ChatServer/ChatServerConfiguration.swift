@@ -18,6 +18,9 @@ public struct ChatServerConfiguration: Sendable {
     public var recovery = false
     public var limits = ChatServerLimits()
     public var chatLimits = ChatLimits()
+    /// Fault injection for tests: the journal fails its writes after this many bytes
+    /// (`JournalConfiguration.failWritesAfterBytes`).
+    public var failJournalWritesAfterBytes: Int64?
 
     public init(journalDirectory: String) {
         self.journalDirectory = journalDirectory
@@ -57,6 +60,10 @@ public struct ChatServerLimits: Sendable, Equatable {
     /// Events replayed to a resuming socket before waiting for them to be written, so a
     /// replay of any length never overruns the outbound queue.
     public var replayChunkEvents = 256
+    /// Events appended and not yet applied beyond which a send waits for its commit before
+    /// its connection reads on (below it, sends are answered by the tailer and the connection
+    /// reads on at once): bounds the acks held and the journal's queue.
+    public var inFlightEventsMax = 16_384
     /// Bytes of journal read at a time by the tailer and by a replay.
     public var readBytesMax = 4 << 20
     /// Largest Socket.IO message (an Engine.IO packet, a polling body or a WebSocket message).
@@ -71,7 +78,7 @@ public struct ChatServerLimits: Sendable, Equatable {
             ("historyPageDefault", Double(historyPageDefault)), ("connectionsMax", Double(connectionsMax)),
             ("outboundQueueFramesMax", Double(outboundQueueFramesMax)), ("pollingBufferPacketsMax", Double(pollingBufferPacketsMax)),
             ("replayChunkEvents", Double(replayChunkEvents)), ("readBytesMax", Double(readBytesMax)),
-            ("maxPayloadBytes", Double(maxPayloadBytes)),
+            ("maxPayloadBytes", Double(maxPayloadBytes)), ("inFlightEventsMax", Double(inFlightEventsMax)),
         ]
         for (name, value) in positive where !(value >= 1) {
             throw .configuration("limit \(name) must be at least 1, got \(value)")

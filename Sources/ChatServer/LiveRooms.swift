@@ -43,8 +43,33 @@ final class LiveRooms: Sendable {
         var online: [RoomID: [UserID: Int]] = [:]
         /// Commands waiting for an offset to be applied.
         var waiters: [Waiter] = []
+        /// Acks to send once an offset is applied (sends do not wait).
+        var answers: [(Offset, PendingAnswer)] = []
         /// Set when the tailer stopped (the journal failed or closed): waiters get it at once.
         var failure: String?
+    }
+
+    /// A command's answer, sent by the tailer once the command's offset is applied.
+    struct PendingAnswer: Sendable {
+        let socket: SocketRef
+        /// The client's ack id; nil: nothing to send on success, an `error` event on failure.
+        let ackID: UInt64?
+        let event: String
+        let fields: [(String, JSONValue)]
+
+        func succeed(on server: SocketIOServer) {
+            guard let ackID else { return }
+            server.ack(socket, id: ackID, [ChatWire.success(fields)])
+        }
+
+        func fail(_ reason: String, on server: SocketIOServer) {
+            if let ackID {
+                server.ack(socket, id: ackID, [ChatWire.failure(code: "unavailable", message: reason)])
+            } else {
+                server.emit(socket, event: "error", [.object([("event", .string(event)), ("code", .string("unavailable")),
+                                                              ("message", .string(reason))])])
+            }
+        }
     }
 
     struct Waiter {
@@ -85,6 +110,19 @@ final class LiveRooms: Sendable {
                 return nil
             }
             if let now { continuation.resume(returning: now) }
+        }
+    }
+
+    /// Sends `answer` once `offset` is applied (at once if it is).
+    func answer(_ answer: PendingAnswer, when offset: Offset, recovery: Bool, server: SocketIOServer) {
+        state.withLock { state in
+            if offset < state.position {
+                answer.succeed(on: server)
+            } else if let failure = state.failure {
+                answer.fail(failure, on: server)
+            } else {
+                state.answers.append((offset, answer))
+            }
         }
     }
 
@@ -268,6 +306,21 @@ final class LiveRooms: Sendable {
             }
             precondition(end >= state.position, "the tailer went back from \(state.position) to \(end)")
             state.position = end
+            // The senders' acks, after the events they sent went out (answers are registered
+            // in about offset order, so the ready ones lead).
+            if !state.answers.isEmpty {
+                var kept = 0
+                for index in state.answers.indices {
+                    let (offset, answer) = state.answers[index]
+                    if offset < end {
+                        answer.succeed(on: server)
+                    } else {
+                        state.answers[kept] = state.answers[index]
+                        kept += 1
+                    }
+                }
+                state.answers.removeLast(state.answers.count - kept)
+            }
             var ready: [CheckedContinuation<Result<Void, ChatFailure>, Never>] = []
             state.waiters.removeAll { waiter in
                 guard waiter.offset < end else { return false }
@@ -279,9 +332,11 @@ final class LiveRooms: Sendable {
     }
 
     /// The tailer stopped: every waiter learns why, and so does every later one.
-    func fail(_ reason: String) -> [CheckedContinuation<Result<Void, ChatFailure>, Never>] {
+    func fail(_ reason: String, server: SocketIOServer) -> [CheckedContinuation<Result<Void, ChatFailure>, Never>] {
         state.withLock { state in
             if state.failure == nil { state.failure = reason }
+            for (_, answer) in state.answers { answer.fail(reason, on: server) }
+            state.answers.removeAll()
             defer { state.waiters.removeAll() }
             return state.waiters.map(\.continuation)
         }

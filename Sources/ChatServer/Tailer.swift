@@ -68,12 +68,16 @@ final class Tailer: Service {
         } catch is CancellationError {
             // The server is stopping: what was committed has been applied.
         } catch {
-            let reason = "the journal failed: \(error)"
-            logger.critical("tailer stopped; refusing commands", metadata: ["journal.offset": "\(next)", "error": "\(error)"])
+            // Fail-stop: nothing more is decided or applied, and the server stays up to say so
+            // (`/healthz` 503, `unavailable` to every command) until it is stopped; a restart
+            // recovers from disk.
+            let reason = "storage failed: \(error)"
+            logger.critical("tailer stopped; refusing commands until a restart", metadata: ["journal.offset": "\(next)", "error": "\(error)"])
             decider.refuse(reason)
-            for waiter in live.fail(reason) { waiter.resume(returning: .failure(.unavailable(reason))) }
-            throw error
+            for waiter in live.fail(reason, server: socketIO) { waiter.resume(returning: .failure(.unavailable(reason))) }
+            try? await gracefulShutdown()
+            return
         }
-        for waiter in live.fail("the server is stopping") { waiter.resume(returning: .failure(.unavailable("the server is stopping"))) }
+        for waiter in live.fail("the server is stopping", server: socketIO) { waiter.resume(returning: .failure(.unavailable("the server is stopping"))) }
     }
 }

@@ -25,6 +25,8 @@ public final class OutboundQueue<Item: Sendable>: Sendable {
     private struct State {
         var items: [Item] = []
         var finished = false
+        /// Ended by `abort()`: what was queued is dropped, and the connection is to be dropped.
+        var aborted = false
         /// Called when items arrive or the queue ends, unless a call is still unanswered by a
         /// `take()` (`wakePending`): one wake-up per burst.
         var waker: (@Sendable () -> Void)?
@@ -65,6 +67,24 @@ public final class OutboundQueue<Item: Sendable>: Sendable {
         }
         waker?()
     }
+
+    /// Ends the queue at once, dropping what it holds (a client too slow to read them): the
+    /// writer sees `isAborted` and drops the connection rather than wait to write.
+    public func abort() {
+        let waker = state.withLock { state in
+            state.finished = true
+            state.aborted = true
+            state.items = []
+            // Even when a wake-up is pending: a writer waiting for writability has not taken
+            // since, and may never be woken by the socket again.
+            state.wakePending = true
+            return state.waker
+        }
+        waker?()
+    }
+
+    /// Whether `abort()` ended the queue.
+    public var isAborted: Bool { state.withLock { $0.aborted } }
 
     /// Makes `waker` the writer: it is called (outside the queue's lock, from the producer's
     /// thread) when items arrive or the queue ends, at most once until the writer's next

@@ -340,6 +340,9 @@ public final class SocketIOServer: Service, Sendable {
         var nextOutboundID = 0
         /// False once the server shuts down: new handshakes get 503.
         var accepting = true
+        /// Application calls made by sends from synchronous callers (a client found too slow
+        /// and disconnected while being sent to): carried out by the timer service's next tick.
+        var deferredCalls: [AppCall] = []
 
         init(configuration: Configuration, logger: Logger) {
             self.configuration = configuration
@@ -366,7 +369,8 @@ public final class SocketIOServer: Service, Sendable {
         }
 
         mutating func tick(now: ContinuousClock.Instant) -> [AppCall] {
-            var calls: [AppCall] = []
+            var calls: [AppCall] = deferredCalls
+            deferredCalls = []
             // Only sessions with a timer due are touched; the others are just looked at.
             let due = connections.compactMap { id, connection in isDue(connection, now: now) ? id : nil }
             for id in due { calls += fireTimers(id, now: now) }
@@ -524,16 +528,14 @@ public final class SocketIOServer: Service, Sendable {
                 guard connection.socket.sockets[socket.namespace] == socket.socketID else { return nil }
                 return connection.engine.send([packet])
             }) ?? nil else { return }
-            let calls = apply(actions, to: socket.engineID)
-            precondition(calls.isEmpty, "sending produces no application calls")
+            deferredCalls += apply(actions, to: socket.engineID)
         }
 
         /// Carries out what the socket's session does to emit (`emit` asks it): sends, and
         /// nothing for the application.
         mutating func send(to socket: SocketRef, _ emit: (inout SocketSession) -> [SocketSession.Action]) {
             guard let actions = modify(socket.engineID, { emit(&$0.socket) }) else { return }
-            let calls = apply(actions, to: socket.engineID)
-            precondition(calls.isEmpty, "emitting produces no application calls")
+            deferredCalls += apply(actions, to: socket.engineID)
         }
 
         /// Emits with an ack request and registers `continuation` for the answer; false when
@@ -543,7 +545,7 @@ public final class SocketIOServer: Service, Sendable {
             guard let (actions, id) = modify(socket.engineID, {
                 $0.socket.emit(namespace: socket.namespace, event: event, arguments: arguments, ackTimeout: timeout, now: .now)
             }) else { return false }
-            _ = apply(actions, to: socket.engineID)
+            deferredCalls += apply(actions, to: socket.engineID)
             guard let id else { return false }
             ackWaiters[AckKey(engineID: socket.engineID, namespace: socket.namespace, id: id)] = continuation
             return true
@@ -554,7 +556,7 @@ public final class SocketIOServer: Service, Sendable {
             guard let actions = modify(socket.engineID, { $0.socket.ack(namespace: socket.namespace, id: id, arguments: arguments) }) else {
                 return
             }
-            _ = apply(actions, to: socket.engineID)
+            deferredCalls += apply(actions, to: socket.engineID)
         }
 
         mutating func join(_ socket: SocketRef, room: String) {
@@ -607,9 +609,9 @@ public final class SocketIOServer: Service, Sendable {
                     connections[sid]?.probe?.queue.finish()
                     connections[sid]?.probe = nil
                 case .writeFrames(let packets):
-                    if let outbound = modify(sid, { $0.websocket }) ?? nil { write(packets, to: outbound, sid: sid) }
+                    if let outbound = modify(sid, { $0.websocket }) ?? nil { calls += write(packets, to: outbound, sid: sid) }
                 case .writeProbeFrames(let packets):
-                    if let outbound = modify(sid, { $0.probe }) ?? nil { write(packets, to: outbound, sid: sid) }
+                    if let outbound = modify(sid, { $0.probe }) ?? nil { calls += write(packets, to: outbound, sid: sid) }
                 case .deliver(let payloads) where configuration.engineEcho:
                     guard let echo = modify(sid, { $0.engine.send(payloads.map { EnginePacket(.message, $0) }) }) else { break }
                     calls += apply(echo, to: sid)
@@ -683,14 +685,20 @@ public final class SocketIOServer: Service, Sendable {
             return apply(connection.socket.transportClosedActions(), to: sid)
         }
 
-        mutating func write(_ packets: [EnginePacket], to outbound: Outbound, sid: String) {
+        /// Queues packets on a WebSocket. A client whose queue is full is too slow: its queue is
+        /// aborted (the connection dropped) and its session closed at once, so that it never
+        /// holds up its rooms; returns the calls that closing makes.
+        @discardableResult
+        mutating func write(_ packets: [EnginePacket], to outbound: Outbound, sid: String) -> [AppCall] {
             for packet in packets {
                 if case .dropped = outbound.queue.yield(.packet(packet)) {
                     logger.warning("socket.io client too slow; closing", metadata: ["socketio.sid": "\(sid)"])
-                    outbound.queue.finish()
-                    return
+                    outbound.queue.abort()
+                    guard let actions = modify(sid, { $0.engine.transportClosed() }) else { return [] }
+                    return apply(actions, to: sid)
                 }
             }
+            return []
         }
     }
 }

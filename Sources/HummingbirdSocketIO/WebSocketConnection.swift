@@ -414,6 +414,12 @@ public final class WebSocketConnection: Sendable {
             var unflushed = false
             defer { if unflushed { context.flush() } }
             while !closeSent {
+                // A client that stopped reading is dropped, not waited for: its socket may
+                // never become writable again.
+                if queue.isAborted {
+                    closeNow(.policyViolation)
+                    return
+                }
                 guard context.channel.isWritable else {
                     waitingForWritability = true
                     return

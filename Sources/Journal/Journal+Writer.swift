@@ -28,6 +28,8 @@ struct WriterState: Sendable {
     var newEntriesInFile = 0
     var lastSync = ContinuousClock.now
     var unsynced = false
+    /// Bytes written since open, for `JournalConfiguration.failWritesAfterBytes`.
+    var bytesWritten: Int64 = 0
     /// Written but not yet published to readers: the committed end and newest timestamp.
     var writtenNext: Offset
     var writtenTimestampMs: Int64?
@@ -321,6 +323,12 @@ extension Journal {
     /// gathered for them.
     private func flush(_ bytes: ByteBuffer, from: Int, to: Int, writer: inout WriterState) throws(JournalError) {
         guard to > from, let slice = bytes.getSlice(at: bytes.readerIndex + from, length: to - from) else { return }
+        if let limit = configuration.failWritesAfterBytes {
+            writer.bytesWritten += Int64(to - from)
+            if writer.bytesWritten > limit {
+                throw .io(operation: "pwrite (fault injected: failWritesAfterBytes \(limit))", path: writer.active.file.path, errno: EIO)
+            }
+        }
         try writer.active.file.write(slice, at: writer.active.position)
         writer.active.position = writer.active.position.advanced(by: to - from)
         writer.unsynced = true

@@ -9,7 +9,7 @@ import NIOCore
 /// limits is not used (the caller replays the journal from offset 0 instead).
 public enum RoomStateSnapshot {
     static let magic: UInt32 = 0x534C_4843  // "CHLS"
-    static let version: UInt16 = 1
+    static let version: UInt16 = 2
     static let headerBytes = 28
 
     /// Encodes `state`, which reflects every event below `nextOffset`.
@@ -22,7 +22,7 @@ public enum RoomStateSnapshot {
         func count(_ value: Int) { payload.writeInteger(UInt32(value), endianness: .little) }
         let limits = state.limits
         for value in [limits.messageBytesMax, limits.roomNameBytesMax, limits.clientMessageIDBytesMax,
-                      limits.clientMessageIDWindow, limits.editableMessagesPerRoom] {
+                      limits.clientMessageIDWindow, limits.editableMessagesPerRoom, limits.clientIDSendersPerRoomMax] {
             count(value)
         }
         count(state.users.count)
@@ -107,9 +107,9 @@ public enum RoomStateSnapshot {
             guard value <= file.readableBytes else { throw SnapshotError("count \(value) exceeds the bytes left") }
             return value
         }
-        let stored = [try count(), try count(), try count(), try count(), try count()]
+        let stored = [try count(), try count(), try count(), try count(), try count(), try count()]
         let configured = [limits.messageBytesMax, limits.roomNameBytesMax, limits.clientMessageIDBytesMax,
-                          limits.clientMessageIDWindow, limits.editableMessagesPerRoom]
+                          limits.clientMessageIDWindow, limits.editableMessagesPerRoom, limits.clientIDSendersPerRoomMax]
         guard stored == configured else { throw SnapshotError("made with other chat limits \(stored), configured \(configured)") }
         var users: [UserID] = []
         for _ in 0..<(try count()) { users.append(try user()) }

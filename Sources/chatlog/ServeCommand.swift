@@ -47,6 +47,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Client events per second per connection (token bucket rate).") var eventsPerSecond: Double = 100
     @Option(help: "Client events one connection may send at once (token bucket size).") var eventsBurst: Double = 200
     @Option(help: "Socket.IO sessions at once.") var connectionsMax = 10_000
+    @Option(help: ArgumentHelp("Fault injection for tests: journal writes fail after this many bytes.", visibility: .hidden))
+    var failJournalWritesAfterBytes: Int64?
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -68,6 +70,7 @@ struct Serve: AsyncParsableCommand {
         configuration.limits.eventsPerSecond = eventsPerSecond
         configuration.limits.eventsBurst = eventsBurst
         configuration.limits.connectionsMax = connectionsMax
+        configuration.failJournalWritesAfterBytes = failJournalWritesAfterBytes
         do {
             let host = self.host
             try await ChatServer.run(configuration, logger: logger) { port in

@@ -137,6 +137,37 @@ import Testing
         harness.must(.send(general, clientMessageID: "same", text: "hello", clientCreatedMs: 5), by: alice)
     }
 
+    @Test func aRoomKeepsTheWindowsOfItsMostRecentSendersOnly() {
+        var harness = world()
+        harness.state = RoomState(limits: {
+            var limits = ChatLimits()
+            limits.clientMessageIDWindow = 3
+            limits.clientIDSendersPerRoomMax = 3
+            return limits
+        }())
+        harness.must(.createRoom(general, name: "General", isPrivate: false), by: alice)
+        let senders = (0..<5).map { user("sender\($0)") }
+        var originals: [UserID: UInt64] = [:]
+        for sender in senders {
+            originals[sender] = harness.must(.send(general, clientMessageID: "c1", text: "hi", clientCreatedMs: 0), by: sender)
+        }
+        // Five senders, a cap of three: the two whose last message is oldest lost their window.
+        #expect(harness.state.room(general)?.recentClientIDs.count == 3)
+        for sender in senders.suffix(3) {
+            #expect(harness.run(.send(general, clientMessageID: "c1", text: "hi", clientCreatedMs: 0), by: sender)
+                    == .duplicate(of: MessageID(originals[sender] ?? 0)))
+        }
+        // sender1 sends again: sender2 (now the oldest) gives up its place.
+        let again = harness.must(.send(general, clientMessageID: "c2", text: "again", clientCreatedMs: 0), by: senders[1])
+        #expect(harness.state.room(general)?.recentClientIDs.count == 3)
+        #expect(harness.run(.send(general, clientMessageID: "c2", text: "again", clientCreatedMs: 0), by: senders[1])
+                == .duplicate(of: MessageID(again)))
+        if case .accepted = harness.run(.send(general, clientMessageID: "c1", text: "hi", clientCreatedMs: 0), by: senders[2]) {
+        } else {
+            Issue.record("sender2's window was evicted: its old id is a new message")
+        }
+    }
+
     @Test func applyIsDeterministicAndEvolvedIsPure() {
         var harness = world()
         harness.must(.join(secret), by: bob)
@@ -177,8 +208,11 @@ import Testing
             return ChatEvent(timestampMs: 1, actor: users.randomElement(using: &generator) ?? alice,
                              room: rooms.randomElement(using: &generator) ?? general, body: body)
         }
+        // A cap of three senders' windows per room, for seven users: eviction happens on both paths.
+        var limits = ChatLimits()
+        limits.clientIDSendersPerRoomMax = 3
         for _ in 0..<50 {
-            var state = RoomState()
+            var state = RoomState(limits: limits)
             for offset in 0..<UInt64.random(in: 0..<20, using: &generator) { state.apply(randomEvent(), at: offset) }
             var placer = RoomState.Placer(mirroring: state)
             var placed = state

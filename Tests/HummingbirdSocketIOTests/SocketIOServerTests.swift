@@ -83,7 +83,7 @@ import Testing
         #expect(Array(texts.suffix(3)) == [#"42["values","v"]"#, #"42["written","w"]"#, #"42["relayed",{"k":"v"},2]"#])
     }
 
-    @Test func aWebSocketWhoseQueueOverflowsIsClosed() async throws {
+    @Test func aWebSocketWhoseQueueOverflowsIsDroppedAndItsSessionClosed() async throws {
         let server = server()
         // A queue of two frames that nobody drains: the open packet, then the connect reply and
         // the auth-less socket's traffic overflow it.
@@ -94,22 +94,41 @@ import Testing
         await server.perform(connectCalls)
         let socketID = try #require(server.connectedSocketID(sid: sid, namespace: "/"))
         let socket = SocketRef(engineID: sid, namespace: "/", socketID: socketID)
+        #expect(server.sessionCount == 1)
         for n in 0..<5 { server.emit(socket, event: "flood", [.number(Double(n))]) }
-        // The queue was finished when a frame did not fit: reading it ends after what fitted.
-        var received: [EnginePacket] = []
-        while case .items(let items) = queue.take() {
-            for item in items { if case .packet(let frame) = item { received.append(frame) } }
-        }
+        // A frame did not fit: the queue is aborted (its writer drops the connection without
+        // waiting for a socket that may never drain) and the session is closed at once.
+        #expect(queue.isAborted)
         guard case .finished = queue.take() else {
-            Issue.record("the queue was not finished")
+            Issue.record("the aborted queue still held items")
             return
         }
-        #expect(received.count == 2)
-        #expect(received.first?.type == .open)
+        #expect(server.sessionCount == 0)
+        #expect(server.connectedSocketID(sid: sid, namespace: "/") == nil)
     }
 }
 
 @Suite struct OutboundQueueTests {
+    @Test func abortWakesAWriterEvenWithAWakeUpPending() {
+        let queue = OutboundQueue<Int>(capacity: 3)
+        let wakes = Mutex(0)
+        queue.setWaker { wakes.withLock { $0 += 1 } }
+        #expect(queue.yield(1) == .enqueued)
+        #expect(wakes.withLock { $0 } == 1)
+        // The writer was woken but did not take (its socket was not writable): a second item
+        // does not wake it again, an abort does.
+        #expect(queue.yield(2) == .enqueued)
+        #expect(wakes.withLock { $0 } == 1)
+        queue.abort()
+        #expect(wakes.withLock { $0 } == 2)
+        #expect(queue.isAborted)
+        #expect(queue.yield(3) == .terminated)
+        guard case .finished = queue.take() else {
+            Issue.record("an aborted queue hands out nothing")
+            return
+        }
+    }
+
     @Test func theWriterTakesEverythingQueuedAtOnceWithinTheCapacity() {
         let queue = OutboundQueue<Int>(capacity: 3)
         #expect(queue.yield(1) == .enqueued)

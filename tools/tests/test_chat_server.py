@@ -3,6 +3,7 @@ extensions, private rooms from outside, idempotent sends, resume without gaps (a
 restarts and under concurrent sends), identity, limits, health, CORS and shutdown."""
 
 import json
+import os
 import signal
 import threading
 import time
@@ -497,3 +498,102 @@ def test_connection_state_recovery_gives_back_rooms_and_missed_events_also_after
     finally:
         if server.process.poll() is None:
             server.stop()
+
+
+def test_a_client_that_stops_reading_is_disconnected_and_never_slows_its_room(chatlog, journal, clients):
+    import socket as sockets
+    import websocket
+    server = Server(chatlog, journal, "--events-per-second", "100000", "--events-burst", "100000").start()
+    try:
+        # A client that joins, then never reads again, with a tiny receive buffer.
+        slow = websocket.create_connection(server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket",
+                                           timeout=10, sockopt=[(sockets.SOL_SOCKET, sockets.SO_RCVBUF, 4096)])
+        assert slow.recv().startswith("0")
+        slow.send('40{"username":"sloth"}')
+        assert slow.recv().startswith("40")
+        slow.send('420["join-group",{"group":"flood"}]')
+        reader = clients(server.url, "reader", transports=["websocket"])
+        reader.call("join-group", {"group": "flood"})
+        sender = clients(server.url, "sender", transports=["websocket"])
+        sender.call("join-group", {"group": "flood"})
+        text = "x" * 4000
+        count = 2500
+        for n in range(count):
+            sender.emit("send-group-message", {"group": "flood", "message": text, "created": n, "client_id": f"f{n}"})
+        last = sender.call("send-group-message", {"group": "flood", "message": "done", "created": 0}, timeout=60)
+        got = reader.wait_for("send-group-message", count + 1, timeout=60)
+        assert [m["id"] for m in got] == sorted({m["id"] for m in got}) and got[-1]["id"] == last["id"]
+        assert "socket.io client too slow; closing" in server.log()
+        # Its connection closes (after the close handshake's timeout): it goes offline.
+        deadline = time.time() + 10
+        while "sloth" in reader.call("members", {"group": "flood"})["online"] and time.time() < deadline:
+            time.sleep(0.2)
+        assert "sloth" not in reader.call("members", {"group": "flood"})["online"]
+    finally:
+        server.stop()
+
+
+def test_a_failing_disk_stops_writes_refuses_commands_and_turns_health_red(chatlog, journal, clients):
+    # The journal's writes fail after 32 KiB, as a failing disk's would (a hidden fault-injection option).
+    server = Server(chatlog, journal, "--events-per-second", "100000", "--events-burst", "100000",
+                    "--fail-journal-writes-after-bytes", str(32 << 10)).start()
+    try:
+        alice = clients(server.url, "alice", transports=["websocket"])
+        alice.call("join-group", {"group": "g"})
+        acked, refused = [], []
+        for n in range(300):
+            text = os.urandom(600).hex()  # incompressible: the journal grows by about 1.2 KB a message
+            ack = alice.call("send-group-message", {"group": "g", "message": text, "created": n})
+            (acked if ack["ok"] else refused).append(ack)
+        assert acked and refused, "the fault must have been reached"
+        assert all(a["error"]["code"] == "unavailable" for a in refused)
+        health = requests.get(server.url + "/healthz", timeout=5)
+        assert health.status_code == 503 and health.json()["status"] == "unavailable"
+        # Nothing refused was broadcast; everything acknowledged was.
+        time.sleep(0.3)
+        received = [m["id"] for m in alice.received("send-group-message")]
+        assert received == [a["id"] for a in acked]
+        log = server.log()
+        assert "journal write failed" in log and "refusing commands" in log
+        assert server.stop() == 0
+        # A restart recovers from disk: every acknowledged message is there.
+        server = Server(chatlog, journal).start()
+        reader = clients(server.url, "reader")
+        stored = [m["id"] for m in reader.call("history", {"group": "g", "after": 0, "limit": 200})["messages"]]
+        assert stored[:len(acked)] == [a["id"] for a in acked]
+    finally:
+        if server.process.poll() is None:
+            server.stop()
+
+
+def test_a_client_that_stops_reading_is_disconnected_and_never_slows_its_room(chatlog, journal, clients):
+    import socket as sockets
+    import websocket
+    server = Server(chatlog, journal, "--events-per-second", "100000", "--events-burst", "100000").start()
+    try:
+        # A client that joins, then never reads again, with a tiny receive buffer.
+        slow = websocket.create_connection(server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket",
+                                           timeout=10, sockopt=[(sockets.SOL_SOCKET, sockets.SO_RCVBUF, 4096)])
+        assert slow.recv().startswith("0")
+        slow.send('40{"username":"sloth"}')
+        assert slow.recv().startswith("40")
+        slow.send('420["join-group",{"group":"flood"}]')
+        reader = clients(server.url, "reader", transports=["websocket"])
+        reader.call("join-group", {"group": "flood"})
+        sender = clients(server.url, "sender", transports=["websocket"])
+        sender.call("join-group", {"group": "flood"})
+        text = "x" * 4000
+        count = 2500
+        for n in range(count):
+            sender.emit("send-group-message", {"group": "flood", "message": text, "created": n, "client_id": f"f{n}"})
+        last = sender.call("send-group-message", {"group": "flood", "message": "done", "created": 0}, timeout=60)
+        got = reader.wait_for("send-group-message", count + 1, timeout=60)
+        assert [m["id"] for m in got] == sorted({m["id"] for m in got}) and got[-1]["id"] == last["id"]
+        assert "socket.io client too slow; closing" in server.log()
+        # Its connection closes (after the close handshake's timeout): it goes offline.
+        deadline = time.time() + 10
+        while "sloth" in reader.call("members", {"group": "flood"})["online"] and time.time() < deadline:
+            time.sleep(0.2)
+        assert "sloth" not in reader.call("members", {"group": "flood"})["online"]
+    finally:
+        server.stop()
