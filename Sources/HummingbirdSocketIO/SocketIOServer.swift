@@ -42,6 +42,8 @@ public final class SocketIOServer: Service, Sendable {
     /// What a WebSocket's writer takes from its queue.
     enum OutboundItem: Sendable {
         case packet(EnginePacket)
+        /// A text packet's WebSocket frame payload, encoded once for many connections.
+        case frame(ByteBuffer)
         /// Everything queued before has been written: tell the server (`writesFlushed`).
         case barrier
     }
@@ -241,8 +243,10 @@ public final class SocketIOServer: Service, Sendable {
     /// to its namespace (the packet must be for that namespace). A broadcast's cost is then
     /// one encoding and one lock, whatever the number of recipients.
     public func send(_ packet: EnginePacket, to sockets: some Sequence<SocketRef>) {
+        // WebSocket connections share one encoded frame; polling ones take the packet.
+        let frame = packet.textFrame.map { ByteBuffer(string: $0) }
         state.withLock { state in
-            for socket in sockets { state.send(packet, to: socket) }
+            for socket in sockets { state.send(packet, frame: frame, to: socket) }
         }
     }
 
@@ -522,13 +526,26 @@ public final class SocketIOServer: Service, Sendable {
             send(to: socket) { $0.emit(namespace: socket.namespace, event: event, relaying: arguments, now: .now) }
         }
 
-        /// Sends an already encoded packet to a socket still connected to its namespace.
-        mutating func send(_ packet: EnginePacket, to socket: SocketRef) {
-            guard let actions = modify(socket.engineID, { connection -> [EngineSession.Action]? in
+        /// Sends an already encoded packet to a socket still connected to its namespace; on a
+        /// WebSocket, as `frame` (the packet's frame payload, shared by every recipient).
+        mutating func send(_ packet: EnginePacket, frame: ByteBuffer?, to socket: SocketRef) {
+            enum Route { case frame(Outbound), engine([EngineSession.Action]) }
+            guard let route = modify(socket.engineID, { connection -> Route? in
                 guard connection.socket.sockets[socket.namespace] == socket.socketID else { return nil }
-                return connection.engine.send([packet])
+                if frame != nil, connection.engine.transport == .websocket, let outbound = connection.websocket {
+                    return .frame(outbound)  // what `engine.send` would ask for, without the copy
+                }
+                return .engine(connection.engine.send([packet]))
             }) ?? nil else { return }
-            deferredCalls += apply(actions, to: socket.engineID)
+            switch route {
+            case .frame(let outbound):
+                guard let frame else { return }
+                if case .dropped = outbound.queue.yield(.frame(frame)) {
+                    deferredCalls += tooSlow(outbound, sid: socket.engineID)
+                }
+            case .engine(let actions):
+                deferredCalls += apply(actions, to: socket.engineID)
+            }
         }
 
         /// Carries out what the socket's session does to emit (`emit` asks it): sends, and
@@ -691,14 +708,17 @@ public final class SocketIOServer: Service, Sendable {
         @discardableResult
         mutating func write(_ packets: [EnginePacket], to outbound: Outbound, sid: String) -> [AppCall] {
             for packet in packets {
-                if case .dropped = outbound.queue.yield(.packet(packet)) {
-                    logger.warning("socket.io client too slow; closing", metadata: ["socketio.sid": "\(sid)"])
-                    outbound.queue.abort()
-                    guard let actions = modify(sid, { $0.engine.transportClosed() }) else { return [] }
-                    return apply(actions, to: sid)
-                }
+                if case .dropped = outbound.queue.yield(.packet(packet)) { return tooSlow(outbound, sid: sid) }
             }
             return []
+        }
+
+        /// Drops a WebSocket client whose queue is full and closes its session.
+        mutating func tooSlow(_ outbound: Outbound, sid: String) -> [AppCall] {
+            logger.warning("socket.io client too slow; closing", metadata: ["socketio.sid": "\(sid)"])
+            outbound.queue.abort()
+            guard let actions = modify(sid, { $0.engine.transportClosed() }) else { return [] }
+            return apply(actions, to: sid)
         }
     }
 }

@@ -40,6 +40,9 @@ public final class WebSocketConnection: Sendable {
     /// What the writer does with an item of its queue.
     public enum Outgoing: Sendable {
         case message(Message)
+        /// A text frame's payload already encoded (UTF-8): one buffer can go to many
+        /// connections without a copy each.
+        case encodedText(ByteBuffer)
         /// Called (on the event loop) once everything before it has been written and flushed.
         case written(@Sendable () -> Void)
     }
@@ -430,6 +433,9 @@ public final class WebSocketConnection: Sendable {
                         switch outgoing(item) {
                         case .message(let message)?:
                             context.write(wrapOutboundOut(frame(message, allocator: context.channel.allocator)), promise: nil)
+                            unflushed = true
+                        case .encodedText(let bytes)?:
+                            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: bytes)), promise: nil)
                             unflushed = true
                         case .written(let callback)?:
                             if unflushed { context.flush() }

@@ -41,6 +41,8 @@ struct BenchLoad: AsyncParsableCommand {
     @Option(help: "Then hold this many idle connections and report the server's memory per connection (0: skip).")
     var idleConnections = 0
     @Option(help: "A name for this run in the JSON line.") var label = "server"
+    @Flag(help: ArgumentHelp("Idle connections join no room (to tell the transport's memory from the chat's).", visibility: .hidden))
+    var idleWithoutRooms = false
 
     func validate() throws {
         guard rooms >= 1, clientsPerRoom >= 1, senders >= 0, senders <= rooms * clientsPerRoom else {
@@ -223,7 +225,7 @@ struct BenchLoad: AsyncParsableCommand {
         var channels: [any Channel] = []
         var joined: [EventLoopFuture<Void>] = []
         for index in 0..<idleConnections {
-            let plan = LoadClient.Plan(username: "idle\(index)", room: "idle-\(index % 100)", sender: nil, senders: 0, messages: 0,
+            let plan = LoadClient.Plan(username: "idle\(index)", room: idleWithoutRooms ? "" : "idle-\(index % 100)", sender: nil, senders: 0, messages: 0,
                                        window: 1, expected: 0)
             let (channel, _, join, _) = try await LoadClient.connect(host: host, port: port, group: group, plan: plan, clock: clock)
             channels.append(channel)
@@ -234,8 +236,9 @@ struct BenchLoad: AsyncParsableCommand {
         try await Task.sleep(for: .seconds(1))
         let after = Self.residentBytes(pid: serverPid) ?? before
         let perConnection = Double(max(0, after - before)) / Double(idleConnections)
-        say(String(format: "%d idle connections (each in a room): server memory %.1f → %.1f MB, %.1f KB per connection",
-                     idleConnections, Double(before) / 1e6, Double(after) / 1e6, perConnection / 1000))
+        say(String(format: "%d idle connections (%@): server memory %.1f → %.1f MB, %.1f KB per connection",
+                     idleConnections, idleWithoutRooms ? "connected, in no room" : "each joined to a room", Double(before) / 1e6,
+                     Double(after) / 1e6, perConnection / 1000))
         for channel in channels { try? await channel.close() }
         return perConnection.rounded()
     }

@@ -126,6 +126,9 @@ final class LoadClient: ChannelInboundHandler {
         case UInt8(ascii: "4"):
             guard text.count > 1 else { return }
             switch text[1] {
+            case UInt8(ascii: "0") where phase == .connecting && plan.room.isEmpty:
+                phase = .joined  // connected, in no room
+                joined.succeed(())
             case UInt8(ascii: "0") where phase == .connecting:
                 phase = .joining
                 let after = plan.after.map { #","after":\#($0)"# } ?? ""
