@@ -209,10 +209,15 @@ public struct EngineSession: Sendable {
     /// session cannot upgrade (not polling, or already upgrading): refuse that WebSocket.
     public mutating func probeAttached(now: ContinuousClock.Instant) -> (accepted: Bool, actions: [Action]) {
         guard case .polling(let pollWaiting, .none) = state else { return (false, []) }
-        state = .polling(pollWaiting: false, upgrade: .attached)
+        state = .polling(pollWaiting: pollWaiting, upgrade: .attached)
         upgradeDeadline = now.advanced(by: configuration.upgradeTimeout)
-        // End the waiting poll, so the client's polling winds down.
-        return (true, pollWaiting ? [.answerPoll(EnginePacket.encodePayload([EnginePacket(.noop)]))] : [])
+        // A poll already waiting is held like one that arrives during the upgrade: it ends
+        // with a noop after `upgradePollHold` (the client's polling winds down), or with 400
+        // if the upgrade completes first. Which of the WebSocket's attachment, its frames and
+        // the poll the server sees first must not change the answer: they reach it on
+        // different connections, in any order.
+        if pollWaiting { heldPollEndsAt = now.advanced(by: configuration.upgradePollHold) }
+        return (true, [])
     }
 
     /// A frame arrived on the WebSocket that is upgrading this session.
@@ -223,7 +228,7 @@ public struct EngineSession: Sendable {
         }
         switch (packet.type, packet.data) {
         case (.ping, .text("probe")) where upgrade == .attached:
-            state = .polling(pollWaiting: false, upgrade: .probed)
+            if case .polling(let pollWaiting, _) = state { state = .polling(pollWaiting: pollWaiting, upgrade: .probed) }
             return [.writeProbeFrames([EnginePacket(.pong, .text("probe"))])]
         case (.upgrade, _) where upgrade == .probed:
             var actions: [Action] = []

@@ -106,9 +106,12 @@ import Testing
     @Test func upgradeProbeNoopAndSwitchToWebSocket() {
         var session = polling()
         #expect(session.pollArrived(now: t0) == .hold)
-        // The WebSocket opens: the waiting poll ends at once with a noop...
-        #expect(session.probeAttached(now: t0) == (true, [.answerPoll("6")]))
-        // ...and a poll during the upgrade is held for upgradePollHold, then ends with a noop.
+        // The WebSocket opens: the waiting poll is held for upgradePollHold, then ends with a
+        // noop (as is a poll that arrives during the upgrade)...
+        #expect(session.probeAttached(now: t0) == (true, []))
+        #expect(session.nextDeadline == t0.advanced(by: .milliseconds(100)))
+        #expect(session.timerFired(now: t0.advanced(by: .milliseconds(100))) == [.answerPoll("6")])
+        // ...and so is a poll that arrives during the upgrade.
         #expect(session.pollArrived(now: t0) == .hold)
         #expect(session.nextDeadline == t0.advanced(by: .milliseconds(100)))
         #expect(session.timerFired(now: t0.advanced(by: .milliseconds(99))) == [])
@@ -145,7 +148,19 @@ import Testing
         #expect(session.nextDeadline == t0.advanced(by: .seconds(60)))
         // Polling goes on; a new upgrade may start.
         #expect(session.pollArrived(now: t0.advanced(by: .seconds(10))) == .hold)
-        #expect(session.probeAttached(now: t0.advanced(by: .seconds(10))) == (true, [.answerPoll("6")]))
+        #expect(session.probeAttached(now: t0.advanced(by: .seconds(10))) == (true, []))
+    }
+
+    /// The official suite's "ignores HTTP requests with same sid after upgrade": the poll may
+    /// reach the server before the WebSocket is attached (its frames travel on another
+    /// connection). Whatever the order, a poll that the upgrade overtakes gets 400.
+    @Test func aPollWaitingBeforeTheProbeAttachesGets400WhenTheUpgradeCompletes() {
+        var session = polling()
+        #expect(session.pollArrived(now: t0) == .hold)
+        #expect(session.probeAttached(now: t0) == (true, []))
+        #expect(session.probeFrameArrived(EnginePacket(.ping, .text("probe"))) == [.writeProbeFrames([EnginePacket(.pong, .text("probe"))])])
+        #expect(session.probeFrameArrived(EnginePacket(.upgrade)) == [.rejectPoll])
+        #expect(session.transport == .websocket)
     }
 
     @Test func anUpgradeMustProbeBeforeItSwitches() {
