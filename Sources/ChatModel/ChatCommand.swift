@@ -7,14 +7,14 @@ public enum ChatCommand: Sendable, Equatable {
     case join(RoomID)
     case leave(RoomID)
     case remove(RoomID, user: UserID)
-    case send(RoomID, clientMessageID: String, text: String, clientCreatedMs: Int64)
+    case send(RoomID, clientMessageID: String, text: String, clientCreatedMs: Int64, clientCreatedText: String? = nil)
     case edit(RoomID, message: MessageID, text: String)
     case delete(RoomID, message: MessageID)
 
     public var room: RoomID {
         switch self {
         case .createRoom(let room, _, _), .invite(let room, _), .revokeInvitation(let room, _), .join(let room),
-             .leave(let room), .remove(let room, _), .send(let room, _, _, _), .edit(let room, _, _),
+             .leave(let room), .remove(let room, _), .send(let room, _, _, _, _), .edit(let room, _, _),
              .delete(let room, _):
             room
         }

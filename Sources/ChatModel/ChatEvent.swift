@@ -31,8 +31,10 @@ public struct ChatEvent: Sendable, Equatable {
         /// The actor (the owner) removed `user`; a removed user must be invited again.
         case memberRemoved(user: UserID)
         /// The actor sent a message; `clientMessageID` makes retries idempotent;
-        /// `clientCreatedMs` is the time the client claims (not trusted for ordering).
-        case messageSent(clientMessageID: String, text: String, clientCreatedMs: Int64)
+        /// `clientCreatedMs` is the time the client claims (not trusted for ordering);
+        /// `clientCreatedText`, when the client gave that time as text (an ISO-8601 string),
+        /// is that text as it came, so that it is echoed in the same form.
+        case messageSent(clientMessageID: String, text: String, clientCreatedMs: Int64, clientCreatedText: String? = nil)
         /// The actor (the author) replaced the text of `message`.
         case messageEdited(message: MessageID, text: String)
         /// The actor (the author or the owner) deleted `message`.

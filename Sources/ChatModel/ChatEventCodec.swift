@@ -75,10 +75,12 @@ public enum ChatEventCodec {
             short(user.value)
         case .memberJoined, .memberLeft:
             break
-        case .messageSent(let clientMessageID, let text, let clientCreatedMs):
+        case .messageSent(let clientMessageID, let text, let clientCreatedMs, let clientCreatedText):
             short(clientMessageID)
             buffer.writeInteger(clientCreatedMs, endianness: .little)
             long(text)
+            // An optional trailing field (FORMAT.md §8): readers that predate it ignore it.
+            if let clientCreatedText { short(clientCreatedText) }
         case .messageEdited(let message, let text):
             buffer.writeInteger(message.offset, endianness: .little)
             long(text)
@@ -136,8 +138,10 @@ public enum ChatEventCodec {
         case .messageSent:
             let clientMessageID = try fields.short("client message id")
             let clientCreatedMs = try fields.integer(Int64.self, "client time")
-            body = .messageSent(clientMessageID: clientMessageID, text: try fields.long("text", decode: includeText),
-                                clientCreatedMs: clientCreatedMs)
+            let text = try fields.long("text", decode: includeText)
+            let clientCreatedText = fields.remaining > 0 ? try fields.short("client time text") : nil
+            body = .messageSent(clientMessageID: clientMessageID, text: text, clientCreatedMs: clientCreatedMs,
+                                clientCreatedText: clientCreatedText)
         case .messageEdited:
             let message = MessageID(try fields.integer(UInt64.self, "message"))
             body = .messageEdited(message: message, text: try fields.long("text", decode: includeText))
@@ -161,6 +165,8 @@ public enum ChatEventCodec {
         public let clientCreatedMs: Int64
         /// Valid UTF-8 when read with `includeText` (the default); unchecked otherwise.
         public let text: UnsafeBufferPointer<UInt8>
+        /// The client's time as the text it sent, when it sent text; valid UTF-8.
+        public let clientCreatedText: UnsafeBufferPointer<UInt8>?
     }
 
     /// Reads a `messageSent` record without building its strings, for projections that copy
@@ -199,8 +205,13 @@ public enum ChatEventCodec {
         let text = includeText
             ? try fields.utf8(length: textLength, limit: textBytesLimit, "text")
             : try fields.take(textLength, limit: textBytesLimit, "text")
+        var clientCreatedText: UnsafeBufferPointer<UInt8>?
+        if fields.remaining > 0 {
+            let length = Int(try fields.integer(UInt16.self, "client time text"))
+            clientCreatedText = try fields.utf8(length: length, limit: shortStringBytesLimit, "client time text")
+        }
         return MessageSentFields(timestampMs: timestampMs, actor: actor, room: room, clientMessageID: clientMessageID,
-                                 clientCreatedMs: clientCreatedMs, text: text)
+                                 clientCreatedMs: clientCreatedMs, text: text, clientCreatedText: clientCreatedText)
     }
 
     /// Reads the fields of one event from its bytes. Field names are static strings: error

@@ -66,7 +66,7 @@ extension RoomState {
             guard room.members.contains(user) else { return reject(.notMember, "\(user) is not a member of \(roomID)") }
             return accept(.memberRemoved(user: user))
 
-        case .send(_, let clientMessageID, let text, let clientCreatedMs):
+        case .send(_, let clientMessageID, let text, let clientCreatedMs, let clientCreatedText):
             guard room.mayRead(actor) else { return reject(.notMember, "only members may send to the private room \(roomID)") }
             guard Self.isValidText(clientMessageID, maxBytes: limits.clientMessageIDBytesMax, allowNewlines: false) else {
                 return reject(.invalidClientMessageID, "a client message id is 1 to \(limits.clientMessageIDBytesMax) bytes without control characters")
@@ -78,7 +78,11 @@ extension RoomState {
                let previous = room.recentClientIDs[author]?.last(where: { $0.clientMessageID == clientMessageID }) {
                 return .duplicate(of: previous.message)
             }
-            return accept(.messageSent(clientMessageID: clientMessageID, text: text, clientCreatedMs: clientCreatedMs))
+            if let clientCreatedText, !Self.isValidText(clientCreatedText, maxBytes: limits.clientMessageIDBytesMax, allowNewlines: false) {
+                return reject(.invalidText, "a client time given as text is 1 to \(limits.clientMessageIDBytesMax) bytes without control characters")
+            }
+            return accept(.messageSent(clientMessageID: clientMessageID, text: text, clientCreatedMs: clientCreatedMs,
+                                       clientCreatedText: clientCreatedText))
 
         case .edit(_, let message, let text):
             guard room.mayRead(actor) else { return reject(.notMember, "only members may edit in the private room \(roomID)") }

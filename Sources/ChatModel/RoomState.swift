@@ -211,7 +211,7 @@ public struct RoomState: Sendable, Equatable {
         case .memberRemoved(let user):
             roomList[index].members.remove(user)
             roomList[index].invited.remove(user)
-        case .messageSent(let clientMessageID, _, _):
+        case .messageSent(let clientMessageID, _, _, _):
             applyMessage(PlacedMessage(offset: offset, room: placement.room, author: placement.author,
                                        newAuthor: placement.isNewAuthor ? event.actor : nil, clientMessageID: clientMessageID))
         case .messageEdited:

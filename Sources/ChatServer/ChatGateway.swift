@@ -149,9 +149,9 @@ final class ChatGateway: SocketIOHandler {
         switch request {
         case .join(let room, let username, let after):
             return await join(socket, room: room, username: username, after: after, server: server, nowMs: nowMs)
-        case .send(let room, let text, let created, let username, let clientID):
-            return await send(socket, room: room, text: text, created: created, username: username, clientID: clientID,
-                              ackID: ackID, server: server, nowMs: nowMs)
+        case .send(let room, let text, let created, let createdText, let username, let clientID):
+            return await send(socket, room: room, text: text, created: created, createdText: createdText, username: username,
+                              clientID: clientID, ackID: ackID, server: server, nowMs: nowMs)
         case .typing(let room, let username):
             return typing(socket, room: room, username: username, server: server)
         case .leave(let room, let username):
@@ -235,15 +235,16 @@ final class ChatGateway: SocketIOHandler {
     /// A send, the hot path: once appended, its ack is left to the tailer (`LiveRooms.answer`),
     /// so the connection goes on reading without a suspension per message; while more than
     /// `inFlightEventsMax` events wait to be applied, it waits like any command (back-pressure).
-    func send(_ socket: SocketRef, room: RoomID, text: String, created: Int64, username: String?, clientID: String?,
-              ackID: UInt64?, server: SocketIOServer, nowMs: Int64) async -> Answer {
+    func send(_ socket: SocketRef, room: RoomID, text: String, created: Int64, createdText: String?, username: String?,
+              clientID: String?, ackID: UInt64?, server: SocketIOServer, nowMs: Int64) async -> Answer {
         let user: UserID
         switch self.user(of: socket, naming: username) {
         case .success(let bound): user = bound
         case .failure(let error): return .unauthorized(error.message)
         }
         let clientMessageID = clientID ?? ChatWire.generatedClientIDPrefix + SocketIOServer.randomID()
-        let command = ChatCommand.send(room, clientMessageID: clientMessageID, text: text, clientCreatedMs: created)
+        let command = ChatCommand.send(room, clientMessageID: clientMessageID, text: text, clientCreatedMs: created,
+                                       clientCreatedText: createdText)
         let id: Offset
         switch decider.decide(command, by: user, nowMs: nowMs) {
         case .appended(let range): id = range.first

@@ -8,7 +8,7 @@ import SocketIO
 /// Pure parsing of `JSONValue`s; no state.
 enum ChatRequest: Sendable {
     case join(RoomID, username: String?, after: Offset?)
-    case send(RoomID, text: String, created: Int64, username: String?, clientID: String?)
+    case send(RoomID, text: String, created: Int64, createdText: String?, username: String?, clientID: String?)
     case typing(RoomID, username: String?)
     case leave(RoomID, username: String?)
     case create(RoomID, isPrivate: Bool, name: String?)
@@ -37,7 +37,8 @@ enum ChatRequest: Sendable {
         case "join-group":
             return .join(try payload.room(), username: try payload.optionalString("username"), after: try payload.optionalOffset("after"))
         case "send-group-message":
-            return .send(try payload.room(), text: try payload.string("message"), created: try payload.created(),
+            let (created, createdText) = try payload.created()
+            return .send(try payload.room(), text: try payload.string("message"), created: created, createdText: createdText,
                          username: try payload.optionalString("username"), clientID: try payload.optionalString("client_id"))
         case "user-typing":
             return .typing(try payload.room(), username: try payload.optionalString("username"))
@@ -132,16 +133,16 @@ enum ChatRequest: Sendable {
             return UInt64(number)
         }
 
-        /// `created`: milliseconds since the Unix epoch as a number, or an ISO-8601 time;
-        /// absent: 0.
-        func created() throws(PayloadError) -> Int64 {
-            guard let member = field("created") else { return 0 }
+        /// `created`: milliseconds since the Unix epoch as a number, or an ISO-8601 time (then
+        /// also its text, echoed as it came); absent: 0.
+        func created() throws(PayloadError) -> (Int64, String?) {
+            guard let member = field("created") else { return (0, nil) }
             switch member {
             case .number(let number) where number.isFinite && abs(number) < 9_007_199_254_740_992:
-                return Int64(number.rounded())
+                return (Int64(number.rounded()), nil)
             case .string(let text):
                 guard let ms = ISO8601.milliseconds(text) else { throw PayloadError("created must be a number of milliseconds or an ISO-8601 time") }
-                return ms
+                return (ms, text)
             default:
                 throw PayloadError("created must be a number of milliseconds or an ISO-8601 time")
             }

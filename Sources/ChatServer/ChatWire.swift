@@ -38,10 +38,10 @@ enum ChatWire {
             return ("invitation-revoked", { memberNotice(&$0, group: group, user: user, by: event.actor) })
         case .memberRemoved(let user):
             return ("member-removed", { memberNotice(&$0, group: group, user: user, by: event.actor) })
-        case .messageSent(let clientMessageID, let text, let clientCreatedMs):
+        case .messageSent(let clientMessageID, let text, let clientCreatedMs, let clientCreatedText):
             return ("send-group-message", { output in
                 message(&output, group: group, id: offset.value, text: text, username: event.actor.value,
-                        created: clientCreatedMs, clientID: clientMessageID)
+                        created: clientCreatedMs, createdText: clientCreatedText, clientID: clientMessageID)
             })
         case .messageEdited(let message, let text):
             return ("message-edited", { output in
@@ -73,13 +73,15 @@ enum ChatWire {
 
     /// A message in the `send-group-message` shape (also a `history` entry's).
     static func message(_ output: inout JSONOutput, group: String, id: UInt64, text: String?, username: String,
-                        created: Int64, clientID: String, edited: Bool = false, deleted: Bool = false) {
+                        created: Int64, createdText: String?, clientID: String, edited: Bool = false, deleted: Bool = false) {
         output.beginObject()
         output.key("group"); output.string(group)
         output.key("message")
         if let text { output.string(text) } else { output.null() }
         output.key("username"); output.string(username)
-        output.key("created"); output.integer(created)
+        // `created` as the client sent it: its text when it sent text, else the number.
+        output.key("created")
+        if let createdText { output.string(createdText) } else { output.integer(created) }
         output.key("id"); output.integer(Int64(id))
         if !clientID.hasPrefix(generatedClientIDPrefix) {
             output.key("client_id"); output.string(clientID)
@@ -95,7 +97,7 @@ enum ChatWire {
             ("group", .string(message.room)),
             ("message", message.text.map(JSONValue.string) ?? .null),
             ("username", .string(message.author)),
-            ("created", .number(Double(message.clientCreatedMs))),
+            ("created", message.clientCreatedText.map(JSONValue.string) ?? .number(Double(message.clientCreatedMs))),
             ("id", .number(Double(message.offset))),
         ]
         if !message.clientMessageID.hasPrefix(generatedClientIDPrefix) {

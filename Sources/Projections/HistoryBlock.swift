@@ -22,10 +22,13 @@ struct HistoryBlock: Sendable, Equatable {
         var sentMs: Int64
         var editedMs: Int64?
         var deletedMs: Int64?
+        /// The client's time as the text it sent, when it sent text.
+        var clientCreatedText: String?
 
         func history(room: String) -> HistoryMessage {
             HistoryMessage(offset: offset, room: room, author: author, clientMessageID: clientMessageID, text: text,
-                           clientCreatedMs: clientCreatedMs, sentMs: sentMs, editedMs: editedMs, deletedMs: deletedMs)
+                           clientCreatedMs: clientCreatedMs, sentMs: sentMs, editedMs: editedMs, deletedMs: deletedMs,
+                           clientCreatedText: clientCreatedText)
         }
     }
 
@@ -41,6 +44,8 @@ struct HistoryBlock: Sendable, Equatable {
     private static let fixedBytes = 5 * 8
     /// The text length that marks deleted text.
     private static let noText = UInt32.max
+    /// The client time text length that marks its absence (the client sent a number).
+    private static let noCreatedText = UInt16.max
 
     init() {}
 
@@ -53,29 +58,31 @@ struct HistoryBlock: Sendable, Equatable {
     /// Appends a message from its fields' bytes. Offsets must increase.
     mutating func append(
         offset: UInt64, sentMs: Int64, clientCreatedMs: Int64, editedMs: Int64? = nil, deletedMs: Int64? = nil,
-        author: UnsafeBufferPointer<UInt8>, clientMessageID: UnsafeBufferPointer<UInt8>, text: UnsafeBufferPointer<UInt8>?
+        author: UnsafeBufferPointer<UInt8>, clientMessageID: UnsafeBufferPointer<UInt8>, text: UnsafeBufferPointer<UInt8>?,
+        clientCreatedText: UnsafeBufferPointer<UInt8>? = nil
     ) {
         precondition(lastOffset.map { offset > $0 } ?? true, "history block offsets must increase")
         if body.isEmpty { body.reserveCapacity(Self.capacity * 192) }
         Self.encode(offset: offset, sentMs: sentMs, clientCreatedMs: clientCreatedMs, editedMs: editedMs,
-                    deletedMs: deletedMs, author: author, clientMessageID: clientMessageID, text: text, into: &body)
+                    deletedMs: deletedMs, author: author, clientMessageID: clientMessageID, text: text,
+                    clientCreatedText: clientCreatedText, into: &body)
         count += 1
         if firstOffset == nil { firstOffset = offset }
         lastOffset = offset
     }
 
     mutating func append(_ message: Message) {
-        message.withFieldBytes { author, clientMessageID, text in
+        message.withFieldBytes { author, clientMessageID, text, createdText in
             append(offset: message.offset, sentMs: message.sentMs, clientCreatedMs: message.clientCreatedMs,
                    editedMs: message.editedMs, deletedMs: message.deletedMs,
-                   author: author, clientMessageID: clientMessageID, text: text)
+                   author: author, clientMessageID: clientMessageID, text: text, clientCreatedText: createdText)
         }
     }
 
     private static func encode(
         offset: UInt64, sentMs: Int64, clientCreatedMs: Int64, editedMs: Int64?, deletedMs: Int64?,
         author: UnsafeBufferPointer<UInt8>, clientMessageID: UnsafeBufferPointer<UInt8>, text: UnsafeBufferPointer<UInt8>?,
-        into bytes: inout [UInt8]
+        clientCreatedText: UnsafeBufferPointer<UInt8>?, into bytes: inout [UInt8]
     ) {
         func integer<T: FixedWidthInteger>(_ value: T) {
             withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
@@ -95,6 +102,13 @@ struct HistoryBlock: Sendable, Equatable {
         } else {
             integer(noText)
         }
+        if let clientCreatedText {
+            precondition(clientCreatedText.count < Int(noCreatedText), "a client time text is short (validated by the rules)")
+            integer(UInt16(clientCreatedText.count))
+            bytes.append(contentsOf: clientCreatedText)
+        } else {
+            integer(noCreatedText)
+        }
     }
 
     /// Changes the message at `offset` in place (its offset stays).
@@ -105,10 +119,11 @@ struct HistoryBlock: Sendable, Equatable {
         change(&message)
         message.offset = offset
         var encoded: [UInt8] = []
-        message.withFieldBytes { author, clientMessageID, text in
+        message.withFieldBytes { author, clientMessageID, text, createdText in
             Self.encode(offset: offset, sentMs: message.sentMs, clientCreatedMs: message.clientCreatedMs,
                         editedMs: message.editedMs, deletedMs: message.deletedMs,
-                        author: author, clientMessageID: clientMessageID, text: text, into: &encoded)
+                        author: author, clientMessageID: clientMessageID, text: text, clientCreatedText: createdText,
+                        into: &encoded)
         }
         body.replaceSubrange(range, with: encoded)
         return true
@@ -140,6 +155,8 @@ struct HistoryBlock: Sendable, Equatable {
         cursor += 2 + length(at: cursor, as: UInt16.self)
         let text = raw.loadUnaligned(fromByteOffset: cursor, as: UInt32.self)
         cursor += 4 + (UInt32(littleEndian: text) == noText ? 0 : Int(UInt32(littleEndian: text)))
+        let created = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: cursor, as: UInt16.self))
+        cursor += 2 + (created == noCreatedText ? 0 : Int(created))
         return cursor - position
     }
 
@@ -179,10 +196,13 @@ struct HistoryBlock: Sendable, Equatable {
         let client = string(length: Int(integer(UInt16.self)))
         let textLength = integer(UInt32.self)
         let text = textLength == noText ? nil : string(length: Int(textLength))
+        let createdLength = integer(UInt16.self)
+        let createdText = createdLength == noCreatedText ? nil : string(length: Int(createdLength))
         let message = Message(offset: offset, author: author, clientMessageID: client, text: text,
                               clientCreatedMs: created, sentMs: sent,
                               editedMs: edited == Int64.min ? nil : edited,
-                              deletedMs: deleted == Int64.min ? nil : deleted)
+                              deletedMs: deleted == Int64.min ? nil : deleted,
+                              clientCreatedText: createdText)
         return (message, cursor)
     }
 
@@ -208,15 +228,16 @@ struct HistoryBlock: Sendable, Equatable {
             for _ in 0..<count {
                 // Check every length against the end before `size` trusts them.
                 var cursor = position + fixedBytes
-                func field(lengthBytes width: Int) -> Bool {
+                func field(lengthBytes width: Int, absent: Int? = nil) -> Bool {
                     guard cursor + width <= messages.count else { return false }
                     var length = 0
                     for byte in (0..<width).reversed() { length = length << 8 | Int(messages[cursor + byte]) }
-                    if width == 4, length == Int(noText) { length = 0 }
+                    if length == absent { length = 0 }
                     cursor += width + length
                     return cursor <= messages.count
                 }
-                guard field(lengthBytes: 2), field(lengthBytes: 2), field(lengthBytes: 4) else { return nil }
+                guard field(lengthBytes: 2), field(lengthBytes: 2), field(lengthBytes: 4, absent: Int(noText)),
+                      field(lengthBytes: 2, absent: Int(noCreatedText)) else { return nil }
                 let offset = UInt64(littleEndian: messages.loadUnaligned(fromByteOffset: position, as: UInt64.self))
                 guard block.lastOffset.map({ offset > $0 }) ?? true else { return nil }
                 if block.firstOffset == nil { block.firstOffset = offset }
@@ -232,18 +253,25 @@ struct HistoryBlock: Sendable, Equatable {
 }
 
 extension HistoryBlock.Message {
-    /// Calls `body` with the UTF-8 bytes of the author, the client message id and the text.
+    /// Calls `body` with the UTF-8 bytes of the author, the client message id, the text and
+    /// the client's time text.
     func withFieldBytes<R>(
-        _ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>?) throws -> R
+        _ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>?, UnsafeBufferPointer<UInt8>?) throws -> R
     ) rethrows -> R {
         // withUTF8 needs mutable strings: copies of the fields (no bytes are copied).
         var author = author
         var clientMessageID = clientMessageID
         return try author.withUTF8 { author in
             try clientMessageID.withUTF8 { clientMessageID in
-                guard var text else { return try body(author, clientMessageID, nil) }
-                return try text.withUTF8 { try body(author, clientMessageID, $0) }
+                try Self.withOptionalUTF8(text) { text in
+                    try Self.withOptionalUTF8(clientCreatedText) { try body(author, clientMessageID, text, $0) }
+                }
             }
         }
+    }
+
+    private static func withOptionalUTF8<R>(_ string: String?, _ body: (UnsafeBufferPointer<UInt8>?) throws -> R) rethrows -> R {
+        guard var string else { return try body(nil) }
+        return try string.withUTF8 { try body($0) }
     }
 }

@@ -19,6 +19,22 @@ public struct HistoryMessage: Sendable, Equatable, Codable {
     public var sentMs: Int64
     public var editedMs: Int64?
     public var deletedMs: Int64?
+    /// The client's time as the text it sent (an ISO-8601 string), when it sent text.
+    public var clientCreatedText: String?
+
+    public init(offset: UInt64, room: String, author: String, clientMessageID: String, text: String?, clientCreatedMs: Int64,
+                sentMs: Int64, editedMs: Int64? = nil, deletedMs: Int64? = nil, clientCreatedText: String? = nil) {
+        self.offset = offset
+        self.room = room
+        self.author = author
+        self.clientMessageID = clientMessageID
+        self.text = text
+        self.clientCreatedMs = clientCreatedMs
+        self.sentMs = sentMs
+        self.editedMs = editedMs
+        self.deletedMs = deletedMs
+        self.clientCreatedText = clientCreatedText
+    }
 }
 
 /// Message history per room for scroll-back, in SQLite through GRDB: a projection of the
@@ -38,7 +54,7 @@ public final class HistoryProjection: Sendable {
     public static let pageLimitMax = 200
     /// The layout of the database (FORMAT.md §10), kept in SQLite's `user_version`. A file of
     /// another layout is derived data of an older build: it is emptied and rebuilt.
-    public static let layoutVersion = 2
+    public static let layoutVersion = 3
 
     public let path: String
     let database: DatabaseQueue
@@ -92,6 +108,7 @@ public final class HistoryProjection: Sendable {
                 if version != Self.layoutVersion, try db.tableExists("blocks") {
                     // Layout 1 (before user_version was set) kept blocks in a WITHOUT ROWID
                     // table keyed by room: every insert landed at a random place in it.
+                    // Layout 2's messages had no client time text. Either is rebuilt.
                     try db.execute(sql: "DROP TABLE IF EXISTS blocks; DROP TABLE IF EXISTS rooms; DROP TABLE IF EXISTS checkpoint")
                 }
                 // Messages are stored in blocks of up to 64 consecutive messages of one room
@@ -209,7 +226,8 @@ public final class HistoryProjection: Sendable {
                         copied = try ChatEventCodec.withMessageSent(record.payload) { message in
                             try writer.append(room: String(decoding: message.room, as: UTF8.self), offset: offset) { block in
                                 block.append(offset: offset, sentMs: message.timestampMs, clientCreatedMs: message.clientCreatedMs,
-                                             author: message.actor, clientMessageID: message.clientMessageID, text: message.text)
+                                             author: message.actor, clientMessageID: message.clientMessageID, text: message.text,
+                                             clientCreatedText: message.clientCreatedText)
                             }
                             return true
                         }
@@ -218,10 +236,11 @@ public final class HistoryProjection: Sendable {
                     }
                     guard copied == nil, case .event(let event) = try ProjectionError.decode(record) else { return }
                     switch event.body {
-                    case .messageSent(let clientMessageID, let text, let clientCreatedMs):
+                    case .messageSent(let clientMessageID, let text, let clientCreatedMs, let clientCreatedText):
                         let message = HistoryBlock.Message(
                             offset: offset, author: event.actor.value, clientMessageID: clientMessageID,
-                            text: text, clientCreatedMs: clientCreatedMs, sentMs: event.timestampMs)
+                            text: text, clientCreatedMs: clientCreatedMs, sentMs: event.timestampMs,
+                            clientCreatedText: clientCreatedText)
                         try writer.append(room: event.room.value, offset: offset) { $0.append(message) }
                     case .messageEdited(let message, let text):
                         try writer.update(room: event.room.value, offset: message.offset, event: offset) { message in

@@ -18,6 +18,8 @@ struct EventJSON: Codable, Equatable {
     var client_message_id: String?
     var text: String?
     var client_created_ms: Int64?
+    /// The client's time as the text it sent, when it sent text (an ISO-8601 string).
+    var client_created_text: String?
     var message: UInt64?
 
     init(offset: UInt64?, event: ChatEvent) {
@@ -43,11 +45,12 @@ struct EventJSON: Codable, Equatable {
         case .memberRemoved(let user):
             type = "member_removed"
             self.user = user.value
-        case .messageSent(let clientMessageID, let text, let clientCreatedMs):
+        case .messageSent(let clientMessageID, let text, let clientCreatedMs, let clientCreatedText):
             type = "message_sent"
             client_message_id = clientMessageID
             self.text = text
             client_created_ms = clientCreatedMs
+            client_created_text = clientCreatedText
         case .messageEdited(let message, let text):
             type = "message_edited"
             self.message = message.offset
@@ -82,7 +85,7 @@ struct EventJSON: Codable, Equatable {
         case "member_removed": command = .remove(room, user: try user())
         case "message_sent":
             command = .send(room, clientMessageID: try require(client_message_id, "client_message_id"), text: try require(text, "text"),
-                            clientCreatedMs: client_created_ms ?? timestamp_ms)
+                            clientCreatedMs: client_created_ms ?? timestamp_ms, clientCreatedText: client_created_text)
         case "message_edited": command = .edit(room, message: MessageID(remap(try require(message, "message"))), text: try require(text, "text"))
         case "message_deleted": command = .delete(room, message: MessageID(remap(try require(message, "message"))))
         default: throw ImportLineError("unknown type \(type.debugDescription)")

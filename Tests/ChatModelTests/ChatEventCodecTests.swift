@@ -15,6 +15,9 @@ import Testing
         ChatEvent(timestampMs: -8, actor: bob, room: general, body: .messageSent(clientMessageID: "c-1", text: "héllo\nwörld 👋", clientCreatedMs: 1_794_999_999_000)),
         ChatEvent(timestampMs: 9, actor: bob, room: general, body: .messageEdited(message: MessageID(42), text: "edited")),
         ChatEvent(timestampMs: 10, actor: alice, room: general, body: .messageDeleted(message: MessageID(UInt64.max))),
+        ChatEvent(timestampMs: 11, actor: bob, room: general,
+                  body: .messageSent(clientMessageID: "c-2", text: "at noon", clientCreatedMs: 1_626_242_156_868,
+                                     clientCreatedText: "2021-07-14T05:55:56.868Z")),
     ]
 
     @Test(arguments: samples)
@@ -42,11 +45,36 @@ import Testing
     }
 
     @Test(arguments: samples)
-    func everyTruncationIsAnErrorNeverACrash(_ event: ChatEvent) {
+    func everyTruncationIsAnErrorNeverACrash(_ event: ChatEvent) throws {
         let bytes = Array(ChatEventCodec.encode(event).readableBytesView)
-        for length in 0..<bytes.count {
+        // A message's client time text is an optional trailing field: cut just before it, the
+        // record is the same message without it (the journal's CRC is what catches truncation).
+        var withoutText: Int?
+        if case .messageSent(let id, let text, let ms, let createdText?) = event.body {
+            withoutText = bytes.count - 2 - createdText.utf8.count
+            var plain = event
+            plain.body = .messageSent(clientMessageID: id, text: text, clientCreatedMs: ms)
+            #expect(try ChatEventCodec.decode(ByteBuffer(bytes: bytes[..<(withoutText ?? 0)])) == .event(plain))
+        }
+        for length in 0..<bytes.count where length != withoutText {
             #expect(throws: ChatEventDecodingError.self) { try ChatEventCodec.decode(ByteBuffer(bytes: bytes[..<length])) }
         }
+    }
+
+    @Test func aMessageKeepsItsClientTimeTextAndReadsOldRecordsWithoutIt() throws {
+        let withText = Self.samples[10]
+        guard case .messageSent(_, _, _, let createdText) = withText.body else { Issue.record("sample 10 is a message"); return }
+        #expect(createdText == "2021-07-14T05:55:56.868Z")
+        // A record of the first revision (no trailing field) is a message without it.
+        #expect(try ChatEventCodec.decode(ChatEventCodec.encode(Self.samples[7])) == .event(Self.samples[7]))
+        // Bytes after the known trailing field are a later revision's: ignored.
+        var longer = ChatEventCodec.encode(withText)
+        longer.writeBytes([9, 9, 9])
+        #expect(try ChatEventCodec.decode(longer) == .event(withText))
+        // The trailing field is checked like any string: an over-long length is an error.
+        var bad = ChatEventCodec.encode(Self.samples[7])
+        bad.writeInteger(UInt16(ChatEventCodec.shortStringBytesLimit + 1), endianness: .little)
+        #expect(throws: ChatEventDecodingError.self) { try ChatEventCodec.decode(bad) }
     }
 
     @Test func invalidUTF8AndInvalidIdentifiersAreErrors() {
@@ -86,7 +114,7 @@ import Testing
             try ChatEventCodec.withMessageSent(record) { fields in
                 (fields.timestampMs, String(decoding: fields.actor, as: UTF8.self), String(decoding: fields.room, as: UTF8.self),
                  String(decoding: fields.clientMessageID, as: UTF8.self), fields.clientCreatedMs,
-                 String(decoding: fields.text, as: UTF8.self))
+                 String(decoding: fields.text, as: UTF8.self), fields.clientCreatedText.map { String(decoding: $0, as: UTF8.self) })
             }
         }
         switch (borrowed, decoded) {
@@ -97,12 +125,13 @@ import Testing
                         || !event.room.value.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }, sourceLocation: sourceLocation)
             }
         case (.success(let fields?), .success(.event(let event))):
-            guard case .messageSent(let clientMessageID, let text, let clientCreatedMs) = event.body else {
+            guard case .messageSent(let clientMessageID, let text, let clientCreatedMs, let clientCreatedText) = event.body else {
                 Issue.record("borrowed a \(event.body)", sourceLocation: sourceLocation)
                 return
             }
             #expect(fields.0 == event.timestampMs && fields.1 == event.actor.value && fields.2 == event.room.value
-                    && fields.3 == clientMessageID && fields.4 == clientCreatedMs && fields.5 == text, sourceLocation: sourceLocation)
+                    && fields.3 == clientMessageID && fields.4 == clientCreatedMs && fields.5 == text
+                    && fields.6 == clientCreatedText, sourceLocation: sourceLocation)
         case (.failure, .failure):
             break
         default:

@@ -368,7 +368,8 @@ import Testing
     static func message(_ offset: UInt64, text: String? = "hello wörld 👋") -> HistoryBlock.Message {
         HistoryBlock.Message(offset: offset, author: "user-\(offset % 7)", clientMessageID: "c-\(offset)", text: text,
                              clientCreatedMs: Int64(offset) * 10, sentMs: Int64(offset) * 10 + 3,
-                             editedMs: offset % 5 == 0 ? 99 : nil, deletedMs: nil)
+                             editedMs: offset % 5 == 0 ? 99 : nil, deletedMs: nil,
+                             clientCreatedText: offset % 3 == 1 ? "1970-01-01T00:00:00.0\(offset % 10)0Z" : nil)
     }
 
     @Test func encodedMessagesRoundTripAndMatchTheFormat() {
@@ -392,16 +393,20 @@ import Testing
         expected += [6, 0] + Array("user-5".utf8)
         expected += [3, 0] + Array("c-5".utf8)
         expected += [2, 0, 0, 0] + Array("hi".utf8)
+        expected += [0xFF, 0xFF]  // no client time text: the client sent a number
         #expect(bytes == expected)
+        let withText = Array(HistoryBlock(messages: [Self.message(4, text: "hi")]).encoded())
+        #expect(Array(withText.suffix(2 + 24)) == [24, 0] + Array("1970-01-01T00:00:00.040Z".utf8))
     }
 
     @Test func appendingFromBytesEqualsAppendingAMessage() {
         var fromBytes = HistoryBlock()
         for offset in [UInt64(3), 9, 10] {
             let message = Self.message(offset)
-            message.withFieldBytes { author, clientMessageID, text in
+            message.withFieldBytes { author, clientMessageID, text, createdText in
                 fromBytes.append(offset: offset, sentMs: message.sentMs, clientCreatedMs: message.clientCreatedMs,
-                                 editedMs: message.editedMs, author: author, clientMessageID: clientMessageID, text: text)
+                                 editedMs: message.editedMs, author: author, clientMessageID: clientMessageID, text: text,
+                                 clientCreatedText: createdText)
             }
         }
         #expect(fromBytes == HistoryBlock(messages: [3, 9, 10].map { Self.message($0) }))

@@ -71,14 +71,23 @@ def test_the_tutorials_events_work_unchanged(server, clients, transports):
     assert len(bob.received("send-group-message")) == 1
 
 
-def test_created_is_echoed_as_the_client_sent_it(server, clients):
+def test_created_is_echoed_as_the_client_sent_it(chatlog, journal, server, clients):
+    from conftest import run
     alice = clients(server.url, "alice")
     alice.call("join-group", {"group": "g"})
-    number = alice.call("send-group-message", {"group": "g", "message": "n", "created": 1700000000123})
-    alice.wait_for("send-group-message")
-    assert alice.received("send-group-message")[0]["created"] == 1700000000123
+    sent = ["2021-07-14T05:55:56.868Z", 1700000000123, "2021-07-14T07:55:56+02:00"]
+    ids = [alice.call("send-group-message", {"group": "g", "message": "m", "created": created})["id"] for created in sent]
+    alice.wait_for("send-group-message", 3)
+    # A number stays the same number; an ISO-8601 string stays the same string (same instant, same form).
+    assert [m["created"] for m in alice.received("send-group-message")] == sent
     history = alice.call("history", {"group": "g"})["messages"]
-    assert [m["created"] for m in history] == [1700000000123] and history[0]["id"] == number["id"]
+    assert [m["created"] for m in history] == sent and [m["id"] for m in history] == ids
+    assert alice.call("send-group-message", {"group": "g", "message": "m", "created": "tomorrow"})["error"]["code"] == "invalid_payload"
+    # The export carries both the instant and the form.
+    exported = [json.loads(line) for line in run(chatlog, "journal", "export", "--journal", str(journal)).stdout.splitlines()]
+    messages = [e for e in exported if e["type"] == "message_sent"]
+    assert [e.get("client_created_text") for e in messages] == [sent[0], None, sent[2]]
+    assert messages[0]["client_created_ms"] == 1626242156868 and messages[2]["client_created_ms"] == 1626242156000
 
 
 def test_private_rooms_invitations_edits_and_deletes(server, clients):
