@@ -148,7 +148,12 @@ final class ChatGateway: SocketIOHandler {
         let nowMs = Self.nowMs()
         switch request {
         case .join(let room, let username, let after):
-            return await join(socket, room: room, username: username, after: after, server: server, nowMs: nowMs)
+            // In a child task: a join's replay goes deep, and a task keeps the memory its
+            // deepest await needed for as long as it lives — here, the connection's life.
+            return await withTaskGroup(of: Answer.self) { group in
+                group.addTask { await self.join(socket, room: room, username: username, after: after, server: server, nowMs: nowMs) }
+                return await group.next() ?? .unavailable("the join was cancelled")
+            }
         case .send(let room, let text, let created, let createdText, let username, let clientID):
             return await send(socket, room: room, text: text, created: created, createdText: createdText, username: username,
                               clientID: clientID, ackID: ackID, server: server, nowMs: nowMs)
