@@ -80,7 +80,8 @@ final class ChatGateway: SocketIOHandler {
     /// The offset to resume from, given the last offset a client received ("-1": none yet).
     static func recoveryStart(_ offset: String) -> Offset? {
         if offset == "-1" { return .zero }
-        return UInt64(offset).map { Offset($0 + 1) }
+        guard let last = UInt64(offset), last < UInt64.max else { return nil }
+        return Offset(last + 1)
     }
 
     func connected(_ socket: SocketRef, server: SocketIOServer) async {

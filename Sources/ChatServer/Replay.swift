@@ -48,7 +48,7 @@ struct Replay {
                     batches = try reader.read(from: cursor, maxBytes: limits.readBytesMax)
                 } catch .offsetOutOfRange(_, let earliest, _) {
                     return .failed(code: "out_of_range",
-                                   message: "events after \(cursor.value - 1) are no longer retained (the journal starts at \(earliest)); load history instead")
+                                   message: "events from \(cursor) on are no longer retained (the journal starts at \(earliest)); load history instead")
                 } catch {
                     return .failed(code: "unavailable", message: "reading the journal failed: \(error)")
                 }

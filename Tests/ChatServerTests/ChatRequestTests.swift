@@ -1,3 +1,4 @@
+import Journal
 import Testing
 
 @testable import ChatServer
@@ -17,6 +18,16 @@ import Testing
         for text in ["", "yesterday", "2021-13-14T05:55:56.868Z", "2021-07-14T05:55:56.Z", "2021-07-14T05:55:56.868",
                      "2021-07-14T05:55:56.868Zjunk", "2021-07-14T25:55:56.868Z", "2021-07-14T05:55:56.868+0200"] {
             #expect(ISO8601.milliseconds(text) == nil, "\(text)")
+        }
+    }
+}
+
+@Suite struct RecoveryOffsetTests {
+    @Test func theOffsetAClientPresentsIsCheckedNotTrusted() {
+        #expect(ChatGateway.recoveryStart("-1") == .zero)
+        #expect(ChatGateway.recoveryStart("41") == Offset(42))
+        for bad in ["", "x", "-2", "1.5", String(UInt64.max), "99999999999999999999999"] {
+            #expect(ChatGateway.recoveryStart(bad) == nil, "\(bad)")
         }
     }
 }
