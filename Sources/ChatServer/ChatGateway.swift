@@ -35,6 +35,19 @@ final class ChatGateway: SocketIOHandler {
         var user: UserID?
         /// Connection state recovery: replay the user's rooms from this offset.
         var recoverFrom: Offset?
+        var at = ContinuousClock.now
+    }
+
+    /// Files an identity until `connected` takes it. A session that ends between the two
+    /// leaves its entry behind: entries older than a minute are dropped once there are many.
+    private func file(_ identity: Identified, for request: ConnectRequest) {
+        identified.withLock { map in
+            if map.count >= 1_024 {
+                let cutoff = ContinuousClock.now - .seconds(60)
+                map = map.filter { $0.value.at > cutoff }
+            }
+            map[request.engineID + request.namespace] = identity
+        }
     }
 
     init(decider: Decider, live: LiveRooms, journal: Journal, history: HistoryProjection, identity: Identity,
@@ -61,7 +74,7 @@ final class ChatGateway: SocketIOHandler {
             return .refuse(message: error.message, data: .object([("code", .string("unauthorized"))]))
         }
         guard recovery else {
-            identified.withLock { $0[request.engineID + request.namespace] = Identified(user: user) }
+            file(Identified(user: user), for: request)
             return .accept(pid: nil)
         }
         // Recovery needs to know whose rooms to give back (the user's memberships, which
@@ -72,7 +85,7 @@ final class ChatGateway: SocketIOHandler {
            start >= journal.earliestOffset, start <= live.position {
             recoverFrom = start
         }
-        identified.withLock { $0[request.engineID + request.namespace] = Identified(user: user, recoverFrom: recoverFrom) }
+        file(Identified(user: user, recoverFrom: recoverFrom), for: request)
         if let presented = request.recovery, recoverFrom != nil { return .accept(pid: presented.pid) }
         return .accept(pid: SocketIOServer.randomID())
     }

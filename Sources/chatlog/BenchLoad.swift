@@ -43,6 +43,10 @@ struct BenchLoad: AsyncParsableCommand {
     @Option(help: "A name for this run in the JSON line.") var label = "server"
     @Flag(help: ArgumentHelp("Idle connections join no room (to tell the transport's memory from the chat's).", visibility: .hidden))
     var idleWithoutRooms = false
+    @Option(help: ArgumentHelp("Rooms the idle connections are spread over.", visibility: .hidden))
+    var idleRooms = 100
+    @Option(help: ArgumentHelp("Seconds to hold the idle connections after measuring (to inspect the server).", visibility: .hidden))
+    var idleHoldSeconds = 0
 
     func validate() throws {
         guard rooms >= 1, clientsPerRoom >= 1, senders >= 0, senders <= rooms * clientsPerRoom else {
@@ -225,7 +229,7 @@ struct BenchLoad: AsyncParsableCommand {
         var channels: [any Channel] = []
         var joined: [EventLoopFuture<Void>] = []
         for index in 0..<idleConnections {
-            let plan = LoadClient.Plan(username: "idle\(index)", room: idleWithoutRooms ? "" : "idle-\(index % 100)", sender: nil, senders: 0, messages: 0,
+            let plan = LoadClient.Plan(username: "idle\(index)", room: idleWithoutRooms ? "" : "idle-\(index % max(1, idleRooms))", sender: nil, senders: 0, messages: 0,
                                        window: 1, expected: 0)
             let (channel, _, join, _) = try await LoadClient.connect(host: host, port: port, group: group, plan: plan, clock: clock)
             channels.append(channel)
@@ -239,6 +243,7 @@ struct BenchLoad: AsyncParsableCommand {
         say(String(format: "%d idle connections (%@): server memory %.1f → %.1f MB, %.1f KB per connection",
                      idleConnections, idleWithoutRooms ? "connected, in no room" : "each joined to a room", Double(before) / 1e6,
                      Double(after) / 1e6, perConnection / 1000))
+        if idleHoldSeconds > 0 { try await Task.sleep(for: .seconds(idleHoldSeconds)) }
         for channel in channels { try? await channel.close() }
         return perConnection.rounded()
     }
