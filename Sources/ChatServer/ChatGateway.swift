@@ -155,7 +155,7 @@ final class ChatGateway: SocketIOHandler {
         }
         let request: ChatRequest
         do {
-            request = try ChatRequest.parse(name, arguments.values)
+            request = try ChatRequest.parse(name, arguments: arguments)
         } catch {
             return .invalid(error.message)
         }

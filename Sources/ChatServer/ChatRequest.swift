@@ -6,7 +6,7 @@ import SocketIO
 /// event) is `invalid_payload`, and the connection goes on.
 ///
 /// Pure parsing of `JSONValue`s; no state.
-enum ChatRequest: Sendable {
+enum ChatRequest: Sendable, Equatable {
     case join(RoomID, username: String?, after: Offset?)
     case send(RoomID, text: String, created: Int64, createdText: String?, username: String?, clientID: String?)
     case typing(RoomID, username: String?)
@@ -28,6 +28,54 @@ enum ChatRequest: Sendable {
         "join-group", "send-group-message", "user-typing", "leave-group", "create-group", "invite", "revoke-invite",
         "remove-member", "edit-message", "delete-message", "members", "my-groups", "history",
     ]
+
+    /// Parses event `name` from its received arguments. A `send-group-message` (nearly every
+    /// event) is read straight from the packet's text, with no `JSONValue` tree; anything
+    /// that path does not accept as it is goes through `parse(_:_:)`, which says what is wrong.
+    static func parse(_ name: String, arguments: SocketEventArguments) throws(PayloadError) -> ChatRequest {
+        if name == "send-group-message", let send = try? arguments.read(readSend) { return send }
+        return try parse(name, arguments.values)
+    }
+
+    /// `send-group-message`'s payload from the text: nil for anything but a plain, valid one.
+    private static func readSend(_ reader: inout JSONReader) throws(SocketIOProtocolError) -> ChatRequest? {
+        guard try reader.nextElement(), reader.nextKind == .object else { return nil }
+        try reader.beginObject()
+        var group: String?, message: String?, username: String?, clientID: String?
+        var created: (Int64, String?) = (0, nil)
+        while let key = try reader.nextMember() {
+            if key == "group" || key == "message" || key == "username" || key == "client_id" {
+                guard reader.nextKind == .string else { return nil }
+                let value = try reader.readString()
+                // A repeated member goes the general way, which reads it as that path does.
+                func set(_ field: inout String?) -> Bool {
+                    guard field == nil else { return false }
+                    field = value
+                    return true
+                }
+                let fresh = key == "group" ? set(&group) : key == "message" ? set(&message)
+                    : key == "username" ? set(&username) : set(&clientID)
+                guard fresh else { return nil }
+            } else if key == "created" {
+                switch reader.nextKind {
+                case .number:
+                    let number = try reader.readNumber()
+                    guard number.isFinite, abs(number) < 9_007_199_254_740_992 else { return nil }
+                    created = (Int64(number.rounded()), nil)
+                case .string:
+                    let text = try reader.readString()
+                    guard let ms = ISO8601.milliseconds(text) else { return nil }
+                    created = (ms, text)
+                default:
+                    return nil
+                }
+            } else {
+                try reader.skipValue()
+            }
+        }
+        guard let group, let room = RoomID(group), let message else { return nil }
+        return .send(room, text: message, created: created.0, createdText: created.1, username: username, clientID: clientID)
+    }
 
     /// Parses event `name` with `arguments` (the first is the payload object).
     /// - Throws: `PayloadError` saying what is wrong, for the client.

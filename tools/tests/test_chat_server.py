@@ -420,7 +420,7 @@ def test_typing_is_rate_limited_ephemeral_and_only_from_inside_the_room(server, 
 
 
 def test_clients_beyond_their_event_rate_are_refused_with_rate_limited(chatlog, journal, clients):
-    server = Server(chatlog, journal, "--events-per-second", "5", "--events-burst", "10").start()
+    server = Server(chatlog, journal, "--events-per-second", "0.5", "--events-burst", "10").start()
     try:
         alice = clients(server.url, "alice")
         answers = [alice.call("members", {"group": "nowhere"}) for _ in range(15)]
