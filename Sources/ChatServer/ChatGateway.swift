@@ -23,6 +23,7 @@ final class ChatGateway: SocketIOHandler {
     let live: LiveRooms
     let journal: Journal
     let history: HistoryProjection
+    let historyWriter: HistoryWriter
     let identity: Identity
     let limits: ChatServerLimits
     let recovery: Bool
@@ -50,12 +51,13 @@ final class ChatGateway: SocketIOHandler {
         }
     }
 
-    init(decider: Decider, live: LiveRooms, journal: Journal, history: HistoryProjection, identity: Identity,
-         limits: ChatServerLimits, recovery: Bool, logger: Logger) {
+    init(decider: Decider, live: LiveRooms, journal: Journal, history: HistoryProjection, historyWriter: HistoryWriter,
+         identity: Identity, limits: ChatServerLimits, recovery: Bool, logger: Logger) {
         self.decider = decider
         self.live = live
         self.journal = journal
         self.history = history
+        self.historyWriter = historyWriter
         self.identity = identity
         self.limits = limits
         self.recovery = recovery
@@ -194,6 +196,10 @@ final class ChatGateway: SocketIOHandler {
         case .myGroups:
             return myGroups(socket)
         case .history(let room, let before, let after, let limit):
+            // Read your writes: History holds at least what the tailer had applied by now.
+            if case .failure(.unavailable(let reason)) = await historyWriter.caughtUp(to: live.position) {
+                return .unavailable(reason)
+            }
             return readHistory(socket, room: room, before: before, after: after, limit: limit)
         }
     }

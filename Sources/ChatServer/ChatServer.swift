@@ -98,10 +98,12 @@ public enum ChatServer {
         socketConfiguration.socket.recovery = configuration.recovery
         socketConfiguration.sessionsMax = limits.connectionsMax
         socketConfiguration.outboundQueueFramesMax = limits.outboundQueueFramesMax
-        let gateway = ChatGateway(decider: decider, live: live, journal: journal, history: history, identity: identity,
-                                  limits: limits, recovery: configuration.recovery, logger: logger)
+        let historyWriter = HistoryWriter(journal: journal, history: history, next: try history.nextOffset(), decider: decider,
+                                          readBytesMax: limits.readBytesMax, logger: logger)
+        let gateway = ChatGateway(decider: decider, live: live, journal: journal, history: history, historyWriter: historyWriter,
+                                  identity: identity, limits: limits, recovery: configuration.recovery, logger: logger)
         let socketIO = SocketIOServer(configuration: socketConfiguration, handler: gateway, logger: logger)
-        let tailer = Tailer(journal: journal, history: history, live: live, decider: decider, socketIO: socketIO,
+        let tailer = Tailer(journal: journal, live: live, decider: decider, socketIO: socketIO,
                             recovery: configuration.recovery, readBytesMax: limits.readBytesMax, logger: logger)
 
         let cors: CORSPolicy = if configuration.corsOrigins.contains("*") || (configuration.dev && configuration.corsOrigins.isEmpty) {
@@ -115,7 +117,7 @@ public enum ChatServer {
         let router = Router()
         endpoint.addRoutes(to: router)
         router.get("/healthz") { _, _ in
-            health(journal: journal, live: live)
+            health(journal: journal, live: live, history: historyWriter)
         }
         let authMode = configuration.dev ? "dev" : "token"
         let app = Application(
@@ -145,6 +147,7 @@ public enum ChatServer {
         let drain = Drain(socketIO: socketIO, decider: decider, live: live, logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [
+                .init(service: historyWriter),
                 .init(service: tailer),
                 .init(service: socketIO),
                 .init(service: app),
@@ -169,11 +172,13 @@ public enum ChatServer {
 
     /// `GET /healthz`: 200 `{"status":"ok","offset":N}` while the journal accepts appends and
     /// the tailer applies them; 503 with the reason otherwise.
-    static func health(journal: Journal, live: LiveRooms) -> Response {
+    static func health(journal: Journal, live: LiveRooms, history: HistoryWriter) -> Response {
         let position = live.position
         let reason: String? = if !journal.isHealthy {
             "the journal does not accept appends"
         } else if let failure = live.failure {
+            failure
+        } else if let failure = history.failure {
             failure
         } else {
             nil

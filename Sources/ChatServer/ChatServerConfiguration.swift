@@ -74,7 +74,7 @@ public struct ChatServerLimits: Sendable, Equatable {
     public func validate() throws(ChatServerError) {
         let positive: [(String, Double)] = [
             ("roomsCreatedPerUserMax", Double(roomsCreatedPerUserMax)), ("groupsPerConnectionMax", Double(groupsPerConnectionMax)),
-            ("eventsPerSecond", eventsPerSecond), ("eventsBurst", eventsBurst), ("historyPageMax", Double(historyPageMax)),
+            ("eventsBurst", eventsBurst), ("historyPageMax", Double(historyPageMax)),
             ("historyPageDefault", Double(historyPageDefault)), ("connectionsMax", Double(connectionsMax)),
             ("outboundQueueFramesMax", Double(outboundQueueFramesMax)), ("pollingBufferPacketsMax", Double(pollingBufferPacketsMax)),
             ("replayChunkEvents", Double(replayChunkEvents)), ("readBytesMax", Double(readBytesMax)),
@@ -83,7 +83,9 @@ public struct ChatServerLimits: Sendable, Equatable {
         for (name, value) in positive where !(value >= 1) {
             throw .configuration("limit \(name) must be at least 1, got \(value)")
         }
-        guard eventsBurst >= 1 else { throw .configuration("eventsBurst must allow one event") }
+        guard eventsPerSecond > 0, eventsPerSecond.isFinite else {
+            throw .configuration("limit eventsPerSecond must be above 0, got \(eventsPerSecond)")
+        }
         guard historyPageDefault <= historyPageMax else {
             throw .configuration("historyPageDefault (\(historyPageDefault)) exceeds historyPageMax (\(historyPageMax))")
         }

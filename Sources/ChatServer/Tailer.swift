@@ -9,16 +9,16 @@ import ServiceLifecycle
 /// broadcast**): the only source of broadcasts.
 ///
 /// It waits for the journal to commit past its position, reads the committed batches, applies
-/// their events to History (one SQLite transaction per read, with its checkpoint) and to the
-/// committed room state, fans each event out to the sockets in its room, and wakes the
-/// commands waiting for those offsets, whose acks then go out. So every socket of a room gets
-/// the room's events in journal order, and nothing before it is durable. A storage failure
-/// ends it: waiting commands are refused as `unavailable`, and the server reports unhealthy.
+/// their events to the committed room state, fans each event out to the sockets in its room,
+/// and wakes the commands waiting for those offsets, whose acks then go out. So every socket
+/// of a room gets the room's events in journal order, and nothing before it is durable.
+/// History follows the journal beside it (`HistoryWriter`): no SQLite transaction on this
+/// path. A storage failure ends it: waiting commands are refused as `unavailable`, and the
+/// server reports unhealthy.
 ///
-/// Not thread-safe; a `Service` whose `run` owns its reader and its History handle.
+/// Not thread-safe; a `Service` whose `run` owns its reader.
 final class Tailer: Service {
     let journal: Journal
-    let history: HistoryProjection
     let live: LiveRooms
     let decider: Decider
     let socketIO: SocketIOServer
@@ -26,10 +26,9 @@ final class Tailer: Service {
     let readBytesMax: Int
     let logger: Logger
 
-    init(journal: Journal, history: HistoryProjection, live: LiveRooms, decider: Decider, socketIO: SocketIOServer,
+    init(journal: Journal, live: LiveRooms, decider: Decider, socketIO: SocketIOServer,
          recovery: Bool, readBytesMax: Int, logger: Logger) {
         self.journal = journal
-        self.history = history
         self.live = live
         self.decider = decider
         self.socketIO = socketIO
@@ -60,7 +59,6 @@ final class Tailer: Service {
                         }
                     }
                 }
-                try history.apply(batches)
                 let ready = live.apply(events, end: end, recovery: recovery, server: socketIO)
                 for waiter in ready { waiter.resume(returning: .success(())) }
                 next = end

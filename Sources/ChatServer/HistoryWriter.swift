@@ -1,0 +1,120 @@
+import Journal
+import Logging
+import Projections
+import ServiceLifecycle
+import Synchronization
+
+/// History (scroll-back, SQLite) follows the journal on its own, beside the `Tailer`, so that
+/// a SQLite transaction is never on the path from commit to broadcast and ack.
+///
+/// It waits for commits past its position, applies everything committed since its last
+/// transaction in one transaction (with its checkpoint), and wakes the `history` requests
+/// waiting for it: a request waits until History has applied everything the tailer had
+/// applied when the request came (`caughtUp(to:)`), so a client that got its ack, or saw a
+/// message, finds it in the history it asks for next. A failure stops it: the decider refuses
+/// commands and history requests fail, as for a journal failure.
+///
+/// Thread-safe: its position and waiters sit behind one `Mutex`; `run` owns the reader.
+final class HistoryWriter: Service {
+    let journal: Journal
+    let history: HistoryProjection
+    let decider: Decider
+    let readBytesMax: Int
+    let logger: Logger
+
+    private struct State {
+        var next: Offset
+        var failure: String?
+        var waiters: [(Offset, CheckedContinuation<Result<Void, ChatFailure>, Never>)] = []
+    }
+
+    private let state: Mutex<State>
+
+    /// - Parameter next: where History stands (its checkpoint, caught up at start).
+    init(journal: Journal, history: HistoryProjection, next: Offset, decider: Decider, readBytesMax: Int, logger: Logger) {
+        self.journal = journal
+        self.history = history
+        self.decider = decider
+        self.readBytesMax = readBytesMax
+        self.logger = logger
+        state = Mutex(State(next: next))
+    }
+
+    /// Waits until History holds every event below `offset`.
+    func caughtUp(to offset: Offset) async -> Result<Void, ChatFailure> {
+        await withCheckedContinuation { continuation in
+            let now: Result<Void, ChatFailure>? = state.withLock { state in
+                if state.next >= offset { return .success(()) }
+                if let failure = state.failure { return .failure(.unavailable(failure)) }
+                state.waiters.append((offset, continuation))
+                return nil
+            }
+            if let now { continuation.resume(returning: now) }
+        }
+    }
+
+    var failure: String? { state.withLock { $0.failure } }
+
+    func run() async throws {
+        // On shutdown, after the tailer: it applies what is committed, then stops.
+        try await cancelWhenGracefulShutdown { try await self.follow() }
+        try? catchUpToCommitted()
+    }
+
+    private func follow() async throws {
+        var reader = journal.makeReader()
+        var next = state.withLock { $0.next }
+        do {
+            while try await journal.waitForCommit(of: next) {
+                next = try applyCommitted(from: next, reader: &reader)
+            }
+        } catch is CancellationError {
+            return
+        } catch {
+            fail(error, at: next)
+            try? await gracefulShutdown()
+        }
+    }
+
+    /// Applies every batch committed from `offset` on, one transaction per read.
+    private func applyCommitted(from offset: Offset, reader: inout JournalReader) throws -> Offset {
+        var next = offset
+        while next < journal.committedOffset {
+            let batches = try reader.read(from: next, maxBytes: readBytesMax)
+            guard let end = batches.last?.nextOffset else { break }
+            try history.apply(batches)
+            try history.eraseDeletedText()
+            next = end
+            let ready = state.withLock { state -> [CheckedContinuation<Result<Void, ChatFailure>, Never>] in
+                state.next = end
+                var ready: [CheckedContinuation<Result<Void, ChatFailure>, Never>] = []
+                state.waiters.removeAll { waiter in
+                    guard waiter.0 <= end else { return false }
+                    ready.append(waiter.1)
+                    return true
+                }
+                return ready
+            }
+            for waiter in ready { waiter.resume(returning: .success(())) }
+        }
+        return next
+    }
+
+    private func catchUpToCommitted() throws {
+        guard failure == nil else { return }
+        var reader = journal.makeReader()
+        _ = try applyCommitted(from: state.withLock { $0.next }, reader: &reader)
+    }
+
+    private func fail(_ error: any Error, at offset: Offset) {
+        let reason = "history storage failed: \(error)"
+        logger.critical("history writer stopped; refusing commands until a restart", metadata: ["journal.offset": "\(offset)", "error": "\(error)"])
+        decider.refuse(reason)
+        let waiters = state.withLock { state in
+            state.failure = reason
+            defer { state.waiters = [] }
+            return state.waiters.map(\.1)
+        }
+        for waiter in waiters { waiter.resume(returning: .failure(.unavailable(reason))) }
+    }
+}
