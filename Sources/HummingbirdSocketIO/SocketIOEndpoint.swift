@@ -144,8 +144,8 @@ public struct SocketIOEndpoint: Sendable {
         // (the session closed, or the client was too slow) sends the close frame.
         connection.startWriting(queue) { item in
             switch item {
-            case .frame(let bytes):
-                return .encodedText(bytes)
+            case .frame(let frame):
+                return .encoded(frame)
             case .packet(let packet):
                 if let binary = packet.binaryFrame { return .message(.binary(binary)) }
                 return packet.textFrame.map { .message(.text($0)) }

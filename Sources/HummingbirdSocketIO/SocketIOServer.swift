@@ -42,8 +42,8 @@ public final class SocketIOServer: Service, Sendable {
     /// What a WebSocket's writer takes from its queue.
     enum OutboundItem: Sendable {
         case packet(EnginePacket)
-        /// A text packet's WebSocket frame payload, encoded once for many connections.
-        case frame(ByteBuffer)
+        /// A text packet's WebSocket frame, encoded once for many connections.
+        case frame(EncodedFrame)
         /// Everything queued before has been written: tell the server (`writesFlushed`).
         case barrier
     }
@@ -244,7 +244,7 @@ public final class SocketIOServer: Service, Sendable {
     /// one encoding and one lock, whatever the number of recipients.
     public func send(_ packet: EnginePacket, to sockets: some Sequence<SocketRef>) {
         // WebSocket connections share one encoded frame; polling ones take the packet.
-        let frame = packet.textFrame.map { ByteBuffer(string: $0) }
+        let frame = packet.textFrame.map(EncodedFrame.text)
         state.withLock { state in
             for socket in sockets { state.send(packet, frame: frame, to: socket) }
         }
@@ -528,7 +528,7 @@ public final class SocketIOServer: Service, Sendable {
 
         /// Sends an already encoded packet to a socket still connected to its namespace; on a
         /// WebSocket, as `frame` (the packet's frame payload, shared by every recipient).
-        mutating func send(_ packet: EnginePacket, frame: ByteBuffer?, to socket: SocketRef) {
+        mutating func send(_ packet: EnginePacket, frame: EncodedFrame?, to socket: SocketRef) {
             enum Route { case frame(Outbound), engine([EngineSession.Action]) }
             guard let route = modify(socket.engineID, { connection -> Route? in
                 guard connection.socket.sockets[socket.namespace] == socket.socketID else { return nil }

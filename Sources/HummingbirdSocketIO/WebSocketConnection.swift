@@ -40,9 +40,9 @@ public final class WebSocketConnection: Sendable {
     /// What the writer does with an item of its queue.
     public enum Outgoing: Sendable {
         case message(Message)
-        /// A text frame's payload already encoded (UTF-8): one buffer can go to many
-        /// connections without a copy each.
-        case encodedText(ByteBuffer)
+        /// A whole text frame already encoded (`EncodedFrame.text`): one buffer goes to many
+        /// connections, with no copy and no frame encoding each.
+        case encoded(EncodedFrame)
         /// Called (on the event loop) once everything before it has been written and flushed.
         case written(@Sendable () -> Void)
     }
@@ -237,6 +237,9 @@ public final class WebSocketConnection: Sendable {
         /// Writes the writer's queue (`startWriting`).
         var drain: ((FrameHandler) -> Void)?
         private var waitingForWritability = false
+        /// The frame encoder's place in the pipeline: frames encoded beforehand are written
+        /// from there, past the encoder, straight to the socket.
+        private var encoderContext: ChannelHandlerContext?
 
         init(inbound: Inbound, configuration: WebSocketHTTPChannel.Configuration) {
             self.inbound = inbound
@@ -248,6 +251,7 @@ public final class WebSocketConnection: Sendable {
 
         func handlerAdded(context: ChannelHandlerContext) {
             self.context = context
+            encoderContext = try? context.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
         }
 
         func handlerRemoved(context: ChannelHandlerContext) {
@@ -434,8 +438,14 @@ public final class WebSocketConnection: Sendable {
                         case .message(let message)?:
                             context.write(wrapOutboundOut(frame(message, allocator: context.channel.allocator)), promise: nil)
                             unflushed = true
-                        case .encodedText(let bytes)?:
-                            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: bytes)), promise: nil)
+                        case .encoded(let frame)?:
+                            if let encoderContext {
+                                encoderContext.write(NIOAny(frame.bytes), promise: nil)
+                            } else {
+                                let payload = frame.bytes.getSlice(at: frame.bytes.readerIndex + frame.headerBytes,
+                                                                   length: frame.bytes.readableBytes - frame.headerBytes) ?? ByteBuffer()
+                                context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: payload)), promise: nil)
+                            }
                             unflushed = true
                         case .written(let callback)?:
                             if unflushed { context.flush() }
@@ -466,5 +476,34 @@ public final class WebSocketConnection: Sendable {
                 return WebSocketFrame(fin: true, opcode: .binary, data: allocator.buffer(bytes: bytes))
             }
         }
+    }
+}
+
+/// A server-to-client WebSocket frame encoded once (RFC 6455 §5.2: server frames are not
+/// masked, so the bytes are the same for every recipient). A value type.
+public struct EncodedFrame: Sendable {
+    /// The whole frame: header, then payload.
+    public let bytes: ByteBuffer
+    /// Where the payload starts.
+    public let headerBytes: Int
+
+    /// A final text frame carrying `text`.
+    public static func text(_ text: String) -> EncodedFrame {
+        let length = text.utf8.count
+        var bytes = ByteBufferAllocator().buffer(capacity: length + 10)
+        bytes.writeInteger(UInt8(0x81))  // FIN, text
+        switch length {
+        case ..<126:
+            bytes.writeInteger(UInt8(length))
+        case ..<65_536:
+            bytes.writeInteger(UInt8(126))
+            bytes.writeInteger(UInt16(length), endianness: .big)
+        default:
+            bytes.writeInteger(UInt8(127))
+            bytes.writeInteger(UInt64(length), endianness: .big)
+        }
+        let headerBytes = bytes.readableBytes
+        bytes.writeString(text)
+        return EncodedFrame(bytes: bytes, headerBytes: headerBytes)
     }
 }
