@@ -114,7 +114,7 @@ final class ChatGateway: SocketIOHandler {
     }
 
     func disconnected(_ socket: SocketRef, reason: SocketSession.DisconnectReason, server: SocketIOServer) async {
-        live.disconnect(socket, server: server)
+        live.disconnect(socket, recovery: recovery, server: server)
     }
 
     // MARK: Events
@@ -151,7 +151,7 @@ final class ChatGateway: SocketIOHandler {
     }
 
     func handle(_ socket: SocketRef, name: String, arguments: SocketEventArguments, ackID: UInt64?, server: SocketIOServer) async -> Answer {
-        guard let allowed = live.withClient(socket, { client, _ in client.bucket.take() }) else { return .none }
+        guard let allowed = live.withClient(socket, { client in client.bucket.take() }) else { return .none }
         guard allowed else {
             return .failed(code: "rate_limited", message: "more than \(Int(limits.eventsPerSecond)) events a second; slow down")
         }
@@ -207,7 +207,7 @@ final class ChatGateway: SocketIOHandler {
     /// The socket's user. In development mode a username in the payload binds it when none is
     /// bound yet; outside it, payload usernames are ignored (the token says who speaks).
     func user(of socket: SocketRef, naming username: String?) -> Result<UserID, PayloadError> {
-        let outcome: Result<UserID, PayloadError>? = live.withClient(socket) { client, _ in
+        let outcome: Result<UserID, PayloadError>? = live.withClient(socket) { client in
             if let bound = client.user {
                 if identity.isDevelopment, let username, username != bound.value {
                     return .failure(PayloadError("this connection speaks for \(bound), not \(username)"))
@@ -289,7 +289,7 @@ final class ChatGateway: SocketIOHandler {
             case .failure(.unavailable(let reason)): return .unavailable(reason)
             }
         }
-        live.answer(answer, when: id, recovery: recovery, server: server)
+        live.answer(answer, when: id, server: server)
         return .later
     }
 
@@ -299,7 +299,7 @@ final class ChatGateway: SocketIOHandler {
         case .success(let bound): user = bound
         case .failure(let error): return .unauthorized(error.message)
         }
-        let admitted: Bool? = live.withClient(socket) { client, _ in
+        let admitted: Bool? = live.withClient(socket) { client in
             guard !client.rooms.contains(room), !client.replaying.contains(room) else { return true }
             guard client.rooms.count + client.replaying.count < limits.groupsPerConnectionMax else { return false }
             client.replaying.insert(room)
@@ -369,7 +369,7 @@ final class ChatGateway: SocketIOHandler {
     }
 
     func members(_ socket: SocketRef, room: RoomID) -> Answer {
-        let user = live.withClient(socket) { client, _ in client.user } ?? nil
+        let user = live.withClient(socket) { client in client.user } ?? nil
         return live.state.withLock { state -> Answer in
             guard let info = state.rooms.room(room) else { return .failed(code: "room_not_found", message: "no room \(room)") }
             guard !info.isPrivate || user.map(info.members.contains) == true else {
@@ -406,7 +406,7 @@ final class ChatGateway: SocketIOHandler {
     }
 
     func readHistory(_ socket: SocketRef, room: RoomID, before: UInt64?, after: UInt64?, limit: Int?) -> Answer {
-        let user = live.withClient(socket) { client, _ in client.user } ?? nil
+        let user = live.withClient(socket) { client in client.user } ?? nil
         let access: Answer? = live.state.withLock { state in
             guard let info = state.rooms.room(room) else { return .failed(code: "room_not_found", message: "no room \(room)") }
             guard !info.isPrivate || user.map(info.members.contains) == true else {

@@ -99,8 +99,8 @@ final class LiveRooms: Sendable {
 
     // MARK: Waiting for commands to commit
 
-    /// Waits until the event at `offset` has been applied (committed, in the room state and
-    /// History, and fanned out).
+    /// Waits until the event at `offset` has been applied (committed, in the committed room
+    /// state, and fanned out).
     func applied(_ offset: Offset) async -> Result<Void, ChatFailure> {
         await withCheckedContinuation { continuation in
             let now: Result<Void, ChatFailure>? = state.withLock { state in
@@ -114,7 +114,7 @@ final class LiveRooms: Sendable {
     }
 
     /// Sends `answer` once `offset` is applied (at once if it is).
-    func answer(_ answer: PendingAnswer, when offset: Offset, recovery: Bool, server: SocketIOServer) {
+    func answer(_ answer: PendingAnswer, when offset: Offset, server: SocketIOServer) {
         state.withLock { state in
             if offset < state.position {
                 answer.succeed(on: server)
@@ -135,11 +135,11 @@ final class LiveRooms: Sendable {
     }
 
     /// Forgets a socket; its rooms get the presence notices.
-    func disconnect(_ socket: SocketRef, server: SocketIOServer) {
+    func disconnect(_ socket: SocketRef, recovery: Bool, server: SocketIOServer) {
         state.withLock { state in
             guard let client = state.clients.removeValue(forKey: socket) else { return }
             for room in client.rooms {
-                if let delivery = Self.unsubscribe(socket, user: client.user, from: room, state: &state) {
+                if let delivery = Self.unsubscribe(socket, user: client.user, from: room, state: &state, recovery: recovery) {
                     delivery.send(on: server)
                 }
             }
@@ -147,10 +147,10 @@ final class LiveRooms: Sendable {
     }
 
     /// Runs `body` on the socket's client record; nil when the socket is gone.
-    func withClient<R>(_ socket: SocketRef, _ body: (inout Client, borrowing State) -> R) -> R? {
+    func withClient<R>(_ socket: SocketRef, _ body: (inout Client) -> R) -> R? {
         state.withLock { state in
             guard var client = state.clients[socket] else { return nil }
-            let result = body(&client, state)
+            let result = body(&client)
             state.clients[socket] = client
             return result
         }
