@@ -71,6 +71,17 @@ class Client:
     def __init__(self, url: str, username: str | None = None, token: str | None = None, transports=None,
                  reconnection=False):
         self.sio = socketio.Client(reconnection=reconnection)
+        # python-socketio's client hands each received message to a new thread, so handlers
+        # may see events out of the order they arrived in; the order is what these tests
+        # check, so messages are handled on the reading thread, as they arrive.
+        eio = self.sio.eio
+        trigger = eio._trigger_event
+
+        def in_arrival_order(event, *args, **kwargs):
+            kwargs["run_async"] = False
+            return trigger(event, *args, **kwargs)
+
+        eio._trigger_event = in_arrival_order
         self.events = []
         self.lock = threading.Lock()
         for name in self.NAMES:
