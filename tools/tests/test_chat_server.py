@@ -355,6 +355,21 @@ def test_sigterm_answers_commands_in_flight_disconnects_clients_and_exits_zero(c
         server.stop()
 
 
+def test_sigint_stops_the_server_cleanly_as_ctrl_c_in_make_run_does(chatlog, journal, clients):
+    server = Server(chatlog, journal).start()
+    alice = clients(server.url, "alice")
+    alice.call("join-group", {"group": "g"})
+    sent = alice.call("send-group-message", {"group": "g", "message": "before ctrl-c", "created": 1})
+    assert server.stop(signal.SIGINT) == 0, server.log()
+    assert "journal closed" in server.log()
+    server = Server(chatlog, journal).start()
+    try:
+        reader = clients(server.url, "reader")
+        assert [m["id"] for m in reader.call("history", {"group": "g"})["messages"]] == [sent["id"]]
+    finally:
+        server.stop()
+
+
 def test_a_second_server_on_the_same_journal_fails_naming_the_first(chatlog, journal, server):
     second = Server(chatlog, journal)
     command = [chatlog, "serve", "--journal", str(journal), "--port", "0", "--dev"]
