@@ -107,7 +107,12 @@ final class ChatGateway: SocketIOHandler {
             Set(state.rooms.rooms.filter { $0.value.members.contains(user) }.keys)
         }
         let replay = Replay(journal: journal, live: live, server: server, limits: limits, recovery: recovery)
-        if case .failed(let code, let message) = await replay.run(socket, rooms: rooms, user: user, from: start) {
+        // In a child task, as every wait is (see `event`).
+        let outcome = await withTaskGroup(of: Replay.Outcome.self) { group in
+            group.addTask { await replay.run(socket, rooms: rooms, user: user, from: start) }
+            return await group.next() ?? .failed(code: "unavailable", message: "the recovery was cancelled")
+        }
+        if case .failed(let code, let message) = outcome {
             logger.info("connection state recovery failed", metadata: ["socketio.sid": "\(socket.engineID)", "reason": "\(message)"])
             server.emit(socket, event: "error", [.object([("event", .string("recovery")), ("code", .string(code)), ("message", .string(message))])])
         }
@@ -134,8 +139,34 @@ final class ChatGateway: SocketIOHandler {
         static func unavailable(_ message: String) -> Answer { .failed(code: "unavailable", message: message) }
     }
 
+    /// An event: answered at once when it can be (sends, typing, reads of the committed state,
+    /// refusals), else by a child task that waits for its commit.
+    ///
+    /// The connection's task runs this for every event it reads, for as long as the connection
+    /// lives, and a task keeps the memory its deepest call chain needed until it ends: so what
+    /// waits (a command's commit, a join's replay, History catching up) runs in a child task
+    /// whose memory goes when it ends, and the connection's own path stays shallow.
     func event(_ socket: SocketRef, name: String, arguments: SocketEventArguments, ackID: UInt64?, server: SocketIOServer) async {
-        let answer = await handle(socket, name: name, arguments: arguments, ackID: ackID, server: server)
+        let answer: Answer
+        switch start(socket, name: name, arguments: arguments, ackID: ackID, server: server) {
+        case .done(let now):
+            answer = now
+        case .waitApplied(let offset, let fields):
+            // A send over the in-flight bound: back-pressure on this connection.
+            switch await live.applied(offset) {
+            case .success: answer = .ok(fields)
+            case .failure(.unavailable(let reason)): answer = .unavailable(reason)
+            }
+        case .wait(let request, let nowMs):
+            answer = await withTaskGroup(of: Answer.self) { group in
+                group.addTask { await self.finish(socket, request, server: server, nowMs: nowMs) }
+                return await group.next() ?? .unavailable("the command was cancelled")
+            }
+        }
+        respond(answer, to: socket, event: name, ackID: ackID, server: server)
+    }
+
+    func respond(_ answer: Answer, to socket: SocketRef, event name: String, ackID: UInt64?, server: SocketIOServer) {
         switch answer {
         case .none, .later:
             break
@@ -150,31 +181,50 @@ final class ChatGateway: SocketIOHandler {
         }
     }
 
-    func handle(_ socket: SocketRef, name: String, arguments: SocketEventArguments, ackID: UInt64?, server: SocketIOServer) async -> Answer {
-        guard let allowed = live.withClient(socket, { client in client.bucket.take() }) else { return .none }
+    /// What `start` leaves to do.
+    enum Step {
+        case done(Answer)
+        /// Wait until `offset` is applied, then answer with these fields.
+        case waitApplied(Offset, [(String, JSONValue)])
+        /// A command that waits for its commit (or a join's replay, or History): `finish` it.
+        case wait(ChatRequest, nowMs: Int64)
+    }
+
+    /// The synchronous part of an event: the rate limit, the payload, and every event that
+    /// needs no waiting.
+    func start(_ socket: SocketRef, name: String, arguments: SocketEventArguments, ackID: UInt64?, server: SocketIOServer) -> Step {
+        guard let allowed = live.withClient(socket, { client in client.bucket.take() }) else { return .done(.none) }
         guard allowed else {
-            return .failed(code: "rate_limited", message: "more than \(Int(limits.eventsPerSecond)) events a second; slow down")
+            return .done(.failed(code: "rate_limited", message: "more than \(Int(limits.eventsPerSecond)) events a second; slow down"))
         }
         let request: ChatRequest
         do {
             request = try ChatRequest.parse(name, arguments: arguments)
         } catch {
-            return .invalid(error.message)
+            return .done(.invalid(error.message))
         }
         let nowMs = Self.nowMs()
         switch request {
-        case .join(let room, let username, let after):
-            // In a child task: a join's replay goes deep, and a task keeps the memory its
-            // deepest await needed for as long as it lives — here, the connection's life.
-            return await withTaskGroup(of: Answer.self) { group in
-                group.addTask { await self.join(socket, room: room, username: username, after: after, server: server, nowMs: nowMs) }
-                return await group.next() ?? .unavailable("the join was cancelled")
-            }
         case .send(let room, let text, let created, let createdText, let username, let clientID):
-            return await send(socket, room: room, text: text, created: created, createdText: createdText, username: username,
-                              clientID: clientID, ackID: ackID, server: server, nowMs: nowMs)
+            return send(socket, room: room, text: text, created: created, createdText: createdText, username: username,
+                        clientID: clientID, ackID: ackID, server: server, nowMs: nowMs)
         case .typing(let room, let username):
-            return typing(socket, room: room, username: username, server: server)
+            return .done(typing(socket, room: room, username: username, server: server))
+        case .members(let room):
+            return .done(members(socket, room: room))
+        case .myGroups:
+            return .done(myGroups(socket))
+        case .join, .leave, .create, .invite, .revokeInvite, .remove, .edit, .delete, .history:
+            return .wait(request, nowMs: nowMs)
+        }
+    }
+
+    /// The events that wait: commands for their commit, joins for their replay, history reads
+    /// for History to catch up.
+    func finish(_ socket: SocketRef, _ request: ChatRequest, server: SocketIOServer, nowMs: Int64) async -> Answer {
+        switch request {
+        case .join(let room, let username, let after):
+            return await join(socket, room: room, username: username, after: after, server: server, nowMs: nowMs)
         case .leave(let room, let username):
             return await leave(socket, room: room, username: username, server: server, nowMs: nowMs)
         case .create(let room, let isPrivate, let displayName):
@@ -191,16 +241,14 @@ final class ChatGateway: SocketIOHandler {
             return await command(socket, .edit(room, message: message, text: text), nowMs: nowMs) { _ in [] }
         case .delete(let room, let message):
             return await command(socket, .delete(room, message: message), nowMs: nowMs) { _ in [] }
-        case .members(let room):
-            return members(socket, room: room)
-        case .myGroups:
-            return myGroups(socket)
         case .history(let room, let before, let after, let limit):
             // Read your writes: History holds at least what the tailer had applied by now.
             if case .failure(.unavailable(let reason)) = await historyWriter.caughtUp(to: live.position) {
                 return .unavailable(reason)
             }
             return readHistory(socket, room: room, before: before, after: after, limit: limit)
+        case .send, .typing, .members, .myGroups:
+            preconditionFailure("\(request) is answered by start")
         }
     }
 
@@ -261,11 +309,11 @@ final class ChatGateway: SocketIOHandler {
     /// so the connection goes on reading without a suspension per message; while more than
     /// `inFlightEventsMax` events wait to be applied, it waits like any command (back-pressure).
     func send(_ socket: SocketRef, room: RoomID, text: String, created: Int64, createdText: String?, username: String?,
-              clientID: String?, ackID: UInt64?, server: SocketIOServer, nowMs: Int64) async -> Answer {
+              clientID: String?, ackID: UInt64?, server: SocketIOServer, nowMs: Int64) -> Step {
         let user: UserID
         switch self.user(of: socket, naming: username) {
         case .success(let bound): user = bound
-        case .failure(let error): return .unauthorized(error.message)
+        case .failure(let error): return .done(.unauthorized(error.message))
         }
         let clientMessageID = clientID ?? ChatWire.generatedClientIDPrefix + SocketIOServer.randomID()
         let command = ChatCommand.send(room, clientMessageID: clientMessageID, text: text, clientCreatedMs: created,
@@ -274,9 +322,9 @@ final class ChatGateway: SocketIOHandler {
         switch decider.decide(command, by: user, nowMs: nowMs) {
         case .appended(let range): id = range.first
         case .duplicate(let message): id = Offset(message.offset)
-        case .rejected(let rejection): return .rejected(rejection)
-        case .limited(let code, let message): return .failed(code: code, message: message)
-        case .unavailable(let reason): return .unavailable(reason)
+        case .rejected(let rejection): return .done(.rejected(rejection))
+        case .limited(let code, let message): return .done(.failed(code: code, message: message))
+        case .unavailable(let reason): return .done(.unavailable(reason))
         case .unchanged: preconditionFailure("a send always appends or is a duplicate")
         }
         let answer = LiveRooms.PendingAnswer(socket: socket, ackID: ackID, event: "send-group-message",
@@ -284,13 +332,10 @@ final class ChatGateway: SocketIOHandler {
         // Read in this order: the position never passes what was appended before it was read.
         let applied = live.position
         if decider.nextOffset.value > applied.value + UInt64(limits.inFlightEventsMax) {
-            switch await live.applied(id) {
-            case .success: return .ok(answer.fields)
-            case .failure(.unavailable(let reason)): return .unavailable(reason)
-            }
+            return .waitApplied(id, answer.fields)
         }
         live.answer(answer, when: id, server: server)
-        return .later
+        return .done(.later)
     }
 
     func join(_ socket: SocketRef, room: RoomID, username: String?, after: UInt64?, server: SocketIOServer, nowMs: Int64) async -> Answer {
