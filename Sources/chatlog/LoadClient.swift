@@ -253,9 +253,10 @@ final class LoadClient: ChannelInboundHandler {
         let count = key.utf8CodeUnitCount
         guard count > 0, text.count >= count else { return nil }
         return key.withUTF8Buffer { needle -> Int? in
+            guard let haystack = text.baseAddress, let pattern = needle.baseAddress else { return nil }
             var start = 0
             while start + count <= text.count {
-                if text[start] == needle[0], memcmp(text.baseAddress! + start, needle.baseAddress!, count) == 0 {
+                if text[start] == needle[0], memcmp(haystack + start, pattern, count) == 0 {
                     return start + count
                 }
                 start += 1
