@@ -1,0 +1,43 @@
+"""`chatlog bench load` keeps working (a small run, not a measurement): against chatlog and
+against the python-socketio reference server of tools/bench-load.sh."""
+
+import json
+import subprocess
+import sys
+
+from chatserver import Server
+from conftest import ROOT, run
+
+
+def load(chatlog, url, pid, *extra):
+    result = run(chatlog, "bench", "load", "--url", url, "--server-pid", str(pid), "--rooms", "2", "--clients-per-room", "4",
+                 "--senders", "3", "--messages", "20", "--window", "2", "--timeout", "30", *extra, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_bench_load_counts_every_delivery_against_chatlog(chatlog, journal):
+    server = Server(chatlog, journal, "--events-per-second", "100000", "--events-burst", "100000").start()
+    try:
+        report = load(chatlog, server.url, server.process.pid, "--resume-events", "50", "--idle-connections", "20")
+        # Room 0 has senders 0 and 2, room 1 sender 1; every client of a room gets its senders' messages.
+        assert report["acked_sends"] == 60 and report["deliveries"] == (2 * 20 + 1 * 20) * 4
+        assert report["lost"] == 0 and report["duplicated"] == 0
+        assert report["resume_seconds"] > 0 and report["idle_bytes_per_connection"] >= 0
+        assert report["server_cpu_s"] is not None
+    finally:
+        server.stop()
+
+
+def test_the_reference_server_speaks_the_same_protocol(chatlog, tmp_path):
+    process = subprocess.Popen([sys.executable, str(ROOT / "tools" / "reference-server" / "server.py"), "--port", "0",
+                                "--sqlite", str(tmp_path / "reference.db")], stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("listening on "), line
+        report = load(chatlog, line.split()[-1], process.pid)
+        assert report["acked_sends"] == 60 and report["deliveries"] == 240
+        assert report["lost"] == 0 and report["duplicated"] == 0
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
