@@ -62,7 +62,7 @@ public enum ChatServer {
             throw error
         }
         await journal.close()
-        logger.info("journal closed", metadata: ["journal.offset": "\(journal.committedOffset)"])
+        logger.notice("chatlog stopped", metadata: ["journal.offset": "\(journal.committedOffset)"])
     }
 
     private static func serve(

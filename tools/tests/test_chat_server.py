@@ -341,7 +341,7 @@ def test_sigterm_answers_commands_in_flight_disconnects_clients_and_exits_zero(c
     assert elapsed < 5, f"shutdown took {elapsed:.1f}s"
     assert disconnected.wait(5), "the client was not disconnected"
     log = server.log()
-    assert "shutting down" in log and "room-state snapshot written" in log and "journal closed" in log
+    assert "shutting down" in log and "room-state snapshot written" in log and "journal closed" in log and "chatlog stopped" in log
     assert (journal / "projections" / "room-state.snapshot").exists()
     # Every acknowledged send is in the journal; no refused one is.
     acked = [a["id"] for a in acks if isinstance(a, dict) and a.get("ok")]
