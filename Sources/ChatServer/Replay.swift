@@ -60,9 +60,13 @@ struct Replay {
                         if chunk.count >= limits.replayChunkEvents {
                             await flush(&chunk, to: socket)
                         }
-                        // A user who is no longer a member of a private room gets nothing after that.
-                        if let user, Self.ends(membershipOf: user, event),
-                           live.state.withLock({ $0.rooms.room(event.room)?.isPrivate }) == true {
+                        // A user removed from a private room (or who left it), and not a member
+                        // again since, gets nothing after that. (A member may read the whole
+                        // history of its room, so a leave followed by a rejoin stops nothing.)
+                        if let user, Self.ends(membershipOf: user, event), live.state.withLock({ state in
+                            guard let room = state.rooms.room(event.room) else { return false }
+                            return room.isPrivate && !room.members.contains(user)
+                        }) {
                             await flush(&chunk, to: socket)
                             return .failed(code: "not_member", message: "\(user) is no longer a member of \(event.room)")
                         }

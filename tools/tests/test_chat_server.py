@@ -594,3 +594,24 @@ def test_a_failing_disk_stops_writes_refuses_commands_and_turns_health_red(chatl
     finally:
         if server.process.poll() is None:
             server.stop()
+
+
+def test_a_member_who_left_and_came_back_resumes_across_its_leave(server, clients):
+    alice = clients(server.url, "alice")
+    bob = clients(server.url, "bob")
+    alice.call("create-group", {"group": "club", "private": True})
+    alice.call("join-group", {"group": "club"})
+    alice.call("invite", {"group": "club", "username": "bob"})
+    first = bob.call("join-group", {"group": "club"})
+    bob.call("leave-group", {"group": "club"})
+    missed = alice.call("send-group-message", {"group": "club", "message": "while bob was away", "created": 1})
+    alice.call("invite", {"group": "club", "username": "bob"})
+    # bob comes back and resumes from before his leave: he is a member again, so he gets it all.
+    back = bob.call("join-group", {"group": "club", "after": first["last_id"]})
+    assert back["ok"], back
+    assert missed["id"] in [m["id"] for m in bob.received("send-group-message")]
+    # Removed and not invited again: a resume from before the removal is refused.
+    alice.call("remove-member", {"group": "club", "username": "bob"})
+    carol = clients(server.url, "bob")
+    refused = carol.call("join-group", {"group": "club", "after": first["last_id"]})
+    assert refused["ok"] is False and refused["error"]["code"] == "not_invited"
