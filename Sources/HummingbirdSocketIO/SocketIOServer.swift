@@ -86,14 +86,6 @@ public final class SocketIOServer: Service, Sendable {
 
     public var sessionCount: Int { state.withLock { $0.connections.count } }
 
-    /// Sessions by transport (WebSocket, long-polling), for metrics and health.
-    public var sessionCountsByTransport: (websocket: Int, polling: Int) {
-        state.withLock { state in
-            let websocket = state.connections.values.count { $0.engine.transport == .websocket }
-            return (websocket, state.connections.count - websocket)
-        }
-    }
-
     /// The socket id of a connection's namespace, when it is connected.
     func connectedSocketID(sid: String, namespace: String) -> String? {
         state.withLock { $0.connections[sid]?.socket.sockets[namespace] }
