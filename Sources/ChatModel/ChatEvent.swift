@@ -40,4 +40,13 @@ public struct ChatEvent: Sendable, Equatable {
         /// The actor (the author or the owner) deleted `message`.
         case messageDeleted(message: MessageID)
     }
+
+    /// The user this event ends the membership of: the removed user, or the one who left.
+    public var departedMember: UserID? {
+        switch body {
+        case .memberRemoved(let user): user
+        case .memberLeft: actor
+        default: nil
+        }
+    }
 }

@@ -114,7 +114,7 @@ final class ChatGateway: SocketIOHandler {
         }
         if case .failed(let code, let message) = outcome {
             logger.info("connection state recovery failed", metadata: ["socketio.sid": "\(socket.engineID)", "reason": "\(message)"])
-            server.emit(socket, event: "error", [.object([("event", .string("recovery")), ("code", .string(code)), ("message", .string(message))])])
+            ChatWire.refuse(socket, event: "recovery", ackID: nil, code: code, message: message, server: server)
         }
     }
 
@@ -173,11 +173,7 @@ final class ChatGateway: SocketIOHandler {
         case .ok(let fields):
             if let ackID { server.ack(socket, id: ackID, [ChatWire.success(fields)]) }
         case .failed(let code, let message):
-            if let ackID {
-                server.ack(socket, id: ackID, [ChatWire.failure(code: code, message: message)])
-            } else {
-                server.emit(socket, event: "error", [.object([("event", .string(name)), ("code", .string(code)), ("message", .string(message))])])
-            }
+            ChatWire.refuse(socket, event: name, ackID: ackID, code: code, message: message, server: server)
         }
     }
 
@@ -417,7 +413,7 @@ final class ChatGateway: SocketIOHandler {
         let user = live.withClient(socket) { client in client.user } ?? nil
         return live.state.withLock { state -> Answer in
             guard let info = state.rooms.room(room) else { return .failed(code: "room_not_found", message: "no room \(room)") }
-            guard !info.isPrivate || user.map(info.members.contains) == true else {
+            guard user.map(info.mayRead) ?? !info.isPrivate else {
                 return .failed(code: "not_member", message: "only members may list the members of the private room \(room)")
             }
             let online = state.online[room].map { Array($0.keys.map(\.value)).sorted() } ?? []
@@ -454,7 +450,7 @@ final class ChatGateway: SocketIOHandler {
         let user = live.withClient(socket) { client in client.user } ?? nil
         let access: Answer? = live.state.withLock { state in
             guard let info = state.rooms.room(room) else { return .failed(code: "room_not_found", message: "no room \(room)") }
-            guard !info.isPrivate || user.map(info.members.contains) == true else {
+            guard user.map(info.mayRead) ?? !info.isPrivate else {
                 return .failed(code: "not_member", message: "only members may read the history of the private room \(room)")
             }
             return nil

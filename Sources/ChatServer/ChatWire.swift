@@ -1,4 +1,5 @@
 import ChatModel
+import HummingbirdSocketIO
 import Journal
 import Projections
 import SocketIO
@@ -106,6 +107,16 @@ enum ChatWire {
         if message.editedMs != nil { members.append(("edited", .bool(true))) }
         if message.deletedMs != nil { members.append(("deleted", .bool(true))) }
         return .object(members)
+    }
+
+    /// Tells a client its event was refused: in the ack it asked for, else as an `error`
+    /// event `{event, code, message}`.
+    static func refuse(_ socket: SocketRef, event: String, ackID: UInt64?, code: String, message: String, server: SocketIOServer) {
+        if let ackID {
+            server.ack(socket, id: ackID, [failure(code: code, message: message)])
+        } else {
+            server.emit(socket, event: "error", [.object([("event", .string(event)), ("code", .string(code)), ("message", .string(message))])])
+        }
     }
 
     /// A failed command's ack argument: `{ok: false, error: {code, message}}`.

@@ -1,9 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ChatModel
 import Foundation
 import JWTKit
+import Journal
+import NIOCore
 
 /// Who a connecting client is.
 ///
@@ -85,7 +84,7 @@ public struct IdentityError: Error, Sendable, CustomStringConvertible {
 }
 
 /// The HS256 secret: read from a file, or generated into it on first start (mode 0600, 32
-/// random bytes as 64 hex digits, written with the temp-file/fsync/rename recipe).
+/// random bytes as 64 hex digits, written with the temp-file/fsync/rename recipe, `AtomicFile`).
 public enum AuthSecret {
     public static let bytesMin = 32
 
@@ -98,27 +97,25 @@ public enum AuthSecret {
         var random = SystemRandomNumberGenerator()
         let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &random) }
         let hex = bytes.map { String($0, radix: 16).leftPadded(to: 2) }.joined() + "\n"
-        let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        guard fd >= 0 else { throw .auth("cannot create the secret file \(temporary): \(String(cString: strerror(errno)))") }
-        let written = hex.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
-        let synced = fsync(fd) == 0
-        close(fd)
-        guard written == hex.utf8.count, synced, rename(temporary, path) == 0 else {
-            throw .auth("cannot write the secret file \(path): \(String(cString: strerror(errno)))")
+        do {
+            try AtomicFile.write(ByteBuffer(string: hex), to: path, mode: 0o600)
+        } catch {
+            throw .auth("cannot write the secret file \(path): \(error)")
         }
-        let directory = (path as NSString).deletingLastPathComponent
-        let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY)
-        if dirFD >= 0 { fsync(dirFD); close(dirFD) }
         guard let created = try read(path) else { throw .auth("the secret file \(path) vanished after writing it") }
         return (created, true)
     }
 
     /// The secret in `path` (its text, surrounding whitespace removed), or nil when missing.
     static func read(_ path: String) throws(ChatServerError) -> [UInt8]? {
-        guard FileManager.default.fileExists(atPath: path) else { return nil }
-        guard let data = FileManager.default.contents(atPath: path) else { throw .auth("cannot read the secret file \(path)") }
-        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let contents: ByteBuffer?
+        do {
+            contents = try AtomicFile.read(path)
+        } catch {
+            throw .auth("cannot read the secret file \(path): \(error)")
+        }
+        guard var contents else { return nil }
+        let text = (contents.readString(length: contents.readableBytes) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
         guard text.utf8.count >= bytesMin else {
             throw .auth("the secret in \(path) is \(text.utf8.count) bytes; at least \(bytesMin) are needed")
         }

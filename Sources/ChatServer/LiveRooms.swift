@@ -63,12 +63,7 @@ final class LiveRooms: Sendable {
         }
 
         func fail(_ reason: String, on server: SocketIOServer) {
-            if let ackID {
-                server.ack(socket, id: ackID, [ChatWire.failure(code: "unavailable", message: reason)])
-            } else {
-                server.emit(socket, event: "error", [.object([("event", .string(event)), ("code", .string("unavailable")),
-                                                              ("message", .string(reason))])])
-            }
+            ChatWire.refuse(socket, event: event, ackID: ackID, code: "unavailable", message: reason, server: server)
         }
     }
 
@@ -280,12 +275,7 @@ final class LiveRooms: Sendable {
                 }
                 // Who is no longer a member stops receiving the room at once: a removed user's
                 // sockets (told so), and a user who left, on all of their sockets.
-                let departed: UserID? = switch event.body {
-                case .memberRemoved(let user): user
-                case .memberLeft: event.actor
-                default: nil
-                }
-                if let departed, let recipients = state.subscribers[event.room] {
+                if let departed = event.departedMember, let recipients = state.subscribers[event.room] {
                     let theirs = recipients.filter { state.clients[$0]?.user == departed }
                     for socket in theirs {
                         state.clients[socket]?.rooms.remove(event.room)

@@ -63,7 +63,7 @@ struct Replay {
                         // A user removed from a private room (or who left it), and not a member
                         // again since, gets nothing after that. (A member may read the whole
                         // history of its room, so a leave followed by a rejoin stops nothing.)
-                        if let user, Self.ends(membershipOf: user, event), live.state.withLock({ state in
+                        if let user, event.departedMember == user, live.state.withLock({ state in
                             guard let room = state.rooms.room(event.room) else { return false }
                             return room.isPrivate && !room.members.contains(user)
                         }) {
@@ -75,14 +75,6 @@ struct Replay {
                 cursor = min(end, target)
             }
             await flush(&chunk, to: socket)
-        }
-    }
-
-    static func ends(membershipOf user: UserID, _ event: ChatEvent) -> Bool {
-        switch event.body {
-        case .memberRemoved(let removed): removed == user
-        case .memberLeft: event.actor == user
-        default: false
         }
     }
 

@@ -412,6 +412,8 @@ public final class SocketIOServer: Service, Sendable {
             guard let arrival = modify(sid, { $0.engine.pollArrived(now: .now) }) else { return PollOutcome(result: .unknownSession, calls: expired) }
             switch arrival {
             case .answer(let body):
+                // The poll takes the whole buffer: whoever waits for it to drain goes on.
+                resumeDrainWaitersIfDrained(sid)
                 return PollOutcome(result: .body(body), calls: expired)
             case .reject(let actions):
                 return PollOutcome(result: .rejected, calls: expired + apply(actions, to: sid))
@@ -634,11 +636,16 @@ public final class SocketIOServer: Service, Sendable {
                     calls += closeConnection(sid, reason: reason)
                 }
             }
-            if !drainWaiters.isEmpty, connections[sid].map({ $0.engine.bufferedPacketCount == 0 }) ?? true,
-               let waiters = drainWaiters.removeValue(forKey: sid) {
-                for waiter in waiters { waiter.resume() }
-            }
+            resumeDrainWaitersIfDrained(sid)
             return calls
+        }
+
+        /// Resumes `outboundDrained` waiters of a session whose polling buffer is empty (or
+        /// that is gone).
+        mutating func resumeDrainWaitersIfDrained(_ sid: String) {
+            guard !drainWaiters.isEmpty, connections[sid].map({ $0.engine.bufferedPacketCount == 0 }) ?? true,
+                  let waiters = drainWaiters.removeValue(forKey: sid) else { return }
+            for waiter in waiters { waiter.resume() }
         }
 
         mutating func apply(_ actions: [SocketSession.Action], to sid: String) -> [AppCall] {

@@ -100,10 +100,12 @@ enum FileSystem {
         guard fsync(handle.descriptor) == 0 else { throw .io(operation: "fsync directory", path: path, errno: errno) }
     }
 
-    /// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync the directory.
-    static func writeAtomically(_ bytes: ByteBuffer, to path: String, directory: String) throws(JournalError) {
+    /// Writes `bytes` to `path` atomically: temp file (created anew with `mode`), fsync,
+    /// rename, fsync the directory.
+    static func writeAtomically(_ bytes: ByteBuffer, to path: String, directory: String, mode: mode_t = 0o644) throws(JournalError) {
         let temporary = path + ".tmp"
-        let handle = try FileHandle.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC)
+        try remove(temporary)  // a leftover would keep its own permissions
+        let handle = try FileHandle.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
         try handle.write(bytes, at: .zero)
         guard fsync(handle.descriptor) == 0 else { throw .io(operation: "fsync", path: temporary, errno: errno) }
         guard rename(temporary, path) == 0 else { throw .io(operation: "rename", path: temporary, errno: errno) }
@@ -153,10 +155,11 @@ enum FileSystem {
 public enum AtomicFile {
     /// Replaces `path` with `bytes`: writes `path.tmp`, fsyncs it, renames it over `path`,
     /// fsyncs the directory. After a crash `path` holds either the old or the new bytes.
+    /// `mode`: the new file's permissions (0600 for a secret).
     /// - Throws: `JournalError.io` naming the step that failed.
-    public static func write(_ bytes: ByteBuffer, to path: String) throws(JournalError) {
+    public static func write(_ bytes: ByteBuffer, to path: String, mode: mode_t = 0o644) throws(JournalError) {
         let directory = path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
-        try FileSystem.writeAtomically(bytes, to: path, directory: directory.isEmpty ? "." : directory)
+        try FileSystem.writeAtomically(bytes, to: path, directory: directory.isEmpty ? "." : directory, mode: mode)
     }
 
     /// The bytes of `path`, or nil when it does not exist.
