@@ -395,11 +395,13 @@ public struct SocketPacket: Sendable, Equatable {
             switch value {
             case .object(let members):
                 if value["_placeholder"] == .bool(true), case .number(let num)? = value["num"] {
-                    guard num == num.rounded(), num >= 0, Int(num) < attachments.count else {
+                    // `Int(exactly:)`: a huge or fractional number names no attachment (and
+                    // must not trap, as `Int(_:)` does beyond Int.max).
+                    guard let index = Int(exactly: num), index >= 0, index < attachments.count else {
                         throw .invalidSocketPacket("placeholder \(num) does not name one of \(attachments.count) attachments")
                     }
-                    used.insert(Int(num))
-                    return .binary(attachments[Int(num)])
+                    used.insert(index)
+                    return .binary(attachments[index])
                 }
                 var replaced: [(String, JSONValue)] = []
                 for (key, item) in members { replaced.append((key, try replace(item))) }

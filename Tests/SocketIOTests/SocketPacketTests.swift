@@ -112,6 +112,13 @@ import Testing
         var other = SocketPacketAssembler()
         _ = try other.receive(text: #"51-["a",{"_placeholder":true,"num":3}]"#)
         #expect(throws: SocketIOProtocolError.self) { try other.receive(binary: [1]) }
+        // Placeholders that are numbers but name no attachment: beyond Int (found by the
+        // fuzzer: `Int(_:)` trapped), fractional, negative.
+        for num in ["211111111111111111111", "1e300", "0.5", "-1"] {
+            var assembler = SocketPacketAssembler()
+            _ = try assembler.receive(text: #"51-["a",{"_placeholder":true,"num":"# + num + "}]")
+            #expect(throws: SocketIOProtocolError.self, "num \(num)") { try assembler.receive(binary: [1]) }
+        }
         // Binary with nothing announced, and text while attachments are due.
         var third = SocketPacketAssembler()
         #expect(throws: SocketIOProtocolError.self) { try third.receive(binary: [1]) }
