@@ -12,6 +12,12 @@ public struct EngineConfiguration: Sendable, Equatable {
     public var pollingBufferPacketsMax = 1_000
     /// Packets one polling request body may carry.
     public var payloadPacketsMax = 256
+    /// Packets one poll's response carries; more wait for the next poll, answered at once.
+    /// 16 because python-engineio's client refuses a payload of more (`Payload.max_decode_packets`,
+    /// a guard for its server side that its client shares) and drops the session; the
+    /// JavaScript client has no such limit, and a poll on a busy session costs one more round
+    /// trip per 16 packets.
+    public var pollPacketsMax = 16
     /// How long a WebSocket probe may take to complete the upgrade before it is closed and
     /// the session goes on polling.
     public var upgradeTimeout: Duration = .seconds(10)
@@ -27,7 +33,7 @@ public struct EngineConfiguration: Sendable, Equatable {
         if pingInterval <= .zero { try fail("pingInterval must be positive") }
         if pingTimeout <= .zero { try fail("pingTimeout must be positive") }
         if maxPayload < 64 { try fail("maxPayload must be at least 64 bytes, got \(maxPayload)") }
-        if pollingBufferPacketsMax < 1 || payloadPacketsMax < 1 { try fail("packet limits must be positive") }
+        if pollingBufferPacketsMax < 1 || payloadPacketsMax < 1 || pollPacketsMax < 1 { try fail("packet limits must be positive") }
         if upgradeTimeout <= .zero { try fail("upgradeTimeout must be positive") }
         if upgradePollHold < .zero || upgradePollHold >= upgradeTimeout {
             try fail("upgradePollHold must be at least zero and shorter than upgradeTimeout")

@@ -349,9 +349,15 @@ public struct EngineSession: Sendable {
         return [.answerPoll(takeBuffer())]
     }
 
+    /// The next poll's payload: the oldest `pollPacketsMax` packets; the rest waits for the
+    /// next poll, which is then answered at once.
     private mutating func takeBuffer() -> String {
-        defer { buffer.removeAll(keepingCapacity: true) }
-        return EnginePacket.encodePayload(buffer)
+        guard buffer.count > configuration.pollPacketsMax else {
+            defer { buffer.removeAll(keepingCapacity: true) }
+            return EnginePacket.encodePayload(buffer)
+        }
+        defer { buffer.removeFirst(configuration.pollPacketsMax) }
+        return EnginePacket.encodePayload(Array(buffer.prefix(configuration.pollPacketsMax)))
     }
 
     private mutating func close(_ reason: CloseReason, closePacketToPoll: Bool = false, noopToPoll: Bool = false) -> [Action] {

@@ -39,6 +39,27 @@ import Testing
         #expect(session.pollArrived(now: t0) == .answer("4x\u{1e}4y"))
     }
 
+    /// python-engineio's client drops a session whose poll brings more than 16 packets: a
+    /// poll takes at most `pollPacketsMax`, and the next poll is answered at once with the rest.
+    @Test func aPollTakesAtMostPollPacketsMaxAndTheNextOneTheRest() {
+        var configuration = configuration
+        configuration.pollingBufferPacketsMax = 100
+        configuration.pollPacketsMax = 3
+        var session = EngineSession.open(sid: "abc", transport: .polling, configuration: configuration, now: t0).0
+        #expect(session.send((1...7).map { EnginePacket.message("m\($0)") }) == [])
+        #expect(session.bufferedPacketCount == 7)
+        #expect(session.pollArrived(now: t0) == .answer("4m1\u{1e}4m2\u{1e}4m3"))
+        #expect(session.pollArrived(now: t0) == .answer("4m4\u{1e}4m5\u{1e}4m6"))
+        #expect(session.pollArrived(now: t0) == .answer("4m7"))
+        #expect(session.bufferedPacketCount == 0)
+        #expect(session.pollArrived(now: t0) == .hold)
+        // A waiting poll answered by a burst also takes only the first ones.
+        #expect(session.send((8...12).map { EnginePacket.message("m\($0)") }) == [.answerPoll("4m8\u{1e}4m9\u{1e}4m10")])
+        #expect(session.pollArrived(now: t0) == .answer("4m11\u{1e}4m12"))
+        // The default fits python-engineio's client.
+        #expect(EngineConfiguration().pollPacketsMax == 16)
+    }
+
     @Test func aSecondPollWhileOneWaitsClosesTheSession() {
         var session = polling()
         #expect(session.pollArrived(now: t0) == .hold)
@@ -206,6 +227,9 @@ import Testing
         var hold = EngineConfiguration()
         hold.upgradePollHold = hold.upgradeTimeout
         #expect(throws: SocketIOProtocolError.self) { try hold.validate() }
+        var poll = EngineConfiguration()
+        poll.pollPacketsMax = 0
+        #expect(throws: SocketIOProtocolError.self) { try poll.validate() }
         #expect(throws: Never.self) { try EngineConfiguration().validate() }
     }
 }

@@ -617,8 +617,6 @@ def test_a_member_who_left_and_came_back_resumes_across_its_leave(server, client
     assert refused["ok"] is False and refused["error"]["code"] == "not_invited"
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (open): the server answers the join's POST only after the replay, "
-                   "which waits for polls to drain it; python-socketio stops polling while its POST is pending")
 def test_a_long_resume_over_long_polling_is_sent_in_chunks_and_arrives_whole(chatlog, journal, clients):
     # More than two replay chunks (256 events each): the replay waits for each chunk to be
     # taken by a poll before the next, within the polling buffer's 1,000 packets.
