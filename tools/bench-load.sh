@@ -74,11 +74,12 @@ scenario 1x100 --rooms 1 --clients-per-room 100 --senders 10 --messages "$MESSAG
 scenario 10x20 --rooms 10 --clients-per-room 20 --senders 20 --messages "$MESSAGES" --window 8
 scenario 1x1000 --rooms 1 --clients-per-room 1000 --senders 10 --messages "$MESSAGES_1000" --window 8
 
-echo "== acked durable sends: 100 senders, 1 and 8 in flight each"
+echo "== acked durable sends: 100 senders, 1, 8 and 16 in flight each"
 start chatlog "$CHATLOG" serve --journal "$WORK/journal-sends" --port 0 --dev --log-level warning \
     --events-per-second 1000000 --events-burst 1000000 --connections-max 20000
 load chatlog-sends "$URL" "$PID" --rooms 100 --clients-per-room 1 --senders 100 --messages "$SENDS" --window 1
 load chatlog-sends-window8 "$URL" "$PID" --rooms 100 --clients-per-room 1 --senders 100 --messages "$SENDS" --window 8
+load chatlog-sends-window16 "$URL" "$PID" --rooms 100 --clients-per-room 1 --senders 100 --messages "$SENDS" --window 16
 echo "== resume and idle connections"
 load chatlog-resume "$URL" "$PID" --messages 0 --resume-events "$RESUME"
 load chatlog-idle-transport "$URL" "$PID" --messages 0 --idle-connections "$IDLE" --idle-without-rooms
