@@ -21,7 +21,7 @@ extension Journal {
     }
 
     /// Where the batch holding `offset` can be found, or nil when `offset` is the committed end.
-    func locate(_ offset: Offset) throws(JournalError) -> (file: FileHandle, start: IndexEntry, size: Int64)? {
+    func locate(_ offset: Offset) throws(JournalError) -> (file: FileHandle, start: IndexEntry, size: Int64, base: Offset)? {
         try state.withLock { state throws(JournalError) in
             let earliest = state.segments.first?.baseOffset ?? state.committedNext
             guard offset >= earliest, offset <= state.committedNext else {
@@ -31,7 +31,7 @@ extension Journal {
             guard let segment = state.segments.last(where: { $0.baseOffset <= offset }) else {
                 preconditionFailure("offset \(offset) is retained, so a segment starts at or before it")
             }
-            return (segment.file, segment.index.lookup(offset), segment.sizeBytes)
+            return (segment.file, segment.index.lookup(offset), segment.sizeBytes, segment.baseOffset)
         }
     }
 
@@ -112,7 +112,7 @@ public struct JournalReader: Sendable {
 
     /// See `Journal.read(from:maxBytes:)`.
     public mutating func read(from offset: Offset, maxBytes: Int = 1 << 20) throws(JournalError) -> [RecordBatch] {
-        guard let (file, start, size) = try journal.locate(offset) else { return [] }
+        guard let (file, start, size, _) = try journal.locate(offset) else { return [] }
         var scanner = SegmentScanner(file: file, from: start.position, to: FilePosition(size),
                                      expectedOffset: start.offset,
                                      readAheadBytes: max(64 << 10, min(maxBytes, 8 << 20)), window: window)

@@ -74,6 +74,13 @@ struct State: ~Copyable {
     var commitWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
     var nextCommitWaiterID: UInt64 = 0
     var closeWaiters: [CheckedContinuation<Void, Never>] = []
+    /// A standby's journal: batches copied from the leader (`replicated`), no local appends.
+    var following = false
+    /// Copied batches checked and waiting for the writer, in offset order.
+    var replicated: [ReplicatedGroup] = []
+    /// The base of the last segment a copied batch set started (the writer may not have
+    /// rolled to it yet); nil when none did.
+    var replicatedSegmentBase: Offset?
 
     init(segments: [SegmentState], nextOffset: Offset, committedNext: Offset) {
         self.segments = segments
@@ -106,6 +113,7 @@ struct State: ~Copyable {
         case .closing, .closed: return .refused(.closed)
         case .failed(let reason): return .refused(.writerFailed(reason))
         }
+        if following { return .refused(.following) }
         let first = nextOffset.advanced(by: blockedRecords)
         let range = OffsetRange(first: first, last: first.advanced(by: UInt64(records.count - 1)))
         // FIFO: once anything waits for room, later appends wait behind it.

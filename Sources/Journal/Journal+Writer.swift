@@ -46,6 +46,11 @@ struct WriterState: Sendable {
 struct EncodedGroup: Sendable {
     var bytes: ByteBuffer
     var batches: [(header: BatchHeader, start: Int)] = []
+    /// Copied from a leader (`Journal.appendReplicated`): segments are cut where the leader
+    /// cut them (`segmentStart`), never by size.
+    var replicated = false
+    /// For a copied group: the batch with this base offset starts a new segment.
+    var segmentStart: Offset?
 }
 
 /// A one-slot queue between the encoder and the writer, so that the encoder compresses group
@@ -160,18 +165,23 @@ extension Journal {
     /// encoding of group n+1 overlaps the write and fsync of group n.
     private func runEncoder() {
         var encoder = GroupEncoder()
-        while true {
+        groups: while true {
             handoff.slotFree.wait()
             if handoff.slot.withLock({ $0.writerStopped }) { return }
             var batches: [PendingBatch] = []
             while batches.isEmpty {
                 enum Work {
                     case encode([PendingBatch])
+                    case forward(EncodedGroup)
                     case sleep
                     case finish
                     case stop
                 }
                 let work: Work = state.withLock { state in
+                    // A standby's copied batches are encoded already: handed on as they are.
+                    if !state.replicated.isEmpty {
+                        return .forward(state.replicated.removeFirst().group)
+                    }
                     if !state.pending.isEmpty {
                         let batches = state.pending
                         state.pending.removeAll(keepingCapacity: true)
@@ -193,6 +203,9 @@ extension Journal {
                 switch work {
                 case .encode(let taken):
                     batches = taken
+                case .forward(let group):
+                    put(.group(group))
+                    continue groups
                 case .sleep:
                     encoderWakeup.wait()
                 case .finish:
@@ -292,7 +305,13 @@ extension Journal {
         var flushed = 0  // bytes of `group.bytes` already written
         for (header, start) in group.batches {
             var position = writer.active.position.advanced(by: start - flushed)
-            if position.value > 0, position.value + Int64(header.totalBytes) > configuration.segmentBytesMax {
+            let startsSegment = if group.replicated {
+                // Where the leader started a segment (an empty active segment at that base is it).
+                header.baseOffset == group.segmentStart && writer.active.baseOffset != header.baseOffset
+            } else {
+                position.value > 0 && position.value + Int64(header.totalBytes) > configuration.segmentBytesMax
+            }
+            if startsSegment {
                 try flush(group.bytes, from: flushed, to: start, writer: &writer)
                 flushed = start
                 try sync(&writer, force: true)

@@ -92,6 +92,16 @@ public enum JournalError: Error, Sendable, CustomStringConvertible {
     case writerFailed(String)
     /// The journal was closed.
     case closed
+    /// A local append to a standby's journal, which only takes batches copied from its leader.
+    case following
+    /// `appendReplicated` on a journal that does not follow a leader.
+    case notFollowing
+    /// A leader was asked to read from an offset inside a batch: the asker's journal is not a
+    /// copy of this one.
+    case notBatchBoundary(requested: Offset, batchBase: Offset)
+    /// Batches copied from a leader that are not valid, or do not fit this journal; nothing
+    /// was written.
+    case replicaMismatch(String)
 
     public var description: String {
         switch self {
@@ -119,6 +129,14 @@ public enum JournalError: Error, Sendable, CustomStringConvertible {
             "the journal stopped accepting appends after a storage failure (\(reason)); restart to recover from disk"
         case .closed:
             "the journal is closed"
+        case .following:
+            "this journal is a standby's copy of its leader's: it takes no local appends"
+        case .notFollowing:
+            "this journal does not follow a leader: it takes no copied batches"
+        case .notBatchBoundary(let requested, let base):
+            "offset \(requested) is inside the batch that starts at \(base): the journal asking is not a copy of this one"
+        case .replicaMismatch(let reason):
+            "the leader's batches do not fit this journal (nothing written): \(reason)"
         }
     }
 }

@@ -1,0 +1,141 @@
+import Foundation
+import Logging
+import NIOCore
+import Testing
+
+@testable import Journal
+
+/// A standby's journal copies its leader's batches byte for byte (`readRaw` on the leader,
+/// `appendReplicated` on the standby), and refuses anything that is not a valid continuation.
+@Suite struct ReplicationTests {
+    /// Copies everything committed on `leader` that `standby` lacks, `maxBytes` per read.
+    @discardableResult
+    func copy(from leader: Journal, to standby: Journal, maxBytes: Int) async throws -> Int {
+        var reads = 0
+        while standby.nextOffset < leader.committedOffset {
+            let raw = try leader.readRaw(from: standby.nextOffset, maxBytes: maxBytes)
+            #expect(!raw.isEmpty)
+            let next = try await standby.appendReplicated(raw)
+            #expect(next == raw.nextOffset)
+            reads += 1
+        }
+        return reads
+    }
+
+    func files(_ directory: TemporaryDirectory) throws -> [String: Data] {
+        var files: [String: Data] = [:]
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        where name.hasSuffix(".log") || name.hasSuffix(".index") {
+            files[name] = try Data(contentsOf: URL(fileURLWithPath: directory.file(name)))
+        }
+        return files
+    }
+
+    @Test func aCaughtUpStandbyHasByteIdenticalSegmentsAndIndexes() async throws {
+        let leaderDirectory = try TemporaryDirectory()
+        let standbyDirectory = try TemporaryDirectory()
+        defer { leaderDirectory.remove(); standbyDirectory.remove() }
+        let configuration = smallConfiguration(durability: .everyBatch)
+        let leader = try Journal.open(directory: leaderDirectory.path, configuration: configuration, logger: .quiet)
+        let standby = try Journal.open(directory: standbyDirectory.path, configuration: configuration, logger: .quiet)
+        standby.setFollowing(true)
+        // Catch-up from empty, in reads of various sizes (some smaller than one batch).
+        try await appendRecords(leader, 0..<400, perAppend: 7)
+        #expect(try segmentNames(leaderDirectory).count > 3, "the test needs several segments")
+        try await copy(from: leader, to: standby, maxBytes: 100)
+        try await appendRecords(leader, 400..<700, perAppend: 13)
+        try await copy(from: leader, to: standby, maxBytes: 1 << 20)
+        // Live follow: a few records at a time.
+        for n in 700..<760 {
+            _ = try await leader.append(record(n))
+            try await copy(from: leader, to: standby, maxBytes: 1 << 20)
+        }
+        #expect(standby.committedOffset == leader.committedOffset)
+        #expect(try readAll(standby).map { string($0.payload) } == (0..<760).map { string(record($0)) })
+        await leader.close()
+        await standby.close()
+        let leaderFiles = try files(leaderDirectory)
+        #expect(leaderFiles.count > 6)
+        #expect(try files(standbyDirectory) == leaderFiles)
+        // The standby's copy opens as a journal of its own and goes on following.
+        let reopened = try Journal.open(directory: standbyDirectory.path, configuration: configuration, logger: .quiet)
+        #expect(reopened.nextOffset == Offset(760))
+        #expect(reopened.recovery.truncation == nil)
+        #expect(reopened.recovery.rebuiltIndexes.isEmpty)
+        await reopened.close()
+    }
+
+    @Test func invalidOrMisplacedBatchesAreRefusedAndNothingIsWritten() async throws {
+        let leaderDirectory = try TemporaryDirectory()
+        let standbyDirectory = try TemporaryDirectory()
+        defer { leaderDirectory.remove(); standbyDirectory.remove() }
+        let configuration = smallConfiguration(durability: .everyBatch)
+        let leader = try Journal.open(directory: leaderDirectory.path, configuration: configuration, logger: .quiet)
+        let standby = try Journal.open(directory: standbyDirectory.path, configuration: configuration, logger: .quiet)
+        try await appendRecords(leader, 0..<60, perAppend: 5)
+        let first = try leader.readRaw(from: .zero, maxBytes: 1 << 20)
+        // Not following: refused; local appends to a following journal: refused.
+        await #expect(throws: JournalError.self) { try await standby.appendReplicated(first) }
+        standby.setFollowing(true)
+        await #expect(throws: JournalError.self) { try await standby.append(record(0)) }
+        #expect(throws: JournalError.self) { try standby.submit([record(0)]) }
+
+        func refused(_ raw: RawBatches, _ what: Comment) async {
+            await #expect(throws: JournalError.self, what) { try await standby.appendReplicated(raw) }
+            #expect(standby.nextOffset == .zero, what)
+            #expect(standby.committedOffset == .zero, what)
+        }
+        // One flipped bit anywhere in the first batch (header or payload) is caught.
+        let firstBatchBytes = try #require(first.bytes.getSlice(at: first.bytes.readerIndex, length: BatchHeader.size))
+        let firstHeader = try BatchHeader.peek(from: firstBatchBytes).get()
+        for position in [0, 5, 9, 14, 20, 30, 45, 60, firstHeader.totalBytes - 1] {
+            var flipped = first
+            let byte = try #require(flipped.bytes.getInteger(at: flipped.bytes.readerIndex + position, as: UInt8.self))
+            flipped.bytes.setInteger(byte ^ 0x10, at: flipped.bytes.readerIndex + position)
+            await refused(flipped, "bit flipped at byte \(position)")
+        }
+        // Truncated: a header cut short, a payload cut short.
+        var truncated = first
+        truncated.bytes.moveWriterIndex(to: truncated.bytes.readerIndex + 30)
+        await refused(truncated, "truncated header")
+        truncated = first
+        truncated.bytes.moveWriterIndex(to: truncated.bytes.readerIndex + firstHeader.totalBytes - 3)
+        await refused(truncated, "truncated payload")
+        // A gap: batches that start after this journal's end.
+        let later = try leader.readRaw(from: firstHeader.nextOffset, maxBytes: 1 << 20)
+        await refused(later, "a gap")
+        // The leader's claimed end does not match its bytes.
+        var lying = first
+        lying.nextOffset = first.nextOffset.advanced(by: 1)
+        await refused(lying, "a claimed end past the bytes")
+        // A segment start that is not where the batches start.
+        var moved = first
+        moved.segmentBase = Offset(3)
+        await refused(moved, "a segment that starts inside the batches")
+        // The good copy is taken, then an overlap (the same batches again) is refused.
+        #expect(try await standby.appendReplicated(first) == first.nextOffset)
+        await #expect(throws: JournalError.self) { try await standby.appendReplicated(first) }
+        #expect(standby.nextOffset == first.nextOffset)
+        await leader.close()
+        await standby.close()
+    }
+
+    @Test func aLeaderReadsOnlyFromBatchBoundariesAndWithinItsRange() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let journal = try Journal.open(directory: directory.path, configuration: smallConfiguration(), logger: .quiet)
+        try await appendRecords(journal, 0..<40, perAppend: 10)
+        _ = try await journal.append(record(40))
+        let raw = try journal.readRaw(from: .zero, maxBytes: 1)  // at least one batch
+        #expect(!raw.isEmpty && raw.segmentBase == .zero)
+        let header = try BatchHeader.peek(from: try #require(raw.bytes.getSlice(at: raw.bytes.readerIndex, length: BatchHeader.size))).get()
+        #expect(raw.nextOffset == header.nextOffset)
+        #expect(raw.bytes.readableBytes == header.totalBytes)
+        #expect(header.recordCount > 1, "the test needs a batch of several records")
+        #expect(throws: JournalError.self) { try journal.readRaw(from: Offset(1), maxBytes: 1 << 20) }
+        #expect(throws: JournalError.self) { try journal.readRaw(from: Offset(42), maxBytes: 1 << 20) }
+        let end = try journal.readRaw(from: Offset(41), maxBytes: 1 << 20)
+        #expect(end.isEmpty && end.bytes.readableBytes == 0)
+        await journal.close()
+    }
+}
