@@ -123,24 +123,16 @@ public struct JournalReader: Sendable {
         // would make each later write copy the arena.
         var decoded: [(header: BatchHeader, position: FilePosition, start: Int)] = []
         var total = 0
-        scan: while true {
-            switch try scanner.next() {
-            case .end:
-                break scan
-            case .corrupt(let position, let kind):
+        while let (header, position, bytes) = try scanner.nextBatch() {
+            guard header.nextOffset > offset else { continue }
+            if !decoded.isEmpty && total + header.totalBytes > maxBytes { break }
+            switch BatchCodecIO.appendRecords(ofBatchIn: bytes, header: header, to: &arena) {
+            case .success(let start):
+                decoded.append((header, position, start))
+                total += header.totalBytes
+            case .failure(let kind):
                 throw .corrupt(CorruptionReport(file: file.path, position: position,
-                                                expectedOffset: scanner.expectedOffset, kind: kind))
-            case .batch(let header, let position, let bytes):
-                guard header.nextOffset > offset else { continue }
-                if !decoded.isEmpty && total + header.totalBytes > maxBytes { break scan }
-                switch BatchCodecIO.appendRecords(ofBatchIn: bytes, header: header, to: &arena) {
-                case .success(let start):
-                    decoded.append((header, position, start))
-                    total += header.totalBytes
-                case .failure(let kind):
-                    throw .corrupt(CorruptionReport(file: file.path, position: position,
-                                                    expectedOffset: header.baseOffset, kind: kind))
-                }
+                                                expectedOffset: header.baseOffset, kind: kind))
             }
         }
         return decoded.map { batch in

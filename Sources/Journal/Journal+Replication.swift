@@ -47,22 +47,14 @@ extension Journal {
                                      expectedOffset: start.offset, readAheadBytes: max(64 << 10, min(maxBytes, 8 << 20)))
         var bytes = ByteBufferAllocator().buffer(capacity: min(maxBytes, Int(size - start.position.value)))
         var next = offset
-        scan: while true {
-            switch try scanner.next() {
-            case .end:
-                break scan
-            case .corrupt(let position, let kind):
-                throw .corrupt(CorruptionReport(file: file.path, position: position,
-                                                expectedOffset: scanner.expectedOffset, kind: kind))
-            case .batch(let header, _, let batch):
-                guard header.nextOffset > offset else { continue }
-                guard header.baseOffset == next else {
-                    throw .notBatchBoundary(requested: offset, batchBase: header.baseOffset)
-                }
-                if next != offset && bytes.readableBytes + header.totalBytes > maxBytes { break scan }
-                bytes.writeImmutableBuffer(batch)
-                next = header.nextOffset
+        while let (header, _, batch) = try scanner.nextBatch() {
+            guard header.nextOffset > offset else { continue }
+            guard header.baseOffset == next else {
+                throw .notBatchBoundary(requested: offset, batchBase: header.baseOffset)
             }
+            if next != offset && bytes.readableBytes + header.totalBytes > maxBytes { break }
+            bytes.writeImmutableBuffer(batch)
+            next = header.nextOffset
         }
         return RawBatches(segmentBase: base, firstOffset: offset, nextOffset: next, bytes: bytes)
     }

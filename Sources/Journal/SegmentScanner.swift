@@ -73,6 +73,19 @@ struct SegmentScanner {
         return slice
     }
 
+    /// The next valid batch, or nil at the end; a batch that is not valid is an error naming
+    /// the file, the position and the offset (for reads, which never cut anything).
+    mutating func nextBatch() throws(JournalError) -> (header: BatchHeader, position: FilePosition, bytes: ByteBuffer)? {
+        switch try next() {
+        case .end:
+            return nil
+        case .corrupt(let position, let kind):
+            throw .corrupt(CorruptionReport(file: file.path, position: position, expectedOffset: expectedOffset, kind: kind))
+        case .batch(let header, let position, let bytes):
+            return (header, position, bytes)
+        }
+    }
+
     mutating func next() throws(JournalError) -> Step {
         let remaining = endPosition.value - position.value
         if remaining == 0 { return .end }

@@ -22,6 +22,13 @@ import Testing
         return reads
     }
 
+    let configuration = smallConfiguration(durability: .everyBatch)
+
+    func open(_ leader: TemporaryDirectory, _ standby: TemporaryDirectory) throws -> (Journal, Journal) {
+        (try Journal.open(directory: leader.path, configuration: configuration, logger: .quiet),
+         try Journal.open(directory: standby.path, configuration: configuration, logger: .quiet))
+    }
+
     func files(_ directory: TemporaryDirectory) throws -> [String: Data] {
         var files: [String: Data] = [:]
         for name in try FileManager.default.contentsOfDirectory(atPath: directory.path)
@@ -32,12 +39,9 @@ import Testing
     }
 
     @Test func aCaughtUpStandbyHasByteIdenticalSegmentsAndIndexes() async throws {
-        let leaderDirectory = try TemporaryDirectory()
-        let standbyDirectory = try TemporaryDirectory()
+        let (leaderDirectory, standbyDirectory) = (try TemporaryDirectory(), try TemporaryDirectory())
         defer { leaderDirectory.remove(); standbyDirectory.remove() }
-        let configuration = smallConfiguration(durability: .everyBatch)
-        let leader = try Journal.open(directory: leaderDirectory.path, configuration: configuration, logger: .quiet)
-        let standby = try Journal.open(directory: standbyDirectory.path, configuration: configuration, logger: .quiet)
+        let (leader, standby) = try open(leaderDirectory, standbyDirectory)
         standby.setFollowing(true)
         // Catch-up from empty, in reads of various sizes (some smaller than one batch).
         try await appendRecords(leader, 0..<400, perAppend: 7)
@@ -66,12 +70,9 @@ import Testing
     }
 
     @Test func invalidOrMisplacedBatchesAreRefusedAndNothingIsWritten() async throws {
-        let leaderDirectory = try TemporaryDirectory()
-        let standbyDirectory = try TemporaryDirectory()
+        let (leaderDirectory, standbyDirectory) = (try TemporaryDirectory(), try TemporaryDirectory())
         defer { leaderDirectory.remove(); standbyDirectory.remove() }
-        let configuration = smallConfiguration(durability: .everyBatch)
-        let leader = try Journal.open(directory: leaderDirectory.path, configuration: configuration, logger: .quiet)
-        let standby = try Journal.open(directory: standbyDirectory.path, configuration: configuration, logger: .quiet)
+        let (leader, standby) = try open(leaderDirectory, standbyDirectory)
         try await appendRecords(leader, 0..<60, perAppend: 5)
         let first = try leader.readRaw(from: .zero, maxBytes: 1 << 20)
         // Not following: refused; local appends to a following journal: refused.
