@@ -294,7 +294,7 @@ final class ChatGateway: SocketIOHandler {
             }
         case .rejected(let rejection):
             return .rejected(rejection)
-        case .limited(let code, let message):
+        case .refused(let code, let message):
             return .failed(code: code, message: message)
         case .unavailable(let reason):
             return .unavailable(reason)
@@ -319,7 +319,7 @@ final class ChatGateway: SocketIOHandler {
         case .appended(let range): id = range.first
         case .duplicate(let message): id = Offset(message.offset)
         case .rejected(let rejection): return .done(.rejected(rejection))
-        case .limited(let code, let message): return .done(.failed(code: code, message: message))
+        case .refused(let code, let message): return .done(.failed(code: code, message: message))
         case .unavailable(let reason): return .done(.unavailable(reason))
         case .unchanged: preconditionFailure("a send always appends or is a duplicate")
         }
@@ -361,7 +361,7 @@ final class ChatGateway: SocketIOHandler {
         case .rejected(let rejection):
             live.unsubscribe(socket, from: room, recovery: recovery, server: server)
             return .rejected(rejection)
-        case .limited(let code, let message):
+        case .refused(let code, let message):
             live.unsubscribe(socket, from: room, recovery: recovery, server: server)
             return .failed(code: code, message: message)
         case .duplicate:

@@ -6,6 +6,7 @@ import Journal
 import Logging
 import NIOCore
 import Projections
+import Replication
 import ServiceLifecycle
 import UnixSignals
 import SocketIO
@@ -48,15 +49,26 @@ public enum ChatServer {
             identity = await Identity.tokens(secret: secret)
         }
 
+        var replicationSecret: ReplicationSecret?
+        if let path = configuration.replicationSecretFile {
+            do {
+                replicationSecret = try ReplicationSecret.load(path: path)
+            } catch {
+                throw ChatServerError.configuration(error.description)
+            }
+        }
+
         var journalConfiguration = JournalConfiguration()
         journalConfiguration.durability = configuration.durability
         journalConfiguration.recordBytesMax = 64 << 10
         journalConfiguration.failWritesAfterBytes = configuration.failJournalWritesAfterBytes
         let journal = try Journal.open(directory: configuration.journalDirectory, configuration: journalConfiguration,
                                        logger: logger)
+        // A standby's journal takes only its leader's batches.
+        if configuration.standbyOf != nil { journal.setFollowing(true) }
         do {
-            try await serve(configuration, journal: journal, identity: identity, started: started, logger: logger,
-                            signals: signals, onReady: onReady)
+            try await serve(configuration, journal: journal, identity: identity, replicationSecret: replicationSecret,
+                            started: started, logger: logger, signals: signals, onReady: onReady)
         } catch {
             await journal.close()
             throw error
@@ -69,6 +81,7 @@ public enum ChatServer {
         _ configuration: ChatServerConfiguration,
         journal: Journal,
         identity: Identity,
+        replicationSecret: ReplicationSecret?,
         started: ContinuousClock.Instant,
         logger: Logger,
         signals: [UnixSignal],
@@ -90,6 +103,7 @@ public enum ChatServer {
         }
         let limits = configuration.limits
         let decider = Decider(journal: journal, roomState: roomState.state, limits: limits)
+        if let leader = configuration.standbyOf { decider.followLeader(leader) }
         let live = LiveRooms(rooms: roomState.state, position: journal.committedOffset, limits: limits)
 
         var socketConfiguration = SocketIOServer.Configuration()
@@ -104,7 +118,17 @@ public enum ChatServer {
                                   identity: identity, limits: limits, recovery: configuration.recovery, logger: logger)
         let socketIO = SocketIOServer(configuration: socketConfiguration, handler: gateway, logger: logger)
         let tailer = Tailer(journal: journal, live: live, decider: decider, socketIO: socketIO,
-                            recovery: configuration.recovery, readBytesMax: limits.readBytesMax, logger: logger)
+                            recovery: configuration.recovery, followsLeader: configuration.standbyOf != nil,
+                            readBytesMax: limits.readBytesMax, logger: logger)
+        // Replication: a leader answers its standbys' fetches; a standby follows its leader.
+        let replicationLeader: ReplicationLeader? = configuration.standbyOf == nil
+            ? ReplicationLeader(journal: journal, secret: replicationSecret, epoch: 0, logger: logger) : nil
+        let follower: ReplicationFollower? = configuration.standbyOf.flatMap { url in
+            replicationSecret.map { secret in
+                ReplicationFollower(configuration: .init(leaderURL: url, secret: secret, name: configuration.standbyName),
+                                    journal: journal, logger: logger)
+            }
+        }
 
         let cors: CORSPolicy = if configuration.corsOrigins.contains("*") || (configuration.dev && configuration.corsOrigins.isEmpty) {
             .any
@@ -118,6 +142,13 @@ public enum ChatServer {
         endpoint.addRoutes(to: router)
         router.get("/healthz") { _, _ in
             health(journal: journal, live: live, history: historyWriter)
+        }
+        replicationLeader?.addRoutes(to: router)
+        router.get("/api/replication") { _, _ in
+            let status = replicationLeader?.status() ?? ReplicationStatus(
+                role: "standby", epoch: 0, committedOffset: journal.committedOffset.value, leader: follower?.status(), standbys: [])
+            let body = (try? ReplicationJSON.encoder.encode(status)) ?? Data()
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
         }
         let authMode = configuration.dev ? "dev" : "token"
         let app = Application(
@@ -137,6 +168,7 @@ public enum ChatServer {
                     "journal.last_offset": "\(journal.committedOffset.value == 0 ? "none" : String(journal.committedOffset.value - 1))",
                     "journal.durability": "\(configuration.durability)",
                     "auth.mode": "\(authMode)",
+                    "replication.role": "\(configuration.standbyOf.map { "standby of \($0)" } ?? (replicationSecret == nil ? "leader, no standbys" : "leader"))",
                     "http.address": "http://\(configuration.host):\(port)",
                     "startup.seconds": "\(String(format: "%.2f", seconds))",
                 ])
@@ -144,11 +176,12 @@ public enum ChatServer {
             },
             logger: logger
         )
-        let drain = Drain(socketIO: socketIO, decider: decider, live: live, logger: logger)
+        let drain = Drain(socketIO: socketIO, decider: decider, live: live, replication: replicationLeader, logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [
                 .init(service: historyWriter),
                 .init(service: tailer),
+            ] + (follower.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [
                 .init(service: socketIO),
                 .init(service: app),
                 .init(service: drain),
@@ -205,14 +238,16 @@ final class Drain: Service {
     let socketIO: SocketIOServer
     let decider: Decider
     let live: LiveRooms
+    let replication: ReplicationLeader?
     let logger: Logger
     /// How long in-flight commands may take to commit before clients are disconnected anyway.
     static let commitWait: Duration = .seconds(5)
 
-    init(socketIO: SocketIOServer, decider: Decider, live: LiveRooms, logger: Logger) {
+    init(socketIO: SocketIOServer, decider: Decider, live: LiveRooms, replication: ReplicationLeader?, logger: Logger) {
         self.socketIO = socketIO
         self.decider = decider
         self.live = live
+        self.replication = replication
         self.logger = logger
     }
 
@@ -221,6 +256,8 @@ final class Drain: Service {
         logger.notice("shutting down: refusing new connections and commands")
         socketIO.stopAccepting()
         decider.refuse("the server is stopping")
+        // Standbys' fetches held for new batches end now (they reconnect to whoever leads next).
+        replication?.stop()
         let pending = decider.nextOffset
         let deadline = ContinuousClock.now.advanced(by: Self.commitWait)
         while live.position < pending, live.failure == nil, ContinuousClock.now < deadline {

@@ -21,6 +21,13 @@ public struct ChatServerConfiguration: Sendable {
     /// Fault injection for tests: the journal fails its writes after this many bytes
     /// (`JournalConfiguration.failWritesAfterBytes`).
     public var failJournalWritesAfterBytes: Int64?
+    /// The file of the secret a leader and its standbys share (FORMAT.md §11); a leader
+    /// without one takes no standbys.
+    public var replicationSecretFile: String?
+    /// On a standby: its leader's URL, `http://HOST:PORT`; nil on a leader.
+    public var standbyOf: String?
+    /// A standby's name in its leader's status.
+    public var standbyName = "standby"
 
     public init(journalDirectory: String) {
         self.journalDirectory = journalDirectory
@@ -31,6 +38,18 @@ public struct ChatServerConfiguration: Sendable {
     public func validate() throws(ChatServerError) {
         guard (0...65_535).contains(port) else { throw .configuration("--port must be 0 to 65535, got \(port)") }
         do { try chatLimits.validate() } catch { throw .configuration(error.description) }
+        if let leader = standbyOf {
+            guard leader.hasPrefix("http://"), leader.count > 7 else {
+                throw .configuration("--standby-of must be the leader's http://HOST:PORT, got \(leader)")
+            }
+            guard replicationSecretFile != nil else {
+                throw .configuration("--standby-of needs --replication-secret-file, the secret the leader was started with")
+            }
+        }
+        guard (1...64).contains(standbyName.utf8.count),
+              standbyName.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D }) else {
+            throw .configuration("--standby-name must be 1-64 characters of A-Z a-z 0-9 . _ -, got \(standbyName)")
+        }
         try limits.validate()
     }
 }

@@ -29,8 +29,9 @@ public final class Decider: Sendable {
         /// A send repeating a client message id: the original message.
         case duplicate(MessageID)
         case rejected(Rejection)
-        /// A server limit refused it (code and message for the client).
-        case limited(code: String, message: String)
+        /// A server limit, or the server's role (a standby), refused it: code and message for
+        /// the client.
+        case refused(code: String, message: String)
         /// The journal does not accept appends (it failed, or the server is stopping).
         case unavailable(String)
     }
@@ -41,6 +42,8 @@ public final class Decider: Sendable {
         var next: Offset
         /// Set once the journal failed or the server stops accepting commands.
         var refusal: String?
+        /// Set on a standby: the leader that takes commands.
+        var leader: String?
         /// Rooms each user owns, for `roomsCreatedPerUserMax`.
         var ownedRooms: [UserID: Int]
     }
@@ -57,7 +60,7 @@ public final class Decider: Sendable {
         self.limits = limits
         var owned: [UserID: Int] = [:]
         for room in roomState.rooms.values { owned[room.owner, default: 0] += 1 }
-        state = Mutex(State(rooms: roomState, next: journal.nextOffset, refusal: nil, ownedRooms: owned))
+        state = Mutex(State(rooms: roomState, next: journal.nextOffset, refusal: nil, leader: nil, ownedRooms: owned))
     }
 
     /// Decides `command` by `user` and appends its events.
@@ -65,7 +68,7 @@ public final class Decider: Sendable {
         state.withLock { state in
             if let refusal = state.refusal { return .unavailable(refusal) }
             if case .createRoom = command, state.ownedRooms[user, default: 0] >= limits.roomsCreatedPerUserMax {
-                return .limited(code: "limit_exceeded",
+                return .refused(code: "limit_exceeded",
                                 message: "\(user) already owns \(limits.roomsCreatedPerUserMax) rooms, the most one user may create")
             }
             switch state.rooms.decide(command, by: user, at: nowMs) {
@@ -85,7 +88,7 @@ public final class Decider: Sendable {
             guard let existing = state.rooms.room(room) else {
                 guard createIfMissing else { return .rejected(Rejection(.roomNotFound, "no room \(room)")) }
                 guard state.ownedRooms[user, default: 0] < limits.roomsCreatedPerUserMax else {
-                    return .limited(code: "limit_exceeded",
+                    return .refused(code: "limit_exceeded",
                                     message: "\(user) already owns \(limits.roomsCreatedPerUserMax) rooms, the most one user may create")
                 }
                 switch state.rooms.decide(.createRoom(room, name: room.value, isPrivate: false), by: user, at: nowMs) {
@@ -104,6 +107,7 @@ public final class Decider: Sendable {
     }
 
     private func append(_ events: [ChatEvent], state: inout State) -> Outcome {
+        if let leader = state.leader { return Self.notLeader(leader) }
         var records: [ByteBuffer] = []
         records.reserveCapacity(events.count)
         for event in events {
@@ -133,6 +137,31 @@ public final class Decider: Sendable {
     public func refuse(_ reason: String) {
         state.withLock { state in
             if state.refusal == nil { state.refusal = reason }
+        }
+    }
+
+    // MARK: On a standby
+
+    /// Makes this a standby's decider: every command that would append is refused with
+    /// `not_leader`, naming `leader`. What needs no append (a member joining again) is still
+    /// answered, against the state `follow` keeps current.
+    public func followLeader(_ leader: String) {
+        state.withLock { $0.leader = leader }
+    }
+
+    static func notLeader(_ leader: String) -> Outcome {
+        .refused(code: "not_leader", message: "this server is a read-only standby of \(leader): send commands to the leader")
+    }
+
+    /// A standby's decider applies what its tailer applies from the replicated journal, so its
+    /// state is the committed one (and ready if the standby is promoted).
+    func follow(_ events: [(Offset, ChatEvent)], end: Offset) {
+        state.withLock { state in
+            for (offset, event) in events where offset >= state.next {
+                state.rooms.apply(event, at: offset.value)
+                if case .roomCreated = event.body { state.ownedRooms[event.actor, default: 0] += 1 }
+            }
+            state.next = max(state.next, end)
         }
     }
 

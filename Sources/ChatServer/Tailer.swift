@@ -23,16 +23,19 @@ final class Tailer: Service {
     let decider: Decider
     let socketIO: SocketIOServer
     let recovery: Bool
+    /// On a standby: the decider follows what is applied (`Decider.follow`).
+    let followsLeader: Bool
     let readBytesMax: Int
     let logger: Logger
 
     init(journal: Journal, live: LiveRooms, decider: Decider, socketIO: SocketIOServer,
-         recovery: Bool, readBytesMax: Int, logger: Logger) {
+         recovery: Bool, followsLeader: Bool, readBytesMax: Int, logger: Logger) {
         self.journal = journal
         self.live = live
         self.decider = decider
         self.socketIO = socketIO
         self.recovery = recovery
+        self.followsLeader = followsLeader
         self.readBytesMax = readBytesMax
         self.logger = logger
     }
@@ -59,6 +62,7 @@ final class Tailer: Service {
                         }
                     }
                 }
+                if followsLeader { decider.follow(events, end: end) }
                 let ready = live.apply(events, end: end, recovery: recovery, server: socketIO)
                 for waiter in ready { waiter.resume(returning: .success(())) }
                 next = end

@@ -122,7 +122,9 @@ extension Journal {
 
     /// Checks copied batches as recovery checks a segment, and lists them for the writer.
     static func checkReplicated(_ raw: RawBatches) throws(JournalError) -> EncodedGroup {
-        var group = EncodedGroup(bytes: raw.bytes)
+        // The writer reads a group's bytes from index 0 (a response body arrives with its
+        // header before the batches).
+        var group = EncodedGroup(bytes: raw.bytes.slice())
         group.replicated = true
         var arena = ByteBuffer()
         var cursor = raw.bytes.readerIndex

@@ -326,7 +326,7 @@ extension Journal {
             writer.writtenNext = header.nextOffset
             writer.writtenTimestampMs = max(writer.writtenTimestampMs ?? header.lastTimestampMs, header.lastTimestampMs)
         }
-        try flush(group.bytes, from: flushed, to: group.bytes.writerIndex, writer: &writer)
+        try flush(group.bytes, from: flushed, to: group.bytes.readableBytes, writer: &writer)
         switch configuration.durability {
         case .everyBatch:
             try sync(&writer)
@@ -341,7 +341,10 @@ extension Journal {
     /// Writes `bytes[from..<to]` at the end of the active segment, and the index entries
     /// gathered for them.
     private func flush(_ bytes: ByteBuffer, from: Int, to: Int, writer: inout WriterState) throws(JournalError) {
-        guard to > from, let slice = bytes.getSlice(at: bytes.readerIndex + from, length: to - from) else { return }
+        guard to > from else { return }
+        guard let slice = bytes.getSlice(at: bytes.readerIndex + from, length: to - from) else {
+            preconditionFailure("a group's batches lie within its bytes (\(from)..<\(to) of \(bytes.readableBytes))")
+        }
         if let limit = configuration.failWritesAfterBytes {
             writer.bytesWritten += Int64(to - from)
             if writer.bytesWritten > limit {

@@ -24,12 +24,22 @@ struct Serve: AsyncParsableCommand {
             DIR/auth.secret, generated on first start. --dev takes usernames as clients state \
             them (no check), as the tutorial did, and allows any CORS origin.
 
+            Replication: a leader started with --replication-secret-file FILE takes standbys \
+            (GET /replication/v1/fetch, FORMAT.md §11). A standby, --standby-of \
+            http://LEADER:PORT with the same secret file, copies the leader's journal byte for \
+            byte and serves clients from it: history, resume and live events; commands that \
+            would write are refused with not_leader. Give both nodes the same \
+            --auth-secret-file so tokens work on either. GET /api/replication shows the role, \
+            and on a leader each standby's durable offset and lag.
+
             SIGTERM or SIGINT stops it cleanly: commands in flight are answered, clients get a \
             Socket.IO DISCONNECT, a room-state snapshot is written, exit 0.
 
             Examples:
               chatlog serve --journal data/journal --dev
               chatlog serve --journal /var/lib/chatlog --host 0.0.0.0 --port 3000 --cors-origin https://app.example.com
+              chatlog serve --journal /var/lib/chatlog-b --port 3001 --standby-of http://10.0.0.1:3000 \\
+                --replication-secret-file /etc/chatlog/replication.secret --auth-secret-file /etc/chatlog/auth.secret
             """
     )
 
@@ -49,6 +59,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Socket.IO sessions at once.") var connectionsMax = 10_000
     @Option(help: ArgumentHelp("Fault injection for tests: journal writes fail after this many bytes.", visibility: .hidden))
     var failJournalWritesAfterBytes: Int64?
+    @Option(help: ArgumentHelp("The secret a leader and its standbys share (at least 16 printable bytes); a leader without one takes no standbys.", valueName: "file"))
+    var replicationSecretFile: String?
+    @Option(help: ArgumentHelp("Run as a standby of this leader: copy its journal and serve reads.", valueName: "url"))
+    var standbyOf: String?
+    @Option(help: ArgumentHelp("This standby's name in its leader's status.", valueName: "name"))
+    var standbyName = "standby"
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -71,6 +87,9 @@ struct Serve: AsyncParsableCommand {
         configuration.limits.eventsBurst = eventsBurst
         configuration.limits.connectionsMax = connectionsMax
         configuration.failJournalWritesAfterBytes = failJournalWritesAfterBytes
+        configuration.replicationSecretFile = replicationSecretFile
+        configuration.standbyOf = standbyOf
+        configuration.standbyName = standbyName
         do {
             let host = self.host
             try await ChatServer.run(configuration, logger: logger) { port in

@@ -94,7 +94,7 @@ import Testing
                     return
                 }
             }
-            guard case .limited(let code, _) = limited.join(RoomID("r2")!, by: alice, createIfMissing: true, nowMs: 2) else {
+            guard case .refused(let code, _) = limited.join(RoomID("r2")!, by: alice, createIfMissing: true, nowMs: 2) else {
                 Issue.record("a third room is refused")
                 return
             }

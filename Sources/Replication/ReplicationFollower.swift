@@ -1,0 +1,179 @@
+import AsyncHTTPClient
+import Foundation
+import Journal
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// A standby's side of replication: fetches its leader's batches from its own journal end,
+/// checks them and appends them byte for byte (`Journal.appendReplicated`), fetches again
+/// once they are durable — so each fetch tells the leader what the standby has made durable.
+///
+/// A broken connection or a leader that is unavailable is retried with a growing delay
+/// (`retryDelays`); an answer that needs an operator (a wrong secret, a standby that is not a
+/// copy of its leader, an offset the leader no longer has) is logged as an error and retried
+/// every `operatorRetry`. A storage failure of its own journal stops it (fail-stop).
+public final class ReplicationFollower: Service, Sendable {
+    public struct Configuration: Sendable {
+        /// The leader's base URL, `http://HOST:PORT`.
+        public var leaderURL: String
+        public var secret: ReplicationSecret
+        /// This standby's name in the leader's status.
+        public var name: String
+        /// About how many bytes one fetch brings.
+        public var fetchBytes = ReplicationProtocol.fetchBytesDefault
+        /// How long the leader may hold a fetch when there is nothing new.
+        public var fetchWait: Duration = .seconds(1)
+
+        public init(leaderURL: String, secret: ReplicationSecret, name: String) {
+            self.leaderURL = leaderURL.hasSuffix("/") ? String(leaderURL.dropLast()) : leaderURL
+            self.secret = secret
+            self.name = name
+        }
+    }
+
+    /// Delays between retries after a transient failure: from the first, doubling, to the last.
+    public static let retryDelays: ClosedRange<Duration> = .milliseconds(100) ... .seconds(5)
+    /// The delay after an answer that needs an operator.
+    public static let operatorRetry: Duration = .seconds(30)
+
+    public let configuration: Configuration
+    let journal: Journal
+    let logger: Logger
+    private let state = Mutex(FollowState())
+
+    struct FollowState {
+        var phase = "connecting"
+        var leaderCommitted: Offset?
+        var lastError: String?
+    }
+
+    public init(configuration: Configuration, journal: Journal, logger: Logger) {
+        self.configuration = configuration
+        self.journal = journal
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        logger.notice("following the leader", metadata: [
+            "replication.leader": "\(configuration.leaderURL)", "replication.standby": "\(configuration.name)",
+            "journal.offset": "\(journal.nextOffset)",
+        ])
+        await cancelWhenGracefulShutdown { await self.follow(client) }
+        try? await client.shutdown()
+    }
+
+    private func follow(_ client: HTTPClient) async {
+        var delay = Self.retryDelays.lowerBound
+        while !Task.isCancelled {
+            let wait: Duration
+            do {
+                try await fetchOnce(client)
+                delay = Self.retryDelays.lowerBound
+                continue
+            } catch is CancellationError {
+                return
+            } catch let error as ReplicationError {
+                if case .refused(let status, _, _) = error, status == 503 {
+                    wait = delay
+                    failed("\(error)", permanent: false)
+                } else {
+                    wait = Self.operatorRetry
+                    failed("\(error)", permanent: true)
+                }
+            } catch let error as JournalError {
+                switch error {
+                case .closed, .writerFailed:
+                    failed("the standby's journal stopped: \(error)", permanent: true)
+                    return
+                default:
+                    // Bytes that do not check out (damaged on the way, or a leader that is not
+                    // this journal's): nothing was written; ask again.
+                    wait = delay
+                    failed("\(error)", permanent: false)
+                }
+            } catch {
+                if Task.isCancelled { return }
+                wait = delay
+                failed("the leader is unreachable: \(error)", permanent: false)
+            }
+            delay = min(delay * 2, Self.retryDelays.upperBound)
+            try? await Task.sleep(for: wait)
+        }
+    }
+
+    /// One fetch and its append.
+    private func fetchOnce(_ client: HTTPClient) async throws {
+        let from = journal.nextOffset
+        let waitMs = configuration.fetchWait.components.seconds * 1000 + configuration.fetchWait.components.attoseconds / 1_000_000_000_000_000
+        var request = HTTPClientRequest(url: configuration.leaderURL + ReplicationProtocol.fetchPath
+            + "?from=\(from.value)&epoch=0&max_bytes=\(configuration.fetchBytes)&wait_ms=\(waitMs)&standby=\(configuration.name)")
+        request.headers.add(name: "Authorization", value: configuration.secret.authorization)
+        let response = try await client.execute(request, timeout: .seconds(configuration.fetchWait.components.seconds + 30))
+        // One batch may exceed the fetch size (up to the batch limit).
+        let limit = ReplicationProtocol.headerBytes + max(configuration.fetchBytes, ReplicationProtocol.fetchBytesRange.upperBound)
+            + BatchHeader.size + BatchHeader.payloadBytesLimit
+        var body = try await response.body.collect(upTo: limit)
+        guard response.status == .ok else {
+            let detail = try? ReplicationJSON.decoder.decode(ErrorBody.self, from: Data(body.readableBytesView))
+            throw ReplicationError.refused(status: Int(response.status.code), code: detail?.error.code ?? "unknown",
+                                           message: detail?.error.message ?? "HTTP \(response.status.code) without an error body")
+        }
+        let header = try FetchResponseHeader.read(from: &body)
+        guard header.firstOffset == from else {
+            throw ReplicationError.badResponse("the leader answered from offset \(header.firstOffset), this standby asked from \(from)")
+        }
+        let raw = RawBatches(segmentBase: header.segmentBase, firstOffset: header.firstOffset,
+                             nextOffset: header.nextOffset, bytes: body)
+        _ = try await journal.appendReplicated(raw)
+        following(leaderCommitted: header.leaderCommitted)
+    }
+
+    private func following(leaderCommitted: Offset) {
+        let recovered = state.withLock { state in
+            defer {
+                state.phase = "following"
+                state.leaderCommitted = leaderCommitted
+            }
+            return state.phase != "following"
+        }
+        if recovered {
+            logger.notice("standby following its leader", metadata: [
+                "replication.leader": "\(configuration.leaderURL)", "journal.offset": "\(journal.nextOffset)",
+                "replication.leader_offset": "\(leaderCommitted)",
+            ])
+        }
+    }
+
+    /// Records a failure; logs it when it is new (a retry loop logs once, not every time).
+    private func failed(_ message: String, permanent: Bool) {
+        let phase = permanent ? "failing" : "retrying"
+        let new = state.withLock { state in
+            defer {
+                state.phase = phase
+                state.lastError = message
+            }
+            return state.lastError != message || state.phase != phase
+        }
+        guard new else { return }
+        if permanent {
+            logger.error("replication needs an operator; retrying every \(Self.operatorRetry)", metadata: ["error": "\(message)"])
+        } else {
+            logger.warning("replication interrupted; retrying", metadata: ["error": "\(message)"])
+        }
+    }
+
+    /// This standby's view of its leader, for `GET /api/replication`.
+    public func status() -> ReplicationStatus.Leader {
+        let next = journal.nextOffset
+        return state.withLock { state in
+            ReplicationStatus.Leader(
+                url: configuration.leaderURL, state: state.phase,
+                leaderCommittedOffset: state.leaderCommitted?.value,
+                lagEvents: state.leaderCommitted.map { $0.value > next.value ? $0.value - next.value : 0 },
+                lastError: state.phase == "following" ? nil : state.lastError)
+        }
+    }
+}

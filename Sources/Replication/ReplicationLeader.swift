@@ -1,0 +1,282 @@
+import Foundation
+import Hummingbird
+import Journal
+import Logging
+import NIOCore
+import Synchronization
+
+/// A leader's side of replication: answers standbys' fetches (FORMAT.md §11) from its
+/// journal, and keeps what it learns of each standby for `status()`.
+///
+/// A fetch reads whole committed batches (`Journal.readRaw`) and sends them as they are on
+/// disk: no per-event work, so a far-behind standby catches up at the speed of large reads.
+/// Thread-safe: the standbys' records sit behind one `Mutex`, held for bookkeeping only.
+public final class ReplicationLeader: Sendable {
+    let journal: Journal
+    let secret: ReplicationSecret?
+    let epoch: UInt32
+    let logger: Logger
+    private let state = Mutex(State())
+
+    struct State {
+        var standbys: [String: Standby] = [:]
+        /// Fetches held for new batches, ended at once by `stop()`.
+        var waiting: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiter: UInt64 = 0
+        var stopped = false
+    }
+
+    /// What the leader knows of one standby, from its fetches.
+    struct Standby {
+        var durable: Offset
+        var fetchesInFlight = 0
+        var lastFetch: ContinuousClock.Instant
+        var lastCaughtUp: ContinuousClock.Instant?
+        var address: String?
+    }
+
+    /// - Parameter secret: nil refuses every standby (`replication_disabled`).
+    public init(journal: Journal, secret: ReplicationSecret?, epoch: UInt32, logger: Logger) {
+        self.journal = journal
+        self.secret = secret
+        self.epoch = epoch
+        self.logger = logger
+    }
+
+    public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
+        router.get("/replication/:version/fetch") { request, context in
+            await self.fetch(request, version: context.parameters.get("version") ?? "")
+        }
+    }
+
+    /// Ends the fetches held for new batches (the server is stopping).
+    public func stop() {
+        let waiting = state.withLock { state in
+            state.stopped = true
+            defer { state.waiting.removeAll() }
+            return Array(state.waiting.values)
+        }
+        for waiter in waiting { waiter.resume() }
+    }
+
+    // MARK: Fetch
+
+    func fetch(_ request: Request, version: String) async -> Response {
+        guard let secret else {
+            return Self.error(.forbidden, "replication_disabled",
+                              "this server takes no standbys: start it with --replication-secret-file")
+        }
+        guard version == "v1" else {
+            return Self.error(.badRequest, "unsupported_version",
+                              "this leader speaks replication protocol v1, the standby asked for \(version)")
+        }
+        guard secret.matches(authorization: request.headers[.authorization]) else {
+            return Self.error(.unauthorized, "unauthorized", "the Authorization header does not carry the leader's replication secret")
+        }
+        let query = request.uri.queryParameters
+        guard let fromText = query.get("from"), let from = UInt64(fromText) else {
+            return Self.error(.badRequest, "invalid_request", "from (the standby's journal end, an integer) is required")
+        }
+        func number(_ name: String, default value: Int) -> Int? {
+            guard let text = query.get(name) else { return value }
+            return Int(text).flatMap { $0 >= 0 ? $0 : nil }
+        }
+        guard let maxBytes = number("max_bytes", default: ReplicationProtocol.fetchBytesDefault),
+              let waitMs = number("wait_ms", default: 0),
+              query.get("epoch").map({ UInt32($0) != nil }) ?? true else {
+            return Self.error(.badRequest, "invalid_request", "max_bytes, wait_ms and epoch must be non-negative integers")
+        }
+        let name = query.get("standby") ?? "unnamed"
+        guard (1...64).contains(name.utf8.count),
+              name.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D }) else {
+            return Self.error(.badRequest, "invalid_request", "standby must be 1-64 characters of A-Z a-z 0-9 . _ -")
+        }
+        let bytes = min(max(maxBytes, ReplicationProtocol.fetchBytesRange.lowerBound), ReplicationProtocol.fetchBytesRange.upperBound)
+        let wait = min(Duration.milliseconds(waitMs), ReplicationProtocol.fetchWaitMax)
+        let offset = Offset(from)
+        began(name, durable: offset)
+        defer { ended(name) }
+        do {
+            var raw = try journal.readRaw(from: offset, maxBytes: bytes)
+            if raw.isEmpty && wait > .zero {
+                await waitForCommit(of: offset, atMost: wait)
+                raw = try journal.readRaw(from: offset, maxBytes: bytes)
+            }
+            return response(raw)
+        } catch .offsetOutOfRange(let requested, let earliest, let next) where requested > next {
+            return Self.error(.conflict, "offset_ahead",
+                              "the standby's journal ends at \(requested), past this leader's end \(next) (earliest \(earliest)): it holds records this leader never committed")
+        } catch .offsetOutOfRange(let requested, let earliest, _) {
+            return Self.error(.gone, "out_of_range",
+                              "offset \(requested) is no longer retained here (the journal starts at \(earliest)); re-seed the standby: stop it, empty its journal directory, start it again")
+        } catch .notBatchBoundary(let requested, let base) {
+            return Self.error(.conflict, "not_batch_boundary",
+                              "offset \(requested) is inside this leader's batch at \(base): the standby's journal is not a copy of this one")
+        } catch .closed, .writerFailed {
+            return Self.error(.serviceUnavailable, "unavailable", "the leader's journal is closing or failed")
+        } catch {
+            logger.error("replication fetch failed", metadata: ["replication.standby": "\(name)", "error": "\(error)"])
+            return Self.error(.internalServerError, "internal", "reading the leader's journal failed: \(error)")
+        }
+    }
+
+    private func response(_ raw: RawBatches) -> Response {
+        var body = ByteBufferAllocator().buffer(capacity: ReplicationProtocol.headerBytes + raw.bytes.readableBytes)
+        FetchResponseHeader(leaderEpoch: epoch, segmentBase: raw.segmentBase, firstOffset: raw.firstOffset,
+                            nextOffset: raw.nextOffset, leaderCommitted: journal.committedOffset,
+                            leaderEarliest: journal.earliestOffset).write(to: &body)
+        body.writeImmutableBuffer(raw.bytes)
+        return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: body))
+    }
+
+    static func error(_ status: HTTPResponse.Status, _ code: String, _ message: String) -> Response {
+        let body = (try? ReplicationJSON.encoder.encode(ErrorBody(error: .init(code: code, message: message)))) ?? Data()
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    /// Waits until `offset` commits, `limit` passes, or the leader stops.
+    private func waitForCommit(of offset: Offset, atMost limit: Duration) async {
+        let journal = self.journal
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { _ = try? await journal.waitForCommit(of: offset) }
+            group.addTask { try? await Task.sleep(for: limit) }
+            group.addTask { await self.stopped() }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func stopped() async {
+        let id = state.withLock { state in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state in
+                    if state.stopped || Task.isCancelled { return true }
+                    state.waiting[id] = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.waiting.removeValue(forKey: id) }?.resume()
+        }
+    }
+
+    // MARK: Standbys
+
+    private func began(_ name: String, durable: Offset) {
+        let committed = journal.committedOffset
+        state.withLock { state in
+            let now = ContinuousClock.now
+            var standby = state.standbys[name] ?? Standby(durable: durable, lastFetch: now)
+            if standby.fetchesInFlight == 0 && state.standbys[name] == nil {
+                logger.notice("standby connected", metadata: ["replication.standby": "\(name)", "journal.offset": "\(durable)"])
+            }
+            standby.durable = durable
+            standby.lastFetch = now
+            standby.fetchesInFlight += 1
+            if durable >= committed { standby.lastCaughtUp = now }
+            state.standbys[name] = standby
+        }
+    }
+
+    private func ended(_ name: String) {
+        state.withLock { state in
+            state.standbys[name]?.fetchesInFlight -= 1
+            state.standbys[name]?.lastFetch = .now
+        }
+    }
+
+    /// A standby counts as connected while a fetch of its is held, or within this long of its
+    /// last one.
+    public static let connectedWithin: Duration = .seconds(5)
+
+    /// What the leader knows of its standbys, for `GET /api/replication`.
+    public func status() -> ReplicationStatus {
+        let committed = journal.committedOffset
+        let now = ContinuousClock.now
+        let standbys = state.withLock { state in
+            state.standbys.map { name, standby in
+                ReplicationStatus.Standby(
+                    name: name,
+                    connected: standby.fetchesInFlight > 0 || now - standby.lastFetch < Self.connectedWithin,
+                    durableOffset: standby.durable.value,
+                    lagEvents: committed.value > standby.durable.value ? committed.value - standby.durable.value : 0,
+                    lagSeconds: standby.durable >= committed ? 0 : standby.lastCaughtUp.map { Self.seconds(now - $0) },
+                    lastFetchSecondsAgo: Self.seconds(now - standby.lastFetch))
+            }.sorted { $0.name < $1.name }
+        }
+        return ReplicationStatus(role: "leader", epoch: epoch, committedOffset: committed.value, leader: nil, standbys: standbys)
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}
+
+/// `GET /api/replication`: a node's role and, on a leader, its standbys.
+public struct ReplicationStatus: Sendable, Codable, Equatable {
+    public struct Standby: Sendable, Codable, Equatable {
+        public var name: String
+        public var connected: Bool
+        /// Everything below this is durable on the standby.
+        public var durableOffset: UInt64
+        public var lagEvents: UInt64
+        /// Seconds since the standby last had everything the leader had; 0 when it has; nil
+        /// when it never had.
+        public var lagSeconds: Double?
+        public var lastFetchSecondsAgo: Double
+    }
+
+    /// A standby's view of its leader.
+    public struct Leader: Sendable, Codable, Equatable {
+        public var url: String
+        public var state: String
+        public var leaderCommittedOffset: UInt64?
+        public var lagEvents: UInt64?
+        public var lastError: String?
+    }
+
+    public var role: String
+    public var epoch: UInt32
+    public var committedOffset: UInt64
+    public var leader: Leader?
+    public var standbys: [Standby]
+
+    public init(role: String, epoch: UInt32, committedOffset: UInt64, leader: Leader?, standbys: [Standby]) {
+        self.role = role
+        self.epoch = epoch
+        self.committedOffset = committedOffset
+        self.leader = leader
+        self.standbys = standbys
+    }
+}
+
+/// The JSON of an error answer (FORMAT.md §11).
+struct ErrorBody: Codable {
+    struct Detail: Codable {
+        var code: String
+        var message: String
+    }
+
+    var error: Detail
+}
+
+/// JSON as the HTTP API writes it: snake_case keys.
+public enum ReplicationJSON {
+    public static var encoder: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
+
+    public static var decoder: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return decoder
+    }
+}

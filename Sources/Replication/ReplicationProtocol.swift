@@ -1,0 +1,142 @@
+import Foundation
+import Journal
+import NIOCore
+
+/// Replication protocol version 1 (FORMAT.md §11): a standby fetches whole batches from its
+/// leader over HTTP, each fetch starting at the standby's durable end.
+public enum ReplicationProtocol {
+    public static let version: UInt16 = 1
+    /// The fetch route, for this version.
+    public static let fetchPath = "/replication/v1/fetch"
+    /// "CHLR" read as a little-endian u32.
+    static let magic: UInt32 = 0x524C_4843
+    public static let headerBytes = 56
+    /// `max_bytes`: default and bounds.
+    public static let fetchBytesDefault = 8 << 20
+    public static let fetchBytesRange = (64 << 10)...(16 << 20)
+    /// `wait_ms`: the longest a leader holds a fetch with nothing new.
+    public static let fetchWaitMax: Duration = .seconds(10)
+}
+
+/// The header of a fetch response.
+public struct FetchResponseHeader: Sendable, Equatable {
+    public var leaderEpoch: UInt32
+    public var segmentBase: Offset
+    public var firstOffset: Offset
+    public var nextOffset: Offset
+    /// The leader's journal end when it answered.
+    public var leaderCommitted: Offset
+    public var leaderEarliest: Offset
+
+    public init(leaderEpoch: UInt32, segmentBase: Offset, firstOffset: Offset, nextOffset: Offset,
+                leaderCommitted: Offset, leaderEarliest: Offset) {
+        self.leaderEpoch = leaderEpoch
+        self.segmentBase = segmentBase
+        self.firstOffset = firstOffset
+        self.nextOffset = nextOffset
+        self.leaderCommitted = leaderCommitted
+        self.leaderEarliest = leaderEarliest
+    }
+
+    public func write(to buffer: inout ByteBuffer) {
+        buffer.writeInteger(ReplicationProtocol.magic, endianness: .little)
+        buffer.writeInteger(ReplicationProtocol.version, endianness: .little)
+        buffer.writeInteger(UInt16(0), endianness: .little)
+        buffer.writeInteger(leaderEpoch, endianness: .little)
+        buffer.writeInteger(UInt32(0), endianness: .little)
+        for offset in [segmentBase, firstOffset, nextOffset, leaderCommitted, leaderEarliest] {
+            buffer.writeInteger(offset.value, endianness: .little)
+        }
+    }
+
+    /// Reads and checks a response's header, leaving `buffer` at the batches.
+    public static func read(from buffer: inout ByteBuffer) throws(ReplicationError) -> FetchResponseHeader {
+        guard buffer.readableBytes >= ReplicationProtocol.headerBytes,
+              let magic = buffer.readInteger(endianness: .little, as: UInt32.self),
+              let version = buffer.readInteger(endianness: .little, as: UInt16.self),
+              let flags = buffer.readInteger(endianness: .little, as: UInt16.self),
+              let epoch = buffer.readInteger(endianness: .little, as: UInt32.self),
+              let reserved = buffer.readInteger(endianness: .little, as: UInt32.self),
+              let segmentBase = buffer.readInteger(endianness: .little, as: UInt64.self),
+              let first = buffer.readInteger(endianness: .little, as: UInt64.self),
+              let next = buffer.readInteger(endianness: .little, as: UInt64.self),
+              let committed = buffer.readInteger(endianness: .little, as: UInt64.self),
+              let earliest = buffer.readInteger(endianness: .little, as: UInt64.self) else {
+            throw .badResponse("a fetch response of \(buffer.readableBytes) bytes is shorter than its 56-byte header")
+        }
+        guard magic == ReplicationProtocol.magic else {
+            throw .badResponse("the response does not start with CHLR: not a chatlog leader speaking replication")
+        }
+        guard version == ReplicationProtocol.version else {
+            throw .badResponse("the leader speaks replication protocol version \(version), this server \(ReplicationProtocol.version)")
+        }
+        guard flags == 0, reserved == 0 else { throw .badResponse("reserved header fields are not zero") }
+        guard first <= next, next <= committed, segmentBase <= first else {
+            throw .badResponse("inconsistent offsets: segment \(segmentBase), first \(first), next \(next), committed \(committed)")
+        }
+        return FetchResponseHeader(leaderEpoch: epoch, segmentBase: Offset(segmentBase), firstOffset: Offset(first),
+                                   nextOffset: Offset(next), leaderCommitted: Offset(committed), leaderEarliest: Offset(earliest))
+    }
+}
+
+/// What goes wrong between a leader and a standby.
+public enum ReplicationError: Error, Sendable, CustomStringConvertible {
+    /// The leader answered with an error (FORMAT.md §11): its status, code and message.
+    case refused(status: Int, code: String, message: String)
+    /// The leader's answer is not a valid fetch response.
+    case badResponse(String)
+    /// The shared secret file cannot be used.
+    case secret(String)
+
+    public var description: String {
+        switch self {
+        case .refused(let status, let code, let message): "the leader refused the fetch (\(status) \(code)): \(message)"
+        case .badResponse(let reason): "bad fetch response: \(reason)"
+        case .secret(let reason): reason
+        }
+    }
+}
+
+/// The secret a leader and its standbys share (`--replication-secret-file`).
+public struct ReplicationSecret: Sendable {
+    /// The file's content without leading and trailing white space.
+    public let value: String
+    public static let bytesMin = 16
+
+    public init(_ value: String) throws(ReplicationError) {
+        guard value.utf8.count >= Self.bytesMin else {
+            throw .secret("the replication secret must have at least \(Self.bytesMin) bytes (after trimming white space), it has \(value.utf8.count)")
+        }
+        guard value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw .secret("the replication secret must be printable ASCII without spaces (it travels in an HTTP header)")
+        }
+        self.value = value
+    }
+
+    public static func load(path: String) throws(ReplicationError) -> ReplicationSecret {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw .secret("cannot read the replication secret file \(path): \(error.localizedDescription)")
+        }
+        do {
+            return try ReplicationSecret(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        } catch {
+            throw .secret("\(path): \(error)")
+        }
+    }
+
+    /// The `Authorization` header value a standby sends.
+    public var authorization: String { "Bearer " + value }
+
+    /// Whether an `Authorization` header carries this secret; compared in constant time.
+    public func matches(authorization header: String?) -> Bool {
+        guard let header, header.hasPrefix("Bearer ") else { return false }
+        let given = Array(header.utf8.dropFirst(7))
+        let expected = Array(value.utf8)
+        var difference = UInt8(given.count == expected.count ? 0 : 1)
+        for index in expected.indices { difference |= expected[index] ^ (index < given.count ? given[index] : 0) }
+        return difference == 0
+    }
+}
