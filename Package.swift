@@ -129,6 +129,7 @@ let package = Package(
                 "Projections",
                 "HummingbirdSocketIO",
                 "ChatServer",
+                "Replication",
                 "LoopbackWebSocket",
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -60,6 +60,8 @@ public enum ChatServer {
 
         var journalConfiguration = JournalConfiguration()
         journalConfiguration.durability = configuration.durability
+        if let bytes = configuration.segmentBytesMax { journalConfiguration.segmentBytesMax = bytes }
+        journalConfiguration.retention = Retention(totalBytesMax: configuration.retentionBytesMax)
         journalConfiguration.recordBytesMax = 64 << 10
         journalConfiguration.failWritesAfterBytes = configuration.failJournalWritesAfterBytes
         let journal = try Journal.open(directory: configuration.journalDirectory, configuration: journalConfiguration,

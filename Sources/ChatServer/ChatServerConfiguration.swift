@@ -12,6 +12,10 @@ public struct ChatServerConfiguration: Sendable {
     /// The HS256 secret's file; nil: `<journal>/auth.secret`, generated on first start.
     public var authSecretFile: String?
     public var durability: Durability = .everyBatch
+    /// The journal rolls to a new segment past this size (nil: the journal's default).
+    public var segmentBytesMax: Int64?
+    /// Retention: the oldest segments are deleted while the journal is larger (nil: keep all).
+    public var retentionBytesMax: Int64?
     /// Cross-origin pages allowed (`*` for any); empty: no CORS headers (`--dev`: any).
     public var corsOrigins: [String] = []
     /// Socket.IO connection state recovery: CONNECT replies carry a `pid`, events their offset.

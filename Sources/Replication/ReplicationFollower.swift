@@ -177,3 +177,24 @@ public final class ReplicationFollower: Service, Sendable {
         }
     }
 }
+
+extension ReplicationStatus {
+    /// Asks a running server for its replication status (`GET /api/replication`).
+    public static func fetch(server: String) async throws -> ReplicationStatus {
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let base = server.hasSuffix("/") ? String(server.dropLast()) : server
+            let response = try await client.execute(HTTPClientRequest(url: base + "/api/replication"), timeout: .seconds(10))
+            let body = try await response.body.collect(upTo: 1 << 20)
+            guard response.status == .ok else {
+                throw ReplicationError.badResponse("\(base)/api/replication answered \(response.status.code)")
+            }
+            let status = try ReplicationJSON.decoder.decode(ReplicationStatus.self, from: Data(body.readableBytesView))
+            try await client.shutdown()
+            return status
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+    }
+}

@@ -108,7 +108,7 @@ public final class ReplicationLeader: Sendable {
                               "the standby's journal ends at \(requested), past this leader's end \(next) (earliest \(earliest)): it holds records this leader never committed")
         } catch .offsetOutOfRange(let requested, let earliest, _) {
             return Self.error(.gone, "out_of_range",
-                              "offset \(requested) is no longer retained here (the journal starts at \(earliest)); re-seed the standby: stop it, empty its journal directory, start it again")
+                              "offset \(requested) is no longer retained here (the journal starts at \(earliest)), so the standby cannot catch up by replication: re-seed it from a copy of this leader's journal directory, projections included (README: Replication)")
         } catch .notBatchBoundary(let requested, let base) {
             return Self.error(.conflict, "not_batch_boundary",
                               "offset \(requested) is inside this leader's batch at \(base): the standby's journal is not a copy of this one")
@@ -270,7 +270,7 @@ public enum ReplicationJSON {
     public static var encoder: JSONEncoder {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder
     }
 

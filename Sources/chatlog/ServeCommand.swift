@@ -51,6 +51,10 @@ struct Serve: AsyncParsableCommand {
     var authSecretFile: String?
     @Option(help: ArgumentHelp("fsync (every commit, the default) or interval:MS (acknowledge after the write, fsync at most every MS ms).", valueName: "policy"))
     var durability: DurabilityOption = .fsync
+    @Option(help: ArgumentHelp("Roll the journal to a new segment past this many bytes (default 256 MiB; at least 4 MiB and a bit).", valueName: "bytes"))
+    var segmentBytes: Int64?
+    @Option(help: ArgumentHelp("Delete the oldest segments while the journal is larger than this (default: keep everything). Clients resuming from before the oldest kept offset get out_of_range; standbys that far behind must be re-seeded.", valueName: "bytes"))
+    var retentionBytes: Int64?
     @Option(name: .customLong("cors-origin"), help: ArgumentHelp("A cross-origin page allowed to connect (repeatable; * for any).", valueName: "origin"))
     var corsOrigins: [String] = []
     @Flag(help: "Socket.IO connection state recovery: CONNECT replies carry a pid, events their offset.") var recovery = false
@@ -81,6 +85,8 @@ struct Serve: AsyncParsableCommand {
         configuration.dev = dev
         configuration.authSecretFile = authSecretFile
         configuration.durability = durability.durability
+        configuration.segmentBytesMax = segmentBytes
+        configuration.retentionBytesMax = retentionBytes
         configuration.corsOrigins = corsOrigins
         configuration.recovery = recovery
         configuration.limits.eventsPerSecond = eventsPerSecond

@@ -1,0 +1,408 @@
+"""Replication (FORMAT.md §11): `chatlog serve --standby-of` copies its leader's journal byte for byte,
+serves reads from it, and refuses what it must refuse; bad input never reaches a journal."""
+
+import base64
+import hashlib
+import json
+import os
+import socket
+import struct
+import threading
+import time
+import urllib.error
+import urllib.request
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from chatserver import Client, Server
+from conftest import run
+
+SEGMENT_BYTES = str(5 << 20)  # the smallest segment that holds the journal's largest batch, and a bit
+
+
+@pytest.fixture()
+def secret(tmp_path: Path) -> Path:
+    path = tmp_path / "replication.secret"
+    path.write_text(base64.b64encode(os.urandom(24)).decode() + "\n")
+    return path
+
+
+@pytest.fixture()
+def servers():
+    started = []
+
+    def start(server: Server, port: int = 0) -> Server:
+        started.append(server)
+        return server.start(port=port)
+
+    yield start
+    for server in started:
+        if server.process and server.process.poll() is None:
+            server.kill()
+
+
+def leader(chatlog, directory: Path, secret: Path | None, *args: str) -> Server:
+    extra = ["--replication-secret-file", str(secret)] if secret else []
+    return Server(chatlog, directory, "--events-per-second", "100000", "--events-burst", "100000", *extra, *args)
+
+
+def standby(chatlog, directory: Path, leader_url: str, secret: Path, *args: str, name: str = "s1") -> Server:
+    return Server(chatlog, directory, "--standby-of", leader_url, "--replication-secret-file", str(secret),
+                  "--standby-name", name, *args)
+
+
+def status(url: str) -> dict:
+    with urllib.request.urlopen(url + "/api/replication", timeout=10) as response:
+        return json.load(response)
+
+
+def wait_until(predicate, timeout: float = 30, what: str = "condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not reached within {timeout}s")
+
+
+def caught_up(standby_url: str, leader_url: str) -> bool:
+    ours, theirs = status(standby_url), status(leader_url)
+    return ours["committed_offset"] == theirs["committed_offset"] and ours["leader"]["state"] == "following"
+
+
+def files(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.iterdir()) if p.suffix in (".log", ".index")}
+
+
+def send(url: str, count: int, room: str = "g", size: int = 40, user: str = "alice") -> list[int]:
+    client = Client(url, user, transports=["websocket"])
+    try:
+        assert client.call("join-group", {"group": room})["ok"]
+        ids = []
+        for n in range(count):
+            text = base64.b64encode(os.urandom(size * 3 // 4)).decode()[:size]
+            answer = client.call("send-group-message", {"group": room, "message": f"{n} {text}", "created": n})
+            assert answer["ok"], answer
+            ids.append(answer["id"])
+        return ids
+    finally:
+        client.close()
+
+
+def fetch(url: str, query: str, secret: str | None, path: str = "/replication/v1/fetch"):
+    """A raw fetch: (status, body bytes)."""
+    request = urllib.request.Request(url + path + "?" + query)
+    if secret is not None:
+        request.add_header("Authorization", "Bearer " + secret)
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def error_code(body: bytes) -> str:
+    return json.loads(body)["error"]["code"]
+
+
+def test_a_standby_catches_up_from_empty_follows_live_and_its_segments_are_byte_identical(chatlog, tmp_path, secret, servers):
+    lead = servers(leader(chatlog, tmp_path / "leader", secret, "--segment-bytes", SEGMENT_BYTES))
+    # About 8 MB of messages that LZ4 cannot shrink much: two segments and the start of a third.
+    send(lead.url, 2000, size=4000)
+    assert len([p for p in (tmp_path / "leader").iterdir() if p.suffix == ".log"]) >= 2
+    follower = servers(standby(chatlog, tmp_path / "standby", lead.url, secret, "--segment-bytes", SEGMENT_BYTES))
+    wait_until(lambda: caught_up(follower.url, lead.url), what="catch-up from empty")
+    # Live: a client of the standby receives what is sent to the leader, in order.
+    reader = Client(follower.url, "alice", transports=["websocket"])
+    joined = reader.call("join-group", {"group": "g"})
+    assert joined["ok"] and joined["last_id"] == status(lead.url)["committed_offset"] - 1
+    ids = send(lead.url, 30)
+    got = reader.wait_for("send-group-message", count=30, timeout=20)
+    assert [m["id"] for m in got] == ids
+    reader.close()
+    leader_status = status(lead.url)
+    assert leader_status["role"] == "leader"
+    [entry] = leader_status["standbys"]
+    assert entry["name"] == "s1" and entry["connected"] and entry["lag_events"] == 0
+    assert entry["durable_offset"] == leader_status["committed_offset"]
+    assert follower.stop() == 0 and lead.stop() == 0
+    leader_files = files(tmp_path / "leader")
+    assert len(leader_files) >= 4
+    assert files(tmp_path / "standby") == leader_files
+
+
+def test_a_standby_serves_history_and_resume_and_refuses_writes_with_not_leader(chatlog, tmp_path, secret, servers):
+    lead = servers(leader(chatlog, tmp_path / "leader", secret))
+    ids = send(lead.url, 20)
+    follower = servers(standby(chatlog, tmp_path / "standby", lead.url, secret))
+    wait_until(lambda: caught_up(follower.url, lead.url), what="catch-up")
+    alice = Client(follower.url, "alice", transports=["polling"])
+    resumed = alice.call("join-group", {"group": "g", "after": ids[9]})  # a member: nothing to write
+    assert resumed["ok"] and resumed["last_id"] == ids[-1]
+    assert [m["id"] for m in alice.received("send-group-message")] == ids[10:]
+    history = alice.call("history", {"group": "g", "limit": 5})
+    assert [m["id"] for m in history["messages"]] == ids[-5:]
+    refused = alice.call("send-group-message", {"group": "g", "message": "hi", "created": 1})
+    assert refused["ok"] is False and refused["error"]["code"] == "not_leader"
+    assert lead.url in refused["error"]["message"]
+    bob = Client(follower.url, "bob", transports=["websocket"])
+    refused = bob.call("join-group", {"group": "g"})  # joining would append a membership
+    assert refused["ok"] is False and refused["error"]["code"] == "not_leader"
+    alice.close()
+    bob.close()
+    text = run(chatlog, "replication", "status", "--server", follower.url)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines()[0].startswith("standby, epoch 0")
+    assert f"leader {lead.url}: following, 0 events behind" in text.stdout
+    text = run(chatlog, "replication", "status", "--server", lead.url)
+    assert "standby s1: connected" in text.stdout and "0 events behind" in text.stdout
+
+
+def test_a_standby_follows_again_after_its_leader_is_killed_and_restarted(chatlog, tmp_path, secret, servers):
+    lead = servers(leader(chatlog, tmp_path / "leader", secret))
+    send(lead.url, 10)
+    follower = servers(standby(chatlog, tmp_path / "standby", lead.url, secret))
+    wait_until(lambda: caught_up(follower.url, lead.url), what="catch-up")
+    port = lead.port
+    lead.kill()
+    wait_until(lambda: status(follower.url)["leader"]["state"] == "retrying", what="the standby noticing")
+    lead = servers(leader(chatlog, tmp_path / "leader", secret), port=port)
+    send(lead.url, 15)
+    wait_until(lambda: caught_up(follower.url, lead.url), what="catch-up after the restart")
+    assert follower.stop() == 0 and lead.stop() == 0
+    assert files(tmp_path / "standby") == files(tmp_path / "leader")
+
+
+class CuttingProxy:
+    """A TCP proxy to the leader that cuts its first `cuts` connections after `budget` bytes of the
+    leader's answer: a fetch response torn in the middle of a batch."""
+
+    def __init__(self, upstream_port: int, budget: int, cuts: int):
+        self.upstream_port, self.budget, self.cuts = upstream_port, budget, cuts
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cut = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            limit = self.budget if self.cut < self.cuts else None
+            if limit is not None:
+                self.cut += 1
+            threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, limit), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, target, limit):
+        sent = 0
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if limit is not None and sent + len(data) >= limit:
+                    target.sendall(data[:limit - sent])
+                    break
+                target.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for s in (source, target):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        self.listener.close()
+
+
+def test_a_fetch_cut_mid_batch_writes_nothing_partial_and_the_standby_fetches_again(chatlog, tmp_path, secret, servers):
+    lead = servers(leader(chatlog, tmp_path / "leader", secret))
+    send(lead.url, 300, size=2000)
+    proxy = CuttingProxy(lead.port, budget=200_000, cuts=3)
+    try:
+        follower = servers(standby(chatlog, tmp_path / "standby", f"http://127.0.0.1:{proxy.port}", secret))
+        wait_until(lambda: status(follower.url)["committed_offset"] == status(lead.url)["committed_offset"],
+                   what="catch-up through the cutting proxy")
+        assert proxy.cut == 3
+        assert follower.stop() == 0
+    finally:
+        proxy.close()
+    assert "replication interrupted; retrying" in follower.log()
+    assert lead.stop() == 0
+    assert files(tmp_path / "standby") == files(tmp_path / "leader")
+
+
+def test_the_fetch_endpoint_refuses_bad_requests_with_clear_errors(chatlog, tmp_path, secret, servers):
+    key = secret.read_text().strip()
+    lead = servers(leader(chatlog, tmp_path / "leader", secret))
+    send(lead.url, 5)
+    # Senders at once: group commit puts several records in one batch.
+    senders = [threading.Thread(target=send, args=(lead.url, 20), kwargs={"user": f"u{n}"}) for n in range(6)]
+    for thread in senders:
+        thread.start()
+    for thread in senders:
+        thread.join()
+    end = status(lead.url)["committed_offset"]
+    assert fetch(lead.url, "from=0", None)[0] == 401
+    assert fetch(lead.url, "from=0", "not-the-secret-at-all")[0] == 401
+    code, body = fetch(lead.url, "from=0", key, path="/replication/v2/fetch")
+    assert code == 400 and error_code(body) == "unsupported_version"
+    for query in ["", "from=abc", "from=-1", "from=0&max_bytes=x", "from=0&standby=no%20spaces"]:
+        code, body = fetch(lead.url, query, key)
+        assert code == 400 and error_code(body) == "invalid_request", query
+    code, body = fetch(lead.url, f"from={end + 5}", key)
+    assert code == 409 and error_code(body) == "offset_ahead"
+    # A fetch from the start: the header, then batches that parse and chain to `next`.
+    code, body = fetch(lead.url, "from=0", key)
+    assert code == 200 and body[:4] == b"CHLR"
+    version, flags, epoch = struct.unpack_from("<HHI", body, 4)
+    segment, first, nxt, committed, earliest = struct.unpack_from("<5Q", body, 16)
+    assert (version, flags, epoch, segment, first, nxt, committed, earliest) == (1, 0, 0, 0, 0, end, end, 0)
+    position, expected, inside = 56, 0, None
+    while position < len(body):
+        assert body[position:position + 4] == b"CHLB"
+        base, count, length = struct.unpack_from("<QII", body, position + 16)
+        assert base == expected
+        if count > 1 and inside is None:
+            inside = base + 1
+        expected, position = base + count, position + 56 + length
+    assert expected == end and position == len(body)
+    assert inside is not None, "concurrent senders must have shared a batch"
+    code, body = fetch(lead.url, f"from={inside}", key)
+    assert code == 409 and error_code(body) == "not_batch_boundary"
+    # Nothing new: a held fetch answers with no batches after wait_ms.
+    started = time.time()
+    code, body = fetch(lead.url, f"from={end}&wait_ms=300", key)
+    assert code == 200 and len(body) == 56 and time.time() - started >= 0.25
+    assert lead.stop() == 0
+    bare = servers(leader(chatlog, tmp_path / "bare", None))
+    code, body = fetch(bare.url, "from=0", key)
+    assert code == 403 and error_code(body) == "replication_disabled"
+
+
+def test_a_standby_with_the_wrong_secret_or_a_journal_the_leader_never_wrote_writes_nothing(chatlog, tmp_path, secret, servers):
+    lead = servers(leader(chatlog, tmp_path / "leader", secret))
+    send(lead.url, 5)
+    wrong = tmp_path / "wrong.secret"
+    wrong.write_text("x" * 32)
+    stranger = servers(standby(chatlog, tmp_path / "stranger", lead.url, wrong))
+    failing = wait_until(lambda: status(stranger.url)["leader"]["state"] == "failing" and status(stranger.url)["leader"],
+                         what="the wrong secret refused")
+    assert "unauthorized" in failing["last_error"]
+    assert stranger.stop() == 0
+    assert sum(p.stat().st_size for p in (tmp_path / "stranger").glob("*.log")) == 0
+    # A journal longer than the leader's: records the leader never committed.
+    other = servers(leader(chatlog, tmp_path / "other", None))
+    send(other.url, 40)
+    assert other.stop() == 0
+    before = files(tmp_path / "other")
+    ahead = servers(standby(chatlog, tmp_path / "other", lead.url, secret))
+    failing = wait_until(lambda: status(ahead.url)["leader"]["state"] == "failing" and status(ahead.url)["leader"],
+                         what="offset_ahead")
+    assert "offset_ahead" in failing["last_error"]
+    assert ahead.stop() == 0
+    assert files(tmp_path / "other") == before
+
+
+class FakeLeader:
+    """An HTTP server that answers every fetch with `body` (a bad leader, or not a leader)."""
+
+    def __init__(self, status: int, body: bytes):
+        outer = self
+        self.fetches = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.fetches += 1
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Type", "application/octet-stream")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def good_response(chatlog, tmp_path, secret, servers) -> bytes:
+    lead = servers(leader(chatlog, tmp_path / "source", secret))
+    send(lead.url, 5)
+    code, body = fetch(lead.url, "from=0", secret.read_text().strip())
+    assert code == 200
+    assert lead.stop() == 0
+    return body
+
+
+def flipped(body: bytes, position: int) -> bytes:
+    return body[:position] + bytes([body[position] ^ 0x01]) + body[position + 1:]
+
+
+def test_corrupt_truncated_or_foreign_responses_never_reach_the_journal(chatlog, tmp_path, secret, servers):
+    body = good_response(chatlog, tmp_path, secret, servers)
+    first_batch_length = struct.unpack_from("<I", body, 56 + 28)[0]
+    bad = {
+        "a flipped payload bit": flipped(body, 56 + 56 + first_batch_length // 2),
+        "a flipped header bit": flipped(body, 56 + 20),
+        "a truncated batch": body[:len(body) - 7],
+        "another protocol version": body[:4] + struct.pack("<H", 2) + body[6:],
+        "not CHLR": b"HTTP" + body[4:],
+        "batches that do not reach next": body[:32] + struct.pack("<Q", struct.unpack_from("<Q", body, 32)[0] + 3) + body[40:],
+        "a header only": body[:40],
+    }
+    for what, answer in bad.items():
+        fake = FakeLeader(200, answer)
+        directory = tmp_path / ("standby-" + str(zlib.crc32(what.encode())))
+        follower = servers(standby(chatlog, directory, fake.url, secret))
+        try:
+            leader_view = wait_until(lambda: status(follower.url)["leader"]["state"] != "connecting" and status(follower.url)["leader"],
+                                     what=f"{what}: refused")
+            assert leader_view["state"] in ("retrying", "failing") and leader_view["last_error"], what
+            assert status(follower.url)["committed_offset"] == 0, what
+        finally:
+            assert follower.stop() == 0
+            fake.close()
+        assert sum(p.stat().st_size for p in directory.glob("*.log")) == 0, what
+    # The good answer, served by the same fake leader, is taken whole.
+    fake = FakeLeader(200, body)
+    follower = servers(standby(chatlog, tmp_path / "standby-good", fake.url, secret))
+    try:
+        end = struct.unpack_from("<Q", body, 32)[0]
+        wait_until(lambda: status(follower.url)["committed_offset"] == end, what="the good answer taken")
+    finally:
+        assert follower.stop() == 0
+        fake.close()
+
+
+def test_a_standby_below_the_leaders_retention_is_told_to_re_seed(chatlog, tmp_path, secret, servers):
+    lead = servers(leader(chatlog, tmp_path / "leader", secret, "--segment-bytes", SEGMENT_BYTES,
+                          "--retention-bytes", SEGMENT_BYTES))
+    send(lead.url, 3000, size=4000)
+    assert not (tmp_path / "leader" / ("0" * 20 + ".log")).exists(), "retention must have deleted the first segment"
+    code, body = fetch(lead.url, "from=0", secret.read_text().strip())
+    assert code == 410 and error_code(body) == "out_of_range"
+    assert "re-seed" in json.loads(body)["error"]["message"]
+    follower = servers(standby(chatlog, tmp_path / "standby", lead.url, secret))
+    failing = wait_until(lambda: status(follower.url)["leader"]["state"] == "failing" and status(follower.url)["leader"],
+                         what="out_of_range")
+    assert "out_of_range" in failing["last_error"]
+    assert follower.stop() == 0
