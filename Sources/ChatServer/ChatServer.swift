@@ -107,6 +107,12 @@ public enum ChatServer {
         let decider = Decider(journal: journal, roomState: roomState.state, limits: limits)
         if let leader = configuration.standbyOf { decider.followLeader(leader) }
         let live = LiveRooms(rooms: roomState.state, position: journal.committedOffset, limits: limits)
+        // A leader answers its standbys' fetches and, with synchronous replicas, commits only
+        // what they have made durable.
+        let replicationLeader: ReplicationLeader? = configuration.standbyOf == nil
+            ? ReplicationLeader(journal: journal, secret: replicationSecret, epoch: 0,
+                                syncReplicas: configuration.syncReplicas, logger: logger) : nil
+        let commit = CommitPoint(journal: journal, replication: configuration.syncReplicas > 0 ? replicationLeader : nil)
 
         var socketConfiguration = SocketIOServer.Configuration()
         socketConfiguration.engine.maxPayload = limits.maxPayloadBytes
@@ -114,17 +120,15 @@ public enum ChatServer {
         socketConfiguration.socket.recovery = configuration.recovery
         socketConfiguration.sessionsMax = limits.connectionsMax
         socketConfiguration.outboundQueueFramesMax = limits.outboundQueueFramesMax
-        let historyWriter = HistoryWriter(journal: journal, history: history, next: try history.nextOffset(), decider: decider,
+        let historyWriter = HistoryWriter(journal: journal, commit: commit, history: history, next: try history.nextOffset(), decider: decider,
                                           readBytesMax: limits.readBytesMax, logger: logger)
         let gateway = ChatGateway(decider: decider, live: live, journal: journal, history: history, historyWriter: historyWriter,
                                   identity: identity, limits: limits, recovery: configuration.recovery, logger: logger)
         let socketIO = SocketIOServer(configuration: socketConfiguration, handler: gateway, logger: logger)
-        let tailer = Tailer(journal: journal, live: live, decider: decider, socketIO: socketIO,
+        let tailer = Tailer(journal: journal, commit: commit, live: live, decider: decider, socketIO: socketIO,
                             recovery: configuration.recovery, followsLeader: configuration.standbyOf != nil,
                             readBytesMax: limits.readBytesMax, logger: logger)
-        // Replication: a leader answers its standbys' fetches; a standby follows its leader.
-        let replicationLeader: ReplicationLeader? = configuration.standbyOf == nil
-            ? ReplicationLeader(journal: journal, secret: replicationSecret, epoch: 0, logger: logger) : nil
+        // A standby follows its leader.
         let follower: ReplicationFollower? = configuration.standbyOf.flatMap { url in
             replicationSecret.map { secret in
                 ReplicationFollower(configuration: .init(leaderURL: url, secret: secret, name: configuration.standbyName),
@@ -170,7 +174,7 @@ public enum ChatServer {
                     "journal.last_offset": "\(journal.committedOffset.value == 0 ? "none" : String(journal.committedOffset.value - 1))",
                     "journal.durability": "\(configuration.durability)",
                     "auth.mode": "\(authMode)",
-                    "replication.role": "\(configuration.standbyOf.map { "standby of \($0)" } ?? (replicationSecret == nil ? "leader, no standbys" : "leader"))",
+                    "replication.role": "\(configuration.standbyOf.map { "standby of \($0)" } ?? (replicationSecret == nil ? "leader, no standbys" : configuration.syncReplicas > 0 ? "leader, \(configuration.syncReplicas) synchronous" : "leader"))",
                     "http.address": "http://\(configuration.host):\(port)",
                     "startup.seconds": "\(String(format: "%.2f", seconds))",
                 ])
@@ -183,7 +187,10 @@ public enum ChatServer {
             services: [
                 .init(service: historyWriter),
                 .init(service: tailer),
-            ] + (follower.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [
+            ] + (follower.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? [])
+              + (configuration.syncReplicas > 0
+                  ? [.init(service: ReplicationTimeouts(live: live, socketIO: socketIO, timeout: configuration.syncTimeout,
+                                                        syncReplicas: configuration.syncReplicas))] : []) + [
                 .init(service: socketIO),
                 .init(service: app),
                 .init(service: drain),

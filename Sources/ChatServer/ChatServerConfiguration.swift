@@ -32,6 +32,12 @@ public struct ChatServerConfiguration: Sendable {
     public var standbyOf: String?
     /// A standby's name in its leader's status.
     public var standbyName = "standby"
+    /// On a leader: standbys that must have an event durable before it is committed
+    /// (acknowledged, broadcast, in History); 0 commits on the local fsync alone.
+    public var syncReplicas = 0
+    /// How long a command waits for its events to be durable on `syncReplicas` standbys
+    /// before it is answered `unavailable`.
+    public var syncTimeout: Duration = .seconds(5)
 
     public init(journalDirectory: String) {
         self.journalDirectory = journalDirectory
@@ -49,6 +55,14 @@ public struct ChatServerConfiguration: Sendable {
             guard replicationSecretFile != nil else {
                 throw .configuration("--standby-of needs --replication-secret-file, the secret the leader was started with")
             }
+        }
+        guard syncReplicas >= 0, syncReplicas <= 16 else { throw .configuration("--sync-replicas must be 0 to 16, got \(syncReplicas)") }
+        if syncReplicas > 0 {
+            guard standbyOf == nil else { throw .configuration("--sync-replicas is a leader's setting; a standby does not take it") }
+            guard replicationSecretFile != nil else {
+                throw .configuration("--sync-replicas needs --replication-secret-file: without it no standby can connect")
+            }
+            guard syncTimeout > .zero else { throw .configuration("--sync-timeout must be positive") }
         }
         guard (1...64).contains(standbyName.utf8.count),
               standbyName.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D }) else {

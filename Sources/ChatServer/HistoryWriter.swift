@@ -17,6 +17,7 @@ import Synchronization
 /// Thread-safe: its position and waiters sit behind one `Mutex`; `run` owns the reader.
 final class HistoryWriter: Service {
     let journal: Journal
+    let commit: CommitPoint
     let history: HistoryProjection
     let decider: Decider
     let readBytesMax: Int
@@ -31,8 +32,10 @@ final class HistoryWriter: Service {
     private let state: Mutex<State>
 
     /// - Parameter next: where History stands (its checkpoint, caught up at start).
-    init(journal: Journal, history: HistoryProjection, next: Offset, decider: Decider, readBytesMax: Int, logger: Logger) {
+    init(journal: Journal, commit: CommitPoint, history: HistoryProjection, next: Offset, decider: Decider,
+         readBytesMax: Int, logger: Logger) {
         self.journal = journal
+        self.commit = commit
         self.history = history
         self.decider = decider
         self.readBytesMax = readBytesMax
@@ -65,7 +68,7 @@ final class HistoryWriter: Service {
         var reader = journal.makeReader()
         var next = state.withLock { $0.next }
         do {
-            while try await journal.waitForCommit(of: next) {
+            while try await commit.wait(for: next) {
                 next = try applyCommitted(from: next, reader: &reader)
             }
         } catch is CancellationError {
@@ -79,8 +82,8 @@ final class HistoryWriter: Service {
     /// Applies every batch committed from `offset` on, one transaction per read.
     private func applyCommitted(from offset: Offset, reader: inout JournalReader) throws -> Offset {
         var next = offset
-        while next < journal.committedOffset {
-            let batches = try reader.read(from: next, maxBytes: readBytesMax)
+        while next < commit.end {
+            let batches = Array(commit.committed(try reader.read(from: next, maxBytes: readBytesMax)))
             guard let end = batches.last?.nextOffset else { break }
             try history.apply(batches)
             try history.eraseDeletedText()

@@ -1,6 +1,7 @@
 import ChatModel
 import HummingbirdSocketIO
 import Journal
+import ServiceLifecycle
 import SocketIO
 import Synchronization
 
@@ -44,7 +45,7 @@ final class LiveRooms: Sendable {
         /// Commands waiting for an offset to be applied.
         var waiters: [Waiter] = []
         /// Acks to send once an offset is applied (sends do not wait).
-        var answers: [(Offset, PendingAnswer)] = []
+        var answers: [(offset: Offset, answer: PendingAnswer, since: ContinuousClock.Instant)] = []
         /// Set when the tailer stopped (the journal failed or closed): waiters get it at once.
         var failure: String?
     }
@@ -70,6 +71,7 @@ final class LiveRooms: Sendable {
     struct Waiter {
         let offset: Offset
         let continuation: CheckedContinuation<Result<Void, ChatFailure>, Never>
+        let since: ContinuousClock.Instant
     }
 
     /// A Socket.IO packet and who receives it.
@@ -101,7 +103,7 @@ final class LiveRooms: Sendable {
             let now: Result<Void, ChatFailure>? = state.withLock { state in
                 if offset < state.position { return .success(()) }
                 if let failure = state.failure { return .failure(.unavailable(failure)) }
-                state.waiters.append(Waiter(offset: offset, continuation: continuation))
+                state.waiters.append(Waiter(offset: offset, continuation: continuation, since: .now))
                 return nil
             }
             if let now { continuation.resume(returning: now) }
@@ -116,7 +118,7 @@ final class LiveRooms: Sendable {
             } else if let failure = state.failure {
                 answer.fail(failure, on: server)
             } else {
-                state.answers.append((offset, answer))
+                state.answers.append((offset, answer, .now))
             }
         }
     }
@@ -301,7 +303,7 @@ final class LiveRooms: Sendable {
             if !state.answers.isEmpty {
                 var kept = 0
                 for index in state.answers.indices {
-                    let (offset, answer) = state.answers[index]
+                    let (offset, answer, _) = state.answers[index]
                     if offset < end {
                         answer.succeed(on: server)
                     } else {
@@ -325,7 +327,7 @@ final class LiveRooms: Sendable {
     func fail(_ reason: String, server: SocketIOServer) -> [CheckedContinuation<Result<Void, ChatFailure>, Never>] {
         state.withLock { state in
             if state.failure == nil { state.failure = reason }
-            for (_, answer) in state.answers { answer.fail(reason, on: server) }
+            for (_, answer, _) in state.answers { answer.fail(reason, on: server) }
             state.answers.removeAll()
             defer { state.waiters.removeAll() }
             return state.waiters.map(\.continuation)
@@ -333,6 +335,58 @@ final class LiveRooms: Sendable {
     }
 
     var failure: String? { state.withLock { $0.failure } }
+
+    /// Gives up on the commands that have waited since before `cutoff` for their events to
+    /// commit (synchronous replicas that do not answer): their acks say `unavailable` with
+    /// `reason`, and the waiters to resume are returned. Their events may still commit later
+    /// (they are in the journal); a client that resends with its `client_id` then gets the
+    /// original id.
+    func expire(waitingSince cutoff: ContinuousClock.Instant, reason: String, server: SocketIOServer)
+        -> [CheckedContinuation<Result<Void, ChatFailure>, Never>] {
+        state.withLock { state in
+            state.answers.removeAll { pending in
+                guard pending.since < cutoff else { return false }
+                pending.answer.fail(reason, on: server)
+                return true
+            }
+            var expired: [CheckedContinuation<Result<Void, ChatFailure>, Never>] = []
+            state.waiters.removeAll { waiter in
+                guard waiter.since < cutoff else { return false }
+                expired.append(waiter.continuation)
+                return true
+            }
+            return expired
+        }
+    }
+}
+
+/// With synchronous replicas: commands whose events are not durable on enough standbys within
+/// `timeout` are answered `unavailable` (never acknowledged unreplicated).
+final class ReplicationTimeouts: Service {
+    let live: LiveRooms
+    let socketIO: SocketIOServer
+    let timeout: Duration
+    let syncReplicas: Int
+    /// How often waiting commands are checked.
+    static let interval: Duration = .milliseconds(100)
+
+    init(live: LiveRooms, socketIO: SocketIOServer, timeout: Duration, syncReplicas: Int) {
+        self.live = live
+        self.socketIO = socketIO
+        self.timeout = timeout
+        self.syncReplicas = syncReplicas
+    }
+
+    func run() async throws {
+        let reason = "not durable on \(syncReplicas) standby\(syncReplicas == 1 ? "" : "s") within \(timeout); it may still commit: resend with the same client_id to learn its id"
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try await Task.sleep(for: Self.interval)
+                let expired = self.live.expire(waitingSince: .now - self.timeout, reason: reason, server: self.socketIO)
+                for waiter in expired { waiter.resume(returning: .failure(.unavailable(reason))) }
+            }
+        }
+    }
 }
 
 /// Why a command could not be carried out, in the acks' terms.

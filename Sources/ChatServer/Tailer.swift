@@ -19,6 +19,8 @@ import ServiceLifecycle
 /// Not thread-safe; a `Service` whose `run` owns its reader.
 final class Tailer: Service {
     let journal: Journal
+    /// What counts as committed (with synchronous replicas, durable on the standbys too).
+    let commit: CommitPoint
     let live: LiveRooms
     let decider: Decider
     let socketIO: SocketIOServer
@@ -28,9 +30,10 @@ final class Tailer: Service {
     let readBytesMax: Int
     let logger: Logger
 
-    init(journal: Journal, live: LiveRooms, decider: Decider, socketIO: SocketIOServer,
+    init(journal: Journal, commit: CommitPoint, live: LiveRooms, decider: Decider, socketIO: SocketIOServer,
          recovery: Bool, followsLeader: Bool, readBytesMax: Int, logger: Logger) {
         self.journal = journal
+        self.commit = commit
         self.live = live
         self.decider = decider
         self.socketIO = socketIO
@@ -50,8 +53,8 @@ final class Tailer: Service {
         var next = live.position
         do {
             // Ends when the journal closes (after the server drained its commands) or fails.
-            while try await journal.waitForCommit(of: next) {
-                let batches = try reader.read(from: next, maxBytes: readBytesMax)
+            while try await commit.wait(for: next) {
+                let batches = commit.committed(try reader.read(from: next, maxBytes: readBytesMax))
                 guard let end = batches.last?.nextOffset else { continue }
                 var events: [(Offset, ChatEvent)] = []
                 for batch in batches {

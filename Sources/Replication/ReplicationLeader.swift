@@ -15,10 +15,17 @@ public final class ReplicationLeader: Sendable {
     let journal: Journal
     let secret: ReplicationSecret?
     let epoch: UInt32
+    /// Standbys that must have an event durable before it counts as committed (0: none).
+    public let syncReplicas: Int
     let logger: Logger
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
     struct State {
+        /// With `syncReplicas`: everything below this is durable on that many standbys (or was
+        /// committed before this server started). Always where a batch starts: a standby's
+        /// durable end is.
+        var replicated: Offset
+        var replicationWaiters: [UInt64: (offset: Offset, continuation: CheckedContinuation<Void, Never>)] = [:]
         var standbys: [String: Standby] = [:]
         /// Fetches held for new batches, ended at once by `stop()`.
         var waiting: [UInt64: CheckedContinuation<Void, Never>] = [:]
@@ -35,12 +42,53 @@ public final class ReplicationLeader: Sendable {
         var address: String?
     }
 
-    /// - Parameter secret: nil refuses every standby (`replication_disabled`).
-    public init(journal: Journal, secret: ReplicationSecret?, epoch: UInt32, logger: Logger) {
+    /// - Parameters:
+    ///   - secret: nil refuses every standby (`replication_disabled`).
+    ///   - syncReplicas: how many standbys must have an event durable before it is committed
+    ///     (`waitForReplication`); what the journal held at start counts as committed.
+    public init(journal: Journal, secret: ReplicationSecret?, epoch: UInt32, syncReplicas: Int = 0, logger: Logger) {
         self.journal = journal
         self.secret = secret
         self.epoch = epoch
+        self.syncReplicas = syncReplicas
         self.logger = logger
+        state = Mutex(State(replicated: journal.committedOffset))
+    }
+
+    // MARK: Synchronous replication
+
+    /// With `syncReplicas`: everything below this is durable on that many standbys.
+    public var replicatedOffset: Offset { state.withLock { $0.replicated } }
+
+    /// Waits until `syncReplicas` standbys have every event below `offset + 1` durable.
+    /// - Throws: `CancellationError` when the task is cancelled (or the leader stops).
+    public func waitForReplication(of offset: Offset) async throws {
+        let id = state.withLock { state in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state in
+                    if state.replicated > offset || state.stopped || Task.isCancelled { return true }
+                    state.replicationWaiters[id] = (offset, continuation)
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.replicationWaiters.removeValue(forKey: id) }?.continuation.resume()
+        }
+        let reached = state.withLock { $0.replicated > offset }
+        if !reached { throw CancellationError() }
+    }
+
+    /// The offset `syncReplicas` standbys have reached: the `syncReplicas`-th highest durable
+    /// end, and never below what it was.
+    private static func replicated(_ state: State, syncReplicas: Int) -> Offset {
+        let durable = state.standbys.values.map(\.durable).sorted(by: >)
+        guard syncReplicas > 0, durable.count >= syncReplicas else { return state.replicated }
+        return max(state.replicated, durable[syncReplicas - 1])
     }
 
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
@@ -53,8 +101,11 @@ public final class ReplicationLeader: Sendable {
     public func stop() {
         let waiting = state.withLock { state in
             state.stopped = true
-            defer { state.waiting.removeAll() }
-            return Array(state.waiting.values)
+            defer {
+                state.waiting.removeAll()
+                state.replicationWaiters.removeAll()
+            }
+            return Array(state.waiting.values) + state.replicationWaiters.values.map(\.continuation)
         }
         for waiter in waiting { waiter.resume() }
     }
@@ -169,18 +220,30 @@ public final class ReplicationLeader: Sendable {
 
     private func began(_ name: String, durable: Offset) {
         let committed = journal.committedOffset
-        state.withLock { state in
+        let ready = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             let now = ContinuousClock.now
-            var standby = state.standbys[name] ?? Standby(durable: durable, lastFetch: now)
+            // A claim past this leader's end (refused as offset_ahead) counts for nothing.
+            let claimed = min(durable, committed)
+            var standby = state.standbys[name] ?? Standby(durable: claimed, lastFetch: now)
             if standby.fetchesInFlight == 0 && state.standbys[name] == nil {
                 logger.notice("standby connected", metadata: ["replication.standby": "\(name)", "journal.offset": "\(durable)"])
             }
-            standby.durable = durable
+            standby.durable = claimed
             standby.lastFetch = now
             standby.fetchesInFlight += 1
             if durable >= committed { standby.lastCaughtUp = now }
             state.standbys[name] = standby
+            let replicated = Self.replicated(state, syncReplicas: syncReplicas)
+            guard replicated > state.replicated else { return [] }
+            state.replicated = replicated
+            var ready: [CheckedContinuation<Void, Never>] = []
+            for (id, waiter) in state.replicationWaiters where waiter.offset < replicated {
+                ready.append(waiter.continuation)
+                state.replicationWaiters[id] = nil
+            }
+            return ready
         }
+        for waiter in ready { waiter.resume() }
     }
 
     private func ended(_ name: String) {
@@ -209,7 +272,12 @@ public final class ReplicationLeader: Sendable {
                     lastFetchSecondsAgo: Self.seconds(now - standby.lastFetch))
             }.sorted { $0.name < $1.name }
         }
-        return ReplicationStatus(role: "leader", epoch: epoch, committedOffset: committed.value, leader: nil, standbys: standbys)
+        var status = ReplicationStatus(role: "leader", epoch: epoch, committedOffset: committed.value, leader: nil, standbys: standbys)
+        if syncReplicas > 0 {
+            status.syncReplicas = syncReplicas
+            status.replicatedOffset = replicatedOffset.value
+        }
+        return status
     }
 
     static func seconds(_ duration: Duration) -> Double {
@@ -245,6 +313,10 @@ public struct ReplicationStatus: Sendable, Codable, Equatable {
     public var committedOffset: UInt64
     public var leader: Leader?
     public var standbys: [Standby]
+    /// On a leader with synchronous replicas: how many, and the offset they have all reached
+    /// (what is below it is committed).
+    public var syncReplicas: Int?
+    public var replicatedOffset: UInt64?
 
     public init(role: String, epoch: UInt32, committedOffset: UInt64, leader: Leader?, standbys: [Standby]) {
         self.role = role

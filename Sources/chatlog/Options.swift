@@ -56,3 +56,13 @@ func isoTimestamp(_ ms: Int64) -> String {
     formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
     return formatter.string(from: Date(timeIntervalSince1970: Double(ms) / 1000))
 }
+
+/// A duration written as a positive whole number and a unit: ms, s, m, h or d (`500ms`, `24h`).
+func parseDuration(_ text: String) -> Duration? {
+    let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
+    for (unit, milliseconds) in units where text.hasSuffix(unit) {
+        guard let value = Int64(text.dropLast(unit.count)), value > 0 else { return nil }
+        return .milliseconds(value * milliseconds)
+    }
+    return nil
+}

@@ -69,12 +69,17 @@ struct Serve: AsyncParsableCommand {
     var standbyOf: String?
     @Option(help: ArgumentHelp("This standby's name in its leader's status.", valueName: "name"))
     var standbyName = "standby"
+    @Option(help: ArgumentHelp("On a leader: commit (acknowledge, broadcast) an event only once this many standbys have it durable (default 0: on the local fsync).", valueName: "n"))
+    var syncReplicas = 0
+    @Option(help: ArgumentHelp("With --sync-replicas: how long a command waits for its standbys before it fails with unavailable (ms, s or m, such as 500ms or 5s).", valueName: "duration"))
+    var syncTimeout = "5s"
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
         guard (0...65_535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
         guard eventsPerSecond > 0, eventsBurst >= 1 else { throw ValidationError("--events-per-second must be above 0 and --events-burst at least 1") }
         guard connectionsMax >= 1 else { throw ValidationError("--connections-max must be at least 1") }
+        guard parseDuration(syncTimeout) != nil else { throw ValidationError("--sync-timeout is a number followed by ms, s or m, such as 5s") }
     }
 
     func run() async throws {
@@ -96,6 +101,8 @@ struct Serve: AsyncParsableCommand {
         configuration.replicationSecretFile = replicationSecretFile
         configuration.standbyOf = standbyOf
         configuration.standbyName = standbyName
+        configuration.syncReplicas = syncReplicas
+        configuration.syncTimeout = parseDuration(syncTimeout) ?? .seconds(5)
         do {
             let host = self.host
             try await ChatServer.run(configuration, logger: logger) { port in
@@ -172,14 +179,7 @@ struct TokenCommand: AsyncParsableCommand {
         }
 
         static func parse(ttl: String) -> Duration? {
-            guard let unit = ttl.last, let value = Int(ttl.dropLast()), value > 0 else { return nil }
-            switch unit {
-            case "s": return .seconds(value)
-            case "m": return .seconds(value * 60)
-            case "h": return .seconds(value * 3600)
-            case "d": return .seconds(value * 86_400)
-            default: return nil
-            }
+            ttl.hasSuffix("ms") ? nil : parseDuration(ttl)
         }
 
         func run() async throws {

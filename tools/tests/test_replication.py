@@ -406,3 +406,52 @@ def test_a_standby_below_the_leaders_retention_is_told_to_re_seed(chatlog, tmp_p
                          what="out_of_range")
     assert "out_of_range" in failing["last_error"]
     assert follower.stop() == 0
+
+
+def history_ids(chatlog, directory: Path, room: str = "g") -> list[int]:
+    result = run(chatlog, "history", "--journal", str(directory), "--room", room, "--limit", "200", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line)["offset"] for line in result.stdout.splitlines() if line.strip()]
+
+
+def test_with_sync_replicas_an_ack_means_the_standby_has_it_durable(chatlog, tmp_path, secret, servers):
+    lead = servers(leader(chatlog, tmp_path / "leader", secret, "--sync-replicas", "1", "--sync-timeout", "5s"))
+    follower = servers(standby(chatlog, tmp_path / "standby", lead.url, secret))
+    ids = send(lead.url, 60)
+    # Every acknowledged message is on the standby's disk: kill it at once and read its journal.
+    follower.process.kill()
+    follower.process.wait(timeout=10)
+    assert set(ids) <= set(history_ids(chatlog, tmp_path / "standby"))
+    leader_view = status(lead.url)
+    assert leader_view["sync_replicas"] == 1 and leader_view["replicated_offset"] > ids[-1]
+
+
+def test_with_sync_replicas_and_no_standby_a_send_fails_unavailable_and_commits_once_one_catches_up(chatlog, tmp_path, secret, servers):
+    lead = servers(leader(chatlog, tmp_path / "leader", secret, "--sync-replicas", "1", "--sync-timeout", "1s"))
+    alice = Client(lead.url, "alice", transports=["websocket"])
+    try:
+        # Even the room's creation waits for a standby: the join fails after the timeout...
+        started = time.time()
+        joined = alice.call("join-group", {"group": "g"})
+        assert joined["ok"] is False and joined["error"]["code"] == "unavailable"
+        assert 0.9 <= time.time() - started < 5
+        assert "standby" in joined["error"]["message"]
+        # ... and so does a send (decided against the appended, uncommitted room).
+        refused = alice.call("send-group-message", {"group": "g", "message": "hello", "created": 1, "client_id": "c1"})
+        assert refused["ok"] is False and refused["error"]["code"] == "unavailable", refused
+        # Nothing unreplicated is visible: not in History, not in the leader's status.
+        assert history_ids(chatlog, tmp_path / "leader") == []
+        assert status(lead.url)["replicated_offset"] == 0
+        follower = servers(standby(chatlog, tmp_path / "standby", lead.url, secret))
+        wait_until(lambda: status(lead.url)["replicated_offset"] == status(lead.url)["committed_offset"] > 0,
+                   what="replication")
+        # Now both commit: joining again appends nothing; the resend finds the original.
+        assert alice.call("join-group", {"group": "g"})["ok"]
+        resent = alice.call("send-group-message", {"group": "g", "message": "hello", "created": 1, "client_id": "c1"})
+        assert resent["ok"], resent
+        fresh = alice.call("send-group-message", {"group": "g", "message": "again", "created": 2, "client_id": "c2"})
+        assert fresh["ok"] and fresh["id"] > resent["id"]
+        assert history_ids(chatlog, tmp_path / "leader") == [resent["id"], fresh["id"]]
+        assert follower.stop() == 0
+    finally:
+        alice.close()
