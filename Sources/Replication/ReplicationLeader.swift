@@ -27,8 +27,6 @@ public final class ReplicationLeader: Sendable {
         var replicated: Offset
         var replicationWaiters: [UInt64: (offset: Offset, continuation: CheckedContinuation<Void, Never>)] = [:]
         var standbys: [String: Standby] = [:]
-        /// Fetches held for new batches, ended at once by `stop()`.
-        var waiting: [UInt64: CheckedContinuation<Void, Never>] = [:]
         var nextWaiter: UInt64 = 0
         var stopped = false
     }
@@ -97,15 +95,13 @@ public final class ReplicationLeader: Sendable {
         }
     }
 
-    /// Ends the fetches held for new batches (the server is stopping).
+    /// Ends the fetches held for new batches and the waits for replication (the server is
+    /// stopping).
     public func stop() {
         let waiting = state.withLock { state in
             state.stopped = true
-            defer {
-                state.waiting.removeAll()
-                state.replicationWaiters.removeAll()
-            }
-            return Array(state.waiting.values) + state.replicationWaiters.values.map(\.continuation)
+            defer { state.replicationWaiters.removeAll() }
+            return state.replicationWaiters.values.map(\.continuation)
         }
         for waiter in waiting { waiter.resume() }
     }
@@ -197,23 +193,10 @@ public final class ReplicationLeader: Sendable {
         }
     }
 
+    /// Returns when the leader stops (or the task is cancelled): no offset is ever replicated
+    /// past the largest.
     private func stopped() async {
-        let id = state.withLock { state in
-            defer { state.nextWaiter += 1 }
-            return state.nextWaiter
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let now = state.withLock { state in
-                    if state.stopped || Task.isCancelled { return true }
-                    state.waiting[id] = continuation
-                    return false
-                }
-                if now { continuation.resume() }
-            }
-        } onCancel: {
-            state.withLock { $0.waiting.removeValue(forKey: id) }?.resume()
-        }
+        try? await waitForReplication(of: Offset(UInt64.max))
     }
 
     // MARK: Standbys
