@@ -104,8 +104,9 @@ extension Journal {
         let expired = retentionCut(segments, retention: configuration.retention, nowMs: nowMs())
         try deleteSegments(segments.prefix(expired), directory: directory, logger: logger)
         segments.removeFirst(expired)
+        let epochs = try LeaderEpochs.load(directory: directory)
         return Journal(directory: directory, configuration: configuration, logger: logger, lockFile: lockFile,
-                       recovery: report, segments: segments, writer: writer)
+                       recovery: report, segments: segments, epochs: epochs, writer: writer)
     }
 
     /// Loads one segment: scans it (all of it, or from its last index entry), cuts a damaged

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
 import NIOCore
 
 /// Whole committed batches of one segment, byte for byte as they are on disk: what a leader
@@ -59,6 +63,32 @@ extension Journal {
         return RawBatches(segmentBase: base, firstOffset: offset, nextOffset: next, bytes: bytes)
     }
 
+    // MARK: Leader epochs
+
+    /// Where each leader epoch began (FORMAT.md §5).
+    public var leaderEpochs: LeaderEpochs { state.withLock { $0.epochs } }
+
+    /// Starts leader epoch `epoch` at the journal's end (promotion), durably: local appends
+    /// from now on carry it.
+    /// - Throws: `.replicaMismatch` when `epoch` is not newer than the current one; `.io`.
+    public func beginEpoch(_ epoch: UInt32) throws(JournalError) {
+        var epochs = leaderEpochs
+        guard epochs.record(epoch, from: nextOffset) else {
+            throw .replicaMismatch("leader epoch \(epoch) is not newer than this journal's \(epochs.current)")
+        }
+        try epochs.save(directory: directory)
+        state.withLock { $0.epochs = epochs }
+        logger.notice("leader epoch begun", metadata: ["journal.leader_epoch": "\(epoch)", "journal.offset": "\(nextOffset)"])
+    }
+
+    /// The leader epoch of the newest committed batch (0 for an empty journal).
+    public func lastBatchEpoch() throws(JournalError) -> UInt32 {
+        let end = committedOffset
+        guard end > earliestOffset else { return 0 }
+        var reader = makeReader()
+        return try reader.read(from: Offset(end.value - 1), maxBytes: 1).last?.header.leaderEpoch ?? 0
+    }
+
     // MARK: The standby's side
 
     /// Makes the journal a standby's copy of a leader's: local appends are refused and
@@ -84,7 +114,24 @@ extension Journal {
     ///   `.notFollowing`; `.writerFailed`; `.closed`.
     public func appendReplicated(_ raw: RawBatches) async throws -> Offset {
         if raw.isEmpty { return raw.nextOffset }
-        let group = try Self.checkReplicated(raw)
+        let (group, batchEpochs) = try Self.checkReplicated(raw)
+        // The epochs the batches begin are recorded before the batches are written, so the
+        // file never lags the data. Only this task appends to a following journal.
+        // The data decides: an epoch recorded at or after a batch's start that the batch does
+        // not carry (this node was promoted, wrote nothing, and follows again) is dropped.
+        let known = leaderEpochs
+        var epochs = known
+        for entry in batchEpochs {
+            epochs.truncate(to: entry.start)
+            guard entry.epoch >= epochs.current else {
+                throw JournalError.replicaMismatch("the batch at offset \(entry.start) has leader epoch \(entry.epoch), older than this journal's \(epochs.current) before it")
+            }
+            epochs.record(entry.epoch, from: entry.start)
+        }
+        if epochs != known {
+            try epochs.save(directory: directory)
+            state.withLock { $0.epochs = epochs }
+        }
         return try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<OffsetRange, Error>) in
             let outcome: Result<Bool, JournalError> = state.withLock { state in
                 switch state.lifecycle {
@@ -121,7 +168,7 @@ extension Journal {
     }
 
     /// Checks copied batches as recovery checks a segment, and lists them for the writer.
-    static func checkReplicated(_ raw: RawBatches) throws(JournalError) -> EncodedGroup {
+    static func checkReplicated(_ raw: RawBatches) throws(JournalError) -> (group: EncodedGroup, epochs: [LeaderEpochs.Entry]) {
         // The writer reads a group's bytes from index 0 (a response body arrives with its
         // header before the batches).
         var group = EncodedGroup(bytes: raw.bytes.slice())
@@ -129,6 +176,7 @@ extension Journal {
         var arena = ByteBuffer()
         var cursor = raw.bytes.readerIndex
         var expected = raw.firstOffset
+        var epochs: [LeaderEpochs.Entry] = []
         func fail(_ kind: CorruptionKind) -> JournalError {
             .replicaMismatch("batch at byte \(cursor - raw.bytes.readerIndex) of the leader's response (offset \(expected)): \(kind)")
         }
@@ -148,6 +196,10 @@ extension Journal {
             let computed = BatchCodecIO.checksum(ofBatchIn: batch, header: header)
             guard computed == header.crc else { throw fail(.checksumMismatch(stored: header.crc, computed: computed)) }
             guard header.baseOffset == expected else { throw fail(.offsetGap(expected: expected, found: header.baseOffset)) }
+            if let last = epochs.last, header.leaderEpoch < last.epoch {
+                throw .replicaMismatch("the batch at offset \(expected) has leader epoch \(header.leaderEpoch), after one of epoch \(last.epoch)")
+            }
+            if header.leaderEpoch != epochs.last?.epoch { epochs.append(.init(epoch: header.leaderEpoch, start: expected)) }
             arena.clear()
             if case .failure(let kind) = BatchCodecIO.appendRecords(ofBatchIn: batch, header: header, to: &arena) {
                 throw fail(kind)
@@ -159,6 +211,94 @@ extension Journal {
         guard expected == raw.nextOffset else {
             throw .replicaMismatch("the batches end at offset \(expected), the leader said \(raw.nextOffset)")
         }
-        return group
+        return (group, epochs)
+    }
+}
+
+/// What `Journal.truncate` cut.
+public struct TailCut: Sendable, Equatable {
+    /// The first offset cut (the journal's new end).
+    public var from: Offset
+    /// The end the journal had.
+    public var to: Offset
+    public var bytes: Int64
+    /// Where the cut bytes were kept.
+    public var brokenCopies: [String]
+}
+
+extension Journal {
+    /// Cuts a journal that no process has open back to `offset`, which must be where a batch
+    /// starts: a former leader, or a standby ahead of its new leader, drops what the new
+    /// leader never had before it follows. The cut bytes are kept (`<segment>.log.<position>.broken`,
+    /// as recovery keeps a torn tail), segments wholly past the cut are removed, and the
+    /// leader epochs that began past it are forgotten.
+    /// - Returns: nil when the journal ends at or before `offset` (nothing to cut).
+    /// - Throws: `.locked` (a process has it open), `.notBatchBoundary`, `.corrupt`, `.io`.
+    public static func truncate(directory: String, to offset: Offset, logger: Logger) throws(JournalError) -> TailCut? {
+        let lockFile = try acquireLock(directory: directory)
+        defer { flock(lockFile.descriptor, LOCK_UN) }
+        try checkMeta(directory: directory)
+        let bases = try FileSystem.list(directory).compactMap(JournalFiles.baseOffset(ofSegment:)).sorted()
+        var cut = TailCut(from: offset, to: offset, bytes: 0, brokenCopies: [])
+        func keep(_ file: FileHandle, path: String, from position: FilePosition, size: Int64) throws(JournalError) {
+            guard size > position.value else { return }
+            var bytes = ByteBufferAllocator().buffer(capacity: Int(size - position.value))
+            _ = try file.read(into: &bytes, at: position, count: Int(size - position.value))
+            let broken = path + ".\(position.value).broken"
+            try FileSystem.writeAtomically(bytes, to: broken, directory: directory)
+            cut.brokenCopies.append(broken)
+            cut.bytes += size - position.value
+        }
+        // First find the cut (and check it is at a batch boundary), then change anything.
+        struct Plan {
+            let base: Offset
+            let path: String
+            let file: FileHandle
+            let size: Int64
+            /// Where the cut starts in this segment; 0 for a segment wholly past it.
+            let position: FilePosition
+        }
+        var plans: [Plan] = []
+        for base in bases.reversed() {
+            let path = JournalFiles.join(directory, JournalFiles.segmentName(base))
+            let file = try FileHandle.open(path, flags: O_RDWR)
+            let size = try file.size()
+            var scanner = SegmentScanner(file: file, from: .zero, to: FilePosition(size), expectedOffset: base)
+            var position = FilePosition.zero
+            while let (header, at, _) = try scanner.nextBatch() {
+                if header.baseOffset < offset && header.nextOffset > offset {
+                    throw .notBatchBoundary(requested: offset, batchBase: header.baseOffset)
+                }
+                if header.baseOffset < offset { position = at.advanced(by: header.totalBytes) }
+                cut.to = max(cut.to, header.nextOffset)
+            }
+            plans.append(Plan(base: base, path: path, file: file, size: size, position: position))
+            if base < offset || base == bases.first { break }
+        }
+        for plan in plans {
+            if plan.base >= offset && plan.base != bases.first {
+                // Wholly past the cut: kept aside, then removed.
+                try keep(plan.file, path: plan.path, from: .zero, size: plan.size)
+                try FileSystem.remove(plan.path)
+                try FileSystem.remove(JournalFiles.join(directory, JournalFiles.indexName(plan.base)))
+            } else if plan.position.value < plan.size {
+                try keep(plan.file, path: plan.path, from: plan.position, size: plan.size)
+                try plan.file.truncate(to: plan.position)
+                try plan.file.sync()
+                // Rebuilt from the segment at the next open.
+                try FileSystem.remove(JournalFiles.join(directory, JournalFiles.indexName(plan.base)))
+            }
+        }
+        try FileSystem.syncDirectory(directory)
+        var epochs = try LeaderEpochs.load(directory: directory)
+        let before = epochs
+        epochs.truncate(to: offset)
+        if epochs != before { try epochs.save(directory: directory) }
+        guard cut.bytes > 0 || epochs != before else { return nil }
+        logger.warning("journal cut back to where it agrees with its leader", metadata: [
+            "journal.directory": "\(directory)", "journal.cut_from": "\(cut.from)", "journal.cut_to": "\(cut.to)",
+            "journal.bytes_cut": "\(cut.bytes)", "journal.broken_copies": "\(cut.brokenCopies.joined(separator: ", "))",
+        ])
+        return cut
     }
 }

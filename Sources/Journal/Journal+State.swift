@@ -81,11 +81,14 @@ struct State: ~Copyable {
     /// The base of the last segment a copied batch set started (the writer may not have
     /// rolled to it yet); nil when none did.
     var replicatedSegmentBase: Offset?
+    /// Where each leader epoch began; local appends are written with the newest.
+    var epochs: LeaderEpochs
 
-    init(segments: [SegmentState], nextOffset: Offset, committedNext: Offset) {
+    init(segments: [SegmentState], nextOffset: Offset, committedNext: Offset, epochs: LeaderEpochs) {
         self.segments = segments
         self.nextOffset = nextOffset
         self.committedNext = committedNext
+        self.epochs = epochs
     }
 
     /// Whether the writer must be signalled; clears the flag so only one signal is sent.

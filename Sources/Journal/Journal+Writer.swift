@@ -169,9 +169,10 @@ extension Journal {
             handoff.slotFree.wait()
             if handoff.slot.withLock({ $0.writerStopped }) { return }
             var batches: [PendingBatch] = []
+            var epoch: UInt32 = 0
             while batches.isEmpty {
                 enum Work {
-                    case encode([PendingBatch])
+                    case encode([PendingBatch], epoch: UInt32)
                     case forward(EncodedGroup)
                     case sleep
                     case finish
@@ -188,7 +189,7 @@ extension Journal {
                         state.pendingBytes = 0
                         // Appends parked for room join the next group while this one is encoded.
                         state.admitBlocked(configuration: configuration)
-                        return .encode(batches)
+                        return .encode(batches, epoch: state.epochs.current)
                     }
                     switch state.lifecycle {
                     case .open:
@@ -201,8 +202,9 @@ extension Journal {
                     }
                 }
                 switch work {
-                case .encode(let taken):
+                case .encode(let taken, let current):
                     batches = taken
+                    epoch = current
                 case .forward(let group):
                     put(.group(group))
                     continue groups
@@ -218,7 +220,7 @@ extension Journal {
             var group = EncodedGroup(bytes: handoff.slot.withLock { $0.spareBuffers.popLast() }
                 ?? ByteBufferAllocator().buffer(capacity: 1 << 20))
             group.bytes.clear()
-            encoder.encode(batches, leaderEpoch: configuration.leaderEpoch, into: &group)
+            encoder.encode(batches, leaderEpoch: epoch, into: &group)
             recycle(batches)
             put(.group(group))
         }

@@ -39,6 +39,7 @@ public final class Journal: Sendable {
         lockFile: FileHandle,
         recovery: RecoveryReport,
         segments: [SegmentState],
+        epochs: LeaderEpochs,
         writer: WriterState
     ) {
         self.directory = directory
@@ -47,7 +48,7 @@ public final class Journal: Sendable {
         self.lockFile = lockFile
         self.recovery = recovery
         let next = segments.last?.nextOffset ?? .zero
-        self.state = Mutex(State(segments: segments, nextOffset: next, committedNext: next))
+        self.state = Mutex(State(segments: segments, nextOffset: next, committedNext: next, epochs: epochs))
         startWriter(writer)
     }
 

@@ -71,8 +71,6 @@ public struct JournalConfiguration: Sendable {
     public var durability: Durability = .everyBatch
     public var verification: OpenVerification = .allSegments
     public var retention: Retention = .forever
-    /// The leader epoch written into every new batch header.
-    public var leaderEpoch: UInt32 = 0
     /// Fault injection, for tests of what sits above the journal (a server's fail-stop): once
     /// this many bytes of batches have been written since open, the next write fails with EIO
     /// as a failing disk would. Nil (the default) in every real use.

@@ -145,4 +145,91 @@ import Testing
         #expect(end.isEmpty && end.bytes.readableBytes == 0)
         await journal.close()
     }
+
+    // MARK: Leader epochs and divergence
+
+    @Test func leaderEpochsRecordWhereEachEpochBeganAndWhereANodesLastEpochEnds() {
+        var epochs = LeaderEpochs()
+        #expect(epochs.current == 0 && epochs.end(of: 0) == nil)
+        var recorded = epochs.record(1, from: Offset(100))
+        #expect(recorded)
+        recorded = epochs.record(1, from: Offset(150))
+        #expect(!recorded, "not newer")
+        recorded = epochs.record(3, from: Offset(200))
+        #expect(recorded)
+        #expect(epochs.end(of: 0) == Offset(100))
+        #expect(epochs.end(of: 1) == Offset(200))
+        #expect(epochs.end(of: 2) == Offset(200), "an epoch this history never saw ends where the next one it knows begins")
+        #expect(epochs.end(of: 3) == nil && epochs.end(of: 4) == nil)
+        // An epoch that wrote nothing gives way to the next at the same start.
+        recorded = epochs.record(4, from: Offset(200))
+        #expect(recorded)
+        #expect(epochs.entries.map(\.epoch) == [0, 1, 4])
+        epochs.truncate(to: Offset(150))
+        #expect(epochs.entries == [.init(epoch: 0, start: .zero), .init(epoch: 1, start: Offset(100))])
+    }
+
+    @Test func localAppendsCarryTheNewestEpochAndCopiesKeepTheirs() async throws {
+        let (leaderDirectory, standbyDirectory) = (try TemporaryDirectory(), try TemporaryDirectory())
+        defer { leaderDirectory.remove(); standbyDirectory.remove() }
+        let (leader, standby) = try open(leaderDirectory, standbyDirectory)
+        standby.setFollowing(true)
+        try await appendRecords(leader, 0..<30, perAppend: 10)
+        try leader.beginEpoch(2)
+        #expect(throws: JournalError.self) { try leader.beginEpoch(2) }
+        try await appendRecords(leader, 30..<50, perAppend: 10)
+        #expect(try leader.lastBatchEpoch() == 2)
+        #expect(leader.leaderEpochs.entries.last == .init(epoch: 2, start: Offset(30)))
+        try await copy(from: leader, to: standby, maxBytes: 1 << 20)
+        // The standby learnt the epoch from the batches, at the same start.
+        #expect(standby.leaderEpochs == leader.leaderEpochs)
+        #expect(try standby.lastBatchEpoch() == 2)
+        await leader.close()
+        await standby.close()
+        let reopened = try Journal.open(directory: standbyDirectory.path, configuration: configuration, logger: .quiet)
+        #expect(reopened.leaderEpochs.entries.map(\.epoch) == [0, 2])
+        await reopened.close()
+    }
+
+    @Test func aDivergentTailIsCutAtABatchBoundaryAndKept() async throws {
+        let (leaderDirectory, standbyDirectory) = (try TemporaryDirectory(), try TemporaryDirectory())
+        defer { leaderDirectory.remove(); standbyDirectory.remove() }
+        var (leader, standby) = try open(leaderDirectory, standbyDirectory)
+        standby.setFollowing(true)
+        try await appendRecords(leader, 0..<200, perAppend: 9)
+        try await copy(from: leader, to: standby, maxBytes: 1 << 20)
+        let agreed = leader.committedOffset
+        // The old leader writes on (several segments) while the standby is promoted.
+        try await appendRecords(leader, 200..<500, perAppend: 9)
+        #expect(try segmentNames(leaderDirectory).count >= 3)
+        standby.setFollowing(false)
+        try standby.beginEpoch(1)
+        let end = leader.committedOffset
+        await leader.close()
+        // Where the old leader's epoch 0 ends in the new leader's history: where epoch 1 began.
+        let reopened = try Journal.open(directory: leaderDirectory.path, configuration: configuration, logger: .quiet)
+        let oldEpoch = try reopened.lastBatchEpoch()
+        await reopened.close()
+        #expect(oldEpoch == 0)
+        #expect(standby.leaderEpochs.end(of: oldEpoch) == agreed)
+        #expect(throws: JournalError.self) { try Journal.truncate(directory: leaderDirectory.path, to: Offset(agreed.value + 1), logger: .quiet) }
+        let cut = try #require(try Journal.truncate(directory: leaderDirectory.path, to: agreed, logger: .quiet))
+        #expect(cut.from == agreed)
+        #expect(cut.to == end)
+        #expect(cut.bytes > 0)
+        #expect(!cut.brokenCopies.isEmpty)
+        #expect(try Journal.truncate(directory: leaderDirectory.path, to: agreed, logger: .quiet) == nil, "nothing more to cut")
+        // The cut journal opens at the agreed end with its first records intact, and follows
+        // the new leader from there.
+        leader = try Journal.open(directory: leaderDirectory.path, configuration: configuration, logger: .quiet)
+        #expect(leader.nextOffset == agreed)
+        #expect(try readAll(leader).map { string($0.payload) } == (0..<200).map { string(record($0)) })
+        leader.setFollowing(true)
+        try await appendRecords(standby, 1000..<1010, perAppend: 5)
+        try await copy(from: standby, to: leader, maxBytes: 1 << 20)
+        #expect(leader.leaderEpochs == standby.leaderEpochs)
+        await leader.close()
+        await standby.close()
+        #expect(try files(leaderDirectory) == files(standbyDirectory))
+    }
 }
