@@ -64,6 +64,10 @@ public enum ChatServer {
         journalConfiguration.retention = Retention(totalBytesMax: configuration.retentionBytesMax)
         journalConfiguration.recordBytesMax = 64 << 10
         journalConfiguration.failWritesAfterBytes = configuration.failJournalWritesAfterBytes
+        if let url = configuration.standbyOf, let replicationSecret {
+            try await cutDivergentTail(configuration, leaderURL: url, secret: replicationSecret,
+                                       journalConfiguration: journalConfiguration, logger: logger)
+        }
         let journal = try Journal.open(directory: configuration.journalDirectory, configuration: journalConfiguration,
                                        logger: logger)
         // A standby's journal takes only its leader's batches.
@@ -77,6 +81,33 @@ public enum ChatServer {
         }
         await journal.close()
         logger.notice("chatlog stopped", metadata: ["journal.offset": "\(journal.committedOffset)"])
+    }
+
+    /// A standby (a former leader, or a standby ahead of a newly promoted one) may hold records
+    /// its leader never had. Before it serves, it asks its leader where its last epoch ended
+    /// there and cuts its journal back to that point (the cut bytes kept as `.broken` copies),
+    /// and drops its projections, which may hold the cut events: they are rebuilt from the
+    /// journal. A leader that cannot be asked now is asked by every fetch later (`diverged`).
+    private static func cutDivergentTail(_ configuration: ChatServerConfiguration, leaderURL: String, secret: ReplicationSecret,
+                                         journalConfiguration: JournalConfiguration, logger: Logger) async throws {
+        guard FileManager.default.fileExists(atPath: configuration.journalDirectory + "/journal.meta") else { return }
+        let journal = try Journal.open(directory: configuration.journalDirectory, configuration: journalConfiguration, logger: logger)
+        let end = journal.committedOffset
+        let epoch: UInt32
+        do { epoch = try journal.lastBatchEpoch() } catch {
+            await journal.close()
+            throw error
+        }
+        await journal.close()
+        let follower = ReplicationFollower.Configuration(leaderURL: leaderURL, secret: secret, name: configuration.standbyName)
+        guard let cutTo = await ReplicationFollower.divergence(configuration: follower, end: end, epoch: epoch, logger: logger),
+              try Journal.truncate(directory: configuration.journalDirectory, to: cutTo, logger: logger) != nil else { return }
+        let paths = ProjectionPaths(journalDirectory: configuration.journalDirectory)
+        for path in [paths.roomStateSnapshot, paths.history, paths.history + "-wal", paths.history + "-shm"]
+        where FileManager.default.fileExists(atPath: path) {
+            try FileManager.default.removeItem(atPath: path)
+        }
+        logger.warning("projections dropped after the cut; rebuilding them from the journal", metadata: ["journal.offset": "\(cutTo)"])
     }
 
     private static func serve(
@@ -108,10 +139,12 @@ public enum ChatServer {
         if let leader = configuration.standbyOf { decider.followLeader(leader) }
         let live = LiveRooms(rooms: roomState.state, position: journal.committedOffset, limits: limits)
         // A leader answers its standbys' fetches and, with synchronous replicas, commits only
-        // what they have made durable.
-        let replicationLeader: ReplicationLeader? = configuration.standbyOf == nil
-            ? ReplicationLeader(journal: journal, secret: replicationSecret, epoch: 0,
-                                syncReplicas: configuration.syncReplicas, logger: logger) : nil
+        // what they have made durable; a standby becomes one when promoted. A leader that
+        // learns of a newer epoch takes no more writes (fencing).
+        let replicationLeader = ReplicationLeader(
+            journal: journal, secret: replicationSecret, role: configuration.standbyOf.map { .following($0) } ?? .leading,
+            syncReplicas: configuration.syncReplicas,
+            onFenced: { epoch in decider.followLeader("the leader of epoch \(epoch) (this node was fenced)") }, logger: logger)
         let commit = CommitPoint(journal: journal, replication: configuration.syncReplicas > 0 ? replicationLeader : nil)
 
         var socketConfiguration = SocketIOServer.Configuration()
@@ -149,13 +182,15 @@ public enum ChatServer {
         router.get("/healthz") { _, _ in
             health(journal: journal, live: live, history: historyWriter)
         }
-        replicationLeader?.addRoutes(to: router)
+        replicationLeader.addRoutes(to: router)
         router.get("/api/replication") { _, _ in
-            let status = replicationLeader?.status() ?? ReplicationStatus(
-                role: "standby", epoch: 0, committedOffset: journal.committedOffset.value, leader: follower?.status(), standbys: [])
-            let body = (try? ReplicationJSON.encoder.encode(status)) ?? Data()
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+            var status = replicationLeader.status()
+            if case .following = replicationLeader.role { status.leader = follower?.status() }
+            return json(status)
         }
+        let promotion = Promotion(journal: journal, decider: decider, live: live, leader: replicationLeader, follower: follower,
+                                  secret: replicationSecret, logger: logger)
+        router.post("/api/promote") { request, _ in await promotion.handle(request) }
         let authMode = configuration.dev ? "dev" : "token"
         let app = Application(
             router: router,
@@ -187,7 +222,7 @@ public enum ChatServer {
             services: [
                 .init(service: historyWriter),
                 .init(service: tailer),
-            ] + (follower.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? [])
+            ] + (follower.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0, successTerminationBehavior: .ignore)] } ?? [])
               + (configuration.syncReplicas > 0
                   ? [.init(service: ReplicationTimeouts(live: live, socketIO: socketIO, timeout: configuration.syncTimeout,
                                                         syncReplicas: configuration.syncReplicas))] : []) + [

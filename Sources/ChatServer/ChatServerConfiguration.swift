@@ -32,8 +32,9 @@ public struct ChatServerConfiguration: Sendable {
     public var standbyOf: String?
     /// A standby's name in its leader's status.
     public var standbyName = "standby"
-    /// On a leader: standbys that must have an event durable before it is committed
-    /// (acknowledged, broadcast, in History); 0 commits on the local fsync alone.
+    /// On a leader (and on a standby once promoted): standbys that must have an event durable
+    /// before it is committed (acknowledged, broadcast, in History); 0 commits on the local
+    /// fsync alone.
     public var syncReplicas = 0
     /// How long a command waits for its events to be durable on `syncReplicas` standbys
     /// before it is answered `unavailable`.
@@ -58,7 +59,6 @@ public struct ChatServerConfiguration: Sendable {
         }
         guard syncReplicas >= 0, syncReplicas <= 16 else { throw .configuration("--sync-replicas must be 0 to 16, got \(syncReplicas)") }
         if syncReplicas > 0 {
-            guard standbyOf == nil else { throw .configuration("--sync-replicas is a leader's setting; a standby does not take it") }
             guard replicationSecretFile != nil else {
                 throw .configuration("--sync-replicas needs --replication-secret-file: without it no standby can connect")
             }

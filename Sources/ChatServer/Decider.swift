@@ -149,6 +149,15 @@ public final class Decider: Sendable {
         state.withLock { $0.leader = leader }
     }
 
+    /// A standby's decider becomes a leader's (promotion): it takes commands again. Its state
+    /// must hold everything the journal holds (the tailer has applied it all).
+    public func lead() {
+        state.withLock { state in
+            precondition(state.next == journal.nextOffset, "promoted with \(state.next) decided and \(journal.nextOffset) in the journal")
+            state.leader = nil
+        }
+    }
+
     static func notLeader(_ leader: String) -> Outcome {
         .refused(code: "not_leader", message: "this server is a read-only standby of \(leader): send commands to the leader")
     }

@@ -81,6 +81,16 @@ extension Journal {
         logger.notice("leader epoch begun", metadata: ["journal.leader_epoch": "\(epoch)", "journal.offset": "\(nextOffset)"])
     }
 
+    /// A standby saw its leader at `epoch`: when newer than this journal's, it is recorded
+    /// from the journal's end (the leader's batches of it come after), so that a promotion
+    /// picks a newer epoch even when the leader's has written nothing yet.
+    public func noteLeaderEpoch(_ epoch: UInt32) throws(JournalError) {
+        var epochs = leaderEpochs
+        guard epochs.record(epoch, from: nextOffset) else { return }
+        try epochs.save(directory: directory)
+        state.withLock { $0.epochs = epochs }
+    }
+
     /// The leader epoch of the newest committed batch (0 for an empty journal).
     public func lastBatchEpoch() throws(JournalError) -> UInt32 {
         let end = committedOffset

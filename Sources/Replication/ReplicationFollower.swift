@@ -47,6 +47,12 @@ public final class ReplicationFollower: Service, Sendable {
         var phase = "connecting"
         var leaderCommitted: Offset?
         var lastError: String?
+        /// The newest leader epoch a fetch answer carried.
+        var leaderEpoch: UInt32 = 0
+        /// `stop()` was called: no more fetches; the waiters learn when the last one ended.
+        var stopping = false
+        var stopped = false
+        var stopWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     public init(configuration: Configuration, journal: Journal, logger: Logger) {
@@ -62,12 +68,73 @@ public final class ReplicationFollower: Service, Sendable {
             "journal.offset": "\(journal.nextOffset)",
         ])
         await cancelWhenGracefulShutdown { await self.follow(client) }
+        let waiters = state.withLock { state in
+            state.stopped = true
+            defer { state.stopWaiters = [] }
+            return state.stopWaiters
+        }
+        for waiter in waiters { waiter.resume() }
         try? await client.shutdown()
+    }
+
+    /// Stops following (promotion): returns once no fetch or append is in flight, so the
+    /// journal takes no more batches from the leader.
+    public func stop() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state in
+                state.stopping = true
+                if state.stopped { return true }
+                state.stopWaiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    /// The newest leader epoch the leader's answers carried.
+    public var leaderEpoch: UInt32 { state.withLock { $0.leaderEpoch } }
+
+    /// Tells the former leader that a newer epoch leads now (best effort, after promotion).
+    /// - Returns: whether it answered that it is fenced.
+    public func fenceLeader(epoch: UInt32) async -> Bool {
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        defer { Task { try? await client.shutdown() } }
+        var request = HTTPClientRequest(url: configuration.leaderURL + "/replication/v1/fence?epoch=\(epoch)")
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: configuration.secret.authorization)
+        guard let response = try? await client.execute(request, timeout: .seconds(2)),
+              let body = try? await response.body.collect(upTo: 1 << 16), response.status == .ok,
+              let answer = try? ReplicationJSON.decoder.decode(FenceAnswer.self, from: Data(body.readableBytesView)) else {
+            return false
+        }
+        return answer.fenced || answer.epoch >= epoch
+    }
+
+    /// Asks the leader whether this journal (ending at `end`, its last batch of `epoch`) has
+    /// records the leader never had: where to cut it back to, or nil (it agrees, or the leader
+    /// cannot be asked now).
+    public static func divergence(configuration: Configuration, end: Offset, epoch: UInt32, logger: Logger) async -> Offset? {
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        defer { Task { try? await client.shutdown() } }
+        var request = HTTPClientRequest(url: configuration.leaderURL + ReplicationProtocol.fetchPath
+            + "?from=\(end.value)&epoch=\(epoch)&max_bytes=\(ReplicationProtocol.fetchBytesRange.lowerBound)&wait_ms=0&standby=\(configuration.name)")
+        request.headers.add(name: "Authorization", value: configuration.secret.authorization)
+        do {
+            let response = try await client.execute(request, timeout: .seconds(10))
+            let body = try await response.body.collect(upTo: 64 << 20)
+            guard response.status == .conflict,
+                  let detail = try? ReplicationJSON.decoder.decode(ErrorBody.self, from: Data(body.readableBytesView)),
+                  detail.error.code == "diverged", let cut = detail.error.truncateTo else { return nil }
+            return Offset(cut)
+        } catch {
+            logger.warning("could not ask the leader whether this journal diverged; following anyway", metadata: ["error": "\(error)"])
+            return nil
+        }
     }
 
     private func follow(_ client: HTTPClient) async {
         var delay = Self.retryDelays.lowerBound
-        while !Task.isCancelled {
+        while !Task.isCancelled, !state.withLock({ $0.stopping }) {
             let wait: Duration
             do {
                 try await fetchOnce(client)
@@ -76,7 +143,7 @@ public final class ReplicationFollower: Service, Sendable {
             } catch is CancellationError {
                 return
             } catch let error as ReplicationError {
-                if case .refused(let status, _, _) = error, status == 503 {
+                if case .refused(let status, _, _, _) = error, status == 503 {
                     wait = delay
                     failed("\(error)", permanent: false)
                 } else {
@@ -100,16 +167,21 @@ public final class ReplicationFollower: Service, Sendable {
                 failed("the leader is unreachable: \(error)", permanent: false)
             }
             delay = min(delay * 2, Self.retryDelays.upperBound)
-            try? await Task.sleep(for: wait)
+            // Sleeps in short steps so that `stop()` is not held up by a long retry delay.
+            let until = ContinuousClock.now + wait
+            while ContinuousClock.now < until, !Task.isCancelled, !state.withLock({ $0.stopping }) {
+                try? await Task.sleep(for: .milliseconds(50))
+            }
         }
     }
 
     /// One fetch and its append.
     private func fetchOnce(_ client: HTTPClient) async throws {
         let from = journal.nextOffset
+        let epoch = try journal.lastBatchEpoch()
         let waitMs = configuration.fetchWait.components.seconds * 1000 + configuration.fetchWait.components.attoseconds / 1_000_000_000_000_000
         var request = HTTPClientRequest(url: configuration.leaderURL + ReplicationProtocol.fetchPath
-            + "?from=\(from.value)&epoch=0&max_bytes=\(configuration.fetchBytes)&wait_ms=\(waitMs)&standby=\(configuration.name)")
+            + "?from=\(from.value)&epoch=\(epoch)&max_bytes=\(configuration.fetchBytes)&wait_ms=\(waitMs)&standby=\(configuration.name)")
         request.headers.add(name: "Authorization", value: configuration.secret.authorization)
         let response = try await client.execute(request, timeout: .seconds(configuration.fetchWait.components.seconds + 30))
         // One batch may exceed the fetch size (up to the batch limit).
@@ -119,7 +191,8 @@ public final class ReplicationFollower: Service, Sendable {
         guard response.status == .ok else {
             let detail = try? ReplicationJSON.decoder.decode(ErrorBody.self, from: Data(body.readableBytesView))
             throw ReplicationError.refused(status: Int(response.status.code), code: detail?.error.code ?? "unknown",
-                                           message: detail?.error.message ?? "HTTP \(response.status.code) without an error body")
+                                           message: detail?.error.message ?? "HTTP \(response.status.code) without an error body",
+                                           truncateTo: detail?.error.truncateTo.map(Offset.init))
         }
         let header = try FetchResponseHeader.read(from: &body)
         guard header.firstOffset == from else {
@@ -128,6 +201,10 @@ public final class ReplicationFollower: Service, Sendable {
         let raw = RawBatches(segmentBase: header.segmentBase, firstOffset: header.firstOffset,
                              nextOffset: header.nextOffset, bytes: body)
         _ = try await journal.appendReplicated(raw)
+        // Caught up, the leader's epoch begins (if it is newer) where this journal ends now;
+        // behind, its batches of older epochs are still to come.
+        if header.nextOffset == header.leaderCommitted { try journal.noteLeaderEpoch(header.leaderEpoch) }
+        state.withLock { $0.leaderEpoch = max($0.leaderEpoch, header.leaderEpoch) }
         following(leaderCommitted: header.leaderCommitted)
     }
 
@@ -192,6 +269,29 @@ extension ReplicationStatus {
             let status = try ReplicationJSON.decoder.decode(ReplicationStatus.self, from: Data(body.readableBytesView))
             try await client.shutdown()
             return status
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+    }
+}
+
+extension ReplicationStatus {
+    /// Promotes a running standby (`POST /api/promote`); returns its answer, one line of JSON.
+    public static func promote(server: String, secret: ReplicationSecret) async throws -> String {
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let base = server.hasSuffix("/") ? String(server.dropLast()) : server
+            var request = HTTPClientRequest(url: base + "/api/promote")
+            request.method = .POST
+            request.headers.add(name: "Authorization", value: secret.authorization)
+            let response = try await client.execute(request, timeout: .seconds(60))
+            let body = String(buffer: try await response.body.collect(upTo: 1 << 20))
+            try await client.shutdown()
+            guard response.status == .ok else {
+                throw ReplicationError.badResponse("\(base)/api/promote answered \(response.status.code): \(body)")
+            }
+            return body
         } catch {
             try? await client.shutdown()
             throw error

@@ -14,13 +14,23 @@ import Synchronization
 public final class ReplicationLeader: Sendable {
     let journal: Journal
     let secret: ReplicationSecret?
-    let epoch: UInt32
     /// Standbys that must have an event durable before it counts as committed (0: none).
     public let syncReplicas: Int
     let logger: Logger
     private let state: Mutex<State>
 
+    /// What this node is in replication.
+    public enum Role: Sendable, Equatable {
+        /// It answers standbys' fetches and takes commands.
+        case leading
+        /// A standby of the leader at this URL: no fetches answered.
+        case following(String)
+        /// It learnt of a newer leader epoch: it takes no more writes and answers no fetches.
+        case fenced(epoch: UInt32)
+    }
+
     struct State {
+        var role: Role
         /// With `syncReplicas`: everything below this is durable on that many standbys (or was
         /// committed before this server started). Always where a batch starts: a standby's
         /// durable end is.
@@ -44,23 +54,78 @@ public final class ReplicationLeader: Sendable {
     ///   - secret: nil refuses every standby (`replication_disabled`).
     ///   - syncReplicas: how many standbys must have an event durable before it is committed
     ///     (`waitForReplication`); what the journal held at start counts as committed.
-    public init(journal: Journal, secret: ReplicationSecret?, epoch: UInt32, syncReplicas: Int = 0, logger: Logger) {
+    ///   - role: `.leading`, or `.following` on a standby (`promote` makes it lead).
+    public init(journal: Journal, secret: ReplicationSecret?, role: Role = .leading, syncReplicas: Int = 0,
+                onFenced: @escaping @Sendable (UInt32) -> Void = { _ in }, logger: Logger) {
         self.journal = journal
         self.secret = secret
-        self.epoch = epoch
         self.syncReplicas = syncReplicas
+        self.onFenced = onFenced
         self.logger = logger
-        state = Mutex(State(replicated: journal.committedOffset))
+        state = Mutex(State(role: role, replicated: journal.committedOffset))
+    }
+
+    /// Called once when this leader learns of a newer epoch (the server then refuses writes).
+    let onFenced: @Sendable (UInt32) -> Void
+
+    public var role: Role { state.withLock { $0.role } }
+
+    /// This node's leader epoch: the newest its journal knows.
+    public var epoch: UInt32 { journal.leaderEpochs.current }
+
+    /// A standby becomes the leader: what its journal holds counts as committed, and it
+    /// answers fetches from now on (the caller has begun its new epoch).
+    public func lead() {
+        state.withLock { state in
+            state.role = .leading
+            state.replicated = max(state.replicated, journal.committedOffset)
+            state.standbys = [:]
+        }
+    }
+
+    /// This node learnt that a leader of a newer epoch exists: it stops taking writes.
+    /// - Returns: whether it was leading (and is fenced now).
+    @discardableResult
+    public func fence(newerEpoch: UInt32, reason: String) -> Bool {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>]? in
+            guard state.role == .leading, newerEpoch > journal.leaderEpochs.current else { return nil }
+            state.role = .fenced(epoch: newerEpoch)
+            // Commands waiting for standbys fail: nothing more commits here.
+            defer { state.replicationWaiters = state.replicationWaiters.filter { $0.value.offset == Offset(UInt64.max) } }
+            return state.replicationWaiters.values.filter { $0.offset != Offset(UInt64.max) }.map(\.continuation)
+        }
+        guard let waiters else { return false }
+        for waiter in waiters { waiter.resume() }
+        logger.critical("fenced: a newer leader exists; this node takes no more writes", metadata: [
+            "replication.epoch": "\(epoch)", "replication.newer_epoch": "\(newerEpoch)", "replication.reason": "\(reason)",
+        ])
+        onFenced(newerEpoch)
+        return true
     }
 
     // MARK: Synchronous replication
 
     /// With `syncReplicas`: everything below this is durable on that many standbys.
-    public var replicatedOffset: Offset { state.withLock { $0.replicated } }
+    /// Not leading, nothing waits for standbys: the largest offset.
+    public var replicatedOffset: Offset {
+        state.withLock { $0.role == .leading ? $0.replicated : Offset(UInt64.max) }
+    }
 
     /// Waits until `syncReplicas` standbys have every event below `offset + 1` durable.
     /// - Throws: `CancellationError` when the task is cancelled (or the leader stops).
     public func waitForReplication(of offset: Offset) async throws {
+        await park(offset) { $0.replicated > offset || $0.role != .leading || $0.stopped }
+        // A standby commits what it copies; a fenced leader commits nothing more.
+        let reached = state.withLock { state in
+            if case .following = state.role { return true }
+            return state.role == .leading && state.replicated > offset
+        }
+        if !reached { throw CancellationError() }
+    }
+
+    /// Waits until `done` holds, checked now and each time a waiter for `offset` is resumed
+    /// (replication past it, `stop()`), or the task is cancelled.
+    private func park(_ offset: Offset, until done: @escaping (borrowing State) -> Bool) async {
         let id = state.withLock { state in
             defer { state.nextWaiter += 1 }
             return state.nextWaiter
@@ -68,7 +133,7 @@ public final class ReplicationLeader: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let now = state.withLock { state in
-                    if state.replicated > offset || state.stopped || Task.isCancelled { return true }
+                    if done(state) || Task.isCancelled { return true }
                     state.replicationWaiters[id] = (offset, continuation)
                     return false
                 }
@@ -77,8 +142,6 @@ public final class ReplicationLeader: Sendable {
         } onCancel: {
             state.withLock { $0.replicationWaiters.removeValue(forKey: id) }?.continuation.resume()
         }
-        let reached = state.withLock { $0.replicated > offset }
-        if !reached { throw CancellationError() }
     }
 
     /// The offset `syncReplicas` standbys have reached: the `syncReplicas`-th highest durable
@@ -92,6 +155,9 @@ public final class ReplicationLeader: Sendable {
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         router.get("/replication/:version/fetch") { request, context in
             await self.fetch(request, version: context.parameters.get("version") ?? "")
+        }
+        router.post("/replication/:version/fence") { request, context in
+            await self.fenceRequest(request, version: context.parameters.get("version") ?? "")
         }
     }
 
@@ -108,7 +174,8 @@ public final class ReplicationLeader: Sendable {
 
     // MARK: Fetch
 
-    func fetch(_ request: Request, version: String) async -> Response {
+    /// The checks every replication request passes: a secret configured and given, the version.
+    private func admit(_ request: Request, version: String) -> Response? {
         guard let secret else {
             return Self.error(.forbidden, "replication_disabled",
                               "this server takes no standbys: start it with --replication-secret-file")
@@ -119,6 +186,28 @@ public final class ReplicationLeader: Sendable {
         }
         guard secret.matches(authorization: request.headers[.authorization]) else {
             return Self.error(.unauthorized, "unauthorized", "the Authorization header does not carry the leader's replication secret")
+        }
+        return nil
+    }
+
+    /// `POST /replication/v1/fence?epoch=E`: a newly promoted node tells its former leader.
+    func fenceRequest(_ request: Request, version: String) async -> Response {
+        if let refusal = admit(request, version: version) { return refusal }
+        guard let text = request.uri.queryParameters.get("epoch"), let newer = UInt32(text) else {
+            return Self.error(.badRequest, "invalid_request", "epoch (the new leader's epoch, an integer) is required")
+        }
+        let fenced = fence(newerEpoch: newer, reason: "told by the leader of epoch \(newer)")
+        return Self.json(FenceAnswer(fenced: fenced, epoch: epoch))
+    }
+
+    func fetch(_ request: Request, version: String) async -> Response {
+        if let refusal = admit(request, version: version) { return refusal }
+        switch role {
+        case .leading: break
+        case .following(let leader):
+            return Self.error(.conflict, "not_leader", "this node is a standby of \(leader): fetch from the leader")
+        case .fenced(let newer):
+            return Self.error(.conflict, "fenced", "this node's leader epoch \(epoch) was superseded by epoch \(newer): it is no longer the leader")
         }
         let query = request.uri.queryParameters
         guard let fromText = query.get("from"), let from = UInt64(fromText) else {
@@ -141,6 +230,18 @@ public final class ReplicationLeader: Sendable {
         let bytes = min(max(maxBytes, ReplicationProtocol.fetchBytesRange.lowerBound), ReplicationProtocol.fetchBytesRange.upperBound)
         let wait = min(Duration.milliseconds(waitMs), ReplicationProtocol.fetchWaitMax)
         let offset = Offset(from)
+        // Epochs: a standby that has seen a newer leader fences this one; a standby whose last
+        // epoch ended earlier here holds records this leader never had past that end.
+        let standbyEpoch = query.get("epoch").flatMap { UInt32($0) } ?? 0
+        if standbyEpoch > epoch {
+            fence(newerEpoch: standbyEpoch, reason: "standby \(name) holds batches of epoch \(standbyEpoch)")
+            return Self.error(.conflict, "fenced", "the standby holds batches of leader epoch \(standbyEpoch), newer than this node's \(epoch): this node is no longer the leader")
+        }
+        if let end = journal.leaderEpochs.end(of: standbyEpoch), offset > end {
+            return Self.error(.conflict, "diverged",
+                              "the standby's journal (last epoch \(standbyEpoch)) goes on past \(end), where that epoch ended on this leader: restart the standby to cut its tail back to \(end)",
+                              truncateTo: end)
+        }
         began(name, durable: offset)
         defer { ended(name) }
         do {
@@ -176,8 +277,14 @@ public final class ReplicationLeader: Sendable {
         return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: body))
     }
 
-    static func error(_ status: HTTPResponse.Status, _ code: String, _ message: String) -> Response {
-        let body = (try? ReplicationJSON.encoder.encode(ErrorBody(error: .init(code: code, message: message)))) ?? Data()
+    /// An error answer: `{"error": {"code", "message"}}` (FORMAT.md §11).
+    public static func error(_ status: HTTPResponse.Status, _ code: String, _ message: String, truncateTo: Offset? = nil) -> Response {
+        json(ErrorBody(error: .init(code: code, message: message, truncateTo: truncateTo?.value)), status: status)
+    }
+
+    /// A JSON answer, snake_case keys.
+    public static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
+        let body = (try? ReplicationJSON.encoder.encode(value)) ?? Data()
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
@@ -196,7 +303,7 @@ public final class ReplicationLeader: Sendable {
     /// Returns when the leader stops (or the task is cancelled): no offset is ever replicated
     /// past the largest.
     private func stopped() async {
-        try? await waitForReplication(of: Offset(UInt64.max))
+        await park(Offset(UInt64.max)) { $0.stopped }
     }
 
     // MARK: Standbys
@@ -255,7 +362,12 @@ public final class ReplicationLeader: Sendable {
                     lastFetchSecondsAgo: Self.seconds(now - standby.lastFetch))
             }.sorted { $0.name < $1.name }
         }
-        var status = ReplicationStatus(role: "leader", epoch: epoch, committedOffset: committed.value, leader: nil, standbys: standbys)
+        let role = switch self.role {
+        case .leading: "leader"
+        case .following: "standby"
+        case .fenced: "fenced"
+        }
+        var status = ReplicationStatus(role: role, epoch: epoch, committedOffset: committed.value, leader: nil, standbys: standbys)
         if syncReplicas > 0 {
             status.syncReplicas = syncReplicas
             status.replicatedOffset = replicatedOffset.value
@@ -315,9 +427,17 @@ struct ErrorBody: Codable {
     struct Detail: Codable {
         var code: String
         var message: String
+        /// With `diverged`: where the standby's journal must be cut back to.
+        var truncateTo: UInt64?
     }
 
     var error: Detail
+}
+
+/// The answer to a fence request.
+struct FenceAnswer: Codable {
+    var fenced: Bool
+    var epoch: UInt32
 }
 
 /// JSON as the HTTP API writes it: snake_case keys.

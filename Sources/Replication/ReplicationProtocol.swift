@@ -82,7 +82,8 @@ public struct FetchResponseHeader: Sendable, Equatable {
 /// What goes wrong between a leader and a standby.
 public enum ReplicationError: Error, Sendable, CustomStringConvertible {
     /// The leader answered with an error (FORMAT.md §11): its status, code and message.
-    case refused(status: Int, code: String, message: String)
+    /// `truncateTo`: with `diverged`, where the standby's journal must be cut back to.
+    case refused(status: Int, code: String, message: String, truncateTo: Offset? = nil)
     /// The leader's answer is not a valid fetch response.
     case badResponse(String)
     /// The shared secret file cannot be used.
@@ -90,7 +91,7 @@ public enum ReplicationError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .refused(let status, let code, let message): "the leader refused the fetch (\(status) \(code)): \(message)"
+        case .refused(let status, let code, let message, _): "the leader refused the fetch (\(status) \(code)): \(message)"
         case .badResponse(let reason): "bad fetch response: \(reason)"
         case .secret(let reason): reason
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Journal
 import Replication
 
 struct ReplicationCommand: AsyncParsableCommand {
@@ -51,6 +52,68 @@ struct ReplicationCommand: AsyncParsableCommand {
                 print(line)
             }
             if status.role == "leader" && status.standbys.isEmpty { print("no standbys") }
+        }
+    }
+}
+
+struct PromoteCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "promote",
+        abstract: "Make a standby the leader, with a new leader epoch.",
+        discussion: """
+            With --server, a running standby is promoted (POST /api/promote, authenticated \
+            with the replication secret): it stops copying from its leader, applies what it \
+            copied, begins a new leader epoch one above any it has seen, takes commands, and \
+            tells its old leader, which stops taking writes (fencing). With --journal, the \
+            journal of a stopped standby begins the new epoch; start it then without \
+            --standby-of.
+
+            A former leader started again with --standby-of the new leader cuts what the new \
+            leader never had (kept as .broken files) and follows it.
+
+            Examples:
+              chatlog promote --server http://127.0.0.1:3001 --replication-secret-file replication.secret
+              chatlog promote --journal /var/lib/chatlog-b
+            """
+    )
+
+    @Option(help: ArgumentHelp("A running standby's base URL.", valueName: "url")) var server: String?
+    @Option(help: ArgumentHelp("The replication secret file (with --server).", valueName: "file")) var replicationSecretFile: String?
+    @Option(help: ArgumentHelp("A stopped standby's journal directory.", valueName: "dir")) var journal: String?
+    @OptionGroup var logging: LoggingOptions
+
+    func validate() throws {
+        guard (server == nil) != (journal == nil) else { throw ValidationError("give either --server (a running standby) or --journal (a stopped one)") }
+        if server != nil && replicationSecretFile == nil { throw ValidationError("--server needs --replication-secret-file") }
+    }
+
+    func run() async throws {
+        if let directory = journal {
+            let logger = logging.makeLogger(label: "chatlog.promote")
+            do {
+                let journal = try Journal.open(directory: directory, logger: logger)
+                let epoch = journal.leaderEpochs.current + 1
+                do { try journal.beginEpoch(epoch) } catch {
+                    await journal.close()
+                    throw error
+                }
+                let end = journal.committedOffset
+                await journal.close()
+                print("promoted \(directory): leader epoch \(epoch) from offset \(end.value); start it without --standby-of")
+            } catch let error as JournalError {
+                printError("chatlog promote: \(error)")
+                throw ExitCode(1)
+            }
+            return
+        }
+        guard let server, let replicationSecretFile else { throw ExitCode(2) }
+        do {
+            let secret = try ReplicationSecret.load(path: replicationSecretFile)
+            let answer = try await ReplicationStatus.promote(server: server, secret: secret)
+            print(answer)
+        } catch {
+            printError("chatlog promote: \(error)")
+            throw ExitCode(1)
         }
     }
 }

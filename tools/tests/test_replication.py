@@ -455,3 +455,64 @@ def test_with_sync_replicas_and_no_standby_a_send_fails_unavailable_and_commits_
         assert follower.stop() == 0
     finally:
         alice.close()
+
+
+def promote(chatlog, url: str, secret: Path) -> dict:
+    result = run(chatlog, "promote", "--server", url, "--replication-secret-file", str(secret))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_an_online_promotion_begins_a_new_epoch_and_fences_the_old_leader(chatlog, tmp_path, secret, servers):
+    lead = servers(leader(chatlog, tmp_path / "leader", secret))
+    ids = send(lead.url, 20)
+    follower = servers(standby(chatlog, tmp_path / "standby", lead.url, secret))
+    wait_until(lambda: caught_up(follower.url, lead.url), what="catch-up")
+    reader = Client(follower.url, "alice", transports=["websocket"])
+    assert reader.call("join-group", {"group": "g"})["ok"]
+    answer = promote(chatlog, follower.url, secret)
+    assert answer["role"] == "leader" and answer["epoch"] == 1 and answer["offset"] == ids[-1] + 1
+    assert answer["old_leader_fenced"] is True
+    # The old leader takes no more writes; the new one does, and its readers see them live.
+    old = Client(lead.url, "alice", transports=["websocket"])
+    refused = old.call("send-group-message", {"group": "g", "message": "late", "created": 1})
+    assert refused["ok"] is False and refused["error"]["code"] == "not_leader"
+    assert status(lead.url)["role"] == "fenced"
+    old.close()
+    ack = reader.call("send-group-message", {"group": "g", "message": "after", "created": 2})
+    assert ack["ok"] and ack["id"] == ids[-1] + 1
+    assert [m["id"] for m in reader.wait_for("send-group-message")] == [ack["id"]]
+    reader.close()
+    assert status(follower.url)["role"] == "leader" and status(follower.url)["epoch"] == 1
+    # A second promotion is refused: it leads already.
+    again = run(chatlog, "promote", "--server", follower.url, "--replication-secret-file", str(secret))
+    assert again.returncode != 0 and "not_standby" in again.stderr
+    assert (tmp_path / "standby" / "leader-epochs").read_text() == f"1 {ids[-1] + 1}\n"
+
+
+def test_a_former_leader_restarted_as_a_standby_cuts_what_the_new_leader_never_had(chatlog, tmp_path, secret, servers):
+    lead = servers(leader(chatlog, tmp_path / "a", secret))
+    agreed = send(lead.url, 10)
+    follower = servers(standby(chatlog, tmp_path / "b", lead.url, secret))
+    wait_until(lambda: caught_up(follower.url, lead.url), what="catch-up")
+    assert follower.stop() == 0
+    lost = send(lead.url, 7, room="g")  # never replicated: the leader is then lost
+    port = lead.port
+    lead.kill()
+    result = run(chatlog, "promote", "--journal", str(tmp_path / "b"))
+    assert result.returncode == 0 and "leader epoch 1" in result.stdout, result.stderr
+    new = servers(leader(chatlog, tmp_path / "b", secret))
+    after = send(new.url, 4)
+    assert after[0] == agreed[-1] + 1  # the new leader's ids continue from what it had
+    old = servers(standby(chatlog, tmp_path / "a", new.url, secret, name="a"), port=port)
+    wait_until(lambda: caught_up(old.url, new.url), what="the former leader following")
+    log = old.log()
+    assert "journal cut back to where it agrees with its leader" in log
+    assert list((tmp_path / "a").glob("*.broken")), "the cut bytes are kept"
+    reader = Client(old.url, "alice", transports=["websocket"])
+    history = reader.call("history", {"group": "g", "limit": 50})
+    reader.close()
+    assert [m["id"] for m in history["messages"]] == agreed + after
+    assert set(lost) & set(after) == set(lost[:4]), "the lost messages' ids were reused by the new leader"
+    assert old.stop() == 0 and new.stop() == 0
+    assert files(tmp_path / "a") == files(tmp_path / "b")

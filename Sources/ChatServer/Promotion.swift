@@ -1,0 +1,94 @@
+import Foundation
+import Hummingbird
+import Journal
+import Logging
+import NIOCore
+import Replication
+import Synchronization
+
+/// `POST /api/promote` on a running standby: it becomes the leader, with a new leader epoch.
+///
+/// In order: stop copying from the old leader (no fetch or append in flight); wait until the
+/// tailer has applied everything copied, so the decider's state is the journal's; begin the
+/// new epoch durably (`leader-epochs`), one above any it or its leader used; let the journal
+/// take local appends and the decider take commands; answer standbys' fetches. Then, best
+/// effort, tell the old leader (`/replication/v1/fence`), which stops taking writes. Clients'
+/// `after` offsets stay valid: message ids are offsets, the same on both nodes.
+final class Promotion: Sendable {
+    let journal: Journal
+    let decider: Decider
+    let live: LiveRooms
+    let leader: ReplicationLeader
+    let follower: ReplicationFollower?
+    let secret: ReplicationSecret?
+    let logger: Logger
+    /// One promotion at a time.
+    private let busy = Mutex(false)
+
+    init(journal: Journal, decider: Decider, live: LiveRooms, leader: ReplicationLeader, follower: ReplicationFollower?,
+         secret: ReplicationSecret?, logger: Logger) {
+        self.journal = journal
+        self.decider = decider
+        self.live = live
+        self.leader = leader
+        self.follower = follower
+        self.secret = secret
+        self.logger = logger
+    }
+
+    struct Answer: Codable {
+        var role: String
+        var epoch: UInt32
+        var offset: UInt64
+        var oldLeaderFenced: Bool
+    }
+
+    func handle(_ request: Request) async -> Response {
+        guard let secret, secret.matches(authorization: request.headers[.authorization]) else {
+            return ChatServer.error(.unauthorized, "unauthorized", "promotion needs the replication secret in the Authorization header")
+        }
+        guard case .following(let oldLeader) = leader.role, let follower else {
+            return ChatServer.error(.conflict, "not_standby", "this node is not a standby (it is \(leader.status().role))")
+        }
+        guard busy.withLock({ busy in defer { busy = true }; return !busy }) else {
+            return ChatServer.error(.conflict, "in_progress", "a promotion is under way")
+        }
+        defer { busy.withLock { $0 = false } }
+        logger.notice("promotion: stopping replication from the old leader", metadata: ["replication.leader": "\(oldLeader)"])
+        await follower.stop()
+        let end = journal.committedOffset
+        let deadline = ContinuousClock.now + .seconds(30)
+        while live.position < end, live.failure == nil, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        guard live.position >= end else {
+            return ChatServer.error(.serviceUnavailable, "unavailable", "the copied journal could not be applied: \(live.failure ?? "timed out")")
+        }
+        let epoch = max(journal.leaderEpochs.current, follower.leaderEpoch) + 1
+        do {
+            try journal.beginEpoch(epoch)
+        } catch {
+            return ChatServer.error(.internalServerError, "internal", "the new leader epoch could not be recorded: \(error)")
+        }
+        journal.setFollowing(false)
+        decider.lead()
+        leader.lead()
+        logger.notice("promoted: this node leads", metadata: ["replication.epoch": "\(epoch)", "journal.offset": "\(end)"])
+        let fenced = await follower.fenceLeader(epoch: epoch)
+        if !fenced {
+            logger.warning("the old leader could not be told; it stops taking writes when it learns of this epoch (a standby's fetch, a restart as a standby)",
+                           metadata: ["replication.leader": "\(oldLeader)"])
+        }
+        return ChatServer.json(Answer(role: "leader", epoch: epoch, offset: end.value, oldLeaderFenced: fenced))
+    }
+}
+
+extension ChatServer {
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
+        ReplicationLeader.json(value, status: status)
+    }
+
+    static func error(_ status: HTTPResponse.Status, _ code: String, _ message: String) -> Response {
+        ReplicationLeader.error(status, code, message)
+    }
+}
