@@ -91,23 +91,35 @@ public enum ChatServer {
     private static func cutDivergentTail(_ configuration: ChatServerConfiguration, leaderURL: String, secret: ReplicationSecret,
                                          journalConfiguration: JournalConfiguration, logger: Logger) async throws {
         guard FileManager.default.fileExists(atPath: configuration.journalDirectory + "/journal.meta") else { return }
-        let journal = try Journal.open(directory: configuration.journalDirectory, configuration: journalConfiguration, logger: logger)
-        let end = journal.committedOffset
-        let epoch: UInt32
-        do { epoch = try journal.lastBatchEpoch() } catch {
-            await journal.close()
-            throw error
-        }
-        await journal.close()
         let follower = ReplicationFollower.Configuration(leaderURL: leaderURL, secret: secret, name: configuration.standbyName)
-        guard let cutTo = await ReplicationFollower.divergence(configuration: follower, end: end, epoch: epoch, logger: logger),
-              try Journal.truncate(directory: configuration.journalDirectory, to: cutTo, logger: logger) != nil else { return }
+        var cut = false
+        // Each cut goes back at least one batch; a journal that agrees with its leader nowhere
+        // ends empty.
+        while true {
+            let journal = try Journal.open(directory: configuration.journalDirectory, configuration: journalConfiguration, logger: logger)
+            let end = journal.committedOffset
+            let last: BatchHeader?
+            let agreement: ReplicationFollower.Agreement
+            do {
+                last = try journal.lastBatchHeader()
+                agreement = await ReplicationFollower.agreement(configuration: follower, end: end, last: last, logger: logger)
+                if case .agrees(let epoch) = agreement { try journal.noteSeenEpoch(epoch) }
+            } catch {
+                await journal.close()
+                throw error
+            }
+            await journal.close()
+            guard case .diverged(let cutTo) = agreement, cutTo < end else { break }
+            _ = try Journal.truncate(directory: configuration.journalDirectory, to: cutTo, roundingDown: true, logger: logger)
+            cut = true
+        }
+        guard cut else { return }
         let paths = ProjectionPaths(journalDirectory: configuration.journalDirectory)
         for path in [paths.roomStateSnapshot, paths.history, paths.history + "-wal", paths.history + "-shm"]
         where FileManager.default.fileExists(atPath: path) {
             try FileManager.default.removeItem(atPath: path)
         }
-        logger.warning("projections dropped after the cut; rebuilding them from the journal", metadata: ["journal.offset": "\(cutTo)"])
+        logger.warning("projections dropped after the cut; rebuilding them from the journal")
     }
 
     private static func serve(

@@ -64,7 +64,7 @@ final class Promotion: Sendable {
         guard live.position >= end else {
             return ChatServer.error(.serviceUnavailable, "unavailable", "the copied journal could not be applied: \(live.failure ?? "timed out")")
         }
-        let epoch = max(journal.leaderEpochs.current, follower.leaderEpoch) + 1
+        let epoch = max(journal.leaderEpochs.current, journal.seenEpoch, follower.leaderEpoch) + 1
         do {
             try journal.beginEpoch(epoch)
         } catch {

@@ -105,8 +105,9 @@ extension Journal {
         try deleteSegments(segments.prefix(expired), directory: directory, logger: logger)
         segments.removeFirst(expired)
         let epochs = try LeaderEpochs.load(directory: directory)
+        let seenEpoch = try loadSeenEpoch(directory: directory)
         return Journal(directory: directory, configuration: configuration, logger: logger, lockFile: lockFile,
-                       recovery: report, segments: segments, epochs: epochs, writer: writer)
+                       recovery: report, segments: segments, epochs: epochs, seenEpoch: seenEpoch, writer: writer)
     }
 
     /// Loads one segment: scans it (all of it, or from its last index entry), cuts a damaged

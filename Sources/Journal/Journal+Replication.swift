@@ -81,22 +81,48 @@ extension Journal {
         logger.notice("leader epoch begun", metadata: ["journal.leader_epoch": "\(epoch)", "journal.offset": "\(nextOffset)"])
     }
 
-    /// A standby saw its leader at `epoch`: when newer than this journal's, it is recorded
-    /// from the journal's end (the leader's batches of it come after), so that a promotion
-    /// picks a newer epoch even when the leader's has written nothing yet.
-    public func noteLeaderEpoch(_ epoch: UInt32) throws(JournalError) {
-        var epochs = leaderEpochs
-        guard epochs.record(epoch, from: nextOffset) else { return }
-        try epochs.save(directory: directory)
-        state.withLock { $0.epochs = epochs }
+    /// A standby saw its leader at `epoch` (a fetch answer's header): the highest such epoch
+    /// is kept in `leader-epoch-seen` (FORMAT.md §5), so that a promotion picks a newer one
+    /// even when the leader's epoch has written nothing this journal holds.
+    public func noteSeenEpoch(_ epoch: UInt32) throws(JournalError) {
+        guard epoch > seenEpoch else { return }
+        try FileSystem.writeAtomically(ByteBuffer(string: "\(epoch)\n"), to: JournalFiles.join(directory, Self.seenEpochFile),
+                                       directory: directory)
+        state.withLock { $0.seenEpoch = max($0.seenEpoch, epoch) }
     }
 
-    /// The leader epoch of the newest committed batch (0 for an empty journal).
-    public func lastBatchEpoch() throws(JournalError) -> UInt32 {
+    /// The highest leader epoch this journal's node has seen its leader at (0: none).
+    public var seenEpoch: UInt32 { state.withLock { $0.seenEpoch } }
+
+    static let seenEpochFile = "leader-epoch-seen"
+
+    static func loadSeenEpoch(directory: String) throws(JournalError) -> UInt32 {
+        let path = JournalFiles.join(directory, seenEpochFile)
+        guard FileSystem.exists(path) else { return 0 }
+        var bytes = try FileSystem.readAll(path)
+        guard let epoch = UInt32((bytes.readString(length: bytes.readableBytes) ?? "").trimmingWhitespace()) else {
+            throw .unsupportedJournal(directory: directory, reason: "\(seenEpochFile) does not hold one decimal epoch")
+        }
+        return epoch
+    }
+
+    /// The header of the newest committed batch (nil for an empty journal): its epoch and CRC
+    /// identify it when a standby asks its leader whether they agree up to its end.
+    public func lastBatchHeader() throws(JournalError) -> BatchHeader? {
         let end = committedOffset
-        guard end > earliestOffset else { return 0 }
+        guard end > earliestOffset else { return nil }
         var reader = makeReader()
-        return try reader.read(from: Offset(end.value - 1), maxBytes: 1).last?.header.leaderEpoch ?? 0
+        return try reader.read(from: Offset(end.value - 1), maxBytes: 1).last?.header
+    }
+
+    /// The header of the committed batch that ends exactly at `end`, or nil when no batch does
+    /// (or it is not retained).
+    public func batchHeader(endingAt end: Offset) throws(JournalError) -> BatchHeader? {
+        guard end > earliestOffset, end <= committedOffset else { return nil }
+        var reader = makeReader()
+        guard let header = try reader.read(from: Offset(end.value - 1), maxBytes: 1).first?.header,
+              header.nextOffset == end else { return nil }
+        return header
     }
 
     // MARK: The standby's side
@@ -242,9 +268,13 @@ extension Journal {
     /// leader never had before it follows. The cut bytes are kept (`<segment>.log.<position>.broken`,
     /// as recovery keeps a torn tail), segments wholly past the cut are removed, and the
     /// leader epochs that began past it are forgotten.
+    /// - Parameter roundingDown: when `offset` is inside a batch, cut from that batch's start
+    ///   (else that is an error).
     /// - Returns: nil when the journal ends at or before `offset` (nothing to cut).
     /// - Throws: `.locked` (a process has it open), `.notBatchBoundary`, `.corrupt`, `.io`.
-    public static func truncate(directory: String, to offset: Offset, logger: Logger) throws(JournalError) -> TailCut? {
+    public static func truncate(directory: String, to requested: Offset, roundingDown: Bool = false,
+                                logger: Logger) throws(JournalError) -> TailCut? {
+        var offset = requested
         let lockFile = try acquireLock(directory: directory)
         defer { flock(lockFile.descriptor, LOCK_UN) }
         try checkMeta(directory: directory)
@@ -277,7 +307,9 @@ extension Journal {
             var position = FilePosition.zero
             while let (header, at, _) = try scanner.nextBatch() {
                 if header.baseOffset < offset && header.nextOffset > offset {
-                    throw .notBatchBoundary(requested: offset, batchBase: header.baseOffset)
+                    guard roundingDown else { throw .notBatchBoundary(requested: offset, batchBase: header.baseOffset) }
+                    offset = header.baseOffset
+                    cut.from = offset
                 }
                 if header.baseOffset < offset { position = at.advanced(by: header.totalBytes) }
                 cut.to = max(cut.to, header.nextOffset)

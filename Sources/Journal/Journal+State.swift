@@ -83,6 +83,8 @@ struct State: ~Copyable {
     var replicatedSegmentBase: Offset?
     /// Where each leader epoch began; local appends are written with the newest.
     var epochs: LeaderEpochs
+    /// The highest epoch a standby saw its leader at (`leader-epoch-seen`).
+    var seenEpoch: UInt32 = 0
 
     init(segments: [SegmentState], nextOffset: Offset, committedNext: Offset, epochs: LeaderEpochs) {
         self.segments = segments

@@ -40,6 +40,7 @@ public final class Journal: Sendable {
         recovery: RecoveryReport,
         segments: [SegmentState],
         epochs: LeaderEpochs,
+        seenEpoch: UInt32,
         writer: WriterState
     ) {
         self.directory = directory
@@ -48,7 +49,9 @@ public final class Journal: Sendable {
         self.lockFile = lockFile
         self.recovery = recovery
         let next = segments.last?.nextOffset ?? .zero
-        self.state = Mutex(State(segments: segments, nextOffset: next, committedNext: next, epochs: epochs))
+        var state = State(segments: segments, nextOffset: next, committedNext: next, epochs: epochs)
+        state.seenEpoch = seenEpoch
+        self.state = Mutex(state)
         startWriter(writer)
     }
 

@@ -9,7 +9,7 @@ import NIOCore
 /// limits is not used (the caller replays the journal from offset 0 instead).
 public enum RoomStateSnapshot {
     static let magic: UInt32 = 0x534C_4843  // "CHLS"
-    static let version: UInt16 = 2
+    static let version: UInt16 = 3
     static let headerBytes = 28
 
     /// Encodes `state`, which reflects every event below `nextOffset`.
@@ -61,9 +61,16 @@ public enum RoomStateSnapshot {
         file.writeInteger(UInt16(0), endianness: .little)
         file.writeInteger(nextOffset.value, endianness: .little)
         file.writeInteger(UInt64(payload.readableBytes), endianness: .little)
-        file.writeInteger(CRC32C.checksum(readableBytesOf: payload), endianness: .little)
+        file.writeInteger(checksum(header: file, payload: payload), endianness: .little)
         file.writeImmutableBuffer(payload)
         return file
+    }
+
+    /// The CRC-32C of the header's first 24 bytes (magic to payload length) followed by the
+    /// payload: a damaged offset or length is caught too (version 2 covered the payload only).
+    static func checksum(header: ByteBuffer, payload: ByteBuffer) -> UInt32 {
+        guard let covered = header.getSlice(at: header.readerIndex, length: 24) else { return 0 }
+        return CRC32C.checksum(readableBytesOf: payload, continuing: CRC32C.checksum(readableBytesOf: covered))
     }
 
     /// Decodes a snapshot made with `limits`.
@@ -84,7 +91,7 @@ public enum RoomStateSnapshot {
         guard length == UInt64(file.readableBytes) else {
             throw SnapshotError("payload is \(file.readableBytes) bytes, header says \(length)")
         }
-        let computed = CRC32C.checksum(readableBytesOf: file)
+        let computed = checksum(header: bytes, payload: file)
         guard computed == crc else { throw SnapshotError("CRC-32C mismatch: stored 0x\(String(crc, radix: 16)), computed 0x\(String(computed, radix: 16))") }
 
         func integer<T: FixedWidthInteger>(_: T.Type) throws(SnapshotError) -> T {
@@ -107,7 +114,9 @@ public enum RoomStateSnapshot {
             guard value <= file.readableBytes else { throw SnapshotError("count \(value) exceeds the bytes left") }
             return value
         }
-        let stored = [try count(), try count(), try count(), try count(), try count(), try count()]
+        // The limits are values, not counts of items that follow.
+        var stored: [Int] = []
+        for _ in 0..<6 { stored.append(Int(try integer(UInt32.self))) }
         let configured = [limits.messageBytesMax, limits.roomNameBytesMax, limits.clientMessageIDBytesMax,
                           limits.clientMessageIDWindow, limits.editableMessagesPerRoom, limits.clientIDSendersPerRoomMax]
         guard stored == configured else { throw SnapshotError("made with other chat limits \(stored), configured \(configured)") }

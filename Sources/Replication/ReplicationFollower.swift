@@ -110,25 +110,38 @@ public final class ReplicationFollower: Service, Sendable {
         return answer.fenced || answer.epoch >= epoch
     }
 
-    /// Asks the leader whether this journal (ending at `end`, its last batch of `epoch`) has
-    /// records the leader never had: where to cut it back to, or nil (it agrees, or the leader
-    /// cannot be asked now).
-    public static func divergence(configuration: Configuration, end: Offset, epoch: UInt32, logger: Logger) async -> Offset? {
+    /// What the leader said of a journal's end, asked before a standby serves.
+    public enum Agreement: Sendable, Equatable {
+        /// It agrees (the leader's epoch, from the answer's header).
+        case agrees(leaderEpoch: UInt32)
+        /// The journal holds records the leader never had from this offset on.
+        case diverged(cutTo: Offset)
+        /// The leader could not be asked, or answered something else.
+        case unknown
+    }
+
+    /// Asks the leader whether this journal (ending at `end` with the batch `last`) has records
+    /// the leader never had.
+    public static func agreement(configuration: Configuration, end: Offset, last: BatchHeader?, logger: Logger) async -> Agreement {
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         defer { Task { try? await client.shutdown() } }
         var request = HTTPClientRequest(url: configuration.leaderURL + ReplicationProtocol.fetchPath
-            + "?from=\(end.value)&epoch=\(epoch)&max_bytes=\(ReplicationProtocol.fetchBytesRange.lowerBound)&wait_ms=0&standby=\(configuration.name)")
+            + "?from=\(end.value)&epoch=\(last?.leaderEpoch ?? 0)&max_bytes=\(ReplicationProtocol.fetchBytesRange.lowerBound)"
+            + "&wait_ms=0&standby=\(configuration.name)" + (last.map { "&last_crc=\($0.crc)" } ?? ""))
         request.headers.add(name: "Authorization", value: configuration.secret.authorization)
         do {
             let response = try await client.execute(request, timeout: .seconds(10))
-            let body = try await response.body.collect(upTo: 64 << 20)
+            var body = try await response.body.collect(upTo: 64 << 20)
+            if response.status == .ok, let header = try? FetchResponseHeader.read(from: &body) {
+                return .agrees(leaderEpoch: header.leaderEpoch)
+            }
             guard response.status == .conflict,
                   let detail = try? ReplicationJSON.decoder.decode(ErrorBody.self, from: Data(body.readableBytesView)),
-                  detail.error.code == "diverged", let cut = detail.error.truncateTo else { return nil }
-            return Offset(cut)
+                  detail.error.code == "diverged", let cut = detail.error.truncateTo else { return .unknown }
+            return .diverged(cutTo: Offset(cut))
         } catch {
             logger.warning("could not ask the leader whether this journal diverged; following anyway", metadata: ["error": "\(error)"])
-            return nil
+            return .unknown
         }
     }
 
@@ -178,10 +191,11 @@ public final class ReplicationFollower: Service, Sendable {
     /// One fetch and its append.
     private func fetchOnce(_ client: HTTPClient) async throws {
         let from = journal.nextOffset
-        let epoch = try journal.lastBatchEpoch()
+        let last = try journal.lastBatchHeader()
         let waitMs = configuration.fetchWait.components.seconds * 1000 + configuration.fetchWait.components.attoseconds / 1_000_000_000_000_000
         var request = HTTPClientRequest(url: configuration.leaderURL + ReplicationProtocol.fetchPath
-            + "?from=\(from.value)&epoch=\(epoch)&max_bytes=\(configuration.fetchBytes)&wait_ms=\(waitMs)&standby=\(configuration.name)")
+            + "?from=\(from.value)&epoch=\(last?.leaderEpoch ?? 0)&max_bytes=\(configuration.fetchBytes)&wait_ms=\(waitMs)&standby=\(configuration.name)"
+            + (last.map { "&last_crc=\($0.crc)" } ?? ""))
         request.headers.add(name: "Authorization", value: configuration.secret.authorization)
         let response = try await client.execute(request, timeout: .seconds(configuration.fetchWait.components.seconds + 30))
         // One batch may exceed the fetch size (up to the batch limit).
@@ -200,10 +214,8 @@ public final class ReplicationFollower: Service, Sendable {
         }
         let raw = RawBatches(segmentBase: header.segmentBase, firstOffset: header.firstOffset,
                              nextOffset: header.nextOffset, bytes: body)
+        try journal.noteSeenEpoch(header.leaderEpoch)
         _ = try await journal.appendReplicated(raw)
-        // Caught up, the leader's epoch begins (if it is newer) where this journal ends now;
-        // behind, its batches of older epochs are still to come.
-        if header.nextOffset == header.leaderCommitted { try journal.noteLeaderEpoch(header.leaderEpoch) }
         state.withLock { $0.leaderEpoch = max($0.leaderEpoch, header.leaderEpoch) }
         following(leaderCommitted: header.leaderCommitted)
     }

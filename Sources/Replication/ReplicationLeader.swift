@@ -242,6 +242,21 @@ public final class ReplicationLeader: Sendable {
                               "the standby's journal (last epoch \(standbyEpoch)) goes on past \(end), where that epoch ended on this leader: restart the standby to cut its tail back to \(end)",
                               truncateTo: end)
         }
+        // Same epochs, other bytes (two nodes promoted to one epoch, each unaware of the
+        // other): the standby's last batch must be this leader's batch ending at `from`.
+        if let crcText = query.get("last_crc"), let crc = UInt32(crcText), offset > journal.earliestOffset,
+           offset <= journal.committedOffset {
+            let mine: BatchHeader?
+            do { mine = try journal.batchHeader(endingAt: offset) } catch {
+                return Self.error(.internalServerError, "internal", "reading the leader's journal failed: \(error)")
+            }
+            if mine?.crc != crc {
+                let start = journal.leaderEpochs.entries.last { $0.start.value < offset.value }?.start ?? .zero
+                return Self.error(.conflict, "diverged",
+                                  "the standby's last batch (ending at \(offset)) is not this leader's: restart the standby to cut its tail back to \(start)",
+                                  truncateTo: start)
+            }
+        }
         began(name, durable: offset)
         defer { ended(name) }
         do {

@@ -92,7 +92,7 @@ struct PromoteCommand: AsyncParsableCommand {
             let logger = logging.makeLogger(label: "chatlog.promote")
             do {
                 let journal = try Journal.open(directory: directory, logger: logger)
-                let epoch = journal.leaderEpochs.current + 1
+                let epoch = max(journal.leaderEpochs.current, journal.seenEpoch) + 1
                 do { try journal.beginEpoch(epoch) } catch {
                     await journal.close()
                     throw error

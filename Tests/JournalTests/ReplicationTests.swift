@@ -178,12 +178,12 @@ import Testing
         try leader.beginEpoch(2)
         #expect(throws: JournalError.self) { try leader.beginEpoch(2) }
         try await appendRecords(leader, 30..<50, perAppend: 10)
-        #expect(try leader.lastBatchEpoch() == 2)
+        #expect(try leader.lastBatchHeader()?.leaderEpoch == 2)
         #expect(leader.leaderEpochs.entries.last == .init(epoch: 2, start: Offset(30)))
         try await copy(from: leader, to: standby, maxBytes: 1 << 20)
         // The standby learnt the epoch from the batches, at the same start.
         #expect(standby.leaderEpochs == leader.leaderEpochs)
-        #expect(try standby.lastBatchEpoch() == 2)
+        #expect(try standby.lastBatchHeader()?.leaderEpoch == 2)
         await leader.close()
         await standby.close()
         let reopened = try Journal.open(directory: standbyDirectory.path, configuration: configuration, logger: .quiet)
@@ -208,7 +208,7 @@ import Testing
         await leader.close()
         // Where the old leader's epoch 0 ends in the new leader's history: where epoch 1 began.
         let reopened = try Journal.open(directory: leaderDirectory.path, configuration: configuration, logger: .quiet)
-        let oldEpoch = try reopened.lastBatchEpoch()
+        let oldEpoch = try reopened.lastBatchHeader()?.leaderEpoch ?? 0
         await reopened.close()
         #expect(oldEpoch == 0)
         #expect(standby.leaderEpochs.end(of: oldEpoch) == agreed)

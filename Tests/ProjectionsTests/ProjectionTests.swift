@@ -29,6 +29,18 @@ import Testing
         #expect(RoomStateSnapshot.encode(decoded, nextOffset: next) == bytes, "equal states give equal bytes")
     }
 
+    /// A small state (fewer payload bytes than a limit's value, 4,096 for message bytes): the
+    /// limits were read as item counts and such a snapshot was refused as damaged.
+    @Test func aSmallStateRoundTripsToo() throws {
+        var state = RoomState()
+        state.apply(ChatEvent(timestampMs: 1, actor: UserID("a")!, room: RoomID("r")!, body: .roomCreated(name: "R", isPrivate: false)), at: 0)
+        let bytes = RoomStateSnapshot.encode(state, nextOffset: Offset(1))
+        #expect(bytes.readableBytes < state.limits.messageBytesMax)
+        let (decoded, next) = try RoomStateSnapshot.decode(bytes, limits: state.limits)
+        #expect(decoded == state && next == Offset(1))
+        #expect(try RoomStateSnapshot.decode(RoomStateSnapshot.encode(RoomState(), nextOffset: .zero), limits: ChatLimits()).1 == .zero)
+    }
+
     @Test func everyBitFlipOfASnapshotIsRefused() throws {
         var state = RoomState()
         state.apply(ChatEvent(timestampMs: 1, actor: UserID("a")!, room: RoomID("r")!, body: .roomCreated(name: "R", isPrivate: true)), at: 0)

@@ -516,3 +516,32 @@ def test_a_former_leader_restarted_as_a_standby_cuts_what_the_new_leader_never_h
     assert set(lost) & set(after) == set(lost[:4]), "the lost messages' ids were reused by the new leader"
     assert old.stop() == 0 and new.stop() == 0
     assert files(tmp_path / "a") == files(tmp_path / "b")
+
+
+def test_two_nodes_promoted_to_the_same_epoch_are_told_apart_by_their_last_batch(chatlog, tmp_path, secret, servers):
+    # a leads, b copies 10 messages; then both are promoted to epoch 1 without knowing of each
+    # other, and each writes its own messages at the same offsets.
+    lead = servers(leader(chatlog, tmp_path / "a", secret))
+    agreed = send(lead.url, 10)
+    follower = servers(standby(chatlog, tmp_path / "b", lead.url, secret))
+    wait_until(lambda: caught_up(follower.url, lead.url), what="catch-up")
+    assert follower.stop() == 0 and lead.stop() == 0
+    for node in ("a", "b"):
+        result = run(chatlog, "promote", "--journal", str(tmp_path / node))
+        assert result.returncode == 0 and "leader epoch 1" in result.stdout, result.stderr
+    a = servers(leader(chatlog, tmp_path / "a", secret))
+    send(a.url, 5, user="carol")
+    assert a.stop() == 0
+    b = servers(leader(chatlog, tmp_path / "b", secret))
+    kept = send(b.url, 3)
+    # a, a standby of b now: same epochs, other bytes. Its last batch is not b's, so it cuts
+    # back to where b's epoch 1 began and copies b's.
+    a = servers(standby(chatlog, tmp_path / "a", b.url, secret, name="a"))
+    wait_until(lambda: caught_up(a.url, b.url), what="a following b")
+    assert "journal cut back to where it agrees with its leader" in a.log()
+    reader = Client(a.url, "alice", transports=["websocket"])
+    history = reader.call("history", {"group": "g", "limit": 50})
+    reader.close()
+    assert [m["id"] for m in history["messages"]] == agreed + kept
+    assert a.stop() == 0 and b.stop() == 0
+    assert files(tmp_path / "a") == files(tmp_path / "b")
