@@ -251,9 +251,10 @@ public final class ReplicationLeader: Sendable {
                 return Self.error(.internalServerError, "internal", "reading the leader's journal failed: \(error)")
             }
             if mine?.crc != crc {
+                // Not cut automatically: which node's records to keep is an operator's call.
                 let start = journal.leaderEpochs.entries.last { $0.start.value < offset.value }?.start ?? .zero
-                return Self.error(.conflict, "diverged",
-                                  "the standby's last batch (ending at \(offset)) is not this leader's: restart the standby to cut its tail back to \(start)",
+                return Self.error(.conflict, "conflict",
+                                  "the standby's last batch (ending at \(offset), leader epoch \(standbyEpoch)) is not this leader's: both wrote under one epoch. To keep this leader's records, stop the standby and run `chatlog journal truncate --to \(start)` on its journal",
                                   truncateTo: start)
             }
         }
@@ -267,8 +268,12 @@ public final class ReplicationLeader: Sendable {
             }
             return response(raw)
         } catch .offsetOutOfRange(let requested, let earliest, let next) where requested > next {
+            // Where the standby's last epoch began here, or this leader's end: a cut that the
+            // operator may make (never made automatically: the records are the standby's alone).
+            let hint = journal.leaderEpochs.entries.first { $0.epoch == standbyEpoch && $0.epoch > 0 }?.start ?? next
             return Self.error(.conflict, "offset_ahead",
-                              "the standby's journal ends at \(requested), past this leader's end \(next) (earliest \(earliest)): it holds records this leader never committed")
+                              "the standby's journal ends at \(requested), past this leader's end \(next) (earliest \(earliest)): it holds records this leader never committed. To keep this leader's records, stop the standby and run `chatlog journal truncate --to \(hint)` on its journal",
+                              truncateTo: hint)
         } catch .offsetOutOfRange(let requested, let earliest, _) {
             return Self.error(.gone, "out_of_range",
                               "offset \(requested) is no longer retained here (the journal starts at \(earliest)), so the standby cannot catch up by replication: re-seed it from a copy of this leader's journal directory, projections included (README: Replication)")

@@ -33,7 +33,7 @@ struct JournalCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "journal",
         abstract: "Inspect, verify, repair and append to a journal directory.",
-        subcommands: [Verify.self, Repair.self, Inspect.self, Stats.self, Append.self, Export.self, Import.self]
+        subcommands: [Verify.self, Repair.self, Truncate.self, Inspect.self, Stats.self, Append.self, Export.self, Import.self]
     )
 }
 

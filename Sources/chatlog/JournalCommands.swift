@@ -94,6 +94,51 @@ extension JournalCommand {
         }
     }
 
+    struct Truncate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Cut a stopped node's journal back to an offset (a standby in conflict with its leader).",
+            discussion: """
+                For a standby whose leader answers conflict: both nodes wrote under the same \
+                leader epoch (each was promoted without knowing of the other), so the standby \
+                cannot follow without losing what it alone holds, and it does not cut it by \
+                itself. Decide which node's records to keep; to keep the leader's, stop the \
+                standby, cut its journal back to the offset the conflict names, and start it \
+                again. The offset must be where a batch starts; the cut bytes are kept as \
+                <segment>.log.<position>.broken; leader epochs that began past it are \
+                forgotten, and the projections are rebuilt at the next start.
+
+                Example:
+                  chatlog journal truncate --journal /var/lib/chatlog-b --to 18234
+                """
+        )
+
+        @OptionGroup var options: JournalOptions
+        @Option(help: ArgumentHelp("The offset the journal ends at afterwards.", valueName: "offset")) var to: UInt64
+        @OptionGroup var logging: LoggingOptions
+
+        func run() async throws {
+            let logger = logging.makeLogger(label: "chatlog.journal")
+            guard FileManager.default.fileExists(atPath: options.journal + "/journal.meta") else {
+                throw ValidationError("no journal at \(options.journal)")
+            }
+            do {
+                guard let cut = try Journal.truncate(directory: options.journal, to: Offset(to), logger: logger) else {
+                    print("the journal ends at or before offset \(to): nothing to cut")
+                    return
+                }
+                // The projections may hold cut events: rebuilt at the next start.
+                let projections = options.journal + "/projections"
+                for name in ["room-state.snapshot", "history.sqlite", "history.sqlite-wal", "history.sqlite-shm"] {
+                    try? FileManager.default.removeItem(atPath: projections + "/" + name)
+                }
+                print("cut offsets \(cut.from)..<\(cut.to) (\(cut.bytes) bytes), kept in \(cut.brokenCopies.joined(separator: ", "))")
+            } catch let error as JournalError {
+                printError("chatlog journal truncate: \(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
     struct Inspect: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print segments, batches and records.",

@@ -518,7 +518,7 @@ def test_a_former_leader_restarted_as_a_standby_cuts_what_the_new_leader_never_h
     assert files(tmp_path / "a") == files(tmp_path / "b")
 
 
-def test_two_nodes_promoted_to_the_same_epoch_are_told_apart_by_their_last_batch(chatlog, tmp_path, secret, servers):
+def test_two_nodes_promoted_to_the_same_epoch_are_refused_until_an_operator_cuts_one(chatlog, tmp_path, secret, servers):
     # a leads, b copies 10 messages; then both are promoted to epoch 1 without knowing of each
     # other, and each writes its own messages at the same offsets.
     lead = servers(leader(chatlog, tmp_path / "a", secret))
@@ -529,16 +529,27 @@ def test_two_nodes_promoted_to_the_same_epoch_are_told_apart_by_their_last_batch
     for node in ("a", "b"):
         result = run(chatlog, "promote", "--journal", str(tmp_path / node))
         assert result.returncode == 0 and "leader epoch 1" in result.stdout, result.stderr
-    a = servers(leader(chatlog, tmp_path / "a", secret))
-    send(a.url, 5, user="carol")
-    assert a.stop() == 0
+    for count, user, node in ((5, "carol", "a"), (3, "alice", "b")):
+        server = servers(leader(chatlog, tmp_path / node, secret))
+        ids = send(server.url, count, user=user)
+        assert server.stop() == 0
+    kept = ids
     b = servers(leader(chatlog, tmp_path / "b", secret))
-    kept = send(b.url, 3)
-    # a, a standby of b now: same epochs, other bytes. Its last batch is not b's, so it cuts
-    # back to where b's epoch 1 began and copies b's.
+    # a as a standby of b: same epochs, other bytes. Nothing is cut by itself.
+    before = files(tmp_path / "a")
+    a = servers(standby(chatlog, tmp_path / "a", b.url, secret, name="a"))
+    failing = wait_until(lambda: status(a.url)["leader"]["state"] == "failing" and status(a.url)["leader"],
+                         what="the conflict reported")
+    assert "offset_ahead" in failing["last_error"] or "conflict" in failing["last_error"]
+    cut_to = int(failing["last_error"].split("--to ")[1].split("`")[0])
+    assert cut_to == agreed[-1] + 1, "where both began epoch 1"
+    assert a.stop() == 0
+    assert files(tmp_path / "a") == before
+    # The operator keeps b's records: a is cut back, then follows b.
+    result = run(chatlog, "journal", "truncate", "--journal", str(tmp_path / "a"), "--to", str(cut_to))
+    assert result.returncode == 0 and "kept in" in result.stdout, result.stderr
     a = servers(standby(chatlog, tmp_path / "a", b.url, secret, name="a"))
     wait_until(lambda: caught_up(a.url, b.url), what="a following b")
-    assert "journal cut back to where it agrees with its leader" in a.log()
     reader = Client(a.url, "alice", transports=["websocket"])
     history = reader.call("history", {"group": "g", "limit": 50})
     reader.close()
