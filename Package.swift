@@ -131,6 +131,7 @@ let package = Package(
                 "ChatServer",
                 "Replication",
                 "LoopbackWebSocket",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

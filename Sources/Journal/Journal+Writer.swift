@@ -446,9 +446,12 @@ extension Journal {
         try Self.deleteSegments(expired[...], directory: directory, logger: logger)
     }
 
-    /// How many of the oldest segments retention removes. Never the last (active) one.
+    /// How many of the oldest segments retention removes. It weighs sealed segments only: the
+    /// active (last) one is never removed and its bytes do not count toward `totalBytesMax`.
+    /// So an open and a roll apply one rule (an open used to count the active segment's bytes,
+    /// which a roll, with its new empty segment, never did, and cut one segment more).
     static func retentionCut(_ segments: [SegmentState], retention: Retention, nowMs: Int64) -> Int {
-        var total = segments.reduce(Int64(0)) { $0 + $1.sizeBytes }
+        var total = segments.dropLast().reduce(Int64(0)) { $0 + $1.sizeBytes }
         let ageMs = retention.age.map { $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000 }
         var count = 0
         while count < segments.count - 1 {

@@ -41,6 +41,6 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure chatlog against a baseline measured in the same run.",
-        subcommands: [BenchJournal.self, BenchReplay.self, BenchSocketIO.self, BenchWebSocket.self, BenchLoad.self]
+        subcommands: [BenchJournal.self, BenchReplay.self, BenchSocketIO.self, BenchWebSocket.self, BenchLoad.self, BenchReplication.self]
     )
 }
