@@ -1,0 +1,19 @@
+# Sourced by the benchmark scripts: starting and stopping servers in $WORK, tracked in PIDS.
+
+# start NAME COMMAND...: starts a server that prints "listening on URL"; sets URL and PID.
+start() {
+    local name=$1; shift
+    "$@" > "$WORK/$name.out" 2> "$WORK/$name.err" &
+    PID=$!
+    PIDS+=("$PID")
+    for _ in $(seq 1 100); do
+        if grep -q "listening on" "$WORK/$name.out" 2>/dev/null; then
+            URL=$(grep -m1 "listening on" "$WORK/$name.out" | awk '{print $3}')
+            return
+        fi
+        sleep 0.1
+    done
+    echo "$name did not start:"; cat "$WORK/$name.err"; exit 1
+}
+
+stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
