@@ -401,6 +401,11 @@ def test_a_standby_below_the_leaders_retention_is_told_to_re_seed(chatlog, tmp_p
     code, body = fetch(lead.url, "from=0", secret.read_text().strip())
     assert code == 410 and error_code(body) == "out_of_range"
     assert "re-seed" in json.loads(body)["error"]["message"]
+    # A client resuming from before the oldest kept offset is told so too (and loads history).
+    reader = Client(lead.url, "alice", transports=["websocket"])
+    resumed = reader.call("join-group", {"group": "g", "after": 5})
+    reader.close()
+    assert resumed["ok"] is False and resumed["error"]["code"] == "out_of_range", resumed
     follower = servers(standby(chatlog, tmp_path / "standby", lead.url, secret))
     failing = wait_until(lambda: status(follower.url)["leader"]["state"] == "failing" and status(follower.url)["leader"],
                          what="out_of_range")
