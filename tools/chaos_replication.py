@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Chaos test of replication and failover, with real processes and real Socket.IO clients.
 
-A leader and a standby (`--sync-replicas 1`); senders send with acks and client ids to whichever
-node leads, retrying with the same client id when a send fails; readers follow the room on
+A leader and a standby (`--sync-replicas 1`); senders send with acks and client ids, half to the
+leader and half to the standby (which forwards to the leader), retrying with the same client id
+when a send fails; readers follow the room on
 either node and, when their connection drops, reconnect (to a node that is up) with `after`.
 Each round kills the leader with `kill -9` at a random moment, promotes the standby
 (`chatlog promote --server`), and restarts the killed node as a standby of the new leader (it cuts
@@ -81,7 +82,8 @@ class Cluster:
 
 
 class Sender(threading.Thread):
-    """Sends numbered messages with a client id, each until acknowledged."""
+    """Sends numbered messages with a client id, each until acknowledged. Even senders send to
+    the leader; odd ones to the standby, which forwards to the leader."""
 
     def __init__(self, cluster: Cluster, index: int, stop: threading.Event, rng: random.Random):
         super().__init__(daemon=True)
@@ -93,7 +95,10 @@ class Sender(threading.Thread):
     def connect(self):
         if self.client:
             self.client.close()
-        self.client = Client(self.cluster.leader_url, f"sender{self.index}", transports=["websocket"])
+        self.client = None
+        with self.cluster.lock:
+            name = self.cluster.leader_name if self.index % 2 == 0 else self.cluster.other(self.cluster.leader_name)
+        self.client = Client(self.cluster.url(name), f"sender{self.index}", transports=["websocket"])
 
     def run(self):
         n = 0
@@ -244,11 +249,12 @@ def main() -> int:
                                        str(cluster.secret)], capture_output=True, text=True, timeout=60)
             if promoted.returncode != 0:
                 raise SystemExit(f"promotion failed: {promoted.stderr}")
+            promotion = time.time() - started
             with cluster.lock:
                 cluster.leader_name = new
             cluster.start(old, cluster.url(new))
             failovers.append((time.time() - started, json.loads(promoted.stdout)))
-            print(f"  kill {kill + 1}: {old} killed, {new} promoted ({promoted.stdout.strip()}), {old} follows again")
+            print(f"  kill {kill + 1}: {old} killed, {new} promoted in {promotion:.1f} s ({promoted.stdout.strip()}), {old} follows again")
         time.sleep(rng.uniform(0.5, 1.5))
     finally:
         stop.set()

@@ -28,6 +28,8 @@ final class ChatGateway: SocketIOHandler {
     let limits: ChatServerLimits
     let recovery: Bool
     let logger: Logger
+    /// On a standby that forwards (not `--read-only`): sends commands to the leader.
+    let forwarder: Forwarder?
     /// Users identified at CONNECT (and where a recovering one resumes), until `connected`
     /// files them with the socket.
     private let identified = Mutex<[String: Identified]>([:])
@@ -52,7 +54,7 @@ final class ChatGateway: SocketIOHandler {
     }
 
     init(decider: Decider, live: LiveRooms, journal: Journal, history: HistoryProjection, historyWriter: HistoryWriter,
-         identity: Identity, limits: ChatServerLimits, recovery: Bool, logger: Logger) {
+         identity: Identity, limits: ChatServerLimits, recovery: Bool, forwarder: Forwarder? = nil, logger: Logger) {
         self.decider = decider
         self.live = live
         self.journal = journal
@@ -61,6 +63,7 @@ final class ChatGateway: SocketIOHandler {
         self.identity = identity
         self.limits = limits
         self.recovery = recovery
+        self.forwarder = forwarder
         self.logger = logger
     }
 
@@ -162,6 +165,11 @@ final class ChatGateway: SocketIOHandler {
                 group.addTask { await self.finish(socket, request, server: server, nowMs: nowMs) }
                 return await group.next() ?? .unavailable("the command was cancelled")
             }
+        case .forward(let request, let user):
+            answer = await withTaskGroup(of: Answer.self) { group in
+                group.addTask { await self.forwarder?.forward(request, by: user).answer ?? .unavailable("no leader to forward to") }
+                return await group.next() ?? .unavailable("the command was cancelled")
+            }
         }
         respond(answer, to: socket, event: name, ackID: ackID, server: server)
     }
@@ -184,6 +192,8 @@ final class ChatGateway: SocketIOHandler {
         case waitApplied(Offset, [(String, JSONValue)])
         /// A command that waits for its commit (or a join's replay, or History): `finish` it.
         case wait(ChatRequest, nowMs: Int64)
+        /// On a standby: the leader decides it (`Forwarder`).
+        case forward(ChatRequest, UserID)
     }
 
     /// The synchronous part of an event: the rate limit, the payload, and every event that
@@ -223,20 +233,9 @@ final class ChatGateway: SocketIOHandler {
             return await join(socket, room: room, username: username, after: after, server: server, nowMs: nowMs)
         case .leave(let room, let username):
             return await leave(socket, room: room, username: username, server: server, nowMs: nowMs)
-        case .create(let room, let isPrivate, let displayName):
-            return await command(socket, .createRoom(room, name: displayName ?? room.value, isPrivate: isPrivate), nowMs: nowMs) { _ in
-                [("group", .string(room.value))]
-            }
-        case .invite(let room, let user):
-            return await command(socket, .invite(room, user: user), nowMs: nowMs) { _ in [] }
-        case .revokeInvite(let room, let user):
-            return await command(socket, .revokeInvitation(room, user: user), nowMs: nowMs) { _ in [] }
-        case .remove(let room, let user):
-            return await command(socket, .remove(room, user: user), nowMs: nowMs) { _ in [] }
-        case .edit(let room, let message, let text):
-            return await command(socket, .edit(room, message: message, text: text), nowMs: nowMs) { _ in [] }
-        case .delete(let room, let message):
-            return await command(socket, .delete(room, message: message), nowMs: nowMs) { _ in [] }
+        case .create, .invite, .revokeInvite, .remove, .edit, .delete:
+            guard let (command, fields) = Self.roomCommand(request) else { preconditionFailure("\(request) is a room command") }
+            return await self.command(socket, command, nowMs: nowMs, forwarding: request, fields: fields)
         case .history(let room, let before, let after, let limit):
             // Read your writes: History holds at least what the tailer had applied by now.
             if case .failure(.unavailable(let reason)) = await historyWriter.caughtUp(to: live.position) {
@@ -245,6 +244,21 @@ final class ChatGateway: SocketIOHandler {
             return readHistory(socket, room: room, before: before, after: after, limit: limit)
         case .send, .typing, .members, .myGroups:
             preconditionFailure("\(request) is answered by start")
+        }
+    }
+
+    /// The command of a request that changes a room (not a send, join or leave), and the ack
+    /// fields it answers with.
+    static func roomCommand(_ request: ChatRequest) -> (ChatCommand, (OffsetRange?) -> [(String, JSONValue)])? {
+        switch request {
+        case .create(let room, let isPrivate, let displayName):
+            return (.createRoom(room, name: displayName ?? room.value, isPrivate: isPrivate), { _ in [("group", .string(room.value))] })
+        case .invite(let room, let user): return (.invite(room, user: user), { _ in [] })
+        case .revokeInvite(let room, let user): return (.revokeInvitation(room, user: user), { _ in [] })
+        case .remove(let room, let user): return (.remove(room, user: user), { _ in [] })
+        case .edit(let room, let message, let text): return (.edit(room, message: message, text: text), { _ in [] })
+        case .delete(let room, let message): return (.delete(room, message: message), { _ in [] })
+        case .join, .leave, .send, .typing, .members, .myGroups, .history: return nil
         }
     }
 
@@ -270,14 +284,27 @@ final class ChatGateway: SocketIOHandler {
         return outcome ?? .failure(PayloadError("the socket is disconnected"))
     }
 
-    /// Decides, appends, waits for the commit, and answers with `fields` of the range.
+    /// Decides, appends, waits for the commit, and answers with `fields` of the range; on a
+    /// standby, forwards the event to the leader instead (`forward`).
     func command(_ socket: SocketRef, _ command: ChatCommand, username: String? = nil, nowMs: Int64,
+                 forwarding request: ChatRequest? = nil,
                  fields: (OffsetRange?) -> [(String, JSONValue)]) async -> Answer {
         let user: UserID
         switch self.user(of: socket, naming: username) {
         case .success(let bound): user = bound
         case .failure(let error): return .unauthorized(error.message)
         }
+        let answer = await decideAndWait(command, by: user, nowMs: nowMs, fields: fields)
+        if let request, let forwarder, case .failed(let code, _) = answer, code == "not_leader" {
+            return await forwarder.forward(request, by: user).answer
+        }
+        return answer
+    }
+
+    /// The socket-free part of `command`: also how a leader carries out a command its standby
+    /// forwarded (`forwarded`).
+    func decideAndWait(_ command: ChatCommand, by user: UserID, nowMs: Int64,
+                       fields: (OffsetRange?) -> [(String, JSONValue)]) async -> Answer {
         switch decider.decide(command, by: user, nowMs: nowMs) {
         case .appended(let range):
             switch await live.applied(range.last) {
@@ -319,6 +346,8 @@ final class ChatGateway: SocketIOHandler {
         case .appended(let range): id = range.first
         case .duplicate(let message): id = Offset(message.offset)
         case .rejected(let rejection): return .done(.rejected(rejection))
+        case .refused(let code, _) where code == "not_leader" && forwarder != nil:
+            return .forward(.send(room, text: text, created: created, createdText: createdText, username: nil, clientID: clientMessageID), user)
         case .refused(let code, let message): return .done(.failed(code: code, message: message))
         case .unavailable(let reason): return .done(.unavailable(reason))
         case .unchanged: preconditionFailure("a send always appends or is a duplicate")
@@ -361,6 +390,15 @@ final class ChatGateway: SocketIOHandler {
         case .rejected(let rejection):
             live.unsubscribe(socket, from: room, recovery: recovery, server: server)
             return .rejected(rejection)
+        case .refused(let code, _) where code == "not_leader" && forwarder != nil:
+            // The leader makes the user a member; the replay below starts once this standby
+            // has copied and applied that.
+            let forwarded = await forwarder?.forward(.join(room, username: nil, after: nil), by: user)
+            guard case .ok = forwarded?.answer, let offset = forwarded?.offset else {
+                live.unsubscribe(socket, from: room, recovery: recovery, server: server)
+                return forwarded?.answer ?? .unavailable("no leader to forward to")
+            }
+            settled = await live.applied(offset)
         case .refused(let code, let message):
             live.unsubscribe(socket, from: room, recovery: recovery, server: server)
             return .failed(code: code, message: message)
@@ -394,7 +432,8 @@ final class ChatGateway: SocketIOHandler {
     }
 
     func leave(_ socket: SocketRef, room: RoomID, username: String?, server: SocketIOServer, nowMs: Int64) async -> Answer {
-        let answer = await command(socket, .leave(room), username: username, nowMs: nowMs) { _ in [("group", .string(room.value))] }
+        let answer = await command(socket, .leave(room), username: username, nowMs: nowMs,
+                                   forwarding: .leave(room, username: nil)) { _ in [("group", .string(room.value))] }
         // The socket stops receiving the room even when it was not a member (a public room's reader).
         live.unsubscribe(socket, from: room, recovery: recovery, server: server)
         return answer

@@ -167,19 +167,21 @@ public enum ChatServer {
         socketConfiguration.outboundQueueFramesMax = limits.outboundQueueFramesMax
         let historyWriter = HistoryWriter(journal: journal, commit: commit, history: history, next: try history.nextOffset(), decider: decider,
                                           readBytesMax: limits.readBytesMax, logger: logger)
-        let gateway = ChatGateway(decider: decider, live: live, journal: journal, history: history, historyWriter: historyWriter,
-                                  identity: identity, limits: limits, recovery: configuration.recovery, logger: logger)
-        let socketIO = SocketIOServer(configuration: socketConfiguration, handler: gateway, logger: logger)
-        let tailer = Tailer(journal: journal, commit: commit, live: live, decider: decider, socketIO: socketIO,
-                            recovery: configuration.recovery, followsLeader: configuration.standbyOf != nil,
-                            readBytesMax: limits.readBytesMax, logger: logger)
-        // A standby follows its leader.
+        // A standby follows its leader and, unless read-only, forwards its clients' commands.
         let follower: ReplicationFollower? = configuration.standbyOf.flatMap { url in
             replicationSecret.map { secret in
                 ReplicationFollower(configuration: .init(leaderURL: url, secret: secret, name: configuration.standbyName),
                                     journal: journal, logger: logger)
             }
         }
+        let forwarder = configuration.readOnly ? nil : follower.map { Forwarder(follower: $0, logger: logger) }
+        let gateway = ChatGateway(decider: decider, live: live, journal: journal, history: history, historyWriter: historyWriter,
+                                  identity: identity, limits: limits, recovery: configuration.recovery, forwarder: forwarder,
+                                  logger: logger)
+        let socketIO = SocketIOServer(configuration: socketConfiguration, handler: gateway, logger: logger)
+        let tailer = Tailer(journal: journal, commit: commit, live: live, decider: decider, socketIO: socketIO,
+                            recovery: configuration.recovery, followsLeader: configuration.standbyOf != nil,
+                            readBytesMax: limits.readBytesMax, logger: logger)
 
         let cors: CORSPolicy = if configuration.corsOrigins.contains("*") || (configuration.dev && configuration.corsOrigins.isEmpty) {
             .any
@@ -203,6 +205,9 @@ public enum ChatServer {
         let promotion = Promotion(journal: journal, decider: decider, live: live, leader: replicationLeader, follower: follower,
                                   secret: replicationSecret, logger: logger)
         router.post("/api/promote") { request, _ in await promotion.handle(request) }
+        router.post(RouterPath(ReplicationProtocol.commandPath)) { request, _ in
+            await gateway.handleForwarded(request, secret: replicationSecret, leader: replicationLeader)
+        }
         let authMode = configuration.dev ? "dev" : "token"
         let app = Application(
             router: router,

@@ -32,6 +32,8 @@ public struct ChatServerConfiguration: Sendable {
     public var standbyOf: String?
     /// A standby's name in its leader's status.
     public var standbyName = "standby"
+    /// A standby that refuses commands (`not_leader`) instead of forwarding them to its leader.
+    public var readOnly = false
     /// On a leader (and on a standby once promoted): standbys that must have an event durable
     /// before it is committed (acknowledged, broadcast, in History); 0 commits on the local
     /// fsync alone.

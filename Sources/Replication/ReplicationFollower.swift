@@ -55,19 +55,39 @@ public final class ReplicationFollower: Service, Sendable {
         var stopWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
+    /// Fetches and forwarded commands; shut down when `run` ends.
+    let client = HTTPClient(eventLoopGroupProvider: .singleton)
+
     public init(configuration: Configuration, journal: Journal, logger: Logger) {
         self.configuration = configuration
         self.journal = journal
         self.logger = logger
     }
 
+    /// POSTs `json` to the leader's `path` with the secret; returns the body of a 200 answer.
+    /// - Throws: `ReplicationError.refused` for another status; the client's errors.
+    public func post(_ path: String, json: Data, timeout: Duration) async throws -> Data {
+        var request = HTTPClientRequest(url: configuration.leaderURL + path)
+        request.method = .POST
+        request.headers.add(name: "Authorization", value: configuration.secret.authorization)
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: json))
+        let response = try await client.execute(request, timeout: .seconds(timeout.components.seconds))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        guard response.status == .ok else {
+            let detail = try? ReplicationJSON.decoder.decode(ErrorBody.self, from: Data(body.readableBytesView))
+            throw ReplicationError.refused(status: Int(response.status.code), code: detail?.error.code ?? "unknown",
+                                           message: detail?.error.message ?? "HTTP \(response.status.code)")
+        }
+        return Data(body.readableBytesView)
+    }
+
     public func run() async throws {
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
         logger.notice("following the leader", metadata: [
             "replication.leader": "\(configuration.leaderURL)", "replication.standby": "\(configuration.name)",
             "journal.offset": "\(journal.nextOffset)",
         ])
-        await cancelWhenGracefulShutdown { await self.follow(client) }
+        await cancelWhenGracefulShutdown { await self.follow(self.client) }
         let waiters = state.withLock { state in
             state.stopped = true
             defer { state.stopWaiters = [] }

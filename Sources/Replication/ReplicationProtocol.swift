@@ -8,6 +8,8 @@ public enum ReplicationProtocol {
     public static let version: UInt16 = 1
     /// The fetch route, for this version.
     public static let fetchPath = "/replication/v1/fetch"
+    /// Where a standby forwards its clients' commands.
+    public static let commandPath = "/replication/v1/command"
     /// "CHLR" read as a little-endian u32.
     static let magic: UInt32 = 0x524C_4843
     public static let headerBytes = 56

@@ -69,6 +69,8 @@ struct Serve: AsyncParsableCommand {
     var standbyOf: String?
     @Option(help: ArgumentHelp("This standby's name in its leader's status.", valueName: "name"))
     var standbyName = "standby"
+    @Flag(help: "A standby that refuses commands with not_leader instead of forwarding them to its leader.")
+    var readOnly = false
     @Option(help: ArgumentHelp("On a leader: commit (acknowledge, broadcast) an event only once this many standbys have it durable (default 0: on the local fsync).", valueName: "n"))
     var syncReplicas = 0
     @Option(help: ArgumentHelp("With --sync-replicas: how long a command waits for its standbys before it fails with unavailable (ms, s or m, such as 500ms or 5s).", valueName: "duration"))
@@ -101,6 +103,7 @@ struct Serve: AsyncParsableCommand {
         configuration.replicationSecretFile = replicationSecretFile
         configuration.standbyOf = standbyOf
         configuration.standbyName = standbyName
+        configuration.readOnly = readOnly
         configuration.syncReplicas = syncReplicas
         configuration.syncTimeout = parseDuration(syncTimeout) ?? .seconds(5)
         do {

@@ -136,10 +136,10 @@ def test_a_standby_catches_up_from_empty_follows_live_and_its_segments_are_byte_
     assert files(tmp_path / "standby") == leader_files
 
 
-def test_a_standby_serves_history_and_resume_and_refuses_writes_with_not_leader(chatlog, tmp_path, secret, servers):
+def test_a_read_only_standby_serves_history_and_resume_and_refuses_writes_with_not_leader(chatlog, tmp_path, secret, servers):
     lead = servers(leader(chatlog, tmp_path / "leader", secret))
     ids = send(lead.url, 20)
-    follower = servers(standby(chatlog, tmp_path / "standby", lead.url, secret))
+    follower = servers(standby(chatlog, tmp_path / "standby", lead.url, secret, "--read-only"))
     wait_until(lambda: caught_up(follower.url, lead.url), what="catch-up")
     alice = Client(follower.url, "alice", transports=["polling"])
     resumed = alice.call("join-group", {"group": "g", "after": ids[9]})  # a member: nothing to write
@@ -561,3 +561,37 @@ def test_two_nodes_promoted_to_the_same_epoch_are_refused_until_an_operator_cuts
     assert [m["id"] for m in history["messages"]] == agreed + kept
     assert a.stop() == 0 and b.stop() == 0
     assert files(tmp_path / "a") == files(tmp_path / "b")
+
+
+def test_a_standby_forwards_its_clients_commands_to_the_leader(chatlog, tmp_path, secret, servers):
+    lead = servers(leader(chatlog, tmp_path / "leader", secret, "--sync-replicas", "1"))
+    follower = servers(standby(chatlog, tmp_path / "standby", lead.url, secret))
+    on_leader = Client(lead.url, "alice", transports=["websocket"])
+    assert on_leader.call("join-group", {"group": "g"})["ok"]
+    bob = Client(follower.url, "bob", transports=["polling"])
+    # A first join from the standby: the leader makes bob a member, the standby replays.
+    joined = bob.call("join-group", {"group": "g"})
+    assert joined["ok"] and "bob" in joined["members"], joined
+    assert on_leader.wait_for("user-joined", where=lambda name: name == "bob")
+    sent = bob.call("send-group-message", {"group": "g", "message": "from the standby", "created": 1, "client_id": "b1"})
+    assert sent["ok"], sent
+    # Everyone sees it, with the leader's id; a resend with the client id gets the same id.
+    assert [m["id"] for m in on_leader.wait_for("send-group-message")] == [sent["id"]]
+    assert [m["id"] for m in bob.wait_for("send-group-message")] == [sent["id"]]
+    again = bob.call("send-group-message", {"group": "g", "message": "from the standby", "created": 1, "client_id": "b1"})
+    assert again == sent
+    created = bob.call("create-group", {"group": "bobs", "private": True})
+    assert created["ok"] and created["group"] == "bobs", created
+    invited = bob.call("invite", {"group": "bobs", "username": "alice"})
+    assert invited["ok"], invited
+    refused = bob.call("invite", {"group": "g", "username": "carol"})  # a public room: the leader's rules apply
+    assert refused["ok"] is False and refused["error"]["code"] == "not_private", refused
+    left = bob.call("leave-group", {"group": "g"})
+    assert left["ok"], left
+    assert on_leader.wait_for("user-left", where=lambda name: name == "bob")
+    on_leader.close()
+    bob.close()
+    rooms = run(chatlog, "rooms", "--journal", str(tmp_path / "leader"), "--format", "json")
+    room = {json.loads(line)["room"]: json.loads(line) for line in rooms.stdout.splitlines()}
+    assert room["bobs"]["owner"] == "bob" and room["bobs"]["invited"] == ["alice"]
+    assert "bob" not in room["g"]["members"]
