@@ -136,7 +136,7 @@ public enum ChatServer {
         let runner = try ProjectionRunner(journal: journal, paths: paths, limits: configuration.chatLimits, logger: logger)
         var lastProgress = ContinuousClock.now
         try runner.catchUp { done, total in
-            guard ContinuousClock.now - lastProgress >= .seconds(2) else { return }
+            guard ContinuousClock.now - lastProgress >= configuration.catchUpProgressInterval else { return }
             lastProgress = .now
             logger.info("catching the projections up", metadata: [
                 "projection.done": "\(done)", "projection.total": "\(total)",

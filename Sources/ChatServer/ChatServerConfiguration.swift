@@ -34,6 +34,8 @@ public struct ChatServerConfiguration: Sendable {
     public var standbyName = "standby"
     /// A standby that refuses commands (`not_leader`) instead of forwarding them to its leader.
     public var readOnly = false
+    /// How often a long start-up catch-up of the projections logs its progress.
+    public var catchUpProgressInterval: Duration = .seconds(2)
     /// On a leader (and on a standby once promoted): standbys that must have an event durable
     /// before it is committed (acknowledged, broadcast, in History); 0 commits on the local
     /// fsync alone.

@@ -25,6 +25,19 @@ public struct RawBatches: Sendable {
     }
 
     public var isEmpty: Bool { firstOffset == nextOffset }
+
+    /// The header of the last batch, found by walking the headers (nil when there are none or
+    /// the bytes do not hold whole batches; `Journal.appendReplicated` checks them fully).
+    public var lastHeader: BatchHeader? {
+        var cursor = bytes.readerIndex
+        var last: BatchHeader?
+        while cursor < bytes.writerIndex, let slice = bytes.getSlice(at: cursor, length: BatchHeader.size),
+              case .success(let header) = BatchHeader.peek(from: slice) {
+            last = header
+            cursor += header.totalBytes
+        }
+        return cursor == bytes.writerIndex ? last : nil
+    }
 }
 
 /// A standby's copied batches, checked and waiting for the writer.
@@ -61,6 +74,25 @@ extension Journal {
             next = header.nextOffset
         }
         return RawBatches(segmentBase: base, firstOffset: offset, nextOffset: next, bytes: bytes)
+    }
+
+    /// About how many bytes of committed batches follow `offset` (within one index interval,
+    /// `indexIntervalBytes`, of the exact figure): a standby's lag in bytes.
+    public func bytes(after offset: Offset) -> Int64 {
+        state.withLock { state in
+            var total: Int64 = 0
+            for segment in state.segments.reversed() {
+                if segment.baseOffset >= offset {
+                    total += segment.sizeBytes
+                    continue
+                }
+                if offset < segment.nextOffset {
+                    total += segment.sizeBytes - segment.index.lookup(offset).position.value
+                }
+                break
+            }
+            return total
+        }
     }
 
     // MARK: Leader epochs

@@ -208,14 +208,38 @@ public final class ReplicationFollower: Service, Sendable {
         }
     }
 
-    /// One fetch and its append.
+    /// Fetches and appends until caught up. While behind, the next fetch goes out as soon as
+    /// a response is in, and travels while that response's batches are checked, written and
+    /// fsynced; it says what is durable (`durable`) apart from where to read (`from`).
     private func fetchOnce(_ client: HTTPClient) async throws {
-        let from = journal.nextOffset
-        let last = try journal.lastBatchHeader()
-        let waitMs = configuration.fetchWait.components.seconds * 1000 + configuration.fetchWait.components.attoseconds / 1_000_000_000_000_000
+        var (header, raw) = try await fetch(client, from: journal.nextOffset, last: try journal.lastBatchHeader(),
+                                            durable: journal.committedOffset, wait: true)
+        while true {
+            try journal.noteSeenEpoch(header.leaderEpoch)
+            let behind = !raw.isEmpty && header.nextOffset < header.leaderCommitted && !state.withLock({ $0.stopping })
+            guard behind else {
+                _ = try await journal.appendReplicated(raw)
+                fetched(header)
+                return
+            }
+            let batches = raw
+            let (nextFrom, lastHeader) = (raw.nextOffset, raw.lastHeader)
+            async let appended = journal.appendReplicated(batches)
+            let next = try await fetch(client, from: nextFrom, last: lastHeader, durable: journal.committedOffset, wait: false)
+            _ = try await appended
+            fetched(header)
+            (header, raw) = next
+        }
+    }
+
+    /// One fetch: the leader's answer checked and turned into batches to append.
+    private func fetch(_ client: HTTPClient, from: Offset, last: BatchHeader?, durable: Offset,
+                       wait: Bool) async throws -> (FetchResponseHeader, RawBatches) {
+        let waitMs = wait ? configuration.fetchWait.components.seconds * 1000
+            + configuration.fetchWait.components.attoseconds / 1_000_000_000_000_000 : 0
         var request = HTTPClientRequest(url: configuration.leaderURL + ReplicationProtocol.fetchPath
-            + "?from=\(from.value)&epoch=\(last?.leaderEpoch ?? 0)&max_bytes=\(configuration.fetchBytes)&wait_ms=\(waitMs)&standby=\(configuration.name)"
-            + (last.map { "&last_crc=\($0.crc)" } ?? ""))
+            + "?from=\(from.value)&durable=\(durable.value)&epoch=\(last?.leaderEpoch ?? 0)&max_bytes=\(configuration.fetchBytes)"
+            + "&wait_ms=\(waitMs)&standby=\(configuration.name)" + (last.map { "&last_crc=\($0.crc)" } ?? ""))
         request.headers.add(name: "Authorization", value: configuration.secret.authorization)
         let response = try await client.execute(request, timeout: .seconds(configuration.fetchWait.components.seconds + 30))
         // One batch may exceed the fetch size (up to the batch limit).
@@ -232,10 +256,11 @@ public final class ReplicationFollower: Service, Sendable {
         guard header.firstOffset == from else {
             throw ReplicationError.badResponse("the leader answered from offset \(header.firstOffset), this standby asked from \(from)")
         }
-        let raw = RawBatches(segmentBase: header.segmentBase, firstOffset: header.firstOffset,
-                             nextOffset: header.nextOffset, bytes: body)
-        try journal.noteSeenEpoch(header.leaderEpoch)
-        _ = try await journal.appendReplicated(raw)
+        return (header, RawBatches(segmentBase: header.segmentBase, firstOffset: header.firstOffset,
+                                   nextOffset: header.nextOffset, bytes: body))
+    }
+
+    private func fetched(_ header: FetchResponseHeader) {
         state.withLock { $0.leaderEpoch = max($0.leaderEpoch, header.leaderEpoch) }
         following(leaderCommitted: header.leaderCommitted)
     }

@@ -47,7 +47,6 @@ public final class ReplicationLeader: Sendable {
         var fetchesInFlight = 0
         var lastFetch: ContinuousClock.Instant
         var lastCaughtUp: ContinuousClock.Instant?
-        var address: String?
     }
 
     /// - Parameters:
@@ -230,6 +229,12 @@ public final class ReplicationLeader: Sendable {
         let bytes = min(max(maxBytes, ReplicationProtocol.fetchBytesRange.lowerBound), ReplicationProtocol.fetchBytesRange.upperBound)
         let wait = min(Duration.milliseconds(waitMs), ReplicationProtocol.fetchWaitMax)
         let offset = Offset(from)
+        // What the standby has durable: `durable` when it reads ahead of it (while catching up),
+        // else `from`.
+        let durableText = query.get("durable")
+        guard let durable = durableText.map({ UInt64($0) }) ?? from, durable <= from else {
+            return Self.error(.badRequest, "invalid_request", "durable must be an integer no greater than from")
+        }
         // Epochs: a standby that has seen a newer leader fences this one; a standby whose last
         // epoch ended earlier here holds records this leader never had past that end.
         let standbyEpoch = query.get("epoch").flatMap { UInt32($0) } ?? 0
@@ -258,7 +263,7 @@ public final class ReplicationLeader: Sendable {
                                   truncateTo: start)
             }
         }
-        began(name, durable: offset)
+        began(name, durable: Offset(durable))
         defer { ended(name) }
         do {
             var raw = try journal.readRaw(from: offset, maxBytes: bytes)
@@ -378,6 +383,7 @@ public final class ReplicationLeader: Sendable {
                     connected: standby.fetchesInFlight > 0 || now - standby.lastFetch < Self.connectedWithin,
                     durableOffset: standby.durable.value,
                     lagEvents: committed.value > standby.durable.value ? committed.value - standby.durable.value : 0,
+                    lagBytes: journal.bytes(after: standby.durable),
                     lagSeconds: standby.durable >= committed ? 0 : standby.lastCaughtUp.map { Self.seconds(now - $0) },
                     lastFetchSecondsAgo: Self.seconds(now - standby.lastFetch))
             }.sorted { $0.name < $1.name }
@@ -408,6 +414,8 @@ public struct ReplicationStatus: Sendable, Codable, Equatable {
         /// Everything below this is durable on the standby.
         public var durableOffset: UInt64
         public var lagEvents: UInt64
+        /// About how many bytes of batches the standby lacks (within 64 KiB).
+        public var lagBytes: Int64
         /// Seconds since the standby last had everything the leader had; 0 when it has; nil
         /// when it never had.
         public var lagSeconds: Double?

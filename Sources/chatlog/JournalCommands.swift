@@ -132,7 +132,7 @@ extension JournalCommand {
                     try? FileManager.default.removeItem(atPath: projections + "/" + name)
                 }
                 print("cut offsets \(cut.from)..<\(cut.to) (\(cut.bytes) bytes), kept in \(cut.brokenCopies.joined(separator: ", "))")
-            } catch let error as JournalError {
+            } catch {
                 printError("chatlog journal truncate: \(error)")
                 throw ExitCode(1)
             }

@@ -47,7 +47,7 @@ struct ReplicationCommand: AsyncParsableCommand {
                 print(line)
             }
             for standby in status.standbys {
-                var line = "standby \(standby.name): \(standby.connected ? "connected" : "disconnected"), durable to \(standby.durableOffset), \(standby.lagEvents) events behind"
+                var line = "standby \(standby.name): \(standby.connected ? "connected" : "disconnected"), durable to \(standby.durableOffset), \(standby.lagEvents) events (about \(standby.lagBytes) bytes) behind"
                 if let seconds = standby.lagSeconds, seconds > 0 { line += String(format: ", last caught up %.1f s ago", seconds) }
                 print(line)
             }

@@ -63,6 +63,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Socket.IO sessions at once.") var connectionsMax = 10_000
     @Option(help: ArgumentHelp("Fault injection for tests: journal writes fail after this many bytes.", visibility: .hidden))
     var failJournalWritesAfterBytes: Int64?
+    @Option(help: ArgumentHelp("How often a long start-up catch-up logs its progress, in ms (for tests).", visibility: .hidden))
+    var catchUpProgressMs = 2_000
     @Option(help: ArgumentHelp("The secret a leader and its standbys share (at least 16 printable bytes); a leader without one takes no standbys.", valueName: "file"))
     var replicationSecretFile: String?
     @Option(help: ArgumentHelp("Run as a standby of this leader: copy its journal and serve reads.", valueName: "url"))
@@ -100,6 +102,7 @@ struct Serve: AsyncParsableCommand {
         configuration.limits.eventsBurst = eventsBurst
         configuration.limits.connectionsMax = connectionsMax
         configuration.failJournalWritesAfterBytes = failJournalWritesAfterBytes
+        configuration.catchUpProgressInterval = .milliseconds(max(0, catchUpProgressMs))
         configuration.replicationSecretFile = replicationSecretFile
         configuration.standbyOf = standbyOf
         configuration.standbyName = standbyName

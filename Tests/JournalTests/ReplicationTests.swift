@@ -127,6 +127,34 @@ import Testing
         await standby.close()
     }
 
+    @Test func bytesAfterAnOffsetAreCountedWithinOneIndexInterval() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let journal = try Journal.open(directory: directory.path, configuration: smallConfiguration(), logger: .quiet)
+        try await appendRecords(journal, 0..<400, perAppend: 7)
+        let total = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".log") }
+            .reduce(Int64(0)) { $0 + ((try FileManager.default.attributesOfItem(atPath: directory.file($1))[.size] as? NSNumber)?.int64Value ?? 0) }
+        #expect(journal.bytes(after: .zero) == total)
+        #expect(journal.bytes(after: journal.committedOffset) == 0)
+        // Every batch, one read each: where it starts and its size; the exact bytes after a
+        // batch start are the sum of the sizes from there on.
+        var batches: [(Offset, Int64)] = []
+        var next = Offset.zero
+        while next < journal.committedOffset {
+            let one = try journal.readRaw(from: next, maxBytes: 1)
+            batches.append((next, Int64(one.bytes.readableBytes)))
+            next = one.nextOffset
+        }
+        #expect(batches.count > 20)
+        for index in stride(from: 0, to: batches.count, by: 5) {
+            let exact = batches[index...].reduce(Int64(0)) { $0 + $1.1 }
+            let counted = journal.bytes(after: batches[index].0)
+            #expect(counted >= exact && counted - exact < Int64(smallConfiguration().indexIntervalBytes) + 4096,
+                    "batch at \(batches[index].0): counted \(counted), exact \(exact)")
+        }
+        await journal.close()
+    }
+
     @Test func aLeaderReadsOnlyFromBatchBoundariesAndWithinItsRange() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }

@@ -641,3 +641,25 @@ def test_a_connection_may_be_in_at_most_100_groups(server, clients):
     answers = [member.call("join-group", {"group": f"g{n}"}) for n in range(101)]
     assert all(a["ok"] for a in answers[:100])
     assert answers[100]["ok"] is False and answers[100]["error"]["code"] == "limit_exceeded"
+
+
+def test_a_start_up_catch_up_logs_its_progress(chatlog, journal, clients):
+    # Events the projections have not seen (no snapshot, no History): a start replays them,
+    # logging its progress (every 2 s by default; here at every step).
+    server = Server(chatlog, journal).start()
+    alice = clients(server.url, "alice")
+    alice.call("join-group", {"group": "g"})
+    for n in range(30):
+        alice.call("send-group-message", {"group": "g", "message": f"m{n}", "created": n})
+    alice.close()
+    assert server.stop() == 0
+    for name in ("room-state.snapshot", "history.sqlite", "history.sqlite-wal", "history.sqlite-shm"):
+        (journal / "projections" / name).unlink(missing_ok=True)
+    again = Server(chatlog, journal, "--catch-up-progress-ms", "0").start()
+    try:
+        lines = [line for line in again.log().splitlines() if "catching the projections up" in line]
+        assert lines, again.log()
+        assert "projection.total=" in lines[-1] and "projection.percent=" in lines[-1]
+        assert "projection.percent=100" in lines[-1] or len(lines) > 1
+    finally:
+        again.stop()
