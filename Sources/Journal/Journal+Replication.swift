@@ -1,8 +1,10 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import Logging
 import NIOCore
+import Synchronization
 
 /// Whole committed batches of one segment, byte for byte as they are on disk: what a leader
 /// sends a standby, and what the standby appends.
@@ -39,6 +41,9 @@ public struct RawBatches: Sendable {
         return cursor == bytes.writerIndex ? last : nil
     }
 }
+
+/// Buffers the checks of copied batches decompress into, kept between checks.
+private let decodeArenas = Mutex<[ByteBuffer]>([])
 
 /// A standby's copied batches, checked and waiting for the writer.
 struct ReplicatedGroup: Sendable {
@@ -241,43 +246,70 @@ extension Journal {
         // header before the batches).
         var group = EncodedGroup(bytes: raw.bytes.slice())
         group.replicated = true
-        var arena = ByteBuffer()
-        var cursor = raw.bytes.readerIndex
+        let bytes = group.bytes
+        var cursor = 0
         var expected = raw.firstOffset
         var epochs: [LeaderEpochs.Entry] = []
-        func fail(_ kind: CorruptionKind) -> JournalError {
-            .replicaMismatch("batch at byte \(cursor - raw.bytes.readerIndex) of the leader's response (offset \(expected)): \(kind)")
+        func fail(_ kind: CorruptionKind, at position: Int, offset: Offset) -> JournalError {
+            .replicaMismatch("batch at byte \(position) of the leader's response (offset \(offset)): \(kind)")
         }
-        while cursor < raw.bytes.writerIndex {
-            let available = raw.bytes.writerIndex - cursor
-            guard available >= BatchHeader.size, let headerBytes = raw.bytes.getSlice(at: cursor, length: BatchHeader.size) else {
-                throw fail(.truncatedHeader(availableBytes: available))
+        // The walk: headers, lengths, offsets chaining, epochs not going back.
+        while cursor < bytes.readableBytes {
+            let available = bytes.readableBytes - cursor
+            guard available >= BatchHeader.size, let headerBytes = bytes.getSlice(at: cursor, length: BatchHeader.size) else {
+                throw fail(.truncatedHeader(availableBytes: available), at: cursor, offset: expected)
             }
             let header: BatchHeader
             switch BatchHeader.peek(from: headerBytes) {
             case .success(let parsed): header = parsed
-            case .failure(let kind): throw fail(kind)
+            case .failure(let kind): throw fail(kind, at: cursor, offset: expected)
             }
-            guard header.totalBytes <= available, let batch = raw.bytes.getSlice(at: cursor, length: header.totalBytes) else {
-                throw fail(.truncatedPayload(expectedBytes: Int(header.payloadLength), availableBytes: available - BatchHeader.size))
+            guard header.totalBytes <= available else {
+                throw fail(.truncatedPayload(expectedBytes: Int(header.payloadLength), availableBytes: available - BatchHeader.size),
+                           at: cursor, offset: expected)
             }
-            let computed = BatchCodecIO.checksum(ofBatchIn: batch, header: header)
-            guard computed == header.crc else { throw fail(.checksumMismatch(stored: header.crc, computed: computed)) }
-            guard header.baseOffset == expected else { throw fail(.offsetGap(expected: expected, found: header.baseOffset)) }
+            guard header.baseOffset == expected else {
+                throw fail(.offsetGap(expected: expected, found: header.baseOffset), at: cursor, offset: expected)
+            }
             if let last = epochs.last, header.leaderEpoch < last.epoch {
                 throw .replicaMismatch("the batch at offset \(expected) has leader epoch \(header.leaderEpoch), after one of epoch \(last.epoch)")
             }
             if header.leaderEpoch != epochs.last?.epoch { epochs.append(.init(epoch: header.leaderEpoch, start: expected)) }
-            arena.clear()
-            if case .failure(let kind) = BatchCodecIO.appendRecords(ofBatchIn: batch, header: header, to: &arena) {
-                throw fail(kind)
-            }
-            group.batches.append((header, cursor - raw.bytes.readerIndex))
+            group.batches.append((header, cursor))
             expected = header.nextOffset
             cursor += header.totalBytes
         }
         guard expected == raw.nextOffset else {
             throw .replicaMismatch("the batches end at offset \(expected), the leader said \(raw.nextOffset)")
+        }
+        // Each batch's CRC, and its records decompressed and framed, on every core: this is
+        // most of a catch-up's work on the standby.
+        let batches = group.batches
+        let problems = Mutex<[Int: CorruptionKind]>([:])
+        DispatchQueue.concurrentPerform(iterations: batches.count) { index in
+            let (header, start) = batches[index]
+            guard let batch = bytes.getSlice(at: start, length: header.totalBytes) else {
+                preconditionFailure("the walk checked that batch \(index) lies within the bytes")
+            }
+            let computed = BatchCodecIO.checksum(ofBatchIn: batch, header: header)
+            var problem: CorruptionKind?
+            if computed != header.crc {
+                problem = .checksumMismatch(stored: header.crc, computed: computed)
+            } else {
+                // Arenas are reused from one check to the next: fresh large buffers cost page
+                // faults and zeroing, a fifth of a catch-up's time.
+                var arena = decodeArenas.withLock { $0.popLast() } ?? ByteBuffer()
+                arena.clear()
+                if case .failure(let kind) = BatchCodecIO.appendRecords(ofBatchIn: batch, header: header, to: &arena) {
+                    problem = kind
+                }
+                let kept = arena
+                decodeArenas.withLock { if $0.count < 8 { $0.append(kept) } }
+            }
+            if let problem { problems.withLock { $0[index] = problem } }
+        }
+        if let (index, kind) = problems.withLock({ $0.min { $0.key < $1.key } }) {
+            throw fail(kind, at: batches[index].start, offset: batches[index].header.baseOffset)
         }
         return (group, epochs)
     }
