@@ -117,8 +117,10 @@ public final class ReplicationFollower: Service, Sendable {
     /// Tells the former leader that a newer epoch leads now (best effort, after promotion).
     /// - Returns: whether it answered that it is fenced.
     public func fenceLeader(epoch: UInt32) async -> Bool {
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        defer { Task { try? await client.shutdown() } }
+        await Self.withClient { client in await self.fence(epoch: epoch, client: client) }
+    }
+
+    private func fence(epoch: UInt32, client: HTTPClient) async -> Bool {
         var request = HTTPClientRequest(url: configuration.leaderURL + "/replication/v1/fence?epoch=\(epoch)")
         request.method = .POST
         request.headers.add(name: "Authorization", value: configuration.secret.authorization)
@@ -143,8 +145,19 @@ public final class ReplicationFollower: Service, Sendable {
     /// Asks the leader whether this journal (ending at `end` with the batch `last`) has records
     /// the leader never had.
     public static func agreement(configuration: Configuration, end: Offset, last: BatchHeader?, logger: Logger) async -> Agreement {
+        await withClient { client in await agreement(configuration: configuration, end: end, last: last, logger: logger, client: client) }
+    }
+
+    /// Runs `body` with an HTTP client of its own, shut down afterwards.
+    static func withClient<T: Sendable>(_ body: (HTTPClient) async -> T) async -> T {
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
-        defer { Task { try? await client.shutdown() } }
+        let result = await body(client)
+        try? await client.shutdown()
+        return result
+    }
+
+    private static func agreement(configuration: Configuration, end: Offset, last: BatchHeader?, logger: Logger,
+                                  client: HTTPClient) async -> Agreement {
         var request = HTTPClientRequest(url: configuration.leaderURL + ReplicationProtocol.fetchPath
             + "?from=\(end.value)&epoch=\(last?.leaderEpoch ?? 0)&max_bytes=\(ReplicationProtocol.fetchBytesRange.lowerBound)"
             + "&wait_ms=0&standby=\(configuration.name)" + (last.map { "&last_crc=\($0.crc)" } ?? ""))
