@@ -56,7 +56,7 @@ public final class ReplicationFollower: Service, Sendable {
     }
 
     /// Fetches and forwarded commands; shut down when `run` ends.
-    let client = HTTPClient(eventLoopGroupProvider: .singleton)
+    let client = ReplicationProtocol.makeClient()
 
     public init(configuration: Configuration, journal: Journal, logger: Logger) {
         self.configuration = configuration
@@ -150,7 +150,7 @@ public final class ReplicationFollower: Service, Sendable {
 
     /// Runs `body` with an HTTP client of its own, shut down afterwards.
     static func withClient<T: Sendable>(_ body: (HTTPClient) async -> T) async -> T {
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        let client = ReplicationProtocol.makeClient()
         let result = await body(client)
         try? await client.shutdown()
         return result
@@ -328,7 +328,7 @@ public final class ReplicationFollower: Service, Sendable {
 extension ReplicationStatus {
     /// Asks a running server for its replication status (`GET /api/replication`).
     public static func fetch(server: String) async throws -> ReplicationStatus {
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        let client = ReplicationProtocol.makeClient()
         do {
             let base = server.hasSuffix("/") ? String(server.dropLast()) : server
             let response = try await client.execute(HTTPClientRequest(url: base + "/api/replication"), timeout: .seconds(10))
@@ -349,7 +349,7 @@ extension ReplicationStatus {
 extension ReplicationStatus {
     /// Promotes a running standby (`POST /api/promote`); returns its answer, one line of JSON.
     public static func promote(server: String, secret: ReplicationSecret) async throws -> String {
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        let client = ReplicationProtocol.makeClient()
         do {
             let base = server.hasSuffix("/") ? String(server.dropLast()) : server
             var request = HTTPClientRequest(url: base + "/api/promote")

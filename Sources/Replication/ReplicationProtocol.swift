@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import Journal
 import NIOCore
@@ -18,6 +19,18 @@ public enum ReplicationProtocol {
     public static let fetchBytesRange = (64 << 10)...(16 << 20)
     /// `wait_ms`: the longest a leader holds a fetch with nothing new.
     public static let fetchWaitMax: Duration = .seconds(10)
+
+    /// How long connecting to the other node may take. AsyncHTTPClient retries a refused
+    /// connection until its connect timeout (10 s by default): a standby whose leader was
+    /// killed then took 10 s to notice, and as long to be promoted.
+    public static let connectTimeout: Duration = .seconds(1)
+
+    /// An HTTP client for replication requests (shut it down when done).
+    public static func makeClient() -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = .init(connect: .seconds(connectTimeout.components.seconds))
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
 }
 
 /// The header of a fetch response.
