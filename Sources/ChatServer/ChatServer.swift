@@ -90,7 +90,6 @@ public enum ChatServer {
     /// journal. A leader that cannot be asked now is asked by every fetch later (`diverged`).
     private static func cutDivergentTail(_ configuration: ChatServerConfiguration, leaderURL: String, secret: ReplicationSecret,
                                          journalConfiguration: JournalConfiguration, logger: Logger) async throws {
-        guard FileManager.default.fileExists(atPath: configuration.journalDirectory + "/journal.meta") else { return }
         let follower = ReplicationFollower.Configuration(leaderURL: leaderURL, secret: secret, name: configuration.standbyName)
         var cut = false
         // Each cut goes back at least one batch; a journal that agrees with its leader nowhere
@@ -98,6 +97,7 @@ public enum ChatServer {
         while true {
             let journal = try Journal.open(directory: configuration.journalDirectory, configuration: journalConfiguration, logger: logger)
             let end = journal.committedOffset
+            let empty = end == .zero && journal.earliestOffset == .zero
             let last: BatchHeader?
             let agreement: ReplicationFollower.Agreement
             do {
@@ -109,6 +109,9 @@ public enum ChatServer {
                 throw error
             }
             await journal.close()
+            if try await Seeding.seedIfNeeded(configuration, follower: follower, agreement: agreement, journalIsEmpty: empty, logger: logger) {
+                return
+            }
             guard case .diverged(let cutTo) = agreement, cutTo < end else { break }
             _ = try Journal.truncate(directory: configuration.journalDirectory, to: cutTo, roundingDown: true, logger: logger)
             cut = true
@@ -147,9 +150,14 @@ public enum ChatServer {
             preconditionFailure("the runner maintains both projections")
         }
         let limits = configuration.limits
-        let decider = Decider(journal: journal, roomState: roomState.state, limits: limits)
+        // Where the committed state stands: the journal's end, or past it on a standby seeded
+        // from its leader's room state (its journal, which starts after 0, then catches up from
+        // before that state).
+        let statePosition = journal.earliestOffset > .zero ? max(journal.committedOffset, roomState.nextOffset)
+            : journal.committedOffset
+        let decider = Decider(journal: journal, roomState: roomState.state, next: statePosition, limits: limits)
         if let leader = configuration.standbyOf { decider.followLeader(leader) }
-        let live = LiveRooms(rooms: roomState.state, position: journal.committedOffset, limits: limits)
+        let live = LiveRooms(rooms: roomState.state, position: statePosition, limits: limits)
         // A leader answers its standbys' fetches and, with synchronous replicas, commits only
         // what they have made durable; a standby becomes one when promoted. A leader that
         // learns of a newer epoch takes no more writes (fencing).
@@ -205,6 +213,9 @@ public enum ChatServer {
         let promotion = Promotion(journal: journal, decider: decider, live: live, leader: replicationLeader, follower: follower,
                                   secret: replicationSecret, logger: logger)
         router.post("/api/promote") { request, _ in await promotion.handle(request) }
+        router.get(RouterPath(ReplicationProtocol.snapshotPath)) { request, _ in
+            Seeding.handle(request, secret: replicationSecret, leader: replicationLeader, journal: journal, live: live)
+        }
         router.post(RouterPath(ReplicationProtocol.commandPath)) { request, _ in
             await gateway.handleForwarded(request, secret: replicationSecret, leader: replicationLeader)
         }

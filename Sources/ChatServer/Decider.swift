@@ -52,15 +52,19 @@ public final class Decider: Sendable {
     let limits: ChatServerLimits
     private let state: Mutex<State>
 
-    /// - Parameter roomState: the committed state at `journal.nextOffset` (nothing may be
-    ///   pending: the server opened the journal and caught the projection up).
-    public init(journal: Journal, roomState: RoomState, limits: ChatServerLimits) {
+    /// - Parameters:
+    ///   - roomState: the committed state at `next` (nothing may be pending: the server
+    ///     opened the journal and caught the projection up).
+    ///   - next: where `roomState` stands: the journal's end, or past it on a standby seeded
+    ///     from its leader's room state.
+    public init(journal: Journal, roomState: RoomState, next: Offset? = nil, limits: ChatServerLimits) {
         precondition(journal.nextOffset == journal.committedOffset, "the decider starts on a journal with nothing pending")
+        precondition((next ?? journal.nextOffset) >= journal.nextOffset, "the decider's state is at or past the journal's end")
         self.journal = journal
         self.limits = limits
         var owned: [UserID: Int] = [:]
         for room in roomState.rooms.values { owned[room.owner, default: 0] += 1 }
-        state = Mutex(State(rooms: roomState, next: journal.nextOffset, refusal: nil, leader: nil, ownedRooms: owned))
+        state = Mutex(State(rooms: roomState, next: next ?? journal.nextOffset, refusal: nil, leader: nil, ownedRooms: owned))
     }
 
     /// Decides `command` by `user` and appends its events.

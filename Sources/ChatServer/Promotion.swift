@@ -54,6 +54,11 @@ final class Promotion: Sendable {
             return ChatServer.error(.conflict, "in_progress", "a promotion is under way")
         }
         defer { busy.withLock { $0 = false } }
+        // A standby seeded from its leader's room state leads only once its journal reaches it.
+        guard journal.committedOffset >= live.position else {
+            return ChatServer.error(.conflict, "not_caught_up",
+                                    "this standby's journal ends at \(journal.committedOffset), before the room state it was seeded with (\(live.position)); let it catch up first")
+        }
         logger.notice("promotion: stopping replication from the old leader", metadata: ["replication.leader": "\(oldLeader)"])
         await follower.stop()
         let end = journal.committedOffset
@@ -64,6 +69,7 @@ final class Promotion: Sendable {
         guard live.position >= end else {
             return ChatServer.error(.serviceUnavailable, "unavailable", "the copied journal could not be applied: \(live.failure ?? "timed out")")
         }
+
         let epoch = max(journal.leaderEpochs.current, journal.seenEpoch, follower.leaderEpoch) + 1
         do {
             try journal.beginEpoch(epoch)

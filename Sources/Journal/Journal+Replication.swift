@@ -315,6 +315,23 @@ extension Journal {
     }
 }
 
+extension Journal {
+    /// Makes an empty journal in `directory` whose first record will get offset `base`: a
+    /// standby seeded from a leader that no longer retains offset 0 starts where the leader's
+    /// oldest segment does.
+    /// - Throws: `.unsupportedJournal` when the directory already holds segments; `.locked`; `.io`.
+    public static func create(directory: String, startingAt base: Offset) throws(JournalError) {
+        try FileSystem.makeDirectory(directory)
+        let lockFile = try acquireLock(directory: directory)
+        defer { flock(lockFile.descriptor, LOCK_UN) }
+        try checkMeta(directory: directory)
+        guard try FileSystem.list(directory).allSatisfy({ JournalFiles.baseOffset(ofSegment: $0) == nil }) else {
+            throw .unsupportedJournal(directory: directory, reason: "it already holds segments")
+        }
+        _ = try createSegment(base: base, directory: directory)
+    }
+}
+
 /// What `Journal.truncate` cut.
 public struct TailCut: Sendable, Equatable {
     /// The first offset cut (the journal's new end).

@@ -162,6 +162,19 @@ public final class HistoryProjection: Sendable {
         }
     }
 
+    /// Makes an empty History start at `offset` (a journal that starts there: a standby
+    /// seeded from a leader's snapshot). Nothing when it holds anything already.
+    public func begin(at offset: Offset) throws(ProjectionError) {
+        do {
+            try database.write { db in
+                try db.execute(sql: "UPDATE checkpoint SET next_offset = ? WHERE id = 1 AND next_offset = 0 AND NOT EXISTS (SELECT 1 FROM blocks)",
+                               arguments: [Int64(offset.value)])
+            }
+        } catch {
+            throw .database("setting the checkpoint: \(error)")
+        }
+    }
+
     /// Every event below this offset has been applied.
     public func nextOffset() throws(ProjectionError) -> Offset {
         do {

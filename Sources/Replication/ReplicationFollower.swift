@@ -138,6 +138,8 @@ public final class ReplicationFollower: Service, Sendable {
         case agrees(leaderEpoch: UInt32)
         /// The journal holds records the leader never had from this offset on.
         case diverged(cutTo: Offset)
+        /// The leader no longer retains the journal's end (`out_of_range`).
+        case outOfRange
         /// The leader could not be asked, or answered something else.
         case unknown
     }
@@ -168,6 +170,7 @@ public final class ReplicationFollower: Service, Sendable {
             if response.status == .ok, let header = try? FetchResponseHeader.read(from: &body) {
                 return .agrees(leaderEpoch: header.leaderEpoch)
             }
+            if response.status == .gone { return .outOfRange }
             guard response.status == .conflict,
                   let detail = try? ReplicationJSON.decoder.decode(ErrorBody.self, from: Data(body.readableBytesView)),
                   detail.error.code == "diverged", let cut = detail.error.truncateTo else { return .unknown }
@@ -362,6 +365,28 @@ extension ReplicationStatus {
                 throw ReplicationError.badResponse("\(base)/api/promote answered \(response.status.code): \(body)")
             }
             return body
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+    }
+}
+
+extension ReplicationFollower {
+    /// The leader's room state for seeding an empty standby (`GET /replication/v1/snapshot`):
+    /// the snapshot file's bytes (FORMAT.md §9) and the offset the standby's journal starts at.
+    public static func snapshot(configuration: Configuration) async throws -> (snapshot: ByteBuffer, journalStart: Offset) {
+        let client = ReplicationProtocol.makeClient()
+        do {
+            var request = HTTPClientRequest(url: configuration.leaderURL + ReplicationProtocol.snapshotPath)
+            request.headers.add(name: "Authorization", value: configuration.secret.authorization)
+            let response = try await client.execute(request, timeout: .seconds(60))
+            var body = try await response.body.collect(upTo: 1 << 30)
+            try await client.shutdown()
+            guard response.status == .ok, let start = body.readInteger(endianness: .little, as: UInt64.self) else {
+                throw ReplicationError.badResponse("\(ReplicationProtocol.snapshotPath) answered \(response.status.code): \(String(buffer: body))")
+            }
+            return (body, Offset(start))
         } catch {
             try? await client.shutdown()
             throw error

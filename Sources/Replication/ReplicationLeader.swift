@@ -281,7 +281,7 @@ public final class ReplicationLeader: Sendable {
                               truncateTo: hint)
         } catch .offsetOutOfRange(let requested, let earliest, _) {
             return Self.error(.gone, "out_of_range",
-                              "offset \(requested) is no longer retained here (the journal starts at \(earliest)), so the standby cannot catch up by replication: re-seed it from a copy of this leader's journal directory, projections included (README: Replication)")
+                              "offset \(requested) is no longer retained here (the journal starts at \(earliest)), so the standby cannot catch up from it: stop the standby, empty its journal directory and start it again (it then seeds itself from this leader's room state)")
         } catch .notBatchBoundary(let requested, let base) {
             return Self.error(.conflict, "not_batch_boundary",
                               "offset \(requested) is inside this leader's batch at \(base): the standby's journal is not a copy of this one")

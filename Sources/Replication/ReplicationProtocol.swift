@@ -11,6 +11,9 @@ public enum ReplicationProtocol {
     public static let fetchPath = "/replication/v1/fetch"
     /// Where a standby forwards its clients' commands.
     public static let commandPath = "/replication/v1/command"
+    /// Where an empty standby gets the room state to start from when the leader no longer
+    /// retains offset 0 (the offset its journal then starts at, u64, and a snapshot file).
+    public static let snapshotPath = "/replication/v1/snapshot"
     /// "CHLR" read as a little-endian u32.
     static let magic: UInt32 = 0x524C_4843
     public static let headerBytes = 56

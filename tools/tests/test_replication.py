@@ -393,24 +393,48 @@ def test_corrupt_truncated_or_foreign_responses_never_reach_the_journal(chatlog,
         fake.close()
 
 
-def test_a_standby_below_the_leaders_retention_is_told_to_re_seed(chatlog, tmp_path, secret, servers):
+def test_below_the_leaders_retention_a_standby_is_told_to_re_seed_and_an_empty_one_seeds_itself(chatlog, tmp_path, secret, servers):
     lead = servers(leader(chatlog, tmp_path / "leader", secret, "--segment-bytes", SEGMENT_BYTES,
                           "--retention-bytes", SEGMENT_BYTES))
+    early = send(lead.url, 10)
+    # A standby that copied the start, then stopped while retention deleted it on the leader.
+    behind = servers(standby(chatlog, tmp_path / "behind", lead.url, secret, name="behind"))
+    wait_until(lambda: caught_up(behind.url, lead.url), what="catch-up")
+    assert behind.stop() == 0
     send(lead.url, 3000, size=4000)
     assert not (tmp_path / "leader" / ("0" * 20 + ".log")).exists(), "retention must have deleted the first segment"
-    code, body = fetch(lead.url, "from=0", secret.read_text().strip())
+    code, body = fetch(lead.url, f"from={early[-1] + 1}", secret.read_text().strip())
     assert code == 410 and error_code(body) == "out_of_range"
-    assert "re-seed" in json.loads(body)["error"]["message"]
+    assert "empty its journal directory" in json.loads(body)["error"]["message"]
     # A client resuming from before the oldest kept offset is told so too (and loads history).
     reader = Client(lead.url, "alice", transports=["websocket"])
     resumed = reader.call("join-group", {"group": "g", "after": 5})
     reader.close()
     assert resumed["ok"] is False and resumed["error"]["code"] == "out_of_range", resumed
-    follower = servers(standby(chatlog, tmp_path / "standby", lead.url, secret))
-    failing = wait_until(lambda: status(follower.url)["leader"]["state"] == "failing" and status(follower.url)["leader"],
+    before = files(tmp_path / "behind")
+    behind = servers(standby(chatlog, tmp_path / "behind", lead.url, secret, name="behind"))
+    failing = wait_until(lambda: status(behind.url)["leader"]["state"] == "failing" and status(behind.url)["leader"],
                          what="out_of_range")
     assert "out_of_range" in failing["last_error"]
-    assert follower.stop() == 0
+    assert behind.stop() == 0
+    assert files(tmp_path / "behind") == before
+    # An empty standby seeds itself: the leader's room state, and its journal from the leader's
+    # oldest segment on; then it serves like any standby.
+    fresh = servers(standby(chatlog, tmp_path / "fresh", lead.url, secret, "--segment-bytes", SEGMENT_BYTES, name="fresh"))
+    wait_until(lambda: caught_up(fresh.url, lead.url), timeout=60, what="the seeded standby catching up")
+    assert "seeded from the leader" in fresh.log()
+    alice = Client(fresh.url, "alice", transports=["websocket"])
+    joined = alice.call("join-group", {"group": "g"})  # a member by the seeded room state
+    assert joined["ok"] and joined["last_id"] == status(lead.url)["committed_offset"] - 1, joined
+    history = alice.call("history", {"group": "g", "limit": 3})
+    sent = alice.call("send-group-message", {"group": "g", "message": "after the seed", "created": 1})  # forwarded
+    alice.close()
+    assert [m["id"] for m in history["messages"]] == list(range(joined["last_id"] - 2, joined["last_id"] + 1))
+    assert sent["ok"] and sent["id"] == joined["last_id"] + 1, sent
+    wait_until(lambda: caught_up(fresh.url, lead.url), what="the forwarded message copied")
+    assert fresh.stop() == 0 and lead.stop() == 0
+    leader_files, fresh_files = files(tmp_path / "leader"), files(tmp_path / "fresh")
+    assert fresh_files == leader_files, "the seeded standby's segments are the leader's retained ones"
 
 
 def history_ids(chatlog, directory: Path, room: str = "g") -> list[int]:
