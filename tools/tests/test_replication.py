@@ -619,3 +619,31 @@ def test_a_standby_forwards_its_clients_commands_to_the_leader(chatlog, tmp_path
     room = {json.loads(line)["room"]: json.loads(line) for line in rooms.stdout.splitlines()}
     assert room["bobs"]["owner"] == "bob" and room["bobs"]["invited"] == ["alice"]
     assert "bob" not in room["g"]["members"]
+
+
+def test_beyond_16384_events_in_flight_a_connection_waits_for_its_sends(chatlog, tmp_path, secret, servers):
+    # A member's room, made while commits were local; then the same journal with
+    # --sync-replicas 1 and no standby: nothing commits, so sends stay in flight.
+    plain = servers(leader(chatlog, tmp_path / "leader", secret))
+    send(plain.url, 1)
+    assert plain.stop() == 0
+    lead = servers(leader(chatlog, tmp_path / "leader", secret, "--sync-replicas", "1", "--sync-timeout", "6s"))
+    from chatserver import RawSocket
+    raw = RawSocket(lead.url, {"username": "alice"})
+    try:
+        assert raw.call("join-group", {"group": "g"})["ok"]  # a member: nothing to commit
+        # 16,384 sends go in flight and the connection reads on: members is answered at once.
+        for n in range(16_384):
+            raw.ws.send(f"42{100_000 + n}" + json.dumps(["send-group-message", {"group": "g", "message": "x", "created": n}]))
+        started = time.time()
+        members = raw.call("members", {"group": "g"})
+        assert members["ok"] and time.time() - started < 3, members
+        # One more send: over the bound, it waits for its commit, and so does what follows it on
+        # this connection, until the sync timeout fails them.
+        raw.ws.send("42" + json.dumps(["send-group-message", {"group": "g", "message": "over", "created": 0}]))
+        started = time.time()
+        members = raw.call("members", {"group": "g"})
+        waited = time.time() - started
+        assert members["ok"] and waited >= 4, f"answered after {waited:.1f}s: the connection did not wait"
+    finally:
+        raw.close()
