@@ -174,7 +174,8 @@ public enum ChatServer {
         socketConfiguration.sessionsMax = limits.connectionsMax
         socketConfiguration.outboundQueueFramesMax = limits.outboundQueueFramesMax
         let historyWriter = HistoryWriter(journal: journal, commit: commit, history: history, next: try history.nextOffset(), decider: decider,
-                                          readBytesMax: limits.readBytesMax, logger: logger)
+                                          readBytesMax: limits.readBytesMax,
+                                          failAfterBatches: configuration.failHistoryWritesAfterBatches, logger: logger)
         // A standby follows its leader and, unless read-only, forwards its clients' commands.
         let follower: ReplicationFollower? = configuration.standbyOf.flatMap { url in
             replicationSecret.map { secret in

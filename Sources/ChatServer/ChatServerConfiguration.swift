@@ -25,6 +25,9 @@ public struct ChatServerConfiguration: Sendable {
     /// Fault injection for tests: the journal fails its writes after this many bytes
     /// (`JournalConfiguration.failWritesAfterBytes`).
     public var failJournalWritesAfterBytes: Int64?
+    /// Fault injection for tests: History's writes fail once it has applied this many batches
+    /// (as a full or failing disk under SQLite would).
+    public var failHistoryWritesAfterBatches: Int?
     /// The file of the secret a leader and its standbys share (FORMAT.md §11); a leader
     /// without one takes no standbys.
     public var replicationSecretFile: String?

@@ -22,18 +22,26 @@ final class HistoryWriter: Service {
     let decider: Decider
     let readBytesMax: Int
     let logger: Logger
+    /// Fault injection (`ChatServerConfiguration.failHistoryWritesAfterBatches`).
+    let failAfterBatches: Int?
 
     private struct State {
         var next: Offset
         var failure: String?
         var waiters: [(Offset, CheckedContinuation<Result<Void, ChatFailure>, Never>)] = []
+        var batchesApplied = 0
+    }
+
+    struct InjectedFault: Error, CustomStringConvertible {
+        var description: String { "SQLite write failed (fault injected: failHistoryWritesAfterBatches)" }
     }
 
     private let state: Mutex<State>
 
     /// - Parameter next: where History stands (its checkpoint, caught up at start).
     init(journal: Journal, commit: CommitPoint, history: HistoryProjection, next: Offset, decider: Decider,
-         readBytesMax: Int, logger: Logger) {
+         readBytesMax: Int, failAfterBatches: Int? = nil, logger: Logger) {
+        self.failAfterBatches = failAfterBatches
         self.journal = journal
         self.commit = commit
         self.history = history
@@ -85,6 +93,13 @@ final class HistoryWriter: Service {
         while next < commit.end {
             let batches = Array(commit.committed(try reader.read(from: next, maxBytes: readBytesMax)))
             guard let end = batches.last?.nextOffset else { break }
+            if let limit = failAfterBatches {
+                let applied = state.withLock { state in
+                    state.batchesApplied += batches.count
+                    return state.batchesApplied
+                }
+                if applied > limit { throw InjectedFault() }
+            }
             try history.apply(batches)
             try history.eraseDeletedText()
             next = end

@@ -63,6 +63,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Socket.IO sessions at once.") var connectionsMax = 10_000
     @Option(help: ArgumentHelp("Fault injection for tests: journal writes fail after this many bytes.", visibility: .hidden))
     var failJournalWritesAfterBytes: Int64?
+    @Option(help: ArgumentHelp("Fault injection for tests: History's writes fail after this many batches.", visibility: .hidden))
+    var failHistoryWritesAfterBatches: Int?
     @Option(help: ArgumentHelp("How often a long start-up catch-up logs its progress, in ms (for tests).", visibility: .hidden))
     var catchUpProgressMs = 2_000
     @Option(help: ArgumentHelp("The secret a leader and its standbys share (at least 16 printable bytes); a leader without one takes no standbys.", valueName: "file"))
@@ -102,6 +104,7 @@ struct Serve: AsyncParsableCommand {
         configuration.limits.eventsBurst = eventsBurst
         configuration.limits.connectionsMax = connectionsMax
         configuration.failJournalWritesAfterBytes = failJournalWritesAfterBytes
+        configuration.failHistoryWritesAfterBatches = failHistoryWritesAfterBatches
         configuration.catchUpProgressInterval = .milliseconds(max(0, catchUpProgressMs))
         configuration.replicationSecretFile = replicationSecretFile
         configuration.standbyOf = standbyOf

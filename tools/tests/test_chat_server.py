@@ -596,6 +596,34 @@ def test_a_failing_disk_stops_writes_refuses_commands_and_turns_health_red(chatl
             server.stop()
 
 
+def test_a_failing_history_store_refuses_commands_and_turns_health_red_and_a_restart_recovers(chatlog, journal, clients):
+    # History's SQLite writes fail after 10 batches (a hidden fault-injection option).
+    server = Server(chatlog, journal, "--fail-history-writes-after-batches", "10").start()
+    try:
+        alice = clients(server.url, "alice", transports=["websocket"])
+        alice.call("join-group", {"group": "g"})
+        acked, refused = [], []
+        for n in range(40):
+            ack = alice.call("send-group-message", {"group": "g", "message": f"m{n}", "created": n})
+            (acked if ack["ok"] else refused).append(ack)
+        assert acked and refused, "the fault must have been reached"
+        assert all(a["error"]["code"] == "unavailable" and "history" in a["error"]["message"] for a in refused)
+        health = requests.get(server.url + "/healthz", timeout=5)
+        assert health.status_code == 503 and "history" in health.json()["reason"]
+        page = alice.call("history", {"group": "g", "limit": 5})
+        assert page["ok"] is False and page["error"]["code"] == "unavailable"
+        assert "history writer stopped" in server.log()
+        assert server.stop() == 0
+        # The journal has everything acknowledged; a restart catches History up from it.
+        server = Server(chatlog, journal).start()
+        reader = clients(server.url, "reader")
+        stored = [m["id"] for m in reader.call("history", {"group": "g", "after": 0, "limit": 200})["messages"]]
+        assert stored == [a["id"] for a in acked]
+    finally:
+        if server.process.poll() is None:
+            server.stop()
+
+
 def test_a_member_who_left_and_came_back_resumes_across_its_leave(server, clients):
     alice = clients(server.url, "alice")
     bob = clients(server.url, "bob")
