@@ -156,8 +156,8 @@ final class LiveRooms: Sendable {
     // MARK: Subscriptions
 
     enum SubscribeOutcome {
-        /// Subscribed (the presence notices are sent).
-        case subscribed
+        /// Subscribed, live from this offset on (the presence notices are sent).
+        case subscribed(Offset)
         /// Not yet: the room's events from the caller's cursor up to `position` must be
         /// replayed first.
         case behind(Offset)
@@ -167,9 +167,13 @@ final class LiveRooms: Sendable {
 
     /// Subscribes `socket` to `rooms` if it has received everything of them below `position`
     /// (`cursor` is the offset after the last event it has); the rooms hear who came online.
-    func subscribe(_ socket: SocketRef, to rooms: Set<RoomID>, cursor: Offset, recovery: Bool, server: SocketIOServer) -> SubscribeOutcome {
+    /// Subscribes a socket that has every event of `rooms` below `cursor` (nil: it wants
+    /// none of the past, so it is subscribed at the position, whatever the tailer applied
+    /// since the caller last looked).
+    func subscribe(_ socket: SocketRef, to rooms: Set<RoomID>, cursor: Offset?, recovery: Bool, server: SocketIOServer) -> SubscribeOutcome {
         state.withLock { state in
             guard var client = state.clients[socket] else { return .gone }
+            let cursor = cursor ?? state.position
             guard cursor >= state.position else { return .behind(state.position) }
             var arrived: [RoomID] = []
             for room in rooms {
@@ -186,7 +190,7 @@ final class LiveRooms: Sendable {
                 Delivery(packet: Self.presence("user-online", room: room, user: user, offset: Self.ephemeralOffset(state, recovery)),
                          recipients: Array(recipients)).send(on: server)
             }
-            return .subscribed
+            return .subscribed(cursor)
         }
     }
 

@@ -29,13 +29,22 @@ struct Replay {
 
     /// Replays the events of `rooms` from offset `start` (none when nil), then subscribes.
     func run(_ socket: SocketRef, rooms: Set<RoomID>, user: UserID?, from start: Offset?) async -> Outcome {
-        var cursor = start ?? live.position
+        // Without a start, the socket is subscribed at the position, read under the lock the
+        // tailer applies under: reading it first and subscribing after made a join without
+        // `after` replay what the tailer applied in between, before the last_id it reported.
+        guard var cursor = start else {
+            switch live.subscribe(socket, to: rooms, cursor: nil, recovery: recovery, server: server) {
+            case .subscribed(let position): return .subscribed(position: position)
+            case .gone: return .failed(code: "unavailable", message: "the socket is disconnected")
+            case .behind: preconditionFailure("a subscription at the position is never behind")
+            }
+        }
         var reader = journal.makeReader()
         while true {
             let target: Offset
             switch live.subscribe(socket, to: rooms, cursor: cursor, recovery: recovery, server: server) {
-            case .subscribed:
-                return .subscribed(position: cursor)
+            case .subscribed(let position):
+                return .subscribed(position: position)
             case .gone:
                 return .failed(code: "unavailable", message: "the socket is disconnected")
             case .behind(let position):
