@@ -339,6 +339,11 @@ public final class SocketIOServer: Service, Sendable {
         /// Application calls made by sends from synchronous callers (a client found too slow
         /// and disconnected while being sent to): carried out by the timer service's next tick.
         var deferredCalls: [AppCall] = []
+        /// Polling sessions the client closed while no poll waited, and when: the poll it sent
+        /// alongside the close may reach the server just after it, and gets a noop rather than
+        /// 400 for `clientClosedPollGrace`.
+        var clientClosed: [String: ContinuousClock.Instant] = [:]
+        static let clientClosedPollGrace: Duration = .seconds(1)
 
         init(configuration: Configuration, logger: Logger) {
             self.configuration = configuration
@@ -367,6 +372,7 @@ public final class SocketIOServer: Service, Sendable {
         mutating func tick(now: ContinuousClock.Instant) -> [AppCall] {
             var calls: [AppCall] = deferredCalls
             deferredCalls = []
+            if !clientClosed.isEmpty { clientClosed = clientClosed.filter { now - $0.value < Self.clientClosedPollGrace } }
             // Only sessions with a timer due are touched; the others are just looked at.
             let due = connections.compactMap { id, connection in isDue(connection, now: now) ? id : nil }
             for id in due { calls += fireTimers(id, now: now) }
@@ -409,10 +415,18 @@ public final class SocketIOServer: Service, Sendable {
         /// Starts a poll: its outcome when it ends at once, or nil once `continuation` holds it.
         mutating func startPoll(sid: String, token: String, continuation: CheckedContinuation<PollOutcome, Never>) -> PollOutcome? {
             let expired = fireTimersIfDue(sid)
-            guard let arrival = modify(sid, { $0.engine.pollArrived(now: .now) }) else { return PollOutcome(result: .unknownSession, calls: expired) }
+            guard let arrival = modify(sid, { $0.engine.pollArrived(now: .now) }) else {
+                // The poll a client sent alongside its close, arriving just after it: the noop
+                // the close owes it (the official suite sends both at once).
+                if clientClosed.removeValue(forKey: sid) != nil {
+                    return PollOutcome(result: .body(EnginePacket.encodePayload([EnginePacket(.noop)])), calls: expired)
+                }
+                return PollOutcome(result: .unknownSession, calls: expired)
+            }
             switch arrival {
             case .answer(let body):
-                // The poll takes the whole buffer: whoever waits for it to drain goes on.
+                // The poll takes the buffer (or its first packets): whoever waits for it to drain
+                // goes on when it is empty.
                 resumeDrainWaitersIfDrained(sid)
                 return PollOutcome(result: .body(body), calls: expired)
             case .reject(let actions):
@@ -441,8 +455,11 @@ public final class SocketIOServer: Service, Sendable {
         /// A POST on a polling session.
         mutating func post(sid: String, body: [UInt8]) -> (ok: Bool, known: Bool, calls: [AppCall]) {
             let expired = fireTimersIfDue(sid)
+            let pollWaiting = connections[sid]?.pendingPoll != nil
             guard let (ok, actions) = modify(sid, { $0.engine.postArrived(body) }) else { return (false, false, expired) }
-            return (ok, true, expired + apply(actions, to: sid))
+            let calls = expired + apply(actions, to: sid)
+            if !pollWaiting, actions.contains(.closed(.clientClosed)) { clientClosed[sid] = .now }
+            return (ok, true, calls)
         }
 
         /// A WebSocket opened: a new session (no sid) or an upgrade probe for an existing one.
@@ -693,6 +710,7 @@ public final class SocketIOServer: Service, Sendable {
         mutating func closeConnection(_ sid: String, reason: EngineSession.CloseReason) -> [AppCall] {
             guard let connection = connections.removeValue(forKey: sid) else { return [] }
             logger.debug("engine.io session closed", metadata: ["socketio.sid": "\(sid)", "socketio.reason": "\(reason)"])
+
             connection.pendingPoll?.resume(returning: PollOutcome(result: .body(EnginePacket.encodePayload([EnginePacket(.noop)]))))
             for waiter in connection.flushWaiters { waiter.resume() }
             connection.websocket?.queue.finish()

@@ -62,6 +62,50 @@ import Testing
         }
     }
 
+    /// A client sends its close and a poll at once; the close may be handled first. That poll
+    /// gets the noop the close owes it (as if it had been waiting), the next one 400.
+    @Test func aPollArrivingJustAfterTheClientsCloseGetsANoop() async throws {
+        let server = server()
+        guard case .opened(let sid, _) = server.handshake(transport: .polling) else {
+            Issue.record("the handshake was refused")
+            return
+        }
+        let (ok, known, _) = server.post(sid: sid, body: Array("1".utf8))
+        #expect(ok && known)
+        #expect(server.sessionCount == 0)
+        guard case .body(let body) = await server.poll(sid: sid, token: "late").0 else {
+            Issue.record("the poll sent with the close was refused")
+            return
+        }
+        #expect(body == "6")
+        guard case .unknownSession = await server.poll(sid: sid, token: "later").0 else {
+            Issue.record("a second poll after the close was answered")
+            return
+        }
+        // When a poll was waiting, the close answers it, and nothing is owed afterwards.
+        guard case .opened(let other, _) = server.handshake(transport: .polling) else {
+            Issue.record("the handshake was refused")
+            return
+        }
+        let held = Task { await server.poll(sid: other, token: "held").0 }
+        try await Task.sleep(for: .milliseconds(50))
+        _ = server.post(sid: other, body: Array("1".utf8))
+        guard case .body(let noop) = await held.value else {
+            Issue.record("the waiting poll was not answered")
+            return
+        }
+        #expect(noop == "6")
+        guard case .unknownSession = await server.poll(sid: other, token: "after").0 else {
+            Issue.record("a poll after the close that answered the waiting one was answered")
+            return
+        }
+        // A session that ended otherwise owes no poll anything.
+        guard case .unknownSession = await server.poll(sid: "never-was", token: "x").0 else {
+            Issue.record("a poll for an unknown session was answered")
+            return
+        }
+    }
+
     /// The three ways to emit reach the socket's queue as the same kind of text packet.
     @Test func emitsFromValuesWritersAndRelaysAreQueued() async throws {
         let server = server()
