@@ -212,13 +212,13 @@ public enum ChatServer {
             return json(status)
         }
         let promotion = Promotion(journal: journal, decider: decider, live: live, leader: replicationLeader, follower: follower,
-                                  secret: replicationSecret, logger: logger)
+                                  logger: logger)
         router.post("/api/promote") { request, _ in await promotion.handle(request) }
         router.get(RouterPath(ReplicationProtocol.snapshotPath)) { request, _ in
-            Seeding.handle(request, secret: replicationSecret, leader: replicationLeader, journal: journal, live: live)
+            Seeding.handle(request, leader: replicationLeader, journal: journal, live: live)
         }
         router.post(RouterPath(ReplicationProtocol.commandPath)) { request, _ in
-            await gateway.handleForwarded(request, secret: replicationSecret, leader: replicationLeader)
+            await gateway.handleForwarded(request, leader: replicationLeader)
         }
         let authMode = configuration.dev ? "dev" : "token"
         let app = Application(

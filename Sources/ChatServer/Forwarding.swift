@@ -150,13 +150,8 @@ extension ChatGateway {
     }
 
     /// `POST /replication/v1/command` on a leader: a standby's forwarded command.
-    func handleForwarded(_ request: Request, secret: ReplicationSecret?, leader: ReplicationLeader) async -> Response {
-        guard let secret, secret.matches(authorization: request.headers[.authorization]) else {
-            return ChatServer.error(.unauthorized, "unauthorized", "forwarding needs the replication secret in the Authorization header")
-        }
-        guard leader.role == .leading else {
-            return ChatServer.error(.conflict, "not_leader", "this node does not lead (it is \(leader.status().role))")
-        }
+    func handleForwarded(_ request: Request, leader: ReplicationLeader) async -> Response {
+        if let refusal = leader.refusal(of: request, leading: true) { return refusal }
         var request = request
         guard let body = try? await request.collectBody(upTo: 1 << 20),
               let command = try? ReplicationJSON.decoder.decode(ForwardedCommand.self, from: Data(body.readableBytesView)) else {

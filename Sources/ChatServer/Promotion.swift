@@ -20,19 +20,17 @@ final class Promotion: Sendable {
     let live: LiveRooms
     let leader: ReplicationLeader
     let follower: ReplicationFollower?
-    let secret: ReplicationSecret?
     let logger: Logger
     /// One promotion at a time.
     private let busy = Mutex(false)
 
     init(journal: Journal, decider: Decider, live: LiveRooms, leader: ReplicationLeader, follower: ReplicationFollower?,
-         secret: ReplicationSecret?, logger: Logger) {
+         logger: Logger) {
         self.journal = journal
         self.decider = decider
         self.live = live
         self.leader = leader
         self.follower = follower
-        self.secret = secret
         self.logger = logger
     }
 
@@ -44,9 +42,7 @@ final class Promotion: Sendable {
     }
 
     func handle(_ request: Request) async -> Response {
-        guard let secret, secret.matches(authorization: request.headers[.authorization]) else {
-            return ChatServer.error(.unauthorized, "unauthorized", "promotion needs the replication secret in the Authorization header")
-        }
+        if let refusal = leader.refusal(of: request) { return refusal }
         guard case .following(let oldLeader) = leader.role, let follower else {
             return ChatServer.error(.conflict, "not_standby", "this node is not a standby (it is \(leader.status().role))")
         }

@@ -15,14 +15,8 @@ enum Seeding {
     /// `GET /replication/v1/snapshot` on a leader: where the standby's journal starts (the
     /// leader's oldest retained offset, at or below the state's offset, u64 little-endian),
     /// then the committed room state as a snapshot file (FORMAT.md §9).
-    static func handle(_ request: Request, secret: ReplicationSecret?, leader: ReplicationLeader,
-                       journal: Journal, live: LiveRooms) -> Response {
-        guard let secret, secret.matches(authorization: request.headers[.authorization]) else {
-            return ChatServer.error(.unauthorized, "unauthorized", "seeding needs the replication secret in the Authorization header")
-        }
-        guard leader.role == .leading else {
-            return ChatServer.error(.conflict, "not_leader", "this node does not lead (it is \(leader.status().role))")
-        }
+    static func handle(_ request: Request, leader: ReplicationLeader, journal: Journal, live: LiveRooms) -> Response {
+        if let refusal = leader.refusal(of: request, leading: true) { return refusal }
         let (state, position) = live.state.withLock { ($0.rooms, $0.position) }
         let start = journal.earliestOffset
         guard start <= position else {

@@ -49,6 +49,8 @@ public final class ReplicationFollower: Service, Sendable {
         var lastError: String?
         /// The newest leader epoch a fetch answer carried.
         var leaderEpoch: UInt32 = 0
+        /// The header of the last batch appended and the journal end after it.
+        var lastBatch: (header: BatchHeader, end: Offset)?
         /// `stop()` was called: no more fetches; the waiters learn when the last one ended.
         var stopping = false
         var stopped = false
@@ -74,12 +76,16 @@ public final class ReplicationFollower: Service, Sendable {
         request.body = .bytes(ByteBuffer(bytes: json))
         let response = try await client.execute(request, timeout: .seconds(timeout.components.seconds))
         let body = try await response.body.collect(upTo: 1 << 20)
-        guard response.status == .ok else {
-            let detail = try? ReplicationJSON.decoder.decode(ErrorBody.self, from: Data(body.readableBytesView))
-            throw ReplicationError.refused(status: Int(response.status.code), code: detail?.error.code ?? "unknown",
-                                           message: detail?.error.message ?? "HTTP \(response.status.code)")
-        }
+        guard response.status == .ok else { throw Self.refusal(response.status.code, body) }
         return Data(body.readableBytesView)
+    }
+
+    /// A leader's error answer (FORMAT.md §11) as an error.
+    static func refusal(_ status: UInt, _ body: ByteBuffer) -> ReplicationError {
+        let detail = try? ReplicationJSON.decoder.decode(ErrorBody.self, from: Data(body.readableBytesView))
+        return .refused(status: Int(status), code: detail?.error.code ?? "unknown",
+                        message: detail?.error.message ?? "HTTP \(status) without an error body",
+                        truncateTo: detail?.error.truncateTo.map(Offset.init))
     }
 
     public func run() async throws {
@@ -160,21 +166,18 @@ public final class ReplicationFollower: Service, Sendable {
 
     private static func agreement(configuration: Configuration, end: Offset, last: BatchHeader?, logger: Logger,
                                   client: HTTPClient) async -> Agreement {
-        var request = HTTPClientRequest(url: configuration.leaderURL + ReplicationProtocol.fetchPath
-            + "?from=\(end.value)&epoch=\(last?.leaderEpoch ?? 0)&max_bytes=\(ReplicationProtocol.fetchBytesRange.lowerBound)"
-            + "&wait_ms=0&standby=\(configuration.name)" + (last.map { "&last_crc=\($0.crc)" } ?? ""))
-        request.headers.add(name: "Authorization", value: configuration.secret.authorization)
+        var probe = configuration
+        probe.fetchBytes = ReplicationProtocol.fetchBytesRange.lowerBound
         do {
-            let response = try await client.execute(request, timeout: .seconds(10))
-            var body = try await response.body.collect(upTo: 64 << 20)
-            if response.status == .ok, let header = try? FetchResponseHeader.read(from: &body) {
-                return .agrees(leaderEpoch: header.leaderEpoch)
-            }
-            if response.status == .gone { return .outOfRange }
-            guard response.status == .conflict,
-                  let detail = try? ReplicationJSON.decoder.decode(ErrorBody.self, from: Data(body.readableBytesView)),
-                  detail.error.code == "diverged", let cut = detail.error.truncateTo else { return .unknown }
-            return .diverged(cutTo: Offset(cut))
+            let (header, _) = try await fetch(probe, client: client, from: end, last: last, durable: end, wait: false)
+            return .agrees(leaderEpoch: header.leaderEpoch)
+        } catch ReplicationError.refused(let status, _, _, _) where status == 410 {
+            return .outOfRange
+        } catch ReplicationError.refused(_, let code, _, let cut?) where code == "diverged" {
+            return .diverged(cutTo: cut)
+        } catch let error as ReplicationError {
+            logger.warning("the leader does not agree with this journal; following will say why", metadata: ["error": "\(error)"])
+            return .unknown
         } catch {
             logger.warning("could not ask the leader whether this journal diverged; following anyway", metadata: ["error": "\(error)"])
             return .unknown
@@ -186,7 +189,7 @@ public final class ReplicationFollower: Service, Sendable {
         while !Task.isCancelled, !state.withLock({ $0.stopping }) {
             let wait: Duration
             do {
-                try await fetchOnce(client)
+                try await catchUp(client)
                 delay = Self.retryDelays.lowerBound
                 continue
             } catch is CancellationError {
@@ -227,30 +230,36 @@ public final class ReplicationFollower: Service, Sendable {
     /// Fetches and appends until caught up. While behind, the next fetch goes out as soon as
     /// a response is in, and travels while that response's batches are checked, written and
     /// fsynced; it says what is durable (`durable`) apart from where to read (`from`).
-    private func fetchOnce(_ client: HTTPClient) async throws {
-        var (header, raw) = try await fetch(client, from: journal.nextOffset, last: try journal.lastBatchHeader(),
-                                            durable: journal.committedOffset, wait: true)
+    private func catchUp(_ client: HTTPClient) async throws {
+        let end = journal.nextOffset
+        // The last batch's header, as the previous fetch left it; read from the journal only
+        // when that does not describe its end (at start, after a failure).
+        let known = state.withLock { $0.lastBatch }
+        let last = known?.end == end ? known?.header : try journal.lastBatchHeader()
+        var (header, raw) = try await Self.fetch(configuration, client: client, from: end, last: last,
+                                                 durable: journal.committedOffset, wait: true)
         while true {
             try journal.noteSeenEpoch(header.leaderEpoch)
             let behind = !raw.isEmpty && header.nextOffset < header.leaderCommitted && !state.withLock({ $0.stopping })
             guard behind else {
                 _ = try await journal.appendReplicated(raw)
-                fetched(header)
+                fetched(header, raw)
                 return
             }
             let batches = raw
             let (nextFrom, lastHeader) = (raw.nextOffset, raw.lastHeader)
             async let appended = journal.appendReplicated(batches)
-            let next = try await fetch(client, from: nextFrom, last: lastHeader, durable: journal.committedOffset, wait: false)
+            let next = try await Self.fetch(configuration, client: client, from: nextFrom, last: lastHeader,
+                                            durable: journal.committedOffset, wait: false)
             _ = try await appended
-            fetched(header)
+            fetched(header, raw)
             (header, raw) = next
         }
     }
 
     /// One fetch: the leader's answer checked and turned into batches to append.
-    private func fetch(_ client: HTTPClient, from: Offset, last: BatchHeader?, durable: Offset,
-                       wait: Bool) async throws -> (FetchResponseHeader, RawBatches) {
+    private static func fetch(_ configuration: Configuration, client: HTTPClient, from: Offset, last: BatchHeader?,
+                              durable: Offset, wait: Bool) async throws -> (FetchResponseHeader, RawBatches) {
         let waitMs = wait ? configuration.fetchWait.components.seconds * 1000
             + configuration.fetchWait.components.attoseconds / 1_000_000_000_000_000 : 0
         var request = HTTPClientRequest(url: configuration.leaderURL + ReplicationProtocol.fetchPath
@@ -262,12 +271,7 @@ public final class ReplicationFollower: Service, Sendable {
         let limit = ReplicationProtocol.headerBytes + max(configuration.fetchBytes, ReplicationProtocol.fetchBytesRange.upperBound)
             + BatchHeader.size + BatchHeader.payloadBytesLimit
         var body = try await response.body.collect(upTo: limit)
-        guard response.status == .ok else {
-            let detail = try? ReplicationJSON.decoder.decode(ErrorBody.self, from: Data(body.readableBytesView))
-            throw ReplicationError.refused(status: Int(response.status.code), code: detail?.error.code ?? "unknown",
-                                           message: detail?.error.message ?? "HTTP \(response.status.code) without an error body",
-                                           truncateTo: detail?.error.truncateTo.map(Offset.init))
-        }
+        guard response.status == .ok else { throw refusal(response.status.code, body) }
         let header = try FetchResponseHeader.read(from: &body)
         guard header.firstOffset == from else {
             throw ReplicationError.badResponse("the leader answered from offset \(header.firstOffset), this standby asked from \(from)")
@@ -276,8 +280,12 @@ public final class ReplicationFollower: Service, Sendable {
                                    nextOffset: header.nextOffset, bytes: body))
     }
 
-    private func fetched(_ header: FetchResponseHeader) {
-        state.withLock { $0.leaderEpoch = max($0.leaderEpoch, header.leaderEpoch) }
+    /// An answer's batches were appended.
+    private func fetched(_ header: FetchResponseHeader, _ raw: RawBatches) {
+        state.withLock { state in
+            state.leaderEpoch = max(state.leaderEpoch, header.leaderEpoch)
+            if !raw.isEmpty { state.lastBatch = raw.lastHeader.map { (header: $0, end: raw.nextOffset) } }
+        }
         following(leaderCommitted: header.leaderCommitted)
     }
 

@@ -173,8 +173,10 @@ public final class ReplicationLeader: Sendable {
 
     // MARK: Fetch
 
-    /// The checks every replication request passes: a secret configured and given, the version.
-    private func admit(_ request: Request, version: String) -> Response? {
+    /// The checks every replication request passes (fetch, fence, forwarded commands,
+    /// seeding, promotion): a secret configured and given, the version, and with `leading`,
+    /// a node that leads. Nil when the request may go on.
+    public func refusal(of request: Request, version: String = "v1", leading: Bool = false) -> Response? {
         guard let secret else {
             return Self.error(.forbidden, "replication_disabled",
                               "this server takes no standbys: start it with --replication-secret-file")
@@ -184,14 +186,17 @@ public final class ReplicationLeader: Sendable {
                               "this leader speaks replication protocol v1, the standby asked for \(version)")
         }
         guard secret.matches(authorization: request.headers[.authorization]) else {
-            return Self.error(.unauthorized, "unauthorized", "the Authorization header does not carry the leader's replication secret")
+            return Self.error(.unauthorized, "unauthorized", "the Authorization header does not carry the replication secret")
+        }
+        if leading, role != .leading {
+            return Self.error(.conflict, "not_leader", "this node does not lead (it is \(status().role))")
         }
         return nil
     }
 
     /// `POST /replication/v1/fence?epoch=E`: a newly promoted node tells its former leader.
     func fenceRequest(_ request: Request, version: String) async -> Response {
-        if let refusal = admit(request, version: version) { return refusal }
+        if let refusal = refusal(of: request, version: version) { return refusal }
         guard let text = request.uri.queryParameters.get("epoch"), let newer = UInt32(text) else {
             return Self.error(.badRequest, "invalid_request", "epoch (the new leader's epoch, an integer) is required")
         }
@@ -200,7 +205,7 @@ public final class ReplicationLeader: Sendable {
     }
 
     func fetch(_ request: Request, version: String) async -> Response {
-        if let refusal = admit(request, version: version) { return refusal }
+        if let refusal = refusal(of: request, version: version) { return refusal }
         switch role {
         case .leading: break
         case .following(let leader):
