@@ -17,16 +17,8 @@ cd "$(dirname "$0")/.."
 QUICK=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
 CHATLOG=${CHATLOG:-.build/release/chatlog}
+source tools/bench-servers.sh
 PYTHON=${PYTHON:-.venv/bin/python}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 if [[ $QUICK == 1 ]]; then
     MESSAGES=50; MESSAGES_1000=5; SENDS=200; IDLE=500; RESUME=2000
@@ -34,7 +26,6 @@ else
     MESSAGES=500; MESSAGES_1000=50; SENDS=2000; IDLE=10000; RESUME=100000
 fi
 
-source tools/bench-servers.sh
 
 # load LABEL URL PID ARGS...: one run of the generator.
 load() {

@@ -16,15 +16,7 @@ cd "$(dirname "$0")/.."
 QUICK=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
 CHATLOG=${CHATLOG:-.build/release/chatlog}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+source tools/bench-servers.sh
 
 if [[ $QUICK == 1 ]]; then
     BYTES=$((32 << 20)); SENDS=100
@@ -36,7 +28,6 @@ echo "== catch-up of an empty standby"
 "$CHATLOG" bench replication --bytes "$BYTES" --directory "$WORK/catch-up"
 rm -rf "$WORK/catch-up"
 
-source tools/bench-servers.sh
 load() {
     local label=$1 url=$2 pid=$3; shift 3
     "$CHATLOG" bench load --url "$url" --server-pid "$pid" --label "$label" \

@@ -1,4 +1,15 @@
-# Sourced by the benchmark scripts: starting and stopping servers in $WORK, tracked in PIDS.
+# Sourced by the benchmark scripts (from the repository's root): a scratch directory $WORK,
+# removed on exit with every server started, and starting and stopping servers in it.
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 # start NAME COMMAND...: starts a server that prints "listening on URL"; sets URL and PID.
 start() {

@@ -260,7 +260,7 @@ def test_the_fetch_endpoint_refuses_bad_requests_with_clear_errors(chatlog, tmp_
     assert fetch(lead.url, "from=0", "not-the-secret-at-all")[0] == 401
     code, body = fetch(lead.url, "from=0", key, path="/replication/v2/fetch")
     assert code == 400 and error_code(body) == "unsupported_version"
-    for query in ["", "from=abc", "from=-1", "from=0&max_bytes=x", "from=0&standby=no%20spaces"]:
+    for query in ["", "from=abc", "from=-1", "from=0&max_bytes=x", "from=0&standby=no%20spaces", "from=0&durable=5"]:
         code, body = fetch(lead.url, query, key)
         assert code == 400 and error_code(body) == "invalid_request", query
     code, body = fetch(lead.url, f"from={end + 5}", key)
@@ -287,6 +287,27 @@ def test_the_fetch_endpoint_refuses_bad_requests_with_clear_errors(chatlog, tmp_
     started = time.time()
     code, body = fetch(lead.url, f"from={end}&wait_ms=300", key)
     assert code == 200 and len(body) == 56 and time.time() - started >= 0.25
+    # The standby's last batch is not the leader's: same epochs, other bytes.
+    code, body = fetch(lead.url, f"from={end}&epoch=0&last_crc=12345", key)
+    assert code == 409 and error_code(body) == "conflict"
+    # Forwarded commands and seeding need the secret too.
+    for path, method in [("/replication/v1/command", "POST"), ("/replication/v1/snapshot", "GET"), ("/api/promote", "POST")]:
+        request = urllib.request.Request(lead.url + path, data=b"{}" if method == "POST" else None, method=method)
+        request.add_header("Authorization", "Bearer not-the-secret-at-all")
+        try:
+            urllib.request.urlopen(request, timeout=10)
+            raise AssertionError(f"{path} answered without the secret")
+        except urllib.error.HTTPError as error:
+            assert error.code == 401 and error_code(error.read()) == "unauthorized", path
+    # A fetch from a standby that has seen a newer leader epoch fences this leader.
+    code, body = fetch(lead.url, f"from={end}&epoch=7", key)
+    assert code == 409 and error_code(body) == "fenced"
+    assert status(lead.url)["role"] == "fenced"
+    writer = Client(lead.url, "alice", transports=["websocket"])
+    refused = writer.call("send-group-message", {"group": "g", "message": "late", "created": 1})
+    writer.close()
+    assert refused["ok"] is False and refused["error"]["code"] == "not_leader"
+    assert fetch(lead.url, f"from={end}", key)[0] == 409
     assert lead.stop() == 0
     bare = servers(leader(chatlog, tmp_path / "bare", None))
     code, body = fetch(bare.url, "from=0", key)
