@@ -449,24 +449,52 @@ final class ChatGateway: SocketIOHandler {
     }
 
     func members(_ socket: SocketRef, room: RoomID) -> Answer {
-        let user = live.withClient(socket) { client in client.user } ?? nil
-        return live.state.withLock { state -> Answer in
-            guard let info = state.rooms.room(room) else { return .failed(code: "room_not_found", message: "no room \(room)") }
-            guard user.map(info.mayRead) ?? !info.isPrivate else {
-                return .failed(code: "not_member", message: "only members may list the members of the private room \(room)")
-            }
-            let online = state.online[room].map { Array($0.keys.map(\.value)).sorted() } ?? []
+        members(room: room, user: live.withClient(socket) { client in client.user } ?? nil)
+    }
+
+    /// A room's members as `user` may see them (nil: an anonymous development-mode reader).
+    func members(room: RoomID, user: UserID?) -> Answer {
+        switch roster(room: room, user: user) {
+        case .failure(let refused): return .failed(code: refused.code, message: refused.message)
+        case .success(let roster):
             var fields: [(String, JSONValue)] = [
                 ("group", .string(room.value)),
-                ("owner", .string(info.owner.value)),
-                ("private", .bool(info.isPrivate)),
-                ("members", .array(info.members.map(\.value).sorted().map(JSONValue.string))),
-                ("online", .array(online.map(JSONValue.string))),
+                ("owner", .string(roster.owner.value)),
+                ("private", .bool(roster.isPrivate)),
+                ("members", .array(roster.members.map { .string($0.value) })),
+                ("online", .array(roster.online.map { .string($0.value) })),
             ]
-            if info.isPrivate, info.owner == user {
-                fields.append(("invited", .array(info.invited.map(\.value).sorted().map(JSONValue.string))))
-            }
+            if let invited = roster.invited { fields.append(("invited", .array(invited.map { .string($0.value) }))) }
             return .ok(fields)
+        }
+    }
+
+    /// A refused read: the code and message of the ack (and of the HTTP API's error).
+    struct Refused: Error {
+        let code: String
+        let message: String
+    }
+
+    /// Who is in a room, as `user` may see it: members and who is online; pending invitations
+    /// for a private room's owner only. Private rooms: members (and invitees) only. Also the
+    /// HTTP API's `GET /api/rooms/{group}/members`.
+    struct Roster {
+        var owner: UserID
+        var isPrivate: Bool
+        var members: [UserID]
+        var online: [UserID]
+        var invited: [UserID]?
+    }
+
+    func roster(room: RoomID, user: UserID?) -> Result<Roster, Refused> {
+        live.state.withLock { state in
+            guard let info = state.rooms.room(room) else { return .failure(Refused(code: "room_not_found", message: "no room \(room)")) }
+            guard user.map(info.mayRead) ?? !info.isPrivate else {
+                return .failure(Refused(code: "not_member", message: "only members may list the members of the private room \(room)"))
+            }
+            let online = state.online[room].map { Array($0.keys).sorted() } ?? []
+            return .success(Roster(owner: info.owner, isPrivate: info.isPrivate, members: info.members.sorted(), online: online,
+                                   invited: info.isPrivate && info.owner == user ? info.invited.sorted() : nil))
         }
     }
 
@@ -486,26 +514,39 @@ final class ChatGateway: SocketIOHandler {
     }
 
     func readHistory(_ socket: SocketRef, room: RoomID, before: UInt64?, after: UInt64?, limit: Int?) -> Answer {
-        let user = live.withClient(socket) { client in client.user } ?? nil
-        let access: Answer? = live.state.withLock { state in
-            guard let info = state.rooms.room(room) else { return .failed(code: "room_not_found", message: "no room \(room)") }
+        readHistory(room: room, user: live.withClient(socket) { client in client.user } ?? nil, before: before, after: after, limit: limit)
+    }
+
+    /// A page of a room's history as `user` may read it.
+    func readHistory(room: RoomID, user: UserID?, before: UInt64?, after: UInt64?, limit: Int?) -> Answer {
+        switch historyPage(room: room, user: user, before: before, after: after, limit: limit) {
+        case .success(let page): return .ok([("group", .string(room.value)), ("messages", .array(page.map(ChatWire.historyEntry)))])
+        case .failure(let refused): return .failed(code: refused.code, message: refused.message)
+        }
+    }
+
+    /// The messages of a `history` page, after the access and paging checks. Also the HTTP
+    /// API's `GET /api/rooms/{group}/messages`.
+    func historyPage(room: RoomID, user: UserID?, before: UInt64?, after: UInt64?, limit: Int?) -> Result<[HistoryMessage], Refused> {
+        let access: Refused? = live.state.withLock { state in
+            guard let info = state.rooms.room(room) else { return Refused(code: "room_not_found", message: "no room \(room)") }
             guard user.map(info.mayRead) ?? !info.isPrivate else {
-                return .failed(code: "not_member", message: "only members may read the history of the private room \(room)")
+                return Refused(code: "not_member", message: "only members may read the history of the private room \(room)")
             }
             return nil
         }
-        if let access { return access }
-        guard before == nil || after == nil else { return .invalid("give before or after, not both") }
+        if let access { return .failure(access) }
+        guard before == nil || after == nil else { return .failure(Refused(code: "invalid_payload", message: "give before or after, not both")) }
         let size = limit ?? limits.historyPageDefault
-        guard (1...min(limits.historyPageMax, HistoryProjection.pageLimitMax)).contains(size) else {
-            return .invalid("limit must be 1 to \(min(limits.historyPageMax, HistoryProjection.pageLimitMax))")
+        let sizeMax = min(limits.historyPageMax, HistoryProjection.pageLimitMax)
+        guard (1...sizeMax).contains(size) else {
+            return .failure(Refused(code: "invalid_payload", message: "limit must be 1 to \(sizeMax)"))
         }
         do {
-            let page = try history.page(room: room.value, before: before, after: after, limit: size)
-            return .ok([("group", .string(room.value)), ("messages", .array(page.map(ChatWire.historyEntry)))])
+            return .success(try history.page(room: room.value, before: before, after: after, limit: size))
         } catch {
             logger.error("history read failed", metadata: ["room.id": "\(room)", "error": "\(error)"])
-            return .unavailable("history is unavailable: \(error)")
+            return .failure(Refused(code: "unavailable", message: "history is unavailable: \(error)"))
         }
     }
 

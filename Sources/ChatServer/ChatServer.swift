@@ -202,6 +202,11 @@ public enum ChatServer {
         let endpoint = SocketIOEndpoint(server: socketIO, path: "/socket.io/", cors: cors)
         let router = Router()
         endpoint.addRoutes(to: router)
+        try ChatHTTPAPI.addRoutes(to: router, gateway: gateway, limits: limits, logger: logger)
+        let gauges = MetricsExport.Gauges()
+        router.get("/metrics") { _, _ in
+            MetricsExport.scrape(gauges, socketIO: socketIO, journal: journal, live: live, history: historyWriter)
+        }
         router.get("/healthz") { _, _ in
             health(journal: journal, live: live, history: historyWriter)
         }

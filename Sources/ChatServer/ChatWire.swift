@@ -112,6 +112,7 @@ enum ChatWire {
     /// Tells a client its event was refused: in the ack it asked for, else as an `error`
     /// event `{event, code, message}`.
     static func refuse(_ socket: SocketRef, event: String, ackID: UInt64?, code: String, message: String, server: SocketIOServer) {
+        ChatMetrics.refused(code)
         if let ackID {
             server.ack(socket, id: ackID, [failure(code: code, message: message)])
         } else {

@@ -66,6 +66,9 @@ final class HistoryWriter: Service {
 
     var failure: String? { state.withLock { $0.failure } }
 
+    /// The next offset History will write (what it holds ends before it).
+    var position: Offset { state.withLock { $0.next } }
+
     func run() async throws {
         // On shutdown, after the tailer: it applies what is committed, then stops.
         try await cancelWhenGracefulShutdown { try await self.follow() }

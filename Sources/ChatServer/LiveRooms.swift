@@ -80,6 +80,7 @@ final class LiveRooms: Sendable {
         let recipients: [SocketRef]
 
         func send(on server: SocketIOServer) {
+            ChatMetrics.deliveries.increment(by: recipients.count)
             server.send(packet, to: recipients)
         }
     }
@@ -410,6 +411,13 @@ struct TokenBucket: Sendable {
         self.burst = burst
         tokens = burst
         updated = now
+    }
+
+    /// Whether the bucket would be full at `now` (its owner has been idle long enough).
+    func isFull(now: ContinuousClock.Instant = .now) -> Bool {
+        let elapsed = now - updated
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return tokens + seconds * rate >= burst
     }
 
     /// Takes a token if there is one.

@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOCore
 import ServiceLifecycle
 import SocketIO
@@ -85,6 +86,19 @@ public final class SocketIOServer: Service, Sendable {
     }
 
     public var sessionCount: Int { state.withLock { $0.connections.count } }
+
+    /// Open sessions by their current transport (a session that upgraded counts as WebSocket),
+    /// for the `socketio_connections` metric: a walk over the sessions, for a scrape, not a hot path.
+    public func sessionCounts() -> (polling: Int, websocket: Int) {
+        state.withLock { state in
+            var websocket = 0
+            for connection in state.connections.values where connection.engine.transport == .websocket { websocket += 1 }
+            return (state.connections.count - websocket, websocket)
+        }
+    }
+
+    /// Clients disconnected because they did not read fast enough (their outbound queue filled).
+    public static let slowClientsDisconnected = Counter(label: "socketio_slow_clients_disconnected_total")
 
     /// The socket id of a connection's namespace, when it is connected.
     func connectedSocketID(sid: String, namespace: String) -> String? {
@@ -650,6 +664,8 @@ public final class SocketIOServer: Service, Sendable {
                         calls += apply(socketActions, to: sid)
                     }
                 case .closed(let reason):
+                    // A polling client whose buffer overflowed (a WebSocket one is counted in `tooSlow`).
+                    if reason == .tooSlow { SocketIOServer.slowClientsDisconnected.increment() }
                     calls += closeConnection(sid, reason: reason)
                 }
             }
@@ -733,6 +749,7 @@ public final class SocketIOServer: Service, Sendable {
         /// Drops a WebSocket client whose queue is full and closes its session.
         mutating func tooSlow(_ outbound: Outbound, sid: String) -> [AppCall] {
             logger.warning("socket.io client too slow; closing", metadata: ["socketio.sid": "\(sid)"])
+            SocketIOServer.slowClientsDisconnected.increment()
             outbound.queue.abort()
             guard let actions = modify(sid, { $0.engine.transportClosed() }) else { return [] }
             return apply(actions, to: sid)

@@ -83,6 +83,12 @@ extension Journal {
 
     /// About how many bytes of committed batches follow `offset` (within one index interval,
     /// `indexIntervalBytes`, of the exact figure): a standby's lag in bytes.
+    /// The journal's size on disk: its segments' bytes (indexes aside) and how many there are,
+    /// the active one included. For metrics and status; O(segments).
+    public var storage: (bytes: Int64, segments: Int) {
+        state.withLock { state in (state.segments.reduce(0) { $0 + $1.sizeBytes }, state.segments.count) }
+    }
+
     public func bytes(after offset: Offset) -> Int64 {
         state.withLock { state in
             var total: Int64 = 0

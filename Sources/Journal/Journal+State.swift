@@ -28,6 +28,8 @@ struct PendingBatch: Sendable {
 struct AppendWaiter: Sendable {
     let continuation: UnsafeContinuation<OffsetRange, Error>?
     let range: OffsetRange
+    /// When it was queued: its append→commit latency is measured from here (`JournalMetrics`).
+    var queued: ContinuousClock.Instant = .now
 }
 
 /// An append waiting for room in the pending queue, with its records.

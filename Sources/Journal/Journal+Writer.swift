@@ -369,9 +369,11 @@ extension Journal {
 
     private func sync(_ writer: inout WriterState, force: Bool = false) throws(JournalError) {
         guard writer.unsynced, force || configuration.durability != .none else { return }
+        let started = ContinuousClock.now
         try writer.active.file.sync()
         writer.unsynced = false
         writer.lastSync = .now
+        JournalMetrics.fsync.recordDuration(started.duration(to: writer.lastSync))
     }
 
     /// Makes everything written visible: segment size, index entries, committed offset; then
@@ -397,6 +399,15 @@ extension Journal {
             let appends = Array(state.appendWaiters.prefix(done))
             state.appendWaiters.removeFirst(done)
             return (appends, state.takeCommitWaiters())
+        }
+        if !appends.isEmpty {
+            let now = ContinuousClock.now
+            var events = 0
+            for append in appends {
+                JournalMetrics.commitLatency.recordDuration(append.queued.duration(to: now))
+                events += Int(append.range.count)
+            }
+            JournalMetrics.eventsCommitted.increment(by: events)
         }
         for append in appends { append.continuation?.resume(returning: append.range) }
         for tail in tails { tail.resume() }

@@ -112,6 +112,8 @@ struct Serve: AsyncParsableCommand {
         configuration.readOnly = readOnly
         configuration.syncReplicas = syncReplicas
         configuration.syncTimeout = parseDuration(syncTimeout) ?? .seconds(5)
+        // Before the journal opens: its metrics bind to the backend when first used.
+        MetricsExport.bootstrap()
         do {
             let host = self.host
             try await ChatServer.run(configuration, logger: logger) { port in

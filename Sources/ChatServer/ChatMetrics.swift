@@ -1,0 +1,96 @@
+import ChatModel
+import Hummingbird
+import HummingbirdSocketIO
+import Journal
+import Metrics
+import NIOCore
+import Prometheus
+import Synchronization
+
+/// The chat server's metrics, beside the journal's (`JournalMetrics`) and the Socket.IO layer's
+/// (`socketio_slow_clients_disconnected_total`). Counters are kept as things happen; gauges
+/// that describe state (connections, lag, journal size) are read when Prometheus scrapes, so
+/// they cost nothing in between. Labels are bounded: transports, refusal codes, projections;
+/// never a room or a user. README "Metrics" lists them all.
+enum ChatMetrics {
+    /// Events sent to sockets: one per recipient of each broadcast event or notice.
+    static let deliveries = Metrics.Counter(label: "chat_deliveries_total")
+
+    /// Commands refused, by code. Codes outside the known set count as `other`, so a label
+    /// never comes from a client.
+    static func refused(_ code: String) {
+        let label = knownCodes.contains(code) ? code : "other"
+        let counter = refusedCounters.withLock { counters in
+            if let counter = counters[label] { return counter }
+            let counter = Metrics.Counter(label: "chat_commands_refused_total", dimensions: [("code", label)])
+            counters[label] = counter
+            return counter
+        }
+        counter.increment()
+    }
+
+    static let knownCodes: Set<String> = Set(Rejection.Code.allCases.map(\.rawValue)).union([
+        "invalid_payload", "unauthorized", "rate_limited", "limit_exceeded", "unavailable", "not_leader",
+        "out_of_range", "not_found", "payload_too_large",
+    ])
+    private static let refusedCounters = Mutex<[String: Metrics.Counter]>([:])
+
+    /// Histogram buckets the process's metrics factory should use (see `bootstrap`).
+    static var durationBuckets: [String: [Duration]] {
+        Dictionary(uniqueKeysWithValues: JournalMetrics.latencyMetricLabels.map { ($0, JournalMetrics.latencyBuckets) })
+    }
+}
+
+/// The Prometheus side: the process-wide registry that `GET /metrics` renders. `bootstrap`
+/// makes it swift-metrics' backend, once per process (swift-metrics allows one bootstrap);
+/// a server started without it (tests) answers `/metrics` from an empty registry.
+public enum MetricsExport {
+    public static let registry = PrometheusCollectorRegistry()
+    private static let bootstrapped = Mutex(false)
+
+    /// Makes `registry` the backend of swift-metrics, with the server's histogram buckets.
+    /// Idempotent; call it before opening a journal.
+    public static func bootstrap() {
+        bootstrapped.withLock { done in
+            guard !done else { return }
+            var factory = PrometheusMetricsFactory(registry: registry)
+            factory.durationHistogramBuckets = ChatMetrics.durationBuckets
+            MetricsSystem.bootstrap(factory)
+            done = true
+            // Counters show from the first scrape, at zero.
+            JournalMetrics.register()
+            _ = (ChatMetrics.deliveries, SocketIOServer.slowClientsDisconnected)
+        }
+    }
+
+    /// The gauges read at scrape time.
+    struct Gauges {
+        let pollingConnections = registry.makeGauge(descriptor: .init(metricName: "socketio_connections", unitName: "", helpText: "Open Socket.IO sessions by transport"), labels: [("transport", "polling")])
+        let websocketConnections = registry.makeGauge(descriptor: .init(metricName: "socketio_connections", unitName: "", helpText: "Open Socket.IO sessions by transport"), labels: [("transport", "websocket")])
+        let roomStateLag = registry.makeGauge(descriptor: .init(metricName: "chat_projection_lag_events", unitName: "", helpText: "Committed events a projection has not applied yet"), labels: [("projection", "room_state")])
+        let historyLag = registry.makeGauge(descriptor: .init(metricName: "chat_projection_lag_events", unitName: "", helpText: "Committed events a projection has not applied yet"), labels: [("projection", "history")])
+        let journalBytes = registry.makeGauge(descriptor: .init(metricName: "journal_bytes", unitName: "", helpText: "Bytes in the journal's segments"))
+        let journalSegments = registry.makeGauge(descriptor: .init(metricName: "journal_segments", unitName: "", helpText: "Segments in the journal, the active one included"))
+        let journalOffset = registry.makeGauge(descriptor: .init(metricName: "journal_committed_offset", unitName: "", helpText: "The offset the next committed event will take"))
+    }
+}
+
+extension MetricsExport {
+    /// `GET /metrics`: sets the gauges read at scrape time, then renders the registry in the
+    /// Prometheus text format (version 0.0.4).
+    static func scrape(_ gauges: Gauges, socketIO: SocketIOServer, journal: Journal, live: LiveRooms,
+                       history: HistoryWriter) -> Response {
+        let sessions = socketIO.sessionCounts()
+        gauges.pollingConnections.set(Int64(sessions.polling))
+        gauges.websocketConnections.set(Int64(sessions.websocket))
+        let committed = journal.committedOffset.value
+        gauges.roomStateLag.set(Int64(committed - min(committed, live.position.value)))
+        gauges.historyLag.set(Int64(committed - min(committed, history.position.value)))
+        let storage = journal.storage
+        gauges.journalBytes.set(storage.bytes)
+        gauges.journalSegments.set(Int64(storage.segments))
+        gauges.journalOffset.set(Int64(committed))
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: registry.emitToBuffer())))
+    }
+}

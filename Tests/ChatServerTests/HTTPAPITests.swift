@@ -1,0 +1,65 @@
+import ChatAPI
+import ChatModel
+import Foundation
+import Testing
+
+@testable import ChatServer
+
+@Suite struct OpenAPIDocumentTests {
+    /// The served document is the one the committed code was generated from, and that is the
+    /// document in the repository: edit openapi.yaml without tools/generate-openapi.sh and this fails.
+    @Test func theGeneratedCodeIsUpToDateWithTheDocument() throws {
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let document = try String(contentsOf: repository.appendingPathComponent("Sources/ChatAPI/openapi.yaml"), encoding: .utf8)
+        #expect(OpenAPIDocument.yaml + "\n" == document, "run tools/generate-openapi.sh and commit what it writes")
+    }
+}
+
+@Suite struct APIFailureTests {
+    @Test func everyRefusalCodeHasTheStatusTheDocumentGivesIt() {
+        let expected: [String: Int] = [
+            "invalid_payload": 400, "invalid_text": 400, "invalid_name": 400, "invalid_client_message_id": 400, "not_private": 400,
+            "unauthorized": 401,
+            "not_member": 403, "not_owner": 403, "not_invited": 403, "not_author": 403, "cannot_remove_owner": 403,
+            "room_not_found": 404, "message_not_found": 404,
+            "room_exists": 409, "already_member": 409, "already_invited": 409, "message_deleted": 409, "limit_exceeded": 409,
+            "payload_too_large": 413, "rate_limited": 429, "unavailable": 503, "not_leader": 503,
+        ]
+        for code in Rejection.Code.allCases.map(\.rawValue) {
+            #expect(expected[code] != nil, "the rule code \(code) has no documented status")
+        }
+        for (code, status) in expected {
+            #expect(APIFailure(code: code, message: "").status.code == status, "\(code)")
+            #expect(ChatMetrics.knownCodes.contains(code), "\(code) is counted under its own label")
+        }
+    }
+
+    @Test func aRefusalRendersAsTheErrorObject() throws {
+        let (head, _) = APIFailure(code: "rate_limited", message: "slow down").response
+        #expect(head.status.code == 429)
+        #expect(head.headerFields[.retryAfter] == "1")
+        #expect(head.headerFields[.contentType]?.hasPrefix("application/json") == true)
+    }
+}
+
+@Suite struct APIRateLimiterTests {
+    @Test func eachUserHasABurstThenTheRate() throws {
+        let limiter = APIRateLimiter(rate: 10, burst: 3)
+        let alice = try #require(UserID("alice")), bob = try #require(UserID("bob"))
+        let start = ContinuousClock.now
+        for _ in 0..<3 { #expect(limiter.take(for: alice, now: start)) }
+        #expect(!limiter.take(for: alice, now: start))
+        #expect(limiter.take(for: bob, now: start), "buckets are per user")
+        #expect(limiter.take(for: alice, now: start + .milliseconds(100)), "a tenth of a second earns one at 10/s")
+        #expect(!limiter.take(for: alice, now: start + .milliseconds(100)))
+    }
+
+    @Test func theMapOfBucketsIsBounded() throws {
+        let limiter = APIRateLimiter(rate: 1, burst: 1)
+        let start = ContinuousClock.now
+        for index in 0..<(APIRateLimiter.usersMax + 10) {
+            _ = limiter.take(for: try #require(UserID("user\(index)")), now: start)
+        }
+        #expect(limiter.count <= APIRateLimiter.usersMax)
+    }
+}
