@@ -536,7 +536,6 @@ final class ChatGateway: SocketIOHandler {
             return nil
         }
         if let access { return .failure(access) }
-        guard before == nil || after == nil else { return .failure(Refused(code: "invalid_payload", message: "give before or after, not both")) }
         let size = limit ?? limits.historyPageDefault
         let sizeMax = min(limits.historyPageMax, HistoryProjection.pageLimitMax)
         guard (1...sizeMax).contains(size) else {

@@ -208,12 +208,18 @@ struct APIFailure: Error, Sendable {
         }
     }
 
+    static let contentType = "application/json; charset=utf-8"
+
+    /// `{"error": {"code", "message"}}`.
+    var json: String {
+        JSONValue.object([("error", .object([("code", .string(code)), ("message", .string(message))]))]).serialized()
+    }
+
     var response: (HTTPResponse, HTTPBody) {
-        let body = JSONValue.object([("error", .object([("code", .string(code)), ("message", .string(message))]))]).serialized()
         var head = HTTPResponse(status: status)
-        head.headerFields[.contentType] = "application/json; charset=utf-8"
+        head.headerFields[.contentType] = Self.contentType
         if status == .tooManyRequests { head.headerFields[.retryAfter] = "1" }
-        return (head, HTTPBody(body))
+        return (head, HTTPBody(json))
     }
 }
 
@@ -355,12 +361,54 @@ extension ChatHTTPAPI {
                                 limiter: APIRateLimiter(rate: limits.eventsPerSecond, burst: limits.eventsBurst),
                                 bodyBytesMax: ChatHTTPAPI.bodyBytesMax, logger: logger)
         try ChatHTTPAPI(gateway: gateway).registerHandlers(on: router, middlewares: [guardian])
+        // Another method on an API path is 405 with the methods it has, not the router's 404.
+        router.add(middleware: APIMethodGuard())
         router.get("/openapi.yaml") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/yaml; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.yaml)))
         }
     }
 
+    /// The document's paths and their methods (a unit test holds this to openapi.yaml).
+    static let operations: [(path: String, methods: Set<HTTPRequest.Method>)] = [
+        ("/api/rooms", [.get, .post]),
+        ("/api/rooms/{group}/messages", [.get, .post]),
+        ("/api/rooms/{group}/members", [.get, .post]),
+        ("/api/rooms/{group}/members/{username}", [.delete]),
+        ("/api/rooms/{group}/invitations", [.post]),
+    ]
+
+    /// The methods `path` declares, when it is one of the API's paths.
+    static func methods(of path: Substring) -> Set<HTTPRequest.Method>? {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        return operations.first { operation in
+            let template = operation.path.split(separator: "/", omittingEmptySubsequences: false)
+            return template.count == segments.count
+                && zip(template, segments).allSatisfy { $0.hasPrefix("{") ? !$1.isEmpty : $0 == $1 }
+        }?.methods
+    }
+
     /// The largest request body the API reads (a message is at most 4 KB of text).
     static let bodyBytesMax = 64 << 10
+}
+
+/// Answers a request to an API path with a method the path does not declare 405 (with
+/// `Allow`), where the router would answer 404: any method, `QUERY` and inventions included.
+struct APIMethodGuard: RouterMiddleware {
+    typealias Context = BasicRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
+            let path = request.uri.path
+            guard path.hasPrefix("/api/"), let declared = ChatHTTPAPI.methods(of: Substring(path)), !declared.contains(request.method) else {
+                throw error
+            }
+            let allow = declared.map(\.rawValue).sorted().joined(separator: ", ")
+            let failure = APIFailure(status: .methodNotAllowed, code: "invalid_payload", message: "\(path) answers \(allow) only")
+            return Response(status: failure.status, headers: [.contentType: APIFailure.contentType, .allow: allow],
+                            body: .init(byteBuffer: ByteBuffer(string: failure.json)))
+        }
+    }
 }

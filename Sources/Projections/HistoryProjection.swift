@@ -450,13 +450,13 @@ public final class HistoryProjection: Sendable {
         guard (1...Self.pageLimitMax).contains(limit) else {
             throw .invalidQuery("limit must be in 1...\(Self.pageLimitMax), got \(limit)")
         }
-        guard before == nil || after == nil else { throw .invalidQuery("give before or after, not both") }
         do {
             return try database.read { db in
                 guard let roomID = try Int64.fetchOne(db, sql: "SELECT id FROM rooms WHERE name = ?", arguments: [room]) else {
                     return []
                 }
                 var page: [HistoryMessage] = []
+                let bound = before ?? UInt64(Int64.max)
                 if let after {
                     // The block holding `after`, then the blocks after it, until the page is full.
                     let cursor = try Row.fetchCursor(db, sql: """
@@ -464,15 +464,16 @@ public final class HistoryProjection: Sendable {
                             (SELECT MAX(first_offset) FROM blocks WHERE room_id = ? AND first_offset <= ?), 0)
                         ORDER BY first_offset ASC
                         """, arguments: [roomID, roomID, Int64(clamping: after)])
-                    while page.count < limit, let row = try cursor.next() {
+                    // Blocks and their messages ascend: the first message at `bound` ends the page.
+                    pages: while page.count < limit, let row = try cursor.next() {
                         guard let block = HistoryBlock.decode(row["data"] as Data?) else { throw ProjectionError.database("damaged block in \(room)") }
                         for message in block.messages where message.offset > after && page.count < limit {
+                            guard message.offset < bound else { break pages }
                             page.append(message.history(room: room))
                         }
                     }
                     return page
                 }
-                let bound = before ?? UInt64(Int64.max)
                 let cursor = try Row.fetchCursor(db, sql: """
                     SELECT data FROM blocks WHERE room_id = ? AND first_offset < ? ORDER BY first_offset DESC
                     """, arguments: [roomID, Int64(clamping: bound)])

@@ -380,7 +380,7 @@ struct HistoryCommand: AsyncParsableCommand {
     @OptionGroup var logging: LoggingOptions
     @Option(help: "The room.") var room: String
     @Option(help: "Messages before this offset.") var before: UInt64?
-    @Option(help: "Messages after this offset.") var after: UInt64?
+    @Option(help: "Messages after this offset (with --before: the oldest between the two).") var after: UInt64?
     @Option(help: "Messages per page, 1 to 200.") var limit = 50
     @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
@@ -388,7 +388,6 @@ struct HistoryCommand: AsyncParsableCommand {
         guard (1...HistoryProjection.pageLimitMax).contains(limit) else {
             throw ValidationError("--limit must be in 1...\(HistoryProjection.pageLimitMax)")
         }
-        guard before == nil || after == nil else { throw ValidationError("give --before or --after, not both") }
     }
 
     func run() async throws {

@@ -153,7 +153,11 @@ import Testing
         #expect(try history.page(room: "general", limit: 200).count == 200)
         #expect(throws: ProjectionError.self) { try history.page(room: "general", limit: 201) }
         #expect(throws: ProjectionError.self) { try history.page(room: "general", limit: 0) }
-        #expect(throws: ProjectionError.self) { try history.page(room: "general", before: 5, after: 1) }
+        // Both: the oldest after `after` below `before`, across blocks, never past `before`.
+        #expect(try history.page(room: "general", before: 5, after: 1).map(\.offset) == [2, 3, 4])
+        #expect(try history.page(room: "general", before: 150, after: 100, limit: 200).map(\.offset) == Array(101...149))
+        #expect(try history.page(room: "general", before: 102, after: 100, limit: 3).map(\.offset) == [101])
+        #expect(try history.page(room: "general", before: 100, after: 100).isEmpty)
         await journal.close()
     }
 

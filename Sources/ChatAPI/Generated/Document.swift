@@ -84,8 +84,9 @@ paths:
       tags: [messages]
       summary: A page of a room's history
       description: |
-        The same page as the `history` event: the newest `limit` messages before `before`, or
-        the oldest after `after`, or the newest; in id order. Private rooms: members only.
+        The same page as the `history` event, in id order: the newest `limit` messages; with
+        `before`, the newest below it; with `after`, the oldest above it (and below `before`
+        when both are given). Private rooms: members only.
       parameters:
         - name: before
           in: query
@@ -96,7 +97,7 @@ paths:
             minimum: 0
         - name: after
           in: query
-          description: Messages with an id above this one (not with `before`).
+          description: Messages with an id above this one.
           schema:
             type: integer
             format: int64
@@ -124,7 +125,8 @@ paths:
       description: |
         Appended to the journal, broadcast to the room's sockets as `send-group-message`, and
         answered once durable. Idempotent by `client_id`: posting the same `client_id` again
-        answers with the first message's id and sends nothing. The caller must be a member.
+        answers with the first message's id and sends nothing. Public rooms take anyone's
+        messages (as `send-group-message` does), private rooms their members' only.
       requestBody:
         required: true
         content:
@@ -245,12 +247,16 @@ components:
     RoomID:
       type: string
       minLength: 1
-      description: 1 to 128 bytes of UTF-8 without control characters.
+      maxLength: 128
+      pattern: "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+      description: 1 to 128 bytes of UTF-8 without control characters (fewer characters where they take several bytes).
       examples: [general]
     Username:
       type: string
       minLength: 1
-      description: 1 to 64 bytes of UTF-8 without control characters.
+      maxLength: 64
+      pattern: "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+      description: 1 to 64 bytes of UTF-8 without control characters (fewer characters where they take several bytes).
       examples: [alice]
     Error:
       type: object
@@ -273,7 +279,10 @@ components:
           $ref: "#/components/schemas/RoomID"
         name:
           type: string
-          description: A display name (the id when absent), up to 128 bytes.
+          minLength: 1
+          maxLength: 128
+          pattern: "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+          description: A display name (the id when absent), 1 to 128 bytes without control characters.
         private:
           type: boolean
           default: false
@@ -352,10 +361,15 @@ components:
       properties:
         message:
           type: string
+          minLength: 1
+          maxLength: 4096
           description: 1 to 4,096 bytes of UTF-8; newlines and tabs allowed, no other control characters.
         client_id:
           type: string
-          description: The sender's id for the message (up to 64 bytes), making the post idempotent.
+          minLength: 1
+          maxLength: 64
+          pattern: "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+          description: The sender's id for the message (1 to 64 bytes without control characters), making the post idempotent.
         created:
           type: integer
           format: int64

@@ -283,8 +283,9 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
     }
     /// A page of a room's history
     ///
-    /// The same page as the `history` event: the newest `limit` messages before `before`, or
-    /// the oldest after `after`, or the newest; in id order. Private rooms: members only.
+    /// The same page as the `history` event, in id order: the newest `limit` messages; with
+    /// `before`, the newest below it; with `after`, the oldest above it (and below `before`
+    /// when both are given). Private rooms: members only.
     ///
     ///
     /// - Remark: HTTP `GET /api/rooms/{group}/messages`.
@@ -384,7 +385,8 @@ fileprivate extension UniversalServer where APIHandler: APIProtocol {
     ///
     /// Appended to the journal, broadcast to the room's sockets as `send-group-message`, and
     /// answered once durable. Idempotent by `client_id`: posting the same `client_id` again
-    /// answers with the first message's id and sends nothing. The caller must be a member.
+    /// answers with the first message's id and sends nothing. Public rooms take anyone's
+    /// messages (as `send-group-message` does), private rooms their members' only.
     ///
     ///
     /// - Remark: HTTP `POST /api/rooms/{group}/messages`.

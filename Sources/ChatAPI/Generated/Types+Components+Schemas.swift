@@ -18,11 +18,11 @@ import struct Foundation.Date
 extension Components {
     /// Types generated from the `#/components/schemas` section of the OpenAPI document.
     package enum Schemas {
-        /// 1 to 128 bytes of UTF-8 without control characters.
+        /// 1 to 128 bytes of UTF-8 without control characters (fewer characters where they take several bytes).
         ///
         /// - Remark: Generated from `#/components/schemas/RoomID`.
         package typealias RoomID = Swift.String
-        /// 1 to 64 bytes of UTF-8 without control characters.
+        /// 1 to 64 bytes of UTF-8 without control characters (fewer characters where they take several bytes).
         ///
         /// - Remark: Generated from `#/components/schemas/Username`.
         package typealias Username = Swift.String
@@ -68,7 +68,7 @@ extension Components {
         package struct RoomCreate: Codable, Hashable, Sendable {
             /// - Remark: Generated from `#/components/schemas/RoomCreate/group`.
             package var group: Components.Schemas.RoomID
-            /// A display name (the id when absent), up to 128 bytes.
+            /// A display name (the id when absent), 1 to 128 bytes without control characters.
             ///
             /// - Remark: Generated from `#/components/schemas/RoomCreate/name`.
             package var name: Swift.String?
@@ -80,7 +80,7 @@ extension Components {
             ///
             /// - Parameters:
             ///   - group:
-            ///   - name: A display name (the id when absent), up to 128 bytes.
+            ///   - name: A display name (the id when absent), 1 to 128 bytes without control characters.
             ///   - _private: Private rooms admit only members their owner invited.
             package init(
                 group: Components.Schemas.RoomID,
@@ -298,7 +298,7 @@ extension Components {
             ///
             /// - Remark: Generated from `#/components/schemas/MessageCreate/message`.
             package var message: Swift.String
-            /// The sender's id for the message (up to 64 bytes), making the post idempotent.
+            /// The sender's id for the message (1 to 64 bytes without control characters), making the post idempotent.
             ///
             /// - Remark: Generated from `#/components/schemas/MessageCreate/client_id`.
             package var clientId: Swift.String?
@@ -310,7 +310,7 @@ extension Components {
             ///
             /// - Parameters:
             ///   - message: 1 to 4,096 bytes of UTF-8; newlines and tabs allowed, no other control characters.
-            ///   - clientId: The sender's id for the message (up to 64 bytes), making the post idempotent.
+            ///   - clientId: The sender's id for the message (1 to 64 bytes without control characters), making the post idempotent.
             ///   - created: The sender's timestamp, in milliseconds since 1970 (the server's clock when absent).
             package init(
                 message: Swift.String,

@@ -292,8 +292,9 @@ package enum Operations {
     }
     /// A page of a room's history
     ///
-    /// The same page as the `history` event: the newest `limit` messages before `before`, or
-    /// the oldest after `after`, or the newest; in id order. Private rooms: members only.
+    /// The same page as the `history` event, in id order: the newest `limit` messages; with
+    /// `before`, the newest below it; with `after`, the oldest above it (and below `before`
+    /// when both are given). Private rooms: members only.
     ///
     ///
     /// - Remark: HTTP `GET /api/rooms/{group}/messages`.
@@ -322,7 +323,7 @@ package enum Operations {
                 ///
                 /// - Remark: Generated from `#/paths/api/rooms/{group}/messages/GET/query/before`.
                 package var before: Swift.Int64?
-                /// Messages with an id above this one (not with `before`).
+                /// Messages with an id above this one.
                 ///
                 /// - Remark: Generated from `#/paths/api/rooms/{group}/messages/GET/query/after`.
                 package var after: Swift.Int64?
@@ -334,7 +335,7 @@ package enum Operations {
                 ///
                 /// - Parameters:
                 ///   - before: Messages with an id below this one.
-                ///   - after: Messages with an id above this one (not with `before`).
+                ///   - after: Messages with an id above this one.
                 ///   - limit: How many messages, 1 to 200 (default 50).
                 package init(
                     before: Swift.Int64? = nil,
@@ -481,7 +482,8 @@ package enum Operations {
     ///
     /// Appended to the journal, broadcast to the room's sockets as `send-group-message`, and
     /// answered once durable. Idempotent by `client_id`: posting the same `client_id` again
-    /// answers with the first message's id and sends nothing. The caller must be a member.
+    /// answers with the first message's id and sends nothing. Public rooms take anyone's
+    /// messages (as `send-group-message` does), private rooms their members' only.
     ///
     ///
     /// - Remark: HTTP `POST /api/rooms/{group}/messages`.
