@@ -107,7 +107,10 @@ let package = Package(
                 .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-            ]
+            ],
+            // The web chat page (GET /). Web/vendor/ holds the official Socket.IO client once
+            // tools/ensure-deps.sh has fetched it (git-ignored: no third-party file is committed).
+            resources: [.copy("Web")]
         ),
         // The HTTP API's types and server stubs, generated from openapi.yaml by
         // tools/generate-openapi.sh and committed (see that script).

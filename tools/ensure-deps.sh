@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(liblz4-dev libsqlite3-dev pkg-config python3 python3-venv)
+# The test suite also drives a real browser (tools/tests/test_browser.py).
+if [ "${1:-}" = "--python" ]; then packages+=(chromium chromium-driver); fi
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -22,6 +24,30 @@ fi
 if ! command -v swift >/dev/null 2>&1; then
     echo "ensure-deps: swift is not on PATH; install Swift 6.1 or newer (https://swift.org/install)" >&2
     exit 1
+fi
+
+# The official Socket.IO browser client for the web page (README "The web page"). npm is out of
+# reach here; PyPI's nicegui wheel carries the official bundle (Socket.IO v4.8.1, MIT). Taken
+# from a pinned wheel, checked against its digest, into a git-ignored folder that the build
+# copies into the server's resources. Without it the page says how to get it; nothing else fails.
+client=Sources/ChatServer/Web/vendor/socket.io.min.js
+client_wheel=nicegui==3.18.0
+client_sha256=b0e735814f8dcfecd6cdb8a7ce95a297a7e1e5f2727a29e6f5901801d52fa0c5
+if [ ! -f "$client" ] || [ "$(sha256sum "$client" | cut -d' ' -f1)" != "$client_sha256" ]; then
+    echo "ensure-deps: fetching the Socket.IO browser client from PyPI ($client_wheel)" >&2
+    [ -x .venv/bin/pip ] || python3 -m venv .venv
+    wheels="$(mktemp -d)"
+    if .venv/bin/pip download --quiet --disable-pip-version-check --no-deps -d "$wheels" "$client_wheel" \
+        && mkdir -p "$(dirname "$client")" \
+        && .venv/bin/python -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("nicegui/static/socket.io.min.js"))' \
+            "$wheels"/nicegui-*.whl > "$client.part" \
+        && [ "$(sha256sum "$client.part" | cut -d' ' -f1)" = "$client_sha256" ]; then
+        mv "$client.part" "$client"
+    else
+        rm -f "$client.part"
+        echo "ensure-deps: could not fetch the Socket.IO browser client; the web page will say so" >&2
+    fi
+    rm -rf "$wheels"
 fi
 
 if [ "${1:-}" = "--python" ]; then

@@ -20,7 +20,7 @@ import SocketIO
 /// apply → broadcast) with `LiveRooms` (subscriptions) and `Replay` (resume).
 ///
 /// Shutdown (SIGTERM, SIGINT): stop accepting connections and commands, let the commands in
-/// flight commit and be answered, disconnect every client with a Socket.IO DISCONNECT, stop
+/// flight commit and be answered, close every client's session (so they reconnect), stop
 /// the HTTP server and the tailer, write a room-state snapshot, close the journal.
 public enum ChatServer {
     /// Runs the server until a shutdown signal. `onReady` gets the bound port.
@@ -203,6 +203,7 @@ public enum ChatServer {
         let router = Router()
         endpoint.addRoutes(to: router)
         try ChatHTTPAPI.addRoutes(to: router, gateway: gateway, limits: limits, logger: logger)
+        WebPage.load(logger: logger).addRoutes(to: router, dev: configuration.dev, recovery: configuration.recovery)
         let gauges = MetricsExport.Gauges()
         router.get("/metrics") { _, _ in
             MetricsExport.scrape(gauges, socketIO: socketIO, journal: journal, live: live, history: historyWriter)
@@ -310,8 +311,9 @@ public enum ChatServer {
 }
 
 /// The first service to stop: refuses new connections and commands, waits for the commands
-/// in flight to commit and be answered, then disconnects every client (Socket.IO DISCONNECT,
-/// then the Engine.IO close), so that the HTTP server finds no connection left to wait for.
+/// in flight to commit and be answered, then closes every client's Engine.IO session (not a
+/// Socket.IO DISCONNECT, after which the official client would not reconnect), so that the
+/// HTTP server finds no connection left to wait for and clients come back by themselves.
 final class Drain: Service {
     let socketIO: SocketIOServer
     let decider: Decider
@@ -344,7 +346,7 @@ final class Drain: Service {
         // The acks of the last commands go out from their connections' tasks once woken.
         try? await Task.sleep(for: .milliseconds(50))
         let sessions = socketIO.sessionCount
-        await socketIO.disconnectAll()
+        await socketIO.closeAll()
         logger.notice("clients disconnected", metadata: ["socketio.sessions": "\(sessions)", "journal.offset": "\(live.position)"])
     }
 }

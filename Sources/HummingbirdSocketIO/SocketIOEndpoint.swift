@@ -102,8 +102,9 @@ public struct SocketIOEndpoint: Sendable {
                 _ = server.post(sid: sid, body: body)  // closes the session
                 return failure(.badRequest)
             }
+            // Answered at once; the session's worker runs the handlers (`enqueuePosted`).
             let (ok, known, calls) = server.post(sid: sid, body: body)
-            await server.perform(calls)
+            await server.enqueuePosted(sid: sid, calls)
             guard known else { return failure(.unknownSession) }
             return ok ? text("ok") : failure(.badRequest)
         }
@@ -175,7 +176,7 @@ public struct SocketIOEndpoint: Sendable {
                 }
                 let (stillProbing, calls) = server.frame(sid: sid, packet: packet, probe: probe)
                 probe = stillProbing
-                await server.perform(calls)
+                await server.performAfterPosted(sid: sid, calls)
             }
         } catch {
             server.logger.debug("websocket closed", metadata: ["socketio.sid": "\(sid)", "error": "\(error)"])

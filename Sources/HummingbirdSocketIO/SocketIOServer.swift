@@ -72,6 +72,27 @@ public final class SocketIOServer: Service, Sendable {
     let logger: Logger
     private let state: Mutex<State>
 
+    /// What polling POSTs delivered, per session, waiting for the session's worker (`run`): a
+    /// POST is answered as soon as its payload is parsed, as the reference server does, and
+    /// its handler calls run after, in order. A POST that waited for its handlers could
+    /// deadlock a client that upgrades to WebSocket meanwhile: the client completes the
+    /// upgrade only once its POST is answered, while a handler that waits for its events to
+    /// leave (a replay) waits for that upgrade. A session has an entry while a worker runs.
+    private let postInboxes = Mutex<[String: PostInbox]>([:])
+
+    struct PostInbox {
+        var pending: [[AppCall]] = []
+        /// POSTs held until the worker takes what is pending (`postsPendingMax`).
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    /// POST payloads a session may have waiting for its worker; a POST beyond them is answered
+    /// only once the worker has taken them, which bounds what a client that POSTs faster than
+    /// its handlers run can queue (a polling client sends one POST at a time otherwise).
+    static let postsPendingMax = 64
+    /// Sessions whose inbox needs a worker.
+    private let postWork = AsyncStream<String>.makeStream()
+
     struct AckKey: Hashable {
         let engineID: String
         let namespace: String
@@ -108,16 +129,85 @@ public final class SocketIOServer: Service, Sendable {
     // MARK: Service: the timers
 
     public func run() async throws {
-        // The timers stop with the graceful shutdown; then every session is closed, which
-        // ends held polls and WebSockets so the HTTP server can finish.
-        try? await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                try await Task.sleep(for: self.configuration.timerTick)
-                let calls = self.state.withLock { $0.tick(now: .now) }
-                await self.perform(calls)
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                // The timers stop with the graceful shutdown; then every session is closed, which
+                // ends held polls and WebSockets so the HTTP server can finish.
+                try? await cancelWhenGracefulShutdown {
+                    while !Task.isCancelled {
+                        try await Task.sleep(for: self.configuration.timerTick)
+                        let calls = self.state.withLock { $0.tick(now: .now) }
+                        await self.perform(calls)
+                    }
+                }
+                await self.perform(self.state.withLock { $0.closeAll() })
+                self.postWork.continuation.finish()
+            }
+            // A worker per session with POSTed work, for as long as it has some.
+            for await sid in postWork.stream {
+                group.addTask { await self.drainPosts(sid) }
             }
         }
-        await perform(state.withLock { $0.closeAll() })
+    }
+
+    /// Queues the handler calls of a polling POST for the session's worker; returns at once
+    /// unless `postsPendingMax` payloads are waiting already.
+    func enqueuePosted(sid: String, _ calls: [AppCall]) async {
+        guard !calls.isEmpty else { return }
+        enum Outcome { case startWorker, queued, full }
+        let outcome = postInboxes.withLock { inboxes -> Outcome in
+            guard var inbox = inboxes[sid] else {
+                inboxes[sid] = PostInbox(pending: [calls])
+                return .startWorker
+            }
+            inbox.pending.append(calls)
+            inboxes[sid] = inbox
+            return inbox.pending.count > Self.postsPendingMax ? .full : .queued
+        }
+        switch outcome {
+        case .startWorker: postWork.continuation.yield(sid)
+        case .queued: break
+        case .full:
+            await withCheckedContinuation { continuation in
+                let waiting = postInboxes.withLock { inboxes -> Bool in
+                    guard let inbox = inboxes[sid], inbox.pending.count > Self.postsPendingMax else { return false }
+                    inboxes[sid]?.waiters.append(continuation)
+                    return true
+                }
+                if !waiting { continuation.resume() }
+            }
+        }
+    }
+
+    /// Performs a WebSocket frame's calls after what the session's earlier POSTs delivered
+    /// (a client that just upgraded may have POSTed events still queued): queued behind them
+    /// while its worker runs, at once otherwise.
+    func performAfterPosted(sid: String, _ calls: [AppCall]) async {
+        guard !calls.isEmpty else { return }
+        let queued = postInboxes.withLock { inboxes in
+            guard inboxes[sid] != nil else { return false }
+            inboxes[sid]?.pending.append(calls)
+            return true
+        }
+        if !queued { await perform(calls) }
+    }
+
+    /// A session's worker: performs its queued calls in order until none is left.
+    private func drainPosts(_ sid: String) async {
+        while true {
+            let (batch, waiters) = postInboxes.withLock { inboxes -> ([[AppCall]], [CheckedContinuation<Void, Never>]) in
+                guard let inbox = inboxes[sid], !inbox.pending.isEmpty else {
+                    let waiters = inboxes[sid]?.waiters ?? []
+                    inboxes[sid] = nil
+                    return ([], waiters)
+                }
+                inboxes[sid] = PostInbox()
+                return (inbox.pending, inbox.waiters)
+            }
+            for waiter in waiters { waiter.resume() }
+            if batch.isEmpty { return }
+            for calls in batch { await perform(calls) }
+        }
     }
 
     // MARK: Handshake and transports
@@ -291,8 +381,17 @@ public final class SocketIOServer: Service, Sendable {
         state.withLock { $0.accepting = false }
     }
 
+    /// Closes every Engine.IO session, as the reference server's `io.close()` does: clients
+    /// see their transport close and reconnect by themselves (to this server once it is back,
+    /// or to whoever serves the address next). Returns once the handler has been told of each
+    /// disconnect. A Socket.IO DISCONNECT would tell the official client the server meant it
+    /// ("io server disconnect"), and it would not reconnect.
+    public func closeAll() async {
+        await perform(state.withLock { $0.closeAll() })
+    }
+
     /// Disconnects every socket from its namespace with a Socket.IO DISCONNECT, then closes
-    /// every session (shutdown). Returns once the handler has been told of each disconnect.
+    /// every session. Clients do not reconnect by themselves after it (`closeAll` for a restart).
     public func disconnectAll() async {
         let sockets: [SocketRef] = state.withLock { state in
             state.connections.flatMap { sid, connection in

@@ -32,8 +32,8 @@ struct Serve: AsyncParsableCommand {
             --auth-secret-file so tokens work on either. GET /api/replication shows the role, \
             and on a leader each standby's durable offset and lag.
 
-            SIGTERM or SIGINT stops it cleanly: commands in flight are answered, clients get a \
-            Socket.IO DISCONNECT, a room-state snapshot is written, exit 0.
+            SIGTERM or SIGINT stops it cleanly: commands in flight are answered, client sessions \
+            close (clients reconnect by themselves), a room-state snapshot is written, exit 0.
 
             Examples:
               chatlog serve --journal data/journal --dev

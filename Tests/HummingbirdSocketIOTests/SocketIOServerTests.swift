@@ -294,3 +294,58 @@ import Testing
         #expect(inbound.append(.text("late")) == false)
     }
 }
+
+/// Polling POSTs are answered once parsed; their handlers run after, in order, on the
+/// session's worker (`SocketIOServer.run`), as the reference server does.
+@Suite struct PostedWorkTests {
+    /// Records events; the event named "block" waits until `release` is signalled.
+    final class Gated: SocketIOHandler {
+        let seen = Mutex<[String]>([])
+        let gate = AsyncStream<Void>.makeStream()
+
+        func event(_ socket: SocketRef, name: String, arguments: SocketEventArguments, ackID: UInt64?, server: SocketIOServer) async {
+            if name == "block" {
+                for await _ in gate.stream { break }
+            }
+            seen.withLock { $0.append(name) }
+        }
+
+        func connected(_ socket: SocketRef, server: SocketIOServer) async {
+            seen.withLock { $0.append("connected") }
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aPostIsAnsweredBeforeItsHandlerEndsAndHandlersKeepTheirOrder() async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let handler = Gated()
+        let server = SocketIOServer(configuration: .init(), handler: handler, logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.run() }
+            guard case .opened(let sid, _) = server.handshake(transport: .polling) else {
+                Issue.record("the handshake was refused")
+                return
+            }
+            func post(_ text: String) async {
+                let (ok, known, calls) = server.post(sid: sid, body: Array(text.utf8))
+                #expect(ok && known)
+                await server.enqueuePosted(sid: sid, calls)
+            }
+            await post("40")
+            // A client emits once its CONNECT is answered (events before it are not the socket's).
+            for _ in 0..<400 where handler.seen.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(5)) }
+            #expect(handler.seen.withLock { $0 } == ["connected"])
+            handler.seen.withLock { $0.removeAll() }
+            // Each returns although "block" is still running: nothing waits for the handlers.
+            await post(#"42["block"]"#)
+            await post(#"42["second"]"#)
+            await post(#"42["third"]"#)
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(handler.seen.withLock { $0 }.isEmpty, "nothing passes the blocked handler")
+            handler.gate.continuation.yield()
+            for _ in 0..<400 where handler.seen.withLock({ $0.count }) < 3 { try await Task.sleep(for: .milliseconds(5)) }
+            #expect(handler.seen.withLock { $0 } == ["block", "second", "third"])
+            group.cancelAll()
+        }
+    }
+}

@@ -1,0 +1,623 @@
+// chatlog's web chat page: the official Socket.IO v4 client and the tutorial's events, no
+// framework, no build step. Every piece of user text reaches the page through textContent
+// (never innerHTML), so it is always text. README "The web page" describes what it does.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const HISTORY_PAGE = 50;
+  const TYPING_SHOWN_MS = 3000;
+  const TYPING_SENT_EVERY_MS = 1000;
+
+  /** One room the user is in, as the page knows it. */
+  class Room {
+    constructor(info) {
+      this.group = info.group;
+      this.name = info.name || info.group;
+      this.private = !!info.private;
+      this.owner = info.owner || null;
+      this.lastId = null;        // the newest message id seen: where a resume starts
+      this.messages = new Map(); // id -> <li>, in id order in the list
+      this.loaded = false;       // the first page of history was read
+      this.atStart = false;      // no older messages
+      this.loadingOlder = false;
+      this.members = [];
+      this.online = new Set();
+      this.invited = [];
+      this.unread = false;
+      this.list = document.createElement("ol"); // its messages, swapped into #messages
+      this.list.className = "messages";
+    }
+  }
+
+  const state = {
+    config: { auth: "dev", recovery: false },
+    auth: null,    // {username} or {token}
+    user: null,
+    socket: null,
+    rooms: new Map(),
+    current: null,
+    typers: new Map(), // username -> timer
+    lastTypingSent: 0,
+  };
+
+  // ---------- small helpers ----------
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  let noticeTimer = null;
+
+  /** Shows a line above the page (an error, a removal) for a while; "" hides it. */
+  function notice(text) {
+    const banner = $("notice");
+    banner.textContent = text;
+    banner.hidden = !text;
+    clearTimeout(noticeTimer);
+    if (text) noticeTimer = setTimeout(() => { banner.hidden = true; }, 10000);
+  }
+
+  function randomID() {
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  /** The username a token speaks for (its `sub`), for showing it and spotting one's own messages. */
+  function tokenSubject(token) {
+    try {
+      const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      return JSON.parse(decodeURIComponent(escape(atob(payload)))).sub || null;
+    } catch {
+      return null;
+    }
+  }
+
+  function apiHeaders() {
+    return state.auth.token ? { Authorization: "Bearer " + state.auth.token } : { "X-Chatlog-User": state.auth.username };
+  }
+
+  /** Emits an event and resolves with its ack (rejects with the server's error). */
+  function call(event, payload) {
+    return new Promise((resolve, reject) => {
+      state.socket.timeout(15000).emit(event, payload, (err, ack) => {
+        if (err) reject(new Error(event + ": no answer from the server"));
+        else if (ack && ack.ok) resolve(ack);
+        else reject(new Error((ack && ack.error && ack.error.message) || event + " failed"));
+      });
+    });
+  }
+
+  function formatTime(created) {
+    const date = new Date(created);
+    return isNaN(date) ? "" : date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  // ---------- signing in ----------
+
+  async function start() {
+    if (typeof io === "undefined") {
+      $("client-missing").hidden = false;
+      $("sign-in").hidden = true;
+      return;
+    }
+    try {
+      state.config = await (await fetch("/web/config.json")).json();
+    } catch {
+      notice("The server did not answer; reload the page to try again.");
+    }
+    const tokens = state.config.auth === "token";
+    $("username-field").hidden = tokens;
+    $("username").disabled = tokens;
+    $("token-field").hidden = !tokens;
+    $("token").disabled = !tokens;
+    const saved = sessionStorage.getItem("chatlog.auth");
+    if (saved) signIn(JSON.parse(saved));
+  }
+
+  function signIn(auth) {
+    state.auth = auth;
+    state.user = auth.username || tokenSubject(auth.token);
+    sessionStorage.setItem("chatlog.auth", JSON.stringify(auth));
+    $("me").textContent = state.user || "";
+    $("sign-in").hidden = true;
+    $("app").hidden = false;
+    $("sign-out").hidden = false;
+    $("rooms-toggle").hidden = false;
+    connect();
+  }
+
+  function signOut() {
+    sessionStorage.removeItem("chatlog.auth");
+    if (state.socket) state.socket.disconnect();
+    location.reload();
+  }
+
+  // ---------- the connection ----------
+
+  function connect() {
+    const socket = io({ auth: state.auth });
+    state.socket = socket;
+
+    socket.on("connect", async () => {
+      setStatus(true);
+      notice("");
+      // For the browser test (and the curious): how the last connection began.
+      document.body.dataset.connects = String(Number(document.body.dataset.connects || 0) + 1);
+      document.body.dataset.recovered = String(socket.recovered === true);
+      if (socket.recovered) return; // connection state recovery gave back the rooms and what was missed
+      // A new session: be in every room again, each from the last message seen (nothing missed, nothing twice).
+      try {
+        const groups = (await call("my-groups", {})).groups;
+        for (const info of groups) if (!state.rooms.has(info.group)) addRoom(info);
+        for (const room of [...state.rooms.values()]) {
+          if (!groups.some((g) => g.group === room.group)) { dropRoom(room.group); continue; }
+          await join(room);
+        }
+        renderRoomList();
+        refreshPublicRooms();
+        if (!state.current && state.rooms.size) open(state.rooms.values().next().value.group);
+      } catch (error) {
+        notice(error.message);
+      }
+    });
+    socket.on("disconnect", () => setStatus(false));
+    socket.on("connect_error", (error) => {
+      setStatus(false);
+      if (error.data && error.data.code === "unauthorized") {
+        socket.disconnect();
+        sessionStorage.removeItem("chatlog.auth");
+        $("app").hidden = true;
+        $("sign-in").hidden = false;
+        notice("Sign-in refused: " + error.message);
+      }
+    });
+
+    socket.on("send-group-message", (message) => {
+      const room = state.rooms.get(message.group);
+      if (!room) return;
+      addMessage(room, message);
+      if (room !== state.current) { room.unread = true; renderRoomList(); }
+      else scrollToEnd(room, true);
+    });
+    socket.on("message-edited", (edit) => {
+      const room = state.rooms.get(edit.group);
+      const item = room && room.messages.get(edit.id);
+      if (!item) return;
+      item.querySelector(".text").textContent = edit.message;
+      markEdited(item);
+    });
+    socket.on("message-deleted", (deletion) => {
+      const room = state.rooms.get(deletion.group);
+      const item = room && room.messages.get(deletion.id);
+      if (item) markDeleted(item);
+    });
+    // The tutorial's user-joined / user-left / user-typing carry only a username: the page
+    // refreshes the open room's members and shows a notice when they changed there.
+    socket.on("user-joined", (username) => membershipChanged(username, "joined"));
+    socket.on("user-left", (username) => membershipChanged(username, "left"));
+    socket.on("user-online", ({ group, username }) => presence(group, username, true));
+    socket.on("user-offline", ({ group, username }) => presence(group, username, false));
+    socket.on("user-typing", (username) => showTyping(username));
+    socket.on("member-invited", ({ group, username, by }) => {
+      addNotice(state.rooms.get(group), `${by} invited ${username}`);
+      if (state.current && state.current.group === group) loadMembers(state.current);
+    });
+    socket.on("invitation-revoked", ({ group, username, by }) => {
+      addNotice(state.rooms.get(group), `${by} withdrew ${username}'s invitation`);
+      if (state.current && state.current.group === group) loadMembers(state.current);
+    });
+    socket.on("member-removed", ({ group, username, by }) => {
+      if (username === state.user) return; // removed-from-group follows
+      addNotice(state.rooms.get(group), `${by} removed ${username}`);
+      if (state.current && state.current.group === group) loadMembers(state.current);
+    });
+    socket.on("removed-from-group", ({ group, by }) => {
+      dropRoom(group);
+      notice(`${by} removed you from ${group}`);
+    });
+    socket.on("error", (error) => notice(`${error.event}: ${error.message}`));
+  }
+
+  function setStatus(online) {
+    $("status").textContent = online ? "online" : "reconnecting…";
+    $("status").classList.toggle("online", online);
+  }
+
+  // ---------- rooms ----------
+
+  function addRoom(info) {
+    const room = new Room(info);
+    state.rooms.set(room.group, room);
+    return room;
+  }
+
+  function dropRoom(group) {
+    const room = state.rooms.get(group);
+    if (!room) return;
+    state.rooms.delete(group);
+    if (state.current === room) {
+      state.current = null;
+      $("room-view").hidden = true;
+      $("room-empty").hidden = false;
+    }
+    renderRoomList();
+    refreshPublicRooms();
+  }
+
+  /** Subscribes to a room; from its last message when the page has seen one (a resume). */
+  async function join(room) {
+    const payload = room.lastId === null ? { group: room.group } : { group: room.group, after: room.lastId };
+    const ack = await call("join-group", payload);
+    room.members = ack.members;
+    room.online = new Set(ack.online);
+    return ack;
+  }
+
+  async function joinNew(group) {
+    const room = state.rooms.get(group) || addRoom({ group });
+    try {
+      await join(room);
+      notice("");
+      renderRoomList();
+      refreshPublicRooms();
+      open(group);
+    } catch (error) {
+      if (!room.loaded) state.rooms.delete(group);
+      notice(error.message);
+    }
+  }
+
+  function renderRoomList() {
+    const mine = $("my-rooms");
+    mine.replaceChildren();
+    for (const room of [...state.rooms.values()].sort((a, b) => a.group.localeCompare(b.group))) {
+      const button = el("button", "", "# " + room.name);
+      if (room.private) button.append(el("span", "tag", "private"));
+      button.type = "button";
+      button.dataset.group = room.group;
+      button.classList.toggle("active", room === state.current);
+      button.classList.toggle("unread", room.unread);
+      button.addEventListener("click", () => open(room.group));
+      const item = el("li");
+      item.append(button);
+      mine.append(item);
+    }
+  }
+
+  /** The public rooms the user is not in, from the HTTP API (GET /api/rooms). */
+  async function refreshPublicRooms() {
+    try {
+      const response = await fetch("/api/rooms", { headers: apiHeaders() });
+      if (!response.ok) return;
+      const list = $("public-rooms");
+      list.replaceChildren();
+      for (const info of (await response.json()).rooms) {
+        if (info.private || state.rooms.has(info.group)) continue;
+        const button = el("button", "", "# " + info.name);
+        button.type = "button";
+        button.dataset.group = info.group;
+        button.title = `${info.members} members; join`;
+        button.addEventListener("click", () => joinNew(info.group));
+        const item = el("li");
+        item.append(button);
+        list.append(item);
+      }
+    } catch {
+      // the list refreshes on the next connection
+    }
+  }
+
+  async function open(group) {
+    const room = state.rooms.get(group);
+    if (!room) return;
+    state.current = room;
+    room.unread = false;
+    $("room-empty").hidden = true;
+    $("room-view").hidden = false;
+    $("room-title").textContent = room.name;
+    $("room-kind").textContent = room.private ? "private" : "public";
+    $("members").hidden = true;
+    $("typing").textContent = "";
+    $("messages").replaceWith(room.list);
+    room.list.id = "messages";
+    room.list.onscroll = () => { if (room.list.scrollTop < 40) loadOlder(room); };
+    renderRoomList();
+    if (window.matchMedia("(max-width: 700px)").matches) $("sidebar").classList.add("closed");
+    if (!room.loaded) {
+      try {
+        const page = await call("history", { group, limit: HISTORY_PAGE });
+        for (const message of page.messages) addMessage(room, message);
+        room.atStart = page.messages.length < HISTORY_PAGE;
+        room.loaded = true;
+        if (room.atStart) room.list.prepend(el("li", "top", "the start of " + room.name));
+      } catch (error) {
+        notice(error.message);
+      }
+    }
+    scrollToEnd(room, false);
+    loadMembers(room);
+    $("text").focus();
+  }
+
+  /** Scroll-back: the page before the oldest message shown, keeping the view where it was. */
+  async function loadOlder(room) {
+    if (!room.loaded || room.atStart || room.loadingOlder) return;
+    const oldest = room.messages.keys().next().value;
+    if (oldest === undefined) return;
+    room.loadingOlder = true;
+    try {
+      const page = await call("history", { group: room.group, before: oldest, limit: HISTORY_PAGE });
+      const height = room.list.scrollHeight;
+      for (const message of page.messages) addMessage(room, message);
+      if (page.messages.length < HISTORY_PAGE) {
+        room.atStart = true;
+        room.list.prepend(el("li", "top", "the start of " + room.name));
+      }
+      room.list.scrollTop += room.list.scrollHeight - height;
+    } catch (error) {
+      notice(error.message);
+    } finally {
+      room.loadingOlder = false;
+    }
+  }
+
+  function scrollToEnd(room, onlyIfNear) {
+    const list = room.list;
+    if (!onlyIfNear || list.scrollHeight - list.scrollTop - list.clientHeight < 120) list.scrollTop = list.scrollHeight;
+  }
+
+  // ---------- messages ----------
+
+  /** Adds a message in id order; one already shown is left as it is (a replay, a history page). */
+  function addMessage(room, message) {
+    if (room.messages.has(message.id)) return;
+    if (room.lastId === null || message.id > room.lastId) room.lastId = message.id;
+    const item = el("li", "message");
+    item.dataset.id = String(message.id);
+    item.append(el("span", "who", message.username), el("span", "text", message.message === null ? "" : message.message),
+                el("span", "meta", formatTime(message.created)));
+    if (message.edited) markEdited(item);
+    if (message.deleted || message.message === null) markDeleted(item);
+    else if (message.username === state.user) item.append(ownActions(room, message.id, item));
+
+    // Messages arrive in id order but for history pages: find the place from the end.
+    let next = null;
+    for (const [id, other] of [...room.messages].reverse()) {
+      if (id < message.id) break;
+      next = other;
+    }
+    if (next) {
+      room.list.insertBefore(item, next);
+      const ordered = new Map([...room.messages, [message.id, item]].sort((a, b) => a[0] - b[0]));
+      room.messages = ordered;
+    } else {
+      room.list.append(item);
+      room.messages.set(message.id, item);
+    }
+  }
+
+  function ownActions(room, id, item) {
+    const actions = el("span", "actions");
+    const edit = el("button", "edit", "edit");
+    edit.type = "button";
+    edit.addEventListener("click", () => startEdit(room, id, item));
+    const remove = el("button", "delete", "delete");
+    remove.type = "button";
+    remove.addEventListener("click", () => call("delete-message", { group: room.group, id }).catch((e) => notice(e.message)));
+    actions.append(edit, remove);
+    return actions;
+  }
+
+  function startEdit(room, id, item) {
+    const text = item.querySelector(".text");
+    const form = el("form", "row edit-form");
+    const input = el("input");
+    input.value = text.textContent;
+    const save = el("button", "", "Save");
+    save.type = "submit";
+    form.append(input, save);
+    text.hidden = true;
+    item.insertBefore(form, text.nextSibling);
+    input.focus();
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        await call("edit-message", { group: room.group, id, message: input.value });
+        form.remove();
+        text.hidden = false;
+      } catch (error) {
+        notice(error.message);
+      }
+    });
+  }
+
+  function markEdited(item) {
+    if (!item.querySelector(".edited")) item.querySelector(".meta").after(el("span", "meta edited", "(edited)"));
+  }
+
+  function markDeleted(item) {
+    item.classList.add("deleted");
+    item.querySelector(".text").textContent = "message deleted";
+    const actions = item.querySelector(".actions");
+    if (actions) actions.remove();
+  }
+
+  function addNotice(room, text) {
+    if (!room) return;
+    room.list.append(el("li", "notice", text));
+    if (room === state.current) scrollToEnd(room, true);
+  }
+
+  async function send(text) {
+    const room = state.current;
+    if (!room || !text.trim()) return;
+    // The client id makes the send idempotent: a send repeated after a reconnection is not doubled.
+    const payload = { group: room.group, message: text, created: Date.now(), client_id: randomID() };
+    try {
+      await call("send-group-message", payload);
+    } catch (error) {
+      notice(error.message);
+    }
+  }
+
+  // ---------- members, presence, typing ----------
+
+  async function loadMembers(room) {
+    try {
+      const ack = await call("members", { group: room.group });
+      room.owner = ack.owner;
+      if (room.private !== ack.private) {
+        room.private = ack.private;
+        renderRoomList();
+        if (room === state.current) $("room-kind").textContent = room.private ? "private" : "public";
+      }
+      room.members = ack.members;
+      room.online = new Set(ack.online);
+      room.invited = ack.invited || [];
+      if (room === state.current) renderMembers(room);
+    } catch (error) {
+      notice(error.message);
+    }
+  }
+
+  function renderMembers(room) {
+    const list = $("member-list");
+    list.replaceChildren();
+    const mayRemove = room.private && room.owner === state.user;
+    for (const name of room.members) {
+      const item = el("li");
+      item.append(el("span", "dot" + (room.online.has(name) ? " on" : "")), el("span", "", name + (name === room.owner ? " (owner)" : "")));
+      if (mayRemove && name !== state.user) {
+        const remove = el("button", "", "remove");
+        remove.type = "button";
+        remove.addEventListener("click", () => call("remove-member", { group: room.group, username: name }).catch((e) => notice(e.message)));
+        item.append(remove);
+      }
+      list.append(item);
+    }
+    $("owner-tools").hidden = !mayRemove;
+    const invited = $("invited-list");
+    invited.replaceChildren();
+    for (const name of room.invited) {
+      const item = el("li");
+      item.append(el("span", "", name));
+      const revoke = el("button", "", "withdraw");
+      revoke.type = "button";
+      revoke.addEventListener("click", () => call("revoke-invite", { group: room.group, username: name }).catch((e) => notice(e.message)));
+      item.append(revoke);
+      invited.append(item);
+    }
+  }
+
+  async function membershipChanged(username, verb) {
+    const room = state.current;
+    if (!room) return;
+    const before = new Set(room.members);
+    await loadMembers(room);
+    const now = new Set(room.members);
+    if (verb === "joined" && now.has(username) && !before.has(username)) addNotice(room, `${username} joined`);
+    if (verb === "left" && !now.has(username) && before.has(username)) addNotice(room, `${username} left`);
+  }
+
+  function presence(group, username, online) {
+    const room = state.rooms.get(group);
+    if (!room || username === state.user) return;
+    if (online === room.online.has(username)) return;
+    if (online) room.online.add(username); else room.online.delete(username);
+    addNotice(room, `${username} is ${online ? "online" : "offline"}`);
+    if (room === state.current) renderMembers(room);
+  }
+
+  function showTyping(username) {
+    const room = state.current;
+    if (!room || username === state.user || !room.members.includes(username)) return;
+    clearTimeout(state.typers.get(username));
+    state.typers.set(username, setTimeout(() => { state.typers.delete(username); renderTyping(); }, TYPING_SHOWN_MS));
+    renderTyping();
+  }
+
+  function renderTyping() {
+    const names = [...state.typers.keys()];
+    $("typing").textContent = names.length === 0 ? "" : names.join(", ") + (names.length === 1 ? " is typing…" : " are typing…");
+  }
+
+  // ---------- the forms ----------
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("sign-in").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const auth = state.config.auth === "token" ? { token: $("token").value.trim() } : { username: $("username").value.trim() };
+      signIn(auth);
+    });
+    $("sign-out").addEventListener("click", signOut);
+    $("join-room").addEventListener("submit", (event) => {
+      event.preventDefault();
+      joinNew($("join-id").value.trim());
+      $("join-id").value = "";
+    });
+    $("rooms-toggle").addEventListener("click", () => $("sidebar").classList.toggle("closed"));
+    $("create-room").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const group = $("new-room").value.trim();
+      const isPrivate = $("new-room-private").checked;
+      try {
+        await call("create-group", { group, private: isPrivate });
+        $("new-room").value = "";
+        addRoom({ group, private: isPrivate, owner: state.user });
+        await joinNew(group);
+      } catch (error) {
+        notice(error.message);
+      }
+    });
+    $("composer").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const text = $("text").value;
+      $("text").value = "";
+      send(text);
+    });
+    $("text").addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey) {
+        event.preventDefault();
+        $("composer").requestSubmit();
+      }
+    });
+    $("text").addEventListener("input", () => {
+      const now = Date.now();
+      if (!state.current || now - state.lastTypingSent < TYPING_SENT_EVERY_MS) return;
+      state.lastTypingSent = now;
+      state.socket.emit("user-typing", { group: state.current.group });
+    });
+    $("members-toggle").addEventListener("click", () => {
+      const panel = $("members");
+      panel.hidden = !panel.hidden;
+      if (!panel.hidden && state.current) loadMembers(state.current);
+    });
+    $("leave").addEventListener("click", async () => {
+      const room = state.current;
+      if (!room) return;
+      try {
+        await call("leave-group", { group: room.group });
+        dropRoom(room.group);
+      } catch (error) {
+        notice(error.message);
+      }
+    });
+    $("invite-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const room = state.current;
+      try {
+        await call("invite", { group: room.group, username: $("invitee").value.trim() });
+        $("invitee").value = "";
+        loadMembers(room);
+      } catch (error) {
+        notice(error.message);
+      }
+    });
+    start();
+  });
+})();

@@ -1,0 +1,285 @@
+"""The web chat page in a real browser: Debian's chromium through chromium-driver, driven by
+selenium, with the official Socket.IO v4 client the page loads from the server. Two users in
+two browser sessions go through a whole conversation, with a server restart in the middle
+that the pages must come back from by themselves with nothing lost and nothing doubled; and
+the same with Socket.IO's connection state recovery (`--recovery`). Screenshots go to
+tools/tests/screenshots/ (git-ignored; README shows one)."""
+
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from chatserver import Server
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import WebDriverException  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                                reason="needs Debian's chromium and chromium-driver (tools/ensure-deps.sh --python)")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Page:
+    """One user's browser session on the chat page."""
+
+    def __init__(self, url: str, width: int = 1100, height: int = 760, phone: bool = False):
+        options = webdriver.ChromeOptions()
+        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                         f"--window-size={width},{height}", "--no-first-run", "--no-default-browser-check"):
+            options.add_argument(argument)
+        if phone:  # a phone's viewport (a headless window is never narrower than 500 pixels)
+            options.add_experimental_option("mobileEmulation", {"deviceMetrics": {"width": width, "height": height, "pixelRatio": 2}})
+        options.binary_location = CHROMIUM
+        self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        self.driver.set_page_load_timeout(20)
+        self.driver.get(url)
+
+    def find(self, selector):
+        return self.driver.find_element(By.CSS_SELECTOR, selector)
+
+    def wait(self, condition, timeout: float = 15, message: str = ""):
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.05).until(lambda _: condition(), message)
+
+    def sign_in(self, username: str):
+        self.wait(lambda: self.find("#username").is_displayed(), message="the sign-in form")
+        self.find("#username").send_keys(username)
+        self.find("#sign-in button").click()
+        self.wait(lambda: self.find("#status").text == "online", message=f"{username} online")
+
+    def texts(self):
+        """The message texts of the open room, in the page's order."""
+        return [item.find_element(By.CSS_SELECTOR, ".text").text
+                for item in self.driver.find_elements(By.CSS_SELECTOR, "#messages li.message")]
+
+    def ids(self):
+        return [int(item.get_attribute("data-id")) for item in self.driver.find_elements(By.CSS_SELECTOR, "#messages li.message")]
+
+    def send(self, text: str):
+        self.find("#text").send_keys(text)
+        self.find("#composer button").click()
+
+    def open_room(self, group: str):
+        self.wait(lambda: self.driver.find_elements(By.CSS_SELECTOR, f'#my-rooms button[data-group="{group}"]'),
+                  message=f"{group} in the room list")
+        self.find(f'#my-rooms button[data-group="{group}"]').click()
+        self.wait(lambda: self.find("#room-title").text == group)
+
+    def body(self, name: str) -> str:
+        return self.find("body").get_attribute(f"data-{name}") or ""
+
+    def screenshot(self, name: str):
+        SCREENSHOTS.mkdir(exist_ok=True)
+        self.driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+    def errors(self):
+        """Severe console messages, but for the expected ones while the server is away."""
+        try:
+            logs = self.driver.get_log("browser")
+        except WebDriverException:
+            return []
+        return [entry["message"] for entry in logs if entry["level"] == "SEVERE"
+                and "ERR_CONNECTION_REFUSED" not in entry["message"] and "socket.io/?EIO=4" not in entry["message"]]
+
+    def close(self):
+        self.driver.quit()
+
+
+def post(server, user, group, text, client_id=None):
+    body = {"message": text}
+    if client_id:
+        body["client_id"] = client_id
+    response = requests.post(f"{server.url}/api/rooms/{group}/messages", json=body,
+                             headers={"X-Chatlog-User": user}, timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+@pytest.fixture()
+def pages():
+    opened = []
+    yield lambda *args, **kwargs: opened.append(Page(*args, **kwargs)) or opened[-1]
+    for page in opened:
+        page.close()
+
+
+def test_two_users_through_a_whole_conversation_and_a_restart(chatlog, journal, pages):
+    port = free_port()
+    server = Server(chatlog, journal).start(port=port)
+    try:
+        alice = pages(server.url)
+        alice.sign_in("alice")
+
+        # A private room, with a long history to scroll back through.
+        alice.find("#new-room").send_keys("secret")
+        alice.find("#new-room-private").click()
+        alice.find("#create-room button").click()
+        alice.wait(lambda: alice.find("#room-title").text == "secret", message="the new room opens")
+        assert alice.find("#room-kind").text == "private"
+        for index in range(70):
+            post(server, "alice", "secret", f"old {index:02d}", client_id=f"old-{index}")
+        alice.wait(lambda: len(alice.texts()) == 70, message="alice sees the 70 messages live")
+
+        # Bob cannot get in uninvited.
+        bob = pages(server.url)
+        bob.sign_in("bob")
+        bob.find("#join-id").send_keys("secret")
+        bob.find("#join-room button").click()
+        bob.wait(lambda: "must invite bob" in bob.find("#notice").text, message="bob is refused")
+        assert not bob.driver.find_elements(By.CSS_SELECTOR, '#my-rooms button[data-group="secret"]')
+
+        # Alice invites him from the members panel; he joins and sees the newest page.
+        alice.find("#members-toggle").click()
+        alice.wait(lambda: alice.find("#owner-tools").is_displayed(), message="the owner's tools")
+        alice.find("#invitee").send_keys("bob")
+        alice.find("#invite-form button").click()
+        alice.wait(lambda: "bob" in alice.find("#invited-list").text, message="bob invited")
+        alice.find("#members-toggle").click()
+        bob.find("#join-id").send_keys("secret")
+        bob.find("#join-room button").click()
+        bob.wait(lambda: bob.find("#room-title").text == "secret", message="bob in the room")
+        bob.wait(lambda: len(bob.texts()) == 50, message="the newest page")
+        assert bob.texts()[-1] == "old 69" and bob.texts()[0] == "old 20"
+        alice.wait(lambda: any("bob joined" in n.text for n in alice.driver.find_elements(By.CSS_SELECTOR, "#messages li.notice")),
+                   message="alice sees bob join")
+
+        # Scroll-back: scrolling to the top loads the older messages, in order.
+        bob.driver.execute_script("document.getElementById('messages').scrollTop = 0")
+        bob.wait(lambda: len(bob.texts()) == 70, message="scroll-back loads the rest")
+        assert bob.texts() == [f"old {index:02d}" for index in range(70)]
+        bob.wait(lambda: "the start of secret" in bob.find("#messages").text)
+
+        # Typing, and messages both ways.
+        bob.find("#text").send_keys("typing…")
+        alice.wait(lambda: "bob is typing" in alice.find("#typing").text, message="alice sees bob typing")
+        bob.find("#text").clear()
+        bob.send("hi alice <script>alert(1)</script>")
+        alice.wait(lambda: alice.texts()[-1:] == ["hi alice <script>alert(1)</script>"], message="bob's message at alice")
+        alice.send("hi bob & welcome")
+        bob.wait(lambda: bob.texts()[-1:] == ["hi bob & welcome"], message="alice's message at bob")
+        alice.screenshot("conversation-alice")
+        bob.screenshot("conversation-bob")
+
+        # Alice edits and deletes her own messages; bob sees both.
+        mine = alice.driver.find_elements(By.CSS_SELECTOR, "#messages li.message")[-1]
+        alice.driver.execute_script("arguments[0].querySelector('button.edit').click()", mine)
+        edit = alice.wait(lambda: mine.find_elements(By.CSS_SELECTOR, ".edit-form input"), message="the edit form")[0]
+        edit.clear()
+        edit.send_keys("hi bob & welcome (edited text)")
+        mine.find_element(By.CSS_SELECTOR, ".edit-form button").click()
+        bob.wait(lambda: bob.texts()[-1] == "hi bob & welcome (edited text)", message="the edit at bob")
+        first = alice.driver.find_elements(By.CSS_SELECTOR, "#messages li.message")[0]
+        alice.driver.execute_script("arguments[0].querySelector('button.delete').click()", first)
+        bob.wait(lambda: bob.texts()[0] == "message deleted", message="the deletion at bob")
+
+        # The server restarts. Bob sends while it is down (the client buffers the send); alice's
+        # bot posts before bob's page is back. Both pages resume by themselves: nothing lost,
+        # nothing twice, in order.
+        before = bob.texts()
+        connects = int(bob.body("connects"))
+        assert server.stop() == 0
+        bob.wait(lambda: bob.find("#status").text != "online", message="bob sees the server go")
+        bob.send("sent while the server was down")
+        server = Server(chatlog, journal).start(port=port)
+        missed = [post(server, "alice", "secret", f"missed {index}") for index in range(3)]
+        bob.wait(lambda: int(bob.body("connects")) > connects, timeout=30, message="bob's page reconnects")
+        expected_tail = ["sent while the server was down", "missed 0", "missed 1", "missed 2"]
+        bob.wait(lambda: sorted(bob.texts()[len(before):]) == sorted(expected_tail), timeout=20,
+                 message=f"bob resumes without a gap: {bob.texts()[len(before):]}")
+        alice.wait(lambda: sorted(alice.texts()[-4:]) == sorted(expected_tail), timeout=30,
+                   message=f"alice resumes without a gap: {alice.texts()[-6:]}")
+        for page in (alice, bob):
+            ids = page.ids()
+            assert ids == sorted(ids) and len(ids) == len(set(ids)), "in id order, once each"
+            assert page.texts().count("sent while the server was down") == 1
+        assert set(missed) <= set(bob.ids())
+        assert bob.body("recovered") == "false"  # without --recovery: the page re-joined from its last id
+        bob.screenshot("after-restart-bob")
+
+        # The owner removes bob: his page drops the room.
+        alice.find("#members-toggle").click()
+        alice.wait(lambda: len(alice.driver.find_elements(By.CSS_SELECTOR, "#member-list button")) == 1)
+        alice.find("#member-list button").click()
+        bob.wait(lambda: not bob.driver.find_elements(By.CSS_SELECTOR, '#my-rooms button[data-group="secret"]'),
+                 message="bob's page drops the room")
+        assert "removed you" in bob.find("#notice").text
+
+        assert alice.errors() == [] and bob.errors() == []
+    finally:
+        server.stop()
+
+
+def test_the_page_at_phone_width(chatlog, journal, pages):
+    server = Server(chatlog, journal).start()
+    try:
+        post_room = requests.post(f"{server.url}/api/rooms", json={"group": "lobby"}, headers={"X-Chatlog-User": "carol"}, timeout=10)
+        assert post_room.status_code == 201
+        phone = pages(server.url, width=390, height=800, phone=True)
+        phone.sign_in("dave")
+        # The rooms list is a drawer over the page, open until a room is; the ☰ button toggles it.
+        phone.wait(lambda: phone.driver.find_elements(By.CSS_SELECTOR, '#public-rooms button[data-group="lobby"]'))
+        phone.find('#public-rooms button[data-group="lobby"]').click()
+        phone.wait(lambda: phone.find("#room-title").text == "lobby")
+        assert not phone.find("#sidebar").is_displayed(), "the drawer closes once a room opens"
+        phone.find("#rooms-toggle").click()
+        phone.wait(lambda: phone.find("#sidebar").is_displayed(), message="the ☰ button opens the drawer")
+        phone.find("#rooms-toggle").click()
+        phone.wait(lambda: not phone.find("#sidebar").is_displayed())
+        phone.send("from a phone")
+        phone.wait(lambda: phone.texts() == ["from a phone"])
+        composer = phone.find("#composer").rect
+        viewport = phone.driver.execute_script("return document.documentElement.clientWidth")
+        assert viewport <= 390
+        assert composer["x"] >= 0 and composer["x"] + composer["width"] <= viewport, f"the composer fits the width: {composer} in {viewport}"
+        phone.screenshot("phone")
+        assert phone.errors() == []
+    finally:
+        server.stop()
+
+
+def test_connection_state_recovery_with_the_official_client(chatlog, journal, pages):
+    """With `--recovery`, the official client reconnects with its pid and offset, and the
+    server gives its rooms and missed events back, across a restart: `socket.recovered`."""
+    port = free_port()
+    server = Server(chatlog, journal, "--recovery").start(port=port)
+    try:
+        requests.post(f"{server.url}/api/rooms", json={"group": "general"}, headers={"X-Chatlog-User": "alice"}, timeout=10)
+        erin = pages(server.url)
+        erin.sign_in("erin")
+        erin.wait(lambda: erin.driver.find_elements(By.CSS_SELECTOR, '#public-rooms button[data-group="general"]'))
+        erin.find('#public-rooms button[data-group="general"]').click()
+        erin.wait(lambda: erin.find("#room-title").text == "general")
+        post(server, "alice", "general", "before the restart")
+        erin.wait(lambda: erin.texts() == ["before the restart"])
+        assert erin.body("recovered") == "false"
+        connects = int(erin.body("connects"))
+
+        assert server.stop() == 0
+        erin.wait(lambda: erin.find("#status").text != "online")
+        server = Server(chatlog, journal, "--recovery").start(port=port)
+        for index in range(3):
+            post(server, "alice", "general", f"missed {index}")
+        erin.wait(lambda: int(erin.body("connects")) > connects, timeout=30, message="the page reconnects")
+        assert erin.body("recovered") == "true", "the official client's recovery took"
+        erin.wait(lambda: erin.texts() == ["before the restart", "missed 0", "missed 1", "missed 2"], timeout=10,
+                  message=f"the missed events, once each: {erin.texts()}")
+        post(server, "alice", "general", "live again")
+        erin.wait(lambda: erin.texts()[-1] == "live again")
+        assert erin.texts().count("missed 0") == 1
+        assert erin.errors() == []
+    finally:
+        server.stop()
