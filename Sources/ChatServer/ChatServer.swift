@@ -253,7 +253,7 @@ public enum ChatServer {
             logger: logger
         )
         let drain = Drain(socketIO: socketIO, decider: decider, live: live, replication: replicationLeader, logger: logger)
-        let group = ServiceGroup(configuration: .init(
+        var groupConfiguration = ServiceGroupConfiguration(
             services: [
                 .init(service: historyWriter),
                 .init(service: tailer),
@@ -268,8 +268,11 @@ public enum ChatServer {
             gracefulShutdownSignals: signals,
             cancellationSignals: [],
             logger: logger
-        ))
-        try await group.run()
+        )
+        // A client can hold an HTTP connection open (a request it never finishes, a WebSocket
+        // that never answers the close): past this, what is still stopping is cancelled.
+        groupConfiguration.maximumGracefulShutdownDuration = Drain.commitWait + .seconds(5)
+        try await ServiceGroup(configuration: groupConfiguration).run()
 
         // Everything committed has been applied: save the state the next start loads.
         let (state, position) = live.state.withLock { ($0.rooms, $0.position) }

@@ -1,11 +1,13 @@
 import Hummingbird
 import HummingbirdCore
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOWebSocket
+import ServiceLifecycle
 
 /// HTTP/1 with WebSocket upgrades, as a Hummingbird child channel: requests go to the
 /// application's router; an upgrade request for which `route` returns a handler becomes a
@@ -116,8 +118,29 @@ public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
     }
 
     public func handle(value: Value, logger: Logger) async {
+        // Until its first request is complete, a connection waits on NIO's upgrade handler,
+        // which neither a graceful shutdown nor a cancellation reaches: a client that opens a
+        // connection and never finishes a request would hold the server's shutdown forever.
+        // Such a connection is closed on shutdown; one that carries requests or a WebSocket
+        // ends the ways those do.
+        let channel = value.channel
+        let started = NIOLockedValueBox(false)
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await serve(value, started: started, logger: logger)
+            } onGracefulShutdown: {
+                if !started.withLockedValue({ $0 }) { channel.close(promise: nil) }
+            }
+        } onCancel: {
+            channel.close(promise: nil)
+        }
+    }
+
+    private func serve(_ value: Value, started: NIOLockedValueBox<Bool>, logger: Logger) async {
         do {
-            switch try await value.result.get() {
+            let result = try await value.result.get()
+            started.withLockedValue { $0 = true }
+            switch result {
             case .notUpgraded(let http):
                 await handleHTTP(asyncChannel: http, logger: logger)
             case .refused(let http):

@@ -11,7 +11,10 @@ struct Serve: AsyncParsableCommand {
         abstract: "Run the chat server on a journal directory.",
         discussion: """
             Serves the classic Socket.IO group chat (join-group, send-group-message, \
-            user-typing, leave-group, private rooms, history) at /socket.io/, and GET /healthz. \
+            user-typing, leave-group, private rooms, history) at /socket.io/; a web chat page \
+            at /; the HTTP API at /api/rooms (its OpenAPI document at /openapi.yaml; Bearer \
+            tokens, or X-Chatlog-User with --dev); Prometheus metrics at /metrics; and \
+            GET /healthz. \
             Every command is appended to the journal and acknowledged once durable; broadcasts \
             come from the journal, so a client that resumes with join-group {group, after} \
             misses nothing and sees nothing twice, across restarts.

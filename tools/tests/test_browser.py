@@ -16,7 +16,11 @@ import requests
 from chatserver import Server
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import WebDriverException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -61,6 +65,17 @@ class Page:
         self.find("#sign-in button").click()
         self.wait(lambda: self.find("#status").text == "online", message=f"{username} online")
 
+    def click(self, selector: str, message: str = ""):
+        """Clicks `selector`, again if the page re-rendered it in between (a members list
+        refreshed by a presence notice)."""
+        def clicked():
+            try:
+                self.find(selector).click()
+                return True
+            except (StaleElementReferenceException, NoSuchElementException):
+                return False
+        self.wait(clicked, message=message or f"click {selector}")
+
     def texts(self):
         """The message texts of the open room, in the page's order."""
         return [item.find_element(By.CSS_SELECTOR, ".text").text
@@ -76,7 +91,7 @@ class Page:
     def open_room(self, group: str):
         self.wait(lambda: self.driver.find_elements(By.CSS_SELECTOR, f'#my-rooms button[data-group="{group}"]'),
                   message=f"{group} in the room list")
-        self.find(f'#my-rooms button[data-group="{group}"]').click()
+        self.click(f'#my-rooms button[data-group="{group}"]')
         self.wait(lambda: self.find("#room-title").text == group)
 
     def body(self, name: str) -> str:
@@ -213,7 +228,7 @@ def test_two_users_through_a_whole_conversation_and_a_restart(chatlog, journal, 
         # The owner removes bob: his page drops the room.
         alice.find("#members-toggle").click()
         alice.wait(lambda: len(alice.driver.find_elements(By.CSS_SELECTOR, "#member-list button")) == 1)
-        alice.find("#member-list button").click()
+        alice.click("#member-list button")
         bob.wait(lambda: not bob.driver.find_elements(By.CSS_SELECTOR, '#my-rooms button[data-group="secret"]'),
                  message="bob's page drops the room")
         assert "removed you" in bob.find("#notice").text
@@ -232,7 +247,7 @@ def test_the_page_at_phone_width(chatlog, journal, pages):
         phone.sign_in("dave")
         # The rooms list is a drawer over the page, open until a room is; the ☰ button toggles it.
         phone.wait(lambda: phone.driver.find_elements(By.CSS_SELECTOR, '#public-rooms button[data-group="lobby"]'))
-        phone.find('#public-rooms button[data-group="lobby"]').click()
+        phone.click('#public-rooms button[data-group="lobby"]')
         phone.wait(lambda: phone.find("#room-title").text == "lobby")
         assert not phone.find("#sidebar").is_displayed(), "the drawer closes once a room opens"
         phone.find("#rooms-toggle").click()
@@ -261,7 +276,7 @@ def test_connection_state_recovery_with_the_official_client(chatlog, journal, pa
         erin = pages(server.url)
         erin.sign_in("erin")
         erin.wait(lambda: erin.driver.find_elements(By.CSS_SELECTOR, '#public-rooms button[data-group="general"]'))
-        erin.find('#public-rooms button[data-group="general"]').click()
+        erin.click('#public-rooms button[data-group="general"]')
         erin.wait(lambda: erin.find("#room-title").text == "general")
         post(server, "alice", "general", "before the restart")
         erin.wait(lambda: erin.texts() == ["before the restart"])

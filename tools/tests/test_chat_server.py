@@ -355,6 +355,24 @@ def test_sigterm_answers_commands_in_flight_disconnects_clients_and_exits_zero(c
         server.stop()
 
 
+def test_a_connection_that_never_finishes_its_request_does_not_hold_the_shutdown(chatlog, journal):
+    """NIO's upgrade handler holds a connection until its first request is complete; a client
+    that never completes one (a slow or hostile one) once kept SIGTERM from ever finishing."""
+    import socket
+    server = Server(chatlog, journal).start()
+    idle = socket.create_connection(("127.0.0.1", server.port))
+    partial = socket.create_connection(("127.0.0.1", server.port))
+    try:
+        partial.sendall(b"GET /healthz HTTP/1.1\r\nHost: chatlog\r\n")  # the head never ends
+        time.sleep(0.2)
+        started = time.time()
+        assert server.stop(timeout=10) == 0, server.log()
+        assert time.time() - started < 3
+    finally:
+        idle.close()
+        partial.close()
+
+
 def test_sigint_stops_the_server_cleanly_as_ctrl_c_in_make_run_does(chatlog, journal, clients):
     server = Server(chatlog, journal).start()
     alice = clients(server.url, "alice")

@@ -568,6 +568,7 @@
       try {
         await call("create-group", { group, private: isPrivate });
         $("new-room").value = "";
+        $("new-room-private").checked = false;
         addRoom({ group, private: isPrivate, owner: state.user });
         await joinNew(group);
       } catch (error) {
