@@ -476,7 +476,7 @@ final class ChatGateway: SocketIOHandler {
     }
 
     /// Who is in a room, as `user` may see it: members and who is online; pending invitations
-    /// for a private room's owner only. Private rooms: members (and invitees) only. Also the
+    /// for a private room's owner only. Private rooms: members only. Also the
     /// HTTP API's `GET /api/rooms/{group}/members`.
     struct Roster {
         var owner: UserID

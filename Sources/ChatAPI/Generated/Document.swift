@@ -29,8 +29,8 @@ info:
 
     **Limits.** Request bodies up to 64 KiB; message text up to 4,096 bytes of UTF-8; room ids
     1 to 128 bytes and usernames 1 to 64 bytes, without control characters; pages of 1 to 200
-    messages (50 by default); each user's requests share the socket rate limit (events per
-    second, with a burst).
+    messages (50 by default); each user's requests have a token bucket at the socket events'
+    rate and burst (`--events-per-second`, `--events-burst`).
 servers:
   - url: /
 security:
