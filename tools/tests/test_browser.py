@@ -5,6 +5,7 @@ that the pages must come back from by themselves with nothing lost and nothing d
 the same with Socket.IO's connection state recovery (`--recovery`). Screenshots go to
 tools/tests/screenshots/ (git-ignored; README shows one)."""
 
+import hashlib
 import shutil
 import socket
 import time
@@ -296,5 +297,31 @@ def test_connection_state_recovery_with_the_official_client(chatlog, journal, pa
         erin.wait(lambda: erin.texts()[-1] == "live again")
         assert erin.texts().count("missed 0") == 1
         assert erin.errors() == []
+    finally:
+        server.stop()
+
+
+def test_the_official_client_is_served_where_the_reference_server_serves_it(chatlog, journal, pages):
+    """Both URLs serve the pinned bundle; without it, the page says how to install it."""
+    vendored = Path(__file__).resolve().parents[2] / "Sources" / "ChatServer" / "Web" / "vendor" / "socket.io.min.js"
+    server = Server(chatlog, journal).start()
+    try:
+        for path in ("/socket.io/socket.io.js", "/socket.io/socket.io.min.js"):
+            response = requests.get(server.url + path, timeout=5)
+            assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/javascript")
+            assert response.content == vendored.read_bytes()
+            assert response.text.startswith("/*!\n * Socket.IO v4.8.1")
+        assert hashlib.sha256(vendored.read_bytes()).hexdigest() in (Path(__file__).resolve().parents[1] / "ensure-deps.sh").read_text()
+        page = requests.get(server.url + "/", timeout=5)
+        assert page.status_code == 200 and "default-src 'self'" in page.headers["Content-Security-Policy"]
+
+        # A browser that cannot load the client (as on a server built without it) is told what to do.
+        blocked = pages(server.url + "/web/config.json")
+        blocked.driver.execute_cdp_cmd("Network.enable", {})
+        blocked.driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*socket.io.min.js"]})
+        blocked.driver.get(server.url + "/")
+        blocked.wait(lambda: blocked.find("#client-missing").is_displayed(), message="the install hint")
+        assert "tools/ensure-deps.sh" in blocked.find("#client-missing").text
+        assert not blocked.find("#sign-in").is_displayed()
     finally:
         server.stop()
