@@ -227,11 +227,13 @@ public enum ChatServer {
             await gateway.handleForwarded(request, leader: replicationLeader)
         }
         let authMode = configuration.dev ? "dev" : "token"
+        let awaitingFirstRequest = ConnectionsAwaitingFirstRequest()
         let app = Application(
             router: router,
             server: .webSocketUpgrade(configuration: {
                 var webSocket = WebSocketHTTPChannel.Configuration()
                 webSocket.messageBytesMax = limits.maxPayloadBytes
+                webSocket.awaitingFirstRequest = awaitingFirstRequest
                 return webSocket
             }()) { uri in endpoint.webSocketHandler(uri: uri) },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "chatlog"),
@@ -263,6 +265,8 @@ public enum ChatServer {
                                                         syncReplicas: configuration.syncReplicas))] : []) + [
                 .init(service: socketIO),
                 .init(service: app),
+                // Shut down before the application: closes connections that would hold it.
+                .init(service: awaitingFirstRequest),
                 .init(service: drain),
             ],
             gracefulShutdownSignals: signals,

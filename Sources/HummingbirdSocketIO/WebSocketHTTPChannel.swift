@@ -1,13 +1,13 @@
 import Hummingbird
 import HummingbirdCore
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOWebSocket
 import ServiceLifecycle
+import Synchronization
 
 /// HTTP/1 with WebSocket upgrades, as a Hummingbird child channel: requests go to the
 /// application's router; an upgrade request for which `route` returns a handler becomes a
@@ -35,6 +35,9 @@ public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
         /// Reading from the socket pauses while more than this many bytes of messages wait
         /// for the connection's task.
         public var inboundBytesMax = 1 << 20
+        /// Where connections wait until their first request is complete, so that shutdown
+        /// can close them (`ConnectionsAwaitingFirstRequest`); nil: not tracked.
+        public var awaitingFirstRequest: ConnectionsAwaitingFirstRequest?
         public init() {}
     }
 
@@ -113,34 +116,17 @@ public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
             pipeline.enableErrorHandling = false  // Hummingbird answers malformed requests
             pipeline.enableResponseHeaderValidation = false  // HTTPTypes validated them
             let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+            if let awaiting = configuration.awaitingFirstRequest {
+                awaiting.insert(channel)
+                result.whenComplete { _ in awaiting.remove(channel) }
+            }
             return Value(result: result, channel: channel)
         }
     }
 
     public func handle(value: Value, logger: Logger) async {
-        // Until its first request is complete, a connection waits on NIO's upgrade handler,
-        // which neither a graceful shutdown nor a cancellation reaches: a client that opens a
-        // connection and never finishes a request would hold the server's shutdown forever.
-        // Such a connection is closed on shutdown; one that carries requests or a WebSocket
-        // ends the ways those do.
-        let channel = value.channel
-        let started = NIOLockedValueBox(false)
-        await withTaskCancellationHandler {
-            await withGracefulShutdownHandler {
-                await serve(value, started: started, logger: logger)
-            } onGracefulShutdown: {
-                if !started.withLockedValue({ $0 }) { channel.close(promise: nil) }
-            }
-        } onCancel: {
-            channel.close(promise: nil)
-        }
-    }
-
-    private func serve(_ value: Value, started: NIOLockedValueBox<Bool>, logger: Logger) async {
         do {
-            let result = try await value.result.get()
-            started.withLockedValue { $0 = true }
-            switch result {
+            switch try await value.result.get() {
             case .notUpgraded(let http):
                 await handleHTTP(asyncChannel: http, logger: logger)
             case .refused(let http):
@@ -170,5 +156,48 @@ extension HTTPServerBuilder {
         HTTPServerBuilder { responder in
             WebSocketHTTPChannel(responder: responder, configuration: configuration, route: route)
         }
+    }
+}
+
+/// The connections still waiting for their first complete request. NIO's upgrade handler
+/// holds such a connection out of reach of graceful shutdown and cancellation (its task waits
+/// on the upgrade's future): a client that opens a connection and never finishes a request
+/// (browsers keep spare ones; a hostile client can do it on purpose) would hold the HTTP
+/// server's shutdown forever. As a `Service` placed after the application in its group, this
+/// closes them when the graceful shutdown begins, and any that arrive after. Tracked in a set
+/// rather than by a shutdown handler in each connection's task, which would add to every
+/// connection's memory (a task keeps its deepest call chain's). Thread-safe (a mutex).
+public final class ConnectionsAwaitingFirstRequest: Service, Sendable {
+    private struct State {
+        var channels: [ObjectIdentifier: any Channel] = [:]
+        var closing = false
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// How many connections wait for their first request now.
+    public var count: Int { state.withLock { $0.channels.count } }
+
+    func insert(_ channel: any Channel) {
+        let close = state.withLock { state in
+            if !state.closing { state.channels[ObjectIdentifier(channel)] = channel }
+            return state.closing
+        }
+        if close { channel.close(promise: nil) }
+    }
+
+    func remove(_ channel: any Channel) {
+        _ = state.withLock { $0.channels.removeValue(forKey: ObjectIdentifier(channel)) }
+    }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        let channels = state.withLock { state in
+            state.closing = true
+            return Array(state.channels.values)
+        }
+        for channel in channels { channel.close(promise: nil) }
     }
 }
