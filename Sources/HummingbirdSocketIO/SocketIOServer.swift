@@ -390,18 +390,6 @@ public final class SocketIOServer: Service, Sendable {
         await perform(state.withLock { $0.closeAll() })
     }
 
-    /// Disconnects every socket from its namespace with a Socket.IO DISCONNECT, then closes
-    /// every session. Clients do not reconnect by themselves after it (`closeAll` for a restart).
-    public func disconnectAll() async {
-        let sockets: [SocketRef] = state.withLock { state in
-            state.connections.flatMap { sid, connection in
-                connection.socket.sockets.map { SocketRef(engineID: sid, namespace: $0.key, socketID: $0.value) }
-            }
-        }
-        for socket in sockets { await disconnect(socket) }
-        await perform(state.withLock { $0.closeAll() })
-    }
-
     public func members(of room: String) -> Set<SocketRef> {
         state.withLock { $0.rooms[room] ?? [] }
     }
