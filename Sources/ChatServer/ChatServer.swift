@@ -227,7 +227,7 @@ public enum ChatServer {
             await gateway.handleForwarded(request, leader: replicationLeader)
         }
         let authMode = configuration.dev ? "dev" : "token"
-        let awaitingFirstRequest = ConnectionsAwaitingFirstRequest()
+        let awaitingFirstRequest = ConnectionsAwaitingFirstRequest(firstRequestTimeout: configuration.firstRequestTimeout)
         let app = Application(
             router: router,
             server: .webSocketUpgrade(configuration: {

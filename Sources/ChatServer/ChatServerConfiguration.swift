@@ -39,6 +39,9 @@ public struct ChatServerConfiguration: Sendable {
     public var readOnly = false
     /// How often a long start-up catch-up of the projections logs its progress.
     public var catchUpProgressInterval: Duration = .seconds(2)
+    /// How long a connection may take to send its first complete request before it is closed
+    /// (`ConnectionsAwaitingFirstRequest`).
+    public var firstRequestTimeout: Duration = .seconds(30)
     /// On a leader (and on a standby once promoted): standbys that must have an event durable
     /// before it is committed (acknowledged, broadcast, in History); 0 commits on the local
     /// fsync alone.

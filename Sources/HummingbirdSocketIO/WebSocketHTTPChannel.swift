@@ -169,20 +169,30 @@ extension HTTPServerBuilder {
 /// connection's memory (a task keeps its deepest call chain's). Thread-safe (a mutex).
 public final class ConnectionsAwaitingFirstRequest: Service, Sendable {
     private struct State {
-        var channels: [ObjectIdentifier: any Channel] = [:]
+        var channels: [ObjectIdentifier: (channel: any Channel, since: ContinuousClock.Instant)] = [:]
         var closing = false
     }
 
     private let state = Mutex(State())
+    /// How long a connection may take to send its first complete request before it is closed
+    /// (a client that opens connections and sends nothing, or a request head a byte at a time,
+    /// holds a socket and a task each until then). Browsers send theirs at once or close the
+    /// spare connections they open within a few seconds.
+    public let firstRequestTimeout: Duration
+    /// How often the timeout is checked.
+    let sweepInterval: Duration
 
-    public init() {}
+    public init(firstRequestTimeout: Duration = .seconds(30), sweepInterval: Duration = .seconds(1)) {
+        self.firstRequestTimeout = firstRequestTimeout
+        self.sweepInterval = sweepInterval
+    }
 
     /// How many connections wait for their first request now.
     public var count: Int { state.withLock { $0.channels.count } }
 
     func insert(_ channel: any Channel) {
         let close = state.withLock { state in
-            if !state.closing { state.channels[ObjectIdentifier(channel)] = channel }
+            if !state.closing { state.channels[ObjectIdentifier(channel)] = (channel, .now) }
             return state.closing
         }
         if close { channel.close(promise: nil) }
@@ -192,11 +202,24 @@ public final class ConnectionsAwaitingFirstRequest: Service, Sendable {
         _ = state.withLock { $0.channels.removeValue(forKey: ObjectIdentifier(channel)) }
     }
 
+    /// Closes the connections that have waited longer than `firstRequestTimeout`.
+    func closeExpired(now: ContinuousClock.Instant = .now) {
+        let expired = state.withLock { state in
+            state.channels.values.filter { now - $0.since >= firstRequestTimeout }.map(\.channel)
+        }
+        for channel in expired { channel.close(promise: nil) }
+    }
+
     public func run() async throws {
-        try? await gracefulShutdown()
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try await Task.sleep(for: self.sweepInterval)
+                self.closeExpired()
+            }
+        }
         let channels = state.withLock { state in
             state.closing = true
-            return Array(state.channels.values)
+            return state.channels.values.map(\.channel)
         }
         for channel in channels { channel.close(promise: nil) }
     }

@@ -70,6 +70,8 @@ struct Serve: AsyncParsableCommand {
     var failHistoryWritesAfterBatches: Int?
     @Option(help: ArgumentHelp("How often a long start-up catch-up logs its progress, in ms (for tests).", visibility: .hidden))
     var catchUpProgressMs = 2_000
+    @Option(help: ArgumentHelp("How long a connection may take to send its first request, in ms (for tests; 30 s by default).", visibility: .hidden))
+    var firstRequestTimeoutMs = 30_000
     @Option(help: ArgumentHelp("The secret a leader and its standbys share (at least 16 printable bytes); a leader without one takes no standbys.", valueName: "file"))
     var replicationSecretFile: String?
     @Option(help: ArgumentHelp("Run as a standby of this leader: copy its journal and serve reads.", valueName: "url"))
@@ -109,6 +111,7 @@ struct Serve: AsyncParsableCommand {
         configuration.failJournalWritesAfterBytes = failJournalWritesAfterBytes
         configuration.failHistoryWritesAfterBatches = failHistoryWritesAfterBatches
         configuration.catchUpProgressInterval = .milliseconds(max(0, catchUpProgressMs))
+        configuration.firstRequestTimeout = .milliseconds(max(1, firstRequestTimeoutMs))
         configuration.replicationSecretFile = replicationSecretFile
         configuration.standbyOf = standbyOf
         configuration.standbyName = standbyName

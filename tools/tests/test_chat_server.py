@@ -373,6 +373,25 @@ def test_a_connection_that_never_finishes_its_request_does_not_hold_the_shutdown
         partial.close()
 
 
+def test_a_connection_that_sends_no_request_is_closed_after_the_first_request_timeout(chatlog, journal):
+    import socket
+    server = Server(chatlog, journal, "--first-request-timeout-ms", "500").start()
+    try:
+        silent = socket.create_connection(("127.0.0.1", server.port))
+        slow = socket.create_connection(("127.0.0.1", server.port))
+        slow.sendall(b"GET /healthz HTTP/1.1\r\n")
+        for connection in (silent, slow):
+            connection.settimeout(5)
+            started = time.time()
+            assert connection.recv(1024) == b"", "the server closes it"
+            assert time.time() - started < 3
+            connection.close()
+        # One that sends its request in time is served.
+        assert requests.get(server.url + "/healthz", timeout=5).status_code == 200
+    finally:
+        server.stop()
+
+
 def test_sigint_stops_the_server_cleanly_as_ctrl_c_in_make_run_does(chatlog, journal, clients):
     server = Server(chatlog, journal).start()
     alice = clients(server.url, "alice")
