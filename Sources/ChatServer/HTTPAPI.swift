@@ -35,14 +35,14 @@ struct ChatHTTPAPI: APIProtocol {
 
     func listRooms(_ input: Operations.ListRooms.Input) async throws -> Operations.ListRooms.Output {
         let user = try caller()
+        // Copied under the lock the tailer applies under; sorted after it.
         let rooms = gateway.live.state.withLock { state in
-            state.rooms.rooms.filter { !$0.value.isPrivate || $0.value.members.contains(user) }.sorted { $0.key < $1.key }
-                .map { id, room in
-                    Components.Schemas.Room(group: id.value, name: room.name, _private: room.isPrivate, owner: room.owner.value,
-                                            members: room.members.count, member: room.members.contains(user))
-                }
+            state.rooms.rooms.filter { !$0.value.isPrivate || $0.value.members.contains(user) }.map { id, room in
+                Components.Schemas.Room(group: id.value, name: room.name, _private: room.isPrivate, owner: room.owner.value,
+                                        members: room.members.count, member: room.members.contains(user))
+            }
         }
-        return .ok(.init(body: .json(.init(rooms: rooms))))
+        return .ok(.init(body: .json(.init(rooms: rooms.sorted { $0.group < $1.group }))))
     }
 
     func createRoom(_ input: Operations.CreateRoom.Input) async throws -> Operations.CreateRoom.Output {
@@ -156,7 +156,13 @@ struct ChatHTTPAPI: APIProtocol {
     func perform(_ request: ChatRequest, by user: UserID) async throws(APIFailure) -> [(String, JSONValue)] {
         var (answer, _) = await gateway.forwarded(request, by: user)
         if case .failed(let code, _) = answer, code == "not_leader", let forwarder = gateway.forwarder {
-            answer = await forwarder.forward(request, by: user).answer
+            let outcome = await forwarder.forward(request, by: user)
+            answer = outcome.answer
+            // Read your writes on the standby too: answer once it has copied and applied them.
+            if case .ok = answer, let offset = outcome.offset,
+               case .failure(.unavailable(let reason)) = await gateway.live.applied(offset) {
+                answer = .unavailable(reason)
+            }
         }
         switch answer {
         case .ok(let fields): return fields

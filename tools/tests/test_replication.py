@@ -678,3 +678,26 @@ def test_beyond_16384_events_in_flight_a_connection_waits_for_its_sends(chatlog,
         assert not answered, "members was answered: the connection did not wait"
     finally:
         raw.close()
+
+
+def test_the_http_api_on_a_standby_forwards_writes_and_reads_them_back(chatlog, tmp_path, secret, servers):
+    import requests
+    lead = servers(leader(chatlog, tmp_path / "leader", secret))
+    follower = servers(standby(chatlog, tmp_path / "standby", lead.url, secret))
+    as_bot = {"X-Chatlog-User": "bot"}
+    # A write on the standby is decided by the leader and answered once the standby has it:
+    # the room it returns is the standby's own view, and reads there see the message at once.
+    created = requests.post(f"{follower.url}/api/rooms", json={"group": "ops"}, headers=as_bot, timeout=10)
+    assert created.status_code == 201 and created.json()["owner"] == "bot", created.text
+    posted = requests.post(f"{follower.url}/api/rooms/ops/messages", json={"message": "deployed", "client_id": "d1"},
+                           headers=as_bot, timeout=10)
+    assert posted.status_code == 201, posted.text
+    on_standby = requests.get(f"{follower.url}/api/rooms/ops/messages", headers=as_bot, timeout=10).json()["messages"]
+    on_leader = requests.get(f"{lead.url}/api/rooms/ops/messages", headers=as_bot, timeout=10).json()["messages"]
+    assert [m["id"] for m in on_standby] == [m["id"] for m in on_leader] == [posted.json()["id"]]
+    again = requests.post(f"{follower.url}/api/rooms/ops/messages", json={"message": "deployed", "client_id": "d1"},
+                          headers=as_bot, timeout=10)
+    assert again.status_code == 201 and again.json()["id"] == posted.json()["id"]
+    # The leader's rules, the API's statuses.
+    refused = requests.post(f"{follower.url}/api/rooms", json={"group": "ops"}, headers=as_bot, timeout=10)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "room_exists"
