@@ -449,11 +449,8 @@ final class ChatGateway: SocketIOHandler {
     }
 
     func members(_ socket: SocketRef, room: RoomID) -> Answer {
-        members(room: room, user: live.withClient(socket) { client in client.user } ?? nil)
-    }
-
-    /// A room's members as `user` may see them (nil: an anonymous development-mode reader).
-    func members(room: RoomID, user: UserID?) -> Answer {
+        // nil: an anonymous development-mode reader.
+        let user = live.withClient(socket) { client in client.user } ?? nil
         switch roster(room: room, user: user) {
         case .failure(let refused): return .failed(code: refused.code, message: refused.message)
         case .success(let roster):
@@ -514,11 +511,7 @@ final class ChatGateway: SocketIOHandler {
     }
 
     func readHistory(_ socket: SocketRef, room: RoomID, before: UInt64?, after: UInt64?, limit: Int?) -> Answer {
-        readHistory(room: room, user: live.withClient(socket) { client in client.user } ?? nil, before: before, after: after, limit: limit)
-    }
-
-    /// A page of a room's history as `user` may read it.
-    func readHistory(room: RoomID, user: UserID?, before: UInt64?, after: UInt64?, limit: Int?) -> Answer {
+        let user = live.withClient(socket) { client in client.user } ?? nil
         switch historyPage(room: room, user: user, before: before, after: after, limit: limit) {
         case .success(let page): return .ok([("group", .string(room.value)), ("messages", .array(page.map(ChatWire.historyEntry)))])
         case .failure(let refused): return .failed(code: refused.code, message: refused.message)

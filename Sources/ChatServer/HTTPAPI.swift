@@ -194,9 +194,13 @@ struct APIFailure: Error, Sendable {
     let message: String
 
     init(code: String, message: String) {
+        self.init(status: Self.status(of: code), code: code, message: message)
+    }
+
+    init(status: HTTPResponse.Status, code: String, message: String) {
+        self.status = status
         self.code = code
         self.message = message
-        status = Self.status(of: code)
     }
 
     static func invalid(_ message: String) -> APIFailure { APIFailure(code: "invalid_payload", message: message) }
@@ -214,18 +218,13 @@ struct APIFailure: Error, Sendable {
         }
     }
 
-    static let contentType = "application/json; charset=utf-8"
-
-    /// `{"error": {"code", "message"}}`.
-    var json: String {
-        JSONValue.object([("error", .object([("code", .string(code)), ("message", .string(message))]))]).serialized()
-    }
-
+    /// `{"error": {"code", "message"}}`, the shape of every error answer (`ChatServer.error`).
     var response: (HTTPResponse, HTTPBody) {
         var head = HTTPResponse(status: status)
-        head.headerFields[.contentType] = Self.contentType
+        head.headerFields[.contentType] = "application/json; charset=utf-8"
         if status == .tooManyRequests { head.headerFields[.retryAfter] = "1" }
-        return (head, HTTPBody(json))
+        let body = JSONValue.object([("error", .object([("code", .string(code)), ("message", .string(message))]))]).serialized()
+        return (head, HTTPBody(body))
     }
 }
 
@@ -314,19 +313,8 @@ struct APIGuard: ServerMiddleware {
             logger.error("http api request failed", metadata: ["http.operation": "\(operationID)", "error": "\(serverError)"])
             return APIFailure(code: "unavailable", message: "the request failed: \(serverError.causeDescription)")
         }
-        var failure = APIFailure.invalid("\(serverError.causeDescription): \(serverError.underlyingError)")
-        if status != .badRequest {
-            failure = APIFailure(status: status, code: "invalid_payload", message: failure.message)
-        }
-        return failure
-    }
-}
-
-extension APIFailure {
-    init(status: HTTPResponse.Status, code: String, message: String) {
-        self.status = status
-        self.code = code
-        self.message = message
+        return APIFailure(status: status, code: "invalid_payload",
+                          message: "\(serverError.causeDescription): \(serverError.underlyingError)")
     }
 }
 
@@ -412,9 +400,9 @@ struct APIMethodGuard: RouterMiddleware {
                 throw error
             }
             let allow = declared.map(\.rawValue).sorted().joined(separator: ", ")
-            let failure = APIFailure(status: .methodNotAllowed, code: "invalid_payload", message: "\(path) answers \(allow) only")
-            return Response(status: failure.status, headers: [.contentType: APIFailure.contentType, .allow: allow],
-                            body: .init(byteBuffer: ByteBuffer(string: failure.json)))
+            var response = ChatServer.error(.methodNotAllowed, "invalid_payload", "\(path) answers \(allow) only")
+            response.headers[.allow] = allow
+            return response
         }
     }
 }

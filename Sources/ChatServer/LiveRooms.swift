@@ -413,18 +413,21 @@ struct TokenBucket: Sendable {
         updated = now
     }
 
-    /// Whether the bucket would be full at `now` (its owner has been idle long enough).
-    func isFull(now: ContinuousClock.Instant = .now) -> Bool {
+    /// The tokens held at `now`: those left, refilled at `rate` since the last take.
+    private func tokens(at now: ContinuousClock.Instant) -> Double {
         let elapsed = now - updated
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return tokens + seconds * rate >= burst
+        return min(burst, tokens + seconds * rate)
+    }
+
+    /// Whether the bucket would be full at `now` (its owner has been idle long enough).
+    func isFull(now: ContinuousClock.Instant = .now) -> Bool {
+        tokens(at: now) >= burst
     }
 
     /// Takes a token if there is one.
     mutating func take(now: ContinuousClock.Instant = .now) -> Bool {
-        let elapsed = now - updated
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        tokens = min(burst, tokens + seconds * rate)
+        tokens = tokens(at: now)
         updated = now
         guard tokens >= 1 else { return false }
         tokens -= 1

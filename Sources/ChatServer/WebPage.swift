@@ -48,7 +48,8 @@ struct WebPage: Sendable {
         return WebPage(files: files, client: client)
     }
 
-    /// The page's routes; `configuration` is what `/web/config.json` tells the page.
+    /// The page's routes. `/web/config.json` tells the page how to sign in (`dev`: a username,
+    /// else a token) and whether the server offers connection state recovery.
     func addRoutes(to router: Router<BasicRequestContext>, dev: Bool, recovery: Bool) {
         for (path, file) in files {
             router.get(RouterPath(path)) { _, _ in Self.response(file) }

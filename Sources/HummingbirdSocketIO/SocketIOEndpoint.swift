@@ -155,6 +155,9 @@ public struct SocketIOEndpoint: Sendable {
             }
         }
         var probe = startsAsProbe
+        // Only a session that began on polling can have POSTed work queued ahead of its frames;
+        // once it has upgraded and none is left, its frames go straight to `perform`.
+        var behindPosts = startsAsProbe
         do {
             for try await message in connection.messages {
                 let packet: EnginePacket
@@ -176,7 +179,11 @@ public struct SocketIOEndpoint: Sendable {
                 }
                 let (stillProbing, calls) = server.frame(sid: sid, packet: packet, probe: probe)
                 probe = stillProbing
-                await server.performAfterPosted(sid: sid, calls)
+                if behindPosts {
+                    behindPosts = await server.performAfterPosted(sid: sid, calls) || probe
+                } else {
+                    await server.perform(calls)
+                }
             }
         } catch {
             server.logger.debug("websocket closed", metadata: ["socketio.sid": "\(sid)", "error": "\(error)"])

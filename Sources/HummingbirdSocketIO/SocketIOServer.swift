@@ -182,14 +182,17 @@ public final class SocketIOServer: Service, Sendable {
     /// Performs a WebSocket frame's calls after what the session's earlier POSTs delivered
     /// (a client that just upgraded may have POSTed events still queued): queued behind them
     /// while its worker runs, at once otherwise.
-    func performAfterPosted(sid: String, _ calls: [AppCall]) async {
-        guard !calls.isEmpty else { return }
+    /// - Returns: whether POSTed work was still queued (false: none is, or none was looked for).
+    @discardableResult
+    func performAfterPosted(sid: String, _ calls: [AppCall]) async -> Bool {
+        guard !calls.isEmpty else { return true }
         let queued = postInboxes.withLock { inboxes in
             guard inboxes[sid] != nil else { return false }
             inboxes[sid]?.pending.append(calls)
             return true
         }
         if !queued { await perform(calls) }
+        return queued
     }
 
     /// A session's worker: performs its queued calls in order until none is left.

@@ -591,6 +591,8 @@ def test_a_client_that_stops_reading_is_disconnected_and_never_slows_its_room(ch
         got = reader.wait_for("send-group-message", count + 1, timeout=60)
         assert [m["id"] for m in got] == sorted({m["id"] for m in got}) and got[-1]["id"] == last["id"]
         assert "socket.io client too slow; closing" in server.log()
+        scrape = requests.get(server.url + "/metrics", timeout=5).text
+        assert "socketio_slow_clients_disconnected_total 1\n" in scrape, scrape
         # Its connection closes (after the close handshake's timeout): it goes offline.
         deadline = time.time() + 10
         while "sloth" in reader.call("members", {"group": "flood"})["online"] and time.time() < deadline:
