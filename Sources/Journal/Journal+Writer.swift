@@ -72,8 +72,16 @@ final class Handoff: Sendable {
     }
 
     let slot = Mutex(Slot())
-    let slotFree = DispatchSemaphore(value: 1)
+    /// Made with a count of 0 and signalled once in `init`: libdispatch traps when a
+    /// semaphore is released with a count below the one it was made with, which is where
+    /// this one is left when the writer fails while the encoder waits for the slot (the
+    /// writer's wake-up is consumed and not given back).
+    let slotFree = DispatchSemaphore(value: 0)
     let groupReady = DispatchSemaphore(value: 0)
+
+    init() {
+        slotFree.signal()
+    }
 }
 
 /// Compresses and checksums the batches of a group, in parallel when there are several.

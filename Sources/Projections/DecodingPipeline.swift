@@ -23,9 +23,17 @@ enum DecodingPipeline {
     private final class Queue: Sendable {
         let chunks = Mutex<[Result<DecodedChunk, ProjectionError>]>([])
         let filled = DispatchSemaphore(value: 0)
-        let free = DispatchSemaphore(value: 2)
+        /// Two slots, given by signals rather than the initial count: libdispatch traps when a
+        /// semaphore is released below the count it was made with, as this one is when the
+        /// consumer stops early with chunks not taken.
+        let free = DispatchSemaphore(value: 0)
         let stopped = Mutex(false)
         let done = DispatchGroup()
+
+        init() {
+            free.signal()
+            free.signal()
+        }
     }
 
     /// Calls `consume` with the events of `start..<target`, in order, one read of up to

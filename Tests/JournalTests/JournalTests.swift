@@ -101,6 +101,36 @@ import Testing
         await #expect(throws: JournalError.self) { try await journal.append(record(0)) }
     }
 
+
+    /// A write that fails while the encoder waits to hand over its next group (a full disk
+    /// under load) once left the hand-off's semaphore below its initial count, and libdispatch
+    /// trapped when the closed journal was released (SIGILL on stop after a full disk).
+    @Test func aJournalWhoseWriteFailedUnderLoadClosesAndIsReleasedCleanly() async throws {
+        for attempt in 0..<40 {
+            let directory = try TemporaryDirectory()
+            defer { directory.remove() }
+            var configuration = smallConfiguration(durability: .everyBatch)
+            configuration.failWritesAfterBytes = Int64(2048 + attempt * 97)
+            let opened = try Journal.open(directory: directory.path, configuration: configuration, logger: .quiet)
+            let refused = await withTaskGroup(of: Bool.self) { group in
+                for producer in 0..<8 {
+                    group.addTask {
+                        for n in 0..<40 {
+                            do { _ = try await opened.append(record(producer * 100 + n)) } catch { return true }
+                        }
+                        return false
+                    }
+                }
+                return await group.reduce(false) { $0 || $1 }
+            }
+            #expect(refused, "the injected failure must refuse appends")
+            #expect(!opened.isHealthy)
+            await opened.close()
+            // The journal is released at the end of this iteration, or once its writer and
+            // encoder threads return: a trap there ends the test process.
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
     @Test func appendsLargerThanThePendingQueueWaitForRoomAndKeepOrder() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
