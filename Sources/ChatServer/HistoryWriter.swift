@@ -79,6 +79,8 @@ final class HistoryWriter: Service {
         var reader = journal.makeReader()
         var next = state.withLock { $0.next }
         do {
+            // A catch-up at start may have left a large write-ahead log.
+            try history.boundWriteAheadLog()
             while try await commit.wait(for: next) {
                 next = try applyCommitted(from: next, reader: &reader)
             }
@@ -105,6 +107,7 @@ final class HistoryWriter: Service {
             }
             try history.apply(batches)
             try history.eraseDeletedText()
+            try history.boundWriteAheadLog()
             next = end
             let ready = state.withLock { state -> [CheckedContinuation<Result<Void, ChatFailure>, Never>] in
                 state.next = end

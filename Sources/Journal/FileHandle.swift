@@ -105,10 +105,16 @@ enum FileSystem {
     static func writeAtomically(_ bytes: ByteBuffer, to path: String, directory: String, mode: mode_t = 0o644) throws(JournalError) {
         let temporary = path + ".tmp"
         try remove(temporary)  // a leftover would keep its own permissions
-        let handle = try FileHandle.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
-        try handle.write(bytes, at: .zero)
-        guard fsync(handle.descriptor) == 0 else { throw .io(operation: "fsync", path: temporary, errno: errno) }
-        guard rename(temporary, path) == 0 else { throw .io(operation: "rename", path: temporary, errno: errno) }
+        do throws(JournalError) {
+            let handle = try FileHandle.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: mode)
+            try handle.write(bytes, at: .zero)
+            guard fsync(handle.descriptor) == 0 else { throw .io(operation: "fsync", path: temporary, errno: errno) }
+            guard rename(temporary, path) == 0 else { throw .io(operation: "rename", path: temporary, errno: errno) }
+        } catch {
+            // A full disk fails the write after the file was made: leave nothing behind.
+            unlink(temporary)
+            throw error
+        }
         try syncDirectory(directory)
     }
 

@@ -99,8 +99,12 @@ public final class HistoryProjection: Sendable {
                 // 64 MiB of page cache: inserts into the per-room index stay in memory during a
                 // rebuild. A fixed bound: History's memory does not grow with the journal.
                 try db.execute(sql: "PRAGMA cache_size = -65536")
-                // Fewer, larger checkpoints (each fsyncs): about 40 MB of WAL between them.
+                // Fewer, larger checkpoints (each fsyncs): about 40 MB of WAL between them
+                // during a catch-up or rebuild; a live server checkpoints sooner
+                // (`boundWriteAheadLog()`).
                 try db.execute(sql: "PRAGMA wal_autocheckpoint = 10000")
+                // A checkpoint that empties the WAL also shrinks its file to this size.
+                try db.execute(sql: "PRAGMA journal_size_limit = \(Self.writeAheadLogBytesMax)")
             }
             database = try DatabaseQueue(path: path, configuration: configuration)
             try database.write { db in
@@ -431,6 +435,28 @@ public final class HistoryProjection: Sendable {
     /// zeroed the text) and truncate it. Does nothing when nothing was deleted since the last
     /// call. The runner calls it after each live step and at the end of a catch-up (not per
     /// transaction during a rebuild, where it would dominate).
+    /// How large the write-ahead log may grow while a server follows the journal before
+    /// `boundWriteAheadLog()` checkpoints and truncates it. Without it, the log grew to about
+    /// 40 MB (the autocheckpoint, tuned for rebuilds) and kept its size: on a small disk it
+    /// filled the space the journal needed.
+    public static let writeAheadLogBytesMax = 8 << 20
+
+    /// Checkpoints the write-ahead log into the database and truncates it to zero bytes once it
+    /// is larger than `writeAheadLogBytesMax`: so while a server runs, the log holds at most
+    /// that much plus one transaction. Cheap when under the bound (one `stat`).
+    /// - Throws: `ProjectionError.database`.
+    public func boundWriteAheadLog() throws(ProjectionError) {
+        var info = stat()
+        guard stat(path + "-wal", &info) == 0, Int(info.st_size) > Self.writeAheadLogBytesMax else { return }
+        do {
+            try database.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+            }
+        } catch {
+            throw .database("checkpointing the write-ahead log: \(error)")
+        }
+    }
+
     public func eraseDeletedText() throws(ProjectionError) {
         guard needsErasure.withLock({ $0 }) else { return }
         do {
