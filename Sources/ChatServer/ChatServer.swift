@@ -183,7 +183,7 @@ public enum ChatServer {
                                     journal: journal, logger: logger)
             }
         }
-        let forwarder = configuration.readOnly ? nil : follower.map { Forwarder(follower: $0, logger: logger) }
+        let forwarder = configuration.readOnly ? nil : follower.map { Forwarder(follower: $0, journal: journal, timeout: configuration.forwardTimeout, logger: logger) }
         let gateway = ChatGateway(decider: decider, live: live, journal: journal, history: history, historyWriter: historyWriter,
                                   identity: identity, limits: limits, recovery: configuration.recovery, forwarder: forwarder,
                                   logger: logger)
@@ -209,7 +209,7 @@ public enum ChatServer {
             MetricsExport.scrape(gauges, socketIO: socketIO, journal: journal, live: live, history: historyWriter)
         }
         router.get("/healthz") { _, _ in
-            health(journal: journal, live: live, history: historyWriter)
+            health(journal: journal, live: live, history: historyWriter, replication: replicationLeader)
         }
         replicationLeader.addRoutes(to: router)
         router.get("/api/replication") { _, _ in
@@ -255,20 +255,24 @@ public enum ChatServer {
             logger: logger
         )
         let drain = Drain(socketIO: socketIO, decider: decider, live: live, replication: replicationLeader, logger: logger)
+        // Started in this order, stopped in the reverse.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: historyWriter), .init(service: tailer)]
+        if let follower { services.append(.init(service: follower, successTerminationBehavior: .ignore)) }
+        if configuration.syncReplicas > 0 {
+            services.append(.init(service: ReplicationTimeouts(live: live, socketIO: socketIO, leader: replicationLeader,
+                                                               timeout: configuration.syncTimeout,
+                                                               syncReplicas: configuration.syncReplicas)))
+        }
+        services += [
+            .init(service: promotion),
+            .init(service: socketIO),
+            .init(service: app),
+            // Shut down before the application: closes connections that would hold it.
+            .init(service: awaitingFirstRequest),
+            .init(service: drain),
+        ]
         var groupConfiguration = ServiceGroupConfiguration(
-            services: [
-                .init(service: historyWriter),
-                .init(service: tailer),
-            ] + (follower.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0, successTerminationBehavior: .ignore)] } ?? [])
-              + (configuration.syncReplicas > 0
-                  ? [.init(service: ReplicationTimeouts(live: live, socketIO: socketIO, timeout: configuration.syncTimeout,
-                                                        syncReplicas: configuration.syncReplicas))] : []) + [
-                .init(service: socketIO),
-                .init(service: app),
-                // Shut down before the application: closes connections that would hold it.
-                .init(service: awaitingFirstRequest),
-                .init(service: drain),
-            ],
+            services: services,
             gracefulShutdownSignals: signals,
             cancellationSignals: [],
             logger: logger
@@ -290,10 +294,13 @@ public enum ChatServer {
     }
 
     /// `GET /healthz`: 200 `{"status":"ok","offset":N}` while the journal accepts appends and
-    /// the tailer applies them; 503 with the reason otherwise.
-    static func health(journal: Journal, live: LiveRooms, history: HistoryWriter) -> Response {
+    /// the tailer applies them; 503 with the reason otherwise, and on a fenced former leader,
+    /// whose state no longer moves (a newer leader exists: restart it as that one's standby).
+    static func health(journal: Journal, live: LiveRooms, history: HistoryWriter, replication: ReplicationLeader) -> Response {
         let position = live.position
-        let reason: String? = if !journal.isHealthy {
+        let reason: String? = if case .fenced(let epoch) = replication.role {
+            "fenced: a leader of epoch \(epoch) exists; restart this node as its standby"
+        } else if !journal.isHealthy {
             "the journal does not accept appends"
         } else if let failure = live.failure {
             failure
@@ -349,6 +356,12 @@ final class Drain: Service {
         let deadline = ContinuousClock.now.advanced(by: Self.commitWait)
         while live.position < pending, live.failure == nil, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(5))
+        }
+        // What has not committed by now (synchronous replicas that do not answer) is answered
+        // before the clients go: it is in the journal and may commit later.
+        if live.position < pending {
+            live.failWaiting("the server stopped before this command committed; it may still commit: resend with the same client_id to learn its id",
+                             server: socketIO)
         }
         // The acks of the last commands go out from their connections' tasks once woken.
         try? await Task.sleep(for: .milliseconds(50))

@@ -49,6 +49,11 @@ public struct ChatServerConfiguration: Sendable {
     /// How long a command waits for its events to be durable on `syncReplicas` standbys
     /// before it is answered `unavailable`.
     public var syncTimeout: Duration = .seconds(5)
+    /// On a standby: how long a client's command forwarded to the leader may take before the
+    /// client is answered `unavailable`. The leader decides it only within the first half of
+    /// this (`ForwardedCommand.deadlineMs`), so a command the standby gave up on is never
+    /// applied later, as long as the nodes' clocks differ by less than that half.
+    public var forwardTimeout: Duration = .seconds(30)
 
     public init(journalDirectory: String) {
         self.journalDirectory = journalDirectory
@@ -73,6 +78,9 @@ public struct ChatServerConfiguration: Sendable {
                 throw .configuration("--sync-replicas needs --replication-secret-file: without it no standby can connect")
             }
             guard syncTimeout > .zero else { throw .configuration("--sync-timeout must be positive") }
+        }
+        guard forwardTimeout >= .milliseconds(200), forwardTimeout <= .seconds(600) else {
+            throw .configuration("--forward-timeout must be 200ms to 10m, got \(forwardTimeout)")
         }
         guard (1...64).contains(standbyName.utf8.count),
               standbyName.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D }) else {

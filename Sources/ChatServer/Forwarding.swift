@@ -43,6 +43,14 @@ struct ForwardedCommand: Codable {
     var event: String
     /// The event's payload, JSON text.
     var payload: String
+    /// The latest time the leader may decide the command, in Unix milliseconds by the
+    /// standby's clock: half the forward timeout after it was sent. A request that TCP delivers
+    /// late (a partition that heals, a leader resumed after a pause) is refused past it, so a
+    /// command its standby gave up on, and whose client may have resent it or moved on, is
+    /// never applied after the fact.
+    var deadlineMs: Int64
+    /// The newest leader epoch the standby has seen: a leader older than it is fenced.
+    var epoch: UInt32
 }
 
 /// The leader's answer: the ack the client gets, as JSON text, and the offset of the
@@ -57,12 +65,16 @@ struct ForwardedAnswer: Codable {
 /// ack the client then gets. The standby learns of the events by copying them, as of any.
 final class Forwarder: Sendable {
     let follower: ReplicationFollower
+    let journal: Journal
     let logger: Logger
-    /// How long a forwarded command may take (its commit may wait for synchronous replicas).
-    static let timeout: Duration = .seconds(30)
+    /// How long a forwarded command may take (its commit may wait for synchronous replicas);
+    /// the leader must decide it within the first half (`ForwardedCommand.deadlineMs`).
+    let timeout: Duration
 
-    init(follower: ReplicationFollower, logger: Logger) {
+    init(follower: ReplicationFollower, journal: Journal, timeout: Duration, logger: Logger) {
         self.follower = follower
+        self.journal = journal
+        self.timeout = timeout
         self.logger = logger
     }
 
@@ -76,10 +88,13 @@ final class Forwarder: Sendable {
         guard let (event, payload) = request.forwarded else {
             return Outcome(answer: .invalid("\(request) is not forwarded"))
         }
-        let body = ForwardedCommand(user: user.value, event: event, payload: payload.serialized())
+        let half = (timeout / 2).components
+        let deadline = ChatGateway.nowMs() + half.seconds * 1000 + half.attoseconds / 1_000_000_000_000_000
+        let epoch = max(follower.leaderEpoch, journal.seenEpoch, journal.leaderEpochs.current)
+        let body = ForwardedCommand(user: user.value, event: event, payload: payload.serialized(), deadlineMs: deadline, epoch: epoch)
         let reply: Data
         do {
-            reply = try await follower.post(ReplicationProtocol.commandPath, json: ReplicationJSON.encoder.encode(body), timeout: Self.timeout)
+            reply = try await follower.post(ReplicationProtocol.commandPath, json: ReplicationJSON.encoder.encode(body), timeout: timeout)
         } catch {
             logger.warning("forwarding to the leader failed", metadata: ["chat.event": "\(event)", "error": "\(error)"])
             return Outcome(answer: .unavailable("the leader could not be reached: \(error)"))
@@ -149,6 +164,11 @@ extension ChatGateway {
         }
     }
 
+    /// The furthest ahead of the leader's clock a forwarded command's deadline may be: half of
+    /// the longest forward timeout (`--forward-timeout`, 10 minutes). Past it, the standby's
+    /// clock is so far ahead that a late command could be applied after its standby gave up.
+    static let forwardDeadlineAheadMax: Int64 = 300_000
+
     /// `POST /replication/v1/command` on a leader: a standby's forwarded command.
     func handleForwarded(_ request: Request, leader: ReplicationLeader) async -> Response {
         if let refusal = leader.refusal(of: request, leading: true) { return refusal }
@@ -160,12 +180,30 @@ extension ChatGateway {
         guard let user = UserID(command.user) else {
             return ChatServer.error(.badRequest, "invalid_request", "user must be 1 to \(UserID.maxBytes) bytes without control characters")
         }
+        if command.epoch > leader.epoch {
+            leader.fence(newerEpoch: command.epoch, reason: "a standby forwarded a command under epoch \(command.epoch)")
+            return ChatServer.error(.conflict, "not_leader", "the standby has seen leader epoch \(command.epoch), newer than this node's \(leader.epoch): this node no longer leads")
+        }
         let answer: Answer
         var offset: Offset?
         do {
             let payload = try JSONParser.parse(command.payload)
             let parsed = try ChatRequest.parse(command.event, [payload])
-            (answer, offset) = await forwarded(parsed, by: user)
+            // Checked last, just before the decider takes it: nothing after this waits.
+            let nowMs = Self.nowMs()
+            if nowMs > command.deadlineMs {
+                logger.warning("forwarded command refused: it arrived after its deadline", metadata: [
+                    "chat.event": "\(command.event)", "forward.late_ms": "\(nowMs - command.deadlineMs)",
+                ])
+                answer = .unavailable("the command reached the leader \(nowMs - command.deadlineMs) ms after its deadline and was not applied; send it again")
+            } else if command.deadlineMs - nowMs > Self.forwardDeadlineAheadMax {
+                logger.error("forwarded command refused: its deadline is too far ahead; are the nodes' clocks set?", metadata: [
+                    "chat.event": "\(command.event)", "forward.ahead_ms": "\(command.deadlineMs - nowMs)",
+                ])
+                answer = .unavailable("the standby's clock is \(command.deadlineMs - nowMs) ms ahead of the command's deadline on the leader: the nodes' clocks disagree (set them with NTP)")
+            } else {
+                (answer, offset) = await forwarded(parsed, by: user)
+            }
         } catch let error as PayloadError {
             answer = .invalid(error.message)
         } catch {

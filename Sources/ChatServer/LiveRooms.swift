@@ -1,6 +1,7 @@
 import ChatModel
 import HummingbirdSocketIO
 import Journal
+import Replication
 import ServiceLifecycle
 import SocketIO
 import Synchronization
@@ -366,18 +367,21 @@ final class LiveRooms: Sendable {
 }
 
 /// With synchronous replicas: commands whose events are not durable on enough standbys within
-/// `timeout` are answered `unavailable` (never acknowledged unreplicated).
+/// `timeout` are answered `unavailable` (never acknowledged unreplicated); once this leader is
+/// fenced, every waiting command is, at once: nothing more commits here.
 final class ReplicationTimeouts: Service {
     let live: LiveRooms
     let socketIO: SocketIOServer
+    let leader: ReplicationLeader
     let timeout: Duration
     let syncReplicas: Int
     /// How often waiting commands are checked.
     static let interval: Duration = .milliseconds(100)
 
-    init(live: LiveRooms, socketIO: SocketIOServer, timeout: Duration, syncReplicas: Int) {
+    init(live: LiveRooms, socketIO: SocketIOServer, leader: ReplicationLeader, timeout: Duration, syncReplicas: Int) {
         self.live = live
         self.socketIO = socketIO
+        self.leader = leader
         self.timeout = timeout
         self.syncReplicas = syncReplicas
     }
@@ -387,10 +391,23 @@ final class ReplicationTimeouts: Service {
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 try await Task.sleep(for: Self.interval)
-                let expired = self.live.expire(waitingSince: .now - self.timeout, reason: reason, server: self.socketIO)
-                for waiter in expired { waiter.resume(returning: .failure(.unavailable(reason))) }
+                if case .fenced(let epoch) = self.leader.role {
+                    let fenced = "this node was fenced by the leader of epoch \(epoch) before the command committed; send it to the new leader (with the same client_id)"
+                    self.live.failWaiting(fenced, server: self.socketIO)
+                    continue
+                }
+                self.live.failWaiting(reason, since: .now - self.timeout, server: self.socketIO)
             }
         }
+    }
+}
+
+extension LiveRooms {
+    /// Answers the commands waiting since before `cutoff` (all of them without one)
+    /// `unavailable` with `reason` (see `expire`).
+    func failWaiting(_ reason: String, since cutoff: ContinuousClock.Instant? = nil, server: SocketIOServer) {
+        let expired = expire(waitingSince: cutoff ?? .now.advanced(by: .seconds(3600)), reason: reason, server: server)
+        for waiter in expired { waiter.resume(returning: .failure(.unavailable(reason))) }
     }
 }
 

@@ -4,6 +4,7 @@ import Journal
 import Logging
 import NIOCore
 import Replication
+import ServiceLifecycle
 import Synchronization
 
 /// `POST /api/promote` on a running standby: it becomes the leader, with a new leader epoch.
@@ -14,7 +15,12 @@ import Synchronization
 /// take local appends and the decider take commands; answer standbys' fetches. Then, best
 /// effort, tell the old leader (`/replication/v1/fence`), which stops taking writes. Clients'
 /// `after` offsets stay valid: message ids are offsets, the same on both nodes.
-final class Promotion: Sendable {
+///
+/// An old leader that is paused or cut off when it is told learns nothing then; as a service,
+/// the promotion tells it again (`fenceRetryDelays`) until it answers that it is fenced, this
+/// node stops leading, or the server stops: so a former leader that comes back steps down by
+/// itself within seconds, without a restart.
+final class Promotion: Service, Sendable {
     let journal: Journal
     let decider: Decider
     let live: LiveRooms
@@ -23,6 +29,10 @@ final class Promotion: Sendable {
     let logger: Logger
     /// One promotion at a time.
     private let busy = Mutex(false)
+    /// The epoch the old leader has yet to learn of.
+    private let unfenced = Mutex<UInt32?>(nil)
+    /// Between two tries to fence the old leader: from the first, doubling, to the last.
+    static let fenceRetryDelays: ClosedRange<Duration> = .milliseconds(500) ... .seconds(5)
 
     init(journal: Journal, decider: Decider, live: LiveRooms, leader: ReplicationLeader, follower: ReplicationFollower?,
          logger: Logger) {
@@ -78,10 +88,36 @@ final class Promotion: Sendable {
         logger.notice("promoted: this node leads", metadata: ["replication.epoch": "\(epoch)", "journal.offset": "\(end)"])
         let fenced = await follower.fenceLeader(epoch: epoch)
         if !fenced {
-            logger.warning("the old leader could not be told; it stops taking writes when it learns of this epoch (a standby's fetch, a restart as a standby)",
-                           metadata: ["replication.leader": "\(oldLeader)"])
+            logger.warning("the old leader could not be told; telling it again until it answers", metadata: ["replication.leader": "\(oldLeader)"])
+            unfenced.withLock { $0 = epoch }
         }
         return ChatServer.json(Answer(role: "leader", epoch: epoch, offset: end.value, oldLeaderFenced: fenced))
+    }
+
+    /// Tells the old leader of this node's epoch until it has learnt it (see the type's doc).
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            var delay = Self.fenceRetryDelays.lowerBound
+            while !Task.isCancelled {
+                try await Task.sleep(for: delay)
+                guard let epoch = self.unfenced.withLock({ $0 }), let follower = self.follower else {
+                    delay = Self.fenceRetryDelays.lowerBound
+                    continue
+                }
+                guard self.leader.role == .leading, self.leader.epoch == epoch else {
+                    self.unfenced.withLock { $0 = nil }
+                    continue
+                }
+                if await follower.fenceLeader(epoch: epoch) {
+                    self.unfenced.withLock { $0 = nil }
+                    self.logger.notice("the old leader learnt of this node's epoch: it is fenced", metadata: [
+                        "replication.leader": "\(follower.configuration.leaderURL)", "replication.epoch": "\(epoch)",
+                    ])
+                } else {
+                    delay = min(delay * 2, Self.fenceRetryDelays.upperBound)
+                }
+            }
+        }
     }
 }
 

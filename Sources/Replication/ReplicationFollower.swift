@@ -55,6 +55,8 @@ public final class ReplicationFollower: Service, Sendable {
         var stopping = false
         var stopped = false
         var stopWaiters: [CheckedContinuation<Void, Never>] = []
+        /// `run`'s watcher for `stop()`, which then cancels the fetch in flight.
+        var stopWatcher: CheckedContinuation<Void, Never>?
     }
 
     /// Fetches and forwarded commands; shut down when `run` ends.
@@ -93,7 +95,17 @@ public final class ReplicationFollower: Service, Sendable {
             "replication.leader": "\(configuration.leaderURL)", "replication.standby": "\(configuration.name)",
             "journal.offset": "\(journal.nextOffset)",
         ])
-        await cancelWhenGracefulShutdown { await self.follow(self.client) }
+        await cancelWhenGracefulShutdown {
+            // `stop()` cancels the fetch in flight rather than waiting for it: a paused or cut-off
+            // leader would otherwise hold a promotion until the fetch's timeout (30 s and more).
+            // An append in flight is not cancelled: it completes first.
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.follow(self.client) }
+                group.addTask { await self.stopRequested() }
+                await group.next()
+                group.cancelAll()
+            }
+        }
         let waiters = state.withLock { state in
             state.stopped = true
             defer { state.stopWaiters = [] }
@@ -103,17 +115,38 @@ public final class ReplicationFollower: Service, Sendable {
         try? await client.shutdown()
     }
 
-    /// Stops following (promotion): returns once no fetch or append is in flight, so the
-    /// journal takes no more batches from the leader.
+    /// Stops following (promotion): cancels the fetch in flight and returns once no fetch or
+    /// append is in flight, so the journal takes no more batches from the leader.
     public func stop() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { state in
+            let (now, watcher) = state.withLock { state in
                 state.stopping = true
-                if state.stopped { return true }
+                defer { state.stopWatcher = nil }
+                if state.stopped { return (true, state.stopWatcher) }
                 state.stopWaiters.append(continuation)
-                return false
+                return (false, state.stopWatcher)
             }
+            watcher?.resume()
             if now { continuation.resume() }
+        }
+    }
+
+    /// Returns once `stop()` is called, or the task is cancelled.
+    private func stopRequested() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state in
+                    if state.stopping || Task.isCancelled { return true }
+                    state.stopWatcher = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { state in
+                defer { state.stopWatcher = nil }
+                return state.stopWatcher
+            }?.resume()
         }
     }
 

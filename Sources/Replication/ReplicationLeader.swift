@@ -104,22 +104,38 @@ public final class ReplicationLeader: Sendable {
 
     // MARK: Synchronous replication
 
-    /// With `syncReplicas`: everything below this is durable on that many standbys.
-    /// Not leading, nothing waits for standbys: the largest offset.
+    /// With `syncReplicas`: everything below this is durable on that many standbys. On a
+    /// standby, which commits what it copies, the largest offset; on a fenced leader, where it
+    /// stood when fenced: what it wrote past that point was never committed, and never will be
+    /// here (a new leader may not have it).
     public var replicatedOffset: Offset {
-        state.withLock { $0.role == .leading ? $0.replicated : Offset(UInt64.max) }
+        state.withLock { state in
+            if case .following = state.role { return Offset(UInt64.max) }
+            return state.replicated
+        }
     }
 
-    /// Waits until `syncReplicas` standbys have every event below `offset + 1` durable.
-    /// - Throws: `CancellationError` when the task is cancelled (or the leader stops).
+    /// Waits until `syncReplicas` standbys have every event below `offset + 1` durable (on a
+    /// standby: at once).
+    ///
+    /// A fenced or stopping leader commits nothing more, but its readers of the commit point
+    /// (the tailer, History) keep serving what is committed until the server stops them: for
+    /// them the wait goes on until their task is cancelled. (It once ended with an error, and
+    /// a fenced leader's tailer then stopped, which stopped the server.)
+    /// - Throws: `CancellationError` when the task is cancelled.
     public func waitForReplication(of offset: Offset) async throws {
-        await park(offset) { $0.replicated > offset || $0.role != .leading || $0.stopped }
-        // A standby commits what it copies; a fenced leader commits nothing more.
-        let reached = state.withLock { state in
-            if case .following = state.role { return true }
-            return state.role == .leading && state.replicated > offset
+        while true {
+            await park(offset) { Self.committed(offset, in: $0) }
+            if state.withLock({ Self.committed(offset, in: $0) }) { return }
+            // Woken by a fence or a stop: wait on, unless cancelled.
+            try Task.checkCancellation()
         }
-        if !reached { throw CancellationError() }
+    }
+
+    /// Whether `offset` is committed as far as standbys are concerned.
+    private static func committed(_ offset: Offset, in state: borrowing State) -> Bool {
+        if case .following = state.role { return true }
+        return state.role == .leading && state.replicated > offset
     }
 
     /// Waits until `done` holds, checked now and each time a waiter for `offset` is resumed
@@ -200,8 +216,9 @@ public final class ReplicationLeader: Sendable {
         guard let text = request.uri.queryParameters.get("epoch"), let newer = UInt32(text) else {
             return Self.error(.badRequest, "invalid_request", "epoch (the new leader's epoch, an integer) is required")
         }
-        let fenced = fence(newerEpoch: newer, reason: "told by the leader of epoch \(newer)")
-        return Self.json(FenceAnswer(fenced: fenced, epoch: epoch))
+        fence(newerEpoch: newer, reason: "told by the leader of epoch \(newer)")
+        // Fenced now or before, or a standby: either way it takes no writes.
+        return Self.json(FenceAnswer(fenced: role != .leading, epoch: epoch))
     }
 
     func fetch(_ request: Request, version: String) async -> Response {

@@ -84,6 +84,8 @@ struct Serve: AsyncParsableCommand {
     var syncReplicas = 0
     @Option(help: ArgumentHelp("With --sync-replicas: how long a command waits for its standbys before it fails with unavailable (ms, s or m, such as 500ms or 5s).", valueName: "duration"))
     var syncTimeout = "5s"
+    @Option(help: ArgumentHelp("On a standby: how long a command forwarded to the leader may take before the client is answered unavailable (the leader applies it only within the first half; node clocks must agree within that half).", valueName: "duration"))
+    var forwardTimeout = "30s"
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -91,6 +93,7 @@ struct Serve: AsyncParsableCommand {
         guard eventsPerSecond > 0, eventsBurst >= 1 else { throw ValidationError("--events-per-second must be above 0 and --events-burst at least 1") }
         guard connectionsMax >= 1 else { throw ValidationError("--connections-max must be at least 1") }
         guard parseDuration(syncTimeout) != nil else { throw ValidationError("--sync-timeout is a number followed by ms, s or m, such as 5s") }
+        guard parseDuration(forwardTimeout) != nil else { throw ValidationError("--forward-timeout is a number followed by ms, s or m, such as 30s") }
     }
 
     func run() async throws {
@@ -118,6 +121,7 @@ struct Serve: AsyncParsableCommand {
         configuration.readOnly = readOnly
         configuration.syncReplicas = syncReplicas
         configuration.syncTimeout = parseDuration(syncTimeout) ?? .seconds(5)
+        configuration.forwardTimeout = parseDuration(forwardTimeout) ?? .seconds(30)
         // Before the journal opens: its metrics bind to the backend when first used.
         MetricsExport.bootstrap()
         do {

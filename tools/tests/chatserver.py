@@ -13,17 +13,24 @@ import socketio
 class Server:
     """`chatlog serve` on a journal directory, on a free port of 127.0.0.1."""
 
-    def __init__(self, chatlog: str, journal: Path, *args: str, dev: bool = True):
+    def __init__(self, chatlog: str, journal: Path, *args: str, dev: bool = True, wrapper: list[str] | None = None,
+                 address: str | None = None):
         self.chatlog = chatlog
         self.journal = journal
         self.args = list(args)
         self.dev = dev
+        # A command the server runs under (`ip netns exec NS` puts it on a test host of its
+        # own), and the address clients reach it at there (it listens on every address).
+        self.wrapper = wrapper or []
+        self.address = address
         self.process = None
         self.url = None
         self.stderr_path = journal.parent / f"serve-{journal.name}.log"
 
     def start(self, port: int = 0, timeout: float = 30):
-        command = [self.chatlog, "serve", "--journal", str(self.journal), "--port", str(port), *self.args]
+        command = [*self.wrapper, self.chatlog, "serve", "--journal", str(self.journal), "--port", str(port), *self.args]
+        if self.address:
+            command += ["--host", "0.0.0.0"]
         if self.dev:
             command.append("--dev")
         self.stderr = open(self.stderr_path, "a")
@@ -31,6 +38,8 @@ class Server:
         line = self._readline(timeout)
         assert line.startswith("listening on "), f"server did not start: {line!r}\n{self.log()}"
         self.url = line.split()[-1]
+        if self.address:
+            self.url = f"http://{self.address}:{self.port}"
         return self
 
     def _readline(self, timeout):
