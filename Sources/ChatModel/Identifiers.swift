@@ -1,5 +1,14 @@
+import Foundation
+
 /// A room's identifier, as clients name it (the tutorial's `group`): 1 to `maxBytes` bytes of
-/// UTF-8 with no control characters.
+/// UTF-8 in Unicode normalization form C, with no control characters.
+///
+/// Why NFC: Swift compares and hashes strings by canonical equivalence, so "\u{212A}" (the
+/// Kelvin sign) equalled "K" and "jose\u{301}" equalled "jos\u{E9}", and a token for one
+/// user acted as another. Two NFC strings are canonically equivalent only when their bytes
+/// are equal, so with every identifier required in NFC, equality here, in dictionaries and in
+/// SQLite (which compares bytes) is the same relation. Identifiers in another form are refused
+/// where they come in; events already in a journal are taken as they are.
 public struct RoomID: Hashable, Comparable, Sendable, CustomStringConvertible {
     public static let maxBytes = 128
     public let value: String
@@ -21,12 +30,18 @@ public struct RoomID: Hashable, Comparable, Sendable, CustomStringConvertible {
     static func isValid(_ value: String, maxBytes: Int) -> Bool {
         let utf8 = value.utf8
         guard !utf8.isEmpty, utf8.count <= maxBytes else { return false }
-        return !containsControlCharacters(value, allowNewlines: false)
+        return !containsControlCharacters(value, allowNewlines: false) && isNFC(value)
+    }
+
+    /// Whether `value` is in Unicode normalization form C (ASCII always is).
+    static func isNFC(_ value: String) -> Bool {
+        if value.utf8.allSatisfy({ $0 < 0x80 }) { return true }
+        return value.precomposedStringWithCanonicalMapping.utf8.elementsEqual(value.utf8)
     }
 }
 
-/// A user's identifier: who acts, who is invited. 1 to `maxBytes` bytes of UTF-8 with no
-/// control characters. Where it comes from (a signed token, or a development-mode name) is the
+/// A user's identifier: who acts, who is invited. 1 to `maxBytes` bytes of UTF-8 in NFC with
+/// no control characters (see `RoomID` for why NFC). Where it comes from (a signed token, or a development-mode name) is the
 /// server's business.
 public struct UserID: Hashable, Comparable, Sendable, CustomStringConvertible {
     public static let maxBytes = 64

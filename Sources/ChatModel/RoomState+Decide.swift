@@ -98,6 +98,8 @@ extension RoomState {
             return accept(.messageEdited(message: message, text: text))
 
         case .delete(_, let message):
+            // Membership first: a non-member learns nothing of a private room's messages.
+            guard room.mayRead(actor) else { return reject(.notMember, "only members may delete in the private room \(roomID)") }
             guard let index = room.recentIndex(of: message) else {
                 return reject(.messageNotFound, "no message \(message) among the last \(limits.editableMessagesPerRoom) of \(roomID)")
             }

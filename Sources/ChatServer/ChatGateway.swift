@@ -276,7 +276,7 @@ final class ChatGateway: SocketIOHandler {
                 return .failure(PayloadError("no username: connect with auth {username}, or name one in join-group"))
             }
             guard let user = UserID(username) else {
-                return .failure(PayloadError("username must be 1 to \(UserID.maxBytes) bytes without control characters"))
+                return .failure(PayloadError("username must be 1 to \(UserID.maxBytes) bytes of NFC text without control characters"))
             }
             client.user = user
             return .success(user)

@@ -154,7 +154,7 @@ enum ChatRequest: Sendable, Equatable {
         func room() throws(PayloadError) -> RoomID {
             let name = try string("group")
             guard let room = RoomID(name) else {
-                throw PayloadError("group must be 1 to \(RoomID.maxBytes) bytes without control characters")
+                throw PayloadError("group must be 1 to \(RoomID.maxBytes) bytes of NFC text without control characters")
             }
             return room
         }
@@ -162,7 +162,7 @@ enum ChatRequest: Sendable, Equatable {
         func user() throws(PayloadError) -> UserID {
             let name = try string("username")
             guard let user = UserID(name) else {
-                throw PayloadError("username must be 1 to \(UserID.maxBytes) bytes without control characters")
+                throw PayloadError("username must be 1 to \(UserID.maxBytes) bytes of NFC text without control characters")
             }
             return user
         }

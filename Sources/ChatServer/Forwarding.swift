@@ -178,7 +178,7 @@ extension ChatGateway {
             return ChatServer.error(.badRequest, "invalid_request", "the body must be {user, event, payload}")
         }
         guard let user = UserID(command.user) else {
-            return ChatServer.error(.badRequest, "invalid_request", "user must be 1 to \(UserID.maxBytes) bytes without control characters")
+            return ChatServer.error(.badRequest, "invalid_request", "user must be 1 to \(UserID.maxBytes) bytes of NFC text without control characters")
         }
         if command.epoch > leader.epoch {
             leader.fence(newerEpoch: command.epoch, reason: "a standby forwarded a command under epoch \(command.epoch)")

@@ -173,14 +173,14 @@ struct ChatHTTPAPI: APIProtocol {
 
     static func room(_ value: String) throws(APIFailure) -> RoomID {
         guard let room = RoomID(value) else {
-            throw .invalid("group must be 1 to \(RoomID.maxBytes) bytes of UTF-8 without control characters")
+            throw .invalid("group must be 1 to \(RoomID.maxBytes) bytes of UTF-8 in NFC without control characters")
         }
         return room
     }
 
     static func user(_ value: String) throws(APIFailure) -> UserID {
         guard let user = UserID(value) else {
-            throw .invalid("username must be 1 to \(UserID.maxBytes) bytes of UTF-8 without control characters")
+            throw .invalid("username must be 1 to \(UserID.maxBytes) bytes of UTF-8 in NFC without control characters")
         }
         return user
     }

@@ -32,18 +32,34 @@ public struct Identity: Sendable {
         if case .development = mode { true } else { false }
     }
 
-    /// What a token says: the username and when it expires.
+    /// How far a token's `nbf` or `iat` may be ahead of this server's clock: clocks of the
+    /// issuer and the server disagree a little.
+    public static let clockLeeway: TimeInterval = 60
+
+    /// What a token says: the username, when it expires, and (optionally) from when it is
+    /// valid and when it was issued.
     public struct TokenPayload: JWTPayload {
         public var sub: SubjectClaim
         public var exp: ExpirationClaim
+        public var nbf: NotBeforeClaim?
+        public var iat: IssuedAtClaim?
 
-        public init(username: String, expires: Date) {
+        public init(username: String, expires: Date, issued: Date? = nil) {
             sub = SubjectClaim(value: username)
             exp = ExpirationClaim(value: expires)
+            iat = issued.map(IssuedAtClaim.init)
         }
 
+        /// - Throws: `JWTError.claimVerificationFailure` for a token that has expired, is not
+        ///   valid yet (`nbf`), or says it was issued in the future (`iat`), beyond
+        ///   `clockLeeway`.
         public func verify(using algorithm: some JWTAlgorithm) async throws {
             try exp.verifyNotExpired()
+            let ahead = Date().addingTimeInterval(Identity.clockLeeway)
+            try nbf?.verifyNotBefore(currentDate: ahead)
+            if let iat, iat.value > ahead {
+                throw JWTError.claimVerificationFailure(failedClaim: iat, reason: "issued in the future")
+            }
         }
     }
 
@@ -53,7 +69,7 @@ public struct Identity: Sendable {
         switch mode {
         case .development:
             guard let username else { return nil }
-            guard let user = UserID(username) else { throw IdentityError(message: "invalid username: 1 to \(UserID.maxBytes) bytes without control characters") }
+            guard let user = UserID(username) else { throw IdentityError(message: "invalid username: 1 to \(UserID.maxBytes) bytes of NFC text without control characters") }
             return user
         case .tokens(let keys):
             guard let token, !token.isEmpty else { throw IdentityError(message: "a token is required: connect with auth {token}") }
@@ -61,6 +77,12 @@ public struct Identity: Sendable {
             do {
                 payload = try await keys.verify(token, as: TokenPayload.self)
             } catch let error as JWTError where error.errorType == .claimVerificationFailure {
+                if error.failedClaim is NotBeforeClaim {
+                    throw IdentityError(message: "the token is not valid yet (nbf)")
+                }
+                if error.failedClaim is IssuedAtClaim {
+                    throw IdentityError(message: "the token says it was issued in the future (iat): check the issuer's clock")
+                }
                 throw IdentityError(message: "the token has expired")
             } catch {
                 throw IdentityError(message: "the token is not valid: it is malformed or not signed with this server's secret")
@@ -74,7 +96,7 @@ public struct Identity: Sendable {
     public func issue(_ user: UserID, ttl: Duration, now: Date = Date()) async throws -> String {
         guard case .tokens(let keys) = mode else { throw IdentityError(message: "development mode issues no tokens") }
         let seconds = Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18
-        return try await keys.sign(TokenPayload(username: user.value, expires: now.addingTimeInterval(seconds)))
+        return try await keys.sign(TokenPayload(username: user.value, expires: now.addingTimeInterval(seconds), issued: now))
     }
 }
 

@@ -195,7 +195,7 @@ struct TokenCommand: AsyncParsableCommand {
 
         func validate() throws {
             guard (journal == nil) != (secretFile == nil) else { throw ValidationError("give --journal or --secret-file, one of them") }
-            guard UserID(username) != nil else { throw ValidationError("a username is 1 to \(UserID.maxBytes) bytes without control characters") }
+            guard UserID(username) != nil else { throw ValidationError("a username is 1 to \(UserID.maxBytes) bytes of NFC text without control characters") }
             guard Self.parse(ttl: ttl) != nil else { throw ValidationError("--ttl is a number followed by s, m, h or d, such as 24h") }
         }
 

@@ -109,6 +109,19 @@ import Testing
         #expect(harness.code(of: harness.run(.edit(general, message: MessageID(9999), text: "x"), by: bob)) == .messageNotFound)
     }
 
+    /// A non-member once got `not_author` for an id in a private room and `message_not_found`
+    /// for one that is not: a probe of which ids the room holds.
+    @Test func aNonMemberLearnsNothingOfAPrivateRoomsMessagesByDeleting() {
+        var harness = world()
+        let message = MessageID(harness.must(.send(secret, clientMessageID: "m", text: "private", clientCreatedMs: 0), by: alice))
+        let there = harness.run(.delete(secret, message: message), by: carol)
+        let absent = harness.run(.delete(secret, message: MessageID(9999)), by: carol)
+        #expect(harness.code(of: there) == .notMember)
+        #expect(harness.code(of: absent) == .notMember)
+        #expect(harness.code(of: harness.run(.edit(secret, message: message, text: "x"), by: carol)) == .notMember)
+        #expect(harness.code(of: harness.run(.edit(secret, message: MessageID(9999), text: "x"), by: carol)) == .notMember)
+    }
+
     @Test func messagesOlderThanTheEditWindowCannotBeEdited() {
         var harness = world()
         let first = MessageID(harness.must(.send(general, clientMessageID: "0", text: "zero", clientCreatedMs: 0), by: alice))
@@ -194,8 +207,8 @@ import Testing
     /// room by room, must give the state that applying them one by one gives.
     @Test func aPlacerFollowsTheStateExactly() {
         var generator = SystemRandomNumberGenerator()
-        let rooms = [general, secret, room("r3"), room("K"), room("\u{212A}")]  // Kelvin sign == "K"
-        let users = [alice, bob, carol, user("dave"), user("zoë"), user("K"), user("\u{212A}")]
+        let rooms = [general, secret, room("r3"), room("K"), journaled(room: "\u{212A}")]  // Kelvin sign == "K"
+        let users = [alice, bob, carol, user("dave"), user("zoë"), user("K"), journaled(user: "\u{212A}")]
         func randomEvent() -> ChatEvent {
             let body: ChatEvent.Body
             switch Int.random(in: 0..<6, using: &generator) {
@@ -259,5 +272,17 @@ import Testing
         #expect(UserID("tab\there") == nil)
         #expect(RoomID(String(repeating: "r", count: 128)) != nil)
         #expect(RoomID(String(repeating: "r", count: 129)) == nil)
+    }
+
+    /// Swift's `==` is canonical equivalence: "\u{212A}" (Kelvin) == "K". Identifiers not in NFC
+    /// are refused, so two valid identifiers are equal exactly when their bytes are.
+    @Test func identifiersNotInNFCAreRefusedSoEqualityIsByteEquality() {
+        #expect("\u{212A}" == "K", "the equivalence this guards against")
+        #expect(UserID("\u{212A}") == nil)
+        #expect(UserID("jose\u{301}") == nil)
+        #expect(RoomID("caf\u{65}\u{301}") == nil)
+        #expect(UserID("jos\u{E9}")?.value == "jos\u{E9}")
+        #expect(RoomID("日本語の部屋") != nil)
+        #expect(UserID("K") != nil)
     }
 }

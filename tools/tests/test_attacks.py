@@ -1,0 +1,111 @@
+"""Attacks from outside, against a server in token mode: what an attacker tried, as tests that
+fail if it works again. Real processes, real Socket.IO clients, tokens made by hand."""
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import requests
+import socketio
+
+from chatserver import Client, Server
+from conftest import run
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def token(secret: bytes, claims: dict) -> str:
+    """An HS256 JWT with `claims`, signed as the server signs its own."""
+    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64url(json.dumps(claims, ensure_ascii=True).encode())
+    signature = hmac.new(secret, f"{header}.{body}".encode(), hashlib.sha256).digest()
+    return f"{header}.{body}.{b64url(signature)}"
+
+
+@pytest.fixture()
+def secured(chatlog, journal):
+    server = Server(chatlog, journal, "--events-per-second", "100000", "--events-burst", "100000", dev=False).start()
+    secret = (journal / "auth.secret").read_text().strip().encode()
+
+    def issue(sub: str, **claims) -> str:
+        return token(secret, {"sub": sub, "exp": int(time.time()) + 3600, **claims})
+
+    yield server, issue
+    server.stop()
+
+
+def refusal(url: str, auth: dict) -> str:
+    """Connects with `auth`, expecting a refusal; returns its message."""
+    client = socketio.Client(reconnection=False)
+    errors = []
+    client.on("connect_error", lambda data: errors.append(data))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(url, auth=auth, wait_timeout=5)
+    assert len(errors) == 1 and errors[0]["data"] == {"code": "unauthorized"}, errors
+    return errors[0]["message"]
+
+
+def test_identities_that_unicode_would_merge_are_refused_everywhere(secured):
+    server, issue = secured
+    k = Client(server.url, token=issue("K"), transports=["websocket"])
+    try:
+        assert k.call("create-group", {"group": "ks-room", "private": True})["ok"]
+        assert k.call("send-group-message", {"group": "ks-room", "message": "for K only", "created": 1})["ok"]
+        # The Kelvin sign and a decomposed e-acute equal "K" and "jos\u00e9" to Swift's String: refused.
+        for sub in ("\u212a", "jose\u0301"):
+            assert "not a valid username" in refusal(server.url, {"token": issue(sub)})
+            answer = requests.get(server.url + "/api/rooms", headers={"Authorization": "Bearer " + issue(sub)}, timeout=10)
+            assert answer.status_code == 401, answer.text
+        # Room ids in another form are refused on sockets and in API paths, not merged.
+        assert k.call("join-group", {"group": "caf\u0065\u0301"})["error"]["code"] == "invalid_payload"
+        path = "/api/rooms/" + urllib.parse.quote("caf\u0065\u0301") + "/messages"
+        answer = requests.get(server.url + path, headers={"Authorization": "Bearer " + issue("K")}, timeout=10)
+        assert answer.status_code == 400 and "NFC" in answer.json()["error"]["message"], answer.text
+        # NFC identifiers beyond ASCII work.
+        jose = Client(server.url, token=issue("jos\u00e9"), transports=["websocket"])
+        assert jose.call("join-group", {"group": "caf\u00e9"})["ok"]
+        assert "ks-room" not in [g["group"] for g in jose.call("my-groups", {})["groups"]]
+        assert jose.call("history", {"group": "ks-room"})["ok"] is False
+        jose.close()
+    finally:
+        k.close()
+
+
+def test_tokens_not_valid_yet_or_issued_in_the_future_are_refused(secured):
+    server, issue = secured
+    hour = int(time.time()) + 3600
+    assert "not valid yet" in refusal(server.url, {"token": issue("alice", nbf=hour)})
+    assert "issued in the future" in refusal(server.url, {"token": issue("alice", iat=hour)})
+    for claims in ({"nbf": hour}, {"iat": hour}):
+        answer = requests.get(server.url + "/api/rooms", headers={"Authorization": "Bearer " + issue("alice", **claims)},
+                              timeout=10)
+        assert answer.status_code == 401, answer.text
+    # Within the documented leeway (60 s), and in the past, they are fine.
+    now = int(time.time())
+    alice = Client(server.url, token=issue("alice", nbf=now + 30, iat=now - 10), transports=["websocket"])
+    assert alice.call("join-group", {"group": "g"})["ok"]
+    alice.close()
+
+
+def test_a_non_member_learns_nothing_of_a_private_rooms_messages_by_deleting(secured):
+    server, issue = secured
+    owner = Client(server.url, token=issue("owner"), transports=["websocket"])
+    probe = Client(server.url, token=issue("probe"), transports=["websocket"])
+    try:
+        assert owner.call("create-group", {"group": "private", "private": True})["ok"]
+        sent = owner.call("send-group-message", {"group": "private", "message": "secret", "created": 1})
+        there = probe.call("delete-message", {"group": "private", "id": sent["id"]})
+        absent = probe.call("delete-message", {"group": "private", "id": sent["id"] + 1000})
+        assert there["ok"] is False and absent["ok"] is False
+        assert there["error"]["code"] == absent["error"]["code"] == "not_member", (there, absent)
+        assert there["error"]["message"] == absent["error"]["message"]
+    finally:
+        owner.close()
+        probe.close()
