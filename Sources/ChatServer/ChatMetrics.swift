@@ -72,6 +72,8 @@ public enum MetricsExport {
         let journalBytes = registry.makeGauge(descriptor: .init(metricName: "journal_bytes", unitName: "", helpText: "Bytes in the journal's segments"))
         let journalSegments = registry.makeGauge(descriptor: .init(metricName: "journal_segments", unitName: "", helpText: "Segments in the journal, the active one included"))
         let journalOffset = registry.makeGauge(descriptor: .init(metricName: "journal_committed_offset", unitName: "", helpText: "The offset the next committed event will take"))
+        let tcpConnections = registry.makeGauge(descriptor: .init(metricName: "http_connections", unitName: "", helpText: "TCP connections the HTTP server holds, of every kind"))
+        let tcpConnectionsRefused = registry.makeGauge(descriptor: .init(metricName: "http_connections_refused", unitName: "", helpText: "Connections closed on arrival since start: the cap (--tcp-connections-max) was reached"))
     }
 }
 
@@ -79,7 +81,9 @@ extension MetricsExport {
     /// `GET /metrics`: sets the gauges read at scrape time, then renders the registry in the
     /// Prometheus text format (version 0.0.4).
     static func scrape(_ gauges: Gauges, socketIO: SocketIOServer, journal: Journal, live: LiveRooms,
-                       history: HistoryWriter) -> Response {
+                       history: HistoryWriter, connections: AcceptedConnections) -> Response {
+        gauges.tcpConnections.set(Int64(connections.count))
+        gauges.tcpConnectionsRefused.set(Int64(connections.refused))
         let sessions = socketIO.sessionCounts()
         gauges.pollingConnections.set(Int64(sessions.polling))
         gauges.websocketConnections.set(Int64(sessions.websocket))

@@ -204,9 +204,11 @@ public enum ChatServer {
         endpoint.addRoutes(to: router)
         try ChatHTTPAPI.addRoutes(to: router, gateway: gateway, limits: limits, logger: logger)
         WebPage.load(logger: logger).addRoutes(to: router, dev: configuration.dev, recovery: configuration.recovery)
+        let acceptedConnections = try Self.connectionCap(configuration, logger: logger)
         let gauges = MetricsExport.Gauges()
         router.get("/metrics") { _, _ in
-            MetricsExport.scrape(gauges, socketIO: socketIO, journal: journal, live: live, history: historyWriter)
+            MetricsExport.scrape(gauges, socketIO: socketIO, journal: journal, live: live, history: historyWriter,
+                                 connections: acceptedConnections)
         }
         router.get("/healthz") { _, _ in
             health(journal: journal, live: live, history: historyWriter, replication: replicationLeader)
@@ -234,6 +236,8 @@ public enum ChatServer {
                 var webSocket = WebSocketHTTPChannel.Configuration()
                 webSocket.messageBytesMax = limits.maxPayloadBytes
                 webSocket.awaitingFirstRequest = awaitingFirstRequest
+                webSocket.acceptedConnections = acceptedConnections
+                webSocket.idleTimeout = configuration.httpIdleTimeout
                 return webSocket
             }()) { uri in endpoint.webSocketHandler(uri: uri) },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "chatlog"),
@@ -291,6 +295,34 @@ public enum ChatServer {
         } catch {
             logger.error("room-state snapshot not written; the next start replays more", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// The cap on TCP connections: the file-descriptor limit (raised to its hard limit) less a
+    /// reserve, or `--tcp-connections-max` when lower.
+    /// - Throws: `ChatServerError.configuration` when the limit leaves no room for clients.
+    static func connectionCap(_ configuration: ChatServerConfiguration, logger: Logger) throws(ChatServerError) -> AcceptedConnections {
+        let (descriptors, raised) = AcceptedConnections.raiseDescriptorLimit()
+        let reserved = AcceptedConnections.descriptorsReserved(limit: descriptors)
+        let allowed = descriptors - reserved
+        guard allowed >= 16 else {
+            throw .configuration("the file-descriptor limit (\(descriptors)) leaves no room for clients: raise it (ulimit -n)")
+        }
+        if let asked = configuration.tcpConnectionsMax, asked > allowed {
+            logger.warning("--tcp-connections-max is above what the file-descriptor limit allows; using the lower", metadata: [
+                "http.connections_max": "\(asked)", "process.descriptors_max": "\(descriptors)",
+            ])
+        }
+        let limit = min(configuration.tcpConnectionsMax ?? allowed, allowed)
+        if configuration.limits.connectionsMax > limit {
+            logger.warning("--connections-max (Socket.IO sessions) is above the TCP connection cap; the cap binds first", metadata: [
+                "socketio.sessions_max": "\(configuration.limits.connectionsMax)", "http.connections_max": "\(limit)",
+            ])
+        }
+        logger.info("connection cap", metadata: [
+            "http.connections_max": "\(limit)", "process.descriptors_max": "\(descriptors)",
+            "process.descriptors_reserved": "\(reserved)", "process.descriptors_raised": "\(raised)",
+        ])
+        return AcceptedConnections(limit: limit)
     }
 
     /// `GET /healthz`: 200 `{"status":"ok","offset":N}` while the journal accepts appends and

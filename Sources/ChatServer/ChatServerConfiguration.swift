@@ -54,6 +54,13 @@ public struct ChatServerConfiguration: Sendable {
     /// this (`ForwardedCommand.deadlineMs`), so a command the standby gave up on is never
     /// applied later, as long as the nodes' clocks differ by less than that half.
     public var forwardTimeout: Duration = .seconds(30)
+    /// TCP connections the HTTP server holds at once, of every kind; nil: as many as the
+    /// file-descriptor limit allows with some kept in reserve (`AcceptedConnections`). Never
+    /// above that.
+    public var tcpConnectionsMax: Int?
+    /// How long an HTTP connection may be idle after its first request, or take to send a
+    /// request's head (`WebSocketHTTPChannel.Configuration.idleTimeout`).
+    public var httpIdleTimeout: Duration = .seconds(30)
 
     public init(journalDirectory: String) {
         self.journalDirectory = journalDirectory
@@ -79,6 +86,8 @@ public struct ChatServerConfiguration: Sendable {
             }
             guard syncTimeout > .zero else { throw .configuration("--sync-timeout must be positive") }
         }
+        if let tcpConnectionsMax, tcpConnectionsMax < 1 { throw .configuration("--tcp-connections-max must be at least 1") }
+        guard httpIdleTimeout >= .milliseconds(100) else { throw .configuration("--http-idle-timeout must be at least 100ms") }
         guard forwardTimeout >= .milliseconds(200), forwardTimeout <= .seconds(600) else {
             throw .configuration("--forward-timeout must be 200ms to 10m, got \(forwardTimeout)")
         }

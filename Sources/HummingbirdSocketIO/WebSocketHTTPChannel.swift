@@ -38,6 +38,13 @@ public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
         /// Where connections wait until their first request is complete, so that shutdown
         /// can close them (`ConnectionsAwaitingFirstRequest`); nil: not tracked.
         public var awaitingFirstRequest: ConnectionsAwaitingFirstRequest?
+        /// The cap on connections held at once (`AcceptedConnections`); nil: none.
+        public var acceptedConnections: AcceptedConnections?
+        /// After its first request, how long an HTTP connection may be idle between requests,
+        /// or take to send a request's head, before it is closed (a kept-alive connection that
+        /// sends nothing more, a slow loris on a later request). A request being answered (a
+        /// long poll held open) is not idle. WebSocket connections have their own heartbeat.
+        public var idleTimeout: Duration = .seconds(30)
         public init() {}
     }
 
@@ -76,7 +83,11 @@ public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
     }
 
     public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        channel.eventLoop.makeCompletedFuture {
+        if let accepted = configuration.acceptedConnections, !accepted.admit(channel) {
+            return channel.eventLoop.makeSucceededFuture(
+                Value(result: channel.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel), channel: channel))
+        }
+        return channel.eventLoop.makeCompletedFuture {
             // What `route` said about the connection's upgrade request, if it made one.
             let routed = NIOLoopBoundBox<Handler??>(nil, eventLoop: channel.eventLoop)
             let route = self.route
@@ -101,7 +112,8 @@ public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
-                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(logger: logger))
+                        try channel.pipeline.syncOperations.addHandler(
+                            HTTPConnectionStateHandler(idleTimeout: configuration.idleTimeout, logger: logger))
                         let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel,
                             configuration: .init(isOutboundHalfClosureEnabled: true))

@@ -86,6 +86,10 @@ struct Serve: AsyncParsableCommand {
     var syncTimeout = "5s"
     @Option(help: ArgumentHelp("On a standby: how long a command forwarded to the leader may take before the client is answered unavailable (the leader applies it only within the first half; node clocks must agree within that half).", valueName: "duration"))
     var forwardTimeout = "30s"
+    @Option(help: ArgumentHelp("TCP connections held at once, of every kind (default: as many as the file-descriptor limit allows, less a reserve of up to 256 for the journal, History and replication); more are closed on arrival.", valueName: "n"))
+    var tcpConnectionsMax: Int?
+    @Option(help: ArgumentHelp("How long an HTTP connection may stay idle after a request, or take to send a request's head, before it is closed.", valueName: "duration"))
+    var httpIdleTimeout = "30s"
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -93,6 +97,7 @@ struct Serve: AsyncParsableCommand {
         guard eventsPerSecond > 0, eventsBurst >= 1 else { throw ValidationError("--events-per-second must be above 0 and --events-burst at least 1") }
         guard connectionsMax >= 1 else { throw ValidationError("--connections-max must be at least 1") }
         guard parseDuration(syncTimeout) != nil else { throw ValidationError("--sync-timeout is a number followed by ms, s or m, such as 5s") }
+        guard parseDuration(httpIdleTimeout) != nil else { throw ValidationError("--http-idle-timeout is a number followed by ms, s or m, such as 30s") }
         guard parseDuration(forwardTimeout) != nil else { throw ValidationError("--forward-timeout is a number followed by ms, s or m, such as 30s") }
     }
 
@@ -122,6 +127,8 @@ struct Serve: AsyncParsableCommand {
         configuration.syncReplicas = syncReplicas
         configuration.syncTimeout = parseDuration(syncTimeout) ?? .seconds(5)
         configuration.forwardTimeout = parseDuration(forwardTimeout) ?? .seconds(30)
+        configuration.tcpConnectionsMax = tcpConnectionsMax
+        configuration.httpIdleTimeout = parseDuration(httpIdleTimeout) ?? .seconds(30)
         // Before the journal opens: its metrics bind to the backend when first used.
         MetricsExport.bootstrap()
         do {

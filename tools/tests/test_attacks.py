@@ -5,6 +5,9 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -109,3 +112,79 @@ def test_a_non_member_learns_nothing_of_a_private_rooms_messages_by_deleting(sec
     finally:
         owner.close()
         probe.close()
+
+
+# Descriptors: idle connections from other processes, a slow loris on a later request.
+
+HOLDER = r"""
+import json, socket, sys, time
+host, port, count, hold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+held, answered, refused = [], 0, 0
+for _ in range(count):
+    s = socket.socket()
+    s.settimeout(5)
+    try:
+        s.connect((host, port))
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = s.recv(4096)
+    except OSError:
+        data = b""
+    if data.startswith(b"HTTP/1.1 200"):
+        answered += 1
+        # Half a head of a second request: a slow loris after the first.
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost:")
+        held.append(s)
+    else:
+        refused += 1
+        s.close()
+print(json.dumps({"answered": answered, "refused": refused}), flush=True)
+deadline, closed = time.time() + hold, 0
+for s in held:
+    s.settimeout(max(0.01, deadline - time.time()))
+    try:
+        if s.recv(4096) == b"":
+            closed += 1
+    except OSError:
+        pass
+print(json.dumps({"closed_by_server": closed}), flush=True)
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_connections_past_the_descriptor_limit_are_refused_idle_ones_closed_and_clients_served(chatlog, journal):
+    # A process allowed 300 descriptors: 75 are kept in reserve, so it holds 225 connections.
+    server = Server(chatlog, journal, "--http-idle-timeout", "4s", "--events-per-second", "100000",
+                    "--events-burst", "100000", wrapper=["prlimit", "--nofile=300:300", "--"]).start()
+    try:
+        alice = Client(server.url, "alice", transports=["websocket"])
+        assert alice.call("join-group", {"group": "g"})["ok"]
+        holders = [subprocess.Popen([sys.executable, "-c", HOLDER, "127.0.0.1", str(server.port), "200", "15"],
+                                    stdout=subprocess.PIPE, text=True) for _ in range(2)]
+        first = [json.loads(holder.stdout.readline()) for holder in holders]
+        answered = sum(f["answered"] for f in first)
+        assert 150 <= answered <= 225, first
+        assert sum(f["refused"] for f in first) >= 400 - 225, first
+        # At the cap, with connections waiting: no spin on accept, and the existing client is served.
+        before = cpu_seconds(server.process.pid)
+        acks = [alice.call("send-group-message", {"group": "g", "message": f"m{n}", "created": n}) for n in range(20)]
+        assert all(a["ok"] for a in acks), acks
+        time.sleep(2)
+        assert cpu_seconds(server.process.pid) - before < 1.0
+        assert [m["id"] for m in alice.call("history", {"group": "g", "limit": 50})["messages"]] == [a["id"] for a in acks]
+        # The slow lorises on a later request are closed within the idle timeout.
+        closed = [json.loads(holder.stdout.readline()) for holder in holders]
+        assert sum(c["closed_by_server"] for c in closed) == answered, closed
+        for holder in holders:
+            holder.wait(timeout=30)
+        # Room again: a new client is served, and the refusals were counted.
+        metrics = requests.get(server.url + "/metrics", timeout=5).text
+        refused = [line for line in metrics.splitlines() if line.startswith("http_connections_refused ")]
+        assert refused and float(refused[0].split()[1]) >= 400 - 225, refused
+        assert server.process.poll() is None
+        alice.close()
+    finally:
+        assert server.stop() == 0
