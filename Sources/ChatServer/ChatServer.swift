@@ -172,6 +172,9 @@ public enum ChatServer {
         socketConfiguration.engine.pollingBufferPacketsMax = limits.pollingBufferPacketsMax
         socketConfiguration.socket.recovery = configuration.recovery
         socketConfiguration.sessionsMax = limits.connectionsMax
+        socketConfiguration.anonymousSessionsMax = limits.anonymousSessionsMax
+        socketConfiguration.anonymousSessionsPerAddressMax = limits.anonymousSessionsPerAddressMax
+        socketConfiguration.socket.connectTimeout = limits.connectTimeout
         socketConfiguration.outboundQueueFramesMax = limits.outboundQueueFramesMax
         let historyWriter = HistoryWriter(journal: journal, commit: commit, history: history, next: try history.nextOffset(), decider: decider,
                                           readBytesMax: limits.readBytesMax,
@@ -199,7 +202,8 @@ public enum ChatServer {
         } else {
             .origins(Set(configuration.corsOrigins))
         }
-        let endpoint = SocketIOEndpoint(server: socketIO, path: "/socket.io/", cors: cors)
+        let endpoint = SocketIOEndpoint(server: socketIO, path: "/socket.io/", cors: cors,
+                                        trustForwardedFor: configuration.trustForwardedFor)
         let router = Router()
         endpoint.addRoutes(to: router)
         try ChatHTTPAPI.addRoutes(to: router, gateway: gateway, limits: limits, logger: logger)
@@ -239,7 +243,7 @@ public enum ChatServer {
                 webSocket.acceptedConnections = acceptedConnections
                 webSocket.idleTimeout = configuration.httpIdleTimeout
                 return webSocket
-            }()) { uri in endpoint.webSocketHandler(uri: uri) },
+            }()) { uri, client in endpoint.webSocketHandler(uri: uri, client: client) },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "chatlog"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port

@@ -61,6 +61,9 @@ public struct ChatServerConfiguration: Sendable {
     /// How long an HTTP connection may be idle after its first request, or take to send a
     /// request's head (`WebSocketHTTPChannel.Configuration.idleTimeout`).
     public var httpIdleTimeout: Duration = .seconds(30)
+    /// Whether a client's address (for per-address caps) is the last in `X-Forwarded-For`:
+    /// only behind a proxy that sets it.
+    public var trustForwardedFor = false
 
     public init(journalDirectory: String) {
         self.journalDirectory = journalDirectory
@@ -115,8 +118,16 @@ public struct ChatServerLimits: Sendable, Equatable {
     /// Messages in one `history` page (and the default page: `historyPageDefault`).
     public var historyPageMax = 200
     public var historyPageDefault = 50
-    /// Socket.IO sessions at once (new handshakes beyond get 503).
+    /// Socket.IO sessions connected (authenticated) at once; new handshakes get 503 while
+    /// this many are open.
     public var connectionsMax = 10_000
+    /// Socket.IO sessions not yet connected (no valid CONNECT yet) at once; past it, the
+    /// oldest is closed for the newest (`SocketIOServer.Configuration.anonymousSessionsMax`).
+    public var anonymousSessionsMax = 1_000
+    /// Sessions not yet connected from one client address at once; more get 503.
+    public var anonymousSessionsPerAddressMax = 32
+    /// How long a session may take to connect (send a valid CONNECT) before it is closed.
+    public var connectTimeout: Duration = .seconds(10)
     /// Frames waiting to be written to one WebSocket (a slower client is disconnected).
     public var outboundQueueFramesMax = 1_024
     /// Packets waiting for one long-polling client's next poll (a slower client is disconnected).
@@ -140,6 +151,7 @@ public struct ChatServerLimits: Sendable, Equatable {
             ("roomsCreatedPerUserMax", Double(roomsCreatedPerUserMax)), ("groupsPerConnectionMax", Double(groupsPerConnectionMax)),
             ("eventsBurst", eventsBurst), ("historyPageMax", Double(historyPageMax)),
             ("historyPageDefault", Double(historyPageDefault)), ("connectionsMax", Double(connectionsMax)),
+            ("anonymousSessionsMax", Double(anonymousSessionsMax)), ("anonymousSessionsPerAddressMax", Double(anonymousSessionsPerAddressMax)),
             ("outboundQueueFramesMax", Double(outboundQueueFramesMax)), ("pollingBufferPacketsMax", Double(pollingBufferPacketsMax)),
             ("replayChunkEvents", Double(replayChunkEvents)), ("readBytesMax", Double(readBytesMax)),
             ("maxPayloadBytes", Double(maxPayloadBytes)), ("inFlightEventsMax", Double(inFlightEventsMax)),

@@ -108,9 +108,9 @@ public enum ConformanceServer {
                 var webSocket = WebSocketHTTPChannel.Configuration()
                 webSocket.messageBytesMax = configuration.engine.maxPayload
                 return webSocket
-            }()) { uri in
+            }()) { uri, client in
                 if uri == "/websocket-echo" { return { connection in await echo(connection) } }
-                return socketEndpoint.webSocketHandler(uri: uri) ?? engineEndpoint.webSocketHandler(uri: uri)
+                return socketEndpoint.webSocketHandler(uri: uri, client: client) ?? engineEndpoint.webSocketHandler(uri: uri, client: client)
             },
             configuration: .init(address: .hostname(host, port: port), serverName: "chatlog-conformance"),
             services: [socketIO, engineIO],

@@ -15,11 +15,27 @@ public struct SocketIOEndpoint: Sendable {
     public let path: String
     /// Which cross-origin browser pages may call the endpoint.
     public let cors: CORSPolicy
+    /// Whether a client's address is the last one in `X-Forwarded-For` (set by a proxy in front
+    /// of the server) rather than the connection's peer (`clientAddress`). Only behind a proxy
+    /// that sets the header: otherwise any client could claim any address.
+    public let trustForwardedFor: Bool
 
-    public init(server: SocketIOServer, path: String = "/socket.io/", cors: CORSPolicy = .none) {
+    public init(server: SocketIOServer, path: String = "/socket.io/", cors: CORSPolicy = .none, trustForwardedFor: Bool = false) {
         self.server = server
         self.path = path.hasSuffix("/") ? path : path + "/"
         self.cors = cors
+        self.trustForwardedFor = trustForwardedFor
+    }
+
+    /// The address a client's sessions count against (`SocketIOServer.Configuration
+    /// .anonymousSessionsPerAddressMax`): the connection's peer, or with `trustForwardedFor`,
+    /// the last address in `X-Forwarded-For` when there is one.
+    func clientAddress(_ client: ClientAddress) -> String {
+        if trustForwardedFor, let forwarded = client.forwardedFor?.split(separator: ",").last {
+            let address = forwarded.trimmingCharacters(in: .whitespaces)
+            if !address.isEmpty { return address }
+        }
+        return client.peer ?? "unknown"
     }
 
     enum Failure: Int {
@@ -90,7 +106,9 @@ public struct SocketIOEndpoint: Sendable {
         guard query.transport == "polling" else { return failure(.unknownTransport) }
         guard let sid = query.sid.map(String.init) else {
             guard body == nil else { return failure(.badHandshakeMethod) }
-            switch server.handshake(transport: .polling) {
+            let client = clientAddress(ClientAddress(peer: request.headers[ClientAddress.peerField],
+                                                     forwardedFor: request.headers[ClientAddress.forwardedForField]))
+            switch server.handshake(transport: .polling, client: client) {
             case .opened(_, let open):
                 return text(EnginePacket.encodePayload([open]))
             case .full:
@@ -125,19 +143,20 @@ public struct SocketIOEndpoint: Sendable {
 
     /// The WebSocket handler for an upgrade request's URI (path and query), when it is for
     /// this endpoint: `EIO=4` and `transport=websocket`. For `WebSocketHTTPChannel`'s route.
-    public func webSocketHandler(uri: String) -> WebSocketHTTPChannel.Handler? {
+    public func webSocketHandler(uri: String, client: ClientAddress) -> WebSocketHTTPChannel.Handler? {
         let uri = URI(uri)
         guard uri.path == path || uri.path + "/" == path else { return nil }
         let query = Self.parse(uri)
         guard query.eio == "4", query.transport == "websocket" else { return nil }
         let sid = query.sid.map(String.init)
         let server = self.server
-        return { connection in await Self.serveWebSocket(server: server, sid: sid, connection: connection) }
+        let address = clientAddress(client)
+        return { connection in await Self.serveWebSocket(server: server, sid: sid, client: address, connection: connection) }
     }
 
-    static func serveWebSocket(server: SocketIOServer, sid requested: String?, connection: WebSocketConnection) async {
+    static func serveWebSocket(server: SocketIOServer, sid requested: String?, client: String, connection: WebSocketConnection) async {
         let queue = OutboundQueue<SocketIOServer.OutboundItem>(capacity: server.configuration.outboundQueueFramesMax)
-        guard let (sid, startsAsProbe) = server.attachWebSocket(sid: requested, queue: queue) else {
+        guard let (sid, startsAsProbe) = server.attachWebSocket(sid: requested, client: client, queue: queue) else {
             connection.close(.policyViolation)
             return
         }

@@ -22,8 +22,17 @@ public final class SocketIOServer: Service, Sendable {
         /// WebSocket frames waiting to be written per connection; a client slower than this
         /// is disconnected rather than allowed to grow memory or slow a room.
         public var outboundQueueFramesMax = 1_024
-        /// Sessions at once; new handshakes beyond it get 503.
+        /// Sessions that have connected a namespace (authenticated) at once; new handshakes get
+        /// 503 while this many are open. Sessions still to connect are capped on their own.
         public var sessionsMax = 10_000
+        /// Sessions not yet connected to any namespace (so not authenticated), at once. A
+        /// handshake past it closes the oldest such session rather than being refused, so
+        /// that anonymous handshakes, however many, cannot keep a real client out: one that
+        /// connects at once is never the oldest. They live at most `socket.connectTimeout`.
+        public var anonymousSessionsMax = 1_000
+        /// Sessions not yet connected from one client address at once (new handshakes from it
+        /// beyond get 503): one source cannot take the anonymous pool.
+        public var anonymousSessionsPerAddressMax = 32
         /// Granularity of the protocol timers.
         public var timerTick: Duration = .milliseconds(10)
         /// A bare Engine.IO echo server with no Socket.IO layer: every message is sent back.
@@ -220,8 +229,10 @@ public final class SocketIOServer: Service, Sendable {
         case full
     }
 
-    func handshake(transport: EngineSession.Transport) -> HandshakeResult {
-        state.withLock { $0.handshake(transport: transport) }
+    /// - Parameter client: the client's address (`SocketIOEndpoint.clientAddress`), for the
+    ///   per-address cap on anonymous sessions.
+    func handshake(transport: EngineSession.Transport, client: String) -> HandshakeResult {
+        state.withLock { $0.handshake(transport: transport, client: client) }
     }
 
     enum PollResult {
@@ -254,8 +265,8 @@ public final class SocketIOServer: Service, Sendable {
     }
 
     /// A WebSocket opened: a new session (no sid) or an upgrade probe for an existing one.
-    func attachWebSocket(sid: String?, queue: OutboundQueue<OutboundItem>) -> (sid: String, probe: Bool)? {
-        state.withLock { $0.attachWebSocket(sid: sid, queue: queue) }
+    func attachWebSocket(sid: String?, client: String, queue: OutboundQueue<OutboundItem>) -> (sid: String, probe: Bool)? {
+        state.withLock { $0.attachWebSocket(sid: sid, client: client, queue: queue) }
     }
 
     /// A frame from a WebSocket; `probe` while it is still upgrading.
@@ -448,6 +459,10 @@ public final class SocketIOServer: Service, Sendable {
         /// 400 for `clientClosedPollGrace`.
         var clientClosed: [String: ContinuousClock.Instant] = [:]
         static let clientClosedPollGrace: Duration = .seconds(1)
+        /// Sessions not connected to a namespace yet: their client's address and when they
+        /// opened (`Configuration.anonymousSessionsMax`).
+        var anonymous: [String: (client: String, opened: ContinuousClock.Instant)] = [:]
+        var anonymousByClient: [String: Int] = [:]
 
         init(configuration: Configuration, logger: Logger) {
             self.configuration = configuration
@@ -498,9 +513,18 @@ public final class SocketIOServer: Service, Sendable {
             return apply(engineActions, to: sid) + apply(socketActions, to: sid)
         }
 
-        mutating func handshake(transport: EngineSession.Transport) -> HandshakeResult {
-            guard accepting, connections.count < configuration.sessionsMax else { return .full }
+        mutating func handshake(transport: EngineSession.Transport, client: String) -> HandshakeResult {
+            guard accepting, connections.count - anonymous.count < configuration.sessionsMax,
+                  anonymousByClient[client, default: 0] < configuration.anonymousSessionsPerAddressMax else { return .full }
+            if anonymous.count >= configuration.anonymousSessionsMax,
+               let oldest = anonymous.min(by: { $0.value.opened < $1.value.opened })?.key,
+               let actions = modify(oldest, { $0.engine.close() }) {
+                logger.debug("anonymous session closed for a newer one", metadata: ["socketio.sid": "\(oldest)"])
+                deferredCalls += apply(actions, to: oldest)
+            }
             let sid = SocketIOServer.randomID()
+            anonymous[sid] = (client, .now)
+            anonymousByClient[client, default: 0] += 1
             let now = ContinuousClock.now
             let (engine, open) = EngineSession.open(sid: sid, transport: transport, configuration: configuration.engine, now: now)
             connections[sid] = Connection(engine: engine, socket: SocketSession(configuration: configuration.socket, openedAt: now))
@@ -567,7 +591,7 @@ public final class SocketIOServer: Service, Sendable {
         }
 
         /// A WebSocket opened: a new session (no sid) or an upgrade probe for an existing one.
-        mutating func attachWebSocket(sid: String?, queue: OutboundQueue<OutboundItem>) -> (sid: String, probe: Bool)? {
+        mutating func attachWebSocket(sid: String?, client: String, queue: OutboundQueue<OutboundItem>) -> (sid: String, probe: Bool)? {
             nextOutboundID += 1
             let outbound = Outbound(queue: queue, id: nextOutboundID)
             if let sid {
@@ -581,7 +605,7 @@ public final class SocketIOServer: Service, Sendable {
                 precondition(calls.isEmpty, "ending a poll for an upgrade produces no application calls")
                 return (sid, true)
             }
-            guard case .opened(let newSID, let open) = handshake(transport: .websocket) else { return nil }
+            guard case .opened(let newSID, let open) = handshake(transport: .websocket, client: client) else { return nil }
             connections[newSID]?.websocket = outbound
             write([open], to: outbound, sid: newSID)
             return (newSID, false)
@@ -789,6 +813,7 @@ public final class SocketIOServer: Service, Sendable {
                 case .ackTimedOut(let namespace, let id):
                     ackWaiters.removeValue(forKey: AckKey(engineID: sid, namespace: namespace, id: id))?.resume(returning: nil)
                 case .connected(let namespace, let socketID):
+                    forgetAnonymous(sid)
                     calls.append(.connected(SocketRef(engineID: sid, namespace: namespace, socketID: socketID)))
                 case .disconnected(let namespace, let socketID, let reason):
                     calls += forget(SocketRef(engineID: sid, namespace: namespace, socketID: socketID), reason: reason)
@@ -813,8 +838,16 @@ public final class SocketIOServer: Service, Sendable {
             return [.disconnected(socket, reason)]
         }
 
+        /// The session connected a namespace, or closed: it no longer counts as anonymous.
+        mutating func forgetAnonymous(_ sid: String) {
+            guard let (client, _) = anonymous.removeValue(forKey: sid) else { return }
+            let left = anonymousByClient[client, default: 1] - 1
+            anonymousByClient[client] = left > 0 ? left : nil
+        }
+
         mutating func closeConnection(_ sid: String, reason: EngineSession.CloseReason) -> [AppCall] {
             guard let connection = connections.removeValue(forKey: sid) else { return [] }
+            forgetAnonymous(sid)
             logger.debug("engine.io session closed", metadata: ["socketio.sid": "\(sid)", "socketio.reason": "\(reason)"])
 
             connection.pendingPoll?.resume(returning: PollOutcome(result: .body(EnginePacket.encodePayload([EnginePacket(.noop)]))))

@@ -1,3 +1,4 @@
+import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 import Logging
@@ -23,8 +24,9 @@ public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
     /// frame, normal closure, unless one was sent), and the handshake then gets at most
     /// `closeTimeout` to finish.
     public typealias Handler = @Sendable (WebSocketConnection) async -> Void
-    /// The handler for an upgrade request's URI (path and query), or nil to refuse it.
-    public typealias Route = @Sendable (_ uri: String) -> Handler?
+    /// The handler for an upgrade request's URI (path and query) from `client`, or nil to
+    /// refuse it.
+    public typealias Route = @Sendable (_ uri: String, _ client: ClientAddress) -> Handler?
 
     public struct Configuration: Sendable {
         /// Largest message accepted from a client, and largest frame; a client sending more
@@ -72,7 +74,10 @@ public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
         // connection closed, so that the client retries on a new connection.
         self.responder = { request, writer, channel in
             guard request.headers[.upgrade]?.lowercased() == "websocket" else {
-                try await responder(request, writer, channel)
+                // The peer's address goes with the request, in a field a client cannot set.
+                var head = request.head
+                head.headerFields[ClientAddress.peerField] = channel.remoteAddress?.ipAddress
+                try await responder(Request(head: head, body: request.body), writer, channel)
                 return
             }
             var uri = request.uri.path
@@ -95,7 +100,9 @@ public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                 maxFrameSize: configuration.messageBytesMax,
                 enableAutomaticErrorHandling: true,
                 shouldUpgrade: { channel, head in
-                    let handler = route(head.uri)
+                    let client = ClientAddress(peer: channel.remoteAddress?.ipAddress,
+                                               forwardedFor: head.headers.first(name: "X-Forwarded-For"))
+                    let handler = route(head.uri, client)
                     routed.value = .some(handler)
                     return channel.eventLoop.makeSucceededFuture(handler == nil ? nil : HTTPHeaders())
                 },
@@ -235,4 +242,21 @@ public final class ConnectionsAwaitingFirstRequest: Service, Sendable {
         }
         for channel in channels { channel.close(promise: nil) }
     }
+}
+
+/// Where a request came from: the connection's peer address, and the `X-Forwarded-For` a proxy
+/// in front may have set (trusted or not by whoever reads it: `SocketIOEndpoint.trustForwardedFor`).
+public struct ClientAddress: Sendable {
+    public var peer: String?
+    public var forwardedFor: String?
+
+    public init(peer: String?, forwardedFor: String?) {
+        self.peer = peer
+        self.forwardedFor = forwardedFor
+    }
+
+    /// The field the HTTP channel sets on every request to the peer's address, replacing
+    /// whatever a client sent in it.
+    public static let peerField = HTTPField.Name("Chatlog-Peer-Address")!
+    static let forwardedForField = HTTPField.Name("X-Forwarded-For")!
 }

@@ -63,7 +63,13 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Socket.IO connection state recovery: CONNECT replies carry a pid, events their offset.") var recovery = false
     @Option(help: "Client events per second per connection (token bucket rate).") var eventsPerSecond: Double = 100
     @Option(help: "Client events one connection may send at once (token bucket size).") var eventsBurst: Double = 200
-    @Option(help: "Socket.IO sessions at once.") var connectionsMax = 10_000
+    @Option(help: "Socket.IO sessions connected (authenticated) at once; new handshakes get 503 beyond.") var connectionsMax = 10_000
+    @Option(help: "Socket.IO sessions not yet connected (no valid token yet) at once; past it the oldest is closed for the newest.")
+    var anonymousSessionsMax = 1_000
+    @Option(name: .customLong("anonymous-sessions-per-address"), help: "Sessions not yet connected from one client address at once; more get 503.")
+    var anonymousSessionsPerAddressMax = 32
+    @Flag(help: "Count clients by the last address in X-Forwarded-For (only behind a proxy that sets it; otherwise clients choose their address).")
+    var trustForwardedFor = false
     @Option(help: ArgumentHelp("Fault injection for tests: journal writes fail after this many bytes.", visibility: .hidden))
     var failJournalWritesAfterBytes: Int64?
     @Option(help: ArgumentHelp("Fault injection for tests: History's writes fail after this many batches.", visibility: .hidden))
@@ -96,6 +102,9 @@ struct Serve: AsyncParsableCommand {
         guard (0...65_535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
         guard eventsPerSecond > 0, eventsBurst >= 1 else { throw ValidationError("--events-per-second must be above 0 and --events-burst at least 1") }
         guard connectionsMax >= 1 else { throw ValidationError("--connections-max must be at least 1") }
+        guard anonymousSessionsMax >= 1, anonymousSessionsPerAddressMax >= 1 else {
+            throw ValidationError("--anonymous-sessions-max and --anonymous-sessions-per-address must be at least 1")
+        }
         guard parseDuration(syncTimeout) != nil else { throw ValidationError("--sync-timeout is a number followed by ms, s or m, such as 5s") }
         guard parseDuration(httpIdleTimeout) != nil else { throw ValidationError("--http-idle-timeout is a number followed by ms, s or m, such as 30s") }
         guard parseDuration(forwardTimeout) != nil else { throw ValidationError("--forward-timeout is a number followed by ms, s or m, such as 30s") }
@@ -116,6 +125,9 @@ struct Serve: AsyncParsableCommand {
         configuration.limits.eventsPerSecond = eventsPerSecond
         configuration.limits.eventsBurst = eventsBurst
         configuration.limits.connectionsMax = connectionsMax
+        configuration.limits.anonymousSessionsMax = anonymousSessionsMax
+        configuration.limits.anonymousSessionsPerAddressMax = anonymousSessionsPerAddressMax
+        configuration.trustForwardedFor = trustForwardedFor
         configuration.failJournalWritesAfterBytes = failJournalWritesAfterBytes
         configuration.failHistoryWritesAfterBatches = failHistoryWritesAfterBatches
         configuration.catchUpProgressInterval = .milliseconds(max(0, catchUpProgressMs))

@@ -19,26 +19,79 @@ import Testing
         return SocketIOServer(configuration: configuration, handler: Silent(), logger: logger)
     }
 
-    @Test func handshakesBeyondSessionsMaxAreRefused() {
+    /// Connects a session's default namespace (the handler authorizes it).
+    func connect(_ server: SocketIOServer, _ sid: String) async {
+        let (ok, known, calls) = server.post(sid: sid, body: Array("40".utf8))
+        #expect(ok && known)
+        await server.perform(calls)
+    }
+
+    @Test func handshakesBeyondSessionsMaxOfConnectedSessionsAreRefused() async {
         let server = server { $0.sessionsMax = 2 }
         for _ in 0..<2 {
-            guard case .opened = server.handshake(transport: .polling) else {
+            guard case .opened(let sid, _) = server.handshake(transport: .polling, client: "a") else {
                 Issue.record("a handshake under the limit was refused")
                 return
             }
+            await connect(server, sid)
         }
-        guard case .full = server.handshake(transport: .polling) else {
+        guard case .full = server.handshake(transport: .polling, client: "b") else {
             Issue.record("the third handshake was accepted")
             return
         }
         #expect(server.sessionCount == 2)
     }
 
+    /// 10,000 anonymous handshakes once filled the session cap: clients with tokens got 503.
+    @Test func anonymousHandshakesPastTheirCapCloseTheOldestAndNeverCountAgainstConnectedOnes() async {
+        let server = server {
+            $0.sessionsMax = 2
+            $0.anonymousSessionsMax = 3
+        }
+        var opened: [String] = []
+        for n in 0..<10 {
+            guard case .opened(let sid, _) = server.handshake(transport: .polling, client: "attacker\(n % 5)") else {
+                Issue.record("an anonymous handshake was refused")
+                return
+            }
+            opened.append(sid)
+        }
+        #expect(server.sessionCount == 3, "the oldest anonymous sessions were closed for newer ones")
+        // A real client's handshake gets in, connects, and counts against sessionsMax alone.
+        guard case .opened(let sid, _) = server.handshake(transport: .polling, client: "client") else {
+            Issue.record("the client's handshake was refused")
+            return
+        }
+        await connect(server, sid)
+        #expect(server.connectedSocketID(sid: sid, namespace: "/") != nil)
+        for n in 0..<10 { _ = server.handshake(transport: .polling, client: "attacker\(n)") }
+        #expect(server.connectedSocketID(sid: sid, namespace: "/") != nil, "a connected session is never closed for anonymous ones")
+        #expect(server.sessionCount == 4)
+    }
+
+    @Test func anonymousHandshakesFromOneAddressPastItsCapAreRefused() {
+        let server = server { $0.anonymousSessionsPerAddressMax = 2 }
+        for _ in 0..<2 {
+            guard case .opened = server.handshake(transport: .polling, client: "a") else {
+                Issue.record("a handshake under the per-address cap was refused")
+                return
+            }
+        }
+        guard case .full = server.handshake(transport: .polling, client: "a") else {
+            Issue.record("a third anonymous handshake from one address was accepted")
+            return
+        }
+        guard case .opened = server.handshake(transport: .polling, client: "b") else {
+            Issue.record("another address was refused")
+            return
+        }
+    }
+
     /// A poll whose request is cancelled before the server holds it (its client went away
     /// at once) must not be held: nothing would release it until the next packet.
     @Test(.timeLimit(.minutes(1))) func aPollFromAnAlreadyCancelledRequestIsNotHeld() async throws {
         let server = server()
-        guard case .opened(let sid, _) = server.handshake(transport: .polling) else {
+        guard case .opened(let sid, _) = server.handshake(transport: .polling, client: "test") else {
             Issue.record("the handshake was refused")
             return
         }
@@ -66,7 +119,7 @@ import Testing
     /// gets the noop the close owes it (as if it had been waiting), the next one 400.
     @Test func aPollArrivingJustAfterTheClientsCloseGetsANoop() async throws {
         let server = server()
-        guard case .opened(let sid, _) = server.handshake(transport: .polling) else {
+        guard case .opened(let sid, _) = server.handshake(transport: .polling, client: "test") else {
             Issue.record("the handshake was refused")
             return
         }
@@ -83,7 +136,7 @@ import Testing
             return
         }
         // When a poll was waiting, the close answers it, and nothing is owed afterwards.
-        guard case .opened(let other, _) = server.handshake(transport: .polling) else {
+        guard case .opened(let other, _) = server.handshake(transport: .polling, client: "test") else {
             Issue.record("the handshake was refused")
             return
         }
@@ -110,7 +163,7 @@ import Testing
     @Test func emitsFromValuesWritersAndRelaysAreQueued() async throws {
         let server = server()
         let queue = OutboundQueue<SocketIOServer.OutboundItem>(capacity: 16)
-        let sid = try #require(server.attachWebSocket(sid: nil, queue: queue)?.sid)
+        let sid = try #require(server.attachWebSocket(sid: nil, client: "test", queue: queue)?.sid)
         await server.perform(server.frame(sid: sid, packet: .message("0"), probe: false).calls)
         let socket = SocketRef(engineID: sid, namespace: "/", socketID: try #require(server.connectedSocketID(sid: sid, namespace: "/")))
         // Relaying received text is SocketSessionTests' business; here, arguments from values.
@@ -132,7 +185,7 @@ import Testing
         // A queue of two frames that nobody drains: the open packet, then the connect reply and
         // the auth-less socket's traffic overflow it.
         let queue = OutboundQueue<SocketIOServer.OutboundItem>(capacity: 2)
-        let attached = server.attachWebSocket(sid: nil, queue: queue)
+        let attached = server.attachWebSocket(sid: nil, client: "test", queue: queue)
         let sid = try #require(attached?.sid)
         let (_, connectCalls) = server.frame(sid: sid, packet: .message("0"), probe: false)
         await server.perform(connectCalls)
@@ -332,7 +385,7 @@ import Testing
         let server = SocketIOServer(configuration: .init(), handler: handler, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await server.run() }
-            guard case .opened(let sid, _) = server.handshake(transport: .polling) else {
+            guard case .opened(let sid, _) = server.handshake(transport: .polling, client: "test") else {
                 Issue.record("the handshake was refused")
                 return
             }

@@ -188,3 +188,53 @@ def test_connections_past_the_descriptor_limit_are_refused_idle_ones_closed_and_
         alice.close()
     finally:
         assert server.stop() == 0
+
+
+# Handshakes without credentials must not lock out a client with a token.
+
+HANDSHAKER = r"""
+import json, socket, sys, time
+port, seconds, sources = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3].split(",")
+counts = {"200": 0, "503": 0, "other": 0}
+deadline, n = time.time() + seconds, 0
+while time.time() < deadline:
+    s = socket.socket()
+    s.settimeout(5)
+    try:
+        s.bind((sources[n % len(sources)], 0))
+        s.connect(("127.0.0.1", port))
+        s.sendall(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        status = s.recv(64).split(b" ")[1].decode()
+        counts[status if status in counts else "other"] += 1
+    except OSError:
+        counts["other"] += 1
+    finally:
+        s.close()
+    n += 1
+print(json.dumps(counts), flush=True)
+"""
+
+
+def test_anonymous_handshakes_never_lock_out_a_client_with_a_token(chatlog, journal):
+    server = Server(chatlog, journal, "--connections-max", "50", "--anonymous-sessions-max", "100",
+                    "--anonymous-sessions-per-address", "20", dev=False).start()
+    try:
+        secret = (journal / "auth.secret").read_text().strip().encode()
+        many = ",".join(f"127.0.0.{n}" for n in range(2, 12))  # ten attacking addresses, and one more alone
+        attackers = [subprocess.Popen([sys.executable, "-c", HANDSHAKER, str(server.port), "8", sources],
+                                      stdout=subprocess.PIPE, text=True) for sources in (many, "127.0.0.20")]
+        time.sleep(1)
+        connected = 0
+        for n in range(20):
+            client = Client(server.url, token=token(secret, {"sub": f"user{n}", "exp": int(time.time()) + 600}))
+            assert client.call("join-group", {"group": "g"})["ok"]
+            client.close()
+            connected += 1
+        counts = [json.loads(attacker.stdout.readline()) for attacker in attackers]
+        for attacker in attackers:
+            attacker.wait(timeout=30)
+        assert connected == 20
+        # The pool of 100 turned over many times; the lone address met its cap of 20.
+        assert counts[0]["200"] > 1000 and counts[1]["503"] > 0, counts
+    finally:
+        assert server.stop() == 0
