@@ -73,6 +73,7 @@ public enum MetricsExport {
         let journalSegments = registry.makeGauge(descriptor: .init(metricName: "journal_segments", unitName: "", helpText: "Segments in the journal, the active one included"))
         let journalOffset = registry.makeGauge(descriptor: .init(metricName: "journal_committed_offset", unitName: "", helpText: "The offset the next committed event will take"))
         let tcpConnections = registry.makeGauge(descriptor: .init(metricName: "http_connections", unitName: "", helpText: "TCP connections the HTTP server holds, of every kind"))
+        let outboundBytes = registry.makeGauge(descriptor: .init(metricName: "socketio_outbound_bytes", unitName: "", helpText: "Bytes waiting to be written to clients, every outbound queue and polling buffer together"))
         let tcpConnectionsRefused = registry.makeGauge(descriptor: .init(metricName: "http_connections_refused", unitName: "", helpText: "Connections closed on arrival since start: the cap (--tcp-connections-max) was reached"))
     }
 }
@@ -83,6 +84,7 @@ extension MetricsExport {
     static func scrape(_ gauges: Gauges, socketIO: SocketIOServer, journal: Journal, live: LiveRooms,
                        history: HistoryWriter, connections: AcceptedConnections) -> Response {
         gauges.tcpConnections.set(Int64(connections.count))
+        gauges.outboundBytes.set(Int64(socketIO.outboundBudget.bytes))
         gauges.tcpConnectionsRefused.set(Int64(connections.refused))
         let sessions = socketIO.sessionCounts()
         gauges.pollingConnections.set(Int64(sessions.polling))

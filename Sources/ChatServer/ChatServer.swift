@@ -176,6 +176,9 @@ public enum ChatServer {
         socketConfiguration.anonymousSessionsPerAddressMax = limits.anonymousSessionsPerAddressMax
         socketConfiguration.socket.connectTimeout = limits.connectTimeout
         socketConfiguration.outboundQueueFramesMax = limits.outboundQueueFramesMax
+        socketConfiguration.outboundQueueBytesMax = limits.outboundBytesPerConnectionMax
+        socketConfiguration.engine.pollingBufferBytesMax = limits.outboundBytesPerConnectionMax
+        socketConfiguration.outboundBytesTotalMax = limits.outboundBytesTotalMax
         let historyWriter = HistoryWriter(journal: journal, commit: commit, history: history, next: try history.nextOffset(), decider: decider,
                                           readBytesMax: limits.readBytesMax,
                                           failAfterBatches: configuration.failHistoryWritesAfterBatches, logger: logger)

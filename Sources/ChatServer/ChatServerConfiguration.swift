@@ -132,6 +132,13 @@ public struct ChatServerLimits: Sendable, Equatable {
     public var outboundQueueFramesMax = 1_024
     /// Packets waiting for one long-polling client's next poll (a slower client is disconnected).
     public var pollingBufferPacketsMax = 1_000
+    /// Bytes waiting to be written to one WebSocket, and for one polling client's next poll
+    /// (a slower client is disconnected; one reply larger than this still goes to a client
+    /// that has nothing else waiting).
+    public var outboundBytesPerConnectionMax = 8 << 20
+    /// Bytes waiting for all clients together: past it, a client that lets more pile up is
+    /// disconnected. Bounds what many slow readers can take.
+    public var outboundBytesTotalMax = 512 << 20
     /// Events replayed to a resuming socket before waiting for them to be written, so a
     /// replay of any length never overruns the outbound queue.
     public var replayChunkEvents = 256
@@ -152,7 +159,8 @@ public struct ChatServerLimits: Sendable, Equatable {
             ("eventsBurst", eventsBurst), ("historyPageMax", Double(historyPageMax)),
             ("historyPageDefault", Double(historyPageDefault)), ("connectionsMax", Double(connectionsMax)),
             ("anonymousSessionsMax", Double(anonymousSessionsMax)), ("anonymousSessionsPerAddressMax", Double(anonymousSessionsPerAddressMax)),
-            ("outboundQueueFramesMax", Double(outboundQueueFramesMax)), ("pollingBufferPacketsMax", Double(pollingBufferPacketsMax)),
+            ("outboundQueueFramesMax", Double(outboundQueueFramesMax)),
+            ("outboundBytesPerConnectionMax", Double(outboundBytesPerConnectionMax)), ("outboundBytesTotalMax", Double(outboundBytesTotalMax)), ("pollingBufferPacketsMax", Double(pollingBufferPacketsMax)),
             ("replayChunkEvents", Double(replayChunkEvents)), ("readBytesMax", Double(readBytesMax)),
             ("maxPayloadBytes", Double(maxPayloadBytes)), ("inFlightEventsMax", Double(inFlightEventsMax)),
         ]
@@ -167,6 +175,9 @@ public struct ChatServerLimits: Sendable, Equatable {
         }
         guard replayChunkEvents < outboundQueueFramesMax, replayChunkEvents < pollingBufferPacketsMax else {
             throw .configuration("replayChunkEvents (\(replayChunkEvents)) must be below outboundQueueFramesMax and pollingBufferPacketsMax: a replay chunk must fit the queue")
+        }
+        guard outboundBytesPerConnectionMax >= maxPayloadBytes, outboundBytesTotalMax >= outboundBytesPerConnectionMax else {
+            throw .configuration("outboundBytesPerConnectionMax must be at least maxPayloadBytes, and outboundBytesTotalMax at least outboundBytesPerConnectionMax")
         }
         guard maxPayloadBytes >= 8_192 else {
             throw .configuration("maxPayloadBytes must be at least 8192 to carry a maximal message, got \(maxPayloadBytes)")

@@ -155,7 +155,12 @@ public struct SocketIOEndpoint: Sendable {
     }
 
     static func serveWebSocket(server: SocketIOServer, sid requested: String?, client: String, connection: WebSocketConnection) async {
-        let queue = OutboundQueue<SocketIOServer.OutboundItem>(capacity: server.configuration.outboundQueueFramesMax)
+        let queue = OutboundQueue<SocketIOServer.OutboundItem>(
+            capacity: server.configuration.outboundQueueFramesMax, bytesCapacity: server.configuration.outboundQueueBytesMax,
+            budget: server.outboundBudget, weigh: \.bytes)
+        // Whatever is still queued when the connection is gone is never written: give its
+        // bytes back to the budget.
+        connection.channel.closeFuture.whenComplete { _ in queue.abort() }
         guard let (sid, startsAsProbe) = server.attachWebSocket(sid: requested, client: client, queue: queue) else {
             connection.close(.policyViolation)
             return

@@ -22,6 +22,11 @@ public final class SocketIOServer: Service, Sendable {
         /// WebSocket frames waiting to be written per connection; a client slower than this
         /// is disconnected rather than allowed to grow memory or slow a room.
         public var outboundQueueFramesMax = 1_024
+        /// Bytes of frames waiting per WebSocket connection (`OutboundQueue.bytesCapacity`).
+        public var outboundQueueBytesMax = 8 << 20
+        /// Bytes waiting for all clients together, WebSocket queues and polling buffers
+        /// (`OutboundBudget`): a client that would take it past this is disconnected.
+        public var outboundBytesTotalMax = 512 << 20
         /// Sessions that have connected a namespace (authenticated) at once; new handshakes get
         /// 503 while this many are open. Sessions still to connect are capped on their own.
         public var sessionsMax = 10_000
@@ -56,6 +61,15 @@ public final class SocketIOServer: Service, Sendable {
         case frame(EncodedFrame)
         /// Everything queued before has been written: tell the server (`writesFlushed`).
         case barrier
+
+        /// What the item's frame carries, for the outbound limits.
+        var bytes: Int {
+            switch self {
+            case .packet(let packet): packet.payloadBytes
+            case .frame(let frame): frame.bytes.readableBytes
+            case .barrier: 0
+            }
+        }
     }
 
     /// A WebSocket's outbound frames, bounded.
@@ -79,6 +93,8 @@ public final class SocketIOServer: Service, Sendable {
     public let configuration: Configuration
     let handler: any SocketIOHandler
     let logger: Logger
+    /// What every client's outbound queue and polling buffer hold together.
+    public let outboundBudget: OutboundBudget
     private let state: Mutex<State>
 
     /// What polling POSTs delivered, per session, waiting for the session's worker (`run`): a
@@ -112,7 +128,9 @@ public final class SocketIOServer: Service, Sendable {
         self.configuration = configuration
         self.handler = handler
         self.logger = logger
-        self.state = Mutex(State(configuration: configuration, logger: logger))
+        let budget = OutboundBudget(limit: configuration.outboundBytesTotalMax)
+        self.outboundBudget = budget
+        self.state = Mutex(State(configuration: configuration, budget: budget, logger: logger))
     }
 
     public var sessionCount: Int { state.withLock { $0.connections.count } }
@@ -464,8 +482,11 @@ public final class SocketIOServer: Service, Sendable {
         var anonymous: [String: (client: String, opened: ContinuousClock.Instant)] = [:]
         var anonymousByClient: [String: Int] = [:]
 
-        init(configuration: Configuration, logger: Logger) {
+        let budget: OutboundBudget
+
+        init(configuration: Configuration, budget: OutboundBudget, logger: Logger) {
             self.configuration = configuration
+            self.budget = budget
             self.logger = logger
         }
 
@@ -473,9 +494,23 @@ public final class SocketIOServer: Service, Sendable {
         /// (Copying a connection out of the dictionary and back would copy its sessions' storage
         /// on every frame: they are then shared while being changed. Reads on the hot path come
         /// through here too, as the dictionary's getter copies the whole connection.)
+        /// A polling buffer's change in size is counted in the outbound budget here, where every
+        /// change passes.
         mutating func modify<R>(_ sid: String, _ body: (inout Connection) -> R) -> R? {
             guard let index = connections.index(forKey: sid) else { return nil }
-            return body(&connections.values[index])
+            let before = connections.values[index].engine.bufferedBytes
+            let result = body(&connections.values[index])
+            budget.adjust(by: connections.values[index].engine.bufferedBytes - before)
+            return result
+        }
+
+        /// Past the outbound budget, a polling client with packets waiting is too slow: closed.
+        mutating func closeIfOverBudget(_ sid: String) -> [AppCall] {
+            guard budget.isExceeded, let waiting = connections[sid]?.engine.bufferedPacketCount, waiting > 0,
+                  let actions = modify(sid, { $0.engine.closeTooSlow() }) else { return [] }
+            logger.warning("socket.io client too slow while the outbound budget is spent; closing", metadata: ["socketio.sid": "\(sid)"])
+            SocketIOServer.slowClientsDisconnected.increment()
+            return apply(actions, to: sid)
         }
 
         /// Closes every session (server shutdown).
@@ -684,6 +719,7 @@ public final class SocketIOServer: Service, Sendable {
                 }
             case .engine(let actions):
                 deferredCalls += apply(actions, to: socket.engineID)
+                deferredCalls += closeIfOverBudget(socket.engineID)
             }
         }
 
@@ -802,6 +838,7 @@ public final class SocketIOServer: Service, Sendable {
                 case .send(let packets):
                     guard let engineActions = modify(sid, { $0.engine.send(packets) }) else { continue }
                     calls += apply(engineActions, to: sid)
+                    calls += closeIfOverBudget(sid)
                 case .authorize(let namespace, let auth, let recovery):
                     calls.append(.authorize(ConnectRequest(engineID: sid, namespace: namespace, auth: auth, recovery: recovery)))
                 case .event(let namespace, let name, let arguments, let ackID):

@@ -10,6 +10,9 @@ public struct EngineConfiguration: Sendable, Equatable {
     /// Packets waiting for a client's next poll before the session is closed as too slow.
     /// Bounds a polling session's memory; WebSocket sessions have their own outbound queue.
     public var pollingBufferPacketsMax = 1_000
+    /// Bytes of packet payloads waiting for a client's next poll before the session is closed
+    /// as too slow (packets that arrive at an empty buffer are kept whatever their size).
+    public var pollingBufferBytesMax = 8 << 20
     /// Packets one polling request body may carry.
     public var payloadPacketsMax = 256
     /// Packets one poll's response carries; more wait for the next poll, answered at once.
@@ -34,6 +37,7 @@ public struct EngineConfiguration: Sendable, Equatable {
         if pingTimeout <= .zero { try fail("pingTimeout must be positive") }
         if maxPayload < 64 { try fail("maxPayload must be at least 64 bytes, got \(maxPayload)") }
         if pollingBufferPacketsMax < 1 || payloadPacketsMax < 1 || pollPacketsMax < 1 { try fail("packet limits must be positive") }
+        if pollingBufferBytesMax < maxPayload { try fail("pollingBufferBytesMax must be at least maxPayload") }
         if upgradeTimeout <= .zero { try fail("upgradeTimeout must be positive") }
         if upgradePollHold < .zero || upgradePollHold >= upgradeTimeout {
             try fail("upgradePollHold must be at least zero and shorter than upgradeTimeout")

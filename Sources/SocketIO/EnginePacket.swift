@@ -20,6 +20,14 @@ public struct EnginePacket: Sendable, Equatable {
     public var type: PacketType
     public var data: Payload
 
+    /// The payload's size in bytes (UTF-8 for text), as the outbound limits count it.
+    public var payloadBytes: Int {
+        switch data {
+        case .text(let text): text.utf8.count
+        case .binary(let bytes): bytes.count
+        }
+    }
+
     public init(_ type: PacketType, _ data: Payload = .text("")) {
         self.type = type
         self.data = data

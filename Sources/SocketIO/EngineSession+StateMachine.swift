@@ -102,6 +102,8 @@ public struct EngineSession: Sendable {
     private(set) var buffer: [EnginePacket] = []
     /// How many packets wait for the next poll (0 on a WebSocket).
     public var bufferedPacketCount: Int { buffer.count }
+    /// Their payloads' bytes (`EnginePacket.payloadBytes`).
+    public private(set) var bufferedBytes = 0
     private var nextPingAt: ContinuousClock.Instant
     private var pongDeadline: ContinuousClock.Instant?
     /// When the upgrade under way is abandoned.
@@ -238,6 +240,7 @@ public struct EngineSession: Sendable {
             heldPollEndsAt = nil
             let pending = buffer
             buffer = []
+            bufferedBytes = 0
             if !pending.isEmpty { actions.append(.writeFrames(pending)) }
             return actions
         default:
@@ -264,12 +267,17 @@ public struct EngineSession: Sendable {
         case .websocket:
             return [.writeFrames(packets)]
         case .polling(let pollWaiting, let upgrade):
+            let wasEmpty = buffer.isEmpty
             buffer.append(contentsOf: packets)
+            for packet in packets { bufferedBytes += packet.payloadBytes }
             if pollWaiting && upgrade == .none {
                 state = .polling(pollWaiting: false, upgrade: upgrade)
                 return [.answerPoll(takeBuffer())]
             }
-            if buffer.count > configuration.pollingBufferPacketsMax {
+            // Packets arriving at an empty buffer are kept whatever their size (one large
+            // reply fits); a client that lets more pile up is too slow.
+            if buffer.count > configuration.pollingBufferPacketsMax
+                || (!wasEmpty && bufferedBytes > configuration.pollingBufferBytesMax) {
                 return close(.tooSlow)
             }
             return []
@@ -301,6 +309,13 @@ public struct EngineSession: Sendable {
     }
 
     /// Closes the session from the server side, telling the client.
+    /// The server closes a polling session whose client lets packets pile up while the
+    /// process holds too much for slow readers (`SocketIOServer`'s outbound budget).
+    public mutating func closeTooSlow() -> [Action] {
+        guard !isClosed else { return [] }
+        return close(.tooSlow)
+    }
+
     public mutating func close() -> [Action] {
         guard !isClosed else { return [] }
         switch state {
@@ -353,11 +368,18 @@ public struct EngineSession: Sendable {
     /// next poll, which is then answered at once.
     private mutating func takeBuffer() -> String {
         guard buffer.count > configuration.pollPacketsMax else {
-            defer { buffer.removeAll(keepingCapacity: true) }
+            defer {
+                buffer.removeAll(keepingCapacity: true)
+                bufferedBytes = 0
+            }
             return EnginePacket.encodePayload(buffer)
         }
-        defer { buffer.removeFirst(configuration.pollPacketsMax) }
-        return EnginePacket.encodePayload(Array(buffer.prefix(configuration.pollPacketsMax)))
+        let taken = buffer.prefix(configuration.pollPacketsMax)
+        defer {
+            buffer.removeFirst(configuration.pollPacketsMax)
+            for packet in taken { bufferedBytes -= packet.payloadBytes }
+        }
+        return EnginePacket.encodePayload(Array(taken))
     }
 
     private mutating func close(_ reason: CloseReason, closePacketToPoll: Bool = false, noopToPoll: Bool = false) -> [Action] {
@@ -371,6 +393,7 @@ public struct EngineSession: Sendable {
         }
         state = .closed(reason)
         buffer = []
+        bufferedBytes = 0
         pongDeadline = nil
         upgradeDeadline = nil
         heldPollEndsAt = nil

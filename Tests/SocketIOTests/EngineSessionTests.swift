@@ -124,6 +124,26 @@ import Testing
         #expect(session.send([.message("overflow")]) == [.closed(.tooSlow)])
     }
 
+    /// Packets counted, not bytes, let one polling reader that never polled hold gigabytes.
+    @Test func aSlowPollingClientIsClosedWhenItsBufferHoldsTooManyBytesButOneLargeReplyPasses() {
+        var configuration = self.configuration
+        configuration.pollingBufferPacketsMax = 100
+        configuration.pollingBufferBytesMax = 1_000
+        var session = EngineSession.open(sid: "abc", transport: .polling, configuration: configuration, now: t0).0
+        let large = String(repeating: "x", count: 3_000)
+        #expect(session.send([.message(large)]) == [], "a reply larger than the bound reaches an empty buffer")
+        #expect(session.bufferedBytes == 3_000)
+        guard case .answer(let body) = session.pollArrived(now: t0) else {
+            Issue.record("the poll was not answered with the buffered reply")
+            return
+        }
+        #expect(body.utf8.count > 3_000)
+        #expect(session.bufferedBytes == 0)
+        for _ in 0..<4 { #expect(session.send([.message(String(repeating: "y", count: 200))]) == []) }
+        #expect(session.send([.message(String(repeating: "z", count: 300))]) == [.closed(.tooSlow)])
+        #expect(session.bufferedBytes == 0)
+    }
+
     @Test func upgradeProbeNoopAndSwitchToWebSocket() {
         var session = polling()
         #expect(session.pollArrived(now: t0) == .hold)

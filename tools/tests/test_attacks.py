@@ -238,3 +238,57 @@ def test_anonymous_handshakes_never_lock_out_a_client_with_a_token(chatlog, jour
         assert counts[0]["200"] > 1000 and counts[1]["503"] > 0, counts
     finally:
         assert server.stop() == 0
+
+
+# A reader that never reads must not take the server's memory.
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_a_reader_that_never_reads_is_disconnected_before_it_takes_the_servers_memory(chatlog, journal):
+    import socket
+
+    import websocket
+    server = Server(chatlog, journal, "--events-per-second", "100000", "--events-burst", "100000").start()
+    try:
+        writer = Client(server.url, "writer", transports=["websocket"])
+        assert writer.call("join-group", {"group": "big"})["ok"]
+        quotes = '"' * 4000  # JSON escapes each: a page of 200 is about 1.6 MB
+        for n in range(200):
+            assert writer.call("send-group-message", {"group": "big", "message": quotes, "created": n})["ok"]
+        before = rss_bytes(server.process.pid)
+        sloth = websocket.create_connection(
+            server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
+            sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),), timeout=10)
+        assert sloth.recv().startswith("0")
+        sloth.send('40{"username":"sloth"}')
+        assert sloth.recv().startswith("40")
+        largest, sent = before, 0
+        try:
+            for n in range(1100):
+                sloth.send(f'42{n}["history",{{"group":"big","limit":200}}]')
+                sent += 1
+                if n % 50 == 0:
+                    largest = max(largest, rss_bytes(server.process.pid))
+        except OSError:
+            pass  # disconnected as too slow, as it should be
+        # The server answers while it reads the requests; the reader is dropped once about
+        # 8 MiB wait for it (with what the socket buffers hold), not 1.6 GB later.
+        deadline, dropped = time.time() + 60, False
+        while time.time() < deadline and not dropped:
+            largest = max(largest, rss_bytes(server.process.pid))
+            metrics = requests.get(server.url + "/metrics", timeout=5).text
+            dropped = "socketio_slow_clients_disconnected_total 1" in metrics
+            time.sleep(0.2)
+        assert dropped, [line for line in metrics.splitlines() if "slow" in line]
+        assert largest - before < 300 << 20, f"the server grew by {(largest - before) >> 20} MiB"
+        # Everyone else is served.
+        assert writer.call("send-group-message", {"group": "big", "message": "still here", "created": 1})["ok"]
+        writer.close()
+        sloth.close()
+    finally:
+        assert server.stop() == 0
