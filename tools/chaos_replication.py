@@ -177,11 +177,12 @@ class Reader(threading.Thread):
             client.close()
 
 
-def caught_up(standby_url: str, leader_url: str) -> bool:
+def caught_up(standby_url: str, leader_url: str, secret: Path) -> bool:
+    headers = {"Authorization": "Bearer " + secret.read_text().strip()}
     try:
-        with urllib.request.urlopen(standby_url + "/api/replication", timeout=5) as response:
+        with urllib.request.urlopen(urllib.request.Request(standby_url + "/api/replication", headers=headers), timeout=5) as response:
             ours = json.load(response)
-        with urllib.request.urlopen(leader_url + "/api/replication", timeout=5) as response:
+        with urllib.request.urlopen(urllib.request.Request(leader_url + "/api/replication", headers=headers), timeout=5) as response:
             theirs = json.load(response)
     except Exception:
         return False
@@ -263,7 +264,7 @@ def main() -> int:
     # Let the standby catch up, then stop both cleanly; their journals must then be identical.
     standby_name = cluster.other(cluster.leader_name)
     deadline = time.time() + 30
-    while time.time() < deadline and not caught_up(cluster.url(standby_name), cluster.url(cluster.leader_name)):
+    while time.time() < deadline and not caught_up(cluster.url(standby_name), cluster.url(cluster.leader_name), cluster.secret):
         time.sleep(0.1)
     for name in (standby_name, cluster.leader_name):
         server = cluster.nodes[name]

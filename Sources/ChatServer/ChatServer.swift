@@ -207,7 +207,8 @@ public enum ChatServer {
         }
         let endpoint = SocketIOEndpoint(server: socketIO, path: "/socket.io/", cors: cors,
                                         trustForwardedFor: configuration.trustForwardedFor)
-        let router = Router()
+        // HEAD is answered as GET without the body (load balancers, `curl -I`).
+        let router = Router(options: .autoGenerateHeadEndpoints)
         endpoint.addRoutes(to: router)
         try ChatHTTPAPI.addRoutes(to: router, gateway: gateway, limits: limits, logger: logger)
         WebPage.load(logger: logger).addRoutes(to: router, dev: configuration.dev, recovery: configuration.recovery)
@@ -221,7 +222,9 @@ public enum ChatServer {
             health(journal: journal, live: live, history: historyWriter, replication: replicationLeader)
         }
         replicationLeader.addRoutes(to: router)
-        router.get("/api/replication") { _, _ in
+        router.get("/api/replication") { request, _ in
+            // Role, epoch, offsets and standbys' names are for operators: behind the secret.
+            if let refusal = replicationLeader.refusal(of: request) { return refusal }
             var status = replicationLeader.status()
             if case .following = replicationLeader.role { status.leader = follower?.status() }
             return json(status)

@@ -92,6 +92,10 @@ public enum ConformanceServer {
         configuration.socket.connectTimeout = connectTimeout
         configuration.socket.namespaces = ["/", "/custom"]
         configuration.socket.recovery = false
+        // The suites open every session from one address, and the Engine.IO one never
+        // connects a namespace: no anonymous caps below the session cap.
+        configuration.anonymousSessionsMax = configuration.sessionsMax
+        configuration.anonymousSessionsPerAddressMax = configuration.sessionsMax
         let socketIO = SocketIOServer(configuration: configuration, handler: Handler(), logger: logger)
         var echoConfiguration = configuration
         echoConfiguration.engineEcho = true

@@ -335,7 +335,7 @@ public final class WebSocketConnection: Sendable {
                 stopped = true
                 inbound.end(nil)
                 var data = frame.unmaskedData
-                closeNow(data.readWebSocketErrorCode() ?? .normalClosure)
+                closeNow(Self.answer(toClose: &data))
             case .text, .binary, .continuation:
                 if frame.opcode == .continuation {
                     guard fragmentOpcode != nil else { return fail(.protocolError, "continuation without a first fragment") }
@@ -382,6 +382,17 @@ public final class WebSocketConnection: Sendable {
             stopped = true
             inbound.end(ProtocolViolation(code: code, reason: reason))
             closeNow(code)
+        }
+
+        /// The code that answers a client's close frame: its own when it is one a client may
+        /// send (RFC 6455 §7.4), 1002 (protocol error) for a reserved or unassigned code (999,
+        /// 1005, 1006, 1015, 2000...), a one-byte body or a reason that is not UTF-8.
+        static func answer(toClose data: inout ByteBuffer) -> WebSocketErrorCode {
+            guard data.readableBytes > 0 else { return .normalClosure }
+            guard let code = data.readInteger(endianness: .big, as: UInt16.self) else { return .protocolError }
+            let sendable = (1000...1003).contains(code) || (1007...1011).contains(code) || (3000...4999).contains(code)
+            guard sendable, String(validating: data.readableBytesView, as: UTF8.self) != nil else { return .protocolError }
+            return WebSocketErrorCode(codeNumber: Int(code))
         }
 
         /// Sends a close frame with `code` (unless one was sent) and drops the TCP connection

@@ -73,6 +73,14 @@ public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
         // that comes later on a kept-alive connection is redirected to the same URI with the
         // connection closed, so that the client retries on a new connection.
         self.responder = { request, writer, channel in
+            // CONNECT and TRACE are not served: 405, and the connection closed (a CONNECT's
+            // response has no body framing, so a 404 left it open with neither length nor body).
+            if request.method == .connect || request.method == .trace {
+                try await writer.writeResponse(HTTPResponse(status: .methodNotAllowed, headerFields: [
+                    .connection: "close", .contentLength: "0", .allow: "GET, HEAD, POST, DELETE, OPTIONS",
+                ]))
+                throw ChannelError.outputClosed
+            }
             guard request.headers[.upgrade]?.lowercased() == "websocket" else {
                 // The peer's address goes with the request, in a field a client cannot set.
                 var head = request.head
@@ -102,7 +110,8 @@ public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                 shouldUpgrade: { channel, head in
                     let client = ClientAddress(peer: channel.remoteAddress?.ipAddress,
                                                forwardedFor: head.headers.first(name: "X-Forwarded-For"))
-                    let handler = route(head.uri, client)
+                    // An upgrade is a GET (RFC 6455 §4.1); any other method is refused (400).
+                    let handler = head.method == .GET ? route(head.uri, client) : nil
                     routed.value = .some(handler)
                     return channel.eventLoop.makeSucceededFuture(handler == nil ? nil : HTTPHeaders())
                 },
@@ -132,9 +141,12 @@ public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
             )
             var pipeline = NIOUpgradableHTTPServerPipelineConfiguration(upgradeConfiguration: upgrade)
             pipeline.enablePipelining = false  // NIOAsyncChannel reads one request at a time
-            pipeline.enableErrorHandling = false  // Hummingbird answers malformed requests
+            // A request NIO cannot parse (an unknown method, a bad Content-Length, HTTP/9.9, a TLS
+            // ClientHello) is answered 400 and the connection closed, rather than left waiting.
+            pipeline.enableErrorHandling = true
             pipeline.enableResponseHeaderValidation = false  // HTTPTypes validated them
             let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+            try channel.pipeline.syncOperations.addHandler(CloseOnParserError())
             if let awaiting = configuration.awaitingFirstRequest {
                 awaiting.insert(channel)
                 result.whenComplete { _ in awaiting.remove(channel) }
@@ -259,4 +271,18 @@ public struct ClientAddress: Sendable {
     /// whatever a client sent in it.
     public static let peerField = HTTPField.Name("Chatlog-Peer-Address")!
     static let forwardedForField = HTTPField.Name("X-Forwarded-For")!
+}
+
+/// Closes a connection whose request could not be parsed, once NIO's error handler has
+/// answered it 400 (`Connection: close`): without it the connection stayed open.
+final class CloseOnParserError: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is HTTPParserError {
+            context.close(promise: nil)
+            return
+        }
+        context.fireErrorCaught(error)
+    }
 }

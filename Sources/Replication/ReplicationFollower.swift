@@ -370,15 +370,18 @@ public final class ReplicationFollower: Service, Sendable {
 }
 
 extension ReplicationStatus {
-    /// Asks a running server for its replication status (`GET /api/replication`).
-    public static func fetch(server: String) async throws -> ReplicationStatus {
+    /// Asks a running server for its replication status (`GET /api/replication`, with the
+    /// replication secret).
+    public static func fetch(server: String, secret: ReplicationSecret) async throws -> ReplicationStatus {
         let client = ReplicationProtocol.makeClient()
         do {
             let base = server.hasSuffix("/") ? String(server.dropLast()) : server
-            let response = try await client.execute(HTTPClientRequest(url: base + "/api/replication"), timeout: .seconds(10))
+            var request = HTTPClientRequest(url: base + "/api/replication")
+            request.headers.add(name: "Authorization", value: secret.authorization)
+            let response = try await client.execute(request, timeout: .seconds(10))
             let body = try await response.body.collect(upTo: 1 << 20)
             guard response.status == .ok else {
-                throw ReplicationError.badResponse("\(base)/api/replication answered \(response.status.code)")
+                throw ReplicationError.badResponse("\(base)/api/replication answered \(response.status.code): \(String(buffer: body))")
             }
             let status = try ReplicationJSON.decoder.decode(ReplicationStatus.self, from: Data(body.readableBytesView))
             try await client.shutdown()

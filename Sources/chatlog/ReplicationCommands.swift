@@ -14,22 +14,26 @@ struct ReplicationCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show a running server's role and, on a leader, each standby's durable offset and lag.",
             discussion: """
-                Reads GET /api/replication. On a leader: one line per standby that has fetched \
-                since the leader started (connected: a fetch within the last 5 s). On a \
-                standby: its leader, whether it follows, and its lag.
+                Reads GET /api/replication, which needs the replication secret. On a leader: \
+                one line per standby that has fetched since the leader started (connected: a \
+                fetch within the last 5 s). On a standby: its leader, whether it follows, and \
+                its lag.
 
                 Example:
-                  chatlog replication status --server http://127.0.0.1:3000
+                  chatlog replication status --server http://127.0.0.1:3000 --replication-secret-file replication.secret
                 """
         )
 
         @Option(help: ArgumentHelp("The server's base URL.", valueName: "url")) var server: String
+        @Option(help: ArgumentHelp("The replication secret file the server was started with.", valueName: "file"))
+        var replicationSecretFile: String
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
         func run() async throws {
             let status: ReplicationStatus
             do {
-                status = try await ReplicationStatus.fetch(server: server)
+                let secret = try ReplicationSecret.load(path: replicationSecretFile)
+                status = try await ReplicationStatus.fetch(server: server, secret: secret)
             } catch {
                 printError("chatlog replication status: cannot read \(server)/api/replication: \(error)")
                 throw ExitCode(1)

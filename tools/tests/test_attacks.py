@@ -292,3 +292,88 @@ def test_a_reader_that_never_reads_is_disconnected_before_it_takes_the_servers_m
         sloth.close()
     finally:
         assert server.stop() == 0
+
+
+# HTTP edges: every request gets an answer, at once.
+
+def exchange(port: int, request: bytes, wait: float = 3) -> tuple[bytes, bool]:
+    """Sends `request` on a new connection; returns what came back and whether the server closed."""
+    import socket
+    connection = socket.create_connection(("127.0.0.1", port))
+    connection.settimeout(wait)
+    connection.sendall(request)
+    received, closed = b"", False
+    try:
+        while True:
+            data = connection.recv(4096)
+            if not data:
+                closed = True
+                break
+            received += data
+    except socket.timeout:
+        pass
+    connection.close()
+    return received, closed
+
+
+def test_malformed_and_unusual_http_requests_are_answered_at_once(chatlog, journal):
+    server = Server(chatlog, journal).start()
+    try:
+        for request in (b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n",
+                        b"POST /api/rooms HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+                        b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",
+                        b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + bytes(40)):  # a TLS ClientHello
+            started = time.time()
+            answer, closed = exchange(server.port, request)
+            assert answer.startswith(b"HTTP/1.1 400") and closed and time.time() - started < 2, (request, answer)
+        answer, closed = exchange(server.port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 405") and closed, answer
+        # A WebSocket upgrade must be a GET.
+        upgrade = (b"POST /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                   b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        answer, closed = exchange(server.port, upgrade)
+        assert answer.startswith(b"HTTP/1.1 400") and closed, answer
+        # HEAD is GET without the body.
+        for path in ("/", "/healthz"):
+            head = requests.head(server.url + path, timeout=5)
+            get = requests.get(server.url + path, timeout=5)
+            assert head.status_code == 200 and head.content == b"", path
+            assert head.headers["Content-Length"] == str(len(get.content)), path
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_websocket_close_with_a_reserved_code_is_answered_with_a_protocol_error(chatlog, journal):
+    import struct
+
+    import websocket
+    server = Server(chatlog, journal).start()
+    try:
+        for code, expected in ((999, 1002), (1005, 1002), (2999, 1002), (1000, 1000), (4000, 4000)):
+            ws = websocket.create_connection(server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=5)
+            ws.recv()
+            ws.send(struct.pack("!H", code), opcode=websocket.ABNF.OPCODE_CLOSE)
+            frame = ws.recv_frame()
+            assert frame.opcode == websocket.ABNF.OPCODE_CLOSE
+            assert struct.unpack("!H", frame.data[:2])[0] == expected, (code, frame.data)
+            ws.shutdown()
+    finally:
+        assert server.stop() == 0
+
+
+def test_replication_status_needs_the_replication_secret_and_healthz_stays_public(chatlog, tmp_path):
+    secret = tmp_path / "replication.secret"
+    secret.write_text("0123456789abcdef0123456789abcdef\n")
+    server = Server(chatlog, tmp_path / "journal", "--replication-secret-file", str(secret)).start()
+    try:
+        assert requests.get(server.url + "/api/replication", timeout=5).status_code == 401
+        wrong = requests.get(server.url + "/api/replication", headers={"Authorization": "Bearer nope"}, timeout=5)
+        assert wrong.status_code == 401 and "role" not in wrong.text
+        right = requests.get(server.url + "/api/replication", headers={"Authorization": "Bearer " + secret.read_text().strip()},
+                             timeout=5)
+        assert right.status_code == 200 and right.json()["role"] == "leader"
+        assert requests.get(server.url + "/healthz", timeout=5).status_code == 200
+        cli = run(chatlog, "replication", "status", "--server", server.url, "--replication-secret-file", str(secret))
+        assert cli.returncode == 0 and cli.stdout.startswith("leader, epoch 0"), cli.stderr
+    finally:
+        assert server.stop() == 0

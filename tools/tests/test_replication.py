@@ -30,13 +30,28 @@ def secret(tmp_path: Path) -> Path:
     return path
 
 
+# The replication secret of each server these tests started, by URL: `GET /api/replication`
+# needs it.
+SECRETS: dict[str, str] = {}
+
+
+def secret_of(server: Server) -> str | None:
+    args = server.args
+    if "--replication-secret-file" not in args:
+        return None
+    return Path(args[args.index("--replication-secret-file") + 1]).read_text().strip()
+
+
 @pytest.fixture()
 def servers():
     started = []
 
     def start(server: Server, port: int = 0) -> Server:
         started.append(server)
-        return server.start(port=port)
+        server.start(port=port)
+        if (secret := secret_of(server)) is not None:
+            SECRETS[server.url] = secret
+        return server
 
     yield start
     for server in started:
@@ -55,7 +70,8 @@ def standby(chatlog, directory: Path, leader_url: str, secret: Path, *args: str,
 
 
 def status(url: str) -> dict:
-    with urllib.request.urlopen(url + "/api/replication", timeout=10) as response:
+    request = urllib.request.Request(url + "/api/replication", headers={"Authorization": "Bearer " + SECRETS[url]})
+    with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
 
 
@@ -155,11 +171,11 @@ def test_a_read_only_standby_serves_history_and_resume_and_refuses_writes_with_n
     assert refused["ok"] is False and refused["error"]["code"] == "not_leader"
     alice.close()
     bob.close()
-    text = run(chatlog, "replication", "status", "--server", follower.url)
+    text = run(chatlog, "replication", "status", "--server", follower.url, "--replication-secret-file", str(secret))
     assert text.returncode == 0, text.stderr
     assert text.stdout.splitlines()[0].startswith("standby, epoch 0")
     assert f"leader {lead.url}: following, 0 events behind" in text.stdout
-    text = run(chatlog, "replication", "status", "--server", lead.url)
+    text = run(chatlog, "replication", "status", "--server", lead.url, "--replication-secret-file", str(secret))
     assert "standby s1: connected" in text.stdout and "0 events (about 0 bytes) behind" in text.stdout
 
 
