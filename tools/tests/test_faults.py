@@ -10,12 +10,14 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+import socketio
 
 from chatserver import Client, Server
 from conftest import run
@@ -201,18 +203,24 @@ def test_a_leader_fenced_under_load_stays_up_refuses_writes_and_serves_reads(cha
         for sender in senders:
             assert sender.call("join-group", {"group": "g"})["ok"]
         wait_until(lambda: caught_up(follower.url, lead.url), what="catch-up")
-        # Each sender keeps 8 sends in flight through the promotion.
-        answers = []
-        for round_ in range(30):
+        # Each sender keeps 8 sends in flight while the standby is promoted.
+        answers, promoted = [], []
+        promotion = threading.Thread(target=lambda: promoted.append(promote(chatlog, follower.url, secret)))
+        for round_ in range(60):
             for sender in senders:
                 for k in range(8):
-                    sender.sio.emit("send-group-message", {"group": "g", "message": f"{round_}.{k}", "created": 1},
-                                    callback=answers.append)
+                    try:
+                        sender.sio.emit("send-group-message", {"group": "g", "message": f"{round_}.{k}", "created": 1},
+                                        callback=answers.append)
+                    except socketio.exceptions.BadNamespaceError:
+                        time.sleep(1)
+                        pytest.fail(f"the leader dropped its clients while fenced (exit {lead.process.poll()}):\n{lead.log()[-1500:]}")
             if round_ == 10:
-                answer = promote(chatlog, follower.url, secret)
-                assert answer["old_leader_fenced"] is True
+                promotion.start()
             time.sleep(0.02)
-        wait_until(lambda: len(answers) == 30 * 3 * 8, timeout=30, what="every send answered")
+        promotion.join(timeout=30)
+        assert promoted and promoted[0]["old_leader_fenced"] is True, promoted
+        wait_until(lambda: len(answers) == 60 * 3 * 8, timeout=30, what="every send answered")
         time.sleep(1)
         assert lead.process.poll() is None, "the fenced leader exited:\n" + lead.log()
         assert "Service failed" not in lead.log()
