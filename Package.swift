@@ -205,6 +205,7 @@ let package = Package(
                 "SocketIO",
                 "HummingbirdSocketIO",
                 "LoopbackWebSocket",
+                "Replication",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
