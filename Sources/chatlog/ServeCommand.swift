@@ -31,9 +31,10 @@ struct Serve: AsyncParsableCommand {
             (GET /replication/v1/fetch, FORMAT.md §11). A standby, --standby-of \
             http://LEADER:PORT with the same secret file, copies the leader's journal byte for \
             byte and serves clients from it: history, resume and live events; commands that \
-            would write are refused with not_leader. Give both nodes the same \
-            --auth-secret-file so tokens work on either. GET /api/replication shows the role, \
-            and on a leader each standby's durable offset and lag.
+            would write are forwarded to the leader (refused with not_leader with --read-only). \
+            Give both nodes the same --auth-secret-file so tokens work on either. \
+            GET /api/replication, with the replication secret, shows the role, and on a \
+            leader each standby's durable offset and lag.
 
             SIGTERM or SIGINT stops it cleanly: commands in flight are answered, client sessions \
             close (clients reconnect by themselves), a room-state snapshot is written, exit 0.
