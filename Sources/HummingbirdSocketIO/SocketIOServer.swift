@@ -498,9 +498,16 @@ public final class SocketIOServer: Service, Sendable {
         /// change passes.
         mutating func modify<R>(_ sid: String, _ body: (inout Connection) -> R) -> R? {
             guard let index = connections.index(forKey: sid) else { return nil }
-            let before = connections.values[index].engine.bufferedBytes
-            let result = body(&connections.values[index])
-            budget.adjust(by: connections.values[index].engine.bufferedBytes - before)
+            return Self.counting(&connections.values[index], in: budget, body)
+        }
+
+        /// Runs `body` on `connection` in place and counts its polling buffer's change. The
+        /// sizes are read through the `inout` access: read through the dictionary's getter,
+        /// each read copied the whole connection (a quarter more CPU per delivery).
+        static func counting<R>(_ connection: inout Connection, in budget: OutboundBudget, _ body: (inout Connection) -> R) -> R {
+            let before = connection.engine.bufferedBytes
+            let result = body(&connection)
+            budget.adjust(by: connection.engine.bufferedBytes - before)
             return result
         }
 
