@@ -269,8 +269,13 @@ public struct ClientAddress: Sendable {
 
     /// The field the HTTP channel sets on every request to the peer's address, replacing
     /// whatever a client sent in it.
-    public static let peerField = HTTPField.Name("Chatlog-Peer-Address")!
-    static let forwardedForField = HTTPField.Name("X-Forwarded-For")!
+    public static let peerField = field("Chatlog-Peer-Address")
+    static let forwardedForField = field("X-Forwarded-For")
+
+    private static func field(_ name: String) -> HTTPField.Name {
+        guard let field = HTTPField.Name(name) else { preconditionFailure("\(name) is a valid field name") }
+        return field
+    }
 }
 
 /// Closes a connection whose request could not be parsed, once NIO's error handler has
