@@ -347,17 +347,18 @@ final class LiveRooms: Sendable {
     /// `reason`, and the waiters to resume are returned. Their events may still commit later
     /// (they are in the journal); a client that resends with its `client_id` then gets the
     /// original id.
-    func expire(waitingSince cutoff: ContinuousClock.Instant, reason: String, server: SocketIOServer)
+    /// - Parameter cutoff: nil gives up on every waiting command.
+    func expire(waitingSince cutoff: ContinuousClock.Instant?, reason: String, server: SocketIOServer)
         -> [CheckedContinuation<Result<Void, ChatFailure>, Never>] {
         state.withLock { state in
             state.answers.removeAll { pending in
-                guard pending.since < cutoff else { return false }
+                guard cutoff.map({ pending.since < $0 }) ?? true else { return false }
                 pending.answer.fail(reason, on: server)
                 return true
             }
             var expired: [CheckedContinuation<Result<Void, ChatFailure>, Never>] = []
             state.waiters.removeAll { waiter in
-                guard waiter.since < cutoff else { return false }
+                guard cutoff.map({ waiter.since < $0 }) ?? true else { return false }
                 expired.append(waiter.continuation)
                 return true
             }
@@ -406,7 +407,7 @@ extension LiveRooms {
     /// Answers the commands waiting since before `cutoff` (all of them without one)
     /// `unavailable` with `reason` (see `expire`).
     func failWaiting(_ reason: String, since cutoff: ContinuousClock.Instant? = nil, server: SocketIOServer) {
-        let expired = expire(waitingSince: cutoff ?? .now.advanced(by: .seconds(3600)), reason: reason, server: server)
+        let expired = expire(waitingSince: cutoff, reason: reason, server: server)
         for waiter in expired { waiter.resume(returning: .failure(.unavailable(reason))) }
     }
 }

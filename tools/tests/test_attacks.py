@@ -377,3 +377,25 @@ def test_replication_status_needs_the_replication_secret_and_healthz_stays_publi
         assert cli.returncode == 0 and cli.stdout.startswith("leader, epoch 0"), cli.stderr
     finally:
         assert server.stop() == 0
+
+
+def test_the_per_address_cap_counts_x_forwarded_for_only_when_trusted(chatlog, tmp_path):
+    def handshakes(server: Server, forwarded: list[str]) -> list[int]:
+        return [requests.get(server.url + "/socket.io/?EIO=4&transport=polling",
+                             headers={"X-Forwarded-For": f"203.0.113.9, {address}"}, timeout=5).status_code
+                for address in forwarded]
+
+    # Without the flag the header is ignored: every handshake is the peer's, 127.0.0.1.
+    plain = Server(chatlog, tmp_path / "plain", "--anonymous-sessions-per-address", "2", dev=False).start()
+    try:
+        assert handshakes(plain, ["198.51.100.1", "198.51.100.2", "198.51.100.3"]) == [200, 200, 503]
+    finally:
+        assert plain.stop() == 0
+    # Behind a proxy: the last entry is the client, the proxy's own addition.
+    proxied = Server(chatlog, tmp_path / "proxied", "--anonymous-sessions-per-address", "2", "--trust-forwarded-for",
+                     dev=False).start()
+    try:
+        assert handshakes(proxied, ["198.51.100.1", "198.51.100.2", "198.51.100.3"]) == [200, 200, 200]
+        assert handshakes(proxied, ["198.51.100.1", "198.51.100.1"]) == [200, 503]
+    finally:
+        assert proxied.stop() == 0
