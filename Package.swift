@@ -206,6 +206,8 @@ let package = Package(
                 "HummingbirdSocketIO",
                 "LoopbackWebSocket",
                 "Replication",
+                "Projections",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -61,3 +61,23 @@ public enum Decision: Sendable, Equatable {
     case duplicate(of: MessageID)
     case rejected(Rejection)
 }
+
+/// Client message ids (a send's idempotency key, FORMAT.md §5 "message sent").
+public enum ClientMessageIDs {
+    /// The prefix of the ids a server makes up for sends that carry none. Clients may not
+    /// send ids with it (they are refused as `invalid_payload`), so a made-up id never
+    /// collides with a client's, and it is never echoed to clients as `client_id`.
+    public static let generatedPrefix = "chatlog:"
+
+    /// A new made-up id: the prefix and 20 random characters of the URL-safe base-64 alphabet.
+    public static func generate() -> String {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+        var generator = SystemRandomNumberGenerator()
+        return generatedPrefix + String((0..<20).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] })
+    }
+
+    /// Whether a client may send `id` (it does not claim the server's prefix).
+    public static func mayBeSentByClients(_ id: String) -> Bool {
+        !id.hasPrefix(generatedPrefix)
+    }
+}

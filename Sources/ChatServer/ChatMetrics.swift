@@ -16,24 +16,19 @@ enum ChatMetrics {
     /// Events sent to sockets: one per recipient of each broadcast event or notice.
     static let deliveries = Metrics.Counter(label: "chat_deliveries_total")
 
-    /// Commands refused, by code. Codes outside the known set count as `other`, so a label
-    /// never comes from a client.
-    static func refused(_ code: String) {
-        let label = knownCodes.contains(code) ? code : "other"
+    /// Commands and API requests refused, by code (`ChatFailure.Code.metricLabel`: a fixed
+    /// set, so a label never comes from a client).
+    static func refused(_ code: ChatFailure.Code) {
         let counter = refusedCounters.withLock { counters in
-            if let counter = counters[label] { return counter }
-            let counter = Metrics.Counter(label: "chat_commands_refused_total", dimensions: [("code", label)])
-            counters[label] = counter
+            if let counter = counters[code] { return counter }
+            let counter = Metrics.Counter(label: "chat_commands_refused_total", dimensions: [("code", code.metricLabel)])
+            counters[code] = counter
             return counter
         }
         counter.increment()
     }
 
-    static let knownCodes: Set<String> = Set(Rejection.Code.allCases.map(\.rawValue)).union([
-        "invalid_payload", "unauthorized", "rate_limited", "limit_exceeded", "unavailable", "not_leader",
-        "out_of_range", "not_found", "payload_too_large",
-    ])
-    private static let refusedCounters = Mutex<[String: Metrics.Counter]>([:])
+    private static let refusedCounters = Mutex<[ChatFailure.Code: Metrics.Counter]>([:])
 
     /// Histogram buckets the process's metrics factory should use (see `bootstrap`).
     static var durationBuckets: [String: [Duration]] {

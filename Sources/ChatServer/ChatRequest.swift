@@ -37,6 +37,29 @@ enum ChatRequest: Sendable, Equatable {
         return try parse(name, arguments.values)
     }
 
+    /// The command of a request that changes something (nil for reads and typing).
+    var command: ChatService.Command? {
+        switch self {
+        case .join(let room, _, _): .join(room, createIfMissing: true)
+        case .leave(let room, _): .leave(room)
+        case .send(let room, let text, let created, let createdText, _, let clientID):
+            .send(room, text: text, createdMs: created, createdText: createdText, clientID: clientID)
+        case .create(let room, let isPrivate, let name): .create(room, isPrivate: isPrivate, name: name)
+        case .invite(let room, let user): .invite(room, user)
+        case .revokeInvite(let room, let user): .revokeInvite(room, user)
+        case .remove(let room, let user): .remove(room, user)
+        case .edit(let room, let message, let text): .edit(room, message, text: text)
+        case .delete(let room, let message): .delete(room, message)
+        case .typing, .members, .myGroups, .history: nil
+        }
+    }
+
+    /// Refuses a client id that claims the server's prefix (FORMAT.md §5, "Client message ids").
+    static func checkClientID(_ id: String?) throws(PayloadError) {
+        guard let id, !ClientMessageIDs.mayBeSentByClients(id) else { return }
+        throw PayloadError("client_id may not start with \(ClientMessageIDs.generatedPrefix): the server makes those up")
+    }
+
     /// `send-group-message`'s payload from the text: nil for anything but a plain, valid one.
     private static func readSend(_ reader: inout JSONReader) throws(SocketIOProtocolError) -> ChatRequest? {
         guard try reader.nextElement(), reader.nextKind == .object else { return nil }
@@ -73,21 +96,25 @@ enum ChatRequest: Sendable, Equatable {
                 try reader.skipValue()
             }
         }
-        guard let group, let room = RoomID(group), let message else { return nil }
+        guard let group, let room = RoomID(group), let message, clientID.map(ClientMessageIDs.mayBeSentByClients) ?? true else { return nil }
         return .send(room, text: message, created: created.0, createdText: created.1, username: username, clientID: clientID)
     }
 
     /// Parses event `name` with `arguments` (the first is the payload object).
+    /// - Parameter fromStandby: a standby's forwarded command, which may carry a client id the
+    ///   standby made up (`ClientMessageIDs.generatedPrefix`).
     /// - Throws: `PayloadError` saying what is wrong, for the client.
-    static func parse(_ name: String, _ arguments: [JSONValue]) throws(PayloadError) -> ChatRequest {
+    static func parse(_ name: String, _ arguments: [JSONValue], fromStandby: Bool = false) throws(PayloadError) -> ChatRequest {
         let payload = Payload(arguments.first ?? .null, event: name)
         switch name {
         case "join-group":
             return .join(try payload.room(), username: try payload.optionalString("username"), after: try payload.optionalOffset("after"))
         case "send-group-message":
             let (created, createdText) = try payload.created()
+            let clientID = try payload.optionalString("client_id")
+            if !fromStandby { try checkClientID(clientID) }
             return .send(try payload.room(), text: try payload.string("message"), created: created, createdText: createdText,
-                         username: try payload.optionalString("username"), clientID: try payload.optionalString("client_id"))
+                         username: try payload.optionalString("username"), clientID: clientID)
         case "user-typing":
             return .typing(try payload.room(), username: try payload.optionalString("username"))
         case "leave-group":

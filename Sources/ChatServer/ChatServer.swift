@@ -16,8 +16,9 @@ import SocketIO
 /// Start-up: validate the configuration, set up identities, open the journal (taking its lock
 /// and repairing a torn tail), load the room-state snapshot and catch the projections up,
 /// then listen. The path of a command, in the files that carry it: `ChatGateway` (socket
-/// event → command), `Decider` (decide → append), the journal (commit), `Tailer` (tail →
-/// apply → broadcast) with `LiveRooms` (subscriptions) and `Replay` (resume).
+/// event → command), `ChatService` (the one service every door calls), `Decider` (decide →
+/// append), the journal (commit), `Tailer` (tail → apply → broadcast) with `LiveRooms`
+/// (subscriptions) and `Replay` (resume). docs/ARCHITECTURE.md draws it.
 ///
 /// Shutdown (SIGTERM, SIGINT): stop accepting connections and commands, let the commands in
 /// flight commit and be answered, close every client's session (so they reconnect), stop
@@ -157,7 +158,7 @@ public enum ChatServer {
             : journal.committedOffset
         let decider = Decider(journal: journal, roomState: roomState.state, next: statePosition, limits: limits)
         if let leader = configuration.standbyOf { decider.followLeader(leader) }
-        let live = LiveRooms(rooms: roomState.state, position: statePosition, limits: limits)
+        let live = LiveRooms(rooms: roomState.state, position: statePosition, limits: limits, recovery: configuration.recovery)
         // A leader answers its standbys' fetches and, with synchronous replicas, commits only
         // what they have made durable; a standby becomes one when promoted. A leader that
         // learns of a newer epoch takes no more writes (fencing).
@@ -179,7 +180,7 @@ public enum ChatServer {
         socketConfiguration.outboundQueueBytesMax = limits.outboundBytesPerConnectionMax
         socketConfiguration.engine.pollingBufferBytesMax = limits.outboundBytesPerConnectionMax
         socketConfiguration.outboundBytesTotalMax = limits.outboundBytesTotalMax
-        let historyWriter = HistoryWriter(journal: journal, commit: commit, history: history, next: try history.nextOffset(), decider: decider,
+        let historyWriter = HistoryWriter(commit: commit, history: history, next: try history.nextOffset(), decider: decider,
                                           readBytesMax: limits.readBytesMax,
                                           failAfterBatches: configuration.failHistoryWritesAfterBatches, logger: logger)
         // A standby follows its leader and, unless read-only, forwards its clients' commands.
@@ -190,13 +191,11 @@ public enum ChatServer {
             }
         }
         let forwarder = configuration.readOnly ? nil : follower.map { Forwarder(follower: $0, journal: journal, timeout: configuration.forwardTimeout, logger: logger) }
-        let gateway = ChatGateway(decider: decider, live: live, journal: journal, history: history, historyWriter: historyWriter,
-                                  identity: identity, limits: limits, recovery: configuration.recovery, forwarder: forwarder,
-                                  logger: logger)
+        let service = ChatService(decider: decider, live: live, journal: journal, history: history, historyWriter: historyWriter,
+                                  limits: limits, forwarder: forwarder, logger: logger)
+        let gateway = ChatGateway(service: service, identity: identity, recovery: configuration.recovery, logger: logger)
         let socketIO = SocketIOServer(configuration: socketConfiguration, handler: gateway, logger: logger)
-        let tailer = Tailer(journal: journal, commit: commit, live: live, decider: decider, socketIO: socketIO,
-                            recovery: configuration.recovery, followsLeader: configuration.standbyOf != nil,
-                            readBytesMax: limits.readBytesMax, logger: logger)
+        let tailer = Tailer(service: service, commit: commit, socketIO: socketIO, followsLeader: configuration.standbyOf != nil)
 
         let cors: CORSPolicy = if configuration.corsOrigins.contains("*") || (configuration.dev && configuration.corsOrigins.isEmpty) {
             .any
@@ -210,7 +209,7 @@ public enum ChatServer {
         // HEAD is answered as GET without the body (load balancers, `curl -I`).
         let router = Router(options: .autoGenerateHeadEndpoints)
         endpoint.addRoutes(to: router)
-        try ChatHTTPAPI.addRoutes(to: router, gateway: gateway, limits: limits, logger: logger)
+        try ChatHTTPAPI.addRoutes(to: router, service: service, identity: identity, limits: limits, logger: logger)
         WebPage.load(logger: logger).addRoutes(to: router, dev: configuration.dev, recovery: configuration.recovery)
         let acceptedConnections = try Self.connectionCap(configuration, logger: logger)
         let gauges = MetricsExport.Gauges()
@@ -235,8 +234,9 @@ public enum ChatServer {
         router.get(RouterPath(ReplicationProtocol.snapshotPath)) { request, _ in
             Seeding.handle(request, leader: replicationLeader, journal: journal, live: live)
         }
+        let forwardedCommands = ForwardedCommands(service: service, leader: replicationLeader, logger: logger)
         router.post(RouterPath(ReplicationProtocol.commandPath)) { request, _ in
-            await gateway.handleForwarded(request, leader: replicationLeader)
+            await forwardedCommands.handle(request)
         }
         let authMode = configuration.dev ? "dev" : "token"
         let awaitingFirstRequest = ConnectionsAwaitingFirstRequest(firstRequestTimeout: configuration.firstRequestTimeout)
@@ -297,7 +297,7 @@ public enum ChatServer {
         try await ServiceGroup(configuration: groupConfiguration).run()
 
         // Everything committed has been applied: save the state the next start loads.
-        let (state, position) = live.state.withLock { ($0.rooms, $0.position) }
+        let (state, position) = live.snapshot()
         var snapshot = RoomStateProjection(state: state, nextOffset: position, snapshotPath: paths.roomStateSnapshot)
         do {
             try snapshot.saveSnapshot()

@@ -4,25 +4,55 @@ import Journal
 import Projections
 import SocketIO
 
-/// What clients receive: each journal event as the Socket.IO event a room's sockets get, in
-/// the tutorial's shapes (`send-group-message` {group, message, username, created, id},
-/// `user-joined` / `user-left` with the username as a string), and the acks' shapes.
+/// What Socket.IO clients receive, every shape in one place: each journal event as the event
+/// a room's sockets get, in the tutorial's shapes (`send-group-message` {group, message,
+/// username, created, id}, `user-joined` / `user-left` with the username as a string); the
+/// ephemeral events (presence, typing) and notices; the acks and the `error` event.
 ///
 /// Pure functions; the README documents every shape with an example.
 enum ChatWire {
     /// Client message ids the server makes up for sends that carry none: never echoed.
-    static let generatedClientIDPrefix = "chatlog:"
+    static let generatedClientIDPrefix = ClientMessageIDs.generatedPrefix
 
-    /// An event as its room receives it: the event name and its packet, encoded once for all
-    /// recipients. `recovery` appends the offset (a string) as the last argument, as Socket.IO's
-    /// connection state recovery expects.
-    static func packet(for event: ChatEvent, at offset: Offset, recovery: Bool) -> EnginePacket {
+    /// An event as its room receives it, encoded once for all recipients. `recovery` appends
+    /// the offset (a string) as the last argument, as Socket.IO's connection state recovery
+    /// expects.
+    static func event(_ event: ChatEvent, at offset: Offset, recovery: Bool) -> EncodedEvent {
         let (name, write) = arguments(for: event, at: offset)
-        let text = SocketPacket.encodeEvent(name, namespace: "/") { output in
+        return EncodedEvent(name) { output in
             write(&output)
             if recovery { output.string(String(offset.value)) }
         }
-        return .message(text)
+    }
+
+    /// `user-online` / `user-offline` {group, username}; `offset`: see `LiveRooms.ephemeralOffset`.
+    static func presence(_ name: String, room: RoomID, user: UserID, offset: String?) -> EncodedEvent {
+        EncodedEvent(name) { output in
+            output.beginObject()
+            output.key("group"); output.string(room.value)
+            output.key("username"); output.string(user.value)
+            output.endObject()
+            if let offset { output.string(offset) }
+        }
+    }
+
+    /// `user-typing`, the username as a string (the tutorial's shape).
+    static func typing(_ user: UserID, offset: String?) -> EncodedEvent {
+        EncodedEvent("user-typing") { output in
+            output.string(user.value)
+            if let offset { output.string(offset) }
+        }
+    }
+
+    /// `removed-from-group` {group, by}, to the removed user's sockets.
+    static func removed(from room: RoomID, by actor: UserID, at offset: Offset, recovery: Bool) -> EncodedEvent {
+        EncodedEvent("removed-from-group") { output in
+            output.beginObject()
+            output.key("group"); output.string(room.value)
+            output.key("by"); output.string(actor.value)
+            output.endObject()
+            if recovery { output.string(String(offset.value)) }
+        }
     }
 
     /// The event name and a writer of its arguments.
@@ -111,18 +141,32 @@ enum ChatWire {
 
     /// Tells a client its event was refused: in the ack it asked for, else as an `error`
     /// event `{event, code, message}`.
-    static func refuse(_ socket: SocketRef, event: String, ackID: UInt64?, code: String, message: String, server: SocketIOServer) {
-        ChatMetrics.refused(code)
+    static func refuse(_ socket: SocketRef, event: String, ackID: UInt64?, _ failure: ChatFailure, server: SocketIOServer) {
+        ChatMetrics.refused(failure.code)
         if let ackID {
-            server.ack(socket, id: ackID, [failure(code: code, message: message)])
+            server.ack(socket, id: ackID, [self.failure(failure)])
         } else {
-            server.emit(socket, event: "error", [.object([("event", .string(event)), ("code", .string(code)), ("message", .string(message))])])
+            server.emit(socket, event: "error", [.object([("event", .string(event)), ("code", .string(failure.code.rawValue)),
+                                                          ("message", .string(failure.message))])])
         }
     }
 
     /// A failed command's ack argument: `{ok: false, error: {code, message}}`.
-    static func failure(code: String, message: String) -> JSONValue {
-        .object([("ok", .bool(false)), ("error", .object([("code", .string(code)), ("message", .string(message))]))])
+    static func failure(_ failure: ChatFailure) -> JSONValue {
+        .object([("ok", .bool(false)), ("error", .object([("code", .string(failure.code.rawValue)), ("message", .string(failure.message))]))])
+    }
+
+    /// The fields of a command's ack (with `ok: true`): the room for a creation, join or leave;
+    /// the message id for a send. (A socket's `join-group` adds the roster: `ChatGateway.join`.)
+    static func ackFields(of command: ChatService.Command, _ performed: ChatService.Performed) -> [(String, JSONValue)] {
+        switch command {
+        case .create(let room, _, _), .join(let room, _), .leave(let room):
+            return [("group", .string(room.value))]
+        case .send:
+            return performed.messageID.map { [("id", .number(Double($0.value)))] } ?? []
+        case .invite, .revokeInvite, .remove, .edit, .delete:
+            return []
+        }
     }
 
     /// A successful command's ack argument: `{ok: true, ...fields}`.

@@ -15,7 +15,7 @@ import Synchronization
 /// disk: many commands are appended while one group is written, and share its fsync.
 ///
 /// Nothing it decides is visible before it commits: the caller waits for the `Tailer` to
-/// apply the offset it returns (`Tailer.applied`), and only then answers. If the journal
+/// apply the offset it returns (`LiveRooms.applied`), and only then answers. If the journal
 /// fails, the state here (which may hold events that will never commit) is dropped for good:
 /// every later command is refused as `unavailable` until a restart recovers from disk.
 ///
@@ -29,9 +29,9 @@ public final class Decider: Sendable {
         /// A send repeating a client message id: the original message.
         case duplicate(MessageID)
         case rejected(Rejection)
-        /// A server limit, or the server's role (a standby), refused it: code and message for
-        /// the client.
-        case refused(code: String, message: String)
+        /// A server limit (`limit_exceeded`), or the server's role (a standby: `not_leader`),
+        /// refused it.
+        case refused(ChatFailure)
         /// The journal does not accept appends (it failed, or the server is stopping).
         case unavailable(String)
     }
@@ -72,8 +72,7 @@ public final class Decider: Sendable {
         state.withLock { state in
             if let refusal = state.refusal { return .unavailable(refusal) }
             if case .createRoom = command, state.ownedRooms[user, default: 0] >= limits.roomsCreatedPerUserMax {
-                return .refused(code: "limit_exceeded",
-                                message: "\(user) already owns \(limits.roomsCreatedPerUserMax) rooms, the most one user may create")
+                return .refused(tooManyRooms(user))
             }
             switch state.rooms.decide(command, by: user, at: nowMs) {
             case .rejected(let rejection): return .rejected(rejection)
@@ -92,8 +91,7 @@ public final class Decider: Sendable {
             guard let existing = state.rooms.room(room) else {
                 guard createIfMissing else { return .rejected(Rejection(.roomNotFound, "no room \(room)")) }
                 guard state.ownedRooms[user, default: 0] < limits.roomsCreatedPerUserMax else {
-                    return .refused(code: "limit_exceeded",
-                                    message: "\(user) already owns \(limits.roomsCreatedPerUserMax) rooms, the most one user may create")
+                    return .refused(tooManyRooms(user))
                 }
                 switch state.rooms.decide(.createRoom(room, name: room.value, isPrivate: false), by: user, at: nowMs) {
                 case .accepted(let events): return append(events, state: &state)
@@ -163,7 +161,11 @@ public final class Decider: Sendable {
     }
 
     static func notLeader(_ leader: String) -> Outcome {
-        .refused(code: "not_leader", message: "this server is a read-only standby of \(leader): send commands to the leader")
+        .refused(ChatFailure(.notLeader, "this server is a read-only standby of \(leader): send commands to the leader"))
+    }
+
+    private func tooManyRooms(_ user: UserID) -> ChatFailure {
+        ChatFailure(.limitExceeded, "\(user) already owns \(limits.roomsCreatedPerUserMax) rooms, the most one user may create")
     }
 
     /// A standby's decider applies what its tailer applies from the replicated journal, so its

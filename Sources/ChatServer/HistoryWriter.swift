@@ -7,16 +7,15 @@ import Synchronization
 /// History (scroll-back, SQLite) follows the journal on its own, beside the `Tailer`, so that
 /// a SQLite transaction is never on the path from commit to broadcast and ack.
 ///
-/// It waits for commits past its position, applies everything committed since its last
-/// transaction in one transaction (with its checkpoint), and wakes the `history` requests
+/// It follows the committed journal (`CommittedTail`), applies each read in one transaction
+/// (with its checkpoint), and wakes the `history` requests
 /// waiting for it: a request waits until History has applied everything the tailer had
 /// applied when the request came (`caughtUp(to:)`), so a client that got its ack, or saw a
 /// message, finds it in the history it asks for next. A failure stops it: the decider refuses
 /// commands and history requests fail, as for a journal failure.
 ///
-/// Thread-safe: its position and waiters sit behind one `Mutex`; `run` owns the reader.
+/// Thread-safe: its position and waiters sit behind one `Mutex`; `run` owns the tail.
 final class HistoryWriter: Service {
-    let journal: Journal
     let commit: CommitPoint
     let history: HistoryProjection
     let decider: Decider
@@ -39,10 +38,9 @@ final class HistoryWriter: Service {
     private let state: Mutex<State>
 
     /// - Parameter next: where History stands (its checkpoint, caught up at start).
-    init(journal: Journal, commit: CommitPoint, history: HistoryProjection, next: Offset, decider: Decider,
+    init(commit: CommitPoint, history: HistoryProjection, next: Offset, decider: Decider,
          readBytesMax: Int, failAfterBatches: Int? = nil, logger: Logger) {
         self.failAfterBatches = failAfterBatches
-        self.journal = journal
         self.commit = commit
         self.history = history
         self.decider = decider
@@ -71,63 +69,50 @@ final class HistoryWriter: Service {
 
     func run() async throws {
         // On shutdown, after the tailer: it applies what is committed, then stops.
-        try await cancelWhenGracefulShutdown { try await self.follow() }
-        try? catchUpToCommitted()
+        try await cancelWhenGracefulShutdown { try await self.follow(waiting: true) }
+        if failure == nil { try await follow(waiting: false) }
     }
 
-    private func follow() async throws {
-        var reader = journal.makeReader()
-        var next = state.withLock { $0.next }
+    /// Applies what commits from History's position on; `waiting`: for as long as the
+    /// journal is open, else what is committed now.
+    private func follow(waiting: Bool) async throws {
+        var tail = CommittedTail(commit: commit, from: position, readBytesMax: readBytesMax)
         do {
             // A catch-up at start may have left a large write-ahead log.
             try history.boundWriteAheadLog()
-            while try await commit.wait(for: next) {
-                next = try applyCommitted(from: next, reader: &reader)
-            }
+            while let batches = try await tail.nextBatches(waiting: waiting) { try apply(batches, end: tail.next) }
         } catch is CancellationError {
             return
         } catch {
-            fail(error, at: next)
-            try? await gracefulShutdown()
+            fail(error, at: tail.next)
+            if waiting { try? await gracefulShutdown() }
         }
     }
 
-    /// Applies every batch committed from `offset` on, one transaction per read.
-    private func applyCommitted(from offset: Offset, reader: inout JournalReader) throws -> Offset {
-        var next = offset
-        while next < commit.end {
-            let batches = Array(commit.committed(try reader.read(from: next, maxBytes: readBytesMax)))
-            guard let end = batches.last?.nextOffset else { break }
-            if let limit = failAfterBatches {
-                let applied = state.withLock { state in
-                    state.batchesApplied += batches.count
-                    return state.batchesApplied
-                }
-                if applied > limit { throw InjectedFault() }
+    /// Applies one read's batches in one transaction (with History's checkpoint), then wakes
+    /// the requests waiting for them.
+    private func apply(_ batches: ArraySlice<RecordBatch>, end: Offset) throws {
+        if let limit = failAfterBatches {
+            let applied = state.withLock { state in
+                state.batchesApplied += batches.count
+                return state.batchesApplied
             }
-            try history.apply(batches)
-            try history.eraseDeletedText()
-            try history.boundWriteAheadLog()
-            next = end
-            let ready = state.withLock { state -> [CheckedContinuation<Result<Void, ChatFailure>, Never>] in
-                state.next = end
-                var ready: [CheckedContinuation<Result<Void, ChatFailure>, Never>] = []
-                state.waiters.removeAll { waiter in
-                    guard waiter.0 <= end else { return false }
-                    ready.append(waiter.1)
-                    return true
-                }
-                return ready
-            }
-            for waiter in ready { waiter.resume(returning: .success(())) }
+            if applied > limit { throw InjectedFault() }
         }
-        return next
-    }
-
-    private func catchUpToCommitted() throws {
-        guard failure == nil else { return }
-        var reader = journal.makeReader()
-        _ = try applyCommitted(from: state.withLock { $0.next }, reader: &reader)
+        try history.apply(Array(batches))
+        try history.eraseDeletedText()
+        try history.boundWriteAheadLog()
+        let ready = state.withLock { state -> [CheckedContinuation<Result<Void, ChatFailure>, Never>] in
+            state.next = end
+            var ready: [CheckedContinuation<Result<Void, ChatFailure>, Never>] = []
+            state.waiters.removeAll { waiter in
+                guard waiter.0 <= end else { return false }
+                ready.append(waiter.1)
+                return true
+            }
+            return ready
+        }
+        for waiter in ready { waiter.resume(returning: .success(())) }
     }
 
     private func fail(_ error: any Error, at offset: Offset) {

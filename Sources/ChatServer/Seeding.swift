@@ -17,7 +17,7 @@ enum Seeding {
     /// then the committed room state as a snapshot file (FORMAT.md §9).
     static func handle(_ request: Request, leader: ReplicationLeader, journal: Journal, live: LiveRooms) -> Response {
         if let refusal = leader.refusal(of: request, leading: true) { return refusal }
-        let (state, position) = live.state.withLock { ($0.rooms, $0.position) }
+        let (state, position) = live.snapshot()
         let start = journal.earliestOffset
         guard start <= position else {
             return ChatServer.error(.serviceUnavailable, "unavailable", "retention is ahead of the applied state; ask again")

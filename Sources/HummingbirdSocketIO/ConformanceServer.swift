@@ -15,6 +15,9 @@ public enum ConformanceServer {
     /// The Socket.IO suite's handlers.
     final class Handler: SocketIOHandler {
         private let auth = Mutex<[String: JSONValue]>([:])
+        /// The interop tests' rooms: the sockets in each. The binding keeps no rooms (an
+        /// application that has them, like the chat server, keeps its own).
+        private let rooms = Mutex<[String: Set<SocketRef>]>([:])
         static let authDelay: Duration = .milliseconds(2)
 
         func authorize(_ request: ConnectRequest) async -> ConnectDecision {
@@ -34,6 +37,15 @@ public enum ConformanceServer {
             server.emit(socket, event: "auth", [handshakeAuth])
         }
 
+        func disconnected(_ socket: SocketRef, reason: SocketSession.DisconnectReason, server: SocketIOServer) async {
+            rooms.withLock { rooms in
+                for room in Array(rooms.keys) {
+                    rooms[room]?.remove(socket)
+                    if rooms[room]?.isEmpty == true { rooms[room] = nil }
+                }
+            }
+        }
+
         func event(_ socket: SocketRef, name: String, arguments: SocketEventArguments, ackID: UInt64?, server: SocketIOServer) async {
             switch name {
             case "message":
@@ -43,13 +55,15 @@ public enum ConformanceServer {
                 if let ackID { server.ack(socket, id: ackID, arguments.values) }
             // Beyond the official suites, for the interop tests: rooms and broadcast.
             case "join":
-                if let room = arguments.values.first?.stringValue { server.join(socket, room: room) }
+                if let room = arguments.values.first?.stringValue { rooms.withLock { _ = $0[room, default: []].insert(socket) } }
                 if let ackID { server.ack(socket, id: ackID, []) }
             case "to-room":
                 let values = arguments.values
                 if let room = values.first?.stringValue {
-                    server.broadcast(namespace: socket.namespace, room: room, event: "room-message",
-                                     Array(values.dropFirst()), except: socket)
+                    let members = rooms.withLock { $0[room] ?? [] }
+                    for member in members where member.namespace == socket.namespace && member != socket {
+                        server.emit(member, event: "room-message", Array(values.dropFirst()))
+                    }
                 }
                 if let ackID { server.ack(socket, id: ackID, []) }
             default:

@@ -5,7 +5,7 @@ import ServiceLifecycle
 import SocketIO
 import Synchronization
 
-/// The Socket.IO server: every Engine.IO session with its Socket.IO session, rooms, and the
+/// The Socket.IO server: every Engine.IO session with its Socket.IO session, and the
 /// work the protocol state machines ask for.
 ///
 /// Its state lives behind one lock (`State`, in a `Mutex`): the state machines run inside it
@@ -354,24 +354,12 @@ public final class SocketIOServer: Service, Sendable {
         state.withLock { $0.ack(socket, id: id, arguments) }
     }
 
-    public func join(_ socket: SocketRef, room: String) {
-        state.withLock { $0.join(socket, room: room) }
-    }
-
-    public func leave(_ socket: SocketRef, room: String) {
-        state.withLock { $0.leave(socket, room: room) }
-    }
-
-    /// Sends an event to every socket of `namespace` in `room`, except `except`.
-    public func broadcast(namespace: String, room: String, event: String, _ arguments: [JSONValue], except: SocketRef? = nil) {
-        state.withLock { $0.broadcast(namespace: namespace, room: room, event: event, arguments, except: except) }
-    }
-
-    /// Sends one Engine.IO packet, encoded once, to each of `sockets` that is still connected
-    /// to its namespace (the packet must be for that namespace). A broadcast's cost is then
-    /// one encoding and one lock, whatever the number of recipients.
-    public func send(_ packet: EnginePacket, to sockets: some Sequence<SocketRef>) {
+    /// Sends an event, encoded once, to each of `sockets` that is still connected to the
+    /// event's namespace. A broadcast's cost is then one encoding and one lock, whatever the
+    /// number of recipients.
+    public func send(_ event: EncodedEvent, to sockets: some Sequence<SocketRef>) {
         // WebSocket connections share one encoded frame; polling ones take the packet.
+        let packet = event.packet
         let frame = packet.textFrame.map(EncodedFrame.text)
         state.withLock { state in
             for socket in sockets { state.send(packet, frame: frame, to: socket) }
@@ -422,10 +410,6 @@ public final class SocketIOServer: Service, Sendable {
         await perform(state.withLock { $0.closeAll() })
     }
 
-    public func members(of room: String) -> Set<SocketRef> {
-        state.withLock { $0.rooms[room] ?? [] }
-    }
-
     /// Disconnects a socket from its namespace.
     public func disconnect(_ socket: SocketRef) async {
         await perform(state.withLock { $0.disconnect(socket) })
@@ -455,14 +439,12 @@ public final class SocketIOServer: Service, Sendable {
         return String((0..<20).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] })
     }
 
-    /// Everything that changes: sessions, rooms, waiters. Only touched under the lock; its
+    /// Everything that changes: sessions, waiters. Only touched under the lock; its
     /// methods never suspend and never call the application.
     struct State: Sendable {
         let configuration: Configuration
         let logger: Logger
         var connections: [String: Connection] = [:]
-        var rooms: [String: Set<SocketRef>] = [:]
-        var roomsOfSocket: [SocketRef: Set<String>] = [:]
         var ackWaiters: [AckKey: CheckedContinuation<[JSONValue]?, Never>] = [:]
         /// Senders waiting for a polling session's buffer to be taken (`outboundDrained`).
         var drainWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
@@ -758,25 +740,6 @@ public final class SocketIOServer: Service, Sendable {
             deferredCalls += apply(actions, to: socket.engineID)
         }
 
-        mutating func join(_ socket: SocketRef, room: String) {
-            guard connections[socket.engineID]?.socket.sockets[socket.namespace] == socket.socketID else { return }
-            rooms[room, default: []].insert(socket)
-            roomsOfSocket[socket, default: []].insert(room)
-        }
-
-        mutating func leave(_ socket: SocketRef, room: String) {
-            rooms[room]?.remove(socket)
-            if rooms[room]?.isEmpty == true { rooms[room] = nil }
-            roomsOfSocket[socket]?.remove(room)
-        }
-
-        /// Sends an event to every socket of `namespace` in `room`, except `except`.
-        mutating func broadcast(namespace: String, room: String, event: String, _ arguments: [JSONValue], except: SocketRef? = nil) {
-            for member in rooms[room] ?? [] where member.namespace == namespace && member != except {
-                emit(member, event: event, arguments)
-            }
-        }
-
         mutating func disconnect(_ socket: SocketRef) -> [AppCall] {
             guard let actions = modify(socket.engineID, { $0.socket.disconnect(namespace: socket.namespace, now: .now) }) else { return [] }
             return apply(actions, to: socket.engineID)
@@ -870,14 +833,10 @@ public final class SocketIOServer: Service, Sendable {
             return calls
         }
 
-        /// Removes a disconnected socket from its rooms and fails its pending acks.
+        /// Fails a disconnected socket's pending acks.
         mutating func forget(_ socket: SocketRef, reason: SocketSession.DisconnectReason) -> [AppCall] {
             for key in ackWaiters.keys where key.engineID == socket.engineID && key.namespace == socket.namespace {
                 ackWaiters.removeValue(forKey: key)?.resume(returning: nil)
-            }
-            for room in roomsOfSocket.removeValue(forKey: socket) ?? [] {
-                rooms[room]?.remove(socket)
-                if rooms[room]?.isEmpty == true { rooms[room] = nil }
             }
             return [.disconnected(socket, reason)]
         }

@@ -59,6 +59,8 @@ import Testing
             .object([("group", .string("g")), ("message", .string("x")), ("created", .bool(true))]),
             .object([("message", .string("x"))]),
             .string("just text"),
+            // The server's prefix for the client ids it makes up (FORMAT.md §5).
+            .object([("group", .string("g")), ("message", .string("x")), ("client_id", .string("chatlog:mine"))]),
         ]
         for payload in refused {
             #expect(throws: PayloadError.self) {

@@ -94,11 +94,11 @@ import Testing
                     return
                 }
             }
-            guard case .refused(let code, _) = limited.join(RoomID("r2")!, by: alice, createIfMissing: true, nowMs: 2) else {
+            guard case .refused(let failure) = limited.join(RoomID("r2")!, by: alice, createIfMissing: true, nowMs: 2) else {
                 Issue.record("a third room is refused")
                 return
             }
-            #expect(code == "limit_exceeded")
+            #expect(failure.code == .limitExceeded)
         }
     }
 

@@ -1,0 +1,96 @@
+import ChatModel
+import Journal
+import Projections
+
+/// What users may read: rooms, rosters and history, as the tailer applied them (History as
+/// its writer applied it), under the rooms' privacy rules. Socket events (`members`,
+/// `my-groups`, `history`) and the HTTP API's reads both come here.
+extension ChatService {
+    /// A room as a list shows it.
+    struct RoomSummary: Sendable, Equatable {
+        var id: RoomID
+        var name: String
+        var owner: UserID
+        var isPrivate: Bool
+        var memberCount: Int
+        /// Whether the asking user is a member.
+        var isMember: Bool
+
+        init(_ id: RoomID, _ room: RoomState.Room, for user: UserID) {
+            self.id = id
+            name = room.name
+            owner = room.owner
+            isPrivate = room.isPrivate
+            memberCount = room.members.count
+            isMember = room.members.contains(user)
+        }
+    }
+
+    /// Who is in a room, as a user may see it: members and who is online; pending invitations
+    /// for a private room's owner only.
+    struct Roster: Sendable, Equatable {
+        var owner: UserID
+        var isPrivate: Bool
+        var members: [UserID]
+        var online: [UserID]
+        var invited: [UserID]?
+    }
+
+    /// A room's roster as `user` may see it (nil: an anonymous development-mode reader, who
+    /// sees public rooms only).
+    func roster(of room: RoomID, as user: UserID?) -> Result<Roster, ChatFailure> {
+        guard let (info, online) = live.roster(of: room) else { return .failure(ChatFailure(.rule(.roomNotFound), "no room \(room)")) }
+        guard user.map(info.mayRead) ?? !info.isPrivate else {
+            return .failure(ChatFailure(.rule(.notMember), "only members may list the members of the private room \(room)"))
+        }
+        return .success(Roster(owner: info.owner, isPrivate: info.isPrivate, members: info.members.sorted(), online: online,
+                               invited: info.isPrivate && info.owner == user ? info.invited.sorted() : nil))
+    }
+
+    /// The members of a room and who of them is online, sorted (a join's answer).
+    func presence(in room: RoomID) -> (members: [UserID], online: [UserID]) {
+        guard let (info, online) = live.roster(of: room) else { return ([], []) }
+        return (info.members.sorted(), online)
+    }
+
+    /// The rooms `user` is a member of (`my-groups`), by id.
+    func groups(of user: UserID) -> [RoomSummary] {
+        live.rooms { _, room in room.members.contains(user) }.map { RoomSummary($0.id, $0.room, for: user) }
+    }
+
+    /// The rooms `user` may see: every public room and the private ones it is in, by id.
+    func rooms(visibleTo user: UserID) -> [RoomSummary] {
+        live.rooms { _, room in !room.isPrivate || room.members.contains(user) }.map { RoomSummary($0.id, $0.room, for: user) }
+    }
+
+    /// One room as `user` sees it in a list (nil: there is none).
+    func room(_ id: RoomID, for user: UserID) -> RoomSummary? {
+        live.room(id).map { RoomSummary(id, $0, for: user) }
+    }
+
+    /// The rooms `user` is a member of, for connection state recovery.
+    func memberships(of user: UserID) -> Set<RoomID> {
+        Set(live.rooms { _, room in room.members.contains(user) }.map(\.id))
+    }
+
+    /// A page of a room's history as `user` may read it (nil: an anonymous development-mode
+    /// reader). Read your writes: History first holds everything the tailer had applied when
+    /// the request came, so a client that got its ack, or saw a message, finds it.
+    func history(of room: RoomID, as user: UserID?, before: UInt64?, after: UInt64?, limit: Int?) async
+        -> Result<[HistoryMessage], ChatFailure> {
+        guard let info = live.room(room) else { return .failure(ChatFailure(.rule(.roomNotFound), "no room \(room)")) }
+        guard user.map(info.mayRead) ?? !info.isPrivate else {
+            return .failure(ChatFailure(.rule(.notMember), "only members may read the history of the private room \(room)"))
+        }
+        let size = limit ?? limits.historyPageDefault
+        let sizeMax = min(limits.historyPageMax, HistoryProjection.pageLimitMax)
+        guard (1...sizeMax).contains(size) else { return .failure(.invalid("limit must be 1 to \(sizeMax)")) }
+        if case .failure(let failure) = await historyWriter.caughtUp(to: live.position) { return .failure(failure) }
+        do {
+            return .success(try history.page(room: room.value, before: before, after: after, limit: size))
+        } catch {
+            logger.error("history read failed", metadata: ["room.id": "\(room)", "error": "\(error)"])
+            return .failure(.unavailable("history is unavailable: \(error)"))
+        }
+    }
+}

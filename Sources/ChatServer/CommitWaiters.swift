@@ -1,0 +1,105 @@
+import HummingbirdSocketIO
+import Journal
+import SocketIO
+
+/// What waits for commands' events to be applied: tasks (`applied(_:)` suspends them) and
+/// the acks of sends, which the tailer sends itself so that a sending connection never
+/// suspends per message. Kept under `LiveRooms`' lock, so that whatever the tailer applies
+/// settles exactly the waiters below its new position.
+///
+/// A value type; not thread-safe on its own.
+struct CommitWaiters: ~Copyable {
+    typealias Continuation = CheckedContinuation<Result<Void, ChatFailure>, Never>
+
+    private var waiters: [(offset: Offset, continuation: Continuation, since: ContinuousClock.Instant)] = []
+    /// Acks to send once an offset is applied, registered in about offset order.
+    private var answers: [(offset: Offset, answer: PendingAnswer, since: ContinuousClock.Instant)] = []
+    /// Set when the tailer stopped (the journal failed or closed): every waiter gets it at once.
+    private(set) var failure: String?
+
+    /// Registers a task waiting for `offset`, or says at once how it ends.
+    mutating func wait(for offset: Offset, position: Offset, _ continuation: Continuation) -> Result<Void, ChatFailure>? {
+        if offset < position { return .success(()) }
+        if let failure { return .failure(.unavailable(failure)) }
+        waiters.append((offset, continuation, .now))
+        return nil
+    }
+
+    /// Registers an ack to send once `offset` is applied, or sends it now.
+    mutating func answer(_ answer: PendingAnswer, when offset: Offset, position: Offset, server: SocketIOServer) {
+        if offset < position {
+            answer.succeed(on: server)
+        } else if let failure {
+            answer.fail(failure, on: server)
+        } else {
+            answers.append((offset, answer, .now))
+        }
+    }
+
+    /// Everything below `end` is applied: sends the acks and returns the tasks to resume.
+    mutating func settle(below end: Offset, server: SocketIOServer) -> [Continuation] {
+        if !answers.isEmpty {
+            var kept = 0
+            for index in answers.indices {
+                if answers[index].offset < end {
+                    answers[index].answer.succeed(on: server)
+                } else {
+                    answers[kept] = answers[index]
+                    kept += 1
+                }
+            }
+            answers.removeLast(answers.count - kept)
+        }
+        var ready: [Continuation] = []
+        waiters.removeAll { waiter in
+            guard waiter.offset < end else { return false }
+            ready.append(waiter.continuation)
+            return true
+        }
+        return ready
+    }
+
+    /// Nothing more will be applied: every waiter, now and later, fails with `reason`.
+    mutating func fail(_ reason: String, server: SocketIOServer) -> [Continuation] {
+        if failure == nil { failure = reason }
+        for pending in answers { pending.answer.fail(reason, on: server) }
+        answers.removeAll()
+        defer { waiters.removeAll() }
+        return waiters.map(\.continuation)
+    }
+
+    /// Gives up on what has waited since before `cutoff` (everything without one): the acks
+    /// say `unavailable` with `reason`; the tasks to resume are returned.
+    mutating func expire(waitingSince cutoff: ContinuousClock.Instant?, reason: String, server: SocketIOServer) -> [Continuation] {
+        answers.removeAll { pending in
+            guard cutoff.map({ pending.since < $0 }) ?? true else { return false }
+            pending.answer.fail(reason, on: server)
+            return true
+        }
+        var expired: [Continuation] = []
+        waiters.removeAll { waiter in
+            guard cutoff.map({ waiter.since < $0 }) ?? true else { return false }
+            expired.append(waiter.continuation)
+            return true
+        }
+        return expired
+    }
+}
+
+/// A send's ack, sent by the tailer once the send's offset is applied.
+struct PendingAnswer: Sendable {
+    let socket: SocketRef
+    /// The client's ack id; nil: nothing to send on success, an `error` event on failure.
+    let ackID: UInt64?
+    let event: String
+    let fields: [(String, JSONValue)]
+
+    func succeed(on server: SocketIOServer) {
+        guard let ackID else { return }
+        server.ack(socket, id: ackID, [ChatWire.success(fields)])
+    }
+
+    func fail(_ reason: String, on server: SocketIOServer) {
+        ChatWire.refuse(socket, event: event, ackID: ackID, .unavailable(reason), server: server)
+    }
+}
