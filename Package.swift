@@ -142,6 +142,27 @@ let package = Package(
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),
+        // `chatlog bench ...`: the benchmarks and their load client, apart from the commands a
+        // user runs.
+        .target(
+            name: "ChatlogBench",
+            dependencies: [
+                "Journal",
+                "ChatModel",
+                "Projections",
+                "SocketIO",
+                "HummingbirdSocketIO",
+                "Replication",
+                "LoopbackWebSocket",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
         .executableTarget(
             name: "chatlog",
             dependencies: [
@@ -150,8 +171,8 @@ let package = Package(
                 "Projections",
                 "HummingbirdSocketIO",
                 "ChatServer",
+                "ChatlogBench",
                 "Replication",
-                "LoopbackWebSocket",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

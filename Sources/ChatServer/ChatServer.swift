@@ -253,8 +253,7 @@ public enum ChatServer {
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "chatlog"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
-                let seconds = Double((ContinuousClock.now - started).components.attoseconds) / 1e18
-                    + Double((ContinuousClock.now - started).components.seconds)
+                let seconds = (ContinuousClock.now - started).inSeconds
                 logger.notice("chatlog ready", metadata: [
                     "journal.directory": "\(configuration.journalDirectory)",
                     "journal.last_offset": "\(journal.committedOffset.value == 0 ? "none" : String(journal.committedOffset.value - 1))",

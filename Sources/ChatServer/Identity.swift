@@ -95,8 +95,7 @@ public struct Identity: Sendable {
     /// A token for `user`, valid for `ttl` (token mode only).
     public func issue(_ user: UserID, ttl: Duration, now: Date = Date()) async throws -> String {
         guard case .tokens(let keys) = mode else { throw IdentityError(message: "development mode issues no tokens") }
-        let seconds = Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18
-        return try await keys.sign(TokenPayload(username: user.value, expires: now.addingTimeInterval(seconds), issued: now))
+        return try await keys.sign(TokenPayload(username: user.value, expires: now.addingTimeInterval(ttl.inSeconds), issued: now))
     }
 }
 

@@ -15,8 +15,7 @@ struct TokenBucket: Sendable {
     /// The tokens held at `now`: those left, refilled at `rate` since the last take.
     private func tokens(at now: ContinuousClock.Instant) -> Double {
         let elapsed = now - updated
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return min(burst, tokens + seconds * rate)
+        return min(burst, tokens + elapsed.inSeconds * rate)
     }
 
     /// Whether the bucket would be full at `now` (its owner has been idle long enough).

@@ -33,3 +33,10 @@ extension Metrics.Timer {
         recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 }
+
+extension Duration {
+    /// The duration in seconds, as a `Double`: for rates, logs and reports.
+    public var inSeconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}

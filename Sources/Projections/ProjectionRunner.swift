@@ -29,8 +29,8 @@ public struct ProjectionPaths: Sendable {
 ///
 /// `catchUp` brings each projection from its own checkpoint to the committed offset it finds:
 /// first the room state, decoding on a second thread while applying (`DecodingPipeline`), then
-/// History, one read (`catchUpReadBytesMax` of batches) per transaction. `follow` then applies each new read to
-/// both as it commits, until cancelled or until the journal closes.
+/// History, one read (`catchUpReadBytesMax` of batches) per transaction. The server then follows
+/// the journal with its own readers (`Tailer`, `HistoryWriter`).
 ///
 /// Not thread-safe; owned by one task.
 public final class ProjectionRunner {
@@ -38,16 +38,11 @@ public final class ProjectionRunner {
     public private(set) var roomState: RoomStateProjection?
     public let history: HistoryProjection?
     let logger: Logger
-    /// Bytes of batches read (and, for History, applied in one transaction) at a time, when
-    /// following the journal live.
+    /// Bytes of batches the room state's catch-up reads at a time.
     public var readBytesMax = 4 << 20
     /// The same during a catch-up: larger History transactions rewrite each room's open block
     /// less often. Bounds the memory of one catch-up step.
     public var catchUpReadBytesMax = 16 << 20
-    /// The room-state snapshot is rewritten after this many events have been applied since
-    /// the last one, and when catch-up ends.
-    public var snapshotEveryEvents: UInt64 = 1_000_000
-    private var eventsSinceSnapshot: UInt64 = 0
     private var reader: JournalReader
 
     public init(journal: Journal, paths: ProjectionPaths, kinds: Set<ProjectionKind> = Set(ProjectionKind.allCases),
@@ -106,42 +101,12 @@ public final class ProjectionRunner {
         try history?.eraseDeletedText()
     }
 
-    /// `catchUp`, then applies each new batch as it commits, until the task is cancelled or
-    /// the journal closes.
-    public func follow() async throws {
-        try catchUp()
-        var next = try nextOffset()
-        while try await journal.waitForCommit(of: next) {
-            next = try applyNextRead(from: next, until: nil)
-            try history?.eraseDeletedText()
-        }
-        try saveSnapshot()
-    }
-
-    /// Reads from `offset` and applies; returns the offset after what was applied.
-    private func applyNextRead(from offset: Offset, until: Offset?) throws -> Offset {
-        var batches = try reader.read(from: offset, maxBytes: readBytesMax)
-        if let until { batches = batches.filter { $0.baseOffset < until } }
-        guard let end = batches.last?.nextOffset else { return offset }
-        if var projection = roomState {
-            roomState = nil  // keep the state uniquely referenced: no copy-on-write per read
-            let before = projection.nextOffset
-            for batch in batches { try projection.apply(batch) }
-            eventsSinceSnapshot += projection.nextOffset.value - before.value
-            roomState = projection
-        }
-        try history?.apply(batches)
-        if eventsSinceSnapshot >= snapshotEveryEvents { try saveSnapshot() }
-        return end
-    }
-
     /// Saves the room-state snapshot, unless its file already covers the state.
     public func saveSnapshot() throws {
         guard var projection = roomState else { return }
         roomState = nil  // keep the state uniquely referenced
         defer { roomState = projection }
         try projection.saveSnapshotIfBehind()
-        eventsSinceSnapshot = 0
     }
 }
 

@@ -406,8 +406,8 @@ public final class ReplicationLeader: Sendable {
                     durableOffset: standby.durable.value,
                     lagEvents: committed.value > standby.durable.value ? committed.value - standby.durable.value : 0,
                     lagBytes: journal.bytes(after: standby.durable),
-                    lagSeconds: standby.durable >= committed ? 0 : standby.lastCaughtUp.map { Self.seconds(now - $0) },
-                    lastFetchSecondsAgo: Self.seconds(now - standby.lastFetch))
+                    lagSeconds: standby.durable >= committed ? 0 : standby.lastCaughtUp.map { (now - $0).inSeconds },
+                    lastFetchSecondsAgo: (now - standby.lastFetch).inSeconds)
             }.sorted { $0.name < $1.name }
         }
         let role = switch self.role {
@@ -421,10 +421,6 @@ public final class ReplicationLeader: Sendable {
             status.replicatedOffset = replicatedOffset.value
         }
         return status
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ChatlogBench
 
 @main
 struct Chatlog: AsyncParsableCommand {
@@ -34,13 +35,5 @@ struct JournalCommand: AsyncParsableCommand {
         commandName: "journal",
         abstract: "Inspect, verify, repair and append to a journal directory.",
         subcommands: [Verify.self, Repair.self, Truncate.self, Inspect.self, Stats.self, Append.self, Export.self, Import.self]
-    )
-}
-
-struct BenchCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "bench",
-        abstract: "Measure chatlog against a baseline measured in the same run.",
-        subcommands: [BenchJournal.self, BenchReplay.self, BenchSocketIO.self, BenchWebSocket.self, BenchLoad.self, BenchReplication.self]
     )
 }

@@ -18,7 +18,7 @@ struct ProgressBar {
         guard enabled, lastDraw.duration(to: .now) >= .milliseconds(100) || done >= total else { return }
         lastDraw = .now
         let fraction = total == 0 ? 1 : min(1, Double(done) / Double(total))
-        let elapsed = seconds(since: start)
+        let elapsed = start.duration(to: .now).inSeconds
         let rate = elapsed > 0 ? Double(done) / elapsed : 0
         let left = rate > 0 ? Double(total - min(done, total)) / rate : 0
         let width = 30

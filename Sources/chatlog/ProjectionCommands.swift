@@ -256,7 +256,7 @@ struct ProjectionsCommand: AsyncParsableCommand {
                 let messages = try runner.history.map { try $0.messageCount() }
                 return (target - first, messages)
             }
-            let elapsed = seconds(since: start)
+            let elapsed = start.duration(to: .now).inSeconds
             var summary = String(format: "rebuilt %@ from %llu events in %.2f s (%.0f events/s)",
                                  kinds.map(\.rawValue).sorted().joined(separator: " and "), events, elapsed, Double(events) / max(elapsed, 1e-9))
             if let messages { summary += ", \(messages) messages in history" }
@@ -299,7 +299,7 @@ extension ProjectionsCommand.Rebuild {
         try history?.writeDeferredTails()
         try roomState?.saveSnapshot()
         let messages = try history.map { try $0.messageCount() }
-        let elapsed = seconds(since: start)
+        let elapsed = start.duration(to: .now).inSeconds
         var summary = String(format: "rebuilt %@ into %@ from %llu events in %.2f s", kinds.map(\.rawValue).sorted().joined(separator: " and "),
                              directory, events, elapsed)
         if let messages { summary += ", \(messages) messages in history" }

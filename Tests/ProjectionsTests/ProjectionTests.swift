@@ -341,26 +341,6 @@ import Testing
         await journal.close()
     }
 
-    @Test func followAppliesNewBatchesAsTheyCommitAndStopsAtClose() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let journal = try Journal.open(directory: directory.journal, configuration: journalConfiguration(), logger: .quiet)
-        let paths = ProjectionPaths(journalDirectory: directory.journal)
-        var workload = Workload(seed: 5)
-        try await workload.append(100, to: journal)
-        let runner = try ProjectionRunner(journal: journal, paths: paths, logger: .quiet)
-        nonisolated(unsafe) let unsafeRunner = runner
-        let following = Task { try await unsafeRunner.follow() }
-        try await workload.append(400, to: journal)
-        while try runner.history?.nextOffset() ?? .zero < Offset(500) {
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        await journal.close()
-        try await following.value
-        #expect(runner.roomState?.state == workload.state)
-        #expect(runner.roomState?.nextOffset == Offset(500))
-    }
-
     @Test func aMalformedEventStopsReplayNamingItsOffset() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }

@@ -90,7 +90,7 @@ struct BenchWebSocket: AsyncParsableCommand {
             var socketio_vs_engineio: Double
             var socketio_vs_websocket: Double
         }
-        print(jsonLine(Result(events: events, window: window, rounds: rounds,
+        print(resultLine(Result(events: events, window: window, rounds: rounds,
                               socketio_echo_events_per_s: socketIO.rounded(), engineio_echo_messages_per_s: engineIO.rounded(),
                               websocket_echo_messages_per_s: plain.rounded(),
                               socketio_vs_engineio: (socketIO / engineIO * 100).rounded() / 100,

@@ -65,7 +65,7 @@ struct BenchReplication: AsyncParsableCommand {
         // Baseline: a plain copy of the segment files, synced per 8 MiB.
         let copyStart = ContinuousClock.now
         try Self.copySegments(from: root + "/leader", to: root + "/copy")
-        let copySeconds = Self.seconds(since: copyStart)
+        let copySeconds = seconds(since: copyStart)
         try? FileManager.default.removeItem(atPath: root + "/copy")
 
         // Catch-up through the protocol.
@@ -99,7 +99,7 @@ struct BenchReplication: AsyncParsableCommand {
             while standby.committedOffset < end {
                 try await Task.sleep(for: .milliseconds(2))
             }
-            let seconds = Self.seconds(since: start)
+            let seconds = seconds(since: start)
             await follower.stop()
             group.cancelAll()
             return seconds
@@ -112,7 +112,7 @@ struct BenchReplication: AsyncParsableCommand {
         print(String(format: "plain copy (baseline): %.0f MB/s (%.2f s)", copyRate, copySeconds))
         print(String(format: "standby catch-up:      %.0f MB/s (%.2f s), %.2fx the plain copy; segment files %@",
                      catchUpRate, catchUpSeconds, catchUpRate / copyRate, identical ? "identical" : "DIFFER"))
-        print(jsonLine(Result(bytes: total, events: end.value, copy_mb_per_s: copyRate.rounded(), catch_up_mb_per_s: catchUpRate.rounded(),
+        print(resultLine(Result(bytes: total, events: end.value, copy_mb_per_s: copyRate.rounded(), catch_up_mb_per_s: catchUpRate.rounded(),
                               catch_up_vs_copy: (catchUpRate / copyRate * 100).rounded() / 100, identical: identical)))
         if !identical { throw ExitCode(1) }
     }
@@ -126,10 +126,6 @@ struct BenchReplication: AsyncParsableCommand {
         var identical: Bool
     }
 
-    static func seconds(since start: ContinuousClock.Instant) -> Double {
-        let elapsed = ContinuousClock.now - start
-        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-    }
 
     static func segmentBytes(_ directory: String) -> Int64 {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []

@@ -180,7 +180,7 @@ struct BenchJournal: AsyncParsableCommand {
             let scale = pow(10, places)
             return (value * scale).rounded() / scale
         }
-        print(jsonLine(Result(
+        print(resultLine(Result(
             events: events, producers: producers, records_per_append: recordsPerAppend,
             record_bytes_avg: round(averageBytes, 1), durability: durability, batches: batches,
             append_events_per_s: appendRate.rounded(), append_mb_per_s: round(recordBytesTotal / appendSeconds / 1e6, 1),
@@ -191,6 +191,5 @@ struct BenchJournal: AsyncParsableCommand {
 }
 
 func seconds(since start: ContinuousClock.Instant) -> Double {
-    let elapsed = start.duration(to: .now)
-    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    start.duration(to: .now).inSeconds
 }

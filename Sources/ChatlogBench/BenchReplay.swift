@@ -120,7 +120,7 @@ struct BenchReplay: AsyncParsableCommand {
             let scale = pow(10, places)
             return (value * scale).rounded() / scale
         }
-        print(jsonLine(Result(
+        print(resultLine(Result(
             events: events, messages: messages, journal_read_events_per_s: readRate.rounded(),
             room_state_events_per_s: roomStateRate.rounded(), room_state_vs_read: round(roomStateRate / readRate, 2),
             snapshot_write_s: round(snapshotSeconds), startup_with_snapshot_s: round(startupSeconds),

@@ -123,7 +123,7 @@ struct BenchSocketIO: AsyncParsableCommand {
             var checksum: Int
         }
         func ratio(_ rate: Double) -> Double { (rate / baseline * 10).rounded() / 10 }
-        print(jsonLine(Result(packets: packets, rounds: rounds, packet_bytes: received.utf8.count + 1,
+        print(resultLine(Result(packets: packets, rounds: rounds, packet_bytes: received.utf8.count + 1,
                               relay_packets_per_s: relay.rounded(), build_packets_per_s: build.rounded(),
                               decode_with_arguments_packets_per_s: withArguments.rounded(), typed_packets_per_s: typed.rounded(),
                               foundation_json_packets_per_s: baseline.rounded(),

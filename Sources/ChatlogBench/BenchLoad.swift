@@ -79,7 +79,7 @@ struct BenchLoad: AsyncParsableCommand {
         if idleConnections > 0 {
             result.idle_bytes_per_connection = try await runIdle(host: host, port: port, group: group)
         }
-        say(jsonLine(result))
+        say(resultLine(result))
         // The event loop thread ends with the process.
     }
 
@@ -215,7 +215,7 @@ struct BenchLoad: AsyncParsableCommand {
         guard stats.deliveries == resumeEvents, stats.lost == 0, stats.duplicated == 0 else {
             throw ValidationError("resume received \(stats.deliveries) of \(resumeEvents) (lost \(stats.lost), duplicated \(stats.duplicated))")
         }
-        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return elapsed.inSeconds
     }
 
     // MARK: Idle connections
