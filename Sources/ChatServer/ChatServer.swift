@@ -114,7 +114,11 @@ public enum ChatServer {
                 return
             }
             guard case .diverged(let cutTo) = agreement, cutTo < end else { break }
-            _ = try Journal.truncate(directory: configuration.journalDirectory, to: cutTo, roundingDown: true, logger: logger)
+            if let tail = try Journal.truncate(directory: configuration.journalDirectory, to: cutTo, roundingDown: true, logger: logger) {
+                logger.warning("journal cut back to where it agrees with its leader", metadata: [
+                    "journal.cut_from": "\(tail.from)", "journal.cut_to": "\(tail.to)", "replication.leader": "\(leaderURL)",
+                ])
+            }
             cut = true
         }
         guard cut else { return }

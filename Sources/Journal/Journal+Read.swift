@@ -31,7 +31,7 @@ extension Journal {
             guard let segment = state.segments.last(where: { $0.baseOffset <= offset }) else {
                 preconditionFailure("offset \(offset) is retained, so a segment starts at or before it")
             }
-            return (segment.file, segment.index.lookup(offset), segment.sizeBytes, segment.baseOffset)
+            return (segment.file, segment.locate(offset), segment.sizeBytes, segment.baseOffset)
         }
     }
 

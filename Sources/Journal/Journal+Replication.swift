@@ -98,7 +98,7 @@ extension Journal {
                     continue
                 }
                 if offset < segment.nextOffset {
-                    total += segment.sizeBytes - segment.index.lookup(offset).position.value
+                    total += segment.sizeBytes - segment.locate(offset).position.value
                 }
                 break
             }
@@ -334,7 +334,7 @@ extension Journal {
         guard try FileSystem.list(directory).allSatisfy({ JournalFiles.baseOffset(ofSegment: $0) == nil }) else {
             throw .unsupportedJournal(directory: directory, reason: "it already holds segments")
         }
-        _ = try createSegment(base: base, directory: directory)
+        _ = try Segment.create(base: base, directory: directory)
     }
 }
 
@@ -367,15 +367,7 @@ extension Journal {
         try checkMeta(directory: directory)
         let bases = try FileSystem.list(directory).compactMap(JournalFiles.baseOffset(ofSegment:)).sorted()
         var cut = TailCut(from: offset, to: offset, bytes: 0, brokenCopies: [])
-        func keep(_ file: FileHandle, path: String, from position: FilePosition, size: Int64) throws(JournalError) {
-            guard size > position.value else { return }
-            var bytes = ByteBufferAllocator().buffer(capacity: Int(size - position.value))
-            _ = try file.read(into: &bytes, at: position, count: Int(size - position.value))
-            let broken = path + ".\(position.value).broken"
-            try FileSystem.writeAtomically(bytes, to: broken, directory: directory)
-            cut.brokenCopies.append(broken)
-            cut.bytes += size - position.value
-        }
+
         // First find the cut (and check it is at a batch boundary), then change anything.
         struct Plan {
             let base: Offset
@@ -406,14 +398,17 @@ extension Journal {
         }
         for plan in plans {
             if plan.base >= offset && plan.base != bases.first {
-                // Wholly past the cut: kept aside, then removed.
-                try keep(plan.file, path: plan.path, from: .zero, size: plan.size)
+                // Wholly past the cut: set aside, then removed.
+                if let aside = try Segment.setAside(plan.file, path: plan.path, from: .zero, size: plan.size, directory: directory) {
+                    cut.brokenCopies.append(aside.path)
+                    cut.bytes += aside.bytes
+                }
                 try FileSystem.remove(plan.path)
                 try FileSystem.remove(JournalFiles.join(directory, JournalFiles.indexName(plan.base)))
             } else if plan.position.value < plan.size {
-                try keep(plan.file, path: plan.path, from: plan.position, size: plan.size)
-                try plan.file.truncate(to: plan.position)
-                try plan.file.sync()
+                let aside = try Segment.cutTail(of: plan.file, path: plan.path, at: plan.position, size: plan.size, directory: directory)
+                cut.brokenCopies.append(aside.path)
+                cut.bytes += aside.bytes
                 // Rebuilt from the segment at the next open.
                 try FileSystem.remove(JournalFiles.join(directory, JournalFiles.indexName(plan.base)))
             }
@@ -424,7 +419,7 @@ extension Journal {
         epochs.truncate(to: offset)
         if epochs != before { try epochs.save(directory: directory) }
         guard cut.bytes > 0 || epochs != before else { return nil }
-        logger.warning("journal cut back to where it agrees with its leader", metadata: [
+        logger.warning("journal cut back", metadata: [
             "journal.directory": "\(directory)", "journal.cut_from": "\(cut.from)", "journal.cut_to": "\(cut.to)",
             "journal.bytes_cut": "\(cut.bytes)", "journal.broken_copies": "\(cut.brokenCopies.joined(separator: ", "))",
         ])

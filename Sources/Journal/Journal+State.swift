@@ -1,19 +1,5 @@
 import NIOCore
 
-/// One segment as the shared state knows it. Its sizes cover committed batches only, so
-/// readers never see bytes the writer has not committed.
-struct SegmentState: Sendable {
-    let baseOffset: Offset
-    let file: FileHandle
-    var index: SegmentIndex
-    /// Committed bytes: readers read below this position.
-    var sizeBytes: Int64
-    /// The offset after the segment's last committed record.
-    var nextOffset: Offset
-    /// Append time of the newest record, nil while empty. Drives age retention.
-    var lastTimestampMs: Int64?
-}
-
 /// Records admitted but not yet written, already cut into batches at the batch limits.
 struct PendingBatch: Sendable {
     var framed: ByteBuffer
@@ -58,7 +44,7 @@ enum Lifecycle: Sendable {
 /// The journal's shared state, guarded by `Journal.state`. Methods are called with the lock
 /// held and never block.
 struct State: ~Copyable {
-    var segments: [SegmentState]
+    var segments: [Segment]
     /// The offset the next admitted record gets.
     var nextOffset: Offset
     /// Offsets below this are committed.
@@ -88,7 +74,7 @@ struct State: ~Copyable {
     /// The highest epoch a standby saw its leader at (`leader-epoch-seen`).
     var seenEpoch: UInt32 = 0
 
-    init(segments: [SegmentState], nextOffset: Offset, committedNext: Offset, epochs: LeaderEpochs) {
+    init(segments: [Segment], nextOffset: Offset, committedNext: Offset, epochs: LeaderEpochs) {
         self.segments = segments
         self.nextOffset = nextOffset
         self.committedNext = committedNext

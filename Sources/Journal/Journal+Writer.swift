@@ -6,18 +6,6 @@ import Logging
 import NIOCore
 import Synchronization
 
-/// The write side of the active segment. Owned by the writer thread alone.
-struct ActiveSegment: Sendable {
-    let baseOffset: Offset
-    let file: FileHandle
-    let indexFile: FileHandle
-    /// End of the segment's data: where the next batch goes.
-    var position: FilePosition
-    /// End of the index file: where the next entry goes.
-    var indexPosition: FilePosition
-    var lastIndexedPosition: FilePosition
-}
-
 /// Everything the writer thread owns. Built by `open`, then moved to the thread.
 struct WriterState: Sendable {
     var active: ActiveSegment
@@ -425,10 +413,10 @@ extension Journal {
     private func roll(to base: Offset, writer: inout WriterState) throws(JournalError) {
         try writer.active.indexFile.sync()
         let sealed = writer.active.baseOffset
-        writer.active = try Self.createSegment(base: base, directory: directory)
+        writer.active = try Segment.create(base: base, directory: directory)
         let file = writer.active.file
         state.withLock { state in
-            state.segments.append(SegmentState(baseOffset: base, file: file, index: SegmentIndex(baseOffset: base),
+            state.segments.append(Segment(baseOffset: base, file: file, index: SegmentIndex(baseOffset: base),
                                                sizeBytes: 0, nextOffset: base, lastTimestampMs: nil))
         }
         logger.info("journal segment rolled", metadata: [
@@ -438,26 +426,13 @@ extension Journal {
         try applyRetention()
     }
 
-    /// Creates an empty segment file and its index (header only), durably.
-    static func createSegment(base: Offset, directory: String) throws(JournalError) -> ActiveSegment {
-        let file = try FileHandle.open(JournalFiles.join(directory, JournalFiles.segmentName(base)),
-                                       flags: O_RDWR | O_CREAT | O_EXCL)
-        let indexFile = try FileHandle.open(JournalFiles.join(directory, JournalFiles.indexName(base)),
-                                            flags: O_RDWR | O_CREAT | O_TRUNC)
-        let header = SegmentIndex(baseOffset: base).encodedHeader()
-        try indexFile.write(header, at: .zero)
-        try FileSystem.syncDirectory(directory)
-        return ActiveSegment(baseOffset: base, file: file, indexFile: indexFile, position: .zero,
-                             indexPosition: FilePosition(Int64(header.readableBytes)), lastIndexedPosition: .zero)
-    }
-
     /// Deletes whole sealed segments past the retention limits. Readers holding a deleted
     /// segment keep reading it through their open descriptor.
     func applyRetention() throws(JournalError) {
         let retention = configuration.retention
         guard retention.totalBytesMax != nil || retention.age != nil else { return }
         let nowMs = Self.nowMs()
-        let expired: [SegmentState] = state.withLock { state in
+        let expired: [Segment] = state.withLock { state in
             let count = Self.retentionCut(state.segments, retention: retention, nowMs: nowMs)
             defer { state.segments.removeFirst(count) }
             return Array(state.segments.prefix(count))
@@ -469,7 +444,7 @@ extension Journal {
     /// active (last) one is never removed and its bytes do not count toward `totalBytesMax`.
     /// So an open and a roll apply one rule (an open used to count the active segment's bytes,
     /// which a roll, with its new empty segment, never did, and cut one segment more).
-    static func retentionCut(_ segments: [SegmentState], retention: Retention, nowMs: Int64) -> Int {
+    static func retentionCut(_ segments: [Segment], retention: Retention, nowMs: Int64) -> Int {
         var total = segments.dropLast().reduce(Int64(0)) { $0 + $1.sizeBytes }
         let ageMs = retention.age.map { $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000 }
         var count = 0
@@ -484,7 +459,7 @@ extension Journal {
         return count
     }
 
-    static func deleteSegments(_ segments: ArraySlice<SegmentState>, directory: String, logger: Logger) throws(JournalError) {
+    static func deleteSegments(_ segments: ArraySlice<Segment>, directory: String, logger: Logger) throws(JournalError) {
         for segment in segments {
             try FileSystem.remove(JournalFiles.join(directory, JournalFiles.segmentName(segment.baseOffset)))
             try FileSystem.remove(JournalFiles.join(directory, JournalFiles.indexName(segment.baseOffset)))

@@ -38,7 +38,7 @@ public final class Journal: Sendable {
         logger: Logger,
         lockFile: FileHandle,
         recovery: RecoveryReport,
-        segments: [SegmentState],
+        segments: [Segment],
         epochs: LeaderEpochs,
         seenEpoch: UInt32,
         writer: WriterState
