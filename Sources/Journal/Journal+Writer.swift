@@ -29,18 +29,6 @@ struct WriterState: Sendable {
     }
 }
 
-/// Batches encoded by the encoder thread, ready to be written: their bytes back to back, and
-/// each batch's header and start in `bytes`.
-struct EncodedGroup: Sendable {
-    var bytes: ByteBuffer
-    var batches: [(header: BatchHeader, start: Int)] = []
-    /// Copied from a leader (`Journal.appendReplicated`): segments are cut where the leader
-    /// cut them (`segmentStart`), never by size.
-    var replicated = false
-    /// For a copied group: the batch with this base offset starts a new segment.
-    var segmentStart: Offset?
-}
-
 /// A one-slot queue between the encoder and the writer, so that the encoder compresses group
 /// n+1 while the writer writes and fsyncs group n. Two counting semaphores bound it: the
 /// encoder waits for `slotFree`, the writer for `groupReady`.
@@ -72,56 +60,6 @@ final class Handoff: Sendable {
     }
 }
 
-/// Compresses and checksums the batches of a group, in parallel when there are several.
-/// Owned by the encoder thread; keeps its buffers between groups.
-struct GroupEncoder {
-    private var scratches: [[UInt8]] = []
-    private var parts: [ByteBuffer] = []
-    private var headers: [BatchHeader?] = []
-
-    mutating func encode(_ batches: [PendingBatch], leaderEpoch: UInt32, into group: inout EncodedGroup) {
-        if batches.count == 1, let batch = batches.first {
-            if scratches.isEmpty { scratches.append([]) }
-            let start = group.bytes.writerIndex
-            let header = BatchCodecIO.encode(
-                framed: batch.framed, count: batch.count, baseOffset: batch.baseOffset, leaderEpoch: leaderEpoch,
-                firstTimestampMs: batch.firstTimestampMs, lastTimestampMs: batch.lastTimestampMs,
-                scratch: &scratches[0], into: &group.bytes)
-            group.batches.append((header, start))
-            return
-        }
-        while parts.count < batches.count {
-            scratches.append([])
-            parts.append(ByteBufferAllocator().buffer(capacity: 64 << 10))
-            headers.append(nil)
-        }
-        scratches.withUnsafeMutableBufferPointer { scratches in
-            parts.withUnsafeMutableBufferPointer { parts in
-                headers.withUnsafeMutableBufferPointer { headers in
-                    // Each iteration touches only its own index of the three buffers.
-                    nonisolated(unsafe) let scratches = scratches
-                    nonisolated(unsafe) let parts = parts
-                    nonisolated(unsafe) let headers = headers
-                    DispatchQueue.concurrentPerform(iterations: batches.count) { index in
-                        let batch = batches[index]
-                        parts[index].clear()
-                        headers[index] = BatchCodecIO.encode(
-                            framed: batch.framed, count: batch.count, baseOffset: batch.baseOffset,
-                            leaderEpoch: leaderEpoch, firstTimestampMs: batch.firstTimestampMs,
-                            lastTimestampMs: batch.lastTimestampMs, scratch: &scratches[index], into: &parts[index])
-                    }
-                }
-            }
-        }
-        for index in batches.indices {
-            guard let header = headers[index] else { preconditionFailure("batch \(index) of the group was encoded") }
-            group.batches.append((header, group.bytes.writerIndex))
-            group.bytes.writeImmutableBuffer(parts[index])
-            headers[index] = nil
-        }
-    }
-}
-
 /// Carries a value into a new thread.
 private final class ThreadContext: @unchecked Sendable {
     // Unchecked: handed from the opening task to the new thread exactly once, then owned by it.
@@ -149,95 +87,6 @@ extension Journal {
         nonisolated(unsafe) var owned = writer
         startThread { [self] in runWriter(&owned) }
         startThread { [self] in runEncoder() }
-    }
-
-    // MARK: Encoder thread
-
-    /// Waits until the writer has taken the previous group, then takes everything pending as
-    /// one group, compresses and checksums it and hands it over; sleeps when nothing is pending.
-    ///
-    /// Taking the pending records only once the slot is free means a group holds everything
-    /// appended while the writer was busy with the previous one: groups stay large, and the
-    /// encoding of group n+1 overlaps the write and fsync of group n.
-    private func runEncoder() {
-        var encoder = GroupEncoder()
-        groups: while true {
-            handoff.slotFree.wait()
-            if handoff.slot.withLock({ $0.writerStopped }) { return }
-            var batches: [PendingBatch] = []
-            var epoch: UInt32 = 0
-            while batches.isEmpty {
-                enum Work {
-                    case encode([PendingBatch], epoch: UInt32)
-                    case forward(EncodedGroup)
-                    case sleep
-                    case finish
-                    case stop
-                }
-                let work: Work = state.withLock { state in
-                    // A standby's copied batches are encoded already: handed on as they are.
-                    if !state.replicated.isEmpty {
-                        return .forward(state.replicated.removeFirst().group)
-                    }
-                    if !state.pending.isEmpty {
-                        let batches = state.pending
-                        state.pending.removeAll(keepingCapacity: true)
-                        state.pendingBytes = 0
-                        // Appends parked for room join the next group while this one is encoded.
-                        state.admitBlocked(configuration: configuration)
-                        return .encode(batches, epoch: state.epochs.current)
-                    }
-                    switch state.lifecycle {
-                    case .open:
-                        state.encoderSleeping = true
-                        return .sleep
-                    case .closing:
-                        return .finish
-                    case .failed, .closed:
-                        return .stop
-                    }
-                }
-                switch work {
-                case .encode(let taken, let current):
-                    batches = taken
-                    epoch = current
-                case .forward(let group):
-                    put(.group(group))
-                    continue groups
-                case .sleep:
-                    encoderWakeup.wait()
-                case .finish:
-                    put(.finish)
-                    return
-                case .stop:
-                    return
-                }
-            }
-            var group = EncodedGroup(bytes: handoff.slot.withLock { $0.spareBuffers.popLast() }
-                ?? ByteBufferAllocator().buffer(capacity: 1 << 20))
-            group.bytes.clear()
-            encoder.encode(batches, leaderEpoch: epoch, into: &group)
-            recycle(batches)
-            put(.group(group))
-        }
-    }
-
-    /// Puts `item` in the slot, whose `slotFree` permit the encoder holds, and wakes the writer.
-    private func put(_ item: Handoff.Item) {
-        handoff.slot.withLock { slot in
-            precondition(slot.item == nil, "the encoder holds the slot permit, so the slot is empty")
-            slot.item = item
-        }
-        handoff.groupReady.signal()
-    }
-
-    private func recycle(_ batches: [PendingBatch]) {
-        state.withLock { state in
-            for var batch in batches where state.spareBuffers.count < 8 {
-                batch.framed.clear()
-                state.spareBuffers.append(batch.framed)
-            }
-        }
     }
 
     // MARK: Writer thread
@@ -424,52 +273,6 @@ extension Journal {
             "journal.segment": "\(JournalFiles.segmentName(base))",
         ])
         try applyRetention()
-    }
-
-    /// Deletes whole sealed segments past the retention limits. Readers holding a deleted
-    /// segment keep reading it through their open descriptor.
-    func applyRetention() throws(JournalError) {
-        let retention = configuration.retention
-        guard retention.totalBytesMax != nil || retention.age != nil else { return }
-        let nowMs = Self.nowMs()
-        let expired: [Segment] = state.withLock { state in
-            let count = Self.retentionCut(state.segments, retention: retention, nowMs: nowMs)
-            defer { state.segments.removeFirst(count) }
-            return Array(state.segments.prefix(count))
-        }
-        try Self.deleteSegments(expired[...], directory: directory, logger: logger)
-    }
-
-    /// How many of the oldest segments retention removes. It weighs sealed segments only: the
-    /// active (last) one is never removed and its bytes do not count toward `totalBytesMax`.
-    /// So an open and a roll apply one rule (an open used to count the active segment's bytes,
-    /// which a roll, with its new empty segment, never did, and cut one segment more).
-    static func retentionCut(_ segments: [Segment], retention: Retention, nowMs: Int64) -> Int {
-        var total = segments.dropLast().reduce(Int64(0)) { $0 + $1.sizeBytes }
-        let ageMs = retention.age.map { $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000 }
-        var count = 0
-        while count < segments.count - 1 {
-            let segment = segments[count]
-            let tooBig = retention.totalBytesMax.map { total > $0 } ?? false
-            let tooOld = ageMs.map { (segment.lastTimestampMs ?? nowMs) < nowMs - $0 } ?? false
-            guard tooBig || tooOld else { break }
-            total -= segment.sizeBytes
-            count += 1
-        }
-        return count
-    }
-
-    static func deleteSegments(_ segments: ArraySlice<Segment>, directory: String, logger: Logger) throws(JournalError) {
-        for segment in segments {
-            try FileSystem.remove(JournalFiles.join(directory, JournalFiles.segmentName(segment.baseOffset)))
-            try FileSystem.remove(JournalFiles.join(directory, JournalFiles.indexName(segment.baseOffset)))
-            logger.info("journal segment deleted by retention", metadata: [
-                "journal.segment": "\(JournalFiles.segmentName(segment.baseOffset))",
-                "journal.segment_bytes": "\(segment.sizeBytes)",
-                "journal.next_offset": "\(segment.nextOffset)",
-            ])
-        }
-        if !segments.isEmpty { try FileSystem.syncDirectory(directory) }
     }
 
     /// Fail-stop: nothing more is accepted, every waiting append learns why, and the encoder

@@ -1,0 +1,183 @@
+import Foundation
+import Hummingbird
+import Journal
+import Logging
+import NIOCore
+
+/// The leader's routes: standbys' fetches (held until there is something to send) and fences,
+/// each behind the checks every replication request passes.
+extension ReplicationLeader {
+    public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
+        router.get("/replication/:version/fetch") { request, context in
+            await self.fetch(request, version: context.parameters.get("version") ?? "")
+        }
+        router.post("/replication/:version/fence") { request, context in
+            await self.fenceRequest(request, version: context.parameters.get("version") ?? "")
+        }
+    }
+
+    /// The checks every replication request passes (fetch, fence, forwarded commands,
+    /// seeding, promotion): a secret configured and given, the version, and with `leading`,
+    /// a node that leads. Nil when the request may go on.
+    public func refusal(of request: Request, version: String = "v1", leading: Bool = false) -> Response? {
+        guard let secret else {
+            return Self.error(.forbidden, "replication_disabled",
+                              "this server takes no standbys: start it with --replication-secret-file")
+        }
+        guard version == "v1" else {
+            return Self.error(.badRequest, "unsupported_version",
+                              "this leader speaks replication protocol v1, the standby asked for \(version)")
+        }
+        guard secret.matches(authorization: request.headers[.authorization]) else {
+            return Self.error(.unauthorized, "unauthorized", "the Authorization header does not carry the replication secret")
+        }
+        if leading, role != .leading {
+            return Self.error(.conflict, "not_leader", "this node does not lead (it is \(status().role))")
+        }
+        return nil
+    }
+
+    /// `POST /replication/v1/fence?epoch=E`: a newly promoted node tells its former leader.
+    func fenceRequest(_ request: Request, version: String) async -> Response {
+        if let refusal = refusal(of: request, version: version) { return refusal }
+        guard let text = request.uri.queryParameters.get("epoch"), let newer = UInt32(text) else {
+            return Self.error(.badRequest, "invalid_request", "epoch (the new leader's epoch, an integer) is required")
+        }
+        fence(newerEpoch: newer, reason: "told by the leader of epoch \(newer)")
+        // Fenced now or before, or a standby: either way it takes no writes.
+        return Self.json(FenceAnswer(fenced: role != .leading, epoch: epoch))
+    }
+
+    func fetch(_ request: Request, version: String) async -> Response {
+        if let refusal = refusal(of: request, version: version) { return refusal }
+        switch role {
+        case .leading: break
+        case .following(let leader):
+            return Self.error(.conflict, "not_leader", "this node is a standby of \(leader): fetch from the leader")
+        case .fenced(let newer):
+            return Self.error(.conflict, "fenced", "this node's leader epoch \(epoch) was superseded by epoch \(newer): it is no longer the leader")
+        }
+        let query = request.uri.queryParameters
+        guard let fromText = query.get("from"), let from = UInt64(fromText) else {
+            return Self.error(.badRequest, "invalid_request", "from (the standby's journal end, an integer) is required")
+        }
+        func number(_ name: String, default value: Int) -> Int? {
+            guard let text = query.get(name) else { return value }
+            return Int(text).flatMap { $0 >= 0 ? $0 : nil }
+        }
+        guard let maxBytes = number("max_bytes", default: ReplicationProtocol.fetchBytesDefault),
+              let waitMs = number("wait_ms", default: 0),
+              query.get("epoch").map({ UInt32($0) != nil }) ?? true else {
+            return Self.error(.badRequest, "invalid_request", "max_bytes, wait_ms and epoch must be non-negative integers")
+        }
+        let name = query.get("standby") ?? "unnamed"
+        guard (1...64).contains(name.utf8.count),
+              name.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D }) else {
+            return Self.error(.badRequest, "invalid_request", "standby must be 1-64 characters of A-Z a-z 0-9 . _ -")
+        }
+        let bytes = min(max(maxBytes, ReplicationProtocol.fetchBytesRange.lowerBound), ReplicationProtocol.fetchBytesRange.upperBound)
+        let wait = min(Duration.milliseconds(waitMs), ReplicationProtocol.fetchWaitMax)
+        let offset = Offset(from)
+        // What the standby has durable: `durable` when it reads ahead of it (while catching up),
+        // else `from`.
+        let durableText = query.get("durable")
+        guard let durable = durableText.map({ UInt64($0) }) ?? from, durable <= from else {
+            return Self.error(.badRequest, "invalid_request", "durable must be an integer no greater than from")
+        }
+        // Epochs: a standby that has seen a newer leader fences this one; a standby whose last
+        // epoch ended earlier here holds records this leader never had past that end.
+        let standbyEpoch = query.get("epoch").flatMap { UInt32($0) } ?? 0
+        if standbyEpoch > epoch {
+            fence(newerEpoch: standbyEpoch, reason: "standby \(name) holds batches of epoch \(standbyEpoch)")
+            return Self.error(.conflict, "fenced", "the standby holds batches of leader epoch \(standbyEpoch), newer than this node's \(epoch): this node is no longer the leader")
+        }
+        if let end = journal.leaderEpochs.end(of: standbyEpoch), offset > end {
+            return Self.error(.conflict, "diverged",
+                              "the standby's journal (last epoch \(standbyEpoch)) goes on past \(end), where that epoch ended on this leader: restart the standby to cut its tail back to \(end)",
+                              truncateTo: end)
+        }
+        // Same epochs, other bytes (two nodes promoted to one epoch, each unaware of the
+        // other): the standby's last batch must be this leader's batch ending at `from`.
+        if let crcText = query.get("last_crc"), let crc = UInt32(crcText), offset > journal.earliestOffset,
+           offset <= journal.committedOffset {
+            let mine: BatchHeader?
+            do { mine = try journal.batchHeader(endingAt: offset) } catch {
+                return Self.error(.internalServerError, "internal", "reading the leader's journal failed: \(error)")
+            }
+            if mine?.crc != crc {
+                // Not cut automatically: which node's records to keep is an operator's call.
+                let start = journal.leaderEpochs.entries.last { $0.start.value < offset.value }?.start ?? .zero
+                return Self.error(.conflict, "conflict",
+                                  "the standby's last batch (ending at \(offset), leader epoch \(standbyEpoch)) is not this leader's: both wrote under one epoch. To keep this leader's records, stop the standby and run `chatlog journal truncate --to \(start)` on its journal",
+                                  truncateTo: start)
+            }
+        }
+        began(name, durable: Offset(durable))
+        defer { ended(name) }
+        do {
+            var raw = try journal.readRaw(from: offset, maxBytes: bytes)
+            if raw.isEmpty && wait > .zero {
+                await waitForCommit(of: offset, atMost: wait)
+                raw = try journal.readRaw(from: offset, maxBytes: bytes)
+            }
+            return response(raw)
+        } catch .offsetOutOfRange(let requested, let earliest, let next) where requested > next {
+            // Where the standby's last epoch began here, or this leader's end: a cut that the
+            // operator may make (never made automatically: the records are the standby's alone).
+            let hint = journal.leaderEpochs.entries.first { $0.epoch == standbyEpoch && $0.epoch > 0 }?.start ?? next
+            return Self.error(.conflict, "offset_ahead",
+                              "the standby's journal ends at \(requested), past this leader's end \(next) (earliest \(earliest)): it holds records this leader never committed. To keep this leader's records, stop the standby and run `chatlog journal truncate --to \(hint)` on its journal",
+                              truncateTo: hint)
+        } catch .offsetOutOfRange(let requested, let earliest, _) {
+            return Self.error(.gone, "out_of_range",
+                              "offset \(requested) is no longer retained here (the journal starts at \(earliest)), so the standby cannot catch up from it: stop the standby, empty its journal directory and start it again (it then seeds itself from this leader's room state)")
+        } catch .notBatchBoundary(let requested, let base) {
+            return Self.error(.conflict, "not_batch_boundary",
+                              "offset \(requested) is inside this leader's batch at \(base): the standby's journal is not a copy of this one")
+        } catch .closed, .writerFailed {
+            return Self.error(.serviceUnavailable, "unavailable", "the leader's journal is closing or failed")
+        } catch {
+            logger.error("replication fetch failed", metadata: ["replication.standby": "\(name)", "error": "\(error)"])
+            return Self.error(.internalServerError, "internal", "reading the leader's journal failed: \(error)")
+        }
+    }
+
+    private func response(_ raw: RawBatches) -> Response {
+        var body = ByteBufferAllocator().buffer(capacity: ReplicationProtocol.headerBytes + raw.bytes.readableBytes)
+        FetchResponseHeader(leaderEpoch: epoch, segmentBase: raw.segmentBase, firstOffset: raw.firstOffset,
+                            nextOffset: raw.nextOffset, leaderCommitted: journal.committedOffset,
+                            leaderEarliest: journal.earliestOffset).write(to: &body)
+        body.writeImmutableBuffer(raw.bytes)
+        return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: body))
+    }
+
+    /// An error answer: `{"error": {"code", "message"}}` (FORMAT.md §11).
+    public static func error(_ status: HTTPResponse.Status, _ code: String, _ message: String, truncateTo: Offset? = nil) -> Response {
+        json(ErrorBody(error: .init(code: code, message: message, truncateTo: truncateTo?.value)), status: status)
+    }
+
+    /// A JSON answer, snake_case keys.
+    public static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
+        let body = (try? ReplicationJSON.encoder.encode(value)) ?? Data()
+        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    /// Waits until `offset` commits, `limit` passes, or the leader stops.
+    private func waitForCommit(of offset: Offset, atMost limit: Duration) async {
+        let journal = self.journal
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { _ = try? await journal.waitForCommit(of: offset) }
+            group.addTask { try? await Task.sleep(for: limit) }
+            group.addTask { await self.stopped() }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// Returns when the leader stops (or the task is cancelled): no offset is ever replicated
+    /// past the largest.
+    private func stopped() async {
+        await park(Offset(UInt64.max)) { $0.stopped }
+    }
+
+}
