@@ -5,7 +5,7 @@
 #
 # The code is generated here and committed, not by swift-openapi-generator's build plugin:
 # the plugin builds the generator (OpenAPIKit, Yams) in every clean build, which CI pays on
-# each run. A unit test (ChatAPITests) fails when the committed code is older than the
+# each run. A unit test (OpenAPIDocumentTests, in ChatServerTests) fails when the committed code is older than the
 # document, so the two cannot drift: edit openapi.yaml, run this, commit both.
 #
 # Usage: tools/generate-openapi.sh      (first run builds the generator: a few minutes)

@@ -200,8 +200,8 @@ final class ChatGateway: SocketIOHandler {
         }
         let nowMs = ChatService.nowMs()
         switch request {
-        case .send(_, _, _, _, let username, _):
-            guard let command = request.command else { preconditionFailure("a send is a command") }
+        case .perform(let command, let username):
+            guard case .send = command else { return .wait(request, nowMs: nowMs) }
             return send(socket, command, username: username, ackID: ackID, server: server, nowMs: nowMs)
         case .typing(let room, let username):
             return .done(typing(socket, room: room, username: username, server: server))
@@ -209,7 +209,7 @@ final class ChatGateway: SocketIOHandler {
             return .done(members(socket, room: room))
         case .myGroups:
             return .done(myGroups(socket))
-        case .join, .leave, .create, .invite, .revokeInvite, .remove, .edit, .delete, .history:
+        case .join, .leave, .history:
             return .wait(request, nowMs: nowMs)
         }
     }
@@ -225,16 +225,15 @@ final class ChatGateway: SocketIOHandler {
             // The socket stops receiving the room even when it was not a member (a public room's reader).
             live.unsubscribe(socket, from: room, server: server)
             return answer
-        case .create, .invite, .revokeInvite, .remove, .edit, .delete:
-            guard let command = request.command else { preconditionFailure("\(request) is a command") }
-            return await perform(socket, command, username: nil, nowMs: nowMs)
+        case .perform(let command, let username):
+            return await perform(socket, command, username: username, nowMs: nowMs)
         case .history(let room, let before, let after, let limit):
             let user = live.withClient(socket) { client in client.user } ?? nil
             switch await service.history(of: room, as: user, before: before, after: after, limit: limit) {
             case .success(let page): return .ok([("group", .string(room.value)), ("messages", .array(page.map(ChatWire.historyEntry)))])
             case .failure(let failure): return .failed(failure)
             }
-        case .send, .typing, .members, .myGroups:
+        case .typing, .members, .myGroups:
             preconditionFailure("\(request) is answered by start")
         }
     }

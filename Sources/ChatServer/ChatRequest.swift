@@ -7,16 +7,12 @@ import SocketIO
 ///
 /// Pure parsing of `JSONValue`s; no state.
 enum ChatRequest: Sendable, Equatable {
+    /// A command the service performs as the socket's user (a send, and the room
+    /// administration events); `username` names that user in development mode (a send's).
+    case perform(ChatService.Command, username: String?)
     case join(RoomID, username: String?, after: Offset?)
-    case send(RoomID, text: String, created: Int64, createdText: String?, username: String?, clientID: String?)
-    case typing(RoomID, username: String?)
     case leave(RoomID, username: String?)
-    case create(RoomID, isPrivate: Bool, name: String?)
-    case invite(RoomID, UserID)
-    case revokeInvite(RoomID, UserID)
-    case remove(RoomID, UserID)
-    case edit(RoomID, MessageID, text: String)
-    case delete(RoomID, MessageID)
+    case typing(RoomID, username: String?)
     case members(RoomID)
     case myGroups
     case history(RoomID, before: UInt64?, after: UInt64?, limit: Int?)
@@ -40,16 +36,9 @@ enum ChatRequest: Sendable, Equatable {
     /// The command of a request that changes something (nil for reads and typing).
     var command: ChatService.Command? {
         switch self {
+        case .perform(let command, _): command
         case .join(let room, _, _): .join(room, createIfMissing: true)
         case .leave(let room, _): .leave(room)
-        case .send(let room, let text, let created, let createdText, _, let clientID):
-            .send(room, text: text, createdMs: created, createdText: createdText, clientID: clientID)
-        case .create(let room, let isPrivate, let name): .create(room, isPrivate: isPrivate, name: name)
-        case .invite(let room, let user): .invite(room, user)
-        case .revokeInvite(let room, let user): .revokeInvite(room, user)
-        case .remove(let room, let user): .remove(room, user)
-        case .edit(let room, let message, let text): .edit(room, message, text: text)
-        case .delete(let room, let message): .delete(room, message)
         case .typing, .members, .myGroups, .history: nil
         }
     }
@@ -97,7 +86,7 @@ enum ChatRequest: Sendable, Equatable {
             }
         }
         guard let group, let room = RoomID(group), let message, clientID.map(ClientMessageIDs.mayBeSentByClients) ?? true else { return nil }
-        return .send(room, text: message, created: created.0, createdText: created.1, username: username, clientID: clientID)
+        return .perform(.send(room, text: message, createdMs: created.0, createdText: created.1, clientID: clientID), username: username)
     }
 
     /// Parses event `name` with `arguments` (the first is the payload object).
@@ -113,24 +102,25 @@ enum ChatRequest: Sendable, Equatable {
             let (created, createdText) = try payload.created()
             let clientID = try payload.optionalString("client_id")
             if !fromStandby { try checkClientID(clientID) }
-            return .send(try payload.room(), text: try payload.string("message"), created: created, createdText: createdText,
-                         username: try payload.optionalString("username"), clientID: clientID)
+            return .perform(.send(try payload.room(), text: try payload.string("message"), createdMs: created, createdText: createdText,
+                                  clientID: clientID), username: try payload.optionalString("username"))
         case "user-typing":
             return .typing(try payload.room(), username: try payload.optionalString("username"))
         case "leave-group":
             return .leave(try payload.room(), username: try payload.optionalString("username"))
         case "create-group":
-            return .create(try payload.room(), isPrivate: try payload.optionalBool("private") ?? false, name: try payload.optionalString("name"))
+            return .perform(.create(try payload.room(), isPrivate: try payload.optionalBool("private") ?? false, name: try payload.optionalString("name")),
+                            username: nil)
         case "invite":
-            return .invite(try payload.room(), try payload.user())
+            return .perform(.invite(try payload.room(), try payload.user()), username: nil)
         case "revoke-invite":
-            return .revokeInvite(try payload.room(), try payload.user())
+            return .perform(.revokeInvite(try payload.room(), try payload.user()), username: nil)
         case "remove-member":
-            return .remove(try payload.room(), try payload.user())
+            return .perform(.remove(try payload.room(), try payload.user()), username: nil)
         case "edit-message":
-            return .edit(try payload.room(), MessageID(try payload.offset("id")), text: try payload.string("message"))
+            return .perform(.edit(try payload.room(), MessageID(try payload.offset("id")), text: try payload.string("message")), username: nil)
         case "delete-message":
-            return .delete(try payload.room(), MessageID(try payload.offset("id")))
+            return .perform(.delete(try payload.room(), MessageID(try payload.offset("id"))), username: nil)
         case "members":
             return .members(try payload.room())
         case "my-groups":

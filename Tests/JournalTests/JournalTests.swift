@@ -101,7 +101,6 @@ import Testing
         await #expect(throws: JournalError.self) { try await journal.append(record(0)) }
     }
 
-
     /// A write that fails while the encoder waits to hand over its next group (a full disk
     /// under load) once left the hand-off's semaphore below its initial count, and libdispatch
     /// trapped when the closed journal was released (SIGILL on stop after a full disk).
@@ -199,27 +198,5 @@ import Testing
         let batches = try journal.read(from: Offset(15), maxBytes: 1)
         #expect(batches.count == 1 && batches[0].baseOffset == Offset(10))
         await journal.close()
-    }
-}
-
-@Suite struct DurabilityTests {
-    @Test(arguments: [Durability.everyBatch, .interval(.milliseconds(5)), .none])
-    func everyPolicyAcknowledgesAppendsAndKeepsThemAcrossReopen(durability: Durability) async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let journal = try Journal.open(directory: directory.path, configuration: smallConfiguration(durability: durability), logger: .quiet)
-        for n in 0..<50 {
-            #expect(try await journal.append(record(n)) == Offset(UInt64(n)))
-            if n % 10 == 0 { try await Task.sleep(for: .milliseconds(7)) }  // let interval syncs fire
-        }
-        await journal.close()
-        let reopened = try Journal.open(directory: directory.path, configuration: smallConfiguration(durability: durability), logger: .quiet)
-        #expect(try readAll(reopened).map { string($0.payload) } == (0..<50).map { string(record($0)) })
-        await reopened.close()
-    }
-
-    @Test func durabilityPolicyIsDescribedForTheLogs() {
-        #expect(Durability.everyBatch.description == "fsync every batch")
-        #expect(Durability.none.description.contains("may be lost"))
     }
 }
