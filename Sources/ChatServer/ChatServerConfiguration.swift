@@ -1,5 +1,6 @@
 import ChatModel
 import Journal
+import Projections
 
 /// Everything `chatlog serve` is told: where the journal is, where to listen, who may connect,
 /// and the limits. `validate()` checks it at start-up, before the journal is opened.
@@ -115,8 +116,9 @@ public struct ChatServerLimits: Sendable, Equatable {
     /// `user-typing` signals per connection and room: at most one per this interval; more are
     /// dropped silently (they are ephemeral).
     public var typingInterval: Duration = .milliseconds(250)
-    /// Messages in one `history` page (and the default page: `historyPageDefault`).
-    public var historyPageMax = 200
+    /// Messages in one `history` page (and the default page: `historyPageDefault`); at most
+    /// what History reads in one query (`HistoryProjection.pageLimitMax`).
+    public var historyPageMax = HistoryProjection.pageLimitMax
     public var historyPageDefault = 50
     /// Socket.IO sessions connected (authenticated) at once; new handshakes get 503 while
     /// this many are open.
@@ -169,6 +171,9 @@ public struct ChatServerLimits: Sendable, Equatable {
         }
         guard eventsPerSecond > 0, eventsPerSecond.isFinite else {
             throw .configuration("limit eventsPerSecond must be above 0, got \(eventsPerSecond)")
+        }
+        guard historyPageMax <= HistoryProjection.pageLimitMax else {
+            throw .configuration("historyPageMax (\(historyPageMax)) exceeds what History reads in one query (\(HistoryProjection.pageLimitMax))")
         }
         guard historyPageDefault <= historyPageMax else {
             throw .configuration("historyPageDefault (\(historyPageDefault)) exceeds historyPageMax (\(historyPageMax))")

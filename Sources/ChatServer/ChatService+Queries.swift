@@ -83,7 +83,7 @@ extension ChatService {
             return .failure(ChatFailure(.rule(.notMember), "only members may read the history of the private room \(room)"))
         }
         let size = limit ?? limits.historyPageDefault
-        let sizeMax = min(limits.historyPageMax, HistoryProjection.pageLimitMax)
+        let sizeMax = limits.historyPageMax
         guard (1...sizeMax).contains(size) else { return .failure(.invalid("limit must be 1 to \(sizeMax)")) }
         if case .failure(let failure) = await historyWriter.caughtUp(to: live.position) { return .failure(failure) }
         do {

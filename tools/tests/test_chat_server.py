@@ -186,6 +186,24 @@ def test_a_resend_with_the_same_client_id_is_acknowledged_again_and_broadcast_on
     assert too_long["error"]["code"] == "invalid_client_message_id"
 
 
+def test_a_client_id_with_the_servers_prefix_is_refused_and_never_echoed(server, clients):
+    # FORMAT.md §5: "chatlog:" starts the ids the server makes up for sends without one.
+    alice = clients(server.url, "alice")
+    bob = clients(server.url, "bob")
+    alice.call("join-group", {"group": "g"})
+    bob.call("join-group", {"group": "g"})
+    claimed = alice.call("send-group-message", {"group": "g", "message": "mine", "created": 1, "client_id": "chatlog:x"})
+    assert claimed["error"]["code"] == "invalid_payload" and "chatlog:" in claimed["error"]["message"]
+    # Without an id the message is journaled under a made-up one, which clients are never shown.
+    plain = alice.call("send-group-message", {"group": "g", "message": "plain", "created": 2})
+    assert plain["ok"] and "client_id" not in plain
+    bob.wait_for("send-group-message", 1)
+    assert [m["message"] for m in bob.received("send-group-message")] == ["plain"]
+    assert "client_id" not in bob.received("send-group-message")[0]
+    page = alice.call("history", {"group": "g"})
+    assert [m["message"] for m in page["messages"]] == ["plain"] and "client_id" not in page["messages"][0]
+
+
 def test_bad_payloads_get_invalid_payload_and_the_connection_goes_on(server, clients):
     alice = clients(server.url, "alice")
     alice.call("join-group", {"group": "g"})

@@ -143,6 +143,9 @@ def test_bad_input_is_refused_with_the_documented_statuses(server):
     error_of(api(server, "POST", "/api/rooms/general/messages", json={"message": "x", "client_id": "c" * 65}), 400,
              "invalid_client_message_id")
     error_of(api(server, "POST", "/api/rooms/general/messages", json={"message": "x" * 70_000}), 413, "payload_too_large")
+    # The prefix of the ids the server makes up (FORMAT.md §5) is not the client's to send.
+    error_of(api(server, "POST", "/api/rooms/general/messages", json={"message": "x", "client_id": "chatlog:x"}), 400,
+             "invalid_payload")
     wrong_type = api(server, "POST", "/api/rooms", data="group=x", headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert 400 <= wrong_type.status_code < 500 and wrong_type.json()["error"]["code"] == "invalid_payload"
     assert requests.get(server.url + "/api/nothing-here", timeout=5).status_code == 404
