@@ -27,7 +27,7 @@ public final class Journal: Sendable {
     let state: Mutex<State>
     /// Wakes the encoder thread; signalled only when it is asleep (see `State.encoderSleeping`).
     let encoderWakeup = DispatchSemaphore(value: 0)
-    /// The hand-off between the encoder and writer threads (see `Journal+Writer.swift`).
+    /// The hand-off between the encoder and writer threads (see `Journal+Encoder.swift` and `Journal+Writer.swift`).
     let handoff = Handoff()
     /// Held open for the journal's lifetime; closing it releases the `flock`.
     let lockFile: FileHandle

@@ -1,0 +1,276 @@
+import NIOCore
+import NIOWebSocket
+
+extension WebSocketConnection {
+    /// The connection's protocol work. Not thread-safe: owned by the channel's event loop and
+    /// only touched there (the connection reaches it through a `NIOLoopBound`).
+    final class FrameHandler: ChannelDuplexHandler, RemovableChannelHandler {
+        typealias InboundIn = WebSocketFrame
+        typealias OutboundIn = WebSocketFrame
+        typealias OutboundOut = WebSocketFrame
+
+        let inbound: Inbound
+        let configuration: WebSocketHTTPChannel.Configuration
+        private var context: ChannelHandlerContext?
+        private var fragments: ByteBuffer?
+        private var fragmentOpcode: WebSocketOpcode?
+        /// No more messages are read (the client closed, or broke the protocol).
+        private var stopped = false
+        private var closeSent = false
+        private var readPaused = false
+        private var readPending = false
+        /// Writes the writer's queue (`startWriting`).
+        var drain: ((FrameHandler) -> Void)?
+        private var waitingForWritability = false
+        /// The frame encoder's place in the pipeline: frames encoded beforehand are written
+        /// from there, past the encoder, straight to the socket.
+        private var encoderContext: ChannelHandlerContext?
+
+        init(inbound: Inbound, configuration: WebSocketHTTPChannel.Configuration) {
+            self.inbound = inbound
+            self.configuration = configuration
+        }
+
+        /// Still in the pipeline of an open channel (where `channelInactive` will come).
+        var isOpen: Bool { context?.channel.isActive ?? false }
+
+        func handlerAdded(context: ChannelHandlerContext) {
+            self.context = context
+            encoderContext = try? context.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
+        }
+
+        func handlerRemoved(context: ChannelHandlerContext) {
+            self.context = nil
+            drain = nil
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            stopped = true
+            drain = nil
+            inbound.end(nil)
+            context.fireChannelInactive()
+        }
+
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            // The client shut its side without a close frame (the server channel allows half
+            // closure): nothing more will come, so the connection ends here. Left open, it
+            // would stay in CLOSE_WAIT and keep its session forever.
+            if case .inputClosed? = event as? ChannelEvent {
+                stopped = true
+                inbound.end(nil)
+                context.close(promise: nil)
+            }
+            context.fireUserInboundEventTriggered(event)
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            // Decoder errors were answered by NIO's protocol error handler; any error ends the
+            // connection, and the task's messages end with it (the task logs it).
+            stopped = true
+            inbound.end(error)
+            context.close(promise: nil)
+        }
+
+        func channelWritabilityChanged(context: ChannelHandlerContext) {
+            if context.channel.isWritable {
+                if waitingForWritability {
+                    waitingForWritability = false
+                    drainQueue()
+                }
+                readIfPending()
+            }
+            context.fireChannelWritabilityChanged()
+        }
+
+        // MARK: Reading
+
+        /// Reads are held while messages wait for the task past the limit, and while the
+        /// socket is not writable: a client that does not read what it is sent (pongs, close
+        /// frames, the replies to its events) is not read either, so what it makes the server
+        /// write stays bounded.
+        func read(context: ChannelHandlerContext) {
+            if readPaused || !context.channel.isWritable { readPending = true } else { context.read() }
+        }
+
+        func resumeReading() {
+            readPaused = false
+            readIfPending()
+        }
+
+        private func readIfPending() {
+            guard readPending, !readPaused, let context, context.channel.isWritable else { return }
+            readPending = false
+            context.read()
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            guard !stopped else { return }
+            let frame = unwrapInboundIn(data)
+            guard frame.maskKey != nil else { return fail(.protocolError, "unmasked client frame") }
+            guard !frame.rsv1, !frame.rsv2, !frame.rsv3 else { return fail(.protocolError, "reserved bits set") }
+            switch frame.opcode {
+            case .ping:
+                guard !closeSent else { return }
+                context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
+            case .pong:
+                return
+            case .connectionClose:
+                // Answer with the client's code (RFC 6455 §5.5.1), unless we closed first; then
+                // the handshake is over and the TCP connection ends.
+                stopped = true
+                inbound.end(nil)
+                var data = frame.unmaskedData
+                closeNow(Self.answer(toClose: &data))
+            case .text, .binary, .continuation:
+                if frame.opcode == .continuation {
+                    guard fragmentOpcode != nil else { return fail(.protocolError, "continuation without a first fragment") }
+                } else {
+                    guard fragmentOpcode == nil else { return fail(.protocolError, "new message inside a fragmented one") }
+                    fragmentOpcode = frame.opcode
+                }
+                var data = frame.unmaskedData
+                guard (fragments?.readableBytes ?? 0) + data.readableBytes <= configuration.messageBytesMax else {
+                    return fail(.messageTooLarge, "message over \(configuration.messageBytesMax) bytes")
+                }
+                guard frame.fin else {
+                    if fragments == nil { fragments = context.channel.allocator.buffer(capacity: data.readableBytes * 2) }
+                    fragments?.writeBuffer(&data)
+                    return
+                }
+                let whole: ByteBuffer
+                if var buffered = fragments {
+                    buffered.writeBuffer(&data)
+                    whole = buffered
+                    fragments = nil
+                } else {
+                    whole = data
+                }
+                let opcode = fragmentOpcode
+                fragmentOpcode = nil
+                let message: Message
+                if opcode == .binary {
+                    message = .binary(Array(whole.readableBytesView))
+                } else {
+                    guard let text = whole.readableBytesView.withContiguousStorageIfAvailable({ String(validating: $0, as: UTF8.self) })
+                            ?? String(validating: Array(whole.readableBytesView), as: UTF8.self)
+                    else { return fail(.dataInconsistentWithMessage, "text that is not UTF-8") }
+                    message = .text(text)
+                }
+                if inbound.append(message) { readPaused = true }
+            default:
+                fail(.protocolError, "reserved opcode \(frame.opcode)")
+            }
+        }
+
+        /// Closes the connection with `code`; the task's messages end with the violation.
+        private func fail(_ code: WebSocketErrorCode, _ reason: String) {
+            stopped = true
+            inbound.end(ProtocolViolation(code: code, reason: reason))
+            closeNow(code)
+        }
+
+        /// The code that answers a client's close frame: its own when it is one a client may
+        /// send (RFC 6455 §7.4), 1002 (protocol error) for a reserved or unassigned code (999,
+        /// 1005, 1006, 1015, 2000...), a one-byte body or a reason that is not UTF-8.
+        static func answer(toClose data: inout ByteBuffer) -> WebSocketErrorCode {
+            guard data.readableBytes > 0 else { return .normalClosure }
+            guard let code = data.readInteger(endianness: .big, as: UInt16.self) else { return .protocolError }
+            let sendable = (1000...1003).contains(code) || (1007...1011).contains(code) || (3000...4999).contains(code)
+            guard sendable, String(validating: data.readableBytesView, as: UTF8.self) != nil else { return .protocolError }
+            return WebSocketErrorCode(codeNumber: Int(code))
+        }
+
+        /// Sends a close frame with `code` (unless one was sent) and drops the TCP connection
+        /// once it is written, without waiting for an answer.
+        private func closeNow(_ code: WebSocketErrorCode) {
+            let sent = sendClose(code)
+            guard let channel = context?.channel else { return }
+            (sent ?? channel.eventLoop.makeSucceededVoidFuture()).whenComplete { _ in channel.close(promise: nil) }
+        }
+
+        // MARK: Writing
+
+        /// Sends a close frame with `code` unless one was sent; returns its write. The
+        /// connection is dropped if still open `closeTimeout` later.
+        @discardableResult
+        func sendClose(_ code: WebSocketErrorCode) -> EventLoopFuture<Void>? {
+            guard !closeSent, let context else { return nil }
+            closeSent = true
+            var data = context.channel.allocator.buffer(capacity: 2)
+            data.write(webSocketErrorCode: code)
+            let written = context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
+            let channel = context.channel
+            context.eventLoop.scheduleTask(in: TimeAmount(configuration.closeTimeout)) { channel.close(promise: nil) }
+            return written
+        }
+
+        func drainQueue() {
+            drain?(self)
+        }
+
+        /// Takes everything queued and writes it with one flush (a `written` item flushes what
+        /// precedes it first); waits for writability rather than buffer without bound. Takes
+        /// until the queue is empty, so that an end that came while a wake-up was pending is
+        /// seen.
+        func write<Item>(from queue: OutboundQueue<Item>, _ outgoing: (Item) -> Outgoing?) {
+            guard let context else { return }
+            var unflushed = false
+            defer { if unflushed { context.flush() } }
+            while !closeSent {
+                // A client that stopped reading is dropped, not waited for: its socket may
+                // never become writable again.
+                if queue.isAborted {
+                    closeNow(.policyViolation)
+                    return
+                }
+                guard context.channel.isWritable else {
+                    waitingForWritability = true
+                    return
+                }
+                switch queue.take() {
+                case .items(let items):
+                    for item in items {
+                        switch outgoing(item) {
+                        case .message(let message)?:
+                            context.write(wrapOutboundOut(frame(message, allocator: context.channel.allocator)), promise: nil)
+                            unflushed = true
+                        case .encoded(let frame)?:
+                            if let encoderContext {
+                                encoderContext.write(NIOAny(frame.bytes), promise: nil)
+                            } else {
+                                let payload = frame.bytes.getSlice(at: frame.bytes.readerIndex + frame.headerBytes,
+                                                                   length: frame.bytes.readableBytes - frame.headerBytes) ?? ByteBuffer()
+                                context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: payload)), promise: nil)
+                            }
+                            unflushed = true
+                        case .written(let callback)?:
+                            if unflushed { context.flush() }
+                            unflushed = false
+                            callback()
+                        case nil:
+                            continue
+                        }
+                    }
+                case .empty:
+                    return
+                case .finished:
+                    if unflushed { context.flush() }
+                    unflushed = false
+                    sendClose(.normalClosure)
+                    return
+                }
+            }
+        }
+
+        private func frame(_ message: Message, allocator: ByteBufferAllocator) -> WebSocketFrame {
+            switch message {
+            case .text(let text):
+                var buffer = allocator.buffer(capacity: text.utf8.count)
+                buffer.writeString(text)
+                return WebSocketFrame(fin: true, opcode: .text, data: buffer)
+            case .binary(let bytes):
+                return WebSocketFrame(fin: true, opcode: .binary, data: allocator.buffer(bytes: bytes))
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import AsyncHTTPClient
+import Foundation
+import Journal
+import NIOCore
+
+/// One request to a running node's replication or admin route, with the replication secret:
+/// a client made for it and shut down after it, whatever happens.
+enum ReplicationRequest {
+    /// The answer's status and body (at most `bodyBytesMax` bytes); a GET, or with `post` a POST.
+    static func send(_ url: String, post: Bool = false, secret: ReplicationSecret, timeout: Duration,
+                     bodyBytesMax: Int = 1 << 20) async throws -> (status: UInt, body: ByteBuffer) {
+        let client = ReplicationProtocol.makeClient()
+        do {
+            var request = HTTPClientRequest(url: url)
+            if post { request.method = .POST }
+            request.headers.add(name: "Authorization", value: secret.authorization)
+            let response = try await client.execute(request, timeout: .seconds(timeout.components.seconds))
+            let body = try await response.body.collect(upTo: bodyBytesMax)
+            try await client.shutdown()
+            return (response.status.code, body)
+        } catch {
+            try? await client.shutdown()
+            throw error
+        }
+    }
+
+    /// `server` without a trailing slash, to append a path to.
+    static func base(_ server: String) -> String {
+        server.hasSuffix("/") ? String(server.dropLast()) : server
+    }
+}
+
+extension ReplicationStatus {
+    /// Asks a running server for its replication status (`GET /api/replication`, with the
+    /// replication secret).
+    public static func fetch(server: String, secret: ReplicationSecret) async throws -> ReplicationStatus {
+        let url = ReplicationRequest.base(server) + "/api/replication"
+        let (status, body) = try await ReplicationRequest.send(url, secret: secret, timeout: .seconds(10))
+        guard status == 200 else {
+            throw ReplicationError.badResponse("\(url) answered \(status): \(String(buffer: body))")
+        }
+        return try ReplicationJSON.decoder.decode(ReplicationStatus.self, from: Data(body.readableBytesView))
+    }
+
+    /// Promotes a running standby (`POST /api/promote`); returns its answer, one line of JSON.
+    public static func promote(server: String, secret: ReplicationSecret) async throws -> String {
+        let url = ReplicationRequest.base(server) + "/api/promote"
+        let (status, body) = try await ReplicationRequest.send(url, post: true, secret: secret, timeout: .seconds(60))
+        guard status == 200 else {
+            throw ReplicationError.badResponse("\(url) answered \(status): \(String(buffer: body))")
+        }
+        return String(buffer: body)
+    }
+}
+
+extension ReplicationFollower {
+    /// The leader's room state for seeding an empty standby (`GET /replication/v1/snapshot`):
+    /// the snapshot file's bytes (FORMAT.md §9) and the offset the standby's journal starts at.
+    public static func snapshot(configuration: Configuration) async throws -> (snapshot: ByteBuffer, journalStart: Offset) {
+        var (status, body) = try await ReplicationRequest.send(
+            configuration.leaderURL + ReplicationProtocol.snapshotPath, secret: configuration.secret, timeout: .seconds(60),
+            bodyBytesMax: 1 << 30)
+        guard status == 200, let start = body.readInteger(endianness: .little, as: UInt64.self) else {
+            throw ReplicationError.badResponse("\(ReplicationProtocol.snapshotPath) answered \(status): \(String(buffer: body))")
+        }
+        return (body, Offset(start))
+    }
+}
