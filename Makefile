@@ -28,7 +28,7 @@ run: release
 test:
 	@tools/ensure-deps.sh --python
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	CHATLOG_REQUIRE_ETCD=1 $(SWIFT) test --skip-build
 	CHATLOG=.build/debug/chatlog .venv/bin/python -m pytest -q tools/tests
 	tools/fuzz.sh 20
 

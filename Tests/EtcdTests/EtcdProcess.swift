@@ -1,0 +1,109 @@
+import Etcd
+import Foundation
+import Logging
+import Testing
+
+/// A real etcd (Debian's etcd-server) on free loopback ports with a data directory of its own,
+/// for one test: started, waited for, and killed and removed by `stop()`.
+final class EtcdProcess: @unchecked Sendable {
+    /// etcd's binary on PATH, if installed.
+    static let binary: String? = {
+        for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
+            let path = "\(directory)/etcd"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }()
+
+    /// Whether the etcd tests run: etcd is installed, or `CHATLOG_REQUIRE_ETCD=1` (as in
+    /// `make test`) makes its absence a failure rather than a skip.
+    static let enabled = binary != nil || ProcessInfo.processInfo.environment["CHATLOG_REQUIRE_ETCD"] == "1"
+
+    let process = Process()
+    let dataDirectory: String
+    let clientPort: Int
+    var url: String { "http://127.0.0.1:\(clientPort)" }
+
+    init() throws {
+        guard let binary = Self.binary else { throw EtcdTestError("etcd is not installed (apt-get install etcd-server)") }
+        dataDirectory = NSTemporaryDirectory() + "chatlog-etcd-\(UUID().uuidString)"
+        clientPort = try freePort()
+        let peerPort = try freePort()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = [
+            "--name", "test", "--data-dir", dataDirectory,
+            "--listen-client-urls", url, "--advertise-client-urls", url,
+            "--listen-peer-urls", "http://127.0.0.1:\(peerPort)",
+            "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPort)",
+            "--initial-cluster", "test=http://127.0.0.1:\(peerPort)",
+            "--log-level", "error",
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+    }
+
+    /// A client of this etcd, and a task running its connections.
+    func client(requestTimeout: Duration = .seconds(2)) throws -> EtcdClient {
+        try EtcdClient(endpoints: EtcdEndpoints(url), requestTimeout: requestTimeout, logger: Logger(label: "etcd-test"))
+    }
+
+    /// Waits until etcd answers a read (at most 20 s).
+    func waitUntilReady(_ client: EtcdClient) async throws {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while true {
+            do {
+                _ = try await client.get("chatlog-test-ready")
+                return
+            } catch {
+                guard ContinuousClock.now < deadline, process.isRunning else { throw EtcdTestError("etcd did not start: \(error)") }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    func stop() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(atPath: dataDirectory)
+    }
+}
+
+struct EtcdTestError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A loopback TCP port nothing listens on right now.
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw EtcdTestError("socket: \(errno)") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+            bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+        }
+    }
+    guard bound else { throw EtcdTestError("bind: \(errno)") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Runs `body` with a fresh etcd and a running client of it; stops both afterwards.
+func withEtcd(_ body: (EtcdProcess, EtcdClient) async throws -> Void) async throws {
+    let etcd = try EtcdProcess()
+    defer { etcd.stop() }
+    let client = try etcd.client()
+    try await withThrowingTaskGroup { group in
+        group.addTask { await client.run() }
+        defer { client.close() }
+        try await etcd.waitUntilReady(client)
+        try await body(etcd, client)
+    }
+}
