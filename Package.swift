@@ -149,6 +149,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Cluster mode's coordination through etcd: registration, leader election with epochs,
+        // the in-sync set, and the lease that fences a leader (docs/CLUSTER.md).
+        .target(
+            name: "Cluster",
+            dependencies: ["Etcd", .product(name: "Logging", package: "swift-log")]
+        ),
         // A minimal WebSocket client for the WebSocket benchmark and the live tests.
         .target(
             name: "LoopbackWebSocket",
@@ -251,9 +257,19 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // Starts a real etcd for a test (Debian's etcd-server).
+        .target(
+            name: "EtcdTestSupport",
+            dependencies: ["Etcd", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/EtcdTestSupport"
+        ),
         .testTarget(
             name: "EtcdTests",
-            dependencies: ["Etcd", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Etcd", "EtcdTestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "ClusterTests",
+            dependencies: ["Cluster", "Etcd", "EtcdTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "ProjectionsTests",

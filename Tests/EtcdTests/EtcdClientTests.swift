@@ -1,4 +1,5 @@
 import Etcd
+import EtcdTestSupport
 import Foundation
 import Logging
 import Testing

@@ -1,13 +1,12 @@
 import Etcd
 import Foundation
 import Logging
-import Testing
 
 /// A real etcd (Debian's etcd-server) on free loopback ports with a data directory of its own,
 /// for one test: started, waited for, and killed and removed by `stop()`.
-final class EtcdProcess: @unchecked Sendable {
+public final class EtcdProcess: @unchecked Sendable {
     /// etcd's binary on PATH, if installed.
-    static let binary: String? = {
+    public static let binary: String? = {
         for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
             let path = "\(directory)/etcd"
             if FileManager.default.isExecutableFile(atPath: path) { return path }
@@ -17,14 +16,14 @@ final class EtcdProcess: @unchecked Sendable {
 
     /// Whether the etcd tests run: etcd is installed, or `CHATLOG_REQUIRE_ETCD=1` (as in
     /// `make test`) makes its absence a failure rather than a skip.
-    static let enabled = binary != nil || ProcessInfo.processInfo.environment["CHATLOG_REQUIRE_ETCD"] == "1"
+    public static let enabled = binary != nil || ProcessInfo.processInfo.environment["CHATLOG_REQUIRE_ETCD"] == "1"
 
     let process = Process()
     let dataDirectory: String
-    let clientPort: Int
-    var url: String { "http://127.0.0.1:\(clientPort)" }
+    public let clientPort: Int
+    public var url: String { "http://127.0.0.1:\(clientPort)" }
 
-    init() throws {
+    public init() throws {
         guard let binary = Self.binary else { throw EtcdTestError("etcd is not installed (apt-get install etcd-server)") }
         dataDirectory = NSTemporaryDirectory() + "chatlog-etcd-\(UUID().uuidString)"
         clientPort = try freePort()
@@ -43,13 +42,13 @@ final class EtcdProcess: @unchecked Sendable {
         try process.run()
     }
 
-    /// A client of this etcd, and a task running its connections.
-    func client(requestTimeout: Duration = .seconds(2)) throws -> EtcdClient {
+    /// A client of this etcd (run it: `withEtcd` does).
+    public func client(requestTimeout: Duration = .seconds(2)) throws -> EtcdClient {
         try EtcdClient(endpoints: EtcdEndpoints(url), requestTimeout: requestTimeout, logger: Logger(label: "etcd-test"))
     }
 
     /// Waits until etcd answers a read (at most 20 s).
-    func waitUntilReady(_ client: EtcdClient) async throws {
+    public func waitUntilReady(_ client: EtcdClient) async throws {
         let deadline = ContinuousClock.now + .seconds(20)
         while true {
             do {
@@ -62,7 +61,7 @@ final class EtcdProcess: @unchecked Sendable {
         }
     }
 
-    func stop() {
+    public func stop() {
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
@@ -71,13 +70,13 @@ final class EtcdProcess: @unchecked Sendable {
     }
 }
 
-struct EtcdTestError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct EtcdTestError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// A loopback TCP port nothing listens on right now.
-func freePort() throws -> Int {
+public func freePort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw EtcdTestError("socket: \(errno)") }
     defer { close(fd) }
@@ -96,7 +95,7 @@ func freePort() throws -> Int {
 }
 
 /// Runs `body` with a fresh etcd and a running client of it; stops both afterwards.
-func withEtcd(_ body: (EtcdProcess, EtcdClient) async throws -> Void) async throws {
+public func withEtcd(_ body: (EtcdProcess, EtcdClient) async throws -> Void) async throws {
     let etcd = try EtcdProcess()
     defer { etcd.stop() }
     let client = try etcd.client()
