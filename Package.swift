@@ -196,6 +196,8 @@ let package = Package(
                 "ChatServer",
                 "ChatlogBench",
                 "Replication",
+                "Cluster",
+                "Etcd",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

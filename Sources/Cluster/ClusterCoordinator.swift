@@ -82,10 +82,7 @@ public final class ClusterCoordinator: Sendable {
             return .led(by: current.record)
         }
         let epochKey = try await call { try await $0.get(keys.epoch) }
-        let lastEpoch = try epochKey.map { kv throws(ClusterError) -> UInt32 in
-            guard let value = UInt32(kv.value) else { throw .corrupt("\(kv.key) holds \(kv.value.prefix(40)), not an epoch") }
-            return value
-        } ?? 0
+        let lastEpoch = try ClusterJSON.epoch(epochKey)
         let set = try await inSyncSet()
         if let set, !set.set.members.contains(node) { return .ineligible(set.set) }
         let base = max(lastEpoch, localEpoch)

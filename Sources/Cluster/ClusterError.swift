@@ -3,6 +3,8 @@ import Etcd
 /// Why a node cannot take part in its cluster, in words an operator can act on.
 public enum ClusterError: Error, Sendable, Equatable, CustomStringConvertible {
     case badName(String)
+    /// etcd holds no cluster of this name.
+    case notFound(String)
     /// Another running node has registered the same name.
     case duplicateNode(String)
     /// The journal belongs to another cluster (its id differs from the cluster's in etcd).
@@ -16,6 +18,7 @@ public enum ClusterError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .badName(let why): why
+        case .notFound(let cluster): "etcd holds no cluster called \(cluster) (no node of it has started)"
         case .duplicateNode(let name): "another running node is already called \(name) in this cluster; give each node its own --node"
         case .wrongCluster(let journal, let etcd):
             "this journal belongs to cluster id \(journal), but the cluster in etcd has id \(etcd): a second cluster with the same name, or the wrong --journal"

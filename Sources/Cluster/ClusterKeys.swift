@@ -1,3 +1,4 @@
+import Etcd
 import Foundation
 
 /// Where a cluster keeps its state in etcd: every key under `/chatlog/<cluster>/`.
@@ -75,6 +76,13 @@ public struct NodeRecord: Codable, Sendable, Equatable {
 }
 
 enum ClusterJSON {
+    /// The `epoch` key's value (0 when the key does not exist).
+    static func epoch(_ kv: EtcdKeyValue?) throws(ClusterError) -> UInt32 {
+        guard let kv else { return 0 }
+        guard let value = UInt32(kv.value) else { throw .corrupt("\(kv.key) holds \(kv.value.prefix(40)), not an epoch") }
+        return value
+    }
+
     static func encode(_ value: some Encodable) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys

@@ -105,6 +105,21 @@ public final class EtcdClient: Sendable {
         for member in members { member.grpc.beginGracefulShutdown() }
     }
 
+    /// Runs `body` with a client of `endpoints` whose connections run meanwhile, and closes it.
+    public static func with<T: Sendable>(
+        endpoints: EtcdEndpoints,
+        requestTimeout: Duration = .seconds(2),
+        logger: Logger,
+        _ body: (EtcdClient) async throws -> T
+    ) async throws -> T {
+        let client = try EtcdClient(endpoints: endpoints, requestTimeout: requestTimeout, logger: logger)
+        return try await withThrowingTaskGroup { group in
+            group.addTask { await client.run() }
+            defer { client.close() }
+            return try await body(client)
+        }
+    }
+
     /// Call options for one request: a deadline, and no waiting for a connection that is not up.
     var unaryOptions: CallOptions {
         var options = CallOptions.defaults
