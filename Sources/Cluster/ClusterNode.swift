@@ -48,15 +48,16 @@ public final class ClusterNode: Sendable {
     }
 
     /// Takes part until cancelled, calling `onChange` with each new role, in order.
-    /// - Throws: `.duplicateNode` when another running node has this node's name; other etcd
-    ///   failures are retried (a lease lost is replaced by a new one).
+    /// - Throws: `.duplicateNode` when another running node has this node's name,
+    ///   `.leaseTTLBelowMinimum` for a TTL etcd would lengthen; etcd failures are retried (a
+    ///   lease lost is replaced by a new one).
     public func run(_ onChange: @escaping @Sendable (ClusterRole) async -> Void) async throws(ClusterError) {
         while !Task.isCancelled {
             let keeper: LeaseKeeper
             do {
                 keeper = try await LeaseKeeper(etcd: coordinator.etcd, ttl: leaseTTL)
                 try await coordinator.register(lease: keeper.lease.id)
-            } catch let error as ClusterError where error == .duplicateNode(coordinator.node) {
+            } catch where error.isPermanent {
                 throw error
             } catch {
                 logger.warning("cluster: cannot take a lease in etcd; retrying", metadata: ["error": "\(error)"])

@@ -22,9 +22,21 @@ public final class LeaseKeeper: Sendable {
     let validity: Mutex<ContinuousClock.Instant>
 
     /// Grants a lease of `ttl` seconds.
-    public init(etcd: EtcdClient, ttl: Int64) async throws(EtcdError) {
+    /// - Throws: `.leaseTTLBelowMinimum` when etcd lengthened it (it does so below its minimum,
+    ///   about 1.5 election timeouts), after revoking it: the TTL a node runs with is the one
+    ///   its operator chose; `.etcd` when etcd does not answer.
+    public init(etcd: EtcdClient, ttl: Int64) async throws(ClusterError) {
         let sent = ContinuousClock.now
-        let lease = try await etcd.grantLease(ttl: ttl)
+        let lease: EtcdLease
+        do {
+            lease = try await etcd.grantLease(ttl: ttl)
+        } catch {
+            throw .etcd(error)
+        }
+        guard lease.ttl == ttl else {
+            try? await etcd.revoke(lease.id)
+            throw .leaseTTLBelowMinimum(requested: ttl, minimum: lease.ttl)
+        }
         self.etcd = etcd
         self.lease = lease
         let granted = Duration.seconds(lease.ttl)
