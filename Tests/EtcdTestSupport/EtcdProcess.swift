@@ -23,23 +23,55 @@ public final class EtcdProcess: @unchecked Sendable {
     public let clientPort: Int
     public var url: String { "http://127.0.0.1:\(clientPort)" }
 
-    public init() throws {
+    /// A one-member etcd.
+    public convenience init() throws {
+        let member = try Member(name: "test")
+        try self.init(member, cluster: [member])
+    }
+
+    /// The ports of one member of an etcd cluster, picked before any member starts.
+    public struct Member: Sendable {
+        public let name: String
+        public let clientPort: Int
+        public let peerPort: Int
+        public init(name: String) throws {
+            self.name = name
+            clientPort = try freePort()
+            peerPort = try freePort()
+        }
+        var peerURL: String { "http://127.0.0.1:\(peerPort)" }
+    }
+
+    /// Starts `member` of an etcd cluster made of `cluster` (a quorum of them must start).
+    public init(_ member: Member, cluster: [Member]) throws {
         guard let binary = Self.binary else { throw EtcdTestError("etcd is not installed (apt-get install etcd-server)") }
         dataDirectory = NSTemporaryDirectory() + "chatlog-etcd-\(UUID().uuidString)"
-        clientPort = try freePort()
-        let peerPort = try freePort()
+        clientPort = member.clientPort
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = [
-            "--name", "test", "--data-dir", dataDirectory,
+            "--name", member.name, "--data-dir", dataDirectory,
             "--listen-client-urls", url, "--advertise-client-urls", url,
-            "--listen-peer-urls", "http://127.0.0.1:\(peerPort)",
-            "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPort)",
-            "--initial-cluster", "test=http://127.0.0.1:\(peerPort)",
+            "--listen-peer-urls", member.peerURL, "--initial-advertise-peer-urls", member.peerURL,
+            "--initial-cluster", cluster.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ","),
+            "--initial-cluster-token", "chatlog-test-\(cluster[0].peerPort)",
             "--log-level", "error",
         ]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
+    }
+
+    /// Starts a cluster of `count` members.
+    public static func cluster(of count: Int) throws -> [EtcdProcess] {
+        let members = try (1...count).map { try Member(name: "m\($0)") }
+        var started: [EtcdProcess] = []
+        do {
+            for member in members { started.append(try EtcdProcess(member, cluster: members)) }
+        } catch {
+            for process in started { process.stop() }
+            throw error
+        }
+        return started
     }
 
     /// A client of this etcd (run it: `withEtcd` does).

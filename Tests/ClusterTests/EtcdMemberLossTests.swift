@@ -1,0 +1,37 @@
+import Cluster
+import Etcd
+import EtcdTestSupport
+import Logging
+import Testing
+
+/// Three etcd members, one killed: nothing visible to the cluster's nodes.
+@Suite(.enabled(if: EtcdProcess.enabled, "etcd is not installed (apt-get install etcd-server)"), .serialized)
+struct EtcdMemberLossTests {
+    @Test func aLeaderKeepsItsLeadershipAndLeaseWhenOneOfThreeEtcdMembersDies() async throws {
+        let members = try EtcdProcess.cluster(of: 3)
+        defer { for member in members { member.stop() } }
+        let endpoints = try EtcdEndpoints(members.map(\.url).joined(separator: ","))
+        try await EtcdClient.with(endpoints: endpoints, requestTimeout: .seconds(1), logger: Logger(label: "etcd-test")) { etcd in
+            try await members[0].waitUntilReady(etcd)
+            let coordinator = try ClusterCoordinator(etcd: etcd, cluster: "chat", node: "a", url: "http://a:3000")
+            let node = ClusterNode(coordinator: coordinator, leaseTTL: 3, localEpoch: { 0 }, logger: Logger(label: "cluster-test"))
+            let run = Task { try await node.run { _ in } }
+            defer { run.cancel() }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while node.role != .leader(epoch: 1), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(node.role == .leader(epoch: 1))
+
+            members[0].stop()  // the member the client was talking to
+            // Several TTLs: the lease must be renewed through the other members all along.
+            let watchUntil = ContinuousClock.now + .seconds(7)
+            var lapses = 0
+            while ContinuousClock.now < watchUntil {
+                if !node.mayAcknowledge { lapses += 1 }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(lapses == 0, "the leader stopped acknowledging while etcd had a quorum")
+            #expect(node.role == .leader(epoch: 1))
+            #expect(try await coordinator.leader()?.record.epoch == 1)
+        }
+    }
+}
