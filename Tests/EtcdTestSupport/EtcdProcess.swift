@@ -93,8 +93,15 @@ public final class EtcdProcess: @unchecked Sendable {
         }
     }
 
+    /// Pauses etcd (SIGSTOP): it holds its connections but answers nothing, as when cut off.
+    public func pause() { kill(process.processIdentifier, SIGSTOP) }
+
+    /// Resumes a paused etcd (SIGCONT).
+    public func resume() { kill(process.processIdentifier, SIGCONT) }
+
     public func stop() {
         if process.isRunning {
+            kill(process.processIdentifier, SIGCONT)
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
         }
