@@ -28,6 +28,10 @@ public final class ClusterNode: Sendable {
     /// How long to wait before trying again after etcd did not answer.
     static let retryDelay: Duration = .milliseconds(200)
 
+    /// How long a name held under another lease may be a crashed incarnation's: its TTL (the
+    /// same `--lease-ttl`) and a second for etcd's expiry to run.
+    static func staleNameWait(_ ttl: Int64) -> Duration { .seconds(ttl) + .seconds(1) }
+
     public init(coordinator: ClusterCoordinator, leaseTTL: Int64, localEpoch: @escaping @Sendable () -> UInt32, logger: Logger) {
         self.coordinator = coordinator
         self.leaseTTL = leaseTTL
@@ -48,19 +52,43 @@ public final class ClusterNode: Sendable {
     }
 
     /// Takes part until cancelled, calling `onChange` with each new role, in order.
-    /// - Throws: `.duplicateNode` when another running node has this node's name,
+    /// - Throws: `.duplicateNode` when another running node has this node's name (held under
+    ///   another lease for longer than the TTL and a second: a name left by this node's own
+    ///   crashed incarnation goes within that time, and the node then starts),
     ///   `.leaseTTLBelowMinimum` for a TTL etcd would lengthen; etcd failures are retried (a
     ///   lease lost is replaced by a new one).
     public func run(_ onChange: @escaping @Sendable (ClusterRole) async -> Void) async throws(ClusterError) {
+        // Since when this node's name has been held under another lease.
+        var nameHeldSince: ContinuousClock.Instant?
         while !Task.isCancelled {
             let keeper: LeaseKeeper
             do {
                 keeper = try await LeaseKeeper(etcd: coordinator.etcd, ttl: leaseTTL)
-                try await coordinator.register(lease: keeper.lease.id)
             } catch where error.isPermanent {
                 throw error
             } catch {
                 logger.warning("cluster: cannot take a lease in etcd; retrying", metadata: ["error": "\(error)"])
+                do { try await Task.sleep(for: Self.retryDelay) } catch { return }
+                continue
+            }
+            do {
+                try await coordinator.register(lease: keeper.lease.id)
+                nameHeldSince = nil
+            } catch {
+                try? await keeper.revoke()
+                if case .duplicateNode = error {
+                    // This node restarted after a crash: its old incarnation's keys go within
+                    // their lease's TTL. A running node with the name keeps them longer.
+                    let since = nameHeldSince ?? .now
+                    nameHeldSince = since
+                    guard since.duration(to: .now) <= Self.staleNameWait(leaseTTL) else { throw error }
+                    logger.notice("cluster: this node's name is held under another lease; waiting for it to expire",
+                                  metadata: ["cluster.node": "\(coordinator.node)"])
+                } else if error.isPermanent {
+                    throw error
+                } else {
+                    logger.warning("cluster: cannot register in etcd; retrying", metadata: ["error": "\(error)"])
+                }
                 do { try await Task.sleep(for: Self.retryDelay) } catch { return }
                 continue
             }

@@ -79,3 +79,21 @@ struct ClusterNodeTests {
         }
     }
 }
+
+extension ClusterNodeTests {
+    @Test func aNodeRestartedAfterACrashWaitsForItsOldLeaseToExpireAndLeadsAgain() async throws {
+        try await withEtcd { _, etcd in
+            // The crashed incarnation: its name and leadership on a lease nobody renews.
+            let old = try await etcd.grantLease(ttl: 2)
+            let crashed = try ClusterCoordinator(etcd: etcd, cluster: "chat", node: "a", url: "http://a:3000")
+            try await crashed.register(lease: old.id)
+            #expect(try await crashed.campaign(lease: old.id, localEpoch: 0) == .won(epoch: 1))
+
+            let restarted = try node(etcd, "a")
+            let run = Task { try await restarted.run { _ in } }
+            defer { run.cancel() }
+            try await eventually("the restarted node leads under a new epoch") { restarted.role == .leader(epoch: 2) }
+            #expect(restarted.mayAcknowledge)
+        }
+    }
+}
