@@ -144,4 +144,14 @@ struct ClusterCoordinatorTests {
             }
         }
     }
+
+    @Test func noEpochIsGrantedPastTheLargestABatchCarries() async throws {
+        try await withEtcd { _, etcd in
+            let lease = try await etcd.grantLease(ttl: 10)
+            await #expect(throws: ClusterError.epochExhausted) {
+                try await coordinator(etcd, "a").campaign(lease: lease.id, localEpoch: .max)
+            }
+            #expect(try await etcd.get("/chatlog/chat/leader") == nil)
+        }
+    }
 }

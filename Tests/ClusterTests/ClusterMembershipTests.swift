@@ -22,6 +22,15 @@ struct ClusterMembershipTests {
         #expect(!FileManager.default.fileExists(atPath: path + "/cluster.tmp"))
     }
 
+    @Test func aFileThatCannotBeWrittenIsAnError() {
+        #expect {
+            try ClusterMembership(cluster: "chat", id: "id-1").write(directory: "/nonexistent-\(UUID().uuidString)")
+        } throws: { error in
+            if case .io(let why)? = error as? ClusterError { return why.contains("cannot create") }
+            return false
+        }
+    }
+
     @Test(arguments: ["", "cluster chat\n", "cluster chat\nid x", "name chat\nid x\n", "cluster chat\nid x\nmore\n",
                       String(repeating: "x", count: 600)])
     func aDamagedFileIsNamed(_ content: String) throws {

@@ -16,28 +16,16 @@ struct ClusterNodeTests {
         return ClusterNode(coordinator: coordinator, leaseTTL: 2, localEpoch: { 0 }, logger: Logger(label: "cluster-test"))
     }
 
-    /// Waits (at most 10 s) until `condition` holds.
-    func eventually(_ what: Comment, _ condition: () async -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while await !condition() {
-            guard ContinuousClock.now < deadline else {
-                Issue.record("never: \(what)")
-                return
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-    }
-
     @Test func oneOfTwoNodesLeadsAndTheOtherTakesOverWhenItStops() async throws {
         try await withEtcd { _, etcd in
             let a = try node(etcd, "a"), b = try node(etcd, "b")
             let rolesA = Roles(), rolesB = Roles()
             let runA = Task { try await a.run { await rolesA.add($0) } }
-            try await eventually("a leads") { a.role == .leader(epoch: 1) }
+            try await waitFor("a leads") { a.role == .leader(epoch: 1) }
             #expect(a.mayAcknowledge)
             let runB = Task { try await b.run { await rolesB.add($0) } }
             defer { runB.cancel() }
-            try await eventually("b follows a") { b.role == .follower(LeaderRecord(node: "a", url: "http://a:3000", epoch: 1)) }
+            try await waitFor("b follows a") { b.role == .follower(LeaderRecord(node: "a", url: "http://a:3000", epoch: 1)) }
             #expect(!b.mayAcknowledge)
             // b joins the in-sync set (the leader's job, once b has caught up).
             #expect(try await a.coordinator.setInSyncSet(["a", "b"], epoch: 1))
@@ -45,7 +33,7 @@ struct ClusterNodeTests {
             let stopped = ContinuousClock.now
             runA.cancel()
             _ = await runA.result
-            try await eventually("b leads under a new epoch") { b.role == .leader(epoch: 2) }
+            try await waitFor("b leads under a new epoch") { b.role == .leader(epoch: 2) }
             // A clean stop revokes the lease: no waiting for its TTL.
             #expect(stopped.duration(to: .now) < .seconds(2))
             #expect(b.mayAcknowledge && !a.mayAcknowledge)
@@ -60,10 +48,10 @@ struct ClusterNodeTests {
             let roles = Roles()
             let run = Task { try await a.run { await roles.add($0) } }
             defer { run.cancel() }
-            try await eventually("a leads") { a.role == .leader(epoch: 1) }
+            try await waitFor("a leads") { a.role == .leader(epoch: 1) }
             let lease = try #require(try await a.coordinator.leader()?.key.lease)
             try await etcd.revoke(lease)  // as if etcd had expired it
-            try await eventually("a leads again") { a.role == .leader(epoch: 2) }
+            try await waitFor("a leads again") { a.role == .leader(epoch: 2) }
             #expect(await roles.seen == [.leader(epoch: 1), .leaderless, .leader(epoch: 2)])
             #expect(a.mayAcknowledge)
         }
@@ -74,7 +62,7 @@ struct ClusterNodeTests {
             let first = try node(etcd, "a"), second = try node(etcd, "a")
             let run = Task { try await first.run { _ in } }
             defer { run.cancel() }
-            try await eventually("the first leads") { first.role == .leader(epoch: 1) }
+            try await waitFor("the first leads") { first.role == .leader(epoch: 1) }
             await #expect(throws: ClusterError.duplicateNode("a")) { try await second.run { _ in } }
         }
     }
@@ -92,7 +80,7 @@ extension ClusterNodeTests {
             let restarted = try node(etcd, "a")
             let run = Task { try await restarted.run { _ in } }
             defer { run.cancel() }
-            try await eventually("the restarted node leads under a new epoch") { restarted.role == .leader(epoch: 2) }
+            try await waitFor("the restarted node leads under a new epoch") { restarted.role == .leader(epoch: 2) }
             #expect(restarted.mayAcknowledge)
         }
     }

@@ -16,17 +16,17 @@ struct EtcdDownTests {
                 let node = ClusterNode(coordinator: coordinator, leaseTTL: 2, localEpoch: { 0 }, logger: Logger(label: "cluster-test"))
                 let run = Task { try await node.run { _ in } }
                 defer { run.cancel() }
-                try await waitFor(within: .seconds(10)) { node.mayAcknowledge }
+                try await waitFor("a leads") { node.mayAcknowledge }
                 #expect(node.role == .leader(epoch: 1))
 
                 etcdProcess.pause()
                 let paused = ContinuousClock.now
-                try await waitFor(within: .seconds(5)) { !node.mayAcknowledge }
+                try await waitFor("a stops acknowledging", within: .seconds(5)) { !node.mayAcknowledge }
                 // It stopped before the lease's TTL had passed since the pause began.
                 #expect(paused.duration(to: .now) < .seconds(2))
 
                 etcdProcess.resume()
-                try await waitFor(within: .seconds(15)) { node.mayAcknowledge }
+                try await waitFor("a acknowledges again", within: .seconds(15)) { node.mayAcknowledge }
                 guard case .leader(let epoch) = node.role else {
                     Issue.record("not leading after etcd came back: \(node.role)")
                     return
@@ -35,17 +35,5 @@ struct EtcdDownTests {
                 #expect(try await coordinator.leader()?.record == LeaderRecord(node: "a", url: "http://a:3000", epoch: epoch))
             }
         }
-    }
-}
-
-/// Waits until `condition` holds; records an issue if it does not within `limit`.
-func waitFor(within limit: Duration, _ condition: () -> Bool) async throws {
-    let deadline = ContinuousClock.now + limit
-    while !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("condition not met within \(limit)")
-            return
-        }
-        try await Task.sleep(for: .milliseconds(20))
     }
 }

@@ -17,9 +17,7 @@ struct EtcdMemberLossTests {
             let node = ClusterNode(coordinator: coordinator, leaseTTL: 3, localEpoch: { 0 }, logger: Logger(label: "cluster-test"))
             let run = Task { try await node.run { _ in } }
             defer { run.cancel() }
-            let deadline = ContinuousClock.now + .seconds(10)
-            while node.role != .leader(epoch: 1), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-            #expect(node.role == .leader(epoch: 1))
+            try await waitFor("a leads") { node.role == .leader(epoch: 1) }
 
             members[0].stop()  // the member the client was talking to
             // Several TTLs: the lease must be renewed through the other members all along.

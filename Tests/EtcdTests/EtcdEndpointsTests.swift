@@ -1,4 +1,5 @@
 import Etcd
+import Logging
 import Testing
 
 struct EtcdEndpointsTests {
@@ -17,5 +18,11 @@ struct EtcdEndpointsTests {
     @Test func tooManyMembersAreRefused() {
         let list = (1...10).map { "http://etcd-\($0):2379" }.joined(separator: ",")
         #expect(throws: EtcdError.self) { try EtcdEndpoints(list) }
+    }
+
+    @Test func httpsToEtcdIsRefusedUntilItIsSupported() throws {
+        #expect(throws: EtcdError.self) {
+            try EtcdClient(endpoints: EtcdEndpoints("https://127.0.0.1:2379"), logger: Logger(label: "etcd-test"))
+        }
     }
 }
