@@ -101,6 +101,8 @@ let package = Package(
                 "HummingbirdSocketIO",
                 "Replication",
                 "ChatAPI",
+                "Cluster",
+                "Etcd",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

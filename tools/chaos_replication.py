@@ -89,6 +89,9 @@ class Sender(threading.Thread):
         super().__init__(daemon=True)
         self.cluster, self.index, self.stop, self.rng = cluster, index, stop, rng
         self.acked = []  # (n, id)
+        # (when the first send of the acknowledged message began, when its ack came
+        # (time.monotonic()), its id)
+        self.ack_times = []
         self.client = None
         self.errors = 0
 
@@ -101,9 +104,11 @@ class Sender(threading.Thread):
         self.client = Client(self.cluster.url(name), f"sender{self.index}", transports=["websocket"])
 
     def run(self):
-        n = 0
+        n, first_attempt = 0, None
         while not self.stop.is_set():
             client_id = f"s{self.index}-{n}"
+            if first_attempt is None:
+                first_attempt = time.monotonic()
             try:
                 if self.client is None or not self.client.sio.connected:
                     self.connect()
@@ -117,7 +122,9 @@ class Sender(threading.Thread):
                 continue
             if answer.get("ok"):
                 self.acked.append((n, answer["id"]))
+                self.ack_times.append((first_attempt, time.monotonic(), answer["id"]))
                 n += 1
+                first_attempt = None
             else:
                 self.errors += 1
                 time.sleep(0.05)  # unavailable or not_leader: the leader changes; resend the same id
@@ -137,6 +144,7 @@ class Reader(threading.Thread):
         self.cluster, self.index, self.stop, self.rng = cluster, index, stop, rng
         self.ids = []
         self.resumes = 0
+        self.resume_points = []  # (node, after) of each resume
 
     def run(self):
         client, consumed = None, 0
@@ -156,11 +164,13 @@ class Reader(threading.Thread):
                     if not nodes:
                         time.sleep(0.1)
                         continue
-                    candidate = Client(self.cluster.url(self.rng.choice(nodes)), f"reader{self.index}", transports=["websocket"])
+                    node = self.rng.choice(nodes)
+                    candidate = Client(self.cluster.url(node), f"reader{self.index}", transports=["websocket"])
                     payload = {"group": ROOM}
                     if self.ids:
                         payload["after"] = self.ids[-1]
                         self.resumes += 1
+                        self.resume_points.append((node, self.ids[-1]))
                     if candidate.call("join-group", payload, timeout=10).get("ok"):
                         client = candidate
                     else:
@@ -204,6 +214,57 @@ def journal_messages(chatlog: str, directory: Path) -> list[dict]:
         if event.get("type") == "message_sent" and event.get("room") == ROOM:
             messages.append(event)
     return messages
+
+
+def verify(chatlog: str, leader_dir: Path, standbys: list[Path], senders: list["Sender"], readers: list["Reader"]):
+    """The checks on the final journals: returns (problems, the room's messages, how many were acknowledged).
+
+    Every acknowledged message is in the leader's journal exactly once with its acknowledged id,
+    each sender's ids increase, every reader's ids are a gapless, duplicate-free run of the room's,
+    and each standby's segment files are the leader's byte for byte."""
+    messages = journal_messages(chatlog, leader_dir)
+    problems = []
+    for standby in standbys:
+        if segment_files(leader_dir) != segment_files(standby):
+            problems.append(f"{standby.name}'s segment files differ from the leader's")
+    by_client_id = {}
+    for message in messages:
+        by_client_id.setdefault(message["client_message_id"], []).append(message["offset"])
+    acked_total = 0
+    for sender in senders:
+        previous = -1
+        for n, ident in sender.acked:
+            acked_total += 1
+            offsets = by_client_id.get(f"s{sender.index}-{n}", [])
+            if offsets != [ident]:
+                problems.append(f"sender {sender.index} message {n}: acknowledged as {ident}, in the journal at {offsets}")
+            if ident <= previous:
+                problems.append(f"sender {sender.index} message {n}: id {ident} not after {previous}")
+            previous = ident
+    duplicates = [cid for cid, offsets in by_client_id.items() if len(offsets) > 1]
+    if duplicates:
+        problems.append(f"client ids in the journal more than once: {duplicates[:5]}")
+    room_ids = [m["offset"] for m in messages]
+    position = {ident: i for i, ident in enumerate(room_ids)}
+    for reader in readers:
+        ids = reader.ids
+        if len(ids) != len(set(ids)):
+            seen, twice = set(), []
+            for i in ids:
+                if i in seen:
+                    twice.append(i)
+                seen.add(i)
+            problems.append(f"reader {reader.index}: {len(twice)} duplicates (first {twice[:5]}; resumes at {reader.resume_points[:10]})")
+        if not ids:
+            continue
+        if any(i not in position for i in ids):
+            problems.append(f"reader {reader.index}: saw ids the final journal does not have: {[i for i in ids if i not in position][:5]}")
+            continue
+        expected = room_ids[position[ids[0]]:position[ids[-1]] + 1]
+        if ids != expected:
+            missing = sorted(set(expected) - set(ids))
+            problems.append(f"reader {reader.index}: {len(missing)} gaps (first {missing[:5]}), order {'ok' if ids == sorted(ids) else 'broken'}")
+    return problems, messages, acked_total
 
 
 def main() -> int:
@@ -270,43 +331,7 @@ def main() -> int:
         server = cluster.nodes[name]
         if server.process.poll() is None:
             server.stop()
-    leader_dir = work / cluster.leader_name
-    messages = journal_messages(chatlog, leader_dir)
-    problems = []
-    if segment_files(leader_dir) != segment_files(work / standby_name):
-        problems.append("the standby's segment files differ from the leader's")
-    by_client_id = {}
-    for message in messages:
-        by_client_id.setdefault(message["client_message_id"], []).append(message["offset"])
-    acked_total = 0
-    for sender in senders:
-        previous = -1
-        for n, ident in sender.acked:
-            acked_total += 1
-            offsets = by_client_id.get(f"s{sender.index}-{n}", [])
-            if offsets != [ident]:
-                problems.append(f"sender {sender.index} message {n}: acknowledged as {ident}, in the journal at {offsets}")
-            if ident <= previous:
-                problems.append(f"sender {sender.index} message {n}: id {ident} not after {previous}")
-            previous = ident
-    duplicates = [cid for cid, offsets in by_client_id.items() if len(offsets) > 1]
-    if duplicates:
-        problems.append(f"client ids in the journal more than once: {duplicates[:5]}")
-    room_ids = [m["offset"] for m in messages]
-    position = {ident: i for i, ident in enumerate(room_ids)}
-    for reader in readers:
-        ids = reader.ids
-        if len(ids) != len(set(ids)):
-            problems.append(f"reader {reader.index}: duplicates")
-        if not ids:
-            continue
-        if any(i not in position for i in ids):
-            problems.append(f"reader {reader.index}: saw ids the final journal does not have: {[i for i in ids if i not in position][:5]}")
-            continue
-        expected = room_ids[position[ids[0]]:position[ids[-1]] + 1]
-        if ids != expected:
-            missing = sorted(set(expected) - set(ids))
-            problems.append(f"reader {reader.index}: {len(missing)} gaps (first {missing[:5]}), order {'ok' if ids == sorted(ids) else 'broken'}")
+    problems, messages, acked_total = verify(chatlog, work / cluster.leader_name, [work / standby_name], senders, readers)
     print(f"chaos: {acked_total} messages acknowledged, {len(messages)} in the final journal, "
           f"{sum(len(r.ids) for r in readers)} deliveries to {len(readers)} readers ({sum(r.resumes for r in readers)} resumes), "
           f"{len(failovers)} failovers (promotion + restart {', '.join(f'{d:.1f}s' for d, _ in failovers)})")

@@ -65,6 +65,39 @@ public enum ChatServer {
         journalConfiguration.retention = Retention(totalBytesMax: configuration.retentionBytesMax)
         journalConfiguration.recordBytesMax = 64 << 10
         journalConfiguration.failWritesAfterBytes = configuration.failJournalWritesAfterBytes
+        let context = StackContext(identity: identity, replicationSecret: replicationSecret, started: started, logger: logger,
+                                   signals: signals, onReady: onReady, cluster: nil)
+        if let cluster = configuration.cluster {
+            try await ClusterServer.run(configuration, settings: cluster, logger: logger, signals: signals) { [journalConfiguration] stackConfiguration, stack in
+                var stackContext = context
+                stackContext.started = .now
+                stackContext.signals = []  // the cluster driver handles them
+                stackContext.cluster = stack
+                try await runStack(stackConfiguration, journalConfiguration: journalConfiguration, stackContext)
+            }
+        } else {
+            try await runStack(configuration, journalConfiguration: journalConfiguration, context)
+        }
+    }
+
+    /// What a serving stack is given besides its configuration and journal.
+    struct StackContext: Sendable {
+        var identity: Identity
+        var replicationSecret: ReplicationSecret?
+        var started: ContinuousClock.Instant
+        var logger: Logger
+        /// The signals that stop it (none in cluster mode, where the driver stops it).
+        var signals: [UnixSignal]
+        var onReady: @Sendable (Int) async -> Void
+        /// Cluster mode: the stack's role and its link to the cluster driver.
+        var cluster: ClusterStack?
+    }
+
+    /// Opens the journal (a standby first cutting what its leader never had) and serves it
+    /// until stopped; in cluster mode, once per role (`ClusterServer`).
+    private static func runStack(_ configuration: ChatServerConfiguration, journalConfiguration: JournalConfiguration,
+                                 _ context: StackContext) async throws {
+        let (logger, cluster, replicationSecret) = (context.logger, context.cluster, context.replicationSecret)
         if let url = configuration.standbyOf, let replicationSecret {
             try await cutDivergentTail(configuration, leaderURL: url, secret: replicationSecret,
                                        journalConfiguration: journalConfiguration, logger: logger)
@@ -74,72 +107,22 @@ public enum ChatServer {
         // A standby's journal takes only its leader's batches.
         if configuration.standbyOf != nil { journal.setFollowing(true) }
         do {
-            try await serve(configuration, journal: journal, identity: identity, replicationSecret: replicationSecret,
-                            started: started, logger: logger, signals: signals, onReady: onReady)
+            // A cluster's leader writes under the epoch etcd granted it.
+            if let cluster, case .leader(let epoch) = cluster.startRole, journal.leaderEpochs.current < epoch {
+                try journal.beginEpoch(epoch)
+            }
+            try await serve(configuration, journal: journal, context)
         } catch {
             await journal.close()
             throw error
         }
         await journal.close()
-        logger.notice("chatlog stopped", metadata: ["journal.offset": "\(journal.committedOffset)"])
+        logger.notice(cluster == nil ? "chatlog stopped" : "serving stack stopped", metadata: ["journal.offset": "\(journal.committedOffset)"])
     }
 
-    /// A standby (a former leader, or a standby ahead of a newly promoted one) may hold records
-    /// its leader never had. Before it serves, it asks its leader where its last epoch ended
-    /// there and cuts its journal back to that point (the cut bytes kept as `.broken` copies),
-    /// and drops its projections, which may hold the cut events: they are rebuilt from the
-    /// journal. A leader that cannot be asked now is asked by every fetch later (`diverged`).
-    private static func cutDivergentTail(_ configuration: ChatServerConfiguration, leaderURL: String, secret: ReplicationSecret,
-                                         journalConfiguration: JournalConfiguration, logger: Logger) async throws {
-        let follower = ReplicationFollower.Configuration(leaderURL: leaderURL, secret: secret, name: configuration.standbyName)
-        var cut = false
-        // Each cut goes back at least one batch; a journal that agrees with its leader nowhere
-        // ends empty.
-        while true {
-            let journal = try Journal.open(directory: configuration.journalDirectory, configuration: journalConfiguration, logger: logger)
-            let end = journal.committedOffset
-            let empty = end == .zero && journal.earliestOffset == .zero
-            let last: BatchHeader?
-            let agreement: ReplicationFollower.Agreement
-            do {
-                last = try journal.lastBatchHeader()
-                agreement = await ReplicationFollower.agreement(configuration: follower, end: end, last: last, logger: logger)
-                if case .agrees(let epoch) = agreement { try journal.noteSeenEpoch(epoch) }
-            } catch {
-                await journal.close()
-                throw error
-            }
-            await journal.close()
-            if try await Seeding.seedIfNeeded(configuration, follower: follower, agreement: agreement, journalIsEmpty: empty, logger: logger) {
-                return
-            }
-            guard case .diverged(let cutTo) = agreement, cutTo < end else { break }
-            if let tail = try Journal.truncate(directory: configuration.journalDirectory, to: cutTo, roundingDown: true, logger: logger) {
-                logger.warning("journal cut back to where it agrees with its leader", metadata: [
-                    "journal.cut_from": "\(tail.from)", "journal.cut_to": "\(tail.to)", "replication.leader": "\(leaderURL)",
-                ])
-            }
-            cut = true
-        }
-        guard cut else { return }
-        let paths = ProjectionPaths(journalDirectory: configuration.journalDirectory)
-        for path in [paths.roomStateSnapshot, paths.history, paths.history + "-wal", paths.history + "-shm"]
-        where FileManager.default.fileExists(atPath: path) {
-            try FileManager.default.removeItem(atPath: path)
-        }
-        logger.warning("projections dropped after the cut; rebuilding them from the journal")
-    }
-
-    private static func serve(
-        _ configuration: ChatServerConfiguration,
-        journal: Journal,
-        identity: Identity,
-        replicationSecret: ReplicationSecret?,
-        started: ContinuousClock.Instant,
-        logger: Logger,
-        signals: [UnixSignal],
-        onReady: @escaping @Sendable (Int) async -> Void
-    ) async throws {
+    private static func serve(_ configuration: ChatServerConfiguration, journal: Journal, _ context: StackContext) async throws {
+        let (identity, replicationSecret, logger, cluster) = (context.identity, context.replicationSecret, context.logger, context.cluster)
+        let (started, signals, onReady) = (context.started, context.signals, context.onReady)
         let paths = ProjectionPaths(journalDirectory: configuration.journalDirectory)
         let runner = try ProjectionRunner(journal: journal, paths: paths, limits: configuration.chatLimits, logger: logger)
         var lastProgress = ContinuousClock.now
@@ -166,11 +149,16 @@ public enum ChatServer {
         // A leader answers its standbys' fetches and, with synchronous replicas, commits only
         // what they have made durable; a standby becomes one when promoted. A leader that
         // learns of a newer epoch takes no more writes (fencing).
+        let mayAcknowledge: @Sendable () -> Bool = if let node = cluster?.node { { node.mayAcknowledge } } else { { true } }
         let replicationLeader = ReplicationLeader(
             journal: journal, secret: replicationSecret, role: configuration.standbyOf.map { .following($0) } ?? .leading,
             syncReplicas: configuration.syncReplicas,
-            onFenced: { epoch in decider.followLeader("the leader of epoch \(epoch) (this node was fenced)") }, logger: logger)
-        let commit = CommitPoint(journal: journal, replication: configuration.syncReplicas > 0 ? replicationLeader : nil)
+            onFenced: { epoch in decider.followLeader("the leader of epoch \(epoch) (this node was fenced)") },
+            mayAcknowledge: mayAcknowledge, logger: logger)
+        // A cluster's leader commits under the in-sync rule from its first event.
+        if let cluster { replicationLeader.useInSyncSet(cluster.inSync) }
+        let waitsForStandbys = configuration.syncReplicas > 0 || cluster != nil
+        let commit = CommitPoint(journal: journal, replication: waitsForStandbys ? replicationLeader : nil)
 
         var socketConfiguration = SocketIOServer.Configuration()
         socketConfiguration.engine.maxPayload = limits.maxPayloadBytes
@@ -190,8 +178,18 @@ public enum ChatServer {
         // A standby follows its leader and, unless read-only, forwards its clients' commands.
         let follower: ReplicationFollower? = configuration.standbyOf.flatMap { url in
             replicationSecret.map { secret in
-                ReplicationFollower(configuration: .init(leaderURL: url, secret: secret, name: configuration.standbyName),
-                                    journal: journal, logger: logger)
+                var follow = ReplicationFollower.Configuration(leaderURL: url, secret: secret, name: configuration.standbyName)
+                if let cluster {
+                    // What the journal holds now the start-up applied; beyond it, only what the
+                    // leader says is committed (so no reader sees what a failover may remove).
+                    replicationLeader.followCommitPoint(from: journal.committedOffset)
+                    follow.onLeaderCommitted = { replicationLeader.leaderCommitted($0) }
+                    follow.leaderMayChange = true
+                    follow.onDiverged = { cut in
+                        Task { await cluster.restart("the leader says this journal diverged from offset \(cut) on") }
+                    }
+                }
+                return ReplicationFollower(configuration: follow, journal: journal, logger: logger)
             }
         }
         let forwarder = configuration.readOnly ? nil : follower.map { Forwarder(follower: $0, journal: journal, timeout: configuration.forwardTimeout, logger: logger) }
@@ -233,7 +231,7 @@ public enum ChatServer {
             return json(status)
         }
         let promotion = Promotion(journal: journal, decider: decider, live: live, leader: replicationLeader, follower: follower,
-                                  logger: logger)
+                                  clusterMode: cluster != nil, logger: logger)
         router.post("/api/promote") { request, _ in await promotion.handle(request) }
         router.get(RouterPath(ReplicationProtocol.snapshotPath)) { request, _ in
             Seeding.handle(request, leader: replicationLeader, journal: journal, live: live)
@@ -275,10 +273,14 @@ public enum ChatServer {
         // Started in this order, stopped in the reverse.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: historyWriter), .init(service: tailer)]
         if let follower { services.append(.init(service: follower, successTerminationBehavior: .ignore)) }
-        if configuration.syncReplicas > 0 {
+        if let cluster, let settings = configuration.cluster {
+            services.append(.init(service: InSyncKeeper(leader: replicationLeader, node: cluster.node, syncReplicas: configuration.syncReplicas,
+                                                        lagTimeout: settings.lagTimeout, logger: logger)))
+        }
+        if waitsForStandbys {
             services.append(.init(service: ReplicationTimeouts(live: live, socketIO: socketIO, leader: replicationLeader,
                                                                timeout: configuration.syncTimeout,
-                                                               syncReplicas: configuration.syncReplicas)))
+                                                               syncReplicas: configuration.syncReplicas, inSyncSet: cluster != nil)))
         }
         services += [
             .init(service: promotion),
@@ -297,7 +299,9 @@ public enum ChatServer {
         // A client can hold an HTTP connection open (a request it never finishes, a WebSocket
         // that never answers the close): past this, what is still stopping is cancelled.
         groupConfiguration.maximumGracefulShutdownDuration = Drain.commitWait + .seconds(5)
-        try await ServiceGroup(configuration: groupConfiguration).run()
+        let group = ServiceGroup(configuration: groupConfiguration)
+        await cluster?.attach(group: group, promotion: promotion, leader: replicationLeader)
+        try await group.run()
 
         // Everything committed has been applied: save the state the next start loads.
         let (state, position) = live.snapshot()

@@ -36,6 +36,8 @@ public struct ChatServerConfiguration: Sendable {
     public var standbyOf: String?
     /// A standby's name in its leader's status.
     public var standbyName = "standby"
+    /// Cluster mode (`--etcd`): leadership through etcd, each node following whoever leads.
+    public var cluster: ClusterSettings?
     /// A standby that refuses commands (`not_leader`) instead of forwarding them to its leader.
     public var readOnly = false
     /// How often a long start-up catch-up of the projections logs its progress.
@@ -75,6 +77,7 @@ public struct ChatServerConfiguration: Sendable {
     public func validate() throws(ChatServerError) {
         guard (0...65_535).contains(port) else { throw .configuration("--port must be 0 to 65535, got \(port)") }
         do { try chatLimits.validate() } catch { throw .configuration(error.description) }
+        try cluster?.validate(self)
         if let leader = standbyOf {
             guard leader.hasPrefix("http://"), leader.count > 7 else {
                 throw .configuration("--standby-of must be the leader's http://HOST:PORT, got \(leader)")

@@ -34,8 +34,12 @@ final class Promotion: Service, Sendable {
     /// Between two tries to fence the old leader: from the first, doubling, to the last.
     static let fenceRetryDelays: ClosedRange<Duration> = .milliseconds(500) ... .seconds(5)
 
+    /// In a cluster, leadership moves through etcd: `POST /api/promote` is refused.
+    let clusterMode: Bool
+
     init(journal: Journal, decider: Decider, live: LiveRooms, leader: ReplicationLeader, follower: ReplicationFollower?,
-         logger: Logger) {
+         clusterMode: Bool = false, logger: Logger) {
+        self.clusterMode = clusterMode
         self.journal = journal
         self.decider = decider
         self.live = live
@@ -53,45 +57,78 @@ final class Promotion: Service, Sendable {
 
     func handle(_ request: Request) async -> Response {
         if let refusal = leader.refusal(of: request) { return refusal }
+        if clusterMode {
+            return ChatServer.error(.conflict, "cluster_mode",
+                                    "this node is in a cluster: leadership moves through etcd (`chatlog cluster status` shows who leads), not by promotion")
+        }
         guard case .following(let oldLeader) = leader.role, let follower else {
             return ChatServer.error(.conflict, "not_standby", "this node is not a standby (it is \(leader.status().role))")
         }
-        guard busy.withLock({ busy in defer { busy = true }; return !busy }) else {
-            return ChatServer.error(.conflict, "in_progress", "a promotion is under way")
+        let end: Offset
+        let epoch: UInt32
+        switch await takeOver(epoch: nil, inSync: nil) {
+        case .success(let promoted): (epoch, end) = promoted
+        case .failure(let failure): return failure.response
         }
-        defer { busy.withLock { $0 = false } }
-        // A standby seeded from its leader's room state leads only once its journal reaches it.
-        guard journal.committedOffset >= live.position else {
-            return ChatServer.error(.conflict, "not_caught_up",
-                                    "this standby's journal ends at \(journal.committedOffset), before the room state it was seeded with (\(live.position)); let it catch up first")
-        }
-        logger.notice("promotion: stopping replication from the old leader", metadata: ["replication.leader": "\(oldLeader)"])
-        await follower.stop()
-        let end = journal.committedOffset
-        let deadline = ContinuousClock.now + .seconds(30)
-        while live.position < end, live.failure == nil, ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(5))
-        }
-        guard live.position >= end else {
-            return ChatServer.error(.serviceUnavailable, "unavailable", "the copied journal could not be applied: \(live.failure ?? "timed out")")
-        }
-
-        let epoch = max(journal.leaderEpochs.current, journal.seenEpoch, follower.leaderEpoch) + 1
-        do {
-            try journal.beginEpoch(epoch)
-        } catch {
-            return ChatServer.error(.internalServerError, "internal", "the new leader epoch could not be recorded: \(error)")
-        }
-        journal.setFollowing(false)
-        decider.lead()
-        leader.lead()
-        logger.notice("promoted: this node leads", metadata: ["replication.epoch": "\(epoch)", "journal.offset": "\(end)"])
         let fenced = await follower.fenceLeader(epoch: epoch)
         if !fenced {
             logger.warning("the old leader could not be told; telling it again until it answers", metadata: ["replication.leader": "\(oldLeader)"])
             unfenced.withLock { $0 = epoch }
         }
         return ChatServer.json(Answer(role: "leader", epoch: epoch, offset: end.value, oldLeaderFenced: fenced))
+    }
+
+    /// Why a standby could not take over.
+    struct Failure: Error {
+        let response: Response
+    }
+
+    /// Makes this standby the leader: stops copying, waits until what was copied is applied,
+    /// begins `epoch` (nil: one above any this node or its leader used; in a cluster, the
+    /// epoch etcd granted), and takes commands. With `inSync` (a cluster), commits wait for
+    /// those members of the in-sync set from the first one.
+    /// - Returns: the epoch and the journal's end where it began.
+    func takeOver(epoch: UInt32?, inSync: Set<String>?) async -> Result<(UInt32, Offset), Failure> {
+        guard case .following(let oldLeader) = leader.role, let follower else {
+            return .failure(Failure(response: ChatServer.error(.conflict, "not_standby", "this node is not a standby (it is \(leader.status().role))")))
+        }
+        guard busy.withLock({ busy in defer { busy = true }; return !busy }) else {
+            return .failure(Failure(response: ChatServer.error(.conflict, "in_progress", "a promotion is under way")))
+        }
+        defer { busy.withLock { $0 = false } }
+        // A standby seeded from its leader's room state leads only once its journal reaches it.
+        guard journal.committedOffset >= live.position else {
+            return .failure(Failure(response: ChatServer.error(.conflict, "not_caught_up",
+                                    "this standby's journal ends at \(journal.committedOffset), before the room state it was seeded with (\(live.position)); let it catch up first")))
+        }
+        logger.notice("promotion: stopping replication from the old leader", metadata: ["replication.leader": "\(oldLeader)"])
+        await follower.stop()
+        // Its journal is the truth now: a cluster standby applies what it holds beyond the old
+        // leader's last commit point too.
+        leader.leaderCommitted(Offset(UInt64.max))
+        let end = journal.committedOffset
+        let deadline = ContinuousClock.now + .seconds(30)
+        while live.position < end, live.failure == nil, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        guard live.position >= end else {
+            return .failure(Failure(response: ChatServer.error(.serviceUnavailable, "unavailable",
+                                                               "the copied journal could not be applied: \(live.failure ?? "timed out")")))
+        }
+
+        let epoch = epoch ?? max(journal.leaderEpochs.current, journal.seenEpoch, follower.leaderEpoch) + 1
+        do {
+            try journal.beginEpoch(epoch)
+        } catch {
+            return .failure(Failure(response: ChatServer.error(.internalServerError, "internal",
+                                                               "the new leader epoch could not be recorded: \(error)")))
+        }
+        if let inSync { leader.useInSyncSet(inSync) }
+        journal.setFollowing(false)
+        decider.lead()
+        leader.lead()
+        logger.notice("promoted: this node leads", metadata: ["replication.epoch": "\(epoch)", "journal.offset": "\(end)"])
+        return .success((epoch, end))
     }
 
     /// Tells the old leader of this node's epoch until it has learnt it (see the type's doc).

@@ -11,10 +11,14 @@ final class ReplicationTimeouts: Service {
     let leader: ReplicationLeader
     let timeout: Duration
     let syncReplicas: Int
+    /// Cluster mode: commits wait for the in-sync set's members.
+    let inSyncSet: Bool
     /// How often waiting commands are checked.
     static let interval: Duration = .milliseconds(100)
 
-    init(live: LiveRooms, socketIO: SocketIOServer, leader: ReplicationLeader, timeout: Duration, syncReplicas: Int) {
+    init(live: LiveRooms, socketIO: SocketIOServer, leader: ReplicationLeader, timeout: Duration, syncReplicas: Int,
+         inSyncSet: Bool = false) {
+        self.inSyncSet = inSyncSet
         self.live = live
         self.socketIO = socketIO
         self.leader = leader
@@ -23,7 +27,9 @@ final class ReplicationTimeouts: Service {
     }
 
     func run() async throws {
-        let reason = "not durable on \(syncReplicas) standby\(syncReplicas == 1 ? "" : "s") within \(timeout); it may still commit: resend with the same client_id to learn its id"
+        let standbys = inSyncSet ? "the in-sync set's members (and at least \(syncReplicas) of them)"
+            : "\(syncReplicas) standby\(syncReplicas == 1 ? "" : "s")"
+        let reason = "not durable on \(standbys) within \(timeout); it may still commit: resend with the same client_id to learn its id"
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 try await Task.sleep(for: Self.interval)

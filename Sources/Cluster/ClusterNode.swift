@@ -3,21 +3,28 @@ import Logging
 import Synchronization
 
 /// What a node is in its cluster at a moment.
-public enum ClusterRole: Sendable, Equatable {
+public enum ClusterRole: Sendable, Equatable, CustomStringConvertible {
     /// This node leads under `epoch`.
     case leader(epoch: UInt32)
     /// Another node leads: follow it.
     case follower(LeaderRecord)
     /// Nobody leads and this node may not (it is not in the in-sync set), or its lease was lost.
     case leaderless
+
+    public var description: String {
+        switch self {
+        case .leader(let epoch): "leader of epoch \(epoch)"
+        case .follower(let record): "standby of \(record.node) at \(record.url) (epoch \(record.epoch))"
+        case .leaderless: "leaderless"
+        }
+    }
 }
 
 /// One node taking part in its cluster: it keeps a lease, registers under it, takes leadership
 /// when nobody holds it and it may, and otherwise follows whoever leads, telling its owner
 /// each time its role changes. It reacts to etcd's changes through a watch of the cluster's
 /// keys, so a leader's end (its lease expiring or revoked) starts a campaign at once.
-///
-/// Not yet used by `chatlog serve` (docs/CLUSTER.md says what is left to wire).
+/// `chatlog serve --etcd` runs one (`ClusterServer`).
 public final class ClusterNode: Sendable {
     public let coordinator: ClusterCoordinator
     public let leaseTTL: Int64

@@ -1,6 +1,6 @@
-/// Rules 3 and 4 of docs/CLUSTER.md as pure functions of the leader's view of its standbys:
-/// what may commit, and how the in-sync set should change. The leader writes a changed set
-/// with `ClusterCoordinator.setInSyncSet` and counts only the set etcd holds.
+/// Rule 4 of docs/CLUSTER.md as a pure function of the leader's view of its standbys: how the
+/// in-sync set should change. The server's `InSyncKeeper` applies it (rule 3, what may commit,
+/// is `ReplicationLeader`'s commit point in cluster mode).
 public struct InSyncPolicy: Sendable, Equatable {
     /// What the leader knows of one standby.
     public struct Progress: Sendable, Equatable {
@@ -8,10 +8,15 @@ public struct InSyncPolicy: Sendable, Equatable {
         public var durable: UInt64
         /// The last time its durable offset reached the leader's journal end.
         public var caughtUpAt: ContinuousClock.Instant
+        /// Whether its latest fetch caught up: claimed at least the leader's end when its
+        /// previous fetch began (Kafka's test, which a standby under a steady stream of writes
+        /// passes although it is never exactly at the end).
+        public var caughtUp: Bool
 
-        public init(durable: UInt64, caughtUpAt: ContinuousClock.Instant) {
+        public init(durable: UInt64, caughtUpAt: ContinuousClock.Instant, caughtUp: Bool = false) {
             self.durable = durable
             self.caughtUpAt = caughtUpAt
+            self.caughtUp = caughtUp
         }
     }
 
@@ -26,29 +31,25 @@ public struct InSyncPolicy: Sendable, Equatable {
         self.lagTimeout = lagTimeout
     }
 
-    /// Rule 3: everything below the returned offset may commit: every member of `members` other
-    /// than `leader` has it durable, and there are at least `syncReplicas` of them. nil: the set
-    /// is too small, nothing more may commit until it grows.
-    public func committable(members: [String], leader: String, leaderEnd: UInt64, standbys: [String: Progress]) -> UInt64? {
-        let others = members.filter { $0 != leader }
-        guard others.count >= syncReplicas else { return nil }
-        return others.reduce(leaderEnd) { lowest, name in min(lowest, standbys[name]?.durable ?? 0) }
-    }
-
     /// Rule 4: the set the leader should write, or nil to leave it as it is. A standby joins
-    /// once it holds everything the leader has (so it holds everything committed); a member
-    /// leaves when it has not caught up for `lagTimeout` (until etcd has the smaller set, the
-    /// leader still waits for it). A member the leader has not heard from counts as caught up
-    /// when leadership began (`leadingSince`). The leader is always a member.
+    /// once it holds everything the leader has, or caught up at its latest fetch (the leader
+    /// then admits it before writing the set and writes it only once it holds everything
+    /// committed: `ReplicationLeader.admit`); a member leaves when it has not caught up for
+    /// `lagTimeout` (until etcd has the smaller set, the leader still waits for it), or at once
+    /// when it is behind and `gone` (no longer registered in etcd: its process stopped, as
+    /// Kafka's controller drops a dead broker from the set). A member the leader has not heard
+    /// from counts as caught up when leadership began (`leadingSince`). The leader is always a
+    /// member.
     public func next(members: [String], leader: String, leaderEnd: UInt64, standbys: [String: Progress],
-                     leadingSince: ContinuousClock.Instant, now: ContinuousClock.Instant) -> [String]? {
+                     leadingSince: ContinuousClock.Instant, now: ContinuousClock.Instant,
+                     gone: Set<String> = []) -> [String]? {
         var next = Set(members)
         next.insert(leader)
         for name in Set(members).union(standbys.keys) where name != leader {
             let progress = standbys[name] ?? Progress(durable: 0, caughtUpAt: leadingSince)
-            if progress.durable >= leaderEnd {
+            if progress.durable >= leaderEnd || (progress.caughtUp && !gone.contains(name)) {
                 next.insert(name)
-            } else if progress.caughtUpAt.duration(to: now) > lagTimeout {
+            } else if progress.caughtUpAt.duration(to: now) > lagTimeout || gone.contains(name) {
                 next.remove(name)
             }
         }

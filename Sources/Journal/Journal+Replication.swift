@@ -139,6 +139,13 @@ extension Journal {
 
     static let seenEpochFile = "leader-epoch-seen"
 
+    /// The newest leader epoch a journal directory knows, its own or one its node saw a leader
+    /// at, read without opening the journal (nor taking its lock): what a cluster campaign's
+    /// epoch must exceed. 0 for a directory without either file.
+    public static func newestEpoch(directory: String) throws(JournalError) -> UInt32 {
+        max(try LeaderEpochs.load(directory: directory).current, try loadSeenEpoch(directory: directory))
+    }
+
     static func loadSeenEpoch(directory: String) throws(JournalError) -> UInt32 {
         let path = JournalFiles.join(directory, seenEpochFile)
         guard FileSystem.exists(path) else { return 0 }

@@ -25,6 +25,17 @@ public final class ReplicationFollower: Service, Sendable {
         public var fetchBytes = ReplicationProtocol.fetchBytesDefault
         /// How long the leader may hold a fetch when there is nothing new.
         public var fetchWait: Duration = .seconds(1)
+        /// Cluster mode: leadership moves by itself, so a node that answers `not_leader` or
+        /// `fenced` (a leader just elected that is still taking over, or one just replaced) is
+        /// asked again after the short retry delay, not after `operatorRetry`.
+        public var leaderMayChange = false
+        /// Called when the leader answers `diverged` or `offset_ahead` (this journal holds
+        /// records the leader never had from the given offset): in cluster mode the server restarts its serving
+        /// stack, which cuts the tail before following again.
+        public var onDiverged: (@Sendable (Offset) -> Void)?
+        /// Called with the leader's commit point from every fetch answer (cluster mode: the
+        /// standby commits only below it, `ReplicationLeader.leaderCommitted`).
+        public var onLeaderCommitted: (@Sendable (Offset) -> Void)?
 
         public init(leaderURL: String, secret: ReplicationSecret, name: String) {
             self.leaderURL = leaderURL.hasSuffix("/") ? String(leaderURL.dropLast()) : leaderURL
@@ -38,12 +49,16 @@ public final class ReplicationFollower: Service, Sendable {
     /// The delay after an answer that needs an operator.
     public static let operatorRetry: Duration = .seconds(30)
 
-    public let configuration: Configuration
+    /// What it follows; the leader's URL changes with `repoint(to:)`.
+    public var configuration: Configuration { state.withLock { $0.configuration } }
     let journal: Journal
     let logger: Logger
-    private let state = Mutex(FollowState())
+    private let state: Mutex<FollowState>
 
     struct FollowState {
+        var configuration: Configuration
+        /// `repoint(to:)` was called: the fetch in flight ends and the next goes to the new URL.
+        var repointed = false
         var phase = "connecting"
         var leaderCommitted: Offset?
         var lastError: String?
@@ -63,7 +78,7 @@ public final class ReplicationFollower: Service, Sendable {
     let client = ReplicationProtocol.makeClient()
 
     public init(configuration: Configuration, journal: Journal, logger: Logger) {
-        self.configuration = configuration
+        state = Mutex(FollowState(configuration: configuration))
         self.journal = journal
         self.logger = logger
     }
@@ -98,12 +113,23 @@ public final class ReplicationFollower: Service, Sendable {
         await cancelWhenGracefulShutdown {
             // `stop()` cancels the fetch in flight rather than waiting for it: a paused or cut-off
             // leader would otherwise hold a promotion until the fetch's timeout (30 s and more).
-            // An append in flight is not cancelled: it completes first.
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await self.follow(self.client) }
-                group.addTask { await self.stopRequested() }
-                await group.next()
-                group.cancelAll()
+            // An append in flight is not cancelled: it completes first. `repoint(to:)` ends it
+            // the same way, and following starts over at the new leader.
+            while !Task.isCancelled {
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask { await self.follow(self.client) }
+                    group.addTask { await self.stopRequested() }
+                    await group.next()
+                    group.cancelAll()
+                }
+                let again = self.state.withLock { state in
+                    defer { state.repointed = false }
+                    return state.repointed && !state.stopping
+                }
+                guard again else { break }
+                self.logger.notice("following a new leader", metadata: [
+                    "replication.leader": "\(self.configuration.leaderURL)", "journal.offset": "\(self.journal.nextOffset)",
+                ])
             }
         }
         let waiters = state.withLock { state in
@@ -131,12 +157,28 @@ public final class ReplicationFollower: Service, Sendable {
         }
     }
 
-    /// Returns once `stop()` is called, or the task is cancelled.
+    /// Follows the leader at `url` from now on (cluster mode: etcd named a new leader): the
+    /// fetch in flight is cancelled and the next one goes there. The new leader checks this
+    /// journal's end as every fetch does, and answers `diverged` or `offset_ahead` if it holds
+    /// records the new leader never had (`Configuration.onDiverged`).
+    public func repoint(to url: String) {
+        let watcher = state.withLock { state in
+            state.configuration.leaderURL = url.hasSuffix("/") ? String(url.dropLast()) : url
+            state.repointed = true
+            state.phase = "connecting"
+            state.leaderCommitted = nil
+            defer { state.stopWatcher = nil }
+            return state.stopWatcher
+        }
+        watcher?.resume()
+    }
+
+    /// Returns once `stop()` or `repoint(to:)` is called, or the task is cancelled.
     private func stopRequested() async {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let now = state.withLock { state in
-                    if state.stopping || Task.isCancelled { return true }
+                    if state.stopping || state.repointed || Task.isCancelled { return true }
                     state.stopWatcher = continuation
                     return false
                 }
@@ -171,52 +213,6 @@ public final class ReplicationFollower: Service, Sendable {
         return answer.fenced || answer.epoch >= epoch
     }
 
-    /// What the leader said of a journal's end, asked before a standby serves.
-    public enum Agreement: Sendable, Equatable {
-        /// It agrees (the leader's epoch, from the answer's header).
-        case agrees(leaderEpoch: UInt32)
-        /// The journal holds records the leader never had from this offset on.
-        case diverged(cutTo: Offset)
-        /// The leader no longer retains the journal's end (`out_of_range`).
-        case outOfRange
-        /// The leader could not be asked, or answered something else.
-        case unknown
-    }
-
-    /// Asks the leader whether this journal (ending at `end` with the batch `last`) has records
-    /// the leader never had.
-    public static func agreement(configuration: Configuration, end: Offset, last: BatchHeader?, logger: Logger) async -> Agreement {
-        await withClient { client in await agreement(configuration: configuration, end: end, last: last, logger: logger, client: client) }
-    }
-
-    /// Runs `body` with an HTTP client of its own, shut down afterwards.
-    static func withClient<T: Sendable>(_ body: (HTTPClient) async -> T) async -> T {
-        let client = ReplicationProtocol.makeClient()
-        let result = await body(client)
-        try? await client.shutdown()
-        return result
-    }
-
-    private static func agreement(configuration: Configuration, end: Offset, last: BatchHeader?, logger: Logger,
-                                  client: HTTPClient) async -> Agreement {
-        var probe = configuration
-        probe.fetchBytes = ReplicationProtocol.fetchBytesRange.lowerBound
-        do {
-            let (header, _) = try await fetch(probe, client: client, from: end, last: last, durable: end, wait: false)
-            return .agrees(leaderEpoch: header.leaderEpoch)
-        } catch ReplicationError.refused(let status, _, _, _) where status == 410 {
-            return .outOfRange
-        } catch ReplicationError.refused(_, let code, _, let cut?) where code == "diverged" {
-            return .diverged(cutTo: cut)
-        } catch let error as ReplicationError {
-            logger.warning("the leader does not agree with this journal; following will say why", metadata: ["error": "\(error)"])
-            return .unknown
-        } catch {
-            logger.warning("could not ask the leader whether this journal diverged; following anyway", metadata: ["error": "\(error)"])
-            return .unknown
-        }
-    }
-
     private func follow(_ client: HTTPClient) async {
         var delay = Self.retryDelays.lowerBound
         while !Task.isCancelled, !state.withLock({ $0.stopping }) {
@@ -228,7 +224,13 @@ public final class ReplicationFollower: Service, Sendable {
             } catch is CancellationError {
                 return
             } catch let error as ReplicationError {
-                if case .refused(let status, _, _, _) = error, status == 503 {
+                if case .refused(_, let code, _, let cut?) = error, ["diverged", "offset_ahead"].contains(code),
+                   let onDiverged = configuration.onDiverged {
+                    failed("\(error)", permanent: false)
+                    onDiverged(cut)
+                    wait = Self.operatorRetry
+                } else if case .refused(let status, let code, _, _) = error,
+                          status == 503 || (configuration.leaderMayChange && ["not_leader", "fenced"].contains(code)) {
                     wait = delay
                     failed("\(error)", permanent: false)
                 } else {
@@ -291,7 +293,7 @@ public final class ReplicationFollower: Service, Sendable {
     }
 
     /// One fetch: the leader's answer checked and turned into batches to append.
-    private static func fetch(_ configuration: Configuration, client: HTTPClient, from: Offset, last: BatchHeader?,
+    static func fetch(_ configuration: Configuration, client: HTTPClient, from: Offset, last: BatchHeader?,
                               durable: Offset, wait: Bool) async throws -> (FetchResponseHeader, RawBatches) {
         let waitMs = wait ? configuration.fetchWait.components.seconds * 1000
             + configuration.fetchWait.components.attoseconds / 1_000_000_000_000_000 : 0
@@ -305,7 +307,8 @@ public final class ReplicationFollower: Service, Sendable {
             + BatchHeader.size + BatchHeader.payloadBytesLimit
         var body = try await response.body.collect(upTo: limit)
         guard response.status == .ok else { throw refusal(response.status.code, body) }
-        let header = try FetchResponseHeader.read(from: &body)
+        var header = try FetchResponseHeader.read(from: &body)
+        header.leaderCommitPoint = response.headers.first(name: ReplicationProtocol.commitPointHeader).flatMap(UInt64.init).map(Offset.init)
         guard header.firstOffset == from else {
             throw ReplicationError.badResponse("the leader answered from offset \(header.firstOffset), this standby asked from \(from)")
         }
@@ -319,6 +322,7 @@ public final class ReplicationFollower: Service, Sendable {
             state.leaderEpoch = max(state.leaderEpoch, header.leaderEpoch)
             if !raw.isEmpty { state.lastBatch = raw.lastHeader.map { (header: $0, end: raw.nextOffset) } }
         }
+        if let point = header.leaderCommitPoint { configuration.onLeaderCommitted?(point) }
         following(leaderCommitted: header.leaderCommitted)
     }
 
@@ -361,7 +365,7 @@ public final class ReplicationFollower: Service, Sendable {
         let next = journal.nextOffset
         return state.withLock { state in
             ReplicationStatus.Leader(
-                url: configuration.leaderURL, state: state.phase,
+                url: state.configuration.leaderURL, state: state.phase,
                 leaderCommittedOffset: state.leaderCommitted?.value,
                 lagEvents: state.leaderCommitted.map { $0.value > next.value ? $0.value - next.value : 0 },
                 lastError: state.phase == "following" ? nil : state.lastError)

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Journal
 import Logging
@@ -116,11 +117,17 @@ extension ReplicationLeader {
         defer { ended(name) }
         do {
             var raw = try journal.readRaw(from: offset, maxBytes: bytes)
-            if raw.isEmpty && wait > .zero {
-                await waitForCommit(of: offset, atMost: wait)
+            // In a cluster a standby commits only below the leader's commit point, so a held
+            // fetch also ends when that moves past what the standby was last told.
+            let told = state.withLock { $0.inSync == nil ? nil : $0.standbys[name]?.toldCommitPoint ?? .zero }
+            if raw.isEmpty && wait > .zero && !(told.map { commitPoint > $0 } ?? false) {
+                await waitForCommit(of: offset, atMost: wait, orCommitPointPast: told)
                 raw = try journal.readRaw(from: offset, maxBytes: bytes)
             }
-            return response(raw)
+            // Outside a cluster, standbys commit what they copy: no commit point is sent.
+            let committed = told == nil ? nil : commitPoint
+            if let committed { state.withLock { $0.standbys[name]?.toldCommitPoint = committed } }
+            return response(raw, commitPoint: committed)
         } catch .offsetOutOfRange(let requested, let earliest, let next) where requested > next {
             // Where the standby's last epoch began here, or this leader's end: a cut that the
             // operator may make (never made automatically: the records are the standby's alone).
@@ -142,13 +149,18 @@ extension ReplicationLeader {
         }
     }
 
-    private func response(_ raw: RawBatches) -> Response {
+    /// A fetch's answer: `raw`, and in cluster mode the leader's commit point (FORMAT.md §11).
+    private func response(_ raw: RawBatches, commitPoint: Offset?) -> Response {
         var body = ByteBufferAllocator().buffer(capacity: ReplicationProtocol.headerBytes + raw.bytes.readableBytes)
         FetchResponseHeader(leaderEpoch: epoch, segmentBase: raw.segmentBase, firstOffset: raw.firstOffset,
                             nextOffset: raw.nextOffset, leaderCommitted: journal.committedOffset,
                             leaderEarliest: journal.earliestOffset).write(to: &body)
         body.writeImmutableBuffer(raw.bytes)
-        return Response(status: .ok, headers: [.contentType: "application/octet-stream"], body: .init(byteBuffer: body))
+        var headers: HTTPFields = [.contentType: "application/octet-stream"]
+        if let commitPoint, let name = HTTPField.Name(ReplicationProtocol.commitPointHeader) {
+            headers[name] = String(commitPoint.value)
+        }
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: body))
     }
 
     /// An error answer: `{"error": {"code", "message"}}` (FORMAT.md §11).
@@ -162,11 +174,21 @@ extension ReplicationLeader {
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 
-    /// Waits until `offset` commits, `limit` passes, or the leader stops.
-    private func waitForCommit(of offset: Offset, atMost limit: Duration) async {
+    /// Waits until `offset` commits, `limit` passes, the leader stops, or (with `told`) the
+    /// commit point passes `told`.
+    private func waitForCommit(of offset: Offset, atMost limit: Duration, orCommitPointPast told: Offset? = nil) async {
         let journal = self.journal
+        let syncReplicas = self.syncReplicas
         await withTaskGroup(of: Void.self) { group in
             group.addTask { _ = try? await journal.waitForCommit(of: offset) }
+            if let told {
+                group.addTask {
+                    await self.park(told) { state in
+                        let end = Self.replicatedEnd(state, syncReplicas: syncReplicas)
+                        return min(end, journal.committedOffset) > told || state.stopped
+                    }
+                }
+            }
             group.addTask { try? await Task.sleep(for: limit) }
             group.addTask { await self.stopped() }
             await group.next()

@@ -19,19 +19,29 @@ extension ReplicationLeader {
             standby.durable = claimed
             standby.lastFetch = now
             standby.fetchesInFlight += 1
-            if durable >= committed { standby.lastCaughtUp = now }
+            standby.caughtUp = durable >= min(committed, standby.endAtPreviousFetch ?? committed)
+            if durable >= committed || standby.caughtUp { standby.lastCaughtUp = now }
+            standby.endAtPreviousFetch = committed
             state.standbys[name] = standby
-            let replicated = Self.replicated(state, syncReplicas: syncReplicas)
-            guard replicated > state.replicated else { return [] }
-            state.replicated = replicated
-            var ready: [CheckedContinuation<Void, Never>] = []
-            for (id, waiter) in state.replicationWaiters where waiter.offset < replicated {
-                ready.append(waiter.continuation)
-                state.replicationWaiters[id] = nil
-            }
-            return ready
+            return Self.advance(&state, syncReplicas: syncReplicas)
         }
         for waiter in ready { waiter.resume() }
+    }
+
+    /// Moves the replicated offset to what the standbys' durable ends allow and returns the
+    /// waits that this satisfies (in cluster mode, all of them once the leader commits alone).
+    static func advance(_ state: inout State, syncReplicas: Int) -> [CheckedContinuation<Void, Never>] {
+        let replicated = Self.replicated(state, syncReplicas: syncReplicas)
+        let moved = replicated > state.replicated
+        if moved { state.replicated = replicated }
+        let end = replicatedEnd(state, syncReplicas: syncReplicas)
+        guard moved || end == Offset(UInt64.max) else { return [] }
+        var ready: [CheckedContinuation<Void, Never>] = []
+        for (id, waiter) in state.replicationWaiters where waiter.offset < end {
+            ready.append(waiter.continuation)
+            state.replicationWaiters[id] = nil
+        }
+        return ready
     }
 
     /// A fetch of `name` ended (answered or abandoned).

@@ -39,6 +39,14 @@ public final class ReplicationLeader: Sendable {
         var standbys: [String: Standby] = [:]
         var nextWaiter: UInt64 = 0
         var stopped = false
+        /// Cluster mode: the in-sync set's members besides this node. Every one must have an
+        /// event durable before it commits (and there must be `syncReplicas` of them); nil: the
+        /// count rule, any `syncReplicas` standbys.
+        var inSync: Set<String>?
+        /// Cluster mode, on a standby: the leader's commit point as its last fetch answer said.
+        /// The standby commits (applies, broadcasts) only below it, so its readers never see an
+        /// event that a failover could remove. nil: everything copied (outside a cluster).
+        var leaderCommitPoint: Offset?
     }
 
     /// What the leader knows of one standby, from its fetches.
@@ -47,6 +55,14 @@ public final class ReplicationLeader: Sendable {
         var fetchesInFlight = 0
         var lastFetch: ContinuousClock.Instant
         var lastCaughtUp: ContinuousClock.Instant?
+        /// The leader's journal end when this standby's previous fetch began: a fetch that
+        /// claims at least that has caught up (Kafka's definition, which a standby under a
+        /// steady stream of writes meets although it is never exactly at the end).
+        var endAtPreviousFetch: Offset?
+        /// Whether its latest fetch caught up.
+        var caughtUp = false
+        /// The commit point the last answer to it carried.
+        var toldCommitPoint: Offset = .zero
     }
 
     /// - Parameters:
@@ -55,14 +71,22 @@ public final class ReplicationLeader: Sendable {
     ///     (`waitForReplication`); what the journal held at start counts as committed.
     ///   - role: `.leading`, or `.following` on a standby (`promote` makes it lead).
     public init(journal: Journal, secret: ReplicationSecret?, role: Role = .leading, syncReplicas: Int = 0,
-                onFenced: @escaping @Sendable (UInt32) -> Void = { _ in }, logger: Logger) {
+                onFenced: @escaping @Sendable (UInt32) -> Void = { _ in }, mayAcknowledge: @escaping @Sendable () -> Bool = { true },
+                logger: Logger) {
         self.journal = journal
         self.secret = secret
         self.syncReplicas = syncReplicas
         self.onFenced = onFenced
+        self.mayAcknowledge = mayAcknowledge
         self.logger = logger
         state = Mutex(State(role: role, replicated: journal.committedOffset))
     }
+
+    /// Cluster mode: whether this leader may commit now (its lease certainly still exists:
+    /// `ClusterNode.mayAcknowledge`). Checked by every wait for replication before it returns.
+    let mayAcknowledge: @Sendable () -> Bool
+    /// How often a wait for replication checks `mayAcknowledge` again while it says no.
+    static let acknowledgeRecheck: Duration = .milliseconds(20)
 
     /// Called once when this leader learns of a newer epoch (the server then refuses writes).
     let onFenced: @Sendable (UInt32) -> Void
@@ -79,6 +103,13 @@ public final class ReplicationLeader: Sendable {
             state.role = .leading
             state.replicated = max(state.replicated, journal.committedOffset)
             state.standbys = [:]
+        }
+    }
+
+    /// A standby's leader moved to `url` (cluster mode): it stays a standby, of that leader.
+    public func follow(_ url: String) {
+        state.withLock { state in
+            if case .following = state.role { state.role = .following(url) }
         }
     }
 
@@ -109,10 +140,15 @@ public final class ReplicationLeader: Sendable {
     /// stood when fenced: what it wrote past that point was never committed, and never will be
     /// here (a new leader may not have it).
     public var replicatedOffset: Offset {
-        state.withLock { state in
-            if case .following = state.role { return Offset(UInt64.max) }
-            return state.replicated
-        }
+        state.withLock { state in Self.replicatedEnd(state, syncReplicas: syncReplicas) }
+    }
+
+    /// See `replicatedOffset`. In cluster mode, a leader alone in its in-sync set with no
+    /// synchronous replicas asked for commits on its own fsync.
+    static func replicatedEnd(_ state: borrowing State, syncReplicas: Int) -> Offset {
+        if case .following = state.role { return state.leaderCommitPoint ?? Offset(UInt64.max) }
+        if state.role == .leading, state.inSync?.isEmpty == true, syncReplicas == 0 { return Offset(UInt64.max) }
+        return state.replicated
     }
 
     /// Waits until `syncReplicas` standbys have every event below `offset + 1` durable (on a
@@ -125,17 +161,24 @@ public final class ReplicationLeader: Sendable {
     /// - Throws: `CancellationError` when the task is cancelled.
     public func waitForReplication(of offset: Offset) async throws {
         while true {
-            await park(offset) { Self.committed(offset, in: $0) }
-            if state.withLock({ Self.committed(offset, in: $0) }) { return }
+            await park(offset) { self.committed(offset, in: $0) }
+            if state.withLock({ committed(offset, in: $0) }) {
+                // Cluster mode: a leader whose lease may have expired commits nothing (a
+                // process resumed from a pause learns it here, before any ack).
+                if case .following = role { return }
+                if mayAcknowledge() { return }
+                try await Task.sleep(for: Self.acknowledgeRecheck)
+                continue
+            }
             // Woken by a fence or a stop: wait on, unless cancelled.
             try Task.checkCancellation()
         }
     }
 
     /// Whether `offset` is committed as far as standbys are concerned.
-    private static func committed(_ offset: Offset, in state: borrowing State) -> Bool {
-        if case .following = state.role { return true }
-        return state.role == .leading && state.replicated > offset
+    private func committed(_ offset: Offset, in state: borrowing State) -> Bool {
+        if case .following = state.role { return Self.replicatedEnd(state, syncReplicas: syncReplicas) > offset }
+        return state.role == .leading && Self.replicatedEnd(state, syncReplicas: syncReplicas) > offset
     }
 
     /// Waits until `done` holds, checked now and each time a waiter for `offset` is resumed
@@ -162,6 +205,11 @@ public final class ReplicationLeader: Sendable {
     /// The offset `syncReplicas` standbys have reached: the `syncReplicas`-th highest durable
     /// end, and never below what it was.
     static func replicated(_ state: State, syncReplicas: Int) -> Offset {
+        if let members = state.inSync {
+            guard members.count >= syncReplicas, !members.isEmpty else { return state.replicated }
+            let lowest = members.map { state.standbys[$0]?.durable ?? .zero }.min() ?? .zero
+            return max(state.replicated, lowest)
+        }
         let durable = state.standbys.values.map(\.durable).sorted(by: >)
         guard syncReplicas > 0, durable.count >= syncReplicas else { return state.replicated }
         return max(state.replicated, durable[syncReplicas - 1])

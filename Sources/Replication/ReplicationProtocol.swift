@@ -17,6 +17,9 @@ public enum ReplicationProtocol {
     /// "CHLR" read as a little-endian u32.
     static let magic: UInt32 = 0x524C_4843
     public static let headerBytes = 56
+    /// The HTTP header of a fetch answer in cluster mode that carries the leader's commit point
+    /// (FORMAT.md §11): below it, everything is durable on the in-sync set's members.
+    public static let commitPointHeader = "Chatlog-Commit-Point"
     /// `max_bytes`: default and bounds.
     public static let fetchBytesDefault = 8 << 20
     public static let fetchBytesRange = (64 << 10)...(16 << 20)
@@ -45,6 +48,9 @@ public struct FetchResponseHeader: Sendable, Equatable {
     /// The leader's journal end when it answered.
     public var leaderCommitted: Offset
     public var leaderEarliest: Offset
+    /// Cluster mode: the leader's commit point, from the answer's `Chatlog-Commit-Point` HTTP
+    /// header (not one of the 56 bytes).
+    public var leaderCommitPoint: Offset?
 
     public init(leaderEpoch: UInt32, segmentBase: Offset, firstOffset: Offset, nextOffset: Offset,
                 leaderCommitted: Offset, leaderEarliest: Offset) {

@@ -36,6 +36,13 @@ struct Serve: AsyncParsableCommand {
             GET /api/replication, with the replication secret, shows the role, and on a \
             leader each standby's durable offset and lag.
 
+            Cluster mode (--etcd URLS --cluster NAME --node NAME --advertise-url URL, with \
+            --replication-secret-file): no --standby-of; each node learns from etcd who leads \
+            and follows it, and when the leader dies or is cut off another node of the in-sync \
+            set takes over within about --lease-ttl, losing nothing acknowledged. A node started \
+            on an empty directory joins as a standby and catches up. docs/CLUSTER.md explains \
+            it; chatlog cluster status shows the cluster.
+
             SIGTERM or SIGINT stops it cleanly: commands in flight are answered, client sessions \
             close (clients reconnect by themselves), a room-state snapshot is written, exit 0.
 
@@ -43,6 +50,9 @@ struct Serve: AsyncParsableCommand {
               chatlog serve --journal data/journal --dev
               chatlog serve --journal /var/lib/chatlog --host 0.0.0.0 --port 3000 --cors-origin https://app.example.com
               chatlog serve --journal /var/lib/chatlog-b --port 3001 --standby-of http://10.0.0.1:3000 \\
+                --replication-secret-file /etc/chatlog/replication.secret --auth-secret-file /etc/chatlog/auth.secret
+              chatlog serve --journal /var/lib/chatlog --host 0.0.0.0 --etcd http://10.0.0.9:2379 --cluster chat \\
+                --node a --advertise-url http://10.0.0.1:3000 --sync-replicas 1 \\
                 --replication-secret-file /etc/chatlog/replication.secret --auth-secret-file /etc/chatlog/auth.secret
             """
     )
@@ -97,6 +107,7 @@ struct Serve: AsyncParsableCommand {
     var tcpConnectionsMax: Int?
     @Option(help: ArgumentHelp("How long an HTTP connection may stay idle after a request, or take to send a request's head, before it is closed.", valueName: "duration"))
     var httpIdleTimeout = "30s"
+    @OptionGroup(title: "Cluster mode") var clusterOptions: ClusterServeOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -142,6 +153,7 @@ struct Serve: AsyncParsableCommand {
         configuration.forwardTimeout = parseDuration(forwardTimeout) ?? .seconds(30)
         configuration.tcpConnectionsMax = tcpConnectionsMax
         configuration.httpIdleTimeout = parseDuration(httpIdleTimeout) ?? .seconds(30)
+        configuration.cluster = clusterOptions.settings
         // Before the journal opens: its metrics bind to the backend when first used.
         MetricsExport.bootstrap()
         do {

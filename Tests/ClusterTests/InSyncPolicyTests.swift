@@ -5,34 +5,31 @@ struct InSyncPolicyTests {
     let start = ContinuousClock.now
     typealias Progress = InSyncPolicy.Progress
 
-    @Test func everyMemberMustHoldAnEventBeforeItCommits() {
-        let policy = InSyncPolicy(syncReplicas: 1, lagTimeout: .seconds(10))
-        let standbys = ["b": Progress(durable: 90, caughtUpAt: start), "c": Progress(durable: 70, caughtUpAt: start)]
-        #expect(policy.committable(members: ["a", "b", "c"], leader: "a", leaderEnd: 100, standbys: standbys) == 70)
-        #expect(policy.committable(members: ["a", "b"], leader: "a", leaderEnd: 100, standbys: standbys) == 90)
-        // A member the leader has not heard from holds nothing it can count.
-        #expect(policy.committable(members: ["a", "b", "d"], leader: "a", leaderEnd: 100, standbys: standbys) == 0)
-        // Never beyond the leader's own end.
-        #expect(policy.committable(members: ["a", "b"], leader: "a", leaderEnd: 80, standbys: standbys) == 80)
-    }
-
-    @Test func aSetSmallerThanSyncReplicasCommitsNothing() {
-        let standbys = ["b": Progress(durable: 100, caughtUpAt: start)]
-        #expect(InSyncPolicy(syncReplicas: 1, lagTimeout: .seconds(10))
-            .committable(members: ["a"], leader: "a", leaderEnd: 100, standbys: standbys) == nil)
-        #expect(InSyncPolicy(syncReplicas: 2, lagTimeout: .seconds(10))
-            .committable(members: ["a", "b"], leader: "a", leaderEnd: 100, standbys: standbys) == nil)
-        // With no synchronous replicas required, the leader alone commits what it has.
-        #expect(InSyncPolicy(syncReplicas: 0, lagTimeout: .seconds(10))
-            .committable(members: ["a"], leader: "a", leaderEnd: 100, standbys: [:]) == 100)
-    }
-
     @Test func aStandbyJoinsOnlyOnceItHoldsEverythingTheLeaderHas() {
         let policy = InSyncPolicy(syncReplicas: 1, lagTimeout: .seconds(10))
         let behind = ["b": Progress(durable: 99, caughtUpAt: start)]
         #expect(policy.next(members: ["a"], leader: "a", leaderEnd: 100, standbys: behind, leadingSince: start, now: start) == nil)
         let caughtUp = ["b": Progress(durable: 100, caughtUpAt: start)]
         #expect(policy.next(members: ["a"], leader: "a", leaderEnd: 100, standbys: caughtUp, leadingSince: start, now: start) == ["a", "b"])
+    }
+
+    @Test func aStandbyThatCaughtUpAtItsLatestFetchJoinsAlthoughWritesGoOn() {
+        let policy = InSyncPolicy(syncReplicas: 1, lagTimeout: .seconds(10))
+        let following = ["b": Progress(durable: 97, caughtUpAt: start, caughtUp: true)]
+        #expect(policy.next(members: ["a"], leader: "a", leaderEnd: 100, standbys: following, leadingSince: start, now: start) == ["a", "b"])
+        // Not once its process is gone.
+        #expect(policy.next(members: ["a"], leader: "a", leaderEnd: 100, standbys: following, leadingSince: start, now: start,
+                            gone: ["b"]) == nil)
+    }
+
+    @Test func aMemberWhoseProcessStoppedLeavesAtOnceWhenBehind() {
+        let policy = InSyncPolicy(syncReplicas: 1, lagTimeout: .seconds(10))
+        let standbys = ["b": Progress(durable: 50, caughtUpAt: start), "c": Progress(durable: 100, caughtUpAt: start)]
+        #expect(policy.next(members: ["a", "b", "c"], leader: "a", leaderEnd: 100, standbys: standbys, leadingSince: start,
+                            now: start + .seconds(1), gone: ["b"]) == ["a", "c"])
+        // One that holds everything stays: it can lose nothing by staying, and may be back.
+        #expect(policy.next(members: ["a", "b", "c"], leader: "a", leaderEnd: 100, standbys: standbys, leadingSince: start,
+                            now: start + .seconds(1), gone: ["c"]) == nil)
     }
 
     @Test func aMemberLeavesOnlyAfterLaggingForTheTimeout() {

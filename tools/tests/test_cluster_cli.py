@@ -2,48 +2,13 @@
 
 import json
 import shutil
-import socket
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import run
+from conftest import etcdctl, free_port, run
 
 pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd is not installed (apt-get install etcd-server)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture()
-def etcd(tmp_path: Path):
-    client, peer = free_port(), free_port()
-    url = f"http://127.0.0.1:{client}"
-    process = subprocess.Popen(
-        ["etcd", "--name", "t", "--data-dir", str(tmp_path / "etcd"),
-         "--listen-client-urls", url, "--advertise-client-urls", url,
-         "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-         "--initial-cluster", f"t=http://127.0.0.1:{peer}", "--log-level", "error"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while etcdctl(url, "endpoint", "health").returncode != 0:
-            assert time.monotonic() < deadline, "etcd did not start"
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.kill()
-        process.wait()
-
-
-def etcdctl(url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["etcdctl", "--endpoints", url, *args], input=stdin, capture_output=True, text=True,
-                          timeout=20, env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
 
 
 def put(url: str, key: str, value: str, lease: str | None = None) -> None:
