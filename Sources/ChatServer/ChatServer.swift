@@ -228,6 +228,7 @@ public enum ChatServer {
             if let refusal = replicationLeader.refusal(of: request) { return refusal }
             var status = replicationLeader.status()
             if case .following = replicationLeader.role { status.leader = follower?.status() }
+            if let cluster, let name = configuration.cluster?.name { status.cluster = cluster.status(cluster: name, leader: replicationLeader) }
             return json(status)
         }
         let promotion = Promotion(journal: journal, decider: decider, live: live, leader: replicationLeader, follower: follower,

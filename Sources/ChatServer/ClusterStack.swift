@@ -40,6 +40,27 @@ final class ClusterStack: Sendable {
         Set(try await coordinator.inSyncSet()?.set.members ?? []).subtracting([coordinator.node])
     }
 
+    /// This node in its cluster, for `GET /api/replication`.
+    func status(cluster name: String, leader: ReplicationLeader) -> ReplicationStatus.Cluster {
+        let role = node.role
+        var status = ReplicationStatus.Cluster(name: name, node: coordinator.node, role: "leaderless")
+        switch role {
+        case .leader(let epoch):
+            status.role = "leader"
+            status.leader = coordinator.node
+            status.leaderEpoch = epoch
+            status.inSync = leader.inSyncMembers.map { $0.union([coordinator.node]).sorted() }
+        case .follower(let record):
+            status.role = "standby"
+            status.leader = record.node
+            status.leaderEpoch = record.epoch
+        case .leaderless:
+            break
+        }
+        status.leaseSecondsLeft = node.leaseTimeLeft.map(\.inSeconds)
+        return status
+    }
+
     /// The stack is built: role changes can reach its parts. A restart asked for before this
     /// happens now.
     func attach(group: ServiceGroup, promotion: Promotion, leader: ReplicationLeader) async {

@@ -48,6 +48,11 @@ public final class ClusterNode: Sendable {
 
     public var role: ClusterRole { state.withLock { $0.role } }
 
+    /// How long this node's lease certainly still holds (nil: it holds none now).
+    public var leaseTimeLeft: Duration? {
+        state.withLock { state in state.keeper.map { max(.zero, ContinuousClock.now.duration(to: $0.validUntil)) } }
+    }
+
     /// Whether this node may acknowledge now: it leads and its lease certainly still exists
     /// (`LeaseKeeper.isValid`, which reads the clock: a process resumed from a pause past its
     /// lease says no before anything else happens).

@@ -23,6 +23,27 @@ public struct ReplicationStatus: Sendable, Codable, Equatable {
         public var lastError: String?
     }
 
+    /// Cluster mode: this node in its cluster.
+    public struct Cluster: Sendable, Codable, Equatable {
+        public var name: String
+        public var node: String
+        /// `leader`, `standby` or `leaderless` (nobody leads that this node may follow).
+        public var role: String
+        /// The leading node's name and epoch, as etcd last said.
+        public var leader: String?
+        public var leaderEpoch: UInt32?
+        /// On the leader: the in-sync set it commits with, itself included.
+        public var inSync: [String]?
+        /// How long this node's lease in etcd certainly holds (nil: it holds none now).
+        public var leaseSecondsLeft: Double?
+
+        public init(name: String, node: String, role: String) {
+            self.name = name
+            self.node = node
+            self.role = role
+        }
+    }
+
     public var role: String
     public var epoch: UInt32
     public var committedOffset: UInt64
@@ -32,6 +53,7 @@ public struct ReplicationStatus: Sendable, Codable, Equatable {
     /// (what is below it is committed).
     public var syncReplicas: Int?
     public var replicatedOffset: UInt64?
+    public var cluster: Cluster?
 
     public init(role: String, epoch: UInt32, committedOffset: UInt64, leader: Leader?, standbys: [Standby]) {
         self.role = role

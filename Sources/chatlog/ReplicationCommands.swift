@@ -44,6 +44,14 @@ struct ReplicationCommand: AsyncParsableCommand {
                 return
             }
             print("\(status.role), epoch \(status.epoch), journal end \(status.committedOffset)")
+            if let cluster = status.cluster {
+                var line = "cluster \(cluster.name), node \(cluster.node): \(cluster.role)"
+                if let leader = cluster.leader, cluster.role != "leader" { line += " of \(leader)" }
+                if let epoch = cluster.leaderEpoch { line += " (epoch \(epoch))" }
+                if let members = cluster.inSync { line += ", in sync: \(members.joined(separator: ", "))" }
+                line += cluster.leaseSecondsLeft.map { String(format: ", lease %.1f s left", $0) } ?? ", no lease"
+                print(line)
+            }
             if let leader = status.leader {
                 var line = "leader \(leader.url): \(leader.state)"
                 if let lag = leader.lagEvents { line += ", \(lag) events behind" }

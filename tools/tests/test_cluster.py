@@ -1,0 +1,144 @@
+"""Cluster mode (`chatlog serve --etcd`, docs/CLUSTER.md) with real processes and a real etcd."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from chatserver import Client, Server
+from conftest import free_port, run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd is not installed (apt-get install etcd-server)")
+
+
+@pytest.fixture()
+def secret(tmp_path: Path) -> Path:
+    path = tmp_path / "replication.secret"
+    path.write_text(os.urandom(24).hex() + "\n")
+    return path
+
+
+def node(chatlog: str, tmp_path: Path, etcd: str, secret: Path, name: str, port: int, *args: str) -> Server:
+    return Server(chatlog, tmp_path / name, "--etcd", etcd, "--cluster", "chat", "--node", name,
+                  "--advertise-url", f"http://127.0.0.1:{port}", "--replication-secret-file", str(secret), *args)
+
+
+def replication(url: str, secret: Path) -> dict:
+    request = urllib.request.Request(url + "/api/replication", headers={"Authorization": "Bearer " + secret.read_text().strip()})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)
+
+
+def wait_until(predicate, timeout: float = 30, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+def test_failovers_by_etcd_lose_no_acknowledged_message_and_readers_see_no_gap(chatlog):
+    """The short form of tools/chaos_cluster.py: kill -9 of the leader, SIGSTOP of the leader past
+    its lease, and kill -9 of an etcd member, with senders and readers on every node."""
+    faults = os.environ.get("CHATLOG_CLUSTER_FAULTS", "3")
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "chaos_cluster.py"), "--faults", faults],
+                            capture_output=True, text=True, timeout=900, env={**os.environ, "CHATLOG": chatlog})
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "every acknowledged message exactly once" in result.stdout
+    assert "kill -9 of etcd member" in result.stdout and "SIGSTOP of" in result.stdout
+
+
+def test_nodes_show_the_cluster_and_a_stopped_leader_hands_over_at_once(chatlog, tmp_path, etcd, secret):
+    ports = {"a": free_port(), "b": free_port()}
+    a = node(chatlog, tmp_path, etcd, secret, "a", ports["a"]).start(port=ports["a"])
+    b = None
+    try:
+        wait_until(lambda: replication(a.url, secret)["cluster"]["role"] == "leader", what="a leading")
+        b = node(chatlog, tmp_path, etcd, secret, "b", ports["b"]).start(port=ports["b"])
+        wait_until(lambda: replication(a.url, secret)["cluster"]["in_sync"] == ["a", "b"], what="b in sync")
+        sender = Client(b.url, "alice", transports=["websocket"])
+        assert sender.call("join-group", {"group": "g"})["ok"]
+        acked = [sender.call("send-group-message", {"group": "g", "message": f"m{n}"})["id"] for n in range(5)]
+        sender.close()
+
+        status = replication(b.url, secret)
+        assert status["cluster"]["name"] == "chat" and status["cluster"]["node"] == "b"
+        assert status["cluster"]["role"] == "standby" and status["cluster"]["leader"] == "a"
+        assert 0 < status["cluster"]["lease_seconds_left"] <= 3
+        text = run(chatlog, "replication", "status", "--server", b.url, "--replication-secret-file", str(secret))
+        assert text.returncode == 0, text.stderr
+        assert text.stdout.splitlines()[1].startswith("cluster chat, node b: standby of a (epoch ")
+
+        # A clean stop revokes the lease: b leads well before the lease's TTL could pass.
+        stopped = time.monotonic()
+        assert a.stop() == 0
+        wait_until(lambda: replication(b.url, secret)["cluster"]["role"] == "leader", timeout=10, what="b leading")
+        assert time.monotonic() - stopped < 2.5, "the stopped leader's lease was left to expire"
+        reader = Client(b.url, "bob", transports=["websocket"])
+        assert reader.call("join-group", {"group": "g", "after": 0})["ok"]
+        replayed = reader.wait_for("send-group-message", count=len(acked))
+        assert [m["id"] for m in replayed] == acked
+        assert reader.call("send-group-message", {"group": "g", "message": "after"})["ok"]
+        reader.close()
+        # The old leader comes back as b's standby.
+        a = node(chatlog, tmp_path, etcd, secret, "a", ports["a"]).start(port=ports["a"])
+        wait_until(lambda: replication(a.url, secret)["cluster"]["role"] == "standby", what="a following b")
+        wait_until(lambda: replication(a.url, secret)["committed_offset"] == replication(b.url, secret)["committed_offset"],
+                   what="a caught up")
+    finally:
+        for server in (a, b):
+            if server and server.process.poll() is None:
+                server.stop()
+
+
+def test_cluster_mode_refuses_what_cannot_work_with_one_clear_line(chatlog, tmp_path, etcd, secret):
+    journal = str(tmp_path / "j")
+    base = ["serve", "--journal", journal, "--dev", "--port", "0"]
+    cluster = ["--etcd", etcd, "--cluster", "chat", "--node", "a", "--advertise-url", "http://127.0.0.1:1"]
+
+    no_secret = run(chatlog, *base, *cluster)
+    assert no_secret.returncode == 2 and "--replication-secret-file" in no_secret.stderr, no_secret.stderr
+
+    both = run(chatlog, *base, *cluster, "--replication-secret-file", str(secret), "--standby-of", "http://127.0.0.1:2")
+    assert both.returncode == 2 and "--standby-of does not go with --etcd" in both.stderr, both.stderr
+
+    half = run(chatlog, *base, "--etcd", etcd, "--cluster", "chat")
+    assert half.returncode == 64 and "--etcd needs --cluster, --node and --advertise-url" in half.stderr, half.stderr
+
+    short_lease = run(chatlog, *base, *cluster, "--replication-secret-file", str(secret), "--lease-ttl", "1s")
+    assert short_lease.returncode == 2 and "--lease-ttl must be 2 to 60 seconds" in short_lease.stderr, short_lease.stderr
+
+    started = time.monotonic()
+    down = run(chatlog, "serve", "--journal", journal, "--dev", "--port", "0", "--etcd", f"http://127.0.0.1:{free_port()}",
+               "--cluster", "chat", "--node", "a", "--advertise-url", "http://127.0.0.1:1", "--replication-secret-file", str(secret))
+    assert down.returncode == 2 and "etcd unavailable" in down.stderr, down.stderr
+    assert time.monotonic() - started < 15
+    assert not (tmp_path / "j" / "cluster").exists(), "a journal was tied to a cluster nobody could reach"
+
+    # A journal of another cluster (its id differs from etcd's) is refused before anything is written.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "cluster").write_text("cluster chat\nid another-cluster\n")
+    first = Server(chatlog, tmp_path / "first", *cluster[:-1], "http://127.0.0.1:9", "--replication-secret-file", str(secret))
+    first.start()
+    try:
+        refused = run(chatlog, "serve", "--journal", str(other), "--dev", "--port", "0", *cluster[:-4], "--node", "z",
+                      "--advertise-url", "http://127.0.0.1:1", "--replication-secret-file", str(secret))
+        assert refused.returncode == 2 and "another-cluster" in refused.stderr, refused.stderr
+        assert not (other / "journal.meta").exists()
+    finally:
+        first.stop()
