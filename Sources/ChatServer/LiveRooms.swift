@@ -30,6 +30,10 @@ final class LiveRooms: Sendable {
         var replaying: Set<RoomID> = []
         var bucket: TokenBucket
         var lastTyping: [RoomID: ContinuousClock.Instant] = [:]
+        /// Rooms it resumed in at an offset past this node's position (it had read them on a
+        /// node further ahead: a standby behind its leader, after a failover): their events
+        /// below the offset are not sent to it again.
+        var resumeAt: [RoomID: Offset] = [:]
     }
 
     private struct State: ~Copyable {
@@ -38,6 +42,8 @@ final class LiveRooms: Sendable {
         var position: Offset
         var subscribers: [RoomID: Set<SocketRef>] = [:]
         var clients: [SocketRef: Client] = [:]
+        /// The sockets with a `resumeAt` (almost always none: the fan-out checks only then).
+        var resumedAhead: Set<SocketRef> = []
         /// Sockets subscribed per user per room: a user is online in a room while it is above 0.
         var online: [RoomID: [UserID: Int]] = [:]
         var commits = CommitWaiters()
@@ -174,6 +180,10 @@ final class LiveRooms: Sendable {
             for room in rooms {
                 client.replaying.remove(room)
                 if client.rooms.insert(room).inserted { arrived.append(room) }
+                if cursor > state.position {
+                    client.resumeAt[room] = cursor
+                    state.resumedAhead.insert(socket)
+                }
             }
             state.clients[socket] = client
             for room in arrived {
@@ -254,7 +264,12 @@ final class LiveRooms: Sendable {
                     deliveries.removeAll(keepingCapacity: true)
                 }
                 state.rooms.apply(event, at: offset.value)
-                if let recipients = state.subscribers[event.room], !recipients.isEmpty {
+                if var recipients = state.subscribers[event.room], !recipients.isEmpty {
+                    if !state.resumedAhead.isEmpty {
+                        for socket in state.resumedAhead where offset < state.clients[socket]?.resumeAt[event.room] ?? .zero {
+                            recipients.remove(socket)
+                        }
+                    }
                     deliveries.append(Delivery(event: ChatWire.event(event, at: offset, recovery: recovery), recipients: Array(recipients)))
                 }
                 // Who is no longer a member stops receiving the room at once: a removed user's
@@ -274,6 +289,11 @@ final class LiveRooms: Sendable {
             }
             precondition(end >= state.position, "the tailer went back from \(state.position) to \(end)")
             state.position = end
+            for socket in state.resumedAhead {
+                let left = state.clients[socket]?.resumeAt.filter { $0.value > end } ?? [:]
+                state.clients[socket]?.resumeAt = left
+                if left.isEmpty { state.resumedAhead.remove(socket) }
+            }
             // The senders' acks go out after the events they sent.
             return state.commits.settle(below: end, server: server)
         }

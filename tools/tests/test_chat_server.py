@@ -268,6 +268,24 @@ def test_resume_with_after_replays_exactly_what_was_missed_then_goes_live(server
     assert [m["id"] for m in back.received("send-group-message")] == missed + [live]
 
 
+def test_a_resume_from_past_this_nodes_end_sends_nothing_the_client_already_read(server, clients):
+    """A client that read a room on a node further ahead (a leader, before a failover to a standby
+    that is behind) resumes here with an `after` past this node's end: what this node applies
+    below it later was already read, and is not sent again (it once was, as duplicates)."""
+    alice = clients(server.url, "alice")
+    alice.call("join-group", {"group": "g"})
+    first = [alice.call("send-group-message", {"group": "g", "message": f"m{n}"})["id"] for n in range(3)]
+    bob = clients(server.url, "bob", transports=["websocket"])
+    ahead = first[-1] + 5
+    assert bob.call("join-group", {"group": "g", "after": ahead})["ok"]
+    later = [alice.call("send-group-message", {"group": "g", "message": f"later{n}"})["id"] for n in range(10)]
+    expected = [i for i in later if i > ahead]
+    assert expected and len(expected) < len(later)
+    bob.wait_for("send-group-message", len(expected))
+    time.sleep(0.2)
+    assert [m["id"] for m in bob.received("send-group-message")] == expected
+
+
 def test_the_splice_of_replay_and_live_has_no_gap_and_no_duplicate_under_concurrent_sends(server, clients):
     senders = [clients(server.url, f"sender{n}", transports=["websocket"]) for n in range(3)]
     for sender in senders:
