@@ -47,7 +47,7 @@ from chaos_replication import ROOM, Reader, Sender, verify  # noqa: E402
 from conftest import free_port  # noqa: E402
 
 NODES = ("a", "b", "c")
-LEASE_TTL = 3
+LEASE_TTL = 2  # the default
 
 
 class Etcd:

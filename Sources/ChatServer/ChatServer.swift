@@ -232,8 +232,17 @@ public enum ChatServer {
             return json(status)
         }
         let promotion = Promotion(journal: journal, decider: decider, live: live, leader: replicationLeader, follower: follower,
-                                  clusterMode: cluster != nil, logger: logger)
-        router.post("/api/promote") { request, _ in await promotion.handle(request) }
+                                  logger: logger)
+        // In a cluster, promoting a standby is a switchover through etcd.
+        let switchover = cluster.map { Switchover(stack: $0, journal: journal, decider: decider, leader: replicationLeader,
+                                                  follower: follower, logger: logger) }
+        router.post("/api/promote") { request, _ in
+            if let switchover { return await switchover.promote(request) }
+            return await promotion.handle(request)
+        }
+        if let switchover {
+            router.post("/replication/v1/handover") { request, _ in await switchover.handover(request) }
+        }
         router.get(RouterPath(ReplicationProtocol.snapshotPath)) { request, _ in
             Seeding.handle(request, leader: replicationLeader, journal: journal, live: live)
         }

@@ -18,7 +18,7 @@ public struct ClusterSettings: Sendable {
     public var advertiseURL: String
     /// The leader lease's TTL in seconds (`--lease-ttl`): a dead leader is replaced within
     /// about this long.
-    public var leaseTTL: Int64 = 3
+    public var leaseTTL: Int64 = 2
     /// A member of the in-sync set that has not caught up for this long leaves it
     /// (`--replica-lag-timeout`); one whose process stopped leaves at once.
     public var lagTimeout: Duration = .seconds(10)

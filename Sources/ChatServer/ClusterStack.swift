@@ -35,6 +35,9 @@ final class ClusterStack: Sendable {
 
     var coordinator: ClusterCoordinator { node.coordinator }
 
+    /// The role the stack serves in now (it may have taken over in place since it started).
+    var role: ClusterRole { parts.withLock { $0.role } }
+
     /// The in-sync set's members in etcd other than this node.
     static func otherMembers(_ coordinator: ClusterCoordinator) async throws -> Set<String> {
         Set(try await coordinator.inSyncSet()?.set.members ?? []).subtracting([coordinator.node])

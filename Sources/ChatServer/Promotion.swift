@@ -34,12 +34,7 @@ final class Promotion: Service, Sendable {
     /// Between two tries to fence the old leader: from the first, doubling, to the last.
     static let fenceRetryDelays: ClosedRange<Duration> = .milliseconds(500) ... .seconds(5)
 
-    /// In a cluster, leadership moves through etcd: `POST /api/promote` is refused.
-    let clusterMode: Bool
-
-    init(journal: Journal, decider: Decider, live: LiveRooms, leader: ReplicationLeader, follower: ReplicationFollower?,
-         clusterMode: Bool = false, logger: Logger) {
-        self.clusterMode = clusterMode
+    init(journal: Journal, decider: Decider, live: LiveRooms, leader: ReplicationLeader, follower: ReplicationFollower?, logger: Logger) {
         self.journal = journal
         self.decider = decider
         self.live = live
@@ -57,10 +52,6 @@ final class Promotion: Service, Sendable {
 
     func handle(_ request: Request) async -> Response {
         if let refusal = leader.refusal(of: request) { return refusal }
-        if clusterMode {
-            return ChatServer.error(.conflict, "cluster_mode",
-                                    "this node is in a cluster: leadership moves through etcd (`chatlog cluster status` shows who leads), not by promotion")
-        }
         guard case .following(let oldLeader) = leader.role, let follower else {
             return ChatServer.error(.conflict, "not_standby", "this node is not a standby (it is \(leader.status().role))")
         }

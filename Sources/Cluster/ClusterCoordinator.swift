@@ -67,6 +67,8 @@ public final class ClusterCoordinator: Sendable {
         /// Nobody leads, but this node is not in the in-sync set: it may lack acknowledged
         /// events, so it must not lead.
         case ineligible(InSyncSet)
+        /// Nobody leads, and a switchover to another node is under way: wait for it.
+        case heldBack(HandoverRecord)
     }
 
     /// Tries to become leader: succeeds only if nobody leads, this node is in the in-sync set
@@ -85,6 +87,12 @@ public final class ClusterCoordinator: Sendable {
         let lastEpoch = try ClusterJSON.epoch(epochKey)
         let set = try await inSyncSet()
         if let set, !set.set.members.contains(node) { return .ineligible(set.set) }
+        // A switchover to another node holds the others back until its lease expires.
+        let handover = try await call { try await $0.get(keys.handover) }
+        if let handover {
+            let record = try ClusterJSON.decode(HandoverRecord.self, handover.value, key: handover.key)
+            if record.to != node { return .heldBack(record) }
+        }
         let base = max(lastEpoch, localEpoch)
         guard base < UInt32.max else { throw .epochExhausted }
         let epoch = base + 1
@@ -94,12 +102,13 @@ public final class ClusterCoordinator: Sendable {
             .absent(keys.leader),
             epochKey.map { EtcdCondition.modRevision(keys.epoch, is: $0.modRevision) } ?? .absent(keys.epoch),
             set.map { EtcdCondition.modRevision(keys.inSyncSet, is: $0.key.modRevision) } ?? .absent(keys.inSyncSet),
+            handover.map { EtcdCondition.modRevision(keys.handover, is: $0.modRevision) } ?? .absent(keys.handover),
         ]
         let result = try await call {
             try await $0.transaction(
                 if: conditions,
                 then: [.put(keys.leader, ClusterJSON.encode(record), lease: lease), .put(keys.epoch, String(epoch)),
-                       .put(keys.inSyncSet, ClusterJSON.encode(newSet))],
+                       .put(keys.inSyncSet, ClusterJSON.encode(newSet)), .delete(keys.handover)],
                 else: [.get(keys.leader)])
         }
         if result.succeeded { return .won(epoch: epoch) }
@@ -118,6 +127,30 @@ public final class ClusterCoordinator: Sendable {
             try await $0.transaction(if: [.value(keys.epoch, is: String(epoch))], then: [.put(keys.inSyncSet, ClusterJSON.encode(set))])
         }
         return result.succeeded
+    }
+
+    /// How long a switchover holds the other nodes back (the handover key's own lease), in
+    /// seconds: if its target never campaigns, anyone of the in-sync set may lead after this.
+    public static let handoverTTL: Int64 = 5
+
+    /// The leader of `epoch` announces that it hands leadership to `target`: only `target`
+    /// campaigns until the announcement's lease expires (`handoverTTL`). Written only while
+    /// `epoch` is still the cluster's newest and `target` is in the in-sync set.
+    /// - Returns: the announcement's lease (revoke it to call the switchover off), or nil when
+    ///   the epoch moved or `target` is not in the in-sync set.
+    public func announceHandover(to target: String, epoch: UInt32) async throws(ClusterError) -> Int64? {
+        guard let set = try await inSyncSet(), set.set.members.contains(target) else { return nil }
+        let lease = try await call { try await $0.grantLease(ttl: Self.handoverTTL) }
+        let record = ClusterJSON.encode(HandoverRecord(to: target, epoch: epoch))
+        let result = try await call {
+            try await $0.transaction(if: [.value(keys.epoch, is: String(epoch)), .modRevision(keys.inSyncSet, is: set.key.modRevision)],
+                                     then: [.put(keys.handover, record, lease: lease.id)])
+        }
+        guard result.succeeded else {
+            try? await etcd.revoke(lease.id)
+            return nil
+        }
+        return lease.id
     }
 
     /// Gives leadership up: deletes the leader key if it is still this node's under `lease`.

@@ -29,6 +29,7 @@ public struct ClusterKeys: Sendable, Equatable {
     public var leader: String { prefix + "leader" }
     public var inSyncSet: String { prefix + "isr" }
     public var nodes: String { prefix + "nodes/" }
+    public var handover: String { prefix + "handover" }
     public func node(_ name: String) -> String { nodes + name }
 
     public static func check(name: String, what: String) throws(ClusterError) {
@@ -65,6 +66,18 @@ public struct InSyncSet: Codable, Sendable, Equatable {
     public init(epoch: UInt32, members: [String]) {
         self.epoch = epoch
         self.members = members.sorted()
+    }
+}
+
+/// A switchover under way: the leader of `epoch` hands leadership to `to`; until the key's
+/// own short lease expires, no other node campaigns.
+public struct HandoverRecord: Codable, Sendable, Equatable {
+    public var to: String
+    public var epoch: UInt32
+
+    public init(to: String, epoch: UInt32) {
+        self.to = to
+        self.epoch = epoch
     }
 }
 

@@ -48,6 +48,13 @@ public final class ClusterNode: Sendable {
 
     public var role: ClusterRole { state.withLock { $0.role } }
 
+    /// Gives up leadership now (a switchover: another node is to campaign). Nothing happens when
+    /// this node does not lead.
+    public func resign() async throws(ClusterError) {
+        guard case .leader = role, let lease = state.withLock({ $0.keeper?.lease.id }) else { return }
+        try await coordinator.resign(lease: lease)
+    }
+
     /// How long this node's lease certainly still holds (nil: it holds none now).
     public var leaseTimeLeft: Duration? {
         state.withLock { state in state.keeper.map { max(.zero, ContinuousClock.now.duration(to: $0.validUntil)) } }
@@ -145,7 +152,7 @@ public final class ClusterNode: Sendable {
                     case .won(let epoch): role = .leader(epoch: epoch)
                     case .led(let record?): role = .follower(record)
                     case .led(nil): continue  // the epoch or the set moved meanwhile: read again
-                    case .ineligible: role = .leaderless
+                    case .ineligible, .heldBack: role = .leaderless
                     }
                 }
                 await publish(role, onChange)

@@ -13,7 +13,7 @@ struct ClusterServeOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Cluster mode: this node's URL as the other nodes reach it, http://HOST:PORT.", valueName: "url"))
     var advertiseURL: String?
     @Option(help: ArgumentHelp("Cluster mode: the leader's lease in etcd, in whole seconds (2s to 60s): a dead leader is replaced within about this long.", valueName: "duration"))
-    var leaseTTL = "3s"
+    var leaseTTL = "2s"
     @Option(help: ArgumentHelp("Cluster mode: a standby that has not caught up for this long leaves the in-sync set (and may not lead until it is back); one whose process stopped leaves at once.", valueName: "duration"))
     var replicaLagTimeout = "10s"
 
@@ -25,7 +25,7 @@ struct ClusterServeOptions: ParsableArguments {
         }
         guard given.count == 3 else { throw ValidationError("--etcd needs --cluster, --node and --advertise-url") }
         guard let ttl = parseDuration(leaseTTL), ttl.components.attoseconds == 0 else {
-            throw ValidationError("--lease-ttl is a whole number of seconds, such as 3s")
+            throw ValidationError("--lease-ttl is a whole number of seconds, such as 2s")
         }
         _ = ttl
         guard parseDuration(replicaLagTimeout) != nil else {

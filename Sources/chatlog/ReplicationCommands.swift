@@ -83,6 +83,13 @@ struct PromoteCommand: AsyncParsableCommand {
             A former leader started again with --standby-of the new leader cuts what the new \
             leader never had (kept as .broken files) and follows it.
 
+            In a cluster (serve --etcd), --server names the standby to hand leadership to \
+            (a switchover): its leader stops taking commands, waits until that standby holds \
+            everything, and gives leadership up through etcd, where only that standby may take \
+            it; nothing acknowledged is lost and commands pause for well under a second. The \
+            standby must be in the in-sync set (chatlog cluster status). A leader takes over \
+            by itself when its leader dies: no promote needed then.
+
             Examples:
               chatlog promote --server http://127.0.0.1:3001 --replication-secret-file replication.secret
               chatlog promote --journal /var/lib/chatlog-b

@@ -97,6 +97,32 @@ struct ClusterCoordinatorTests {
         }
     }
 
+    @Test func aHandoverLetsOnlyItsTargetCampaignUntilItsLeaseExpires() async throws {
+        try await withEtcd { _, etcd in
+            let a = try coordinator(etcd, "a"), b = try coordinator(etcd, "b"), c = try coordinator(etcd, "c")
+            let leaseA = try await etcd.grantLease(ttl: 10)
+            #expect(try await a.campaign(lease: leaseA.id, localEpoch: 0) == .won(epoch: 1))
+            #expect(try await a.setInSyncSet(["a", "b", "c"], epoch: 1))
+            // Only to a member of the in-sync set, and only under the leader's own epoch.
+            #expect(try await a.announceHandover(to: "d", epoch: 1) == nil)
+            #expect(try await a.announceHandover(to: "b", epoch: 7) == nil)
+            #expect(try await a.announceHandover(to: "b", epoch: 1) != nil)
+            try await a.resign(lease: leaseA.id)
+            let leaseC = try await etcd.grantLease(ttl: 10), leaseB = try await etcd.grantLease(ttl: 10)
+            #expect(try await c.campaign(lease: leaseC.id, localEpoch: 1) == .heldBack(HandoverRecord(to: "b", epoch: 1)))
+            #expect(try await b.campaign(lease: leaseB.id, localEpoch: 1) == .won(epoch: 2))
+            #expect(try await etcd.get(b.keys.handover) == nil, "the winning campaign removes the handover")
+            // A handover whose target never campaigns holds the others back only until its
+            // lease goes (revoked here; it expires after handoverTTL).
+            #expect(try await b.setInSyncSet(["a", "b", "c"], epoch: 2))
+            let again = try #require(try await b.announceHandover(to: "a", epoch: 2))
+            try await b.resign(lease: leaseB.id)
+            #expect(try await c.campaign(lease: leaseC.id, localEpoch: 2) == .heldBack(HandoverRecord(to: "a", epoch: 2)))
+            try await etcd.revoke(again)
+            #expect(try await c.campaign(lease: leaseC.id, localEpoch: 2) == .won(epoch: 3))
+        }
+    }
+
     @Test func concurrentCampaignsElectExactlyOneLeaderPerEpoch() async throws {
         try await withEtcd { _, etcd in
             let names = ["a", "b", "c", "d", "e"]

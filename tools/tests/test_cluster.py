@@ -3,9 +3,9 @@
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -142,3 +142,65 @@ def test_cluster_mode_refuses_what_cannot_work_with_one_clear_line(chatlog, tmp_
         assert not (other / "journal.meta").exists()
     finally:
         first.stop()
+
+
+def test_a_switchover_moves_leadership_through_etcd_with_no_loss_and_a_short_pause(chatlog, tmp_path, etcd, secret):
+    ports = {name: free_port() for name in "abc"}
+    nodes = {}
+    try:
+        nodes["a"] = node(chatlog, tmp_path, etcd, secret, "a", ports["a"], "--sync-replicas", "1").start(port=ports["a"])
+        wait_until(lambda: replication(nodes["a"].url, secret)["cluster"]["role"] == "leader", what="a leading")
+        for name in "bc":
+            nodes[name] = node(chatlog, tmp_path, etcd, secret, name, ports[name], "--sync-replicas", "1").start(port=ports[name])
+        wait_until(lambda: replication(nodes["a"].url, secret)["cluster"]["in_sync"] == ["a", "b", "c"], what="b and c in sync")
+
+        # A sender on c (its commands are forwarded to whoever leads) sends throughout,
+        # resending with the same client id when a send is refused.
+        acked, stop = [], threading.Event()
+
+        def send():
+            client = Client(nodes["c"].url, "alice", transports=["websocket"])
+            client.call("join-group", {"group": "g"})
+            n = 0
+            while not stop.is_set():
+                answer = client.call("send-group-message", {"group": "g", "message": f"m{n}", "client_id": f"m{n}"})
+                if answer.get("ok"):
+                    acked.append((time.monotonic(), f"m{n}", answer["id"]))
+                    n += 1
+                else:
+                    time.sleep(0.01)
+            client.close()
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        wait_until(lambda: len(acked) >= 20, what="sends acknowledged")
+        refused = run(chatlog, "promote", "--server", nodes["a"].url, "--replication-secret-file", str(secret))
+        assert refused.returncode != 0 and "already leads" in refused.stderr, refused.stderr
+        promoted = run(chatlog, "promote", "--server", nodes["b"].url, "--replication-secret-file", str(secret))
+        assert promoted.returncode == 0, promoted.stderr
+        answer = json.loads(promoted.stdout)
+        assert answer["role"] == "leader"
+        wait_until(lambda: replication(nodes["b"].url, secret)["cluster"]["role"] == "leader", what="b leading")
+        count = len(acked)
+        wait_until(lambda: len(acked) >= count + 20, what="sends acknowledged by the new leader")
+        stop.set()
+        sender.join(timeout=15)
+
+        gaps = [later[0] - earlier[0] for earlier, later in zip(acked, acked[1:])]
+        print(f"longest pause between acknowledged sends: {max(gaps):.3f} s")
+        assert max(gaps) < 1.0, f"the sends paused for {max(gaps):.2f} s"
+        # Every acknowledged message is in the new leader's history exactly once, at its id.
+        reader = Client(nodes["b"].url, "bob", transports=["websocket"])
+        assert reader.call("join-group", {"group": "g", "after": 0})["ok"]
+        seen = reader.wait_for("send-group-message", count=len(acked))
+        reader.close()
+        by_text = {}
+        for message in seen:
+            by_text.setdefault(message["message"], []).append(message["id"])
+        assert all(by_text.get(text) == [ident] for _, text, ident in acked)
+        # The old leader follows the new one.
+        wait_until(lambda: replication(nodes["a"].url, secret)["cluster"]["role"] == "standby", what="a following b")
+    finally:
+        for server in nodes.values():
+            if server.process.poll() is None:
+                server.stop()
