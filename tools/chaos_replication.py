@@ -89,9 +89,6 @@ class Sender(threading.Thread):
         super().__init__(daemon=True)
         self.cluster, self.index, self.stop, self.rng = cluster, index, stop, rng
         self.acked = []  # (n, id)
-        # (when the first send of the acknowledged message began, when its ack came
-        # (time.monotonic()), its id)
-        self.ack_times = []
         self.client = None
         self.errors = 0
 
@@ -104,11 +101,9 @@ class Sender(threading.Thread):
         self.client = Client(self.cluster.url(name), f"sender{self.index}", transports=["websocket"])
 
     def run(self):
-        n, first_attempt = 0, None
+        n = 0
         while not self.stop.is_set():
             client_id = f"s{self.index}-{n}"
-            if first_attempt is None:
-                first_attempt = time.monotonic()
             try:
                 if self.client is None or not self.client.sio.connected:
                     self.connect()
@@ -122,9 +117,7 @@ class Sender(threading.Thread):
                 continue
             if answer.get("ok"):
                 self.acked.append((n, answer["id"]))
-                self.ack_times.append((first_attempt, time.monotonic(), answer["id"]))
                 n += 1
-                first_attempt = None
             else:
                 self.errors += 1
                 time.sleep(0.05)  # unavailable or not_leader: the leader changes; resend the same id
