@@ -1,6 +1,9 @@
 import ChatModel
 import Foundation
 import Hummingbird
+import NIOSSL
+import HummingbirdCore
+import HummingbirdTLS
 import HummingbirdSocketIO
 import Journal
 import Logging
@@ -57,7 +60,9 @@ public enum ChatServer {
             } catch {
                 throw ChatServerError.configuration(error.description)
             }
+            replicationSecret?.trustRootsFile = configuration.tlsCAFile
         }
+        let tls = try configuration.tlsServerConfiguration()
 
         var journalConfiguration = JournalConfiguration()
         journalConfiguration.durability = configuration.durability
@@ -65,8 +70,8 @@ public enum ChatServer {
         journalConfiguration.retention = Retention(totalBytesMax: configuration.retentionBytesMax)
         journalConfiguration.recordBytesMax = 64 << 10
         journalConfiguration.failWritesAfterBytes = configuration.failJournalWritesAfterBytes
-        let context = StackContext(identity: identity, replicationSecret: replicationSecret, started: started, logger: logger,
-                                   signals: signals, onReady: onReady, cluster: nil)
+        let context = StackContext(identity: identity, replicationSecret: replicationSecret, tls: tls, started: started,
+                                   logger: logger, signals: signals, onReady: onReady, cluster: nil)
         if let cluster = configuration.cluster {
             try await ClusterServer.run(configuration, settings: cluster, logger: logger, signals: signals) { [journalConfiguration] stackConfiguration, stack in
                 var stackContext = context
@@ -84,6 +89,8 @@ public enum ChatServer {
     struct StackContext: Sendable {
         var identity: Identity
         var replicationSecret: ReplicationSecret?
+        /// HTTPS: the listener's TLS configuration.
+        var tls: TLSConfiguration?
         var started: ContinuousClock.Instant
         var logger: Logger
         /// The signals that stop it (none in cluster mode, where the driver stops it).
@@ -252,16 +259,17 @@ public enum ChatServer {
         }
         let authMode = configuration.dev ? "dev" : "token"
         let awaitingFirstRequest = ConnectionsAwaitingFirstRequest(firstRequestTimeout: configuration.firstRequestTimeout)
+        let http = HTTPServerBuilder.webSocketUpgrade(configuration: {
+            var webSocket = WebSocketHTTPChannel.Configuration()
+            webSocket.messageBytesMax = limits.maxPayloadBytes
+            webSocket.awaitingFirstRequest = awaitingFirstRequest
+            webSocket.acceptedConnections = acceptedConnections
+            webSocket.idleTimeout = configuration.httpIdleTimeout
+            return webSocket
+        }()) { uri, client in endpoint.webSocketHandler(uri: uri, client: client) }
         let app = Application(
             router: router,
-            server: .webSocketUpgrade(configuration: {
-                var webSocket = WebSocketHTTPChannel.Configuration()
-                webSocket.messageBytesMax = limits.maxPayloadBytes
-                webSocket.awaitingFirstRequest = awaitingFirstRequest
-                webSocket.acceptedConnections = acceptedConnections
-                webSocket.idleTimeout = configuration.httpIdleTimeout
-                return webSocket
-            }()) { uri, client in endpoint.webSocketHandler(uri: uri, client: client) },
+            server: try context.tls.map { try .tls(http, tlsConfiguration: $0) } ?? http,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "chatlog"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
@@ -272,7 +280,7 @@ public enum ChatServer {
                     "journal.durability": "\(configuration.durability)",
                     "auth.mode": "\(authMode)",
                     "replication.role": "\(configuration.standbyOf.map { "standby of \($0)" } ?? (replicationSecret == nil ? "leader, no standbys" : configuration.syncReplicas > 0 ? "leader, \(configuration.syncReplicas) synchronous" : "leader"))",
-                    "http.address": "http://\(configuration.host):\(port)",
+                    "http.address": "\(configuration.scheme)://\(configuration.host):\(port)",
                     "startup.seconds": "\(String(format: "%.2f", seconds))",
                 ])
                 await onReady(port)

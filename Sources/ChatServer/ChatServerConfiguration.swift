@@ -1,6 +1,8 @@
 import ChatModel
 import Journal
+import NIOSSL
 import Projections
+import Replication
 
 /// Everything `chatlog serve` is told: where the journal is, where to listen, who may connect,
 /// and the limits. `validate()` checks it at start-up, before the journal is opened.
@@ -38,6 +40,13 @@ public struct ChatServerConfiguration: Sendable {
     public var standbyName = "standby"
     /// Cluster mode (`--etcd`): leadership through etcd, each node following whoever leads.
     public var cluster: ClusterSettings?
+    /// HTTPS (`--tls-cert`, `--tls-key`): the PEM certificate chain and private key the server
+    /// listens with; nil: plain HTTP.
+    public var tlsCertificateFile: String?
+    public var tlsKeyFile: String?
+    /// The PEM certificate authorities that peers' certificates are checked against when their
+    /// URLs are `https` (`--tls-ca-file`); nil: the system's.
+    public var tlsCAFile: String?
     /// A standby that refuses commands (`not_leader`) instead of forwarding them to its leader.
     public var readOnly = false
     /// How often a long start-up catch-up of the projections logs its progress.
@@ -74,13 +83,35 @@ public struct ChatServerConfiguration: Sendable {
 
     public var authSecretPath: String { authSecretFile ?? journalDirectory + "/auth.secret" }
 
+    /// `https` with `--tls-cert`, else `http`.
+    public var scheme: String { tlsCertificateFile == nil ? "http" : "https" }
+
+    /// The listener's TLS configuration (nil: plain HTTP), read from `--tls-cert` and `--tls-key`.
+    /// - Throws: `.configuration` naming the file that cannot be read or parsed.
+    func tlsServerConfiguration() throws(ChatServerError) -> TLSConfiguration? {
+        guard let certificateFile = tlsCertificateFile, let keyFile = tlsKeyFile else { return nil }
+        let chain: [NIOSSLCertificate]
+        do { chain = try NIOSSLCertificate.fromPEMFile(certificateFile) } catch {
+            throw .configuration("--tls-cert \(certificateFile): not a readable PEM certificate chain (\(error))")
+        }
+        guard !chain.isEmpty else { throw .configuration("--tls-cert \(certificateFile) holds no certificate") }
+        let key: NIOSSLPrivateKey
+        do { key = try NIOSSLPrivateKey(file: keyFile, format: .pem) } catch {
+            throw .configuration("--tls-key \(keyFile): not a readable PEM private key (\(error))")
+        }
+        return TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+    }
+
     public func validate() throws(ChatServerError) {
         guard (0...65_535).contains(port) else { throw .configuration("--port must be 0 to 65535, got \(port)") }
         do { try chatLimits.validate() } catch { throw .configuration(error.description) }
         try cluster?.validate(self)
+        guard (tlsCertificateFile == nil) == (tlsKeyFile == nil) else {
+            throw .configuration("--tls-cert and --tls-key go together: the certificate chain and its private key")
+        }
         if let leader = standbyOf {
-            guard leader.hasPrefix("http://"), leader.count > 7 else {
-                throw .configuration("--standby-of must be the leader's http://HOST:PORT, got \(leader)")
+            guard ReplicationProtocol.isPeerURL(leader) else {
+                throw .configuration("--standby-of must be the leader's http://HOST:PORT or https://HOST:PORT, got \(leader)")
             }
             guard replicationSecretFile != nil else {
                 throw .configuration("--standby-of needs --replication-secret-file, the secret the leader was started with")

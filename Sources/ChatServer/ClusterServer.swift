@@ -3,6 +3,7 @@ import Etcd
 import Foundation
 import Journal
 import Logging
+import Replication
 import Synchronization
 import UnixSignals
 
@@ -41,8 +42,8 @@ public struct ClusterSettings: Sendable {
         guard configuration.replicationSecretFile != nil else {
             throw .configuration("--etcd needs --replication-secret-file: the nodes of a cluster replicate from each other")
         }
-        guard advertiseURL.hasPrefix("http://"), advertiseURL.count > 7 else {
-            throw .configuration("--advertise-url must be this node's http://HOST:PORT as the other nodes reach it, got \(advertiseURL)")
+        guard ReplicationProtocol.isPeerURL(advertiseURL) else {
+            throw .configuration("--advertise-url must be this node's http://HOST:PORT (https:// with --tls-cert) as the other nodes reach it, got \(advertiseURL)")
         }
         guard Self.leaseTTLRange.contains(leaseTTL) else {
             throw .configuration("--lease-ttl must be \(Self.leaseTTLRange.lowerBound) to \(Self.leaseTTLRange.upperBound) seconds, got \(leaseTTL)")

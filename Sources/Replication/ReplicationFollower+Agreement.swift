@@ -20,12 +20,12 @@ extension ReplicationFollower {
     /// Asks the leader whether this journal (ending at `end` with the batch `last`) has records
     /// the leader never had.
     public static func agreement(configuration: Configuration, end: Offset, last: BatchHeader?, logger: Logger) async -> Agreement {
-        await withClient { client in await agreement(configuration: configuration, end: end, last: last, logger: logger, client: client) }
+        await withClient(trustRootsFile: configuration.secret.trustRootsFile) { client in await agreement(configuration: configuration, end: end, last: last, logger: logger, client: client) }
     }
 
     /// Runs `body` with an HTTP client of its own, shut down afterwards.
-    static func withClient<T: Sendable>(_ body: (HTTPClient) async -> T) async -> T {
-        let client = ReplicationProtocol.makeClient()
+    static func withClient<T: Sendable>(trustRootsFile: String?, _ body: (HTTPClient) async -> T) async -> T {
+        let client = ReplicationProtocol.makeClient(trustRootsFile: trustRootsFile)
         let result = await body(client)
         try? await client.shutdown()
         return result

@@ -75,10 +75,11 @@ public final class ReplicationFollower: Service, Sendable {
     }
 
     /// Fetches and forwarded commands; shut down when `run` ends.
-    let client = ReplicationProtocol.makeClient()
+    let client: HTTPClient
 
     public init(configuration: Configuration, journal: Journal, logger: Logger) {
         state = Mutex(FollowState(configuration: configuration))
+        client = ReplicationProtocol.makeClient(trustRootsFile: configuration.secret.trustRootsFile)
         self.journal = journal
         self.logger = logger
     }
@@ -198,7 +199,7 @@ public final class ReplicationFollower: Service, Sendable {
     /// Tells the former leader that a newer epoch leads now (best effort, after promotion).
     /// - Returns: whether it answered that it is fenced.
     public func fenceLeader(epoch: UInt32) async -> Bool {
-        await Self.withClient { client in await self.fence(epoch: epoch, client: client) }
+        await Self.withClient(trustRootsFile: configuration.secret.trustRootsFile) { client in await self.fence(epoch: epoch, client: client) }
     }
 
     private func fence(epoch: UInt32, client: HTTPClient) async -> Bool {

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Journal
 import NIOCore
+import NIOSSL
 
 /// Replication protocol version 1 (FORMAT.md §11): a standby fetches whole batches from its
 /// leader over HTTP, each fetch starting at the standby's durable end.
@@ -32,10 +33,22 @@ public enum ReplicationProtocol {
     public static let connectTimeout: Duration = .seconds(1)
 
     /// An HTTP client for replication requests (shut it down when done).
-    public static func makeClient() -> HTTPClient {
+    /// A client for a peer's replication routes; `https` URLs are checked against `trustRootsFile`
+    /// (PEM; nil: the system's authorities).
+    public static func makeClient(trustRootsFile: String? = nil) -> HTTPClient {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .seconds(connectTimeout.components.seconds))
+        if let trustRootsFile {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .file(trustRootsFile)
+            configuration.tlsConfiguration = tls
+        }
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    /// Whether `url` is an `http://` or `https://` URL with something after the scheme.
+    public static func isPeerURL(_ url: String) -> Bool {
+        (url.hasPrefix("http://") && url.count > 7) || (url.hasPrefix("https://") && url.count > 8)
     }
 }
 
@@ -127,6 +140,9 @@ public struct ReplicationSecret: Sendable {
     /// The file's content without leading and trailing white space.
     public let value: String
     public static let bytesMin = 16
+    /// The PEM file of the certificate authorities that peers' TLS certificates are checked
+    /// against when their URLs are `https` (`--tls-ca-file`); nil: the system's.
+    public var trustRootsFile: String?
 
     public init(_ value: String) throws(ReplicationError) {
         guard value.utf8.count >= Self.bytesMin else {

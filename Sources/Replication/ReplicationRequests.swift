@@ -9,7 +9,7 @@ enum ReplicationRequest {
     /// The answer's status and body (at most `bodyBytesMax` bytes); a GET, or with `post` a POST.
     static func send(_ url: String, post: Bool = false, secret: ReplicationSecret, timeout: Duration,
                      bodyBytesMax: Int = 1 << 20) async throws -> (status: UInt, body: ByteBuffer) {
-        let client = ReplicationProtocol.makeClient()
+        let client = ReplicationProtocol.makeClient(trustRootsFile: secret.trustRootsFile)
         do {
             var request = HTTPClientRequest(url: url)
             if post { request.method = .POST }

@@ -27,12 +27,15 @@ struct ReplicationCommand: AsyncParsableCommand {
         @Option(help: ArgumentHelp("The server's base URL.", valueName: "url")) var server: String
         @Option(help: ArgumentHelp("The replication secret file the server was started with.", valueName: "file"))
         var replicationSecretFile: String
+        @Option(name: .customLong("tls-ca-file"), help: ArgumentHelp("PEM certificate authorities to check an https server against (default: the system's).", valueName: "file"))
+        var tlsCAFile: String?
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
         func run() async throws {
             let status: ReplicationStatus
             do {
-                let secret = try ReplicationSecret.load(path: replicationSecretFile)
+                var secret = try ReplicationSecret.load(path: replicationSecretFile)
+                secret.trustRootsFile = tlsCAFile
                 status = try await ReplicationStatus.fetch(server: server, secret: secret)
             } catch {
                 printError("chatlog replication status: cannot read \(server)/api/replication: \(error)")
@@ -98,6 +101,8 @@ struct PromoteCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("A running standby's base URL.", valueName: "url")) var server: String?
     @Option(help: ArgumentHelp("The replication secret file (with --server).", valueName: "file")) var replicationSecretFile: String?
+    @Option(name: .customLong("tls-ca-file"), help: ArgumentHelp("PEM certificate authorities to check an https server against (default: the system's).", valueName: "file"))
+    var tlsCAFile: String?
     @Option(help: ArgumentHelp("A stopped standby's journal directory.", valueName: "dir")) var journal: String?
     @OptionGroup var logging: LoggingOptions
 
@@ -127,7 +132,8 @@ struct PromoteCommand: AsyncParsableCommand {
         }
         guard let server, let replicationSecretFile else { throw ExitCode(2) }
         do {
-            let secret = try ReplicationSecret.load(path: replicationSecretFile)
+            var secret = try ReplicationSecret.load(path: replicationSecretFile)
+            secret.trustRootsFile = tlsCAFile
             let answer = try await ReplicationStatus.promote(server: server, secret: secret)
             print(answer)
         } catch {

@@ -36,6 +36,10 @@ struct Serve: AsyncParsableCommand {
             GET /api/replication, with the replication secret, shows the role, and on a \
             leader each standby's durable offset and lag.
 
+            HTTPS: --tls-cert FILE --tls-key FILE serve every route over TLS (swift-nio-ssl); \
+            standbys and cluster peers then use https:// URLs, checked against --tls-ca-file \
+            (or the system's authorities).
+
             Cluster mode (--etcd URLS --cluster NAME --node NAME --advertise-url URL, with \
             --replication-secret-file): no --standby-of; each node learns from etcd who leads \
             and follows it, and when the leader dies or is cut off another node of the in-sync \
@@ -107,6 +111,7 @@ struct Serve: AsyncParsableCommand {
     var tcpConnectionsMax: Int?
     @Option(help: ArgumentHelp("How long an HTTP connection may stay idle after a request, or take to send a request's head, before it is closed.", valueName: "duration"))
     var httpIdleTimeout = "30s"
+    @OptionGroup(title: "HTTPS") var tls: TLSOptions
     @OptionGroup(title: "Cluster mode") var clusterOptions: ClusterServeOptions
     @OptionGroup var logging: LoggingOptions
 
@@ -154,13 +159,14 @@ struct Serve: AsyncParsableCommand {
         configuration.tcpConnectionsMax = tcpConnectionsMax
         configuration.httpIdleTimeout = parseDuration(httpIdleTimeout) ?? .seconds(30)
         configuration.cluster = clusterOptions.settings
+        tls.apply(to: &configuration)
         // Before the journal opens: its metrics bind to the backend when first used.
         MetricsExport.bootstrap()
         do {
-            let host = self.host
+            let (host, scheme) = (self.host, configuration.scheme)
             try await ChatServer.run(configuration, logger: logger) { port in
                 // For scripts and `make run`: the address, on standard output, once listening.
-                FileHandle.standardOutput.write(Data("listening on http://\(host):\(port)\n".utf8))
+                FileHandle.standardOutput.write(Data("listening on \(scheme)://\(host):\(port)\n".utf8))
             }
         } catch let error as ChatServerError {
             printError("chatlog serve: \(error)")
