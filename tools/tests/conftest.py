@@ -66,3 +66,17 @@ def etcd(tmp_path: Path):
     finally:
         process.kill()
         process.wait()
+
+
+def wait_until(predicate, timeout: float = 30, what: str = "condition"):
+    """Polls `predicate` (an exception counts as not yet: a server still starting) until it holds."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{what} did not happen within {timeout} s")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from chatserver import Client, Server
-from conftest import free_port, run
+from conftest import free_port, run, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,18 +36,6 @@ def replication(url: str, secret: Path) -> dict:
     request = urllib.request.Request(url + "/api/replication", headers={"Authorization": "Bearer " + secret.read_text().strip()})
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.load(response)
-
-
-def wait_until(predicate, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except Exception:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 def test_failovers_by_etcd_lose_no_acknowledged_message_and_readers_see_no_gap(chatlog):

@@ -13,7 +13,7 @@ import requests
 import socketio
 
 from chatserver import Server
-from conftest import run
+from conftest import run, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
 
@@ -58,18 +58,6 @@ def replication(url: str, secret: Path, ca: Path) -> dict:
     answer = requests.get(url + "/api/replication", headers={"Authorization": "Bearer " + secret.read_text().strip()},
                           verify=str(ca), timeout=5)
     return answer.json()
-
-
-def wait_until(predicate, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except Exception:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 def test_clients_replication_and_forwarded_commands_go_over_tls(chatlog, tmp_path, pki, secret):
