@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import ChatlogBench
 
 @main
@@ -28,6 +29,21 @@ struct Chatlog: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [Serve.self, TokenCommand.self, ReplicationCommand.self, PromoteCommand.self, ClusterCommand.self, JournalCommand.self, ProjectionsCommand.self, RoomsCommand.self, HistoryCommand.self, BenchCommand.self, DevCommand.self]
     )
+
+    /// `serve`'s settings may also come from `CHATLOG_*` variables and a JSON file
+    /// (`ServeSettings`): they are added to its command line before it is parsed.
+    static func main() async {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "serve", !arguments.contains("--help"), !arguments.contains("-h") {
+            do {
+                arguments = ["serve"] + (try await ServeSettings.merge(Array(arguments.dropFirst())))
+            } catch {
+                FileHandle.standardError.write(Data("chatlog serve: \(error)\n".utf8))
+                Foundation.exit(2)
+            }
+        }
+        await main(arguments)
+    }
 }
 
 struct JournalCommand: AsyncParsableCommand {

@@ -47,6 +47,11 @@ struct Serve: AsyncParsableCommand {
             on an empty directory joins as a standby and catches up. docs/CLUSTER.md explains \
             it; chatlog cluster status shows the cluster.
 
+            Settings: each option may also come from a JSON file (--config FILE or \
+            CHATLOG_CONFIG; keys are the long names, such as "advertise-url") and from \
+            environment variables, flags first, then the environment, then the file: \
+            \(ServeSettings.settings.map { ServeSettings.variable($0.name) }.joined(separator: ", ")).
+
             SIGTERM or SIGINT stops it cleanly: commands in flight are answered, client sessions \
             close (clients reconnect by themselves), a room-state snapshot is written, exit 0.
 
@@ -111,6 +116,8 @@ struct Serve: AsyncParsableCommand {
     var tcpConnectionsMax: Int?
     @Option(help: ArgumentHelp("How long an HTTP connection may stay idle after a request, or take to send a request's head, before it is closed.", valueName: "duration"))
     var httpIdleTimeout = "30s"
+    @Option(help: ArgumentHelp("A JSON file of settings: {\"port\": 3000, \"etcd\": \"http://…\", \"dev\": true, …}, each key an option's long name (default: $CHATLOG_CONFIG). CHATLOG_* variables (CHATLOG_PORT, CHATLOG_ADVERTISE_URL, …) override it; flags override both.", valueName: "file"))
+    var config: String?
     @OptionGroup(title: "HTTPS") var tls: TLSOptions
     @OptionGroup(title: "Cluster mode") var clusterOptions: ClusterServeOptions
     @OptionGroup var logging: LoggingOptions

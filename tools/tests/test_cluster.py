@@ -1,6 +1,7 @@
 """Cluster mode (`chatlog serve --etcd`, docs/CLUSTER.md) with real processes and a real etcd."""
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -199,3 +200,43 @@ def test_a_switchover_moves_leadership_through_etcd_with_no_loss_and_a_short_pau
         for server in nodes.values():
             if server.process.poll() is None:
                 server.stop()
+
+
+def test_a_nodes_settings_can_come_from_a_file_and_the_environment_with_flags_first(chatlog, tmp_path, etcd, secret):
+    port = free_port()
+    settings = tmp_path / "node.json"
+    settings.write_text(json.dumps({
+        "journal": str(tmp_path / "a"), "dev": True, "port": 1, "etcd": etcd, "cluster": "chat", "node": "a",
+        "advertise-url": f"http://127.0.0.1:{port}", "replication-secret-file": str(secret), "log-level": "notice",
+    }))
+    # The file says port 1, the environment port, and the flag --port would win over both.
+    env = {**os.environ, "CHATLOG_CONFIG": str(settings), "CHATLOG_PORT": str(port), "CHATLOG_LEASE_TTL": "3s"}
+    process = subprocess.Popen([chatlog, "serve"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = process.stdout.readline()
+        assert line.strip() == f"listening on http://127.0.0.1:{port}", line + process.stderr.read(2000)
+        status = replication(f"http://127.0.0.1:{port}", secret)
+        assert status["cluster"]["node"] == "a" and status["cluster"]["role"] == "leader"
+        assert 2 < status["cluster"]["lease_seconds_left"] <= 3, "CHATLOG_LEASE_TTL was not applied"
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    flag = run(chatlog, "serve", "--port", "70000", "--config", str(settings))
+    assert flag.returncode == 64 and "--port" in flag.stderr
+    bad = subprocess.run([chatlog, "serve", "--config", str(settings)], capture_output=True, text=True, timeout=30,
+                         env={**os.environ, "CHATLOG_DEV": "maybe"})
+    assert bad.returncode == 2 and "dev (CHATLOG_DEV or the file) is true or false" in bad.stderr, bad.stderr
+    (tmp_path / "broken.json").write_text("{not json")
+    broken = run(chatlog, "serve", "--config", str(tmp_path / "broken.json"))
+    assert broken.returncode == 2 and "broken.json is not a JSON object of settings" in broken.stderr, broken.stderr
+
+
+def test_every_serve_option_can_come_from_a_file_or_the_environment(chatlog):
+    """ServeSettings.settings lists every option of serve (a new option must be added there)."""
+    dumped = json.loads(run(chatlog, "serve", "--experimental-dump-help").stdout)
+    options = {name["name"] for argument in dumped["command"]["arguments"] if argument.get("shouldDisplay", True)
+               for name in argument.get("names", []) if name["kind"] == "long"}
+    assert {"port", "etcd", "advertise-url", "tls-cert"} <= options
+    listed = set(re.findall(r"CHATLOG_[A-Z_]+", run(chatlog, "serve", "--help").stdout.replace("\n", " ")))
+    expected = {"CHATLOG_" + name.upper().replace("-", "_") for name in options - {"help", "config", "version"}}
+    assert expected <= listed, sorted(expected - listed)
