@@ -9,7 +9,7 @@ import UnixSignals
 
 /// What `chatlog serve --etcd …` is told about its cluster (docs/CLUSTER.md).
 public struct ClusterSettings: Sendable {
-    /// etcd's client URLs, separated by commas.
+    /// etcd's client URLs, separated by commas (`https` ones checked against `--tls-ca-file`).
     public var etcd: String
     /// The cluster's name: its keys are under `/chatlog/NAME/`.
     public var name: String
@@ -79,7 +79,7 @@ enum ClusterServer {
                     signals: [UnixSignal], start: @escaping StartStack) async throws {
         let endpoints: EtcdEndpoints
         do { endpoints = try EtcdEndpoints(settings.etcd) } catch { throw ChatServerError.configuration("--etcd: \(error)") }
-        try await EtcdClient.with(endpoints: endpoints, logger: logger) { etcd in
+        try await EtcdClient.with(endpoints: endpoints, trustRootsFile: configuration.tlsCAFile, logger: logger) { etcd in
             let coordinator: ClusterCoordinator
             do {
                 coordinator = try ClusterCoordinator(etcd: etcd, cluster: settings.name, node: settings.node, url: settings.advertiseURL)

@@ -57,13 +57,19 @@ public final class EtcdClient: Sendable {
 
     public var endpoints: [EtcdEndpoints.Endpoint] { members.map(\.endpoint) }
 
-    /// - Throws: `.badEndpoint` when a transport cannot be made for an endpoint (https is not
-    ///   supported yet).
-    public init(endpoints: EtcdEndpoints, requestTimeout: Duration = .seconds(2), logger: Logger) throws(EtcdError) {
+    /// - Parameter trustRootsFile: for `https` endpoints, the PEM certificate authorities their
+    ///   certificates are checked against (nil: the system's).
+    /// - Throws: `.badEndpoint` when a transport cannot be made for an endpoint.
+    public init(endpoints: EtcdEndpoints, requestTimeout: Duration = .seconds(2), trustRootsFile: String? = nil,
+                logger: Logger) throws(EtcdError) {
         var members: [Member] = []
         for endpoint in endpoints.all {
-            guard !endpoint.secure else {
-                throw .badEndpoint("\(endpoint): https to etcd is not supported yet; use http:// on a trusted network")
+            let security: HTTP2ClientTransport.Posix.TransportSecurity = if endpoint.secure {
+                .tls { tls in
+                    tls.trustRoots = trustRootsFile.map { .certificates([.file(path: $0, format: .pem)]) } ?? .systemDefault
+                }
+            } else {
+                .plaintext
             }
             do {
                 var config = HTTP2ClientTransport.Posix.Config.defaults
@@ -71,8 +77,8 @@ public final class EtcdClient: Sendable {
                 config.backoff.initial = .milliseconds(100)
                 config.backoff.max = .seconds(1)
                 let transport = try HTTP2ClientTransport.Posix(
-                    target: .dns(host: endpoint.host, port: endpoint.port),
-                    transportSecurity: .plaintext,
+                    target: Self.target(endpoint),
+                    transportSecurity: security,
                     config: config
                 )
                 members.append(Member(endpoint: endpoint, grpc: GRPCClient(transport: transport)))
@@ -83,6 +89,18 @@ public final class EtcdClient: Sendable {
         self.members = members
         self.requestTimeout = requestTimeout
         self.logger = logger
+    }
+
+    /// An IP literal is connected to as an address (with TLS, an IP may not be the server name
+    /// the handshake sends, and the certificate's IP entries are checked instead); any other
+    /// host is looked up in DNS.
+    static func target(_ endpoint: EtcdEndpoints.Endpoint) -> any ResolvableTarget {
+        let parts = endpoint.host.split(separator: ".", omittingEmptySubsequences: false)
+        if parts.count == 4, parts.allSatisfy({ UInt8($0) != nil }) {
+            return ResolvableTargets.IPv4.ipv4(host: endpoint.host, port: endpoint.port)
+        }
+        if endpoint.host.contains(":") { return ResolvableTargets.IPv6.ipv6(host: endpoint.host, port: endpoint.port) }
+        return ResolvableTargets.DNS.dns(host: endpoint.host, port: endpoint.port)
     }
 
     /// Runs the connections; returns after `close()` once requests in flight have finished.
@@ -109,10 +127,11 @@ public final class EtcdClient: Sendable {
     public static func with<T: Sendable>(
         endpoints: EtcdEndpoints,
         requestTimeout: Duration = .seconds(2),
+        trustRootsFile: String? = nil,
         logger: Logger,
         _ body: (EtcdClient) async throws -> T
     ) async throws -> T {
-        let client = try EtcdClient(endpoints: endpoints, requestTimeout: requestTimeout, logger: logger)
+        let client = try EtcdClient(endpoints: endpoints, requestTimeout: requestTimeout, trustRootsFile: trustRootsFile, logger: logger)
         return try await withThrowingTaskGroup { group in
             group.addTask { await client.run() }
             defer { client.close() }

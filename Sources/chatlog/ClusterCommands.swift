@@ -27,13 +27,15 @@ struct ClusterCommand: AsyncParsableCommand {
 
         @Option(help: ArgumentHelp("etcd's client URLs, separated by commas.", valueName: "urls")) var etcd: String
         @Option(help: ArgumentHelp("The cluster's name.", valueName: "name")) var cluster: String
+        @Option(name: .customLong("tls-ca-file"), help: ArgumentHelp("PEM certificate authorities to check an https etcd against (default: the system's).", valueName: "file"))
+        var tlsCAFile: String?
         @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
         func run() async throws {
             let status: ClusterStatus
             do {
                 let endpoints = try EtcdEndpoints(etcd)
-                status = try await EtcdClient.with(endpoints: endpoints, logger: Logger(label: "chatlog.cluster")) { client in
+                status = try await EtcdClient.with(endpoints: endpoints, trustRootsFile: tlsCAFile, logger: Logger(label: "chatlog.cluster")) { client in
                     try await ClusterStatus.read(etcd: client, cluster: cluster)
                 }
             } catch {

@@ -4,7 +4,7 @@ import ChatServer
 /// `chatlog serve`'s cluster options (docs/CLUSTER.md): with `--etcd`, leadership goes through
 /// etcd and each node follows whoever leads.
 struct ClusterServeOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Cluster mode: etcd's client URLs, separated by commas. Needs --cluster, --node, --advertise-url and --replication-secret-file; not --standby-of.", valueName: "urls"))
+    @Option(help: ArgumentHelp("Cluster mode: etcd's client URLs, separated by commas (https ones checked against --tls-ca-file). Needs --cluster, --node, --advertise-url and --replication-secret-file; not --standby-of.", valueName: "urls"))
     var etcd: String?
     @Option(help: ArgumentHelp("Cluster mode: the cluster's name (its keys are under /chatlog/NAME/ in etcd).", valueName: "name"))
     var cluster: String?

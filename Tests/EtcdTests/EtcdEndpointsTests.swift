@@ -20,9 +20,16 @@ struct EtcdEndpointsTests {
         #expect(throws: EtcdError.self) { try EtcdEndpoints(list) }
     }
 
-    @Test func httpsToEtcdIsRefusedUntilItIsSupported() throws {
+    /// https endpoints get a TLS transport (a TLS etcd is exercised end to end by
+    /// tools/tests/test_tls.py, with certificates the test makes).
+    @Test func httpsEndpointsAreAcceptedAndAnUnreadableAuthorityFileIsAnError() throws {
+        let client = try EtcdClient(endpoints: EtcdEndpoints("https://127.0.0.1:2379,http://127.0.0.1:2380"),
+                                    logger: Logger(label: "etcd-test"))
+        #expect(client.endpoints.map(\.secure) == [true, false])
+        client.close()
         #expect(throws: EtcdError.self) {
-            try EtcdClient(endpoints: EtcdEndpoints("https://127.0.0.1:2379"), logger: Logger(label: "etcd-test"))
+            try EtcdClient(endpoints: EtcdEndpoints("https://127.0.0.1:2379"), trustRootsFile: "/nonexistent/ca.pem",
+                           logger: Logger(label: "etcd-test"))
         }
     }
 }

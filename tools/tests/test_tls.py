@@ -13,7 +13,7 @@ import requests
 import socketio
 
 from chatserver import Server
-from conftest import run, wait_until
+from conftest import free_port, run, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
 
@@ -118,3 +118,34 @@ def test_bad_tls_options_are_refused_with_one_clear_line(chatlog, tmp_path, pki)
     missing = run(chatlog, "serve", "--journal", journal, "--dev", "--port", "0", "--tls-cert", str(tmp_path / "nope.pem"),
                   "--tls-key", str(pki / "server.key"))
     assert missing.returncode == 2 and "--tls-cert" in missing.stderr and "nope.pem" in missing.stderr, missing.stderr
+
+
+def test_a_cluster_node_and_cluster_status_reach_etcd_over_tls(chatlog, tmp_path, pki, secret):
+    if shutil.which("etcd") is None:
+        pytest.skip("etcd is not installed (apt-get install etcd-server)")
+    client_port, peer_port, port = free_port(), free_port(), free_port()
+    etcd_url = f"https://127.0.0.1:{client_port}"
+    etcd = subprocess.Popen(
+        ["etcd", "--name", "t", "--data-dir", str(tmp_path / "etcd"), "--listen-client-urls", etcd_url,
+         "--advertise-client-urls", etcd_url, "--cert-file", str(pki / "server.pem"), "--key-file", str(pki / "server.key"),
+         "--listen-peer-urls", f"http://127.0.0.1:{peer_port}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
+         "--initial-cluster", f"t=http://127.0.0.1:{peer_port}", "--log-level", "error"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    node = None
+    try:
+        wait_until(lambda: subprocess.run(["etcdctl", "--endpoints", etcd_url, "--cacert", str(pki / "ca.pem"), "endpoint", "health"],
+                                          capture_output=True, timeout=20, env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"}).returncode == 0,
+                   what="etcd serving TLS")
+        status = ["cluster", "status", "--etcd", etcd_url, "--cluster", "chat", "--tls-ca-file", str(pki / "ca.pem")]
+        node = Server(chatlog, tmp_path / "a", "--etcd", etcd_url, "--cluster", "chat", "--node", "a",
+                      "--advertise-url", f"http://127.0.0.1:{port}", "--replication-secret-file", str(secret),
+                      "--tls-ca-file", str(pki / "ca.pem")).start(port=port)
+        wait_until(lambda: "leader a at" in run(chatlog, *status).stdout, what="a leading, seen through a TLS etcd")
+        # Without the authority, etcd's certificate is not trusted.
+        untrusted = run(chatlog, "cluster", "status", "--etcd", etcd_url, "--cluster", "chat", "--tls-ca-file", str(pki / "other.pem"))
+        assert untrusted.returncode == 1, untrusted.stdout
+    finally:
+        if node and node.process.poll() is None:
+            node.stop()
+        etcd.kill()
+        etcd.wait()
