@@ -10,7 +10,7 @@ packages=(liblz4-dev libsqlite3-dev pkg-config python3 python3-venv)
 # The test suite also drives a real browser (tools/tests/test_browser.py).
 # The fault tests put nodes in network namespaces and cut them apart (tools/tests/test_faults.py).
 # The etcd client's tests (Tests/EtcdTests) start a real etcd.
-if [ "${1:-}" = "--python" ]; then packages+=(chromium chromium-driver iproute2 iptables etcd-server etcd-client); fi
+if [ "${1:-}" = "--python" ]; then packages+=(chromium chromium-driver iproute2 iptables etcd-server etcd-client openssl); fi
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
