@@ -62,21 +62,26 @@ public final class LeaseKeeper: Sendable {
     }
 
     /// Renews every `interval` until cancelled or the lease is gone; a renewal etcd does not
-    /// answer is retried at the next tick (while `isValid` says how long that may go on).
+    /// answer (a member gone, etcd electing its own leader) is retried after `retryDelay`, not a
+    /// whole interval later, so a short outage of etcd costs no lapse of `isValid`.
     /// - Throws: `.leaseNotFound` when etcd says the lease has expired or was revoked.
     public func run() async throws(EtcdError) {
         while !Task.isCancelled {
+            var renewed = true
             do {
                 try await renew()
             } catch .leaseNotFound(let id) {
                 validity.withLock { $0 = .now }
                 throw .leaseNotFound(id)
             } catch {
-                // Unavailable: try again at the next tick.
+                renewed = false
             }
-            do { try await Task.sleep(for: interval) } catch { return }
+            do { try await Task.sleep(for: renewed ? interval : min(interval, Self.retryDelay)) } catch { return }
         }
     }
+
+    /// How soon a renewal etcd did not answer is tried again.
+    public static let retryDelay: Duration = .milliseconds(100)
 
     /// Revokes the lease (its keys go at once), for a clean stop.
     public func revoke() async throws(EtcdError) {

@@ -93,6 +93,26 @@ public final class EtcdProcess: @unchecked Sendable {
         }
     }
 
+    /// Whether this member is the etcd cluster's raft leader now (asked with etcdctl; false when
+    /// it cannot say).
+    public var isRaftLeader: Bool {
+        let etcdctl = Process()
+        etcdctl.executableURL = URL(fileURLWithPath: "/usr/bin/etcdctl")
+        etcdctl.arguments = ["--endpoints", url, "endpoint", "status", "--write-out", "json"]
+        etcdctl.environment = ["ETCDCTL_API": "3"]
+        let output = Pipe()
+        etcdctl.standardOutput = output
+        etcdctl.standardError = FileHandle.nullDevice
+        guard (try? etcdctl.run()) != nil else { return false }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        etcdctl.waitUntilExit()
+        // [{"Endpoint": …, "Status": {"header": {"member_id": M, …}, "leader": L, …}}]
+        guard let list = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]],
+              let status = list.first?["Status"] as? [String: Any], let header = status["header"] as? [String: Any],
+              let member = header["member_id"] as? NSNumber, let leader = status["leader"] as? NSNumber else { return false }
+        return member == leader
+    }
+
     /// Pauses etcd (SIGSTOP): it holds its connections but answers nothing, as when cut off.
     public func pause() { kill(process.processIdentifier, SIGSTOP) }
 
