@@ -1,18 +1,18 @@
 import ChatModel
 import Foundation
 import Hummingbird
-import NIOSSL
 import HummingbirdCore
-import HummingbirdTLS
 import HummingbirdSocketIO
+import HummingbirdTLS
 import Journal
 import Logging
 import NIOCore
+import NIOSSL
 import Projections
 import Replication
 import ServiceLifecycle
-import UnixSignals
 import SocketIO
+import UnixSignals
 
 /// `chatlog serve`: the chat server on one journal directory.
 ///
