@@ -53,7 +53,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent / "tests"))
 from chatserver import Client, Server  # noqa: E402
-from chaos_replication import ROOM, Reader, Sender, verify  # noqa: E402
+from chaos_replication import ROOM, Reader, Sender, conclude, verify  # noqa: E402
 from conftest import free_port  # noqa: E402
 
 NODES = ("a", "b", "c")
@@ -485,17 +485,8 @@ def run_faults(args, kinds, rng, chatlog, work, etcd, cluster, network) -> int:
         print(f"failover (kill -9 of the leader to the first acknowledged new send), {len(kills)} kills: "
               f"median {statistics.median(kills):.2f} s, worst {kills[-1]:.2f} s, best {kills[0]:.2f} s; "
               f"all: {', '.join(f'{f:.2f}' for f in kills)}")
-    if problems:
-        print("cluster chaos: FAILED")
-        for problem in problems[:20]:
-            print("  " + problem)
-        print(f"  work directory kept: {work}")
-        return 1
-    print("cluster chaos: every acknowledged message exactly once, in each sender's order; no reader saw a gap or a "
-          "duplicate; every node's journal identical")
-    if not args.keep:
-        subprocess.run(["rm", "-rf", str(work)])
-    return 0
+    return conclude("cluster chaos", problems, work, args.keep, "every acknowledged message exactly once, in each sender's "
+                    "order; no reader saw a gap or a duplicate; every node's journal identical")
 
 
 if __name__ == "__main__":

@@ -260,6 +260,20 @@ def verify(chatlog: str, leader_dir: Path, standbys: list[Path], senders: list["
     return problems, messages, acked_total
 
 
+def conclude(name: str, problems: list[str], work: Path, keep: bool, success: str) -> int:
+    """Prints the verdict; keeps the work directory when something failed (or with --keep)."""
+    if problems:
+        print(f"{name}: FAILED")
+        for problem in problems[:20]:
+            print("  " + problem)
+        print(f"  work directory kept: {work}")
+        return 1
+    print(f"{name}: {success}")
+    if not keep:
+        subprocess.run(["rm", "-rf", str(work)])
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=2, help="failovers (kill -9 of the leader), default 2")
@@ -328,16 +342,8 @@ def main() -> int:
     print(f"chaos: {acked_total} messages acknowledged, {len(messages)} in the final journal, "
           f"{sum(len(r.ids) for r in readers)} deliveries to {len(readers)} readers ({sum(r.resumes for r in readers)} resumes), "
           f"{len(failovers)} failovers (promotion + restart {', '.join(f'{d:.1f}s' for d, _ in failovers)})")
-    if problems:
-        print("chaos: FAILED")
-        for problem in problems[:20]:
-            print("  " + problem)
-        print(f"  work directory kept: {work}")
-        return 1
-    print("chaos: every acknowledged message exactly once, in each sender's order; no reader saw a gap or a duplicate")
-    if not args.keep:
-        subprocess.run(["rm", "-rf", str(work)])
-    return 0
+    return conclude("chaos", problems, work, args.keep,
+                    "every acknowledged message exactly once, in each sender's order; no reader saw a gap or a duplicate")
 
 
 if __name__ == "__main__":

@@ -4,10 +4,12 @@ import json
 import re
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -240,3 +242,43 @@ def test_every_serve_option_can_come_from_a_file_or_the_environment(chatlog):
     listed = set(re.findall(r"CHATLOG_[A-Z_]+", run(chatlog, "serve", "--help").stdout.replace("\n", " ")))
     expected = {"CHATLOG_" + name.upper().replace("-", "_") for name in options - {"help", "config", "version"}}
     assert expected <= listed, sorted(expected - listed)
+
+
+def test_a_switchover_to_a_node_that_cannot_catch_up_is_called_off_and_nothing_changes(chatlog, tmp_path, etcd, secret):
+    ports = {name: free_port() for name in "abc"}
+    nodes = {}
+    try:
+        nodes["a"] = node(chatlog, tmp_path, etcd, secret, "a", ports["a"], "--sync-replicas", "1").start(port=ports["a"])
+        wait_until(lambda: replication(nodes["a"].url, secret)["cluster"]["role"] == "leader", what="a leading")
+        for name in "bc":
+            nodes[name] = node(chatlog, tmp_path, etcd, secret, name, ports[name], "--sync-replicas", "1").start(port=ports[name])
+        wait_until(lambda: replication(nodes["a"].url, secret)["cluster"]["in_sync"] == ["a", "b", "c"], what="b and c in sync")
+
+        def handover(to: str) -> tuple[int, dict]:
+            request = urllib.request.Request(f"{nodes['a'].url}/replication/v1/handover?to={to}", data=b"{}", method="POST",
+                                             headers={"Authorization": "Bearer " + secret.read_text().strip()})
+            try:
+                with urllib.request.urlopen(request, timeout=20) as response:
+                    return response.status, json.load(response)
+            except urllib.error.HTTPError as error:
+                return error.code, json.load(error)
+
+        status, body = handover("z")
+        assert status == 409 and body["error"]["code"] == "not_in_sync", body
+        sender = Client(nodes["a"].url, "alice", transports=["websocket"])
+        assert sender.call("join-group", {"group": "g"})["ok"]
+        nodes["c"].process.send_signal(signal.SIGSTOP)  # c cannot catch up with what a appends next
+        try:
+            sender.emit("send-group-message", {"group": "g", "message": "held", "client_id": "held"})
+            status, body = handover("c")
+        finally:
+            nodes["c"].process.send_signal(signal.SIGCONT)
+        assert status == 503 and "called off" in body["error"]["message"], body
+        # Nothing changed: a leads under the same epoch and takes commands again.
+        assert replication(nodes["a"].url, secret)["cluster"]["role"] == "leader"
+        assert sender.call("send-group-message", {"group": "g", "message": "after", "client_id": "after"}, timeout=15)["ok"]
+        sender.close()
+    finally:
+        for server in nodes.values():
+            if server.process.poll() is None:
+                server.stop()
