@@ -142,15 +142,20 @@ def test_cluster_mode_refuses_what_cannot_work_with_one_clear_line(chatlog, tmp_
         first.stop()
 
 
-def test_a_switchover_moves_leadership_through_etcd_with_no_loss_and_a_short_pause(chatlog, tmp_path, etcd, secret):
+def start_three(chatlog, tmp_path, etcd, secret, nodes: dict):
+    """Nodes a (the leader), b and c with --sync-replicas 1, into `nodes`, once all three are in sync."""
     ports = {name: free_port() for name in "abc"}
+    nodes["a"] = node(chatlog, tmp_path, etcd, secret, "a", ports["a"], "--sync-replicas", "1").start(port=ports["a"])
+    wait_until(lambda: replication(nodes["a"].url, secret)["cluster"]["role"] == "leader", what="a leading")
+    for name in "bc":
+        nodes[name] = node(chatlog, tmp_path, etcd, secret, name, ports[name], "--sync-replicas", "1").start(port=ports[name])
+    wait_until(lambda: replication(nodes["a"].url, secret)["cluster"]["in_sync"] == ["a", "b", "c"], what="b and c in sync")
+
+
+def test_a_switchover_moves_leadership_through_etcd_with_no_loss_and_a_short_pause(chatlog, tmp_path, etcd, secret):
     nodes = {}
     try:
-        nodes["a"] = node(chatlog, tmp_path, etcd, secret, "a", ports["a"], "--sync-replicas", "1").start(port=ports["a"])
-        wait_until(lambda: replication(nodes["a"].url, secret)["cluster"]["role"] == "leader", what="a leading")
-        for name in "bc":
-            nodes[name] = node(chatlog, tmp_path, etcd, secret, name, ports[name], "--sync-replicas", "1").start(port=ports[name])
-        wait_until(lambda: replication(nodes["a"].url, secret)["cluster"]["in_sync"] == ["a", "b", "c"], what="b and c in sync")
+        start_three(chatlog, tmp_path, etcd, secret, nodes)
 
         # A sender on c (its commands are forwarded to whoever leads) sends throughout,
         # resending with the same client id when a send is refused.
@@ -245,14 +250,9 @@ def test_every_serve_option_can_come_from_a_file_or_the_environment(chatlog):
 
 
 def test_a_switchover_to_a_node_that_cannot_catch_up_is_called_off_and_nothing_changes(chatlog, tmp_path, etcd, secret):
-    ports = {name: free_port() for name in "abc"}
     nodes = {}
     try:
-        nodes["a"] = node(chatlog, tmp_path, etcd, secret, "a", ports["a"], "--sync-replicas", "1").start(port=ports["a"])
-        wait_until(lambda: replication(nodes["a"].url, secret)["cluster"]["role"] == "leader", what="a leading")
-        for name in "bc":
-            nodes[name] = node(chatlog, tmp_path, etcd, secret, name, ports[name], "--sync-replicas", "1").start(port=ports[name])
-        wait_until(lambda: replication(nodes["a"].url, secret)["cluster"]["in_sync"] == ["a", "b", "c"], what="b and c in sync")
+        start_three(chatlog, tmp_path, etcd, secret, nodes)
 
         def handover(to: str) -> tuple[int, dict]:
             request = urllib.request.Request(f"{nodes['a'].url}/replication/v1/handover?to={to}", data=b"{}", method="POST",
