@@ -124,7 +124,44 @@ struct APIGuard: ServerMiddleware {
             logger.error("http api request failed", metadata: ["http.operation": "\(operationID)", "error": "\(serverError)"])
             return APIRefusal(.unavailable("the request failed: \(serverError.causeDescription)"))
         }
-        return APIRefusal(.invalid("\(serverError.causeDescription): \(serverError.underlyingError)"), status: status)
+        return APIRefusal(.invalid(mistake(serverError)), status: status)
+    }
+
+    /// A client's mistake the generated code caught, in a sentence that names what to change
+    /// (not the decoder's dump).
+    static func mistake(_ error: ServerError) -> String {
+        if let decoding = error.underlyingError as? DecodingError { return describe(decoding) }
+        switch error.httpStatus {
+        case .unsupportedMediaType: return "send the body as JSON, with Content-Type: application/json"
+        case .notAcceptable: return "this API answers application/json: accept it (Accept: application/json or */*)"
+        default: return error.causeDescription
+        }
+    }
+
+    /// What is wrong with a JSON body, by the field's path (`members[2]`).
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ keys: [any CodingKey]) -> String {
+            keys.map { $0.intValue.map { "[\($0)]" } ?? "." + $0.stringValue }.joined().trimmingPrefix(".").description
+        }
+        switch error {
+        case .dataCorrupted(let context) where context.codingPath.isEmpty:
+            return "the body is not valid JSON"
+        case .dataCorrupted(let context):
+            return "\(path(context.codingPath)) is not valid: \(context.debugDescription)"
+        case .keyNotFound(let key, let context):
+            return "the body lacks \(path(context.codingPath + [key])), which is required"
+        case .typeMismatch(let type, let context):
+            let what = type == String.self ? "a string" : type == Bool.self ? "true or false"
+                : (type == Int.self || type == Int64.self || type == Double.self) ? "a number" : "\(type)"
+            guard context.codingPath.isEmpty else { return "\(path(context.codingPath)) must be \(what)" }
+            // A scalar at no path: a query or path parameter (the URI decoder keeps no path).
+            return type == String.self || what == "\(type)" ? "the body must be a JSON object"
+                : "a query parameter must be \(what) (see the operation in /openapi.yaml)"
+        case .valueNotFound(_, let context):
+            return "\(path(context.codingPath)) must not be null"
+        @unknown default:
+            return "the body does not match the operation's schema"
+        }
     }
 }
 

@@ -38,6 +38,7 @@ public enum ChatServer {
     ) async throws {
         let started = ContinuousClock.now
         try configuration.validate()
+        try PortCheck.requireFree(host: configuration.host, port: configuration.port)
 
         // Identity first: a missing secret should fail before the journal is touched.
         let identity: Identity
@@ -229,6 +230,14 @@ public enum ChatServer {
         router.get("/healthz") { _, _ in
             health(journal: journal, live: live, history: historyWriter, replication: replicationLeader)
         }
+        // For a load balancer's checks, which look at the status alone (as Patroni's /leader
+        // and /replica): 200 only on a healthy node of that role.
+        router.get("/healthz/leader") { _, _ in
+            health(journal: journal, live: live, history: historyWriter, replication: replicationLeader, requiring: "leader")
+        }
+        router.get("/healthz/standby") { _, _ in
+            health(journal: journal, live: live, history: historyWriter, replication: replicationLeader, requiring: "standby")
+        }
         replicationLeader.addRoutes(to: router)
         router.get("/api/replication") { request, _ in
             // Role, epoch, offsets and standbys' names are for operators: behind the secret.
@@ -319,7 +328,12 @@ public enum ChatServer {
         groupConfiguration.maximumGracefulShutdownDuration = Drain.commitWait + .seconds(5)
         let group = ServiceGroup(configuration: groupConfiguration)
         await cluster?.attach(group: group, promotion: promotion, leader: replicationLeader)
-        try await group.run()
+        do {
+            try await group.run()
+        } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EACCES {
+            // Taken since PortCheck looked (a race with another process): the same words.
+            throw PortCheck.refusal(errno: error.errnoCode, host: configuration.host, port: configuration.port)
+        }
 
         // Everything committed has been applied: save the state the next start loads.
         let (state, position) = live.snapshot()
@@ -360,13 +374,23 @@ public enum ChatServer {
         return AcceptedConnections(limit: limit)
     }
 
-    /// `GET /healthz`: 200 `{"status":"ok","offset":N}` while the journal accepts appends and
-    /// the tailer applies them; 503 with the reason otherwise, and on a fenced former leader,
-    /// whose state no longer moves (a newer leader exists: restart it as that one's standby).
-    static func health(journal: Journal, live: LiveRooms, history: HistoryWriter, replication: ReplicationLeader) -> Response {
+    /// `GET /healthz`: 200 `{"status":"ok","role":R,"offset":N}` while the journal accepts
+    /// appends and the tailer applies them (`role`: `leader`, `standby` or `fenced`); 503 with
+    /// the reason otherwise, and on a fenced former leader, whose state no longer moves (a
+    /// newer leader exists: restart it as that one's standby). With `requiring` (`/healthz/leader`,
+    /// `/healthz/standby`), also 503 on a node of another role.
+    static func health(journal: Journal, live: LiveRooms, history: HistoryWriter, replication: ReplicationLeader,
+                       requiring: String? = nil) -> Response {
         let position = live.position
+        let role = switch replication.role {
+        case .leading: "leader"
+        case .following: "standby"
+        case .fenced: "fenced"
+        }
         let reason: String? = if case .fenced(let epoch) = replication.role {
             "fenced: a leader of epoch \(epoch) exists; restart this node as its standby"
+        } else if let requiring, requiring != role {
+            "this node is a \(role), not a \(requiring)"
         } else if !journal.isHealthy {
             "the journal does not accept appends"
         } else if let failure = live.failure {
@@ -380,11 +404,12 @@ public enum ChatServer {
         let status: HTTPResponse.Status
         if let reason {
             status = .serviceUnavailable
-            body = JSONValue.object([("status", .string("unavailable")), ("reason", .string(reason)),
+            body = JSONValue.object([("status", .string("unavailable")), ("reason", .string(reason)), ("role", .string(role)),
                                      ("offset", .number(Double(position.value)))]).serialized()
         } else {
             status = .ok
-            body = JSONValue.object([("status", .string("ok")), ("offset", .number(Double(position.value)))]).serialized()
+            body = JSONValue.object([("status", .string("ok")), ("role", .string(role)),
+                                     ("offset", .number(Double(position.value)))]).serialized()
         }
         return Response(status: status, headers: [.contentType: "application/json"],
                         body: .init(byteBuffer: ByteBuffer(string: body)))

@@ -123,6 +123,9 @@ public enum ReplicationError: Error, Sendable, CustomStringConvertible {
     case refused(status: Int, code: String, message: String, truncateTo: Offset? = nil)
     /// The leader's answer is not a valid fetch response.
     case badResponse(String)
+    /// A node's admin route (`/api/replication`, `/api/promote`) answered `status` with an
+    /// error in the documented shape.
+    case answered(url: String, status: Int, code: String, message: String)
     /// The shared secret file cannot be used.
     case secret(String)
 
@@ -130,6 +133,7 @@ public enum ReplicationError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .refused(let status, let code, let message, _): "the leader refused the fetch (\(status) \(code)): \(message)"
         case .badResponse(let reason): "bad fetch response: \(reason)"
+        case .answered(let url, let status, let code, let message): "\(url) answered \(status) \(code): \(message)"
         case .secret(let reason): reason
         }
     }

@@ -24,6 +24,15 @@ enum ReplicationRequest {
         }
     }
 
+    /// A non-200 answer as an error: its code and message when the body has the documented
+    /// error shape, else its first bytes.
+    static func failure(_ url: String, status: UInt, body: ByteBuffer) -> ReplicationError {
+        if let answer = try? ReplicationJSON.decoder.decode(ErrorBody.self, from: Data(body.readableBytesView)) {
+            return .answered(url: url, status: Int(status), code: answer.error.code, message: answer.error.message)
+        }
+        return .badResponse("\(url) answered \(status): \(String(buffer: body).prefix(200))")
+    }
+
     /// `server` without a trailing slash, to append a path to.
     static func base(_ server: String) -> String {
         server.hasSuffix("/") ? String(server.dropLast()) : server
@@ -36,9 +45,7 @@ extension ReplicationStatus {
     public static func fetch(server: String, secret: ReplicationSecret) async throws -> ReplicationStatus {
         let url = ReplicationRequest.base(server) + "/api/replication"
         let (status, body) = try await ReplicationRequest.send(url, secret: secret, timeout: .seconds(10))
-        guard status == 200 else {
-            throw ReplicationError.badResponse("\(url) answered \(status): \(String(buffer: body))")
-        }
+        guard status == 200 else { throw ReplicationRequest.failure(url, status: status, body: body) }
         return try ReplicationJSON.decoder.decode(ReplicationStatus.self, from: Data(body.readableBytesView))
     }
 
@@ -46,9 +53,7 @@ extension ReplicationStatus {
     public static func promote(server: String, secret: ReplicationSecret) async throws -> String {
         let url = ReplicationRequest.base(server) + "/api/promote"
         let (status, body) = try await ReplicationRequest.send(url, post: true, secret: secret, timeout: .seconds(60))
-        guard status == 200 else {
-            throw ReplicationError.badResponse("\(url) answered \(status): \(String(buffer: body))")
-        }
+        guard status == 200 else { throw ReplicationRequest.failure(url, status: status, body: body) }
         return String(buffer: body)
     }
 }

@@ -38,11 +38,11 @@ struct Chatlog: AsyncParsableCommand {
             do {
                 arguments = ["serve"] + (try await ServeSettings.merge(Array(arguments.dropFirst())))
             } catch {
-                FileHandle.standardError.write(Data("chatlog serve: \(error)\n".utf8))
-                Foundation.exit(2)
+                printError("chatlog serve: \(error)")
+                Foundation.exit(CommandFailure.Kind.cannotRun.rawValue)
             }
         }
-        await main(arguments)
+        await run(arguments)
     }
 }
 

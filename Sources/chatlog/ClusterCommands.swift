@@ -17,8 +17,8 @@ struct ClusterCommand: AsyncParsableCommand {
             discussion: """
                 Reads the cluster's keys under /chatlog/NAME/ in etcd (docs/CLUSTER.md). Each \
                 node's durable offset and lag are the node's own to say: `chatlog replication \
-                status --server NODE-URL`. Exits 1 when etcd does not answer within 2 s per \
-                member or holds no cluster of that name.
+                status --server NODE-URL`. Exits 2 when etcd does not answer within 2 s per \
+                member, 1 when it holds no cluster of that name (or damaged keys).
 
                 Example:
                   chatlog cluster status --etcd http://10.0.0.1:2379,http://10.0.0.2:2379 --cluster chat
@@ -38,9 +38,12 @@ struct ClusterCommand: AsyncParsableCommand {
                 status = try await EtcdClient.with(endpoints: endpoints, trustRootsFile: tlsCAFile, logger: Logger(label: "chatlog.cluster")) { client in
                     try await ClusterStatus.read(etcd: client, cluster: cluster)
                 }
+            } catch ClusterError.etcd(let error) where error.isTransient {
+                throw CommandFailure.cannotRun("\(error)")
+            } catch let error as EtcdError where error.isTransient {
+                throw CommandFailure.cannotRun("\(error)")
             } catch {
-                printError("chatlog cluster status: \(error)")
-                throw ExitCode(1)
+                throw CommandFailure.refused("\(error)")
             }
             if format == .json {
                 let encoder = JSONEncoder()

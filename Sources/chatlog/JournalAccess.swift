@@ -7,13 +7,18 @@ import Projections
 /// Opens a journal for a command that needs its lock, with the error a user can act on.
 func openJournal(_ directory: String, logger: Logger, create: Bool = false) throws -> Journal {
     guard create || FileManager.default.fileExists(atPath: directory + "/journal.meta") else {
-        throw ValidationError("no journal at \(directory)")
+        throw CommandFailure.cannotRun("no journal at \(directory) (check --journal; `chatlog serve --journal \(directory)` creates one)")
     }
     let result = Result { () throws(JournalError) -> Journal in try Journal.open(directory: directory, logger: logger) }
     if case .failure(.locked(_, let pid)) = result {
-        throw ValidationError("the journal \(directory) is in use by process \(pid.map(String.init) ?? "?") (a running server?); stop it first")
+        throw CommandFailure.cannotRun(lockedMessage(directory, pid: pid))
     }
     return try result.get()
+}
+
+/// The journal is locked by another process: which, and what to do.
+func lockedMessage(_ directory: String, pid: Int32?) -> String {
+    "the journal \(directory) is in use by process \(pid.map(String.init) ?? "?") (a running server?): stop it first, or use a command that reads beside a running server (journal inspect, export, history, rooms)"
 }
 
 /// Runs `body` with the journal open, closing it afterwards whatever happens.
@@ -46,7 +51,7 @@ func forEachBatch(in directory: String, from offset: Offset, _ visit: (RecordBat
         try JournalDirectory.walk(segment) { step in
             switch step {
             case .problem(let problem):
-                guard isLast else { throw ValidationError("the journal is damaged: \(problem)") }
+                guard isLast else { throw CommandFailure.refused("the journal is damaged: \(problem) (chatlog journal verify says more)") }
             case .batch(let batch):
                 if batch.nextOffset > offset { try visit(batch) }
             }

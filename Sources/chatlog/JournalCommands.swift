@@ -76,10 +76,7 @@ extension JournalCommand {
 
         func run() async throws {
             let logger = logging.makeLogger(label: "chatlog.journal")
-            guard FileManager.default.fileExists(atPath: options.journal) else {
-                throw ValidationError("no journal at \(options.journal)")
-            }
-            let journal = try Journal.open(directory: options.journal, logger: logger)
+            let journal = try openJournal(options.journal, logger: logger)
             let recovery = journal.recovery
             await journal.close()
             if let cut = recovery.truncation {
@@ -119,7 +116,7 @@ extension JournalCommand {
         func run() async throws {
             let logger = logging.makeLogger(label: "chatlog.journal")
             guard FileManager.default.fileExists(atPath: options.journal + "/journal.meta") else {
-                throw ValidationError("no journal at \(options.journal)")
+                throw CommandFailure.cannotRun("no journal at \(options.journal) (check --journal)")
             }
             do {
                 guard let cut = try Journal.truncate(directory: options.journal, to: Offset(to), logger: logger) else {
@@ -133,8 +130,7 @@ extension JournalCommand {
                 }
                 print("cut offsets \(cut.from)..<\(cut.to) (\(cut.bytes) bytes), kept in \(cut.brokenCopies.joined(separator: ", "))")
             } catch {
-                printError("chatlog journal truncate: \(error)")
-                throw ExitCode(1)
+                throw CommandFailure(error)
             }
         }
     }
@@ -336,7 +332,7 @@ extension JournalCommand {
         @OptionGroup var logging: LoggingOptions
 
         func run() async throws {
-            let journal = try Journal.open(directory: options.journal, logger: logging.makeLogger(label: "chatlog.journal"))
+            let journal = try openJournal(options.journal, logger: logging.makeLogger(label: "chatlog.journal"), create: true)
             do {
                 while let line = readLine(strippingNewline: true) {
                     let offset = try await journal.append(ByteBuffer(string: line))

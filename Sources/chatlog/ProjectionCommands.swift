@@ -134,20 +134,7 @@ struct RoomsCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = logging.makeLogger(label: "chatlog.rooms")
-        let state: RoomState
-        if case .some = journalHolder(options.journal) {
-            // A server runs: read its snapshot and the journal after it, writing nothing.
-            let paths = ProjectionPaths(journalDirectory: options.journal)
-            var projection = RoomStateProjection.load(limits: ChatLimits(), snapshotPath: paths.roomStateSnapshot, logger: logger)
-            try forEachBatch(in: options.journal, from: projection.nextOffset) { try projection.apply($0) }
-            state = projection.state
-        } else {
-            state = try await withProjections(options.journal, kinds: [.roomState], logger: logger) { _, runner in
-                guard let state = runner.roomState?.state else { preconditionFailure("the runner was asked for room state") }
-                return state
-            }
-        }
+        let state = try await roomState(options.journal, logger: logging.makeLogger(label: "chatlog.rooms"))
         let rooms = state.rooms.sorted { $0.key < $1.key }.map { id, room in
             RoomJSON(room: id.value, name: room.name, owner: room.owner.value, private: room.isPrivate,
                      members: room.members.map(\.value).sorted(), invited: room.invited.map(\.value).sorted())
@@ -161,6 +148,21 @@ struct RoomsCommand: AsyncParsableCommand {
             }
             print("\(rooms.count) rooms")
         }
+    }
+}
+
+/// The journal's room state now: beside a running server its snapshot and the journal after
+/// it, writing nothing; else the projection, brought up to date.
+func roomState(_ directory: String, logger: Logger) async throws -> RoomState {
+    if case .some = journalHolder(directory) {
+        let paths = ProjectionPaths(journalDirectory: directory)
+        var projection = RoomStateProjection.load(limits: ChatLimits(), snapshotPath: paths.roomStateSnapshot, logger: logger)
+        try forEachBatch(in: directory, from: projection.nextOffset) { try projection.apply($0) }
+        return projection.state
+    }
+    return try await withProjections(directory, kinds: [.roomState], logger: logger) { _, runner in
+        guard let state = runner.roomState?.state else { preconditionFailure("the runner was asked for room state") }
+        return state
     }
 }
 
@@ -203,10 +205,16 @@ struct HistoryCommand: AsyncParsableCommand {
                 return try history.page(room: room, before: before, after: after, limit: limit)
             }
         }
+        // Nothing to show: a room nobody created is a mistake to report, an empty page of a
+        // room that exists is an answer.
+        if page.isEmpty, RoomID(room).flatMap(try await roomState(options.journal, logger: logger).room) == nil {
+            throw CommandFailure.refused("no room \(room) in the journal (chatlog rooms --journal \(options.journal) lists them)")
+        }
         switch format {
         case .json:
             for message in page { print(jsonLine(message)) }
         case .text:
+            if page.isEmpty { printError("no messages in \(room)\(before != nil || after != nil ? " in that range" : "")") }
             for message in page {
                 let text = message.text.map { $0.debugDescription } ?? "(deleted)"
                 print("\(message.offset)  \(isoTimestamp(message.sentMs))  \(message.author): \(text)\(message.editedMs != nil ? " (edited)" : "")")

@@ -38,8 +38,7 @@ struct ReplicationCommand: AsyncParsableCommand {
                 secret.trustRootsFile = tlsCAFile
                 status = try await ReplicationStatus.fetch(server: server, secret: secret)
             } catch {
-                printError("chatlog replication status: cannot read \(server)/api/replication: \(error)")
-                throw ExitCode(1)
+                throw CommandFailure(server: server, error)
             }
             if format == .json {
                 let data = (try? ReplicationJSON.encoder.encode(status)) ?? Data()
@@ -115,7 +114,7 @@ struct PromoteCommand: AsyncParsableCommand {
         if let directory = journal {
             let logger = logging.makeLogger(label: "chatlog.promote")
             do {
-                let journal = try Journal.open(directory: directory, logger: logger)
+                let journal = try openJournal(directory, logger: logger)
                 let epoch = max(journal.leaderEpochs.current, journal.seenEpoch) + 1
                 do { try journal.beginEpoch(epoch) } catch {
                     await journal.close()
@@ -125,8 +124,7 @@ struct PromoteCommand: AsyncParsableCommand {
                 await journal.close()
                 print("promoted \(directory): leader epoch \(epoch) from offset \(end.value); start it without --standby-of")
             } catch let error as JournalError {
-                printError("chatlog promote: \(error)")
-                throw ExitCode(1)
+                throw CommandFailure(error)
             }
             return
         }
@@ -137,8 +135,7 @@ struct PromoteCommand: AsyncParsableCommand {
             let answer = try await ReplicationStatus.promote(server: server, secret: secret)
             print(answer)
         } catch {
-            printError("chatlog promote: \(error)")
-            throw ExitCode(1)
+            throw CommandFailure(server: server, error)
         }
     }
 }

@@ -176,11 +176,9 @@ struct Serve: AsyncParsableCommand {
                 FileHandle.standardOutput.write(Data("listening on \(scheme)://\(host):\(port)\n".utf8))
             }
         } catch let error as ChatServerError {
-            printError("chatlog serve: \(error)")
-            throw ExitCode(2)
+            throw CommandFailure.cannotRun("\(error)")
         } catch let error as JournalError {
-            printError("chatlog serve: \(error)")
-            throw ExitCode(1)
+            throw CommandFailure(error)
         }
     }
 }
@@ -256,8 +254,7 @@ struct TokenCommand: AsyncParsableCommand {
                 let identity = await Identity.tokens(secret: secret)
                 print(try await identity.issue(user, ttl: duration))
             } catch let error as ChatServerError {
-                printError("chatlog token issue: \(error) (start the server once to generate it, or give --secret-file)")
-                throw ExitCode(1)
+                throw CommandFailure.cannotRun("\(error): a server generates it when it first starts without --dev (a --dev server checks no tokens and writes no secret), or give --secret-file")
             }
         }
     }

@@ -448,17 +448,30 @@ def test_a_second_server_on_the_same_journal_fails_naming_the_first(chatlog, jou
     command = [chatlog, "serve", "--journal", str(journal), "--port", "0", "--dev"]
     import subprocess
     result = subprocess.run(command, capture_output=True, text=True, timeout=30)
-    assert result.returncode != 0
-    assert f"locked by process {server.process.pid}" in result.stderr, result.stderr
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith(f"chatlog serve: the journal {journal} is in use by process {server.process.pid}"), result.stderr
 
 
-def test_healthz_reports_the_offset(server, clients):
+def test_healthz_reports_the_role_and_offset(server, clients):
     response = requests.get(server.url + "/healthz", timeout=5)
-    assert response.status_code == 200 and response.json() == {"status": "ok", "offset": 0}
+    assert response.status_code == 200 and response.json() == {"status": "ok", "role": "leader", "offset": 0}
     alice = clients(server.url, "alice")
     alice.call("join-group", {"group": "g"})
     alice.call("send-group-message", {"group": "g", "message": "x", "created": 1})
-    assert requests.get(server.url + "/healthz", timeout=5).json() == {"status": "ok", "offset": 2}
+    assert requests.get(server.url + "/healthz", timeout=5).json() == {"status": "ok", "role": "leader", "offset": 2}
+    # A load balancer's check reads the status alone: 200 only on a node of that role.
+    assert requests.get(server.url + "/healthz/leader", timeout=5).status_code == 200
+    standby_check = requests.get(server.url + "/healthz/standby", timeout=5)
+    assert standby_check.status_code == 503 and standby_check.json()["reason"] == "this node is a leader, not a standby"
+
+
+def test_head_answers_as_get_without_a_body(server):
+    for path in ("/", "/healthz", "/healthz/leader", "/metrics", "/openapi.yaml"):
+        get = requests.get(server.url + path, timeout=5)
+        head = requests.head(server.url + path, timeout=5)
+        assert head.status_code == get.status_code == 200, path
+        assert head.headers["Content-Type"] == get.headers["Content-Type"], path
+        assert head.content == b"", path
 
 
 def test_tokens_identify_users_and_bad_ones_are_refused(chatlog, journal, clients):

@@ -99,10 +99,14 @@ def test_a_second_writer_process_fails_naming_the_holder(chatlog, journal):
         holder.stdin.write("held\n")
         holder.stdin.flush()
         assert holder.stdout.readline().strip() == "0"  # the holder has the lock now
-        result = run(chatlog, "journal", "append", "--journal", str(journal), "--log-level", "error", stdin="x\n")
-        assert result.returncode != 0
-        assert f"is locked by process {holder.pid}" in result.stderr
-        assert result.stdout == ""
+        # Every command that needs the lock says so alike: one line naming the holder, exit 2.
+        for command in (["journal", "append"], ["journal", "repair"], ["journal", "truncate", "--to", "0"],
+                        ["journal", "import"], ["projections", "rebuild"], ["promote"]):
+            result = run(chatlog, *command, "--journal", str(journal), "--log-level", "error", stdin="x\n")
+            assert result.returncode == 2, (command, result.stderr)
+            assert result.stderr.startswith(f"chatlog {' '.join(c for c in command if not c.startswith('-') and not c.isdigit())}: "
+                                            f"the journal {journal} is in use by process {holder.pid}"), (command, result.stderr)
+            assert len(result.stderr.splitlines()) == 1 and result.stdout == "", (command, result.stderr)
     finally:
         if holder.stdin:
             holder.stdin.close()

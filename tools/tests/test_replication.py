@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import requests
 
 from chatserver import Client, Server
 from conftest import run
@@ -534,6 +535,10 @@ def test_an_online_promotion_begins_a_new_epoch_and_fences_the_old_leader(chatlo
     ids = send(lead.url, 20)
     follower = servers(standby(chatlog, tmp_path / "standby", lead.url, secret))
     wait_until(lambda: caught_up(follower.url, lead.url), what="catch-up")
+    # A load balancer tells the writer from the readers by /healthz/leader and /healthz/standby.
+    assert requests.get(follower.url + "/healthz", timeout=5).json()["role"] == "standby"
+    assert requests.get(follower.url + "/healthz/standby", timeout=5).status_code == 200
+    assert requests.get(follower.url + "/healthz/leader", timeout=5).status_code == 503
     reader = Client(follower.url, "alice", transports=["websocket"])
     assert reader.call("join-group", {"group": "g"})["ok"]
     answer = promote(chatlog, follower.url, secret)
@@ -544,6 +549,10 @@ def test_an_online_promotion_begins_a_new_epoch_and_fences_the_old_leader(chatlo
     refused = old.call("send-group-message", {"group": "g", "message": "late", "created": 1})
     assert refused["ok"] is False and refused["error"]["code"] == "not_leader"
     assert status(lead.url)["role"] == "fenced"
+    fenced = requests.get(lead.url + "/healthz", timeout=5)
+    assert fenced.status_code == 503 and fenced.json()["role"] == "fenced" and "fenced" in fenced.json()["reason"]
+    assert requests.get(lead.url + "/healthz/leader", timeout=5).status_code == 503
+    assert requests.get(follower.url + "/healthz/leader", timeout=5).status_code == 200
     old.close()
     ack = reader.call("send-group-message", {"group": "g", "message": "after", "created": 2})
     assert ack["ok"] and ack["id"] == ids[-1] + 1
@@ -552,7 +561,8 @@ def test_an_online_promotion_begins_a_new_epoch_and_fences_the_old_leader(chatlo
     assert status(follower.url)["role"] == "leader" and status(follower.url)["epoch"] == 1
     # A second promotion is refused: it leads already.
     again = run(chatlog, "promote", "--server", follower.url, "--replication-secret-file", str(secret))
-    assert again.returncode != 0 and "not_standby" in again.stderr
+    assert again.returncode == 1 and again.stderr.startswith(f"chatlog promote: {follower.url}/api/promote answered 409 not_standby: ")
+    assert "give the URL of one of its standbys" in again.stderr and len(again.stderr.splitlines()) == 1
     assert (tmp_path / "standby" / "leader-epochs").read_text() == f"1 {ids[-1] + 1}\n"
 
 
