@@ -46,9 +46,7 @@ struct ClusterCommand: AsyncParsableCommand {
                 throw CommandFailure.refused("\(error)")
             }
             if format == .json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                print(String(decoding: (try? encoder.encode(status)) ?? Data(), as: UTF8.self))
+                print(jsonLine(status))
                 return
             }
             for line in status.lines { print(line) }

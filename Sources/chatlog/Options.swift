@@ -42,10 +42,12 @@ func printError(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))
 }
 
-/// JSON for command output: sorted keys, one object per line.
+/// JSON for command output: sorted snake_case keys (as `journal export` and the HTTP API
+/// write them), one object per line.
 func jsonLine(_ value: some Encodable) -> String {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    encoder.keyEncodingStrategy = .convertToSnakeCase
     guard let data = try? encoder.encode(value) else { preconditionFailure("command output is always encodable") }
     return String(decoding: data, as: UTF8.self)
 }

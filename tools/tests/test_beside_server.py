@@ -23,7 +23,10 @@ def test_read_only_commands_work_beside_a_running_server(chatlog, journal, tmp_p
 
         history = run(chatlog, "history", "--journal", str(journal), "--room", "general", "--format", "json")
         assert history.returncode == 0, history.stderr
-        assert [json.loads(line)["offset"] for line in history.stdout.splitlines()] == ids
+        page = [json.loads(line) for line in history.stdout.splitlines()]
+        assert [m["offset"] for m in page] == ids
+        # One convention for every command's JSON: snake_case, as export and the HTTP API.
+        assert {"offset", "room", "author", "client_message_id", "text", "client_created_ms", "sent_ms"} <= page[0].keys(), page[0]
 
         for command in (["journal", "verify"], ["journal", "stats"], ["journal", "inspect", "--limit", "3"], ["journal", "export"]):
             result = run(chatlog, *command, "--journal", str(journal))

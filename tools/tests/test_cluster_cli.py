@@ -39,8 +39,8 @@ def test_status_shows_leader_lease_in_sync_set_and_nodes(chatlog: str, etcd: str
     assert as_json.returncode == 0, as_json.stderr
     status = json.loads(as_json.stdout)
     assert status["leader"] == {"node": "a", "url": "http://a:3000", "epoch": 3}
-    assert 0 < status["leaderLeaseSeconds"] <= 60
-    assert [(n["name"], n["role"], n["inSync"]) for n in status["nodes"]] == [("a", "leader", True), ("c", "standby", False)]
+    assert 0 < status["leader_lease_seconds"] <= 60
+    assert [(n["name"], n["role"], n["in_sync"]) for n in status["nodes"]] == [("a", "leader", True), ("c", "standby", False)]
 
 
 def test_errors_are_clear_and_exit_1_or_2_when_etcd_is_unreachable(chatlog: str, etcd: str) -> None:

@@ -128,7 +128,7 @@ def messages(chatlog, directory: Path, room: str = "g") -> list[dict]:
 
 
 def client_ids(chatlog, directory: Path, room: str = "g") -> list[str]:
-    return [m.get("clientMessageID") for m in messages(chatlog, directory, room)]
+    return [m.get("client_message_id") for m in messages(chatlog, directory, room)]
 
 
 # 1. A forwarded command that its standby gave up on is never applied later.
