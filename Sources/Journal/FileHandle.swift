@@ -122,7 +122,16 @@ enum FileSystem {
         access(path, F_OK) == 0
     }
 
+    /// Creates `path` and, as `mkdir -p` does, the directories above it that are missing
+    /// (`serve --journal data/journal` on a fresh clone, where `data/` is not there yet).
     static func makeDirectory(_ path: String) throws(JournalError) {
+        if mkdir(path, 0o755) == 0 || errno == EEXIST { return }
+        let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
+        let parent = trimmed.lastIndex(of: "/").map { String(trimmed[..<$0]) } ?? ""
+        guard errno == ENOENT, !parent.isEmpty, parent != trimmed else {
+            throw .io(operation: "mkdir", path: path, errno: errno)
+        }
+        try makeDirectory(parent)
         if mkdir(path, 0o755) != 0, errno != EEXIST {
             throw .io(operation: "mkdir", path: path, errno: errno)
         }

@@ -65,6 +65,21 @@ import Testing
         await journal.close()
     }
 
+    @Test func aJournalIsCreatedWithTheDirectoriesAboveItThatAreMissing() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let nested = directory.path + "/data/nodes/a/journal/"
+        let journal = try Journal.open(directory: nested, configuration: smallConfiguration(), logger: .quiet)
+        #expect(try await journal.append(record(0)) == Offset(0))
+        await journal.close()
+        let reopened = try Journal.open(directory: nested, configuration: smallConfiguration(), logger: .quiet)
+        #expect(reopened.nextOffset == Offset(1))
+        await reopened.close()
+        // A parent that is a file is not a directory to create below: the error names it.
+        #expect(FileManager.default.createFile(atPath: directory.path + "/plain", contents: Data()))
+        #expect(throws: JournalError.self) { try Journal.open(directory: directory.path + "/plain/journal", logger: .quiet) }
+    }
+
     @Test func oversizeRecordIsRefusedAndNothingIsWritten() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
