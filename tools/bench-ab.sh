@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Two builds of chatlog against each other, alternated in one run so that both see the same
-# machine: the check that a change costs nothing (README, Performance, "Margins").
+# machine: the check that a change costs nothing (docs/performance.md, "Margins").
 #
 #   tools/bench-ab.sh NEW-CHATLOG OLD-CHATLOG [ROUNDS]     (3 rounds by default)
 #

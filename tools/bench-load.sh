@@ -9,7 +9,7 @@
 #   tools/bench-load.sh            # the full run (a few minutes)
 #   tools/bench-load.sh --quick    # small counts, to check the script works
 #
-# Prints each run's summary line and its JSON line; the README's performance section quotes
+# Prints each run's summary line and its JSON line; the docs/performance.md quotes
 # them. Needs the release build and the .venv of `make test` (tools/ensure-deps.sh --python).
 set -euo pipefail
 cd "$(dirname "$0")/.."

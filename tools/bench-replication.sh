@@ -8,7 +8,7 @@
 #   tools/bench-replication.sh            # the full run (a few minutes)
 #   tools/bench-replication.sh --quick    # small sizes, to check the script works
 #
-# Prints each run's summary line and its JSON line; the README's performance section quotes them.
+# Prints each run's summary line and its JSON line; the docs/performance.md quotes them.
 # Needs the release build (swift build -c release).
 set -euo pipefail
 cd "$(dirname "$0")/.."

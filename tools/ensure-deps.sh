@@ -10,7 +10,8 @@ packages=(liblz4-dev libsqlite3-dev pkg-config python3 python3-venv)
 # The test suite also drives a real browser (tools/tests/test_browser.py).
 # The fault tests put nodes in network namespaces and cut them apart (tools/tests/test_faults.py).
 # The etcd client's tests (Tests/EtcdTests) start a real etcd.
-if [ "${1:-}" = "--python" ]; then packages+=(chromium chromium-driver iproute2 iptables etcd-server etcd-client openssl); fi
+# The deployment examples (docs/deploy/) are run: nginx in front of nodes, the systemd unit verified.
+if [ "${1:-}" = "--python" ]; then packages+=(chromium chromium-driver iproute2 iptables etcd-server etcd-client openssl nginx systemd); fi
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -28,7 +29,7 @@ if ! command -v swift >/dev/null 2>&1; then
     exit 1
 fi
 
-# The official Socket.IO browser client for the web page (README "The web page"). npm is out of
+# The official Socket.IO browser client for the web page (docs/web-page.md). npm is out of
 # reach here; PyPI's nicegui wheel carries the official bundle (Socket.IO v4.8.1, MIT). Taken
 # from a pinned wheel, checked against its digest, into a git-ignored folder that the build
 # copies into the server's resources. Without it the page says how to get it; nothing else fails.

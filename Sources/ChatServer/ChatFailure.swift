@@ -6,7 +6,7 @@ import HTTPTypes
 /// The codes are the strings clients see (in a Socket.IO ack's or `error` event's
 /// `error.code`, in the HTTP API's `{error: {code}}`), the HTTP status each maps to, and the
 /// label of `chat_commands_refused_total`: all three come from here, so a new code gets its
-/// status and its label by being added. README "Errors" lists them.
+/// status and its label by being added. docs/protocol.md "Events" lists them.
 public struct ChatFailure: Error, Sendable, Equatable {
     public enum Code: Sendable, Hashable, CaseIterable {
         /// A room rule refused it (`Rejection.Code`: `room_not_found`, `not_owner`, ...).

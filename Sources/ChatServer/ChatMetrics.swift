@@ -11,7 +11,7 @@ import Synchronization
 /// (`socketio_slow_clients_disconnected_total`). Counters are kept as things happen; gauges
 /// that describe state (connections, lag, journal size) are read when Prometheus scrapes, so
 /// they cost nothing in between. Labels are bounded: transports, refusal codes, projections;
-/// never a room or a user. README "Metrics" lists them all.
+/// never a room or a user. docs/operations.md "Metrics" lists them all.
 enum ChatMetrics {
     /// Events sent to sockets: one per recipient of each broadcast event or notice.
     static let deliveries = Metrics.Counter(label: "chat_deliveries_total")

@@ -137,7 +137,7 @@ public struct ChatServerConfiguration: Sendable {
     }
 }
 
-/// The chat server's limits. Each bounds memory or abuse; the README lists them.
+/// The chat server's limits. Each bounds memory or abuse; docs/operations.md lists them.
 public struct ChatServerLimits: Sendable, Equatable {
     /// Rooms one user may create (their owned rooms, counted from the journal).
     public var roomsCreatedPerUserMax = 100

@@ -9,7 +9,7 @@ import SocketIO
 /// username, created, id}, `user-joined` / `user-left` with the username as a string); the
 /// ephemeral events (presence, typing) and notices; the acks and the `error` event.
 ///
-/// Pure functions; the README documents every shape with an example.
+/// Pure functions; the docs/protocol.md documents every shape with an example.
 enum ChatWire {
     /// Client message ids the server makes up for sends that carry none: never echoed.
     static let generatedClientIDPrefix = ClientMessageIDs.generatedPrefix

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 
 /// `chatlog bench ...`: each benchmark measures chatlog against a baseline measured in the same
-/// run and prints its figures as JSON lines (README "Performance").
+/// run and prints its figures as JSON lines (docs/performance.md).
 public struct BenchCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "bench",

@@ -1,7 +1,7 @@
 import Metrics
 
 /// The journal's metrics (swift-metrics; the server exports them through swift-prometheus, see
-/// README "Metrics"). Created once, on first use: a process that bootstraps a metrics backend
+/// docs/operations.md "Metrics"). Created once, on first use: a process that bootstraps a metrics backend
 /// does so before it opens a journal. No labels: one journal per process.
 public enum JournalMetrics {
     /// Events committed (durable, with the default durability): appended here or copied from a

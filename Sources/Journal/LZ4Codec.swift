@@ -3,7 +3,7 @@ import CLZ4
 /// liblz4 block compression of batch payloads. Stateless and thread-safe.
 enum LZ4Codec {
     /// liblz4's speed/ratio knob; 1 is `LZ4_compress_default`. Measured on synthetic chat
-    /// text, higher values cost more ratio than they save time (see README, Performance).
+    /// text, higher values cost more ratio than they save time (see docs/performance.md).
     static let acceleration: Int32 = 1
 
     /// The largest output `compress` can produce for `inputBytes` of input.

@@ -21,7 +21,7 @@ struct DevCommand: AsyncParsableCommand {
                 CONNECT payload, answers "message" with "message-back" and acknowledges \
                 "message-with-ack"), a bare Engine.IO echo server at /engine.io/, and a plain \
                 WebSocket echo at /websocket-echo. Prints "listening on HOST:PORT" once bound \
-                (--port 0 picks a free port). See the README for running the official suites \
+                (--port 0 picks a free port). See docs/protocol.md for running the official suites \
                 against it (tools/official-suites/run.sh).
                 """
         )

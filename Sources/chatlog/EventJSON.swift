@@ -2,7 +2,7 @@ import ChatModel
 import Foundation
 
 /// One chat event as a line of JSON: the interchange form of `chatlog journal export` and
-/// `import` (README, "Exporting and importing"). Field names are snake_case; fields a type
+/// `import` (docs/protocol.md, "Exporting and importing"). Field names are snake_case; fields a type
 /// does not use are absent.
 struct EventJSON: Codable, Equatable {
     /// The event's journal offset. Written by export; on import it names the event so that

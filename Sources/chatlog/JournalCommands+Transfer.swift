@@ -11,7 +11,7 @@ extension JournalCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write chat events as JSON lines, one per event, to standard output.",
             discussion: """
-                Each line is one event with its offset (see the README, "Exporting and \
+                Each line is one event with its offset (see docs/protocol.md, "Exporting and \
                 importing"). Read-only and takes no lock. Records that are not chat events of a \
                 known type are skipped with a note on standard error.
                 """

@@ -3,7 +3,7 @@ selenium, with the official Socket.IO v4 client the page loads from the server. 
 two browser sessions go through a whole conversation, with a server restart in the middle
 that the pages must come back from by themselves with nothing lost and nothing doubled; and
 the same with Socket.IO's connection state recovery (`--recovery`). Screenshots go to
-tools/tests/screenshots/ (git-ignored; README shows one)."""
+tools/tests/screenshots/ (git-ignored; docs/web-page.md shows one)."""
 
 import hashlib
 import shutil

@@ -1,4 +1,4 @@
-"""The replication chaos script in its short form (tools/chaos_replication.py; README: Replication)."""
+"""The replication chaos script in its short form (tools/chaos_replication.py; docs/operations.md "Replication")."""
 
 import os
 import subprocess

@@ -1,4 +1,4 @@
-"""The HTTP API (`/api/rooms…`, README "HTTP API") and `/metrics`, against a real `chatlog serve`:
+"""The HTTP API (`/api/rooms…`, docs/protocol.md "HTTP API") and `/metrics`, against a real `chatlog serve`:
 the same rules and broadcasts as the socket events, every refusal as {error: {code, message}}
 with its status, tokens outside development mode, and the Prometheus scrape."""
 
@@ -170,7 +170,7 @@ def test_bad_input_is_refused_with_the_documented_statuses(server):
 
 
 def test_schemathesis_finds_nothing_against_the_document(chatlog):
-    """The short run of tools/api-fuzz.sh (README "HTTP API" has the long one)."""
+    """The short run of tools/api-fuzz.sh (docs/protocol.md "HTTP API" has the long one)."""
     script = Path(__file__).resolve().parents[1] / "api-fuzz.sh"
     result = subprocess.run([str(script), "15"], capture_output=True, text=True, timeout=240,
                             env={**os.environ, "CHATLOG": chatlog, "SEED": "1"})

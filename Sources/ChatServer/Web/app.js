@@ -1,6 +1,6 @@
 // chatlog's web chat page: the official Socket.IO v4 client and the tutorial's events, no
 // framework, no build step. Every piece of user text reaches the page through textContent
-// (never innerHTML), so it is always text. README "The web page" describes what it does.
+// (never innerHTML), so it is always text. docs/web-page.md describes what it does.
 "use strict";
 
 (() => {
