@@ -33,6 +33,24 @@ def run(chatlog: str, *args: str, stdin: str | None = None, timeout: float = 60)
     )
 
 
+def make_pki(directory: Path, subject: str = "127.0.0.1") -> Path:
+    """A certificate authority (ca.pem) and a server certificate it signed (server.pem,
+    server.key) for 127.0.0.1 and localhost, made with the openssl CLI; another CA too
+    (other.pem)."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=60)
+    directory.mkdir(parents=True, exist_ok=True)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=chatlog test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={subject}")
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem",
+            "-days", "2", "-extfile", "san.ext")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out", "other.pem", "-days", "2",
+            "-subj", "/CN=another CA")
+    return directory
+
+
 def free_port() -> int:
     import socket
     with socket.socket() as s:

@@ -16,7 +16,7 @@ import requests
 import socketio
 
 from chatserver import Server
-from conftest import ROOT, free_port, run, wait_until
+from conftest import ROOT, free_port, make_pki, wait_until
 
 DEPLOY = ROOT / "docs" / "deploy"
 
@@ -49,20 +49,9 @@ def test_the_example_settings_file_starts_a_server(chatlog, tmp_path: Path) -> N
         server.stop()
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
 @pytest.mark.skipif(shutil.which("nginx") is None or shutil.which("openssl") is None, reason="needs nginx and openssl")
 def test_clients_reach_a_leader_and_its_standby_through_the_nginx_example(chatlog, tmp_path: Path) -> None:
-    pki = tmp_path / "pki"
-    pki.mkdir()
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-            "-subj", "/CN=chatlog test CA", cwd=pki)
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "site.key", "-out", "site.csr", "-subj", "/CN=localhost", cwd=pki)
-    (pki / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "site.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "site.pem",
-            "-days", "2", "-extfile", "san.ext", cwd=pki)
+    pki = make_pki(tmp_path / "pki", subject="localhost")
     secret = tmp_path / "replication.secret"
     secret.write_text(os.urandom(24).hex() + "\n")
 
@@ -81,8 +70,8 @@ def test_clients_reach_a_leader_and_its_standby_through_the_nginx_example(chatlo
         site = re.sub(r"^\s*server 127\.0\.0\.1:PORT.*\n", "", site, flags=re.M)
         port = free_port()
         site = site.replace("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;")
-        site = site.replace("/etc/ssl/certs/chat.example.com.pem", str(pki / "site.pem"))
-        site = site.replace("/etc/ssl/private/chat.example.com.key", str(pki / "site.key"))
+        site = site.replace("/etc/ssl/certs/chat.example.com.pem", str(pki / "server.pem"))
+        site = site.replace("/etc/ssl/private/chat.example.com.key", str(pki / "server.key"))
         prefix = tmp_path / "nginx"
         prefix.mkdir()
         (prefix / "site.conf").write_text(site)

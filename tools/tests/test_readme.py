@@ -16,7 +16,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 import requests
 
 from conftest import ROOT, free_port, wait_until
