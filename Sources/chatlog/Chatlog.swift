@@ -14,8 +14,13 @@ struct Chatlog: AsyncParsableCommand {
             inspect, check, repair, export and import a journal, query and rebuild its \
             projections, and measure them.
 
+            Exit codes: 0 done; 1 the command ran and the answer is no (damage found, a \
+            node refused, no such room); 2 it could not run (the journal in use or missing, a \
+            node or etcd unreachable, the port taken); 64 the command line is wrong.
+
             Examples:
-              chatlog serve --journal data/journal --dev
+              chatlog serve --journal data/journal --dev      # development: no tokens
+              chatlog serve --journal data/journal            # tokens, signed with data/journal/auth.secret
               chatlog token issue alice --journal data/journal
               chatlog journal stats --journal data/journal
               chatlog journal verify --journal data/journal
