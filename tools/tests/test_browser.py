@@ -239,6 +239,32 @@ def test_two_users_through_a_whole_conversation_and_a_restart(chatlog, journal, 
         server.stop()
 
 
+def test_a_message_sent_during_a_restart_in_a_room_without_messages_reaches_both_pages(chatlog, journal, pages):
+    # The page keeps the join ack's last_id, so that even a room it has seen no message in is
+    # joined again with `after`: what was journaled while it was away is replayed to it.
+    port = free_port()
+    server = Server(chatlog, journal).start(port=port)
+    try:
+        alice, bob = pages(server.url), pages(server.url)
+        for page, name in ((alice, "alice"), (bob, "bob")):
+            page.sign_in(name)
+            page.find("#join-id").send_keys("fresh")
+            page.find("#join-room button").click()
+            page.wait(lambda: page.find("#room-title").text == "fresh", message=f"{name} in the empty room")
+        connects = {name: int(page.body("connects")) for page, name in ((alice, "alice"), (bob, "bob"))}
+        assert server.stop() == 0
+        alice.wait(lambda: alice.find("#status").text != "online", message="alice sees the server go")
+        alice.send("the first message, sent while the server was down")
+        server = Server(chatlog, journal).start(port=port)
+        for page, name in ((alice, "alice"), (bob, "bob")):
+            page.wait(lambda: int(page.body("connects")) > connects[name], timeout=30, message=f"{name}'s page reconnects")
+            page.wait(lambda: page.texts() == ["the first message, sent while the server was down"], timeout=20,
+                      message=f"{name} sees the message without a reload: {page.texts()}")
+        assert alice.errors() == [] and bob.errors() == []
+    finally:
+        server.stop()
+
+
 def test_the_page_at_phone_width(chatlog, journal, pages):
     server = Server(chatlog, journal).start()
     try:

@@ -253,6 +253,12 @@
   async function join(room) {
     const payload = room.lastId === null ? { group: room.group } : { group: room.group, after: room.lastId };
     const ack = await call("join-group", payload);
+    // Everything of this room up to last_id has reached this socket (replayed before the ack,
+    // or in the history page), so the next join resumes after it, even in a room whose
+    // messages the page has not seen any of yet.
+    if (ack.last_id !== null && ack.last_id !== undefined && (room.lastId === null || ack.last_id > room.lastId)) {
+      room.lastId = ack.last_id;
+    }
     room.members = ack.members;
     room.online = new Set(ack.online);
     return ack;
