@@ -14,7 +14,8 @@ def chatlog() -> str:
     path = os.environ.get("CHATLOG", str(ROOT / ".build" / "debug" / "chatlog"))
     if not Path(path).is_file():
         pytest.fail(f"chatlog binary not found at {path}; run `swift build` first or set CHATLOG")
-    return path
+    # Absolute: tests run it from other directories and write it into files (a unit, a link).
+    return str(Path(path).resolve())
 
 
 @pytest.fixture()
