@@ -154,8 +154,9 @@ struct APIGuard: ServerMiddleware {
             let what = type == String.self ? "a string" : type == Bool.self ? "true or false"
                 : (type == Int.self || type == Int64.self || type == Double.self) ? "a number" : "\(type)"
             guard context.codingPath.isEmpty else { return "\(path(context.codingPath)) must be \(what)" }
-            // A scalar at no path: a query or path parameter (the URI decoder keeps no path).
-            return type == String.self || what == "\(type)" ? "the body must be a JSON object"
+            // At no path, the JSON decoder wanted the body's object; a scalar is a query or path
+            // parameter (the URI decoder keeps no path).
+            return what == "\(type)" ? "the body must be a JSON object"
                 : "a query parameter must be \(what) (see the operation in /openapi.yaml)"
         case .valueNotFound(_, let context):
             return "\(path(context.codingPath)) must not be null"

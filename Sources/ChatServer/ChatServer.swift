@@ -382,11 +382,7 @@ public enum ChatServer {
     static func health(journal: Journal, live: LiveRooms, history: HistoryWriter, replication: ReplicationLeader,
                        requiring: String? = nil) -> Response {
         let position = live.position
-        let role = switch replication.role {
-        case .leading: "leader"
-        case .following: "standby"
-        case .fenced: "fenced"
-        }
+        let role = replication.role.name
         let reason: String? = if case .fenced(let epoch) = replication.role {
             "fenced: a leader of epoch \(epoch) exists; restart this node as its standby"
         } else if let requiring, requiring != role {

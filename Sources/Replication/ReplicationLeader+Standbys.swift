@@ -72,12 +72,7 @@ extension ReplicationLeader {
                     lastFetchSecondsAgo: (now - standby.lastFetch).inSeconds)
             }.sorted { $0.name < $1.name }
         }
-        let role = switch self.role {
-        case .leading: "leader"
-        case .following: "standby"
-        case .fenced: "fenced"
-        }
-        var status = ReplicationStatus(role: role, epoch: epoch, committedOffset: committed.value, leader: nil, standbys: standbys)
+        var status = ReplicationStatus(role: role.name, epoch: epoch, committedOffset: committed.value, leader: nil, standbys: standbys)
         if syncReplicas > 0 {
             status.syncReplicas = syncReplicas
             status.replicatedOffset = replicatedOffset.value

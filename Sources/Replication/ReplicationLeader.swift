@@ -27,6 +27,15 @@ public final class ReplicationLeader: Sendable {
         case following(String)
         /// It learnt of a newer leader epoch: it takes no more writes and answers no fetches.
         case fenced(epoch: UInt32)
+
+        /// As status and health answers name it: `leader`, `standby` or `fenced`.
+        public var name: String {
+            switch self {
+            case .leading: "leader"
+            case .following: "standby"
+            case .fenced: "fenced"
+            }
+        }
     }
 
     struct State {
