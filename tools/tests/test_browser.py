@@ -78,12 +78,37 @@ class Page:
         self.wait(clicked, message=message or f"click {selector}")
 
     def texts(self):
-        """The message texts of the open room, in the page's order."""
-        return [item.find_element(By.CSS_SELECTOR, ".text").text
-                for item in self.driver.find_elements(By.CSS_SELECTOR, "#messages li.message")]
+        """The message texts of the open room, in the page's order (read in one step: the page
+        replaces items as messages are sent)."""
+        return self.driver.execute_script(
+            "return [...document.querySelectorAll('#messages li.message')].map((li) => li.querySelector('.text').textContent)")
 
     def ids(self):
-        return [int(item.get_attribute("data-id")) for item in self.driver.find_elements(By.CSS_SELECTOR, "#messages li.message")]
+        """The ids of the open room's messages (the ones the server has), in the page's order."""
+        return self.driver.execute_script(
+            "return [...document.querySelectorAll('#messages li.message[data-id]')].map((li) => Number(li.dataset.id))")
+
+    def outgoing(self):
+        """The open room's messages still in the outbox: [pending or refused, text, what the page says]."""
+        return [tuple(row) for row in self.driver.execute_script(
+            "return [...document.querySelectorAll('#messages li.outgoing')].map((li) => "
+            "[li.classList.contains('refused') ? 'refused' : 'pending', li.querySelector('.text').textContent,"
+            " li.querySelector('.meta').textContent])")]
+
+    def stored_outbox(self):
+        """The outbox as the page keeps it in localStorage (what survives a reload)."""
+        return self.driver.execute_script(
+            "return Object.keys(localStorage).filter((k) => k.startsWith('chatlog.outbox.'))"
+            ".flatMap((k) => JSON.parse(localStorage.getItem(k)))")
+
+    def presence_notices(self):
+        return [item.text for item in self.driver.find_elements(By.CSS_SELECTOR, "#messages li.notice")
+                if item.text.endswith(" is online") or item.text.endswith(" is offline")]
+
+    def join(self, group: str):
+        self.find("#join-id").send_keys(group)
+        self.find("#join-room button").click()
+        self.wait(lambda: self.find("#room-title").text == group, message=f"in {group}")
 
     def send(self, text: str):
         self.find("#text").send_keys(text)
@@ -123,6 +148,15 @@ def post(server, user, group, text, client_id=None):
                              headers={"X-Chatlog-User": user}, timeout=10)
     assert response.status_code == 201, response.text
     return response.json()["id"]
+
+
+def alice_and_bob_in(server, pages, group):
+    """Two users' pages, both signed in and in `group` (created by the first join)."""
+    alice, bob = pages(server.url), pages(server.url)
+    for page, name in ((alice, "alice"), (bob, "bob")):
+        page.sign_in(name)
+        page.join(group)
+    return alice, bob
 
 
 @pytest.fixture()
@@ -245,12 +279,7 @@ def test_a_message_sent_during_a_restart_in_a_room_without_messages_reaches_both
     port = free_port()
     server = Server(chatlog, journal).start(port=port)
     try:
-        alice, bob = pages(server.url), pages(server.url)
-        for page, name in ((alice, "alice"), (bob, "bob")):
-            page.sign_in(name)
-            page.find("#join-id").send_keys("fresh")
-            page.find("#join-room button").click()
-            page.wait(lambda: page.find("#room-title").text == "fresh", message=f"{name} in the empty room")
+        alice, bob = alice_and_bob_in(server, pages, "fresh")
         connects = {name: int(page.body("connects")) for page, name in ((alice, "alice"), (bob, "bob"))}
         assert server.stop() == 0
         alice.wait(lambda: alice.find("#status").text != "online", message="alice sees the server go")
@@ -261,6 +290,111 @@ def test_a_message_sent_during_a_restart_in_a_room_without_messages_reaches_both
             page.wait(lambda: page.texts() == ["the first message, sent while the server was down"], timeout=20,
                       message=f"{name} sees the message without a reload: {page.texts()}")
         assert alice.errors() == [] and bob.errors() == []
+    finally:
+        server.stop()
+
+
+def history(server, group):
+    response = requests.get(f"{server.url}/api/rooms/{group}/messages", headers={"X-Chatlog-User": "carol"}, timeout=10)
+    assert response.status_code == 200, response.text
+    return [message["message"] for message in response.json()["messages"]]
+
+
+def test_a_send_during_a_30_second_outage_waits_in_the_outbox_and_goes_out_once(chatlog, journal, pages):
+    # The message is shown as sending the moment it is typed, outlives the client's 15 s ack
+    # timeout (which used to drop it with "no answer from the server"), and goes out once the
+    # server is back: once, shown as sent. Nobody's page announces the others again.
+    port = free_port()
+    server = Server(chatlog, journal).start(port=port)
+    try:
+        alice, bob = alice_and_bob_in(server, pages, "ops")
+        alice.send("before the outage")
+        bob.wait(lambda: bob.texts() == ["before the outage"])
+        alice.wait(lambda: alice.outgoing() == [] and alice.texts() == ["before the outage"], message="shown as sent")
+        time.sleep(6)  # past the presence notices' settling time
+        notices = {"alice": alice.presence_notices(), "bob": bob.presence_notices()}
+        connects = {"alice": int(alice.body("connects")), "bob": int(bob.body("connects"))}
+
+        assert server.stop() == 0
+        alice.wait(lambda: alice.find("#status").text != "online", message="alice sees the server go")
+        alice.send("typed during the outage")
+        alice.wait(lambda: alice.outgoing() == [("pending", "typed during the outage", "sending…")], message="shown as sending")
+        assert alice.find("#text").get_attribute("value") == ""
+        time.sleep(30)
+        assert alice.outgoing() == [("pending", "typed during the outage", "sending…")], "still waiting, text kept"
+        assert [entry["message"] for entry in alice.stored_outbox()] == ["typed during the outage"]
+        assert not alice.find("#notice").is_displayed() or "no answer" not in alice.find("#notice").text
+
+        server = Server(chatlog, journal).start(port=port)
+        for page, name in ((alice, "alice"), (bob, "bob")):
+            page.wait(lambda: int(page.body("connects")) > connects[name], timeout=30, message=f"{name}'s page reconnects")
+        alice.wait(lambda: alice.outgoing() == [] and alice.texts() == ["before the outage", "typed during the outage"],
+                   timeout=20, message=f"shown as sent: {alice.texts()} {alice.outgoing()}")
+        bob.wait(lambda: bob.texts() == ["before the outage", "typed during the outage"], timeout=20,
+                 message=f"bob gets it once: {bob.texts()}")
+        assert history(server, "ops") == ["before the outage", "typed during the outage"]
+        assert alice.stored_outbox() == []
+        assert len(set(alice.ids())) == 2 and alice.ids() == bob.ids()
+
+        time.sleep(6)  # a presence notice would have settled by now
+        assert alice.presence_notices() == notices["alice"] and bob.presence_notices() == notices["bob"], \
+            "a restart announces nobody again"
+        assert alice.errors() == [] and bob.errors() == []
+    finally:
+        server.stop()
+
+
+def test_a_send_pending_when_the_page_is_closed_goes_out_when_it_is_opened_again(chatlog, journal, pages):
+    port = free_port()
+    server = Server(chatlog, journal).start(port=port)
+    try:
+        alice, bob = alice_and_bob_in(server, pages, "ops")
+        assert server.stop() == 0
+        alice.wait(lambda: alice.find("#status").text != "online", message="alice sees the server go")
+        alice.send("first, typed offline")
+        alice.send("second, typed offline")
+        alice.wait(lambda: [text for _, text, _ in alice.outgoing()] == ["first, typed offline", "second, typed offline"])
+        alice.driver.get("about:blank")  # the page is gone before the server is back
+
+        server = Server(chatlog, journal).start(port=port)
+        alice.driver.get(server.url)  # the same tab: signed in again from its session
+        alice.wait(lambda: alice.find("#room-title").text == "ops", timeout=20, message="the page opens the room again")
+        alice.wait(lambda: alice.outgoing() == [] and alice.texts() == ["first, typed offline", "second, typed offline"],
+                   timeout=20, message=f"sent, in the order typed: {alice.texts()} {alice.outgoing()}")
+        bob.wait(lambda: bob.texts() == ["first, typed offline", "second, typed offline"], timeout=30,
+                 message=f"bob gets them once: {bob.texts()}")
+        assert history(server, "ops") == ["first, typed offline", "second, typed offline"]
+        assert alice.stored_outbox() == []
+        assert alice.errors() == [] and bob.errors() == []
+    finally:
+        server.stop()
+
+
+def test_a_refused_send_says_why_and_keeps_the_text(chatlog, journal, pages):
+    server = Server(chatlog, journal).start()
+    try:
+        alice = pages(server.url)
+        alice.sign_in("alice")
+        alice.join("ops")
+        too_long = "€" * 1400  # 1,400 characters (the field allows 4,096) but 4,200 bytes: over the limit
+        alice.driver.execute_script("document.getElementById('text').value = arguments[0]", too_long)
+        alice.find("#composer button").click()
+        alice.wait(lambda: alice.outgoing() == [("refused", too_long, "not sent: a message is 1 to 4096 bytes of text")],
+                   message=f"refused, with the reason: {alice.outgoing()}")
+        alice.send("a short one")  # a refusal does not hold up what comes after it
+        alice.wait(lambda: alice.texts() == ["a short one", too_long], message=f"the short one is sent: {alice.texts()}")
+        assert history(server, "ops") == ["a short one"]
+
+        # The refused one is kept across a reload, until the user discards it.
+        alice.driver.refresh()
+        alice.wait(lambda: alice.find("#room-title").text == "ops", timeout=20)
+        alice.wait(lambda: alice.outgoing() == [("refused", too_long, "not sent: a message is 1 to 4096 bytes of text")],
+                   message="still shown after a reload")
+        assert [entry["message"] for entry in alice.stored_outbox()] == [too_long]
+        alice.driver.execute_script("document.querySelector('#messages li.refused button.discard').click()")
+        alice.wait(lambda: alice.outgoing() == [] and alice.stored_outbox() == [], message="discarded")
+        assert alice.texts() == ["a short one"]
+        assert alice.errors() == []
     finally:
         server.stop()
 

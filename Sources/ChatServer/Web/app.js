@@ -8,6 +8,12 @@
   const HISTORY_PAGE = 50;
   const TYPING_SHOWN_MS = 3000;
   const TYPING_SENT_EVERY_MS = 1000;
+  const OUTBOX_LIMIT = 200;          // typed messages waiting to be sent, at most
+  const RETRY_FIRST_MS = 1000;       // a send the server could not take now is tried again after this,
+  const RETRY_MAX_MS = 30000;        // doubling up to this
+  const PRESENCE_SETTLE_MS = 5000;   // an online/offline change is announced once it has held this long
+  // Refusals that say "not now" rather than "no": the send stays in the outbox and is tried again.
+  const TRANSIENT = new Set(["timeout", "disconnected", "unavailable", "rate_limited", "not_leader"]);
 
   /** One room the user is in, as the page knows it. */
   class Room {
@@ -23,6 +29,7 @@
       this.loadingOlder = false;
       this.members = [];
       this.online = new Set();
+      this.announced = null;     // username -> online, as the room's notices last said (null: not joined yet)
       this.invited = [];
       this.unread = false;
       this.list = document.createElement("ol"); // its messages, swapped into #messages
@@ -39,7 +46,60 @@
     current: null,
     typers: new Map(), // username -> timer
     lastTypingSent: 0,
+    outbox: null,  // the messages typed and not yet acknowledged (an Outbox)
+    flushing: false,
+    wake: null,    // ends the outbox's wait before a retry (a new connection, a new message)
   };
+
+  /**
+   * The messages the user typed that the server has not acknowledged yet, oldest first, kept
+   * in localStorage (per user) so that neither a lost connection nor a reload loses one. Each
+   * has its `client_id` from the moment it was typed, so sending it again (after a timeout, a
+   * reconnection, a reload, or from a second tab) never makes a second message. Every change
+   * reads and writes the stored list, so two tabs of one user do not overwrite each other.
+   * An entry is `{client_id, group, message, created, refused?}`: `refused` is the server's
+   * reason when it said no (the text stays, to be sent again or discarded).
+   */
+  class Outbox {
+    constructor(user) {
+      this.key = "chatlog.outbox." + user;
+    }
+
+    entries() {
+      try {
+        const stored = JSON.parse(localStorage.getItem(this.key) || "[]");
+        return Array.isArray(stored) ? stored : [];
+      } catch {
+        return [];
+      }
+    }
+
+    write(entries) {
+      try {
+        if (entries.length) localStorage.setItem(this.key, JSON.stringify(entries));
+        else localStorage.removeItem(this.key);
+      } catch {
+        // storage full or refused: the entries are still sent from this page, not kept across a reload
+      }
+    }
+
+    add(entry) {
+      this.write([...this.entries(), entry]);
+    }
+
+    update(clientID, change) {
+      this.write(this.entries().map((entry) => (entry.client_id === clientID ? { ...entry, ...change } : entry)));
+    }
+
+    remove(clientID) {
+      this.write(this.entries().filter((entry) => entry.client_id !== clientID));
+    }
+
+    /** The oldest entry still to be sent (refused ones wait for the user). */
+    next() {
+      return this.entries().find((entry) => !entry.refused);
+    }
+  }
 
   // ---------- small helpers ----------
 
@@ -81,13 +141,21 @@
     return state.auth.token ? { Authorization: "Bearer " + state.auth.token } : { "X-Chatlog-User": state.auth.username };
   }
 
+  /** An error with the server's code (or `timeout` / `disconnected` when no answer came). */
+  function failure(code, message) {
+    const error = new Error(message);
+    error.code = code;
+    return error;
+  }
+
   /** Emits an event and resolves with its ack (rejects with the server's error). */
   function call(event, payload) {
     return new Promise((resolve, reject) => {
       state.socket.timeout(15000).emit(event, payload, (err, ack) => {
-        if (err) reject(new Error(event + ": no answer from the server"));
+        if (err) reject(state.socket.connected ? failure("timeout", event + ": no answer from the server")
+                                               : failure("disconnected", event + ": the connection was lost"));
         else if (ack && ack.ok) resolve(ack);
-        else reject(new Error((ack && ack.error && ack.error.message) || event + " failed"));
+        else reject(failure(ack && ack.error && ack.error.code, (ack && ack.error && ack.error.message) || event + " failed"));
       });
     });
   }
@@ -123,6 +191,7 @@
     state.auth = auth;
     state.user = auth.username || tokenSubject(auth.token);
     sessionStorage.setItem("chatlog.auth", JSON.stringify(auth));
+    state.outbox = new Outbox(state.user || "");
     $("me").textContent = state.user || "";
     $("sign-in").hidden = true;
     $("app").hidden = false;
@@ -149,7 +218,7 @@
       // For the browser test (and the curious): how the last connection began.
       document.body.dataset.connects = String(Number(document.body.dataset.connects || 0) + 1);
       document.body.dataset.recovered = String(socket.recovered === true);
-      if (socket.recovered) return; // connection state recovery gave back the rooms and what was missed
+      if (socket.recovered) { flush(); return; } // connection state recovery gave back the rooms and what was missed
       // A new session: be in every room again, each from the last message seen (nothing missed, nothing twice).
       try {
         const groups = (await call("my-groups", {})).groups;
@@ -164,6 +233,7 @@
       } catch (error) {
         notice(error.message);
       }
+      flush(); // what was typed while away goes out after the rooms are caught up
     });
     socket.on("disconnect", () => setStatus(false));
     socket.on("connect_error", (error) => {
@@ -233,6 +303,7 @@
   function addRoom(info) {
     const room = new Room(info);
     state.rooms.set(room.group, room);
+    for (const entry of state.outbox.entries()) if (entry.group === room.group) showOutgoing(room, entry);
     return room;
   }
 
@@ -261,6 +332,9 @@
     }
     room.members = ack.members;
     room.online = new Set(ack.online);
+    // The first join says who is online; a join again after a reconnection changes the dots
+    // only, so a server restart does not announce everyone again.
+    if (room.announced === null) room.announced = new Map(ack.members.map((name) => [name, room.online.has(name)]));
     return ack;
   }
 
@@ -383,6 +457,11 @@
   function addMessage(room, message) {
     if (room.messages.has(message.id)) return;
     if (room.lastId === null || message.id > room.lastId) room.lastId = message.id;
+    // One of ours still shown as sending: the message takes its place.
+    if (message.client_id && message.username === state.user) {
+      const outgoing = outgoingItem(room, message.client_id);
+      if (outgoing) outgoing.remove();
+    }
     const item = el("li", "message");
     item.dataset.id = String(message.id);
     item.append(el("span", "who", message.username), el("span", "text", message.message === null ? "" : message.message),
@@ -390,20 +469,23 @@
     if (message.edited) markEdited(item);
     if (message.deleted || message.message === null) markDeleted(item);
     else if (message.username === state.user) item.append(ownActions(room, message.id, item));
+    place(room, message.id, item);
+  }
 
+  /** Puts a message's item in id order, above the messages still being sent. */
+  function place(room, messageID, item) {
     // Messages arrive in id order but for history pages: find the place from the end.
     let next = null;
     for (const [id, other] of [...room.messages].reverse()) {
-      if (id < message.id) break;
+      if (id < messageID) break;
       next = other;
     }
     if (next) {
       room.list.insertBefore(item, next);
-      const ordered = new Map([...room.messages, [message.id, item]].sort((a, b) => a[0] - b[0]));
-      room.messages = ordered;
+      room.messages = new Map([...room.messages, [messageID, item]].sort((a, b) => a[0] - b[0]));
     } else {
-      room.list.append(item);
-      room.messages.set(message.id, item);
+      room.list.insertBefore(item, room.list.querySelector("li.outgoing"));
+      room.messages.set(messageID, item);
     }
   }
 
@@ -459,15 +541,114 @@
     if (room === state.current) scrollToEnd(room, true);
   }
 
-  async function send(text) {
+  // ---------- the outbox: sending until acknowledged ----------
+
+  /** Puts a typed message in the outbox and sends it; false when the outbox is full. */
+  function send(text) {
     const room = state.current;
-    if (!room || !text.trim()) return;
-    // The client id makes the send idempotent: a send repeated after a reconnection is not doubled.
-    const payload = { group: room.group, message: text, created: Date.now(), client_id: randomID() };
+    if (!room || !text.trim()) return true;
+    if (state.outbox.entries().length >= OUTBOX_LIMIT) {
+      notice(`${OUTBOX_LIMIT} messages are waiting to be sent; wait for the connection before sending more.`);
+      return false;
+    }
+    // The client id, given now, makes every later try of this message the same send.
+    const entry = { group: room.group, message: text, created: Date.now(), client_id: randomID() };
+    state.outbox.add(entry);
+    showOutgoing(room, entry);
+    scrollToEnd(room, false);
+    flush();
+    return true;
+  }
+
+  function outgoingItem(room, clientID) {
+    for (const item of room.list.querySelectorAll("li.outgoing")) if (item.dataset.clientId === clientID) return item;
+    return null;
+  }
+
+  /** Shows an outbox entry at the end of its room: sending, or refused with the reason and what to do. */
+  function showOutgoing(room, entry) {
+    const old = outgoingItem(room, entry.client_id);
+    const item = el("li", "message outgoing " + (entry.refused ? "refused" : "pending"));
+    item.dataset.clientId = entry.client_id;
+    item.append(el("span", "who", state.user || ""), el("span", "text", entry.message));
+    if (entry.refused) {
+      item.append(el("span", "meta reason", "not sent: " + entry.refused));
+      const retry = el("button", "retry", "send again");
+      retry.type = "button";
+      retry.addEventListener("click", () => {
+        state.outbox.update(entry.client_id, { refused: undefined });
+        showOutgoing(room, { ...entry, refused: undefined });
+        flush();
+      });
+      const discard = el("button", "discard", "discard");
+      discard.type = "button";
+      discard.addEventListener("click", () => { state.outbox.remove(entry.client_id); item.remove(); });
+      const actions = el("span", "outgoing-actions");
+      actions.append(retry, discard);
+      item.append(actions);
+    } else {
+      item.append(el("span", "meta", "sending…"));
+    }
+    if (old) old.replaceWith(item);
+    else room.list.append(item);
+  }
+
+  /** The server took the message: it is shown as sent, in its place (unless its broadcast already was). */
+  function delivered(entry, messageID) {
+    state.outbox.remove(entry.client_id);
+    const room = state.rooms.get(entry.group);
+    if (!room) return;
+    const item = outgoingItem(room, entry.client_id);
+    if (!item) return;
+    item.remove();
+    addMessage(room, { group: entry.group, id: messageID, message: entry.message, username: state.user,
+                       created: entry.created, client_id: entry.client_id });
+  }
+
+  function refused(entry, reason) {
+    state.outbox.update(entry.client_id, { refused: reason });
+    const room = state.rooms.get(entry.group);
+    if (room) {
+      showOutgoing(room, { ...entry, refused: reason });
+      if (room === state.current) scrollToEnd(room, true);
+    } else {
+      // Not in the room any more: say so with the text, which is all that is left of it.
+      state.outbox.remove(entry.client_id);
+      notice(`Not sent to ${entry.group} (${reason}): ${entry.message}`);
+    }
+  }
+
+  /**
+   * Sends the outbox, oldest first, one at a time (so the room gets them in the order typed),
+   * while connected. A send the server could not take now (no answer, the connection lost, a
+   * server stopping or busy) is tried again, after 1 s, 2 s, … up to 30 s, or at once on a new
+   * connection; a refusal marks the entry refused and goes on with the next.
+   */
+  async function flush() {
+    if (state.flushing) {
+      if (state.wake) state.wake();
+      return;
+    }
+    state.flushing = true;
+    let delay = RETRY_FIRST_MS;
     try {
-      await call("send-group-message", payload);
-    } catch (error) {
-      notice(error.message);
+      while (state.socket && state.socket.connected) {
+        const entry = state.outbox.next();
+        if (!entry) break;
+        const { group, message, created, client_id } = entry;
+        try {
+          const ack = await call("send-group-message", { group, message, created, client_id });
+          delivered(entry, ack.id);
+          delay = RETRY_FIRST_MS;
+        } catch (error) {
+          if (!TRANSIENT.has(error.code)) { refused(entry, error.message); continue; }
+          await new Promise((resolve) => { state.wake = resolve; setTimeout(resolve, delay); });
+          state.wake = null;
+          delay = Math.min(delay * 2, RETRY_MAX_MS);
+        }
+      }
+    } finally {
+      state.flushing = false;
     }
   }
 
@@ -530,13 +711,24 @@
     if (verb === "left" && !now.has(username) && before.has(username)) addNotice(room, `${username} left`);
   }
 
+  /**
+   * Someone came online or went offline: the members' dots follow at once; the room's notice
+   * only once the change has held for a few seconds and differs from what the room last said,
+   * so a reconnection (theirs, ours, or a server restart) announces nothing.
+   */
   function presence(group, username, online) {
     const room = state.rooms.get(group);
     if (!room || username === state.user) return;
     if (online === room.online.has(username)) return;
     if (online) room.online.add(username); else room.online.delete(username);
-    addNotice(room, `${username} is ${online ? "online" : "offline"}`);
     if (room === state.current) renderMembers(room);
+    setTimeout(() => {
+      if (state.rooms.get(group) !== room || room.announced === null) return;
+      const now = room.online.has(username);
+      if (now !== online || room.announced.get(username) === now) return;
+      room.announced.set(username, now);
+      addNotice(room, `${username} is ${now ? "online" : "offline"}`);
+    }, PRESENCE_SETTLE_MS);
   }
 
   function showTyping(username) {
@@ -583,9 +775,7 @@
     });
     $("composer").addEventListener("submit", (event) => {
       event.preventDefault();
-      const text = $("text").value;
-      $("text").value = "";
-      send(text);
+      if (send($("text").value)) $("text").value = "";
     });
     $("text").addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey) {
