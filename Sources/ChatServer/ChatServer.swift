@@ -68,7 +68,9 @@ public enum ChatServer {
         var journalConfiguration = JournalConfiguration()
         journalConfiguration.durability = configuration.durability
         if let bytes = configuration.segmentBytesMax { journalConfiguration.segmentBytesMax = bytes }
-        journalConfiguration.retention = Retention(totalBytesMax: configuration.retentionBytesMax)
+        // Retention deletes only what the projections have made durable: nothing until they
+        // have caught up at start-up, then what `SnapshotKeeper` releases.
+        journalConfiguration.retention = Retention(totalBytesMax: configuration.retentionBytesMax, floor: .zero)
         journalConfiguration.recordBytesMax = 64 << 10
         journalConfiguration.failWritesAfterBytes = configuration.failJournalWritesAfterBytes
         let context = StackContext(identity: identity, replicationSecret: replicationSecret, tls: tls, started: started,
@@ -145,6 +147,8 @@ public enum ChatServer {
         guard let roomState = runner.roomState, let history = runner.history else {
             preconditionFailure("the runner maintains both projections")
         }
+        // The catch-up saved the snapshot: what both projections hold durably may go.
+        try journal.raiseRetentionFloor(to: min(roomState.nextOffset, try history.nextOffset()))
         let limits = configuration.limits
         // Where the committed state stands: the journal's end, or past it on a standby seeded
         // from its leader's room state (its journal, which starts after 0, then catches up from
@@ -298,7 +302,11 @@ public enum ChatServer {
         )
         let drain = Drain(socketIO: socketIO, decider: decider, live: live, replication: replicationLeader, logger: logger)
         // Started in this order, stopped in the reverse.
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: historyWriter), .init(service: tailer)]
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: historyWriter), .init(service: tailer),
+            .init(service: SnapshotKeeper(live: live, history: history, journal: journal, path: paths.roomStateSnapshot,
+                                          interval: configuration.snapshotInterval, logger: logger)),
+        ]
         if let follower { services.append(.init(service: follower, successTerminationBehavior: .ignore)) }
         if let cluster, let settings = configuration.cluster {
             services.append(.init(service: InSyncKeeper(leader: replicationLeader, node: cluster.node, syncReplicas: configuration.syncReplicas,

@@ -19,6 +19,9 @@ public struct ChatServerConfiguration: Sendable {
     public var segmentBytesMax: Int64?
     /// Retention: the oldest segments are deleted while the journal is larger (nil: keep all).
     public var retentionBytesMax: Int64?
+    /// How often the room-state snapshot is written while the state moves; retention deletes
+    /// only segments below the last one (and History's checkpoint).
+    public var snapshotInterval: Duration = .seconds(60)
     /// Cross-origin pages allowed (`*` for any); empty: no CORS headers (`--dev`: any).
     public var corsOrigins: [String] = []
     /// Socket.IO connection state recovery: CONNECT replies carry a `pid`, events their offset.

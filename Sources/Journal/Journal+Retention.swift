@@ -9,11 +9,24 @@ extension Journal {
         guard retention.totalBytesMax != nil || retention.age != nil else { return }
         let nowMs = Self.nowMs()
         let expired: [Segment] = state.withLock { state in
+            var retention = retention
+            retention.floor = state.retentionFloor
             let count = Self.retentionCut(state.segments, retention: retention, nowMs: nowMs)
             defer { state.segments.removeFirst(count) }
             return Array(state.segments.prefix(count))
         }
         try Self.deleteSegments(expired[...], directory: directory, logger: logger)
+    }
+
+    /// Lets retention delete the segments wholly below `offset` (what sits above the journal has
+    /// made them durable elsewhere), and deletes those past the limits now. The floor only rises.
+    public func raiseRetentionFloor(to offset: Offset) throws(JournalError) {
+        let raised = state.withLock { state in
+            guard let floor = state.retentionFloor, offset > floor else { return false }
+            state.retentionFloor = offset
+            return true
+        }
+        if raised { try applyRetention() }
     }
 
     /// How many of the oldest segments retention removes. It weighs sealed segments only: the
@@ -26,6 +39,7 @@ extension Journal {
         var count = 0
         while count < segments.count - 1 {
             let segment = segments[count]
+            if let floor = retention.floor, segment.nextOffset > floor { break }
             let tooBig = retention.totalBytesMax.map { total > $0 } ?? false
             let tooOld = ageMs.map { (segment.lastTimestampMs ?? nowMs) < nowMs - $0 } ?? false
             guard tooBig || tooOld else { break }

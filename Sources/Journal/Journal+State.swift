@@ -73,6 +73,8 @@ struct State: ~Copyable {
     var epochs: LeaderEpochs
     /// The highest epoch a standby saw its leader at (`leader-epoch-seen`).
     var seenEpoch: UInt32 = 0
+    /// Retention keeps every segment holding an offset at or above this (`Retention.floor`).
+    var retentionFloor: Offset?
 
     init(segments: [Segment], nextOffset: Offset, committedNext: Offset, epochs: LeaderEpochs) {
         self.segments = segments

@@ -51,6 +51,7 @@ public final class Journal: Sendable {
         let next = segments.last?.nextOffset ?? .zero
         var state = State(segments: segments, nextOffset: next, committedNext: next, epochs: epochs)
         state.seenEpoch = seenEpoch
+        state.retentionFloor = configuration.retention.floor
         self.state = Mutex(state)
         startWriter(writer)
     }

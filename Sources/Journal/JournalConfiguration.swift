@@ -35,10 +35,16 @@ public struct Retention: Sendable, Equatable {
     public var totalBytesMax: Int64?
     /// Delete sealed segments whose newest record is older than this.
     public var age: Duration?
+    /// Never delete a segment holding an offset at or above this: what sits above the journal
+    /// (projections that cannot be rebuilt once the start is gone) has not made the events from
+    /// here on durable elsewhere yet. Nil: no floor. Raised while open by
+    /// `Journal.raiseRetentionFloor(to:)`.
+    public var floor: Offset?
 
-    public init(totalBytesMax: Int64? = nil, age: Duration? = nil) {
+    public init(totalBytesMax: Int64? = nil, age: Duration? = nil, floor: Offset? = nil) {
         self.totalBytesMax = totalBytesMax
         self.age = age
+        self.floor = floor
     }
 
     /// Keep everything.

@@ -78,6 +78,8 @@ struct Serve: AsyncParsableCommand {
     var segmentBytes: Int64?
     @Option(help: ArgumentHelp("Delete the oldest segments while the journal is larger than this (default: keep everything). Clients resuming from before the oldest kept offset get out_of_range; standbys that far behind must be re-seeded.", valueName: "bytes"))
     var retentionBytes: Int64?
+    @Option(help: ArgumentHelp("How often the room-state snapshot is written while rooms change (ms, s or m). Retention deletes only segments below the last snapshot, so the rooms survive a crash; a start replays the journal after it.", valueName: "duration"))
+    var snapshotInterval = "60s"
     @Option(name: .customLong("cors-origin"), help: ArgumentHelp("A cross-origin page allowed to connect (repeatable; * for any).", valueName: "origin"))
     var corsOrigins: [String] = []
     @Flag(help: "Socket.IO connection state recovery: CONNECT replies carry a pid, events their offset.") var recovery = false
@@ -129,6 +131,9 @@ struct Serve: AsyncParsableCommand {
         guard anonymousSessionsMax >= 1, anonymousSessionsPerAddressMax >= 1 else {
             throw ValidationError("--anonymous-sessions-max and --anonymous-sessions-per-address must be at least 1")
         }
+        guard let snapshot = parseDuration(snapshotInterval), snapshot >= .milliseconds(100) else {
+            throw ValidationError("--snapshot-interval is a number followed by ms, s or m, at least 100ms, such as 60s")
+        }
         guard parseDuration(syncTimeout) != nil else { throw ValidationError("--sync-timeout is a number followed by ms, s or m, such as 5s") }
         guard parseDuration(httpIdleTimeout) != nil else { throw ValidationError("--http-idle-timeout is a number followed by ms, s or m, such as 30s") }
         guard parseDuration(forwardTimeout) != nil else { throw ValidationError("--forward-timeout is a number followed by ms, s or m, such as 30s") }
@@ -144,6 +149,7 @@ struct Serve: AsyncParsableCommand {
         configuration.durability = durability.durability
         configuration.segmentBytesMax = segmentBytes
         configuration.retentionBytesMax = retentionBytes
+        configuration.snapshotInterval = parseDuration(snapshotInterval) ?? .seconds(60)
         configuration.corsOrigins = corsOrigins
         configuration.recovery = recovery
         configuration.limits.eventsPerSecond = eventsPerSecond

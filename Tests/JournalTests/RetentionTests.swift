@@ -37,6 +37,33 @@ import Testing
         await reopened.close()
     }
 
+    @Test func retentionNeverDeletesAtOrAboveItsFloorAndCatchesUpWhenTheFloorRises() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        var configuration = smallConfiguration()
+        configuration.retention = Retention(totalBytesMax: 16 << 10, floor: .zero)
+        let journal = try Journal.open(directory: directory.path, configuration: configuration, logger: .quiet)
+        try await appendRecords(journal, 0..<3000, perAppend: 20)
+        let all = try segmentNames(directory)
+        #expect(all.count > 3, "past the size limit")
+        #expect(journal.earliestOffset == .zero, "nothing is deleted while the floor is at 0")
+        // Raised into the third segment: the two below it go, the one holding the floor stays.
+        let bases = all.compactMap(JournalFiles.baseOffset(ofSegment:))
+        try journal.raiseRetentionFloor(to: bases[2].advanced(by: 1))
+        #expect(journal.earliestOffset == bases[2])
+        #expect(try segmentNames(directory) == Array(all.dropFirst(2)))
+        // It only rises; and a reopen with the floor at 0 deletes nothing more.
+        try journal.raiseRetentionFloor(to: .zero)
+        #expect(journal.earliestOffset == bases[2])
+        await journal.close()
+        let reopened = try Journal.open(directory: directory.path, configuration: configuration, logger: .quiet)
+        #expect(reopened.earliestOffset == bases[2])
+        try reopened.raiseRetentionFloor(to: Offset(3000))
+        #expect(try segmentNames(directory).count < all.count - 2, "the size limit applies once the floor allows it")
+        #expect(try readAll(reopened, from: reopened.earliestOffset).last?.offset == Offset(2999))
+        await reopened.close()
+    }
+
     @Test func retentionByAgeNeverRemovesTheActiveSegment() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }

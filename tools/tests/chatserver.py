@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+import requests
 import socketio
 
 
@@ -187,3 +188,40 @@ class RawSocket:
 
     def close(self):
         self.ws.close()
+
+
+# Reading and seeding a server's rooms through its HTTP API and a client (tests that compare
+# two servers' rooms: a backup restored, a server restarted after a crash).
+
+def api(url: str, path: str, user: str = "alice"):
+    response = requests.get(url + path, headers={"X-Chatlog-User": user}, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def page(url: str, room: str, before: int, user: str = "alice") -> list[tuple[int, str]]:
+    """The 200 messages of `room` below `before`, as (id, text)."""
+    messages = api(url, f"/api/rooms/{room}/messages?before={before}&limit=200", user)["messages"]
+    return [(message["id"], message.get("message")) for message in messages]
+
+
+def rooms_of(url: str, user: str) -> dict:
+    return {room["group"]: room for room in api(url, "/api/rooms", user)["rooms"]}
+
+
+def private_room(url: str):
+    """A private room `p` of alice's, bob invited, carol a member, an edited and a deleted message."""
+    alice = Client(url, "alice", transports=["websocket"])
+    carol = Client(url, "carol", transports=["websocket"])
+    try:
+        assert alice.call("create-group", {"group": "p", "private": True})["ok"]
+        for invitee in ("bob", "carol"):
+            assert alice.call("invite", {"group": "p", "username": invitee})["ok"]
+        assert carol.call("join-group", {"group": "p"})["ok"]
+        kept = alice.call("send-group-message", {"group": "p", "message": "kept", "created": 1})["id"]
+        gone = alice.call("send-group-message", {"group": "p", "message": "gone", "created": 2})["id"]
+        assert alice.call("edit-message", {"group": "p", "id": kept, "message": "kept, edited"})["ok"]
+        assert alice.call("delete-message", {"group": "p", "id": gone})["ok"]
+    finally:
+        alice.close()
+        carol.close()

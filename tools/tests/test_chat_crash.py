@@ -9,9 +9,10 @@ import random
 import threading
 import time
 
+import requests
 import socketio
 
-from chatserver import Client, Server
+from chatserver import Client, Server, page, private_room, rooms_of
 
 ROOM = "crash"
 SENDERS = 3
@@ -159,3 +160,45 @@ def test_acknowledged_messages_survive_kill_minus_nine_exactly_once_and_resumes_
         expected = [i for i in ids if start is None or i > start][:len(received)]
         assert received == expected, f"{name}: gap or duplicate: {sorted(set(received) ^ set(expected))[:10]}"
         assert len(received) > 10
+
+
+def test_with_retention_a_server_killed_with_kill_minus_nine_starts_again_with_its_rooms(chatlog, tmp_path):
+    """Retention deletes only what the room-state snapshot (and History) cover. It used to
+    delete by size alone while the snapshot was written only at start-up and at a clean stop:
+    killed after that, the server could not start again ("the projections need offset 0 but the
+    journal retains only from 1281"), and no rebuild could bring its rooms back."""
+    from test_replication import SEGMENT_BYTES, send, wait_until
+
+    directory = tmp_path / "journal"
+    segments = lambda: sorted(p.name for p in directory.glob("*.log"))  # noqa: E731
+
+    def start(interval: str) -> Server:
+        return Server(chatlog, directory, "--segment-bytes", SEGMENT_BYTES, "--retention-bytes", SEGMENT_BYTES,
+                      "--snapshot-interval", interval, "--events-per-second", "100000", "--events-burst", "100000").start()
+
+    def killed_and_restarted(server: Server, interval: str) -> Server:
+        before = {user: rooms_of(server.url, user) for user in ("alice", "bob", "carol")}
+        end = requests.get(server.url + "/healthz", timeout=10).json()["offset"]
+        messages = page(server.url, "g", end)
+        server.process.kill()
+        server.process.wait(timeout=10)
+        server = start(interval)
+        assert {user: rooms_of(server.url, user) for user in ("alice", "bob", "carol")} == before
+        assert page(server.url, "g", end) == messages
+        return server
+
+    # No snapshot since start-up: retention keeps the segments past the size limit.
+    server = start("1h")
+    try:
+        private_room(server.url)
+        send(server.url, 3000, size=4000)
+        assert len(segments()) >= 3 and segments()[0] == "0" * 20 + ".log", segments()
+        server = killed_and_restarted(server, "200ms")
+        # The start-up's snapshot released them; the periodic one releases what comes next.
+        wait_until(lambda: segments()[0] != "0" * 20 + ".log", what="retention after the start-up snapshot")
+        first = segments()[0]
+        send(server.url, 1500, size=4000)
+        wait_until(lambda: segments()[0] != first, what="retention after a periodic snapshot")
+        server = killed_and_restarted(server, "200ms")
+    finally:
+        server.stop()

@@ -433,14 +433,15 @@ def test_corrupt_truncated_or_foreign_responses_never_reach_the_journal(chatlog,
 
 def test_below_the_leaders_retention_a_standby_is_told_to_re_seed_and_an_empty_one_seeds_itself(chatlog, tmp_path, secret, servers):
     lead = servers(leader(chatlog, tmp_path / "leader", secret, "--segment-bytes", SEGMENT_BYTES,
-                          "--retention-bytes", SEGMENT_BYTES))
+                          "--retention-bytes", SEGMENT_BYTES, "--snapshot-interval", "200ms"))
     early = send(lead.url, 10)
     # A standby that copied the start, then stopped while retention deleted it on the leader.
     behind = servers(standby(chatlog, tmp_path / "behind", lead.url, secret, name="behind"))
     wait_until(lambda: caught_up(behind.url, lead.url), what="catch-up")
     assert behind.stop() == 0
     send(lead.url, 3000, size=4000)
-    assert not (tmp_path / "leader" / ("0" * 20 + ".log")).exists(), "retention must have deleted the first segment"
+    wait_until(lambda: not (tmp_path / "leader" / ("0" * 20 + ".log")).exists(),
+               what="retention deleting the first segment (once a snapshot covers it)")
     code, body = fetch(lead.url, f"from={early[-1] + 1}", secret.read_text().strip())
     assert code == 410 and error_code(body) == "out_of_range"
     assert "empty its journal directory" in json.loads(body)["error"]["message"]
