@@ -40,6 +40,23 @@ public struct RawBatches: Sendable {
         }
         return cursor == bytes.writerIndex ? last : nil
     }
+
+    /// The batches that begin below `end`, the rest left off (a batch is never split, so the
+    /// result may end past `end`, inside the last batch kept). Nil when a batch header cannot
+    /// be read where one should start.
+    public func beginning(before end: Offset) -> RawBatches? {
+        var cursor = bytes.readerIndex
+        var next = firstOffset
+        while cursor < bytes.writerIndex, next < end {
+            guard let slice = bytes.getSlice(at: cursor, length: BatchHeader.size),
+                  case .success(let header) = BatchHeader.peek(from: slice),
+                  cursor + header.totalBytes <= bytes.writerIndex else { return nil }
+            cursor += header.totalBytes
+            next = header.nextOffset
+        }
+        guard let kept = bytes.getSlice(at: bytes.readerIndex, length: cursor - bytes.readerIndex) else { return nil }
+        return RawBatches(segmentBase: segmentBase, firstOffset: firstOffset, nextOffset: next, bytes: kept)
+    }
 }
 
 /// Buffers the checks of copied batches decompress into, kept between checks.

@@ -92,6 +92,38 @@ public enum JournalDirectory {
         }
     }
 
+    /// Whole, valid batches of a segment file from `position` (where the batch of offset
+    /// `offset` starts), byte for byte, at most about `maxBytes` of them (at least one when
+    /// there is one): what a backup copies from a journal it does not hold the lock of.
+    /// Reads no further than `end` (the file's size when the copy began). Stops at the first
+    /// batch that does not check out and says so in `stopped`: at the end of a live journal's
+    /// active segment, the batch being written; anywhere else, damage.
+    public static func readRaw(_ segment: SegmentFileInfo, from position: FilePosition, offset: Offset, to end: FilePosition,
+                               maxBytes: Int) throws(JournalError) -> (batches: RawBatches, next: FilePosition, stopped: CorruptionReport?) {
+        let file = try FileHandle.open(segment.path, flags: O_RDONLY)
+        var scanner = SegmentScanner(file: file, from: position, to: end, expectedOffset: offset,
+                                     readAheadBytes: max(64 << 10, min(maxBytes, 8 << 20)))
+        var bytes = ByteBufferAllocator().buffer(capacity: min(maxBytes, Int(end.value - position.value)))
+        var next = offset
+        var reached = position
+        var stopped: CorruptionReport?
+        scan: while true {
+            switch try scanner.next() {
+            case .end:
+                break scan
+            case .corrupt(let at, let kind):
+                stopped = CorruptionReport(file: segment.path, position: at, expectedOffset: scanner.expectedOffset, kind: kind)
+                break scan
+            case .batch(let header, let at, let batch):
+                if next != offset && bytes.readableBytes + header.totalBytes > maxBytes { break scan }
+                bytes.writeImmutableBuffer(batch)
+                next = header.nextOffset
+                reached = at.advanced(by: header.totalBytes)
+            }
+        }
+        return (RawBatches(segmentBase: segment.baseOffset, firstOffset: offset, nextOffset: next, bytes: bytes), reached, stopped)
+    }
+
     /// The result of `verify`.
     public struct VerifyReport: Sendable {
         public var segments = 0

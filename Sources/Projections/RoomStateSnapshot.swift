@@ -73,11 +73,27 @@ public enum RoomStateSnapshot {
         return CRC32C.checksum(readableBytesOf: payload, continuing: CRC32C.checksum(readableBytesOf: covered))
     }
 
+    /// The offset a snapshot covers (every event below it is in its state), after checking
+    /// its header and CRC-32C but not decoding its state (so whatever limits it was made with).
+    /// - Throws: `SnapshotError` when it is damaged or of another version.
+    public static func coveredOffset(_ bytes: ByteBuffer) throws(SnapshotError) -> Offset {
+        var file = bytes
+        return try checkedHeader(&file)
+    }
+
     /// Decodes a snapshot made with `limits`.
     /// - Returns: the state and the offset it covers.
     /// - Throws: `SnapshotError` saying what is wrong (damaged, other version, other limits).
     public static func decode(_ bytes: ByteBuffer, limits: ChatLimits) throws(SnapshotError) -> (RoomState, Offset) {
         var file = bytes
+        let next = try checkedHeader(&file)
+        return try decodePayload(&file, next: next, limits: limits)
+    }
+
+    /// Reads and checks the header and the CRC, leaving `file` at the payload; returns the
+    /// offset covered.
+    private static func checkedHeader(_ file: inout ByteBuffer) throws(SnapshotError) -> Offset {
+        let bytes = file
         guard file.readableBytes >= headerBytes,
               let fileMagic = file.readInteger(endianness: .little, as: UInt32.self),
               let fileVersion = file.readInteger(endianness: .little, as: UInt16.self),
@@ -93,7 +109,10 @@ public enum RoomStateSnapshot {
         }
         let computed = checksum(header: bytes, payload: file)
         guard computed == crc else { throw SnapshotError("CRC-32C mismatch: stored 0x\(String(crc, radix: 16)), computed 0x\(String(computed, radix: 16))") }
+        return Offset(next)
+    }
 
+    private static func decodePayload(_ file: inout ByteBuffer, next nextOffset: Offset, limits: ChatLimits) throws(SnapshotError) -> (RoomState, Offset) {
         func integer<T: FixedWidthInteger>(_: T.Type) throws(SnapshotError) -> T {
             guard let value = file.readInteger(endianness: .little, as: T.self) else { throw SnapshotError("payload ends early") }
             return value
@@ -155,7 +174,7 @@ public enum RoomStateSnapshot {
             rooms[id] = room
         }
         guard file.readableBytes == 0 else { throw SnapshotError("\(file.readableBytes) bytes after the last room") }
-        return (RoomState(limits: limits, users: users, rooms: rooms), Offset(next))
+        return (RoomState(limits: limits, users: users, rooms: rooms), nextOffset)
     }
 }
 

@@ -295,12 +295,14 @@ public final class ReplicationFollower: Service, Sendable {
 
     /// One fetch: the leader's answer checked and turned into batches to append.
     static func fetch(_ configuration: Configuration, client: HTTPClient, from: Offset, last: BatchHeader?,
-                              durable: Offset, wait: Bool) async throws -> (FetchResponseHeader, RawBatches) {
+                              durable: Offset, wait: Bool, backup: Bool = false) async throws -> (FetchResponseHeader, RawBatches) {
         let waitMs = wait ? configuration.fetchWait.components.seconds * 1000
             + configuration.fetchWait.components.attoseconds / 1_000_000_000_000_000 : 0
         var request = HTTPClientRequest(url: configuration.leaderURL + ReplicationProtocol.fetchPath
-            + "?from=\(from.value)&durable=\(durable.value)&epoch=\(last?.leaderEpoch ?? 0)&max_bytes=\(configuration.fetchBytes)"
-            + "&wait_ms=\(waitMs)&standby=\(configuration.name)" + (last.map { "&last_crc=\($0.crc)" } ?? ""))
+            + "?from=\(from.value)&durable=\(durable.value)&max_bytes=\(configuration.fetchBytes)"
+            + (backup && last == nil ? "" : "&epoch=\(last?.leaderEpoch ?? 0)")
+            + "&wait_ms=\(waitMs)&standby=\(configuration.name)" + (last.map { "&last_crc=\($0.crc)" } ?? "")
+            + (backup ? "&backup=1" : ""))
         request.headers.add(name: "Authorization", value: configuration.secret.authorization)
         let response = try await client.execute(request, timeout: .seconds(configuration.fetchWait.components.seconds + 30))
         // One batch may exceed the fetch size (up to the batch limit).

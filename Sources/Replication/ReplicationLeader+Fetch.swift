@@ -88,11 +88,16 @@ extension ReplicationLeader {
         // Epochs: a standby that has seen a newer leader fences this one; a standby whose last
         // epoch ended earlier here holds records this leader never had past that end.
         let standbyEpoch = query.get("epoch").flatMap { UInt32($0) } ?? 0
+        // A backup (`chatlog backup`) reads like a standby but is none: it is not listed, not
+        // counted for synchronous replicas or the in-sync set, and never held. Its first fetch
+        // (no `epoch`: it holds nothing yet) may start anywhere this leader retains.
+        let isBackup = query.get("backup") == "1"
+        let holdsBatches = !(isBackup && query.get("epoch") == nil)
         if standbyEpoch > epoch {
             fence(newerEpoch: standbyEpoch, reason: "standby \(name) holds batches of epoch \(standbyEpoch)")
             return Self.error(.conflict, "fenced", "the standby holds batches of leader epoch \(standbyEpoch), newer than this node's \(epoch): this node is no longer the leader")
         }
-        if let end = journal.leaderEpochs.end(of: standbyEpoch), offset > end {
+        if holdsBatches, let end = journal.leaderEpochs.end(of: standbyEpoch), offset > end {
             return Self.error(.conflict, "diverged",
                               "the standby's journal (last epoch \(standbyEpoch)) goes on past \(end), where that epoch ended on this leader: restart the standby to cut its tail back to \(end)",
                               truncateTo: end)
@@ -113,10 +118,13 @@ extension ReplicationLeader {
                                   truncateTo: start)
             }
         }
-        began(name, durable: Offset(durable))
-        defer { ended(name) }
+        if !isBackup { began(name, durable: Offset(durable)) }
+        defer { if !isBackup { ended(name) } }
         do {
             var raw = try journal.readRaw(from: offset, maxBytes: bytes)
+            if isBackup {
+                return response(raw, commitPoint: state.withLock { $0.inSync == nil } ? nil : commitPoint)
+            }
             // In a cluster a standby commits only below the leader's commit point, so a held
             // fetch also ends when that moves past what the standby was last told.
             let told = state.withLock { $0.inSync == nil ? nil : $0.standbys[name]?.toldCommitPoint ?? .zero }

@@ -59,14 +59,22 @@ extension ReplicationStatus {
 }
 
 extension ReplicationFollower {
+    /// One fetch for a backup (`backup=1`: the leader neither lists nor counts it as a
+    /// standby, nor holds it): the batches from `from` (at most about `maxBytes`), checked
+    /// as a standby checks its answers before appending them.
+    public static func backupFetch(_ configuration: Configuration, client: HTTPClient, from: Offset,
+                                   last: BatchHeader?) async throws -> (FetchResponseHeader, RawBatches) {
+        try await fetch(configuration, client: client, from: from, last: last, durable: .zero, wait: false, backup: true)
+    }
+
     /// The leader's room state for seeding an empty standby (`GET /replication/v1/snapshot`):
     /// the snapshot file's bytes (FORMAT.md §9) and the offset the standby's journal starts at.
     public static func snapshot(configuration: Configuration) async throws -> (snapshot: ByteBuffer, journalStart: Offset) {
-        var (status, body) = try await ReplicationRequest.send(
-            configuration.leaderURL + ReplicationProtocol.snapshotPath, secret: configuration.secret, timeout: .seconds(60),
-            bodyBytesMax: 1 << 30)
-        guard status == 200, let start = body.readInteger(endianness: .little, as: UInt64.self) else {
-            throw ReplicationError.badResponse("\(ReplicationProtocol.snapshotPath) answered \(status): \(String(buffer: body))")
+        let url = configuration.leaderURL + ReplicationProtocol.snapshotPath
+        var (status, body) = try await ReplicationRequest.send(url, secret: configuration.secret, timeout: .seconds(60), bodyBytesMax: 1 << 30)
+        guard status == 200 else { throw ReplicationRequest.failure(url, status: status, body: body) }
+        guard let start = body.readInteger(endianness: .little, as: UInt64.self) else {
+            throw ReplicationError.badResponse("\(url) answered an empty snapshot")
         }
         return (body, Offset(start))
     }

@@ -126,9 +126,12 @@ extension CommandFailure {
             switch code {
             case "not_standby": line += " (give the URL of one of its standbys: `chatlog replication status` on the leader lists them)"
             case "unauthorized", "forbidden": line += " (use the replication secret file the server was started with)"
+            case "not_leader": line += " (give the leader's URL: `chatlog replication status` on this node names it)"
             default: break
             }
             self = .refused(line)
+        case ReplicationError.refused(let status, let code, let message, _):
+            self.init(server: server, ReplicationError.answered(url: server, status: status, code: code, message: message))
         case ReplicationError.secret(let why):
             self = .cannotRun(why)
         case ReplicationError.badResponse(let why):
