@@ -300,7 +300,10 @@ public final class ReplicationFollower: Service, Sendable {
             + configuration.fetchWait.components.attoseconds / 1_000_000_000_000_000 : 0
         var request = HTTPClientRequest(url: configuration.leaderURL + ReplicationProtocol.fetchPath
             + "?from=\(from.value)&durable=\(durable.value)&max_bytes=\(configuration.fetchBytes)"
-            + (backup && last == nil ? "" : "&epoch=\(last?.leaderEpoch ?? 0)")
+            // No epoch when it holds no batch (nothing to diverge): a journal seeded at the
+            // leader's oldest offset has none, and epoch 0 would not agree with a leader whose
+            // epoch changed before that offset.
+            + (last.map { "&epoch=\($0.leaderEpoch)" } ?? "")
             + "&wait_ms=\(waitMs)&standby=\(configuration.name)" + (last.map { "&last_crc=\($0.crc)" } ?? "")
             + (backup ? "&backup=1" : ""))
         request.headers.add(name: "Authorization", value: configuration.secret.authorization)

@@ -89,10 +89,11 @@ extension ReplicationLeader {
         // epoch ended earlier here holds records this leader never had past that end.
         let standbyEpoch = query.get("epoch").flatMap { UInt32($0) } ?? 0
         // A backup (`chatlog backup`) reads like a standby but is none: it is not listed, not
-        // counted for synchronous replicas or the in-sync set, and never held. Its first fetch
-        // (no `epoch`: it holds nothing yet) may start anywhere this leader retains.
+        // counted for synchronous replicas or the in-sync set, and never held.
         let isBackup = query.get("backup") == "1"
-        let holdsBatches = !(isBackup && query.get("epoch") == nil)
+        // No epoch: the reader holds no batch (an empty or freshly seeded journal, a backup's
+        // first fetch), so it cannot have diverged wherever it starts.
+        let holdsBatches = query.get("epoch") != nil
         if standbyEpoch > epoch {
             fence(newerEpoch: standbyEpoch, reason: "standby \(name) holds batches of epoch \(standbyEpoch)")
             return Self.error(.conflict, "fenced", "the standby holds batches of leader epoch \(standbyEpoch), newer than this node's \(epoch): this node is no longer the leader")

@@ -476,6 +476,26 @@ def test_below_the_leaders_retention_a_standby_is_told_to_re_seed_and_an_empty_o
     assert fresh_files == leader_files, "the seeded standby's segments are the leader's retained ones"
 
 
+def test_an_empty_standby_seeds_itself_from_a_leader_whose_epoch_began_before_its_oldest_offset(chatlog, tmp_path, secret, servers):
+    """A seeded journal holds no batch, so its first fetch carries no epoch. It used to send
+    epoch 0, which a leader promoted before its oldest retained offset (every cluster leader)
+    answered with `diverged`, for ever: the new standby never caught up."""
+    args = ("--segment-bytes", SEGMENT_BYTES, "--retention-bytes", SEGMENT_BYTES, "--snapshot-interval", "200ms")
+    lead = servers(leader(chatlog, tmp_path / "leader", secret, *args))
+    send(lead.url, 10)
+    assert lead.stop() == 0
+    assert run(chatlog, "promote", "--journal", str(tmp_path / "leader")).returncode == 0  # epoch 1 from the end
+    lead = servers(leader(chatlog, tmp_path / "leader", secret, *args))
+    send(lead.url, 3000, size=4000)
+    wait_until(lambda: not (tmp_path / "leader" / ("0" * 20 + ".log")).exists(), what="retention past the epoch's start")
+    assert (tmp_path / "leader" / "leader-epochs").read_text() == "1 11\n"  # the room, then 10 messages
+    fresh = servers(standby(chatlog, tmp_path / "fresh", lead.url, secret, *args[:2], name="fresh"))
+    wait_until(lambda: caught_up(fresh.url, lead.url), timeout=60, what="the seeded standby catching up")
+    assert "seeded from the leader" in fresh.log()
+    assert fresh.stop() == 0 and lead.stop() == 0
+    assert files(tmp_path / "fresh") == files(tmp_path / "leader")
+
+
 def history_ids(chatlog, directory: Path, room: str = "g") -> list[int]:
     result = run(chatlog, "history", "--journal", str(directory), "--room", room, "--limit", "200", "--format", "json")
     assert result.returncode == 0, result.stderr
