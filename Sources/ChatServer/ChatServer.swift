@@ -224,7 +224,8 @@ public enum ChatServer {
         let router = Router(options: .autoGenerateHeadEndpoints)
         endpoint.addRoutes(to: router)
         try ChatHTTPAPI.addRoutes(to: router, service: service, identity: identity, limits: limits, logger: logger)
-        WebPage.load(logger: logger).addRoutes(to: router, dev: configuration.dev, recovery: configuration.recovery)
+        WebPage.load(logger: logger).addRoutes(to: router, dev: configuration.dev, recovery: configuration.recovery,
+                                               loginURL: configuration.webLoginURL)
         let acceptedConnections = try Self.connectionCap(configuration, logger: logger)
         let gauges = MetricsExport.Gauges()
         router.get("/metrics") { _, _ in

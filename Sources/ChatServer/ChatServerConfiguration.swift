@@ -22,6 +22,9 @@ public struct ChatServerConfiguration: Sendable {
     /// How often the room-state snapshot is written while the state moves; retention deletes
     /// only segments below the last one (and History's checkpoint).
     public var snapshotInterval: Duration = .seconds(60)
+    /// Token mode: where the web page sends a user to sign in (the operator's login service,
+    /// which sends the browser back to the page with `#token=JWT`; docs/web-page.md).
+    public var webLoginURL: String?
     /// Cross-origin pages allowed (`*` for any); empty: no CORS headers (`--dev`: any).
     public var corsOrigins: [String] = []
     /// Socket.IO connection state recovery: CONNECT replies carry a `pid`, events their offset.

@@ -49,8 +49,9 @@ struct WebPage: Sendable {
     }
 
     /// The page's routes. `/web/config.json` tells the page how to sign in (`dev`: a username,
-    /// else a token) and whether the server offers connection state recovery.
-    func addRoutes(to router: Router<BasicRequestContext>, dev: Bool, recovery: Bool) {
+    /// else a token, pasted or brought back from `loginURL`) and whether the server offers
+    /// connection state recovery.
+    func addRoutes(to router: Router<BasicRequestContext>, dev: Bool, recovery: Bool, loginURL: String? = nil) {
         for (path, file) in files {
             router.get(RouterPath(path)) { _, _ in Self.response(file) }
         }
@@ -64,7 +65,9 @@ struct WebPage: Sendable {
                 return Self.response(client, cache: "public, max-age=3600")
             }
         }
-        let config = JSONValue.object([("auth", .string(dev ? "dev" : "token")), ("recovery", .bool(recovery))]).serialized()
+        var settings: [(String, JSONValue)] = [("auth", .string(dev ? "dev" : "token")), ("recovery", .bool(recovery))]
+        if let loginURL, !dev { settings.append(("login_url", .string(loginURL))) }
+        let config = JSONValue.object(settings).serialized()
         router.get("/web/config.json") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
                      body: .init(byteBuffer: ByteBuffer(string: config)))

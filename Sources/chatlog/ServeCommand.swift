@@ -78,6 +78,8 @@ struct Serve: AsyncParsableCommand {
     var segmentBytes: Int64?
     @Option(help: ArgumentHelp("Delete the oldest segments while the journal is larger than this (default: keep everything). Clients resuming from before the oldest kept offset get out_of_range; standbys that far behind must be re-seeded.", valueName: "bytes"))
     var retentionBytes: Int64?
+    @Option(help: ArgumentHelp("Token mode: the login page of your token service, which the web page's Sign in button opens with ?return_to=PAGE_URL; it sends the browser back to PAGE_URL#token=JWT (docs/web-page.md).", valueName: "url"))
+    var webLoginUrl: String?
     @Option(help: ArgumentHelp("How often the room-state snapshot is written while rooms change (ms, s or m). Retention deletes only segments below the last snapshot, so the rooms survive a crash; a start replays the journal after it.", valueName: "duration"))
     var snapshotInterval = "60s"
     @Option(name: .customLong("cors-origin"), help: ArgumentHelp("A cross-origin page allowed to connect (repeatable; * for any).", valueName: "origin"))
@@ -131,6 +133,12 @@ struct Serve: AsyncParsableCommand {
         guard anonymousSessionsMax >= 1, anonymousSessionsPerAddressMax >= 1 else {
             throw ValidationError("--anonymous-sessions-max and --anonymous-sessions-per-address must be at least 1")
         }
+        if let url = webLoginUrl {
+            guard url.hasPrefix("https://") || url.hasPrefix("http://"), URL(string: url)?.host != nil else {
+                throw ValidationError("--web-login-url must be an http or https URL, such as https://login.example.com/chat")
+            }
+            guard !dev else { throw ValidationError("--web-login-url is for token mode; --dev takes usernames") }
+        }
         guard let snapshot = parseDuration(snapshotInterval), snapshot >= .milliseconds(100) else {
             throw ValidationError("--snapshot-interval is a number followed by ms, s or m, at least 100ms, such as 60s")
         }
@@ -150,6 +158,7 @@ struct Serve: AsyncParsableCommand {
         configuration.segmentBytesMax = segmentBytes
         configuration.retentionBytesMax = retentionBytes
         configuration.snapshotInterval = parseDuration(snapshotInterval) ?? .seconds(60)
+        configuration.webLoginURL = webLoginUrl
         configuration.corsOrigins = corsOrigins
         configuration.recovery = recovery
         configuration.limits.eventsPerSecond = eventsPerSecond

@@ -23,7 +23,7 @@ enum ServeSettings {
         .init(name: "journal", kind: .value), .init(name: "host", kind: .value), .init(name: "port", kind: .value),
         .init(name: "dev", kind: .flag), .init(name: "auth-secret-file", kind: .value), .init(name: "durability", kind: .value),
         .init(name: "segment-bytes", kind: .value), .init(name: "retention-bytes", kind: .value),
-        .init(name: "snapshot-interval", kind: .value),
+        .init(name: "snapshot-interval", kind: .value), .init(name: "web-login-url", kind: .value),
         .init(name: "cors-origin", kind: .list), .init(name: "recovery", kind: .flag),
         .init(name: "events-per-second", kind: .value), .init(name: "events-burst", kind: .value),
         .init(name: "connections-max", kind: .value), .init(name: "anonymous-sessions-max", kind: .value),

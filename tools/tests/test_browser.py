@@ -8,13 +8,17 @@ tools/tests/screenshots/ (git-ignored; docs/web-page.md shows one)."""
 import hashlib
 import shutil
 import socket
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, quote, urlparse
 
 import pytest
 import requests
 
 from chatserver import Server
+from conftest import run
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import (  # noqa: E402
@@ -397,6 +401,66 @@ def test_a_refused_send_says_why_and_keeps_the_text(chatlog, journal, pages):
         assert alice.errors() == []
     finally:
         server.stop()
+
+
+class LoginService:
+    """An operator's sign-in service, as the page expects one: GET /login?return_to=PAGE signs
+    the user in (here: always alice) and sends the browser back to PAGE#token=JWT, a token it
+    mints with the server's secret (`chatlog token issue`)."""
+
+    def __init__(self, chatlog: str, journal: Path):
+        self.returns: list[str] = []
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                query = parse_qs(urlparse(self.path).query)
+                service.returns += query.get("return_to", [])
+                token = run(chatlog, "token", "issue", "alice", "--journal", str(journal)).stdout.strip()
+                self.send_response(302)
+                self.send_header("Location", query["return_to"][0] + "#token=" + token)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def test_signing_in_with_tokens_through_the_operators_login_service_or_by_pasting_one(chatlog, journal, pages):
+    login = LoginService(chatlog, journal)
+    server = Server(chatlog, journal, "--web-login-url", login.url + "/login", dev=False).start()
+    try:
+        alice = pages(server.url)
+        alice.wait(lambda: alice.find("#login-link").is_displayed(), message="the sign-in button")
+        assert alice.find("#login-link").get_attribute("href") == f"{login.url}/login?return_to={quote(server.url + '/', safe='')}"
+        alice.find("#login-link").click()
+        alice.wait(lambda: alice.find("#status").text == "online", message="signed in by the service's token")
+        assert alice.find("#me").text == "alice"
+        assert login.returns == [server.url + "/"]
+        assert alice.driver.current_url == server.url + "/", "the token is taken out of the address bar"
+
+        # Pasting a token (chatlog token issue) still works beside it.
+        bob = pages(server.url)
+        bob.wait(lambda: bob.find("#token").is_displayed())
+        bob.find("#token").send_keys(run(chatlog, "token", "issue", "bob", "--journal", str(journal)).stdout.strip())
+        bob.find("#sign-in button").click()
+        bob.wait(lambda: bob.find("#status").text == "online", message="signed in by a pasted token")
+        assert bob.find("#me").text == "bob"
+
+        # A token the server does not accept brings the sign-in back, saying why.
+        mallory = pages(server.url + "/#token=not.a.token")
+        mallory.wait(lambda: "Sign-in refused" in mallory.find("#notice").text, message="the refusal")
+        assert mallory.find("#sign-in").is_displayed() and mallory.find("#login-link").is_displayed()
+        assert alice.errors() == [] and bob.errors() == []
+    finally:
+        server.stop()
+        login.close()
 
 
 def test_the_page_at_phone_width(chatlog, journal, pages):

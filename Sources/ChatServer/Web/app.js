@@ -183,8 +183,26 @@
     $("username").disabled = tokens;
     $("token-field").hidden = !tokens;
     $("token").disabled = !tokens;
+    if (tokens && state.config.login_url) {
+      // The operator's sign-in service: it sends the browser back here with #token=JWT.
+      const login = new URL(state.config.login_url);
+      login.searchParams.set("return_to", location.origin + location.pathname);
+      $("login-link").href = login.toString();
+      $("login-link").hidden = false;
+      $("token-label").textContent = "or paste a token";
+    }
+    const returned = tokens ? tokenFromLocation() : null;
+    if (returned) { signIn({ token: returned }); return; }
     const saved = sessionStorage.getItem("chatlog.auth");
     if (saved) signIn(JSON.parse(saved));
+  }
+
+  /** A token a sign-in service sent back in the URL's fragment (#token=JWT), taken out of the
+   *  address bar and the history at once, so it is not bookmarked or shared by accident. */
+  function tokenFromLocation() {
+    const token = new URLSearchParams(location.hash.slice(1)).get("token");
+    if (token) history.replaceState(null, "", location.pathname + location.search);
+    return token;
   }
 
   function signIn(auth) {
