@@ -10,9 +10,14 @@ public enum ChatCommand: Sendable, Equatable {
     case send(RoomID, clientMessageID: String, text: String, clientCreatedMs: Int64, clientCreatedText: String? = nil)
     case edit(RoomID, message: MessageID, text: String)
     case delete(RoomID, message: MessageID)
+    /// Refuse the actor's tokens issued before now (an operator's command, `chatlog token
+    /// revoke`).
+    case revokeTokens
 
     public var room: RoomID {
         switch self {
+        case .revokeTokens:
+            .none
         case .createRoom(let room, _, _), .invite(let room, _), .revokeInvitation(let room, _), .join(let room),
              .leave(let room), .remove(let room, _), .send(let room, _, _, _, _), .edit(let room, _, _),
              .delete(let room, _):

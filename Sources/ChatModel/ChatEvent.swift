@@ -39,6 +39,10 @@ public struct ChatEvent: Sendable, Equatable {
         case messageEdited(message: MessageID, text: String)
         /// The actor (the author or the owner) deleted `message`.
         case messageDeleted(message: MessageID)
+        /// Every token of the actor issued before `beforeMs` (server time, on a whole second)
+        /// is refused from now on, on every node (`chatlog token revoke`). About no room:
+        /// `room` is `RoomID.none`.
+        case tokensRevoked(beforeMs: Int64)
     }
 
     /// The user this event ends the membership of: the removed user, or the one who left.

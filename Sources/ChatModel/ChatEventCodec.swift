@@ -24,6 +24,7 @@ public enum ChatEventCodec {
         case messageSent = 7
         case messageEdited = 8
         case messageDeleted = 9
+        case tokensRevoked = 10
     }
 
     public enum Decoded: Sendable, Equatable {
@@ -61,6 +62,7 @@ public enum ChatEventCodec {
         case .messageSent: .messageSent
         case .messageEdited: .messageEdited
         case .messageDeleted: .messageDeleted
+        case .tokensRevoked: .tokensRevoked
         }
         buffer.writeInteger(version)
         buffer.writeInteger(type.rawValue)
@@ -86,6 +88,8 @@ public enum ChatEventCodec {
             long(text)
         case .messageDeleted(let message):
             buffer.writeInteger(message.offset, endianness: .little)
+        case .tokensRevoked(let beforeMs):
+            buffer.writeInteger(beforeMs, endianness: .little)
         }
     }
 
@@ -117,7 +121,7 @@ public enum ChatEventCodec {
         var fields = FieldReader(bytes: bytes, index: 2, type: type)
         let timestampMs = try fields.integer(Int64.self, "timestamp")
         let actor = try fields.user("actor")
-        let room = try fields.room()
+        let room = type == .tokensRevoked ? try fields.noRoom() : try fields.room()
         let body: ChatEvent.Body
         switch type {
         case .roomCreated:
@@ -147,6 +151,8 @@ public enum ChatEventCodec {
             body = .messageEdited(message: message, text: try fields.long("text", decode: includeText))
         case .messageDeleted:
             body = .messageDeleted(message: MessageID(try fields.integer(UInt64.self, "message")))
+        case .tokensRevoked:
+            body = .tokensRevoked(beforeMs: try fields.integer(Int64.self, "before"))
         }
         // Bytes after the known fields are fields of a later minor revision: ignored.
         return .event(ChatEvent(timestampMs: timestampMs, actor: actor, room: room, body: body))
@@ -309,6 +315,13 @@ public enum ChatEventCodec {
                 throw ChatEventDecodingError("\(type) event: room \(value.debugDescription) is not a valid room id")
             }
             return room
+        }
+
+        /// The room field of an event about no room: empty.
+        mutating func noRoom() throws(ChatEventDecodingError) -> RoomID {
+            let (value, _) = try identifier("room", maxBytes: RoomID.maxBytes)
+            guard value.isEmpty else { throw ChatEventDecodingError("\(type) event: room \(value.debugDescription) where none belongs") }
+            return .none
         }
     }
 }

@@ -24,6 +24,10 @@ public struct RoomID: Hashable, Comparable, Sendable, CustomStringConvertible {
         self.value = value
     }
 
+    /// The room of an event about no room (`tokensRevoked`): empty, so never a valid id nor
+    /// one of a room.
+    public static let none = RoomID(unchecked: "")
+
     public static func < (lhs: RoomID, rhs: RoomID) -> Bool { lhs.value < rhs.value }
     public var description: String { value }
 

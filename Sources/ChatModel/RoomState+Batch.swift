@@ -25,9 +25,11 @@ extension RoomState {
                 if let newAuthor = message.newAuthor { register(newAuthor, as: message.author) }
                 slots[position] = message.room
             case .event(let offset, let event, let placement):
-                if case .roomCreated = event.body {
-                    apply(event, at: offset, placement: placement)  // changes nothing unless new
-                } else {
+                switch event.body {
+                case .roomCreated, .tokensRevoked:
+                    // Changes nothing unless new; about no room.
+                    apply(event, at: offset, placement: placement)
+                default:
                     if placement.isNewAuthor { register(event.actor, as: placement.author) }
                     slots[position] = placement.room  // -1: a room that does not exist, nothing to do
                 }

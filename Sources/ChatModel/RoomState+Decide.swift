@@ -22,6 +22,11 @@ extension RoomState {
             .accepted([ChatEvent(timestampMs: nowMs, actor: actor, room: command.room, body: body)])
         }
         let roomID = command.room
+        if case .revokeTokens = command {
+            // Tokens carry their issue time in whole seconds: the revocation covers the second
+            // it is made in (a token issued then, before or after it, is refused).
+            return accept(.tokensRevoked(beforeMs: (nowMs / 1000 + 1) * 1000))
+        }
         if case .createRoom(_, let name, let isPrivate) = command {
             guard room(roomID) == nil else { return reject(.roomExists, "room \(roomID) already exists") }
             guard Self.isValidText(name, maxBytes: limits.roomNameBytesMax, allowNewlines: false) else {
@@ -34,7 +39,7 @@ extension RoomState {
         let isMember = room.members.contains(actor)
 
         switch command {
-        case .createRoom:
+        case .createRoom, .revokeTokens:
             preconditionFailure("handled above")
 
         case .invite(_, let user):

@@ -16,6 +16,9 @@ public struct RoomState: Sendable, Equatable {
     /// free of strings and reference counting on the hot replay path.
     public internal(set) var users: [UserID] = []
     var userRefs: [UserID: UserRef] = [:]
+    /// Per user, the time (ms) before which its tokens were revoked (`tokensRevoked`): tokens
+    /// issued before it are refused. One entry per user who has had tokens revoked.
+    public internal(set) var tokensRevokedBefore: [UserID: Int64] = [:]
 
     public init(limits: ChatLimits = ChatLimits()) {
         self.limits = limits
@@ -23,8 +26,9 @@ public struct RoomState: Sendable, Equatable {
 
     /// A state restored from a snapshot: `users` is the author table the rooms' `UserRef`s
     /// index.
-    public init(limits: ChatLimits, users: [UserID], rooms: [RoomID: Room]) {
+    public init(limits: ChatLimits, users: [UserID], rooms: [RoomID: Room], tokensRevokedBefore: [UserID: Int64] = [:]) {
         self.limits = limits
+        self.tokensRevokedBefore = tokensRevokedBefore
         self.users = users
         for (index, user) in users.enumerated() { userRefs[user] = UserRef(UInt32(index)) }
         for (id, room) in rooms.sorted(by: { $0.key < $1.key }) {
@@ -65,7 +69,8 @@ public struct RoomState: Sendable, Equatable {
     /// Equal when they hold the same rooms with the same contents, whatever the order the
     /// rooms were created or restored in.
     public static func == (lhs: RoomState, rhs: RoomState) -> Bool {
-        guard lhs.limits == rhs.limits, lhs.users == rhs.users, lhs.roomList.count == rhs.roomList.count else { return false }
+        guard lhs.limits == rhs.limits, lhs.users == rhs.users, lhs.roomList.count == rhs.roomList.count,
+              lhs.tokensRevokedBefore == rhs.tokensRevokedBefore else { return false }
         return lhs.roomIndex.allSatisfy { id, index in rhs.room(id) == lhs.roomList[index] }
     }
 
@@ -190,6 +195,10 @@ public struct RoomState: Sendable, Equatable {
     /// gives for this state (checked in debug builds).
     public mutating func apply(_ event: ChatEvent, at offset: UInt64, placement: Placement) {
         assert(placement == self.placement(of: event), "a placement that does not match the state")
+        if case .tokensRevoked(let beforeMs) = event.body {
+            tokensRevokedBefore[event.actor] = max(beforeMs, tokensRevokedBefore[event.actor] ?? .min)
+            return
+        }
         guard placement.room >= 0 else { return }  // an event for a room that does not exist
         let index = Int(placement.room)
         switch event.body {
@@ -220,6 +229,8 @@ public struct RoomState: Sendable, Equatable {
             if let position = roomList[index].recentIndex(of: message) {
                 roomList[index].recentMessages[position].deleted = true
             }
+        case .tokensRevoked:
+            preconditionFailure("handled above: it is about no room")
         }
     }
 

@@ -42,6 +42,8 @@ extension HTTPField.Name {
 /// of the generated code's own input errors as `{error: {code, message}}` with a 4xx status.
 struct APIGuard: ServerMiddleware {
     let identity: Identity
+    /// The rooms' state, for the tokens revoked.
+    let live: LiveRooms
     let limiter: APIRateLimiter
     let bodyBytesMax: Int
     let logger: Logger
@@ -97,14 +99,14 @@ struct APIGuard: ServerMiddleware {
             }
             token = String(parts[1])
         }
-        let user: UserID?
+        let caller: Identity.Caller?
         do {
-            user = try await identity.user(fromAuth: name, token: token)
+            caller = try await identity.caller(fromAuth: name, token: token, revokedBefore: live.tokensRevokedBefore)
         } catch {
             throw ChatFailure.unauthorized(error.message)
         }
-        guard let user else { throw ChatFailure.unauthorized("no caller") }
-        return user
+        guard let caller else { throw ChatFailure.unauthorized("no caller") }
+        return caller.user
     }
 
     /// A thrown error as the client sees it. The generated code wraps what it throws (and what
@@ -170,7 +172,7 @@ extension ChatHTTPAPI {
     /// The API's routes, its document at `/openapi.yaml`, and its guard.
     static func addRoutes(to router: Router<BasicRequestContext>, service: ChatService, identity: Identity,
                           limits: ChatServerLimits, logger: Logger) throws {
-        let guardian = APIGuard(identity: identity,
+        let guardian = APIGuard(identity: identity, live: service.live,
                                 limiter: APIRateLimiter(rate: limits.eventsPerSecond, burst: limits.eventsBurst),
                                 bodyBytesMax: ChatHTTPAPI.bodyBytesMax, logger: logger)
         try ChatHTTPAPI(service: service).registerHandlers(on: router, middlewares: [guardian])

@@ -30,6 +30,8 @@ final class ChatGateway: SocketIOHandler {
 
     struct Identified {
         var user: UserID?
+        /// When its token was issued (ms), to close the connection if its tokens are revoked.
+        var tokenIssuedMs: Int64?
         /// Connection state recovery: replay the user's rooms from this offset.
         var recoverFrom: Offset?
         var at = ContinuousClock.now
@@ -65,15 +67,18 @@ final class ChatGateway: SocketIOHandler {
 
     func authorize(_ request: ConnectRequest) async -> ConnectDecision {
         let auth = request.auth ?? .null
-        let user: UserID?
+        let caller: Identity.Caller?
         do {
-            user = try await identity.user(fromAuth: auth["username"]?.stringValue, token: auth["token"]?.stringValue)
+            caller = try await identity.caller(fromAuth: auth["username"]?.stringValue, token: auth["token"]?.stringValue,
+                                               revokedBefore: live.tokensRevokedBefore)
         } catch {
             logger.info("connection refused", metadata: ["socketio.sid": "\(request.engineID)", "reason": "\(error.message)"])
             return .refuse(message: error.message, data: .object([("code", .string(ChatFailure.Code.unauthorized.rawValue))]))
         }
+        let user = caller?.user
+        let issued = caller?.tokenIssuedMs
         guard recovery else {
-            file(Identified(user: user), for: request)
+            file(Identified(user: user, tokenIssuedMs: issued), for: request)
             return .accept(pid: nil)
         }
         // Recovery needs to know whose rooms to give back (the user's memberships, which
@@ -84,7 +89,7 @@ final class ChatGateway: SocketIOHandler {
            start >= journal.earliestOffset, start <= live.position {
             recoverFrom = start
         }
-        file(Identified(user: user, recoverFrom: recoverFrom), for: request)
+        file(Identified(user: user, tokenIssuedMs: issued, recoverFrom: recoverFrom), for: request)
         if let presented = request.recovery, recoverFrom != nil { return .accept(pid: presented.pid) }
         return .accept(pid: SocketIOServer.randomID())
     }
@@ -98,7 +103,11 @@ final class ChatGateway: SocketIOHandler {
 
     func connected(_ socket: SocketRef, server: SocketIOServer) async {
         let identified = identified.withLock { $0.removeValue(forKey: socket.engineID + socket.namespace) } ?? Identified()
-        live.connect(socket, user: identified.user)
+        guard live.connect(socket, user: identified.user, tokenIssuedMs: identified.tokenIssuedMs) else {
+            // Its tokens were revoked since CONNECT was accepted.
+            await server.disconnect(socket)
+            return
+        }
         guard let start = identified.recoverFrom, let user = identified.user else { return }
         let rooms = service.memberships(of: user)
         let replay = Replay(service: service, server: server, recovery: recovery)

@@ -257,6 +257,9 @@ public enum ChatServer {
         // In a cluster, promoting a standby is a switchover through etcd.
         let switchover = cluster.map { Switchover(stack: $0, journal: journal, decider: decider, leader: replicationLeader,
                                                   follower: follower, logger: logger) }
+        router.post("/api/admin/revoke-tokens") { request, _ in
+            await TokenRevocation.handle(request, identity: identity, service: service)
+        }
         router.post("/api/promote") { request, _ in
             if let switchover { return await switchover.promote(request) }
             return await promotion.handle(request)

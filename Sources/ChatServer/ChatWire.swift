@@ -91,6 +91,9 @@ enum ChatWire {
                 output.key("username"); output.string(event.actor.value)
                 output.endObject()
             })
+        case .tokensRevoked:
+            // About no room, so sent to none (`RoomID.none` has no subscribers).
+            return ("tokens-revoked", { $0.string(event.actor.value) })
         }
     }
 

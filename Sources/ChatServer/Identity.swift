@@ -43,11 +43,14 @@ public struct Identity: Sendable {
         public var exp: ExpirationClaim
         public var nbf: NotBeforeClaim?
         public var iat: IssuedAtClaim?
+        /// An operator's token (`chatlog token revoke`): it may revoke tokens and may not chat.
+        public var adm: Bool?
 
-        public init(username: String, expires: Date, issued: Date? = nil) {
+        public init(username: String, expires: Date, issued: Date? = nil, operator isOperator: Bool = false) {
             sub = SubjectClaim(value: username)
             exp = ExpirationClaim(value: expires)
             iat = issued.map(IssuedAtClaim.init)
+            adm = isOperator ? true : nil
         }
 
         /// - Throws: `JWTError.claimVerificationFailure` for a token that has expired, is not
@@ -63,32 +66,62 @@ public struct Identity: Sendable {
         }
     }
 
-    /// The user a CONNECT payload identifies: nil in development mode without a username.
+    /// Who a request comes from: the user, and when its token was issued (ms; `Int64.min` for
+    /// a token without `iat`, nil in development mode, which has no tokens).
+    public struct Caller: Sendable, Equatable {
+        public var user: UserID
+        public var tokenIssuedMs: Int64?
+    }
+
+    /// The caller a CONNECT payload (or an API request) identifies: nil in development mode
+    /// without a username. A token issued before its user's tokens were revoked
+    /// (`revokedBefore`, ms) is refused.
     /// - Throws: `IdentityError` with a message for the client (CONNECT_ERROR).
-    public func user(fromAuth username: String?, token: String?) async throws(IdentityError) -> UserID? {
+    public func caller(fromAuth username: String?, token: String?,
+                       revokedBefore: (UserID) -> Int64? = { _ in nil }) async throws(IdentityError) -> Caller? {
         switch mode {
         case .development:
             guard let username else { return nil }
             guard let user = UserID(username) else { throw IdentityError(message: "invalid username: 1 to \(UserID.maxBytes) bytes of NFC text without control characters") }
-            return user
+            return Caller(user: user, tokenIssuedMs: nil)
         case .tokens(let keys):
             guard let token, !token.isEmpty else { throw IdentityError(message: "a token is required: connect with auth {token}") }
-            let payload: TokenPayload
-            do {
-                payload = try await keys.verify(token, as: TokenPayload.self)
-            } catch let error as JWTError where error.errorType == .claimVerificationFailure {
-                if error.failedClaim is NotBeforeClaim {
-                    throw IdentityError(message: "the token is not valid yet (nbf)")
-                }
-                if error.failedClaim is IssuedAtClaim {
-                    throw IdentityError(message: "the token says it was issued in the future (iat): check the issuer's clock")
-                }
-                throw IdentityError(message: "the token has expired")
-            } catch {
-                throw IdentityError(message: "the token is not valid: it is malformed or not signed with this server's secret")
-            }
+            let payload = try await verified(token, keys: keys)
+            guard payload.adm != true else { throw IdentityError(message: "an operator's token (chatlog token revoke) cannot chat: issue the user a token") }
             guard let user = UserID(payload.sub.value) else { throw IdentityError(message: "the token's subject is not a valid username") }
-            return user
+            let issuedMs = payload.iat.map { Int64(($0.value.timeIntervalSince1970 * 1000).rounded(.down)) } ?? .min
+            if let before = revokedBefore(user), issuedMs < before {
+                throw IdentityError(message: "the token was revoked (\(user)'s tokens issued before \(Self.iso(before)) are refused): sign in again")
+            }
+            return Caller(user: user, tokenIssuedMs: issuedMs)
+        }
+    }
+
+    /// Checks an operator's token (`adm`: true), for the admin routes.
+    /// - Throws: `IdentityError` saying why it is not one; in development mode, always.
+    public func verifyOperator(token: String?) async throws(IdentityError) {
+        guard case .tokens(let keys) = mode else {
+            throw IdentityError(message: "a --dev server has no tokens to revoke")
+        }
+        guard let token, !token.isEmpty else { throw IdentityError(message: "an operator's token is required: Authorization: Bearer <token>") }
+        guard try await verified(token, keys: keys).adm == true else {
+            throw IdentityError(message: "this is a user's token, not an operator's (chatlog token revoke makes one from the server's secret)")
+        }
+    }
+
+    private func verified(_ token: String, keys: JWTKeyCollection) async throws(IdentityError) -> TokenPayload {
+        do {
+            return try await keys.verify(token, as: TokenPayload.self)
+        } catch let error as JWTError where error.errorType == .claimVerificationFailure {
+            if error.failedClaim is NotBeforeClaim {
+                throw IdentityError(message: "the token is not valid yet (nbf)")
+            }
+            if error.failedClaim is IssuedAtClaim {
+                throw IdentityError(message: "the token says it was issued in the future (iat): check the issuer's clock")
+            }
+            throw IdentityError(message: "the token has expired")
+        } catch {
+            throw IdentityError(message: "the token is not valid: it is malformed or not signed with this server's secret")
         }
     }
 
@@ -96,6 +129,20 @@ public struct Identity: Sendable {
     public func issue(_ user: UserID, ttl: Duration, now: Date = Date()) async throws -> String {
         guard case .tokens(let keys) = mode else { throw IdentityError(message: "development mode issues no tokens") }
         return try await keys.sign(TokenPayload(username: user.value, expires: now.addingTimeInterval(ttl.inSeconds), issued: now))
+    }
+
+    /// An operator's token, valid for `ttl`: it may call the admin routes (revoke tokens), not chat.
+    public func issueOperator(ttl: Duration = .seconds(60), now: Date = Date()) async throws -> String {
+        guard case .tokens(let keys) = mode else { throw IdentityError(message: "development mode issues no tokens") }
+        return try await keys.sign(TokenPayload(username: "chatlog-operator", expires: now.addingTimeInterval(ttl.inSeconds),
+                                                issued: now, operator: true))
+    }
+
+    /// Milliseconds since the epoch as ISO 8601 (UTC, whole seconds).
+    public static func iso(_ ms: Int64) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: Date(timeIntervalSince1970: Double(ms) / 1000))
     }
 }
 

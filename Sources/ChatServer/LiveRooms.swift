@@ -24,6 +24,8 @@ final class LiveRooms: Sendable {
     /// One connected socket.
     struct Client: Sendable {
         var user: UserID?
+        /// When the token it connected with was issued (ms; nil in development mode).
+        var tokenIssuedMs: Int64?
         /// Rooms the socket receives live events of.
         var rooms: Set<RoomID> = []
         /// Rooms being replayed to it (they count toward `groupsPerConnectionMax`).
@@ -130,10 +132,23 @@ final class LiveRooms: Sendable {
 
     // MARK: Clients
 
-    func connect(_ socket: SocketRef, user: UserID?) {
+    /// Records a connected socket; false (and nothing recorded) when its user's tokens were
+    /// revoked after its token was issued.
+    @discardableResult
+    func connect(_ socket: SocketRef, user: UserID?, tokenIssuedMs: Int64? = nil) -> Bool {
         state.withLock { state in
-            state.clients[socket] = Client(user: user, bucket: TokenBucket(rate: limits.eventsPerSecond, burst: limits.eventsBurst))
+            if let user, let issued = tokenIssuedMs, let before = state.rooms.tokensRevokedBefore[user], issued < before {
+                return false
+            }
+            state.clients[socket] = Client(user: user, tokenIssuedMs: tokenIssuedMs,
+                                           bucket: TokenBucket(rate: limits.eventsPerSecond, burst: limits.eventsBurst))
+            return true
         }
+    }
+
+    /// When `user`'s tokens were revoked before (ms), if they were.
+    @Sendable func tokensRevokedBefore(_ user: UserID) -> Int64? {
+        state.withLock { $0.rooms.tokensRevokedBefore[user] }
     }
 
     /// Forgets a socket; its rooms get the presence notices.
@@ -256,14 +271,20 @@ final class LiveRooms: Sendable {
     /// Applies committed events (in offset order, ending before `end`), sends each to its
     /// room, sends the acks of the sends now applied, and resumes the commands waiting for them.
     func apply(_ events: [(Offset, ChatEvent)], end: Offset, server: SocketIOServer) {
-        let ready = state.withLock { state in
+        let (ready, revoked) = state.withLock { state in
             var deliveries: [Delivery] = []
+            var revoked: [SocketRef] = []
             for (offset, event) in events {
                 defer {
                     for delivery in deliveries { delivery.send(on: server) }
                     deliveries.removeAll(keepingCapacity: true)
                 }
                 state.rooms.apply(event, at: offset.value)
+                if case .tokensRevoked(let before) = event.body {
+                    // Its connections made with a token issued before end now (on every node).
+                    revoked += state.clients.filter { $0.value.user == event.actor && ($0.value.tokenIssuedMs ?? .max) < before }.map(\.key)
+                    continue
+                }
                 if var recipients = state.subscribers[event.room], !recipients.isEmpty {
                     if !state.resumedAhead.isEmpty {
                         for socket in state.resumedAhead where offset < state.clients[socket]?.resumeAt[event.room] ?? .zero {
@@ -295,9 +316,14 @@ final class LiveRooms: Sendable {
                 if left.isEmpty { state.resumedAhead.remove(socket) }
             }
             // The senders' acks go out after the events they sent.
-            return state.commits.settle(below: end, server: server)
+            return (state.commits.settle(below: end, server: server), revoked)
         }
         for waiter in ready { waiter.resume(returning: .success(())) }
+        if !revoked.isEmpty {
+            Task {
+                for socket in revoked { await server.disconnect(socket) }
+            }
+        }
     }
 
     /// The tailer stopped: every waiter learns why, and so does every later one.

@@ -86,7 +86,7 @@ extension HistoryProjection {
                             message.text = nil
                             message.deletedMs = event.timestampMs
                         }
-                    case .roomCreated, .memberInvited, .invitationRevoked, .memberJoined, .memberLeft, .memberRemoved:
+                    case .roomCreated, .memberInvited, .invitationRevoked, .memberJoined, .memberLeft, .memberRemoved, .tokensRevoked:
                         break
                     }
                 }

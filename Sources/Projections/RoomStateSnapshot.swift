@@ -9,7 +9,9 @@ import NIOCore
 /// limits is not used (the caller replays the journal from offset 0 instead).
 public enum RoomStateSnapshot {
     static let magic: UInt32 = 0x534C_4843  // "CHLS"
-    static let version: UInt16 = 3
+    static let version: UInt16 = 4
+    /// Versions this build reads: 3 is 4 without the revoked tokens (no tokens revoked then).
+    static let versionsRead: ClosedRange<UInt16> = 3...4
     static let headerBytes = 28
 
     /// Encodes `state`, which reflects every event below `nextOffset`.
@@ -55,6 +57,12 @@ public enum RoomStateSnapshot {
                 }
             }
         }
+        // Version 4: the tokens revoked, by user (sorted).
+        count(state.tokensRevokedBefore.count)
+        for (user, before) in state.tokensRevokedBefore.sorted(by: { $0.key < $1.key }) {
+            short(user.value)
+            payload.writeInteger(before, endianness: .little)
+        }
         var file = ByteBufferAllocator().buffer(capacity: headerBytes + payload.readableBytes)
         file.writeInteger(magic, endianness: .little)
         file.writeInteger(version, endianness: .little)
@@ -86,13 +94,17 @@ public enum RoomStateSnapshot {
     /// - Throws: `SnapshotError` saying what is wrong (damaged, other version, other limits).
     public static func decode(_ bytes: ByteBuffer, limits: ChatLimits) throws(SnapshotError) -> (RoomState, Offset) {
         var file = bytes
-        let next = try checkedHeader(&file)
-        return try decodePayload(&file, next: next, limits: limits)
+        let (next, fileVersion) = try checkedHeaderAndVersion(&file)
+        return try decodePayload(&file, next: next, version: fileVersion, limits: limits)
     }
 
     /// Reads and checks the header and the CRC, leaving `file` at the payload; returns the
     /// offset covered.
     private static func checkedHeader(_ file: inout ByteBuffer) throws(SnapshotError) -> Offset {
+        try checkedHeaderAndVersion(&file).next
+    }
+
+    private static func checkedHeaderAndVersion(_ file: inout ByteBuffer) throws(SnapshotError) -> (next: Offset, version: UInt16) {
         let bytes = file
         guard file.readableBytes >= headerBytes,
               let fileMagic = file.readInteger(endianness: .little, as: UInt32.self),
@@ -103,16 +115,19 @@ public enum RoomStateSnapshot {
               let crc = file.readInteger(endianness: .little, as: UInt32.self)
         else { throw SnapshotError("shorter than its \(headerBytes)-byte header") }
         guard fileMagic == magic else { throw SnapshotError("bad magic 0x\(String(fileMagic, radix: 16))") }
-        guard fileVersion == version else { throw SnapshotError("version \(fileVersion), this build reads \(version)") }
+        guard versionsRead.contains(fileVersion) else {
+            throw SnapshotError("version \(fileVersion), this build reads \(versionsRead.lowerBound) to \(versionsRead.upperBound)")
+        }
         guard length == UInt64(file.readableBytes) else {
             throw SnapshotError("payload is \(file.readableBytes) bytes, header says \(length)")
         }
         let computed = checksum(header: bytes, payload: file)
         guard computed == crc else { throw SnapshotError("CRC-32C mismatch: stored 0x\(String(crc, radix: 16)), computed 0x\(String(computed, radix: 16))") }
-        return Offset(next)
+        return (Offset(next), fileVersion)
     }
 
-    private static func decodePayload(_ file: inout ByteBuffer, next nextOffset: Offset, limits: ChatLimits) throws(SnapshotError) -> (RoomState, Offset) {
+    private static func decodePayload(_ file: inout ByteBuffer, next nextOffset: Offset, version fileVersion: UInt16,
+                                      limits: ChatLimits) throws(SnapshotError) -> (RoomState, Offset) {
         func integer<T: FixedWidthInteger>(_: T.Type) throws(SnapshotError) -> T {
             guard let value = file.readInteger(endianness: .little, as: T.self) else { throw SnapshotError("payload ends early") }
             return value
@@ -173,8 +188,15 @@ public enum RoomStateSnapshot {
             }
             rooms[id] = room
         }
+        var revoked: [UserID: Int64] = [:]
+        if fileVersion >= 4 {
+            for _ in 0..<(try count()) {
+                let user = try user()
+                revoked[user] = try integer(Int64.self)
+            }
+        }
         guard file.readableBytes == 0 else { throw SnapshotError("\(file.readableBytes) bytes after the last room") }
-        return (RoomState(limits: limits, users: users, rooms: rooms), nextOffset)
+        return (RoomState(limits: limits, users: users, rooms: rooms, tokensRevokedBefore: revoked), nextOffset)
     }
 }
 

@@ -21,6 +21,8 @@ struct EventJSON: Codable, Equatable {
     /// The client's time as the text it sent, when it sent text (an ISO-8601 string).
     var client_created_text: String?
     var message: UInt64?
+    /// `tokens_revoked`: the actor's tokens issued before this time (ms) are refused.
+    var before_ms: Int64?
 
     init(offset: UInt64?, event: ChatEvent) {
         self.offset = offset
@@ -58,6 +60,9 @@ struct EventJSON: Codable, Equatable {
         case .messageDeleted(let message):
             type = "message_deleted"
             self.message = message.offset
+        case .tokensRevoked(let beforeMs):
+            type = "tokens_revoked"
+            before_ms = beforeMs
         }
     }
 
@@ -69,6 +74,8 @@ struct EventJSON: Codable, Equatable {
             return value
         }
         guard let actor = UserID(actor) else { throw ImportLineError("invalid actor \(actor.debugDescription)") }
+        // About no room; decided at its timestamp, it revokes what it revoked.
+        if type == "tokens_revoked" { return (.revokeTokens, actor) }
         guard let room = RoomID(room) else { throw ImportLineError("invalid room \(room.debugDescription)") }
         func user() throws(ImportLineError) -> UserID {
             let value = try require(self.user, "user")

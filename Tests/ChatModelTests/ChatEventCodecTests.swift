@@ -18,7 +18,17 @@ import Testing
         ChatEvent(timestampMs: 11, actor: bob, room: general,
                   body: .messageSent(clientMessageID: "c-2", text: "at noon", clientCreatedMs: 1_626_242_156_868,
                                      clientCreatedText: "2021-07-14T05:55:56.868Z")),
+        ChatEvent(timestampMs: 12, actor: carol, room: .none, body: .tokensRevoked(beforeMs: 1_795_000_001_000)),
     ]
+
+    /// A revocation is about no room: its room field must be empty (a room there is damage,
+    /// not a room id to trust).
+    @Test func aRevocationWithARoomIsRefused() throws {
+        var bytes = ChatEventCodec.encode(ChatEvent(timestampMs: 1, actor: carol, room: general, body: .memberJoined))
+        bytes.setInteger(UInt8(10), at: 1)  // the type byte: tokensRevoked
+        bytes.writeInteger(Int64(5), endianness: .little)
+        #expect(throws: ChatEventDecodingError.self) { try ChatEventCodec.decode(bytes) }
+    }
 
     @Test(arguments: samples)
     func roundTrips(_ event: ChatEvent) throws {

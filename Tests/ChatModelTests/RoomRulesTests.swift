@@ -2,6 +2,24 @@ import Testing
 
 @testable import ChatModel
 
+@Suite struct TokenRevocationRulesTests {
+    @Test func aRevocationCoversTheSecondItIsMadeInAndOnlyRises() {
+        var state = RoomState()
+        guard case .accepted(let events) = state.decide(.revokeTokens, by: alice, at: 1_795_000_000_400) else {
+            Issue.record("a revocation is always accepted")
+            return
+        }
+        #expect(events == [ChatEvent(timestampMs: 1_795_000_000_400, actor: alice, room: .none,
+                                     body: .tokensRevoked(beforeMs: 1_795_000_001_000))])
+        state.apply(events[0], at: 0)
+        #expect(state.tokensRevokedBefore == [alice: 1_795_000_001_000])
+        // An older revocation replayed after a newer one (an import) does not lower it.
+        state.apply(ChatEvent(timestampMs: 1, actor: alice, room: .none, body: .tokensRevoked(beforeMs: 1000)), at: 1)
+        #expect(state.tokensRevokedBefore == [alice: 1_795_000_001_000])
+        #expect(state.roomCount == 0, "about no room")
+    }
+}
+
 @Suite struct RoomRulesTests {
     /// A public room `general` owned by alice, and a private room `secret` owned by alice with
     /// bob invited and carol a stranger.

@@ -40,6 +40,26 @@ import Testing
         #expect(try RoomStateSnapshot.decode(RoomStateSnapshot.encode(RoomState(), nextOffset: .zero), limits: ChatLimits()).1 == .zero)
     }
 
+    @Test func revokedTokensRoundTripAndAVersion3SnapshotReadsAsNoneRevoked() throws {
+        var state = RoomState()
+        state.apply(ChatEvent(timestampMs: 1, actor: UserID("a")!, room: RoomID("r")!, body: .roomCreated(name: "R", isPrivate: false)), at: 0)
+        let version3 = RoomStateSnapshot.encode(state, nextOffset: Offset(1))
+        state.apply(ChatEvent(timestampMs: 2, actor: UserID("b")!, room: .none, body: .tokensRevoked(beforeMs: 3000)), at: 1)
+        let bytes = RoomStateSnapshot.encode(state, nextOffset: Offset(2))
+        let (decoded, next) = try RoomStateSnapshot.decode(bytes, limits: state.limits)
+        #expect(decoded == state && next == Offset(2) && decoded.tokensRevokedBefore == [UserID("b")!: 3000])
+        // Version 3, as the previous release wrote it: the same layout without the revoked
+        // tokens (the count of none at the end taken away), CRC made again.
+        var old = version3
+        old.setInteger(UInt16(3), at: 4, endianness: .little)
+        old.moveWriterIndex(to: old.writerIndex - 4)
+        old.setInteger(UInt64(old.readableBytes - 28), at: 16, endianness: .little)
+        let payload = old.getSlice(at: 28, length: old.readableBytes - 28) ?? ByteBuffer()
+        old.setInteger(RoomStateSnapshot.checksum(header: old, payload: payload), at: 24, endianness: .little)
+        let (restored, _) = try RoomStateSnapshot.decode(old, limits: state.limits)
+        #expect(restored.tokensRevokedBefore.isEmpty && restored.rooms.count == 1)
+    }
+
     @Test func everyBitFlipOfASnapshotIsRefused() throws {
         var state = RoomState()
         state.apply(ChatEvent(timestampMs: 1, actor: UserID("a")!, room: RoomID("r")!, body: .roomCreated(name: "R", isPrivate: true)), at: 0)

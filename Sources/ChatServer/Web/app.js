@@ -218,6 +218,14 @@
     connect();
   }
 
+  /** Back to the sign-in form, saying why (the outbox stays, for the next sign-in). */
+  function signedOut(reason) {
+    sessionStorage.removeItem("chatlog.auth");
+    $("app").hidden = true;
+    $("sign-in").hidden = false;
+    notice(reason);
+  }
+
   function signOut() {
     sessionStorage.removeItem("chatlog.auth");
     if (state.socket) state.socket.disconnect();
@@ -253,15 +261,17 @@
       }
       flush(); // what was typed while away goes out after the rooms are caught up
     });
-    socket.on("disconnect", () => setStatus(false));
+    socket.on("disconnect", (reason) => {
+      setStatus(false);
+      // The server ended the session itself (the user's tokens were revoked): the client does
+      // not reconnect by itself then, and the token would be refused anyway.
+      if (reason === "io server disconnect") signedOut("The server ended this session (your sign-in was revoked): sign in again.");
+    });
     socket.on("connect_error", (error) => {
       setStatus(false);
       if (error.data && error.data.code === "unauthorized") {
         socket.disconnect();
-        sessionStorage.removeItem("chatlog.auth");
-        $("app").hidden = true;
-        $("sign-in").hidden = false;
-        notice("Sign-in refused: " + error.message);
+        signedOut("Sign-in refused: " + error.message);
       }
     });
 
