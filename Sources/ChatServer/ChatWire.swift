@@ -25,23 +25,48 @@ enum ChatWire {
         }
     }
 
+    /// The event with its room that goes with a tutorial notice carrying only a username:
+    /// `member-joined` / `member-left` {group, username} after `user-joined` / `user-left`, so
+    /// that a client showing several rooms can place it. Nil for other events.
+    static func companion(of event: ChatEvent, at offset: Offset, recovery: Bool) -> EncodedEvent? {
+        let name: String
+        switch event.body {
+        case .roomCreated, .memberJoined: name = "member-joined"
+        case .memberLeft: name = "member-left"
+        default: return nil
+        }
+        return EncodedEvent(name) { output in
+            roomNotice(&output, room: event.room, user: event.actor)
+            if recovery { output.string(String(offset.value)) }
+        }
+    }
+
+    /// `{group, username}`.
+    private static func roomNotice(_ output: inout JSONOutput, room: RoomID, user: UserID) {
+        output.beginObject()
+        output.key("group"); output.string(room.value)
+        output.key("username"); output.string(user.value)
+        output.endObject()
+    }
+
     /// `user-online` / `user-offline` {group, username}; `offset`: see `LiveRooms.ephemeralOffset`.
     static func presence(_ name: String, room: RoomID, user: UserID, offset: String?) -> EncodedEvent {
         EncodedEvent(name) { output in
-            output.beginObject()
-            output.key("group"); output.string(room.value)
-            output.key("username"); output.string(user.value)
-            output.endObject()
+            roomNotice(&output, room: room, user: user)
             if let offset { output.string(offset) }
         }
     }
 
-    /// `user-typing`, the username as a string (the tutorial's shape).
-    static func typing(_ user: UserID, offset: String?) -> EncodedEvent {
-        EncodedEvent("user-typing") { output in
+    /// `user-typing`, the username as a string (the tutorial's shape), and `typing` {group,
+    /// username}, which says in which room.
+    static func typing(_ user: UserID, in room: RoomID, offset: String?) -> [EncodedEvent] {
+        [EncodedEvent("user-typing") { output in
             output.string(user.value)
             if let offset { output.string(offset) }
-        }
+        }, EncodedEvent("typing") { output in
+            roomNotice(&output, room: room, user: user)
+            if let offset { output.string(offset) }
+        }]
     }
 
     /// `removed-from-group` {group, by}, to the removed user's sockets.

@@ -238,7 +238,9 @@ final class LiveRooms: Sendable {
             if let last = client.lastTyping[room], now - last < limits.typingInterval { return .dropped }
             client.lastTyping[room] = now
             state.clients[socket] = client
-            server.send(ChatWire.typing(user, offset: Self.ephemeralOffset(state, recovery)), to: state.subscribers[room] ?? [])
+            for event in ChatWire.typing(user, in: room, offset: Self.ephemeralOffset(state, recovery)) {
+                server.send(event, to: state.subscribers[room] ?? [])
+            }
             return .sent
         }
     }
@@ -292,6 +294,9 @@ final class LiveRooms: Sendable {
                         }
                     }
                     deliveries.append(Delivery(event: ChatWire.event(event, at: offset, recovery: recovery), recipients: Array(recipients)))
+                    if let companion = ChatWire.companion(of: event, at: offset, recovery: recovery) {
+                        deliveries.append(Delivery(event: companion, recipients: deliveries[deliveries.count - 1].recipients))
+                    }
                 }
                 // Who is no longer a member stops receiving the room at once: a removed user's
                 // sockets (told so), and a user who left, on all of their sockets.

@@ -74,6 +74,7 @@ struct Replay {
                         }
                         guard rooms.contains(event.room) else { continue }
                         chunk.append(ChatWire.event(event, at: record.offset, recovery: recovery))
+                        if let companion = ChatWire.companion(of: event, at: record.offset, recovery: recovery) { chunk.append(companion) }
                         if chunk.count >= limits.replayChunkEvents {
                             await flush(&chunk, to: socket)
                         }

@@ -76,7 +76,7 @@ class Client:
 
     NAMES = ("send-group-message", "user-joined", "user-left", "user-typing", "user-online", "user-offline",
              "member-invited", "invitation-revoked", "member-removed", "removed-from-group", "message-edited",
-             "message-deleted", "error")
+             "message-deleted", "error", "member-joined", "member-left", "typing")
 
     def __init__(self, url: str, username: str | None = None, token: str | None = None, transports=None,
                  reconnection=False):

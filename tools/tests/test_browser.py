@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, quote, urlparse
 import pytest
 import requests
 
-from chatserver import Server
+from chatserver import Client, Server
 from conftest import run
 
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -461,6 +461,32 @@ def test_signing_in_with_tokens_through_the_operators_login_service_or_by_pastin
     finally:
         server.stop()
         login.close()
+
+
+def test_joins_and_typing_are_shown_in_their_own_room(chatlog, journal, pages):
+    """The page places notices by the companions that name the room (member-joined, typing):
+    with two rooms, what happens in one does not show in the other."""
+    server = Server(chatlog, journal).start()
+    try:
+        alice = pages(server.url)
+        alice.sign_in("alice")
+        alice.join("two")
+        alice.join("one")  # open
+        bob = Client(server.url, "bob", transports=["websocket"])
+        assert bob.call("join-group", {"group": "two"})["ok"]
+        for _ in range(5):
+            bob.emit("user-typing", {"group": "two"})
+            time.sleep(0.3)
+        assert alice.find("#typing").text == "", "bob types in two, not in the open room"
+        assert "bob joined" not in alice.find("#messages").text
+        alice.open_room("two")
+        alice.wait(lambda: "bob joined" in alice.find("#messages").text, message="the join shown in its room")
+        bob.emit("user-typing", {"group": "two"})
+        alice.wait(lambda: "bob is typing" in alice.find("#typing").text, message="typing in the open room")
+        bob.close()
+        assert alice.errors() == []
+    finally:
+        server.stop()
 
 
 def test_the_page_at_phone_width(chatlog, journal, pages):

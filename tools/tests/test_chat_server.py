@@ -520,6 +520,34 @@ def test_typing_is_rate_limited_ephemeral_and_only_from_inside_the_room(server, 
     assert requests.get(server.url + "/healthz", timeout=5).json()["offset"] == 2  # nothing journaled
 
 
+def test_the_tutorials_notices_are_kept_and_each_is_followed_by_one_naming_its_room(server, clients):
+    # Alice is in two rooms: the tutorial's user-joined / user-typing / user-left cannot say
+    # which one; the companion that follows each at once does.
+    alice = clients(server.url, "alice")
+    for group in ("g1", "g2"):
+        assert alice.call("join-group", {"group": group})["ok"]
+    bob = clients(server.url, "bob")
+    assert bob.call("join-group", {"group": "g2"})["ok"]
+    bob.emit("user-typing", {"group": "g2"})
+    assert bob.call("leave-group", {"group": "g2"})["ok"]
+    alice.wait_for("member-left")
+    notices = [(name, data) for name, data in alice.events
+               if name in ("user-joined", "member-joined", "user-typing", "typing", "user-left", "member-left")]
+    assert notices == [
+        ("user-joined", "bob"), ("member-joined", {"group": "g2", "username": "bob"}),
+        ("user-typing", "bob"), ("typing", {"group": "g2", "username": "bob"}),
+        ("user-left", "bob"), ("member-left", {"group": "g2", "username": "bob"}),
+    ], notices
+    # A resume's replay carries them too, in the same order.
+    carol = clients(server.url, "carol")
+    joined = carol.call("join-group", {"group": "g2", "after": 0})
+    assert joined["ok"]
+    replayed = [(name, data) for name, data in carol.events if name in ("user-joined", "member-joined", "user-left", "member-left")]
+    assert replayed[:4] == [("user-joined", "alice"), ("member-joined", {"group": "g2", "username": "alice"}),
+                            ("user-joined", "bob"), ("member-joined", {"group": "g2", "username": "bob"})], replayed
+    assert ("member-left", {"group": "g2", "username": "bob"}) in replayed
+
+
 def test_clients_beyond_their_event_rate_are_refused_with_rate_limited(chatlog, journal, clients):
     server = Server(chatlog, journal, "--events-per-second", "0.5", "--events-burst", "10").start()
     try:

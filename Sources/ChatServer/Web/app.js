@@ -294,13 +294,13 @@
       const item = room && room.messages.get(deletion.id);
       if (item) markDeleted(item);
     });
-    // The tutorial's user-joined / user-left / user-typing carry only a username: the page
-    // refreshes the open room's members and shows a notice when they changed there.
-    socket.on("user-joined", (username) => membershipChanged(username, "joined"));
-    socket.on("user-left", (username) => membershipChanged(username, "left"));
+    // The tutorial's user-joined / user-left / user-typing carry only a username; the page
+    // listens to their companions, which say in which room.
+    socket.on("member-joined", ({ group, username }) => membershipChanged(group, username, "joined"));
+    socket.on("member-left", ({ group, username }) => membershipChanged(group, username, "left"));
     socket.on("user-online", ({ group, username }) => presence(group, username, true));
     socket.on("user-offline", ({ group, username }) => presence(group, username, false));
-    socket.on("user-typing", (username) => showTyping(username));
+    socket.on("typing", ({ group, username }) => showTyping(group, username));
     socket.on("member-invited", ({ group, username, by }) => {
       addNotice(state.rooms.get(group), `${by} invited ${username}`);
       if (state.current && state.current.group === group) loadMembers(state.current);
@@ -729,14 +729,17 @@
     }
   }
 
-  async function membershipChanged(username, verb) {
-    const room = state.current;
-    if (!room) return;
-    const before = new Set(room.members);
-    await loadMembers(room);
-    const now = new Set(room.members);
-    if (verb === "joined" && now.has(username) && !before.has(username)) addNotice(room, `${username} joined`);
-    if (verb === "left" && !now.has(username) && before.has(username)) addNotice(room, `${username} left`);
+  /** Someone joined or left `group`: a notice in that room; its members, when it is open. */
+  async function membershipChanged(group, username, verb) {
+    const room = state.rooms.get(group);
+    if (!room || username === state.user) return;
+    // Only a change to what the page knew is news (a replay after a reconnection, or a list
+    // loaded since, may already have it).
+    const known = room.members.includes(username);
+    if (verb === "joined" ? known : !known) return;
+    room.members = verb === "joined" ? [...room.members, username] : room.members.filter((name) => name !== username);
+    addNotice(room, `${username} ${verb}`);
+    if (room === state.current) loadMembers(room);
   }
 
   /**
@@ -759,9 +762,9 @@
     }, PRESENCE_SETTLE_MS);
   }
 
-  function showTyping(username) {
+  function showTyping(group, username) {
     const room = state.current;
-    if (!room || username === state.user || !room.members.includes(username)) return;
+    if (!room || room.group !== group || username === state.user) return;
     clearTimeout(state.typers.get(username));
     state.typers.set(username, setTimeout(() => { state.typers.delete(username); renderTyping(); }, TYPING_SHOWN_MS));
     renderTyping();
