@@ -93,11 +93,10 @@ struct APIGuard: ServerMiddleware {
             guard let authorization = request.headerFields[.authorization] else {
                 throw ChatFailure.unauthorized("a token is required: Authorization: Bearer <token>")
             }
-            let parts = authorization.split(separator: " ", maxSplits: 1)
-            guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            guard let bearer = Identity.bearerToken(authorization) else {
                 throw ChatFailure.unauthorized("the Authorization header must be Bearer <token>")
             }
-            token = String(parts[1])
+            token = bearer
         }
         let caller: Identity.Caller?
         do {

@@ -138,6 +138,14 @@ public struct Identity: Sendable {
                                                 issued: now, operator: true))
     }
 
+    /// The token of an `Authorization: Bearer <token>` header value (the scheme in any case);
+    /// nil for another shape.
+    public static func bearerToken(_ authorization: String?) -> String? {
+        guard let parts = authorization?.split(separator: " ", maxSplits: 1), parts.count == 2,
+              parts[0].lowercased() == "bearer" else { return nil }
+        return String(parts[1])
+    }
+
     /// Milliseconds since the epoch as ISO 8601 (UTC, whole seconds).
     public static func iso(_ ms: Int64) -> String {
         let formatter = ISO8601DateFormatter()

@@ -12,12 +12,8 @@ enum TokenRevocation {
     /// (`Authorization: Bearer`, made from the server's secret): 200
     /// `{username, revoked_before, revoked_before_ms, offset}` once the event is applied here.
     static func handle(_ request: Request, identity: Identity, service: ChatService) async -> Response {
-        let bearer = request.headers[.authorization].flatMap { header -> String? in
-            let parts = header.split(separator: " ", maxSplits: 1)
-            return parts.count == 2 && parts[0].lowercased() == "bearer" ? String(parts[1]) : nil
-        }
         do {
-            try await identity.verifyOperator(token: bearer)
+            try await identity.verifyOperator(token: Identity.bearerToken(request.headers[.authorization]))
         } catch {
             return ChatServer.error(identity.isDevelopment ? .forbidden : .unauthorized,
                                     identity.isDevelopment ? "no_tokens" : "unauthorized", error.message)

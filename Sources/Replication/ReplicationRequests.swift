@@ -39,6 +39,14 @@ enum ReplicationRequest {
     }
 }
 
+extension ReplicationError {
+    /// A node's non-200 answer to a request (a replication or admin route): its code and
+    /// message when the body has the documented error shape, else its first bytes.
+    public init(url: String, status: UInt, body: ByteBuffer) {
+        self = ReplicationRequest.failure(url, status: status, body: body)
+    }
+}
+
 extension ReplicationStatus {
     /// Asks a running server for its replication status (`GET /api/replication`, with the
     /// replication secret).

@@ -119,19 +119,21 @@ extension CommandFailure {
     /// A request to a running node (`replication status`, `promote`) that failed: the node
     /// could not be reached (2), or it answered with an error (1), said in its own words with
     /// what to do where the cause is a usual mistake.
-    init(server: String, _ error: Error) {
+    /// - Parameter secretHint: what to do about `unauthorized` (which secret the request carried).
+    init(server: String, _ error: Error, secretHint: String = "use the replication secret file the server was started with") {
         switch error {
         case ReplicationError.answered(let url, let status, let code, let message):
             var line = "\(url) answered \(status) \(code): \(message)"
             switch code {
             case "not_standby": line += " (give the URL of one of its standbys: `chatlog replication status` on the leader lists them)"
-            case "unauthorized", "forbidden": line += " (use the replication secret file the server was started with)"
+            case "unauthorized", "forbidden": line += " (\(secretHint))"
             case "not_leader": line += " (give the leader's URL: `chatlog replication status` on this node names it)"
             default: break
             }
             self = .refused(line)
         case ReplicationError.refused(let status, let code, let message, _):
-            self.init(server: server, ReplicationError.answered(url: server, status: status, code: code, message: message))
+            self.init(server: server, ReplicationError.answered(url: server, status: status, code: code, message: message),
+                      secretHint: secretHint)
         case ReplicationError.secret(let why):
             self = .cannotRun(why)
         case ReplicationError.badResponse(let why):

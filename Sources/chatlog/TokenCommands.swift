@@ -116,6 +116,7 @@ struct TokenCommand: AsyncParsableCommand {
             }
             let url = (server.hasSuffix("/") ? String(server.dropLast()) : server) + "/api/admin/revoke-tokens"
             let client = ReplicationProtocol.makeClient(trustRootsFile: tlsCAFile)
+            let secretHint = "give the journal or --secret-file of that server: its secret signs the operator's token"
             do {
                 var request = HTTPClientRequest(url: url)
                 request.method = .POST
@@ -126,15 +127,8 @@ struct TokenCommand: AsyncParsableCommand {
                 let body = try await response.body.collect(upTo: 1 << 16)
                 try await client.shutdown()
                 guard response.status == .ok, let answer = try? JSONDecoder().decode(Answer.self, from: Data(body.readableBytesView)) else {
-                    let refusal = try? JSONDecoder().decode(Refusal.self, from: Data(body.readableBytesView))
-                    let code = refusal?.error.code ?? "unexpected"
-                    var line = "\(url) answered \(response.status.code) \(code): \(refusal?.error.message ?? String(String(buffer: body).prefix(200)))"
-                    switch code {
-                    case "unauthorized": line += " (give the journal or --secret-file of that server: its secret signs the operator's token)"
-                    case "not_leader": line += " (give the leader's URL: `chatlog replication status` on this node names it)"
-                    default: break
-                    }
-                    throw CommandFailure.refused(line)
+                    throw CommandFailure(server: server, ReplicationError(url: url, status: response.status.code, body: body),
+                                         secretHint: secretHint)
                 }
                 print("revoked \(user)'s tokens issued before \(answer.revoked_before) (journal offset \(answer.offset)); every node refuses them")
             } catch let failure as CommandFailure {
@@ -148,14 +142,6 @@ struct TokenCommand: AsyncParsableCommand {
         struct Answer: Decodable {
             var revoked_before: String
             var offset: UInt64
-        }
-
-        struct Refusal: Decodable {
-            struct Detail: Decodable {
-                var code: String
-                var message: String
-            }
-            var error: Detail
         }
 
         /// Appends the revocation to a stopped server's journal.

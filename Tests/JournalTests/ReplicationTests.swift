@@ -75,6 +75,30 @@ import Testing
         await reopened.close()
     }
 
+    /// What a backup keeps of a fetch answer: whole batches that begin below its target.
+    @Test func batchesBeginningBeforeAnOffsetAreKeptWholeAndAppendable() async throws {
+        let (leaderDirectory, standbyDirectory) = (try TemporaryDirectory(), try TemporaryDirectory())
+        defer { leaderDirectory.remove(); standbyDirectory.remove() }
+        let (leader, standby) = try open(leaderDirectory, standbyDirectory)
+        try await appendRecords(leader, 0..<60, perAppend: 5)  // batches of 5 records: 0..<5, 5..<10, ...
+        let all = try leader.readRaw(from: .zero, maxBytes: 1 << 20)
+        #expect(all.nextOffset == Offset(60))
+        #expect(all.beginning(before: Offset(100))?.bytes == all.bytes, "a target past the end keeps everything")
+        #expect(all.beginning(before: .zero)?.isEmpty == true, "a target at the start keeps nothing")
+        let boundary = try #require(all.beginning(before: Offset(10)))
+        #expect(boundary.nextOffset == Offset(10), "at a batch boundary: exactly up to it")
+        let inside = try #require(all.beginning(before: Offset(12)))
+        #expect(inside.nextOffset == Offset(15), "inside a batch: that batch whole")
+        #expect(inside.lastHeader?.nextOffset == Offset(15))
+        var cut = all
+        cut.bytes.moveWriterIndex(to: cut.bytes.readerIndex + 30)
+        #expect(cut.beginning(before: Offset(60)) == nil, "bytes that stop inside a batch are not batches")
+        standby.setFollowing(true)
+        #expect(try await standby.appendReplicated(inside) == Offset(15))
+        await leader.close()
+        await standby.close()
+    }
+
     @Test func invalidOrMisplacedBatchesAreRefusedAndNothingIsWritten() async throws {
         let (leaderDirectory, standbyDirectory) = (try TemporaryDirectory(), try TemporaryDirectory())
         defer { leaderDirectory.remove(); standbyDirectory.remove() }

@@ -96,3 +96,14 @@ def test_a_missing_journal_or_token_secret_says_what_creates_it(chatlog, tmp_pat
 def test_a_wrong_flag_is_a_usage_error_64_with_the_usage(chatlog) -> None:
     result = run(chatlog, "history", "--limit", "0", "--room", "r")
     assert result.returncode == 64 and "--limit must be in 1...200" in result.stderr and "Usage:" in result.stderr
+
+
+def test_serve_refuses_a_snapshot_interval_or_login_url_it_cannot_use(chatlog, tmp_path: Path) -> None:
+    journal = str(tmp_path / "journal")
+    for args, words in [(["--snapshot-interval", "5ms"], "--snapshot-interval is a number followed by ms, s or m, at least 100ms"),
+                        (["--snapshot-interval", "soon"], "--snapshot-interval is a number"),
+                        (["--web-login-url", "ftp://login.example.com"], "--web-login-url must be an http or https URL"),
+                        (["--web-login-url", "https://login.example.com", "--dev"], "--web-login-url is for token mode")]:
+        result = run(chatlog, "serve", "--journal", journal, "--port", "0", *args)
+        assert result.returncode == 64 and words in result.stderr, (args, result.returncode, result.stderr)
+    assert not (tmp_path / "journal").exists(), "nothing is created before the settings are checked"
