@@ -7,20 +7,29 @@ public enum ChatCommand: Sendable, Equatable {
     case join(RoomID)
     case leave(RoomID)
     case remove(RoomID, user: UserID)
-    case send(RoomID, clientMessageID: String, text: String, clientCreatedMs: Int64, clientCreatedText: String? = nil)
+    case send(RoomID, clientMessageID: String, text: String, clientCreatedMs: Int64, clientCreatedText: String? = nil,
+              replyTo: MessageID? = nil)
     case edit(RoomID, message: MessageID, text: String)
     case delete(RoomID, message: MessageID)
     /// Refuse the actor's tokens issued before now (an operator's command, `chatlog token
     /// revoke`).
     case revokeTokens
+    /// Open the direct room of the actor and `peer`: create it on first use, join it again
+    /// when the actor had left it (`RoomState.directRoom(of:and:)` finds it).
+    case openDirect(peer: UserID)
+    case react(RoomID, message: MessageID, emoji: String)
+    case unreact(RoomID, message: MessageID, emoji: String)
+    /// Move the actor's read marker in the room forward to `message`.
+    case markRead(RoomID, message: MessageID)
 
+    /// The room the command is about (`RoomID.none` for commands about no room yet or none).
     public var room: RoomID {
         switch self {
-        case .revokeTokens:
+        case .revokeTokens, .openDirect:
             .none
         case .createRoom(let room, _, _), .invite(let room, _), .revokeInvitation(let room, _), .join(let room),
-             .leave(let room), .remove(let room, _), .send(let room, _, _, _, _), .edit(let room, _, _),
-             .delete(let room, _):
+             .leave(let room), .remove(let room, _), .send(let room, _, _, _, _, _), .edit(let room, _, _),
+             .delete(let room, _), .react(let room, _, _), .unreact(let room, _, _), .markRead(let room, _):
             room
         }
     }
@@ -44,6 +53,11 @@ public struct Rejection: Error, Sendable, Equatable, CustomStringConvertible {
         case invalidText = "invalid_text"
         case invalidName = "invalid_name"
         case invalidClientMessageID = "invalid_client_message_id"
+        /// A direct room's membership is fixed: no invitations, no removals, no third member.
+        case directRoom = "direct_room"
+        case userNotFound = "user_not_found"
+        case invalidEmoji = "invalid_emoji"
+        case tooManyReactions = "too_many_reactions"
     }
 
     public let code: Code

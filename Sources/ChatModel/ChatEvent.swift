@@ -33,8 +33,10 @@ public struct ChatEvent: Sendable, Equatable {
         /// The actor sent a message; `clientMessageID` makes retries idempotent;
         /// `clientCreatedMs` is the time the client claims (not trusted for ordering);
         /// `clientCreatedText`, when the client gave that time as text (an ISO-8601 string),
-        /// is that text as it came, so that it is echoed in the same form.
-        case messageSent(clientMessageID: String, text: String, clientCreatedMs: Int64, clientCreatedText: String? = nil)
+        /// is that text as it came, so that it is echoed in the same form; `replyTo`, the
+        /// message of the same room it answers.
+        case messageSent(clientMessageID: String, text: String, clientCreatedMs: Int64, clientCreatedText: String? = nil,
+                         replyTo: MessageID? = nil)
         /// The actor (the author) replaced the text of `message`.
         case messageEdited(message: MessageID, text: String)
         /// The actor (the author or the owner) deleted `message`.
@@ -43,6 +45,23 @@ public struct ChatEvent: Sendable, Equatable {
         /// is refused from now on, on every node (`chatlog token revoke`). About no room:
         /// `room` is `RoomID.none`.
         case tokensRevoked(beforeMs: Int64)
+        /// The actor opened a direct room with `peer`: a private room of exactly the two of
+        /// them, both members from the start, which nobody else can be invited into or join.
+        case directRoomCreated(peer: UserID)
+        /// The actor reacted to `message` with `emoji` (a short text, usually one emoji).
+        case reactionAdded(message: MessageID, emoji: String)
+        /// The actor took its `emoji` reaction to `message` back.
+        case reactionRemoved(message: MessageID, emoji: String)
+        /// The actor has read the room up to and including `message` (its read marker).
+        case readMarked(message: MessageID)
+    }
+
+    /// Whether this event creates its room.
+    public var createsRoom: Bool {
+        switch body {
+        case .roomCreated, .directRoomCreated: true
+        default: false
+        }
     }
 
     /// The user this event ends the membership of: the removed user, or the one who left.

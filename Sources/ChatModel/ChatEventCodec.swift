@@ -25,6 +25,10 @@ public enum ChatEventCodec {
         case messageEdited = 8
         case messageDeleted = 9
         case tokensRevoked = 10
+        case directRoomCreated = 11
+        case reactionAdded = 12
+        case reactionRemoved = 13
+        case readMarked = 14
     }
 
     public enum Decoded: Sendable, Equatable {
@@ -63,6 +67,10 @@ public enum ChatEventCodec {
         case .messageEdited: .messageEdited
         case .messageDeleted: .messageDeleted
         case .tokensRevoked: .tokensRevoked
+        case .directRoomCreated: .directRoomCreated
+        case .reactionAdded: .reactionAdded
+        case .reactionRemoved: .reactionRemoved
+        case .readMarked: .readMarked
         }
         buffer.writeInteger(version)
         buffer.writeInteger(type.rawValue)
@@ -77,12 +85,14 @@ public enum ChatEventCodec {
             short(user.value)
         case .memberJoined, .memberLeft:
             break
-        case .messageSent(let clientMessageID, let text, let clientCreatedMs, let clientCreatedText):
+        case .messageSent(let clientMessageID, let text, let clientCreatedMs, let clientCreatedText, let replyTo):
             short(clientMessageID)
             buffer.writeInteger(clientCreatedMs, endianness: .little)
             long(text)
-            // An optional trailing field (FORMAT.md §8): readers that predate it ignore it.
-            if let clientCreatedText { short(clientCreatedText) }
+            // Optional trailing fields (FORMAT.md §8): readers that predate them ignore them.
+            // The client time text is written empty (length 0: none) when only a reply follows.
+            if clientCreatedText != nil || replyTo != nil { short(clientCreatedText ?? "") }
+            if let replyTo { buffer.writeInteger(replyTo.offset, endianness: .little) }
         case .messageEdited(let message, let text):
             buffer.writeInteger(message.offset, endianness: .little)
             long(text)
@@ -90,6 +100,13 @@ public enum ChatEventCodec {
             buffer.writeInteger(message.offset, endianness: .little)
         case .tokensRevoked(let beforeMs):
             buffer.writeInteger(beforeMs, endianness: .little)
+        case .directRoomCreated(let peer):
+            short(peer.value)
+        case .reactionAdded(let message, let emoji), .reactionRemoved(let message, let emoji):
+            buffer.writeInteger(message.offset, endianness: .little)
+            short(emoji)
+        case .readMarked(let message):
+            buffer.writeInteger(message.offset, endianness: .little)
         }
     }
 
@@ -143,9 +160,14 @@ public enum ChatEventCodec {
             let clientMessageID = try fields.short("client message id")
             let clientCreatedMs = try fields.integer(Int64.self, "client time")
             let text = try fields.long("text", decode: includeText)
-            let clientCreatedText = fields.remaining > 0 ? try fields.short("client time text") : nil
+            var clientCreatedText: String?
+            if fields.remaining > 0 {
+                let given = try fields.short("client time text")
+                if !given.isEmpty { clientCreatedText = given }
+            }
+            let replyTo = fields.remaining > 0 ? MessageID(try fields.integer(UInt64.self, "reply to")) : nil
             body = .messageSent(clientMessageID: clientMessageID, text: text, clientCreatedMs: clientCreatedMs,
-                                clientCreatedText: clientCreatedText)
+                                clientCreatedText: clientCreatedText, replyTo: replyTo)
         case .messageEdited:
             let message = MessageID(try fields.integer(UInt64.self, "message"))
             body = .messageEdited(message: message, text: try fields.long("text", decode: includeText))
@@ -153,6 +175,16 @@ public enum ChatEventCodec {
             body = .messageDeleted(message: MessageID(try fields.integer(UInt64.self, "message")))
         case .tokensRevoked:
             body = .tokensRevoked(beforeMs: try fields.integer(Int64.self, "before"))
+        case .directRoomCreated:
+            body = .directRoomCreated(peer: try fields.user("peer"))
+        case .reactionAdded:
+            let message = MessageID(try fields.integer(UInt64.self, "message"))
+            body = .reactionAdded(message: message, emoji: try fields.short("emoji"))
+        case .reactionRemoved:
+            let message = MessageID(try fields.integer(UInt64.self, "message"))
+            body = .reactionRemoved(message: message, emoji: try fields.short("emoji"))
+        case .readMarked:
+            body = .readMarked(message: MessageID(try fields.integer(UInt64.self, "message")))
         }
         // Bytes after the known fields are fields of a later minor revision: ignored.
         return .event(ChatEvent(timestampMs: timestampMs, actor: actor, room: room, body: body))
@@ -173,6 +205,8 @@ public enum ChatEventCodec {
         public let text: UnsafeBufferPointer<UInt8>
         /// The client's time as the text it sent, when it sent text; valid UTF-8.
         public let clientCreatedText: UnsafeBufferPointer<UInt8>?
+        /// The message this one replies to, if any.
+        public let replyTo: UInt64?
     }
 
     /// Reads a `messageSent` record without building its strings, for projections that copy
@@ -214,10 +248,12 @@ public enum ChatEventCodec {
         var clientCreatedText: UnsafeBufferPointer<UInt8>?
         if fields.remaining > 0 {
             let length = Int(try fields.integer(UInt16.self, "client time text"))
-            clientCreatedText = try fields.utf8(length: length, limit: shortStringBytesLimit, "client time text")
+            let given = try fields.utf8(length: length, limit: shortStringBytesLimit, "client time text")
+            if length > 0 { clientCreatedText = given }
         }
+        let replyTo = fields.remaining > 0 ? try fields.integer(UInt64.self, "reply to") : nil
         return MessageSentFields(timestampMs: timestampMs, actor: actor, room: room, clientMessageID: clientMessageID,
-                                 clientCreatedMs: clientCreatedMs, text: text, clientCreatedText: clientCreatedText)
+                                 clientCreatedMs: clientCreatedMs, text: text, clientCreatedText: clientCreatedText, replyTo: replyTo)
     }
 
     /// Reads the fields of one event from its bytes. Field names are static strings: error

@@ -18,6 +18,11 @@ public struct ChatLimits: Sendable, Equatable {
     /// The edit window: only a room's last `editableMessagesPerRoom` messages can be edited or
     /// deleted. Bounds the room state's memory per room; older messages are history only.
     public var editableMessagesPerRoom = 500
+    /// Longest reaction (`react`'s emoji), in UTF-8 bytes: room for one emoji with its
+    /// modifiers and joiners (a family emoji is 25 bytes), or a short word.
+    public var emojiBytesMax = 32
+    /// Distinct reactions one message may carry (each with any number of users).
+    public var reactionsPerMessageMax = 20
 
     public init() {}
 
@@ -26,14 +31,16 @@ public struct ChatLimits: Sendable, Equatable {
                               ("clientMessageIDBytesMax", clientMessageIDBytesMax),
                               ("clientMessageIDWindow", clientMessageIDWindow),
                               ("clientIDSendersPerRoomMax", clientIDSendersPerRoomMax),
-                              ("editableMessagesPerRoom", editableMessagesPerRoom)] where value < 1 {
+                              ("editableMessagesPerRoom", editableMessagesPerRoom),
+                              ("emojiBytesMax", emojiBytesMax), ("reactionsPerMessageMax", reactionsPerMessageMax)] where value < 1 {
             throw ChatLimitsError(message: "\(name) must be at least 1, got \(value)")
         }
         if messageBytesMax > ChatEventCodec.textBytesLimit {
             throw ChatLimitsError(message: "messageBytesMax (\(messageBytesMax)) exceeds the event format's limit of \(ChatEventCodec.textBytesLimit)")
         }
-        if roomNameBytesMax > ChatEventCodec.shortStringBytesLimit || clientMessageIDBytesMax > ChatEventCodec.shortStringBytesLimit {
-            throw ChatLimitsError(message: "roomNameBytesMax and clientMessageIDBytesMax must be at most \(ChatEventCodec.shortStringBytesLimit)")
+        if roomNameBytesMax > ChatEventCodec.shortStringBytesLimit || clientMessageIDBytesMax > ChatEventCodec.shortStringBytesLimit
+            || emojiBytesMax > ChatEventCodec.shortStringBytesLimit {
+            throw ChatLimitsError(message: "roomNameBytesMax, clientMessageIDBytesMax and emojiBytesMax must be at most \(ChatEventCodec.shortStringBytesLimit)")
         }
     }
 }

@@ -26,8 +26,8 @@ extension RoomState {
                 slots[position] = message.room
             case .event(let offset, let event, let placement):
                 switch event.body {
-                case .roomCreated, .tokensRevoked:
-                    // Changes nothing unless new; about no room.
+                case .roomCreated, .directRoomCreated, .tokensRevoked:
+                    // Changes nothing unless new (and then the shared direct-room index); about no room.
                     apply(event, at: offset, placement: placement)
                 default:
                     if placement.isNewAuthor { register(event.actor, as: placement.author) }

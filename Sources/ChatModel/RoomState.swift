@@ -19,6 +19,9 @@ public struct RoomState: Sendable, Equatable {
     /// Per user, the time (ms) before which its tokens were revoked (`tokensRevoked`): tokens
     /// issued before it are refused. One entry per user who has had tokens revoked.
     public internal(set) var tokensRevokedBefore: [UserID: Int64] = [:]
+    /// The direct room of each pair of users that has one (derived from the rooms: a direct
+    /// room's owner and peer).
+    var directRooms: [UserPair: RoomID] = [:]
 
     public init(limits: ChatLimits = ChatLimits()) {
         self.limits = limits
@@ -34,7 +37,28 @@ public struct RoomState: Sendable, Equatable {
         for (id, room) in rooms.sorted(by: { $0.key < $1.key }) {
             roomIndex[id] = roomList.count
             roomList.append(room)
+            if let peer = room.directPeer { directRooms[UserPair(room.owner, peer)] = id }
         }
+    }
+
+    /// Two users, in either order.
+    struct UserPair: Hashable, Sendable {
+        let first: UserID
+        let second: UserID
+        init(_ one: UserID, _ other: UserID) {
+            (first, second) = one < other ? (one, other) : (other, one)
+        }
+    }
+
+    /// The direct room of `one` and `other`, if they have one.
+    public func directRoom(of one: UserID, and other: UserID) -> RoomID? {
+        directRooms[UserPair(one, other)]
+    }
+
+    /// Whether the room state knows `user`: a member of a room, invited to one, or the author
+    /// of a message (the users a direct room may be opened with).
+    public func knows(_ user: UserID) -> Bool {
+        userRefs[user] != nil || roomList.contains { $0.members.contains(user) || $0.invited.contains(user) }
     }
 
     /// Every room by id (built on each call: for listing, not for hot paths).
@@ -86,6 +110,13 @@ public struct RoomState: Sendable, Equatable {
         public var recentMessages: BoundedRing<MessageMeta>
         /// Per sender, their last client message ids in this room.
         public var recentClientIDs: UserRefMap<BoundedRing<ClientMessage>>
+        /// A direct room's other user (its owner opened it); nil for other rooms.
+        public var directPeer: UserID?
+        /// Each member's read marker: the last message it has read (`readMarked`). None for a
+        /// member that has read nothing (or joined before there were any messages).
+        public var readMarkers: [UserID: MessageID] = [:]
+        /// The reactions to the messages of `recentMessages` that have any.
+        public var reactions: [MessageID: [Reaction]] = [:]
 
         public init(name: String, owner: UserID, isPrivate: Bool, createdMs: Int64, limits: ChatLimits) {
             self.name = name
@@ -96,6 +127,15 @@ public struct RoomState: Sendable, Equatable {
             self.invited = []
             self.recentMessages = BoundedRing(capacity: limits.editableMessagesPerRoom)
             self.recentClientIDs = UserRefMap()
+        }
+
+        public var isDirect: Bool { directPeer != nil }
+
+        /// Whether `user` may join: anyone a public room; a private one its owner and the users
+        /// it invited; a direct one only its two users.
+        public func mayJoin(_ user: UserID) -> Bool {
+            if let directPeer { return user == owner || user == directPeer }
+            return !isPrivate || owner == user || invited.contains(user)
         }
 
         /// The index in `recentMessages` of `message`, if it is still in the edit window.
@@ -132,6 +172,17 @@ public struct RoomState: Sendable, Equatable {
             self.id = id
             self.author = author
             self.deleted = deleted
+        }
+    }
+
+    /// One reaction to a message: the text and who reacted with it, in the order they did.
+    public struct Reaction: Sendable, Equatable {
+        public var emoji: String
+        public var users: [UserID]
+
+        public init(emoji: String, users: [UserID]) {
+            self.emoji = emoji
+            self.users = users
         }
     }
 
@@ -174,7 +225,7 @@ public struct RoomState: Sendable, Equatable {
         var placement = Placement()
         if let slot = roomSlot(event.room) {
             placement.room = slot
-        } else if case .roomCreated = event.body {
+        } else if event.createsRoom {
             placement.room = Int32(roomCount)
             placement.isNewRoom = true
         }
@@ -215,12 +266,23 @@ public struct RoomState: Sendable, Equatable {
         case .memberJoined:
             roomList[index].members.insert(event.actor)
             roomList[index].invited.remove(event.actor)
+        case .directRoomCreated(let peer):
+            if placement.isNewRoom {
+                var room = Room(name: "", owner: event.actor, isPrivate: true, createdMs: event.timestampMs, limits: limits)
+                room.members.insert(peer)
+                room.directPeer = peer
+                roomIndex[event.room] = index
+                roomList.append(room)
+                directRooms[UserPair(event.actor, peer)] = event.room
+            }
         case .memberLeft:
             roomList[index].members.remove(event.actor)
+            roomList[index].readMarkers.removeValue(forKey: event.actor)
         case .memberRemoved(let user):
             roomList[index].members.remove(user)
             roomList[index].invited.remove(user)
-        case .messageSent(let clientMessageID, _, _, _):
+            roomList[index].readMarkers.removeValue(forKey: user)
+        case .messageSent(let clientMessageID, _, _, _, _):
             applyMessage(PlacedMessage(offset: offset, room: placement.room, author: placement.author,
                                        newAuthor: placement.isNewAuthor ? event.actor : nil, clientMessageID: clientMessageID))
         case .messageEdited:
@@ -228,6 +290,27 @@ public struct RoomState: Sendable, Equatable {
         case .messageDeleted(let message):
             if let position = roomList[index].recentIndex(of: message) {
                 roomList[index].recentMessages[position].deleted = true
+            }
+            roomList[index].reactions.removeValue(forKey: message)
+        case .reactionAdded(let message, let emoji):
+            guard roomList[index].recentIndex(of: message) != nil else { return }
+            var reactions = roomList[index].reactions[message] ?? []
+            if let existing = reactions.firstIndex(where: { $0.emoji == emoji }) {
+                if !reactions[existing].users.contains(event.actor) { reactions[existing].users.append(event.actor) }
+            } else {
+                reactions.append(Reaction(emoji: emoji, users: [event.actor]))
+            }
+            roomList[index].reactions[message] = reactions
+        case .reactionRemoved(let message, let emoji):
+            guard var reactions = roomList[index].reactions[message],
+                  let existing = reactions.firstIndex(where: { $0.emoji == emoji }) else { return }
+            reactions[existing].users.removeAll { $0 == event.actor }
+            if reactions[existing].users.isEmpty { reactions.remove(at: existing) }
+            roomList[index].reactions[message] = reactions.isEmpty ? nil : reactions
+        case .readMarked(let message):
+            let current = roomList[index].readMarkers[event.actor]
+            if roomList[index].members.contains(event.actor), current.map({ message > $0 }) ?? true {
+                roomList[index].readMarkers[event.actor] = message
             }
         case .tokensRevoked:
             preconditionFailure("handled above: it is about no room")
@@ -267,7 +350,12 @@ public struct RoomState: Sendable, Equatable {
         let index = Int(placed.room)
         let message = MessageID(placed.offset)
         let author = UserRef(placed.author)
+        let wasFull = roomList[index].recentMessages.count == roomList[index].recentMessages.capacity
         roomList[index].recentMessages.append(MessageMeta(id: message, author: author, deleted: false))
+        if wasFull, !roomList[index].reactions.isEmpty, let first = roomList[index].recentMessages.first?.id {
+            // Reactions are kept for the messages of the window only.
+            roomList[index].reactions = roomList[index].reactions.filter { $0.key >= first }
+        }
         let window = limits.clientMessageIDWindow
         roomList[index].recentClientIDs.modify(author, default: { BoundedRing(capacity: window) }) {
             $0.append(ClientMessage(clientMessageID: placed.clientMessageID, message: message))

@@ -190,6 +190,11 @@ extension ChatHTTPAPI {
         ("/api/rooms/{group}/members", [.get, .post]),
         ("/api/rooms/{group}/members/{username}", [.delete]),
         ("/api/rooms/{group}/invitations", [.post]),
+        ("/api/rooms/{group}/messages/{id}/reactions/{emoji}", [.put, .delete]),
+        ("/api/rooms/{group}/read-marker", [.put]),
+        ("/api/me/rooms", [.get]),
+        ("/api/search", [.get]),
+        ("/api/direct", [.post]),
     ]
 
     /// The methods `path` declares, when it is one of the API's paths.

@@ -59,10 +59,10 @@ public struct ChatFailure: Error, Sendable, Equatable {
             switch self {
             case .rule(let rule):
                 switch rule {
-                case .invalidText, .invalidName, .invalidClientMessageID, .notPrivate: .badRequest
-                case .notMember, .notOwner, .notInvited, .notAuthor, .cannotRemoveOwner: .forbidden
-                case .roomNotFound, .messageNotFound: .notFound
-                case .roomExists, .alreadyMember, .alreadyInvited, .messageDeleted: .conflict
+                case .invalidText, .invalidName, .invalidClientMessageID, .notPrivate, .invalidEmoji: .badRequest
+                case .notMember, .notOwner, .notInvited, .notAuthor, .cannotRemoveOwner, .directRoom: .forbidden
+                case .roomNotFound, .messageNotFound, .userNotFound: .notFound
+                case .roomExists, .alreadyMember, .alreadyInvited, .messageDeleted, .tooManyReactions: .conflict
                 }
             case .invalidPayload: .badRequest
             case .unauthorized: .unauthorized

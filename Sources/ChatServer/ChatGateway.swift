@@ -216,9 +216,7 @@ final class ChatGateway: SocketIOHandler {
             return .done(typing(socket, room: room, username: username, server: server))
         case .members(let room):
             return .done(members(socket, room: room))
-        case .myGroups:
-            return .done(myGroups(socket))
-        case .join, .leave, .history:
+        case .join, .leave, .history, .myGroups, .search:
             return .wait(request, nowMs: nowMs)
         }
     }
@@ -242,7 +240,17 @@ final class ChatGateway: SocketIOHandler {
             case .success(let page): return .ok([("group", .string(room.value)), ("messages", .array(page.map(ChatWire.historyEntry)))])
             case .failure(let failure): return .failed(failure)
             }
-        case .typing, .members, .myGroups:
+        case .myGroups:
+            return await myGroups(socket)
+        case .search(let query, let group, let before, let limit):
+            guard case .success(let user) = user(of: socket, naming: nil) else {
+                return .failed(.unauthorized("no username: connect with auth {username}, or name one in join-group"))
+            }
+            switch await service.search(query, as: user, in: group, before: before, limit: limit) {
+            case .success(let found): return .ok([("messages", .array(found.map(ChatWire.historyEntry)))])
+            case .failure(let failure): return .failed(failure)
+            }
+        case .typing, .members:
             preconditionFailure("\(request) is answered by start")
         }
     }
@@ -363,16 +371,15 @@ final class ChatGateway: SocketIOHandler {
         }
     }
 
-    func myGroups(_ socket: SocketRef) -> Answer {
+    func myGroups(_ socket: SocketRef) async -> Answer {
         guard case .success(let user) = user(of: socket, naming: nil) else {
             return .failed(.unauthorized("no username: connect with auth {username}, or name one in join-group"))
         }
-        let groups = service.groups(of: user).map { room in
-            JSONValue.object([
-                ("group", .string(room.id.value)), ("name", .string(room.name)), ("private", .bool(room.isPrivate)),
-                ("owner", .string(room.owner.value)), ("members", .number(Double(room.memberCount))),
-            ])
+        switch await service.inbox(of: user) {
+        case .failure(let failure):
+            return .failed(failure)
+        case .success(let rooms):
+            return .ok([("groups", .array(rooms.map(ChatWire.groupEntry)))])
         }
-        return .ok([("groups", .array(groups))])
     }
 }

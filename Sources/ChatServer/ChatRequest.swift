@@ -16,6 +16,7 @@ enum ChatRequest: Sendable, Equatable {
     case members(RoomID)
     case myGroups
     case history(RoomID, before: UInt64?, after: UInt64?, limit: Int?)
+    case search(query: String, group: RoomID?, before: UInt64?, limit: Int?)
 
     typealias Offset = UInt64
 
@@ -23,6 +24,7 @@ enum ChatRequest: Sendable, Equatable {
     static let eventNames: Set<String> = [
         "join-group", "send-group-message", "user-typing", "leave-group", "create-group", "invite", "revoke-invite",
         "remove-member", "edit-message", "delete-message", "members", "my-groups", "history",
+        "open-direct", "react", "unreact", "mark-read", "search",
     ]
 
     /// Parses event `name` from its received arguments. A `send-group-message` (nearly every
@@ -39,7 +41,7 @@ enum ChatRequest: Sendable, Equatable {
         case .perform(let command, _): command
         case .join(let room, _, _): .join(room, createIfMissing: true)
         case .leave(let room, _): .leave(room)
-        case .typing, .members, .myGroups, .history: nil
+        case .typing, .members, .myGroups, .history, .search: nil
         }
     }
 
@@ -81,6 +83,8 @@ enum ChatRequest: Sendable, Equatable {
                 default:
                     return nil
                 }
+            } else if key == "reply_to" {
+                return nil  // the general way reads and checks it
             } else {
                 try reader.skipValue()
             }
@@ -103,7 +107,8 @@ enum ChatRequest: Sendable, Equatable {
             let clientID = try payload.optionalString("client_id")
             if !fromStandby { try checkClientID(clientID) }
             return .perform(.send(try payload.room(), text: try payload.string("message"), createdMs: created, createdText: createdText,
-                                  clientID: clientID), username: try payload.optionalString("username"))
+                                  clientID: clientID, replyTo: try payload.optionalOffset("reply_to").map(MessageID.init)),
+                            username: try payload.optionalString("username"))
         case "user-typing":
             return .typing(try payload.room(), username: try payload.optionalString("username"))
         case "leave-group":
@@ -121,6 +126,19 @@ enum ChatRequest: Sendable, Equatable {
             return .perform(.edit(try payload.room(), MessageID(try payload.offset("id")), text: try payload.string("message")), username: nil)
         case "delete-message":
             return .perform(.delete(try payload.room(), MessageID(try payload.offset("id"))), username: nil)
+        case "open-direct":
+            return .perform(.openDirect(try payload.user()), username: nil)
+        case "react", "unreact":
+            let room = try payload.room()
+            let message = MessageID(try payload.offset("id"))
+            let emoji = try payload.string("emoji")
+            return .perform(name == "react" ? .react(room, message, emoji: emoji) : .unreact(room, message, emoji: emoji), username: nil)
+        case "mark-read":
+            return .perform(.markRead(try payload.room(), MessageID(try payload.offset("id"))), username: nil)
+        case "search":
+            let limit = try payload.optionalOffset("limit").map { Int(clamping: $0) }
+            let group = payload.field("group") == nil ? nil : try payload.room()
+            return .search(query: try payload.string("query"), group: group, before: try payload.optionalOffset("before"), limit: limit)
         case "members":
             return .members(try payload.room())
         case "my-groups":

@@ -15,6 +15,12 @@ extension ChatService {
         var memberCount: Int
         /// Whether the asking user is a member.
         var isMember: Bool
+        /// A direct room's other user, as the asking user sees it (nil: not a direct room).
+        var directWith: UserID?
+        /// The asking user's read marker in the room.
+        var lastRead: MessageID?
+        /// What the asking user has not read (`inbox(of:)` fills it in).
+        var unread: HistoryProjection.Unread?
 
         init(_ id: RoomID, _ room: RoomState.Room, for user: UserID) {
             self.id = id
@@ -23,6 +29,8 @@ extension ChatService {
             isPrivate = room.isPrivate
             memberCount = room.members.count
             isMember = room.members.contains(user)
+            if let peer = room.directPeer { directWith = user == peer ? room.owner : peer }
+            lastRead = room.readMarkers[user]
         }
     }
 
@@ -56,6 +64,54 @@ extension ChatService {
     /// The rooms `user` is a member of (`my-groups`), by id.
     func groups(of user: UserID) -> [RoomSummary] {
         live.rooms { _, room in room.members.contains(user) }.map { RoomSummary($0.id, $0.room, for: user) }
+    }
+
+    /// The rooms `user` is a member of with what it has not read in each (`my-groups`):
+    /// messages after its read marker that others sent and that are not deleted, and its
+    /// mentions among them. Counted in History once it has everything the tailer had applied.
+    func inbox(of user: UserID) async -> Result<[RoomSummary], ChatFailure> {
+        var rooms = groups(of: user)
+        if case .failure(let failure) = await historyWriter.caughtUp(to: live.position) { return .failure(failure) }
+        do {
+            let counts = try history.unread(of: user.value, in: rooms.map { ($0.id.value, $0.lastRead?.offset) })
+            for index in rooms.indices { rooms[index].unread = counts[rooms[index].id.value] }
+            return .success(rooms)
+        } catch {
+            logger.error("unread counts failed", metadata: ["user": "\(user)", "error": "\(error)"])
+            return .failure(.unavailable("history is unavailable: \(error)"))
+        }
+    }
+
+    /// The newest messages with every word of `query` in the rooms `user` is a member of (or in
+    /// `room`, which it must be a member of), below `before`, newest first, at most `limit`
+    /// (20 by default, `HistoryProjection.searchLimitMax` at most). A room's text reaches only
+    /// its members: search never looks at a room the user is not in.
+    func search(_ query: String, as user: UserID, in room: RoomID?, before: UInt64?, limit: Int?) async
+        -> Result<[HistoryMessage], ChatFailure> {
+        let size = limit ?? 20
+        guard (1...HistoryProjection.searchLimitMax).contains(size) else {
+            return .failure(.invalid("limit must be 1 to \(HistoryProjection.searchLimitMax)"))
+        }
+        do {
+            _ = try HistoryProjection.searchExpression(query)
+        } catch {
+            return .failure(.invalid(error.description))
+        }
+        var rooms = Set(memberships(of: user).map(\.value))
+        if let room {
+            guard live.room(room) != nil else { return .failure(ChatFailure(.rule(.roomNotFound), "no room \(room)")) }
+            guard rooms.contains(room.value) else {
+                return .failure(ChatFailure(.rule(.notMember), "only members search \(room)"))
+            }
+            rooms = [room.value]
+        }
+        if case .failure(let failure) = await historyWriter.caughtUp(to: live.position) { return .failure(failure) }
+        do {
+            return .success(try history.search(query, in: rooms, before: before, limit: size))
+        } catch {
+            logger.error("search failed", metadata: ["user": "\(user)", "error": "\(error)"])
+            return .failure(.unavailable("history is unavailable: \(error)"))
+        }
     }
 
     /// The rooms `user` may see: every public room and the private ones it is in, by id.

@@ -47,18 +47,27 @@ final class ChatService: Sendable {
         case join(RoomID, createIfMissing: Bool)
         case leave(RoomID)
         /// A message; without a client id, the server makes one up (FORMAT.md §5).
-        case send(RoomID, text: String, createdMs: Int64, createdText: String?, clientID: String?)
+        case send(RoomID, text: String, createdMs: Int64, createdText: String?, clientID: String?, replyTo: MessageID? = nil)
         case create(RoomID, isPrivate: Bool, name: String?)
         case invite(RoomID, UserID)
         case revokeInvite(RoomID, UserID)
         case remove(RoomID, UserID)
         case edit(RoomID, MessageID, text: String)
         case delete(RoomID, MessageID)
+        /// Opens the caller's direct room with a user (`Performed.room` names it).
+        case openDirect(UserID)
+        case react(RoomID, MessageID, emoji: String)
+        case unreact(RoomID, MessageID, emoji: String)
+        case markRead(RoomID, MessageID)
 
+        /// The room (`RoomID.none` for `openDirect`, whose room the decision finds).
         var room: RoomID {
             switch self {
-            case .join(let room, _), .leave(let room), .send(let room, _, _, _, _), .create(let room, _, _), .invite(let room, _),
-                 .revokeInvite(let room, _), .remove(let room, _), .edit(let room, _, _), .delete(let room, _):
+            case .openDirect:
+                .none
+            case .join(let room, _), .leave(let room), .send(let room, _, _, _, _, _), .create(let room, _, _), .invite(let room, _),
+                 .revokeInvite(let room, _), .remove(let room, _), .edit(let room, _, _), .delete(let room, _),
+                 .react(let room, _, _), .unreact(let room, _, _), .markRead(let room, _):
                 room
             }
         }
@@ -71,6 +80,8 @@ final class ChatService: Sendable {
         var last: Offset?
         /// A send's message id: its offset, or the original's for a resend.
         var messageID: Offset?
+        /// The room an `openDirect` opened.
+        var room: RoomID?
     }
 
     /// How far `start` took a command.
@@ -100,17 +111,18 @@ final class ChatService: Sendable {
     /// (`LiveRooms.answer`): a connection then never suspends per message.
     func start(_ command: Command, as user: UserID, nowMs: Int64, forwarding: Bool = true) -> Started {
         var command = command
-        if case .send(let room, let text, let created, let createdText, nil) = command {
-            command = .send(room, text: text, createdMs: created, createdText: createdText, clientID: ClientMessageIDs.generate())
+        if case .send(let room, let text, let created, let createdText, nil, let replyTo) = command {
+            command = .send(room, text: text, createdMs: created, createdText: createdText, clientID: ClientMessageIDs.generate(),
+                            replyTo: replyTo)
         }
         let outcome: Decider.Outcome
         switch command {
         case .join(let room, let createIfMissing):
             outcome = decider.join(room, by: user, createIfMissing: createIfMissing, nowMs: nowMs)
         case .leave(let room): outcome = decider.decide(.leave(room), by: user, nowMs: nowMs)
-        case .send(let room, let text, let created, let createdText, let clientID):
+        case .send(let room, let text, let created, let createdText, let clientID, let replyTo):
             outcome = decider.decide(.send(room, clientMessageID: clientID ?? "", text: text, clientCreatedMs: created,
-                                           clientCreatedText: createdText), by: user, nowMs: nowMs)
+                                           clientCreatedText: createdText, replyTo: replyTo), by: user, nowMs: nowMs)
         case .create(let room, let isPrivate, let name):
             outcome = decider.decide(.createRoom(room, name: name ?? room.value, isPrivate: isPrivate), by: user, nowMs: nowMs)
         case .invite(let room, let invitee): outcome = decider.decide(.invite(room, user: invitee), by: user, nowMs: nowMs)
@@ -118,15 +130,24 @@ final class ChatService: Sendable {
         case .remove(let room, let member): outcome = decider.decide(.remove(room, user: member), by: user, nowMs: nowMs)
         case .edit(let room, let message, let text): outcome = decider.decide(.edit(room, message: message, text: text), by: user, nowMs: nowMs)
         case .delete(let room, let message): outcome = decider.decide(.delete(room, message: message), by: user, nowMs: nowMs)
+        case .openDirect(let peer): outcome = decider.decide(.openDirect(peer: peer), by: user, nowMs: nowMs)
+        case .react(let room, let message, let emoji):
+            outcome = decider.decide(.react(room, message: message, emoji: emoji), by: user, nowMs: nowMs)
+        case .unreact(let room, let message, let emoji):
+            outcome = decider.decide(.unreact(room, message: message, emoji: emoji), by: user, nowMs: nowMs)
+        case .markRead(let room, let message): outcome = decider.decide(.markRead(room, message: message), by: user, nowMs: nowMs)
         }
         let isSend = if case .send = command { true } else { false }
+        // A direct room opened (or found) by this decision, as the decider now has it.
+        let opened: RoomID? = if case .openDirect(let peer) = command { decider.directRoom(of: user, and: peer) } else { nil }
         switch outcome {
         case .appended(let range):
-            return .appended(Performed(last: range.last, messageID: isSend ? range.first : nil))
+            return .appended(Performed(last: range.last, messageID: isSend ? range.first : nil, room: opened))
         case .unchanged:
-            // A member joining again: what made it one may still be on its way to the disk.
+            // A member joining again, a reaction made already, a marker that stays: what
+            // made it so may still be on its way to the disk.
             let next = decider.nextOffset
-            return next == .zero ? .settled(.success(Performed())) : .appended(Performed(last: Offset(next.value - 1)))
+            return next == .zero ? .settled(.success(Performed(room: opened))) : .appended(Performed(last: Offset(next.value - 1), room: opened))
         case .duplicate(let message):
             // The original may still be on its way to the disk: answer once it is applied.
             return .appended(Performed(last: Offset(message.offset), messageID: Offset(message.offset)))

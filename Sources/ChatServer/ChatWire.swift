@@ -31,7 +31,7 @@ enum ChatWire {
     static func companion(of event: ChatEvent, at offset: Offset, recovery: Bool) -> EncodedEvent? {
         let name: String
         switch event.body {
-        case .roomCreated, .memberJoined: name = "member-joined"
+        case .roomCreated, .memberJoined, .directRoomCreated: name = "member-joined"
         case .memberLeft: name = "member-left"
         default: return nil
         }
@@ -94,10 +94,10 @@ enum ChatWire {
             return ("invitation-revoked", { memberNotice(&$0, group: group, user: user, by: event.actor) })
         case .memberRemoved(let user):
             return ("member-removed", { memberNotice(&$0, group: group, user: user, by: event.actor) })
-        case .messageSent(let clientMessageID, let text, let clientCreatedMs, let clientCreatedText):
+        case .messageSent(let clientMessageID, let text, let clientCreatedMs, let clientCreatedText, let replyTo):
             return ("send-group-message", { output in
                 message(&output, group: group, id: offset.value, text: text, username: event.actor.value,
-                        created: clientCreatedMs, createdText: clientCreatedText, clientID: clientMessageID)
+                        created: clientCreatedMs, createdText: clientCreatedText, clientID: clientMessageID, replyTo: replyTo?.offset)
             })
         case .messageEdited(let message, let text):
             return ("message-edited", { output in
@@ -119,6 +119,51 @@ enum ChatWire {
         case .tokensRevoked:
             // About no room, so sent to none (`RoomID.none` has no subscribers).
             return ("tokens-revoked", { $0.string(event.actor.value) })
+        case .directRoomCreated:
+            // Its room's subscribers (its users, once they join it) see its opener arrive.
+            return ("user-joined", { $0.string(event.actor.value) })
+        case .reactionAdded(let message, let emoji), .reactionRemoved(let message, let emoji):
+            let name = if case .reactionAdded = event.body { "reaction-added" } else { "reaction-removed" }
+            return (name, { output in
+                output.beginObject()
+                output.key("group"); output.string(group)
+                output.key("id"); output.integer(Int64(message.offset))
+                output.key("emoji"); output.string(emoji)
+                output.key("username"); output.string(event.actor.value)
+                output.endObject()
+            })
+        case .readMarked(let message):
+            // To its user's sockets only (`LiveRooms`, `Replay`).
+            return ("read-marker", { output in
+                output.beginObject()
+                output.key("group"); output.string(group)
+                output.key("id"); output.integer(Int64(message.offset))
+                output.endObject()
+            })
+        }
+    }
+
+    /// `mentioned` {group, id, by}: to every socket of a member a message mentions.
+    static func mentioned(_ event: ChatEvent, at offset: Offset, recovery: Bool) -> EncodedEvent {
+        EncodedEvent("mentioned") { output in
+            output.beginObject()
+            output.key("group"); output.string(event.room.value)
+            output.key("id"); output.integer(Int64(offset.value))
+            output.key("by"); output.string(event.actor.value)
+            output.endObject()
+            if recovery { output.string(String(offset.value)) }
+        }
+    }
+
+    /// `direct-opened` {group, by, with}: to every socket of both users of a new direct room.
+    static func directOpened(_ event: ChatEvent, peer: UserID, at offset: Offset, recovery: Bool) -> EncodedEvent {
+        EncodedEvent("direct-opened") { output in
+            output.beginObject()
+            output.key("group"); output.string(event.room.value)
+            output.key("by"); output.string(event.actor.value)
+            output.key("with"); output.string(peer.value)
+            output.endObject()
+            if recovery { output.string(String(offset.value)) }
         }
     }
 
@@ -132,7 +177,8 @@ enum ChatWire {
 
     /// A message in the `send-group-message` shape (also a `history` entry's).
     static func message(_ output: inout JSONOutput, group: String, id: UInt64, text: String?, username: String,
-                        created: Int64, createdText: String?, clientID: String, edited: Bool = false, deleted: Bool = false) {
+                        created: Int64, createdText: String?, clientID: String, replyTo: UInt64? = nil, edited: Bool = false,
+                        deleted: Bool = false) {
         output.beginObject()
         output.key("group"); output.string(group)
         output.key("message")
@@ -145,9 +191,25 @@ enum ChatWire {
         if !clientID.hasPrefix(generatedClientIDPrefix) {
             output.key("client_id"); output.string(clientID)
         }
+        if let replyTo { output.key("reply_to"); output.integer(Int64(replyTo)) }
         if edited { output.key("edited"); output.bool(true) }
         if deleted { output.key("deleted"); output.bool(true) }
         output.endObject()
+    }
+
+    /// A `my-groups` entry: the room, and the caller's read marker and unread counts in it.
+    /// A direct room is named after the other user.
+    static func groupEntry(_ room: ChatService.RoomSummary) -> JSONValue {
+        var fields: [(String, JSONValue)] = [
+            ("group", .string(room.id.value)), ("name", .string(room.directWith?.value ?? room.name)), ("private", .bool(room.isPrivate)),
+            ("owner", .string(room.owner.value)), ("members", .number(Double(room.memberCount))),
+            ("direct", .bool(room.directWith != nil)),
+        ]
+        if let with = room.directWith { fields.append(("with", .string(with.value))) }
+        fields.append(("last_read", room.lastRead.map { .number(Double($0.offset)) } ?? .null))
+        fields.append(("unread", .number(Double(room.unread?.messages ?? 0))))
+        fields.append(("mentions", .number(Double(room.unread?.mentions ?? 0))))
+        return .object(fields)
     }
 
     /// A `history` entry as a value (acks are built as values).
@@ -162,8 +224,12 @@ enum ChatWire {
         if !message.clientMessageID.hasPrefix(generatedClientIDPrefix) {
             members.append(("client_id", .string(message.clientMessageID)))
         }
+        if let replyTo = message.replyTo { members.append(("reply_to", .number(Double(replyTo)))) }
         if message.editedMs != nil { members.append(("edited", .bool(true))) }
         if message.deletedMs != nil { members.append(("deleted", .bool(true))) }
+        if !message.reactions.isEmpty {
+            members.append(("reactions", .object(message.reactions.map { ($0.emoji, .array($0.users.map(JSONValue.string))) })))
+        }
         return .object(members)
     }
 
@@ -192,7 +258,9 @@ enum ChatWire {
             return [("group", .string(room.value))]
         case .send:
             return performed.messageID.map { [("id", .number(Double($0.value)))] } ?? []
-        case .invite, .revokeInvite, .remove, .edit, .delete:
+        case .openDirect:
+            return performed.room.map { [("group", .string($0.value))] } ?? []
+        case .invite, .revokeInvite, .remove, .edit, .delete, .react, .unreact, .markRead:
             return []
         }
     }

@@ -74,12 +74,22 @@ public final class Decider: Sendable {
             if case .createRoom = command, state.ownedRooms[user, default: 0] >= limits.roomsCreatedPerUserMax {
                 return .refused(tooManyRooms(user))
             }
+            if case .openDirect(let peer) = command, state.rooms.directRoom(of: user, and: peer) == nil,
+               state.ownedRooms[user, default: 0] >= limits.roomsCreatedPerUserMax {
+                return .refused(tooManyRooms(user))
+            }
             switch state.rooms.decide(command, by: user, at: nowMs) {
             case .rejected(let rejection): return .rejected(rejection)
             case .duplicate(let message): return .duplicate(message)
+            case .accepted(let events) where events.isEmpty: return .unchanged
             case .accepted(let events): return append(events, state: &state)
             }
         }
+    }
+
+    /// The direct room of two users, as decided so far.
+    public func directRoom(of one: UserID, and other: UserID) -> RoomID? {
+        state.withLock { $0.rooms.directRoom(of: one, and: other) }
     }
 
     /// A `join-group`: joins the room, or creates it (public, named after its id) when it does
@@ -128,7 +138,7 @@ public final class Decider: Sendable {
         var offset = range.first
         for event in events {
             state.rooms.apply(event, at: offset.value)
-            if case .roomCreated = event.body { state.ownedRooms[event.actor, default: 0] += 1 }
+            if event.createsRoom { state.ownedRooms[event.actor, default: 0] += 1 }
             offset = offset.advanced(by: 1)
         }
         state.next = offset
@@ -174,7 +184,7 @@ public final class Decider: Sendable {
         state.withLock { state in
             for (offset, event) in events where offset >= state.next {
                 state.rooms.apply(event, at: offset.value)
-                if case .roomCreated = event.body { state.ownedRooms[event.actor, default: 0] += 1 }
+                if event.createsRoom { state.ownedRooms[event.actor, default: 0] += 1 }
             }
             state.next = max(state.next, end)
         }

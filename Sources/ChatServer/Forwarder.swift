@@ -38,10 +38,11 @@ extension ChatService.Command {
         switch self {
         case .join(let room, _): return ("join-group", object(room, []))
         case .leave(let room): return ("leave-group", object(room, []))
-        case .send(let room, let text, let created, let createdText, let clientID):
+        case .send(let room, let text, let created, let createdText, let clientID, let replyTo):
             var fields: [(String, JSONValue)] = [("message", .string(text)),
                                                  ("created", createdText.map(JSONValue.string) ?? .number(Double(created)))]
             if let clientID { fields.append(("client_id", .string(clientID))) }
+            if let replyTo { fields.append(("reply_to", .number(Double(replyTo.offset)))) }
             return ("send-group-message", object(room, fields))
         case .create(let room, let isPrivate, let name):
             return ("create-group", object(room, [("private", .bool(isPrivate))] + (name.map { [("name", .string($0))] } ?? [])))
@@ -51,6 +52,12 @@ extension ChatService.Command {
         case .edit(let room, let message, let text):
             return ("edit-message", object(room, [("id", .number(Double(message.offset))), ("message", .string(text))]))
         case .delete(let room, let message): return ("delete-message", object(room, [("id", .number(Double(message.offset)))]))
+        case .openDirect(let peer): return ("open-direct", .object([("username", .string(peer.value))]))
+        case .react(let room, let message, let emoji):
+            return ("react", object(room, [("id", .number(Double(message.offset))), ("emoji", .string(emoji))]))
+        case .unreact(let room, let message, let emoji):
+            return ("unreact", object(room, [("id", .number(Double(message.offset))), ("emoji", .string(emoji))]))
+        case .markRead(let room, let message): return ("mark-read", object(room, [("id", .number(Double(message.offset)))]))
         }
     }
 }
@@ -97,6 +104,7 @@ final class Forwarder: Sendable {
                                         message: ack["error"]?["message"]?.stringValue ?? "the leader refused the command"))
         }
         let id: Offset? = if case .number(let number) = ack["id"], let value = UInt64(exactly: number) { Offset(value) } else { nil }
-        return .success(ChatService.Performed(last: answer.offset.map(Offset.init), messageID: id))
+        let room: RoomID? = if case .string(let group) = ack["group"], case .openDirect = command { RoomID(group) } else { nil }
+        return .success(ChatService.Performed(last: answer.offset.map(Offset.init), messageID: id, room: room))
     }
 }

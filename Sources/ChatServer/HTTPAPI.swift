@@ -68,8 +68,10 @@ struct ChatHTTPAPI: APIProtocol {
         } catch {
             throw ChatFailure.invalid(error.message)
         }
+        guard body.replyTo.map({ $0 >= 0 }) ?? true else { throw ChatFailure.invalid("reply_to is a message id, 0 or more") }
         let performed = try await perform(.send(room, text: body.message, createdMs: body.created ?? ChatService.nowMs(),
-                                                createdText: nil, clientID: body.clientId), by: user)
+                                                createdText: nil, clientID: body.clientId,
+                                                replyTo: body.replyTo.map { MessageID(UInt64($0)) }), by: user)
         guard let id = performed.messageID, let offset = Int64(exactly: id.value) else {
             throw ChatFailure.unavailable("the leader did not say which id the message took")
         }
@@ -82,7 +84,69 @@ struct ChatHTTPAPI: APIProtocol {
             created: message.clientCreatedText.map { .case2($0) } ?? .case1(message.clientCreatedMs),
             id: Int64(message.offset),
             clientId: ClientMessageIDs.mayBeSentByClients(message.clientMessageID) ? message.clientMessageID : nil,
-            edited: message.editedMs == nil ? nil : true, deleted: message.deletedMs == nil ? nil : true)
+            replyTo: message.replyTo.map { Int64($0) },
+            edited: message.editedMs == nil ? nil : true, deleted: message.deletedMs == nil ? nil : true,
+            reactions: message.reactions.isEmpty ? nil : .init(additionalProperties: Dictionary(
+                message.reactions.map { ($0.emoji, $0.users) }, uniquingKeysWith: { first, _ in first })))
+    }
+
+    func addReaction(_ input: Operations.AddReaction.Input) async throws -> Operations.AddReaction.Output {
+        let user = try caller()
+        let (room, message) = try Self.message(input.path.group, input.path.id)
+        try await perform(.react(room, message, emoji: input.path.emoji), by: user)
+        return .noContent(.init())
+    }
+
+    func removeReaction(_ input: Operations.RemoveReaction.Input) async throws -> Operations.RemoveReaction.Output {
+        let user = try caller()
+        let (room, message) = try Self.message(input.path.group, input.path.id)
+        try await perform(.unreact(room, message, emoji: input.path.emoji), by: user)
+        return .noContent(.init())
+    }
+
+    func markRead(_ input: Operations.MarkRead.Input) async throws -> Operations.MarkRead.Output {
+        let user = try caller()
+        guard case .json(let body) = input.body else { throw ChatFailure.invalid("the body must be JSON") }
+        let (room, message) = try Self.message(input.path.group, body.id)
+        try await perform(.markRead(room, message), by: user)
+        return .noContent(.init())
+    }
+
+    static func message(_ group: String, _ id: Int64) throws(ChatFailure) -> (RoomID, MessageID) {
+        guard id >= 0 else { throw .invalid("id is a message id, 0 or more") }
+        return (try room(group), MessageID(UInt64(id)))
+    }
+
+    func search(_ input: Operations.Search.Input) async throws -> Operations.Search.Output {
+        let user = try caller()
+        let query = input.query
+        guard query.before.map({ $0 >= 0 }) ?? true else { throw ChatFailure.invalid("before is a message id, 0 or more") }
+        let room = try query.group.map { value throws(ChatFailure) in try Self.room(value) }
+        let found = try await service.search(query.q, as: user, in: room, before: query.before.map(UInt64.init), limit: query.limit).get()
+        return .ok(.init(body: .json(.init(messages: found.map(Self.message)))))
+    }
+
+    // MARK: The caller's rooms
+
+    func listMyRooms(_ input: Operations.ListMyRooms.Input) async throws -> Operations.ListMyRooms.Output {
+        let user = try caller()
+        let rooms = try await service.inbox(of: user).get().map { room in
+            Components.Schemas.MyRoom(
+                group: room.id.value, name: room.directWith?.value ?? room.name, _private: room.isPrivate, owner: room.owner.value,
+                members: room.memberCount, direct: room.directWith != nil, with: room.directWith?.value,
+                lastRead: room.lastRead.map { Int64($0.offset) }, unread: room.unread?.messages ?? 0, mentions: room.unread?.mentions ?? 0)
+        }
+        return .ok(.init(body: .json(.init(rooms: rooms))))
+    }
+
+    func openDirect(_ input: Operations.OpenDirect.Input) async throws -> Operations.OpenDirect.Output {
+        let user = try caller()
+        guard case .json(let body) = input.body else { throw ChatFailure.invalid("the body must be JSON") }
+        let peer = try Self.user(body.username)
+        guard let room = try await perform(.openDirect(peer), by: user).room else {
+            throw ChatFailure.unavailable("the leader did not say which room it opened")
+        }
+        return .ok(.init(body: .json(.init(group: room.value, with: peer.value))))
     }
 
     // MARK: Members

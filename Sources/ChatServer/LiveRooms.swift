@@ -48,6 +48,9 @@ final class LiveRooms: Sendable {
         var resumedAhead: Set<SocketRef> = []
         /// Sockets subscribed per user per room: a user is online in a room while it is above 0.
         var online: [RoomID: [UserID: Int]] = [:]
+        /// Each user's connected sockets, whatever rooms they are in: where a user's own events
+        /// go (`read-marker`, `mentioned`, `direct-opened`).
+        var socketsOfUser: [UserID: Set<SocketRef>] = [:]
         var commits = CommitWaiters()
     }
 
@@ -142,6 +145,7 @@ final class LiveRooms: Sendable {
             }
             state.clients[socket] = Client(user: user, tokenIssuedMs: tokenIssuedMs,
                                            bucket: TokenBucket(rate: limits.eventsPerSecond, burst: limits.eventsBurst))
+            if let user { state.socketsOfUser[user, default: []].insert(socket) }
             return true
         }
     }
@@ -155,6 +159,7 @@ final class LiveRooms: Sendable {
     func disconnect(_ socket: SocketRef, server: SocketIOServer) {
         state.withLock { state in
             guard let client = state.clients.removeValue(forKey: socket) else { return }
+            if let user = client.user { Self.forget(socket, of: user, state: &state) }
             for room in client.rooms {
                 Self.unsubscribe(socket, user: client.user, from: room, state: &state, recovery: recovery)?.send(on: server)
             }
@@ -165,10 +170,21 @@ final class LiveRooms: Sendable {
     func withClient<R>(_ socket: SocketRef, _ body: (inout Client) -> R) -> R? {
         state.withLock { state in
             guard var client = state.clients[socket] else { return nil }
+            let before = client.user
             let result = body(&client)
             state.clients[socket] = client
+            if client.user != before {
+                // A development-mode socket named its user.
+                if let before { Self.forget(socket, of: before, state: &state) }
+                if let user = client.user { state.socketsOfUser[user, default: []].insert(socket) }
+            }
             return result
         }
+    }
+
+    private static func forget(_ socket: SocketRef, of user: UserID, state: inout State) {
+        state.socketsOfUser[user]?.remove(socket)
+        if state.socketsOfUser[user]?.isEmpty == true { state.socketsOfUser[user] = nil }
     }
 
     // MARK: Subscriptions
@@ -287,6 +303,12 @@ final class LiveRooms: Sendable {
                     revoked += state.clients.filter { $0.value.user == event.actor && ($0.value.tokenIssuedMs ?? .max) < before }.map(\.key)
                     continue
                 }
+                if let own = Self.ownDelivery(of: event, at: offset, state: state, recovery: recovery) {
+                    // An event for its user's sockets only (a read marker), or for both users of
+                    // a direct room just opened.
+                    if !own.recipients.isEmpty { deliveries.append(own) }
+                    if case .readMarked = event.body { continue }
+                }
                 if var recipients = state.subscribers[event.room], !recipients.isEmpty {
                     if !state.resumedAhead.isEmpty {
                         for socket in state.resumedAhead where offset < state.clients[socket]?.resumeAt[event.room] ?? .zero {
@@ -296,6 +318,14 @@ final class LiveRooms: Sendable {
                     deliveries.append(Delivery(event: ChatWire.event(event, at: offset, recovery: recovery), recipients: Array(recipients)))
                     if let companion = ChatWire.companion(of: event, at: offset, recovery: recovery) {
                         deliveries.append(Delivery(event: companion, recipients: deliveries[deliveries.count - 1].recipients))
+                    }
+                }
+                if case .messageSent(_, let text, _, _, _) = event.body, let room = state.rooms.room(event.room) {
+                    // Every socket of each member the message mentions, in the room or not.
+                    let mentioned = Mentions.names(in: text).filter { $0 != event.actor && room.members.contains($0) }
+                    let recipients = mentioned.flatMap { state.socketsOfUser[$0] ?? [] }
+                    if !recipients.isEmpty {
+                        deliveries.append(Delivery(event: ChatWire.mentioned(event, at: offset, recovery: recovery), recipients: recipients))
                     }
                 }
                 // Who is no longer a member stops receiving the room at once: a removed user's
@@ -328,6 +358,23 @@ final class LiveRooms: Sendable {
             Task {
                 for socket in revoked { await server.disconnect(socket) }
             }
+        }
+    }
+
+    /// The delivery of an event that goes to users rather than to its room's subscribers: a
+    /// read marker to its user's sockets; a direct room's opening to both users' sockets
+    /// (`direct-opened`, which also goes to the room's subscribers as `user-joined`). Nil for
+    /// other events.
+    private static func ownDelivery(of event: ChatEvent, at offset: Offset, state: borrowing State, recovery: Bool) -> Delivery? {
+        switch event.body {
+        case .readMarked:
+            return Delivery(event: ChatWire.event(event, at: offset, recovery: recovery),
+                            recipients: Array(state.socketsOfUser[event.actor] ?? []))
+        case .directRoomCreated(let peer):
+            let recipients = (state.socketsOfUser[event.actor] ?? []).union(state.socketsOfUser[peer] ?? [])
+            return Delivery(event: ChatWire.directOpened(event, peer: peer, at: offset, recovery: recovery), recipients: Array(recipients))
+        default:
+            return nil
         }
     }
 

@@ -73,6 +73,8 @@ struct Replay {
                             return .failure(.unavailable(reason))
                         }
                         guard rooms.contains(event.room) else { continue }
+                        // A read marker is its user's own: nobody else's socket gets it.
+                        if case .readMarked = event.body, event.actor != user { continue }
                         chunk.append(ChatWire.event(event, at: record.offset, recovery: recovery))
                         if let companion = ChatWire.companion(of: event, at: record.offset, recovery: recovery) { chunk.append(companion) }
                         if chunk.count >= limits.replayChunkEvents {

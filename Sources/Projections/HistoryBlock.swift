@@ -145,6 +145,31 @@ struct HistoryBlock: Sendable, Equatable {
         }
     }
 
+    /// How many of the block's messages after offset `after` (-1: all) are not deleted and
+    /// not by `author`: read from the bytes, building no strings.
+    func countUnread(after: Int64, excluding author: String) -> Int {
+        var author = author
+        return author.withUTF8 { author in
+            body.withUnsafeBytes { raw in
+                var count = 0
+                var position = 0
+                while position < raw.count {
+                    let end = position + Self.size(in: raw, at: position)
+                    let offset = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: position, as: UInt64.self))
+                    let deleted = Int64(littleEndian: raw.loadUnaligned(fromByteOffset: position + 32, as: Int64.self))
+                    if after < 0 || offset > UInt64(after), deleted == Int64.min {
+                        let cursor = position + Self.fixedBytes
+                        let length = Int(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: cursor, as: UInt16.self)))
+                        let name = UnsafeRawBufferPointer(rebasing: raw[(cursor + 2)..<(cursor + 2 + length)])
+                        if !name.elementsEqual(UnsafeRawBufferPointer(author)) { count += 1 }
+                    }
+                    position = end
+                }
+                return count
+            }
+        }
+    }
+
     /// The size of the well-formed message at `position`.
     private static func size(in raw: UnsafeRawBufferPointer, at position: Int) -> Int {
         func length<T: FixedWidthInteger>(at offset: Int, as: T.Type) -> Int {

@@ -56,10 +56,20 @@ extension HistoryProjection {
                     let copied: Bool?
                     do {
                         copied = try ChatEventCodec.withMessageSent(record.payload) { message in
-                            try writer.append(room: String(decoding: message.room, as: UTF8.self), offset: offset) { block in
+                            let room = String(decoding: message.room, as: UTF8.self)
+                            let appended = try writer.append(room: room, offset: offset) { block in
                                 block.append(offset: offset, sentMs: message.timestampMs, clientCreatedMs: message.clientCreatedMs,
                                              author: message.actor, clientMessageID: message.clientMessageID, text: message.text,
                                              clientCreatedText: message.clientCreatedText)
+                            }
+                            if appended {
+                                let text = String(decoding: message.text, as: UTF8.self)
+                                try writer.index(room: room, offset: offset, text: text)
+                                // Replies and mentions are rare: the common message writes nothing more.
+                                if message.replyTo != nil || Mentions.mayMention(message.text) {
+                                    try writer.annotate(room: room, offset: offset, author: String(decoding: message.actor, as: UTF8.self),
+                                                        replyTo: message.replyTo, text: text)
+                                }
                             }
                             return true
                         }
@@ -68,17 +78,27 @@ extension HistoryProjection {
                     }
                     guard copied == nil, case .event(let event) = try ProjectionError.decode(record) else { return }
                     switch event.body {
-                    case .messageSent(let clientMessageID, let text, let clientCreatedMs, let clientCreatedText):
+                    case .messageSent(let clientMessageID, let text, let clientCreatedMs, let clientCreatedText, let replyTo):
                         let message = HistoryBlock.Message(
                             offset: offset, author: event.actor.value, clientMessageID: clientMessageID,
                             text: text, clientCreatedMs: clientCreatedMs, sentMs: event.timestampMs,
                             clientCreatedText: clientCreatedText)
-                        try writer.append(room: event.room.value, offset: offset) { $0.append(message) }
+                        if try writer.append(room: event.room.value, offset: offset, { $0.append(message) }) {
+                            try writer.index(room: event.room.value, offset: offset, text: text)
+                            try writer.annotate(room: event.room.value, offset: offset, author: event.actor.value,
+                                                replyTo: replyTo?.offset, text: text)
+                        }
                     case .messageEdited(let message, let text):
+                        var edited = false
                         try writer.update(room: event.room.value, offset: message.offset, event: offset) { message in
                             guard message.deletedMs == nil else { return }
                             message.text = text
                             message.editedMs = event.timestampMs
+                            edited = true
+                        }
+                        if edited {
+                            try writer.mentionsChanged(room: event.room.value, offset: message.offset, author: event.actor.value, text: text)
+                            try HistoryProjection.reindexText(db, offset: message.offset, text: text, shards: writer.shards)
                         }
                     case .messageDeleted(let message):
                         deleted = true
@@ -86,7 +106,14 @@ extension HistoryProjection {
                             message.text = nil
                             message.deletedMs = event.timestampMs
                         }
-                    case .roomCreated, .memberInvited, .invitationRevoked, .memberJoined, .memberLeft, .memberRemoved, .tokensRevoked:
+                        try writer.forget(room: event.room.value, offset: message.offset)
+                        try HistoryProjection.unindexText(db, offset: message.offset, shards: writer.shards)
+                    case .reactionAdded(let message, let emoji):
+                        try writer.react(room: event.room.value, offset: message.offset, emoji: emoji, user: event.actor.value, adding: true)
+                    case .reactionRemoved(let message, let emoji):
+                        try writer.react(room: event.room.value, offset: message.offset, emoji: emoji, user: event.actor.value, adding: false)
+                    case .roomCreated, .memberInvited, .invitationRevoked, .memberJoined, .memberLeft, .memberRemoved, .tokensRevoked,
+                         .directRoomCreated, .readMarked:
                         break
                     }
                 }
@@ -145,10 +172,13 @@ extension HistoryProjection {
         /// Per slot: the room's last message offset, written or not. Appends at or below it
         /// are replays (after a checkpoint that lagged) and are skipped.
         var lastOffsets: [UInt64?] = []
+        /// The search shards that exist.
+        var shards: Set<Int64>
 
         init(db: Database, rooms: [String: Int64], tails: [Int64: Tail]) throws {
             self.db = db
             self.rooms = rooms
+            shards = try HistoryProjection.searchShards(db)
             for (room, tail) in tails { add(room: room, block: tail.block, changedSince: tail.changedSince) }
         }
 
@@ -194,11 +224,13 @@ extension HistoryProjection {
             return blocks.count - 1
         }
 
-        /// Appends the message at `offset` to its room's open block: `append` adds it.
-        mutating func append(room name: String, offset: UInt64, _ append: (inout HistoryBlock) -> Void) throws {
-            guard let room = try roomID(name, create: true) else { return }
+        /// Appends the message at `offset` to its room's open block: `append` adds it. False
+        /// when it is a replay of a message the room has already (then nothing is done).
+        @discardableResult
+        mutating func append(room name: String, offset: UInt64, _ append: (inout HistoryBlock) -> Void) throws -> Bool {
+            guard let room = try roomID(name, create: true) else { return false }
             let slot = try slot(of: room)
-            if let last = lastOffsets[slot], offset <= last { return }
+            if let last = lastOffsets[slot], offset <= last { return false }
             if blocks[slot].isFull {
                 if changedSince[slot] != nil { try write(blocks[slot], room: room) }
                 blocks[slot] = HistoryBlock()
@@ -207,6 +239,49 @@ extension HistoryProjection {
             append(&blocks[slot])
             lastOffsets[slot] = offset
             if changedSince[slot] == nil { changedSince[slot] = offset }
+            return true
+        }
+
+        /// What a new message carries besides its block: the message it replies to, and the
+        /// users it mentions (not its author).
+        mutating func annotate(room name: String, offset: UInt64, author: String, replyTo: UInt64?, text: String) throws {
+            guard let room = try roomID(name, create: false) else { return }
+            if let replyTo {
+                try db.cachedStatement(sql: "INSERT OR REPLACE INTO replies (room_id, offset, reply_to) VALUES (?, ?, ?)")
+                    .execute(arguments: [room, Int64(offset), Int64(replyTo)])
+            }
+            try HistoryProjection.insertMentions(db, room: room, offset: offset, author: author, text: text)
+        }
+
+        /// A new message's text, in the search index.
+        mutating func index(room name: String, offset: UInt64, text: String) throws {
+            guard let room = try roomID(name, create: false) else { return }
+            try HistoryProjection.indexText(db, room: room, offset: offset, text: text, shards: &shards)
+        }
+
+        /// An edit: the message mentions whom its new text mentions.
+        mutating func mentionsChanged(room name: String, offset: UInt64, author: String, text: String) throws {
+            guard let room = try roomID(name, create: false) else { return }
+            try db.cachedStatement(sql: "DELETE FROM mentions WHERE room_id = ? AND offset = ?").execute(arguments: [room, Int64(offset)])
+            try HistoryProjection.insertMentions(db, room: room, offset: offset, author: author, text: text)
+        }
+
+        /// A deletion: the message's mentions and reactions go with its text.
+        mutating func forget(room name: String, offset: UInt64) throws {
+            guard let room = try roomID(name, create: false) else { return }
+            try db.cachedStatement(sql: "DELETE FROM mentions WHERE room_id = ? AND offset = ?").execute(arguments: [room, Int64(offset)])
+            try db.cachedStatement(sql: "DELETE FROM reactions WHERE room_id = ? AND offset = ?").execute(arguments: [room, Int64(offset)])
+        }
+
+        mutating func react(room name: String, offset: UInt64, emoji: String, user: String, adding: Bool) throws {
+            guard let room = try roomID(name, create: false) else { return }
+            if adding {
+                try db.cachedStatement(sql: "INSERT OR IGNORE INTO reactions (room_id, offset, emoji, user) VALUES (?, ?, ?, ?)")
+                    .execute(arguments: [room, Int64(offset), emoji, user])
+            } else {
+                try db.cachedStatement(sql: "DELETE FROM reactions WHERE room_id = ? AND offset = ? AND emoji = ? AND user = ?")
+                    .execute(arguments: [room, Int64(offset), emoji, user])
+            }
         }
 
         /// Changes the message at `offset` for the event at `eventOffset`.
@@ -241,6 +316,28 @@ extension HistoryProjection {
             for slot in changedSince.indices where changedSince[slot] != nil {
                 try write(blocks[slot], room: roomOfSlot[slot])
                 changedSince[slot] = nil
+            }
+        }
+    }
+
+    /// Records whom `text` (of the message at `offset`, by `author`) mentions.
+    static func insertMentions(_ db: Database, room: Int64, offset: UInt64, author: String, text: String) throws {
+        for user in Mentions.names(in: text) where user.value != author {
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO mentions (user, room_id, offset) VALUES (?, ?, ?)")
+                .execute(arguments: [user.value, room, Int64(offset)])
+        }
+    }
+
+    /// Layout 3 to 4: the mentions of the messages already stored.
+    static func indexMentions(_ db: Database) throws {
+        let rows = try Row.fetchCursor(db, sql: "SELECT room_id, data FROM blocks")
+        while let row = try rows.next() {
+            guard let block = HistoryBlock.decode(row["data"] as Data?) else { throw ProjectionError.database("a history block is damaged; rebuild the projection") }
+            let room: Int64 = row["room_id"]
+            for message in block.messages {
+                if let text = message.text, text.utf8.contains(UInt8(ascii: "@")) {
+                    try insertMentions(db, room: room, offset: message.offset, author: message.author, text: text)
+                }
             }
         }
     }

@@ -21,9 +21,16 @@ public struct HistoryMessage: Sendable, Equatable, Codable {
     public var deletedMs: Int64?
     /// The client's time as the text it sent (an ISO-8601 string), when it sent text.
     public var clientCreatedText: String?
+    /// The message of the same room this one replies to.
+    public var replyTo: UInt64?
+    /// Its reactions, each emoji in the order it was first given, its users in the order they gave it.
+    public var reactions: [HistoryReaction] = []
 
     public init(offset: UInt64, room: String, author: String, clientMessageID: String, text: String?, clientCreatedMs: Int64,
-                sentMs: Int64, editedMs: Int64? = nil, deletedMs: Int64? = nil, clientCreatedText: String? = nil) {
+                sentMs: Int64, editedMs: Int64? = nil, deletedMs: Int64? = nil, clientCreatedText: String? = nil,
+                replyTo: UInt64? = nil, reactions: [HistoryReaction] = []) {
+        self.replyTo = replyTo
+        self.reactions = reactions
         self.offset = offset
         self.room = room
         self.author = author
@@ -34,6 +41,17 @@ public struct HistoryMessage: Sendable, Equatable, Codable {
         self.editedMs = editedMs
         self.deletedMs = deletedMs
         self.clientCreatedText = clientCreatedText
+    }
+}
+
+/// One reaction to a message: the emoji and who gave it.
+public struct HistoryReaction: Sendable, Equatable, Codable {
+    public var emoji: String
+    public var users: [String]
+
+    public init(emoji: String, users: [String]) {
+        self.emoji = emoji
+        self.users = users
     }
 }
 
@@ -54,7 +72,7 @@ public final class HistoryProjection: Sendable {
     public static let pageLimitMax = 200
     /// The layout of the database (FORMAT.md §10), kept in SQLite's `user_version`. A file of
     /// another layout is derived data of an older build: it is emptied and rebuilt.
-    public static let layoutVersion = 3
+    public static let layoutVersion = 4
 
     public let path: String
     let database: DatabaseQueue
@@ -101,7 +119,8 @@ public final class HistoryProjection: Sendable {
             database = try DatabaseQueue(path: path, configuration: configuration)
             try database.write { db in
                 let version = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
-                if version != Self.layoutVersion, try db.tableExists("blocks") {
+                let migrating = try version == 3 && db.tableExists("blocks")
+                if version != Self.layoutVersion, !migrating, try db.tableExists("blocks") {
                     // Layout 1 (before user_version was set) kept blocks in a WITHOUT ROWID
                     // table keyed by room: every insert landed at a random place in it.
                     // Layout 2's messages had no client time text. Either is rebuilt.
@@ -130,8 +149,40 @@ public final class HistoryProjection: Sendable {
                         next_offset INTEGER NOT NULL
                     );
                     INSERT OR IGNORE INTO checkpoint (id, next_offset) VALUES (1, 0);
+                    -- Layout 4: what messages carry besides their block (FORMAT.md §10).
+                    CREATE TABLE IF NOT EXISTS replies (
+                        room_id INTEGER NOT NULL,
+                        offset INTEGER NOT NULL,
+                        reply_to INTEGER NOT NULL,
+                        PRIMARY KEY (room_id, offset)
+                    ) WITHOUT ROWID;
+                    -- In rowid order: the order reactions were given.
+                    CREATE TABLE IF NOT EXISTS reactions (
+                        id INTEGER PRIMARY KEY,
+                        room_id INTEGER NOT NULL,
+                        offset INTEGER NOT NULL,
+                        emoji TEXT NOT NULL,
+                        user TEXT NOT NULL
+                    );
+                    CREATE UNIQUE INDEX IF NOT EXISTS reactions_by_message ON reactions (room_id, offset, emoji, user);
+                    CREATE TABLE IF NOT EXISTS mentions (
+                        user TEXT NOT NULL,
+                        room_id INTEGER NOT NULL,
+                        offset INTEGER NOT NULL,
+                        PRIMARY KEY (user, room_id, offset)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX IF NOT EXISTS mentions_by_message ON mentions (room_id, offset);
                     PRAGMA user_version = \(Self.layoutVersion);
                     """)
+                try Self.createSearchTables(db)
+                // Layout 3 had no mentions and no search index: both are made from the messages
+                // it holds. (It had no replies and no reactions either: its builds wrote none.)
+                if migrating {
+                    try Self.indexMentions(db)
+                    try Self.indexStoredMessages(db)
+                }
+                // A merge that a deletion asked for and a crash prevented.
+                if try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM search_erase") ?? 0 > 0 { needsErasure.withLock { $0 = true } }
             }
         } catch {
             throw .database("opening \(path): \(error)")
@@ -212,6 +263,7 @@ public final class HistoryProjection: Sendable {
     public func eraseDeletedText() throws(ProjectionError) {
         guard needsErasure.withLock({ $0 }) else { return }
         do {
+            try database.write { db in try Self.mergeErasedShards(db) }
             try database.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
             }

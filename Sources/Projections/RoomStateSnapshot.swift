@@ -9,9 +9,10 @@ import NIOCore
 /// limits is not used (the caller replays the journal from offset 0 instead).
 public enum RoomStateSnapshot {
     static let magic: UInt32 = 0x534C_4843  // "CHLS"
-    static let version: UInt16 = 4
-    /// Versions this build reads: 3 is 4 without the revoked tokens (no tokens revoked then).
-    static let versionsRead: ClosedRange<UInt16> = 3...4
+    static let version: UInt16 = 5
+    /// Versions this build reads: 3 is 4 without the revoked tokens (no tokens revoked then);
+    /// 4 is 5 without direct rooms, read markers and reactions (there were none then).
+    static let versionsRead: ClosedRange<UInt16> = 3...5
     static let headerBytes = 28
 
     /// Encodes `state`, which reflects every event below `nextOffset`.
@@ -54,6 +55,23 @@ public enum RoomStateSnapshot {
                 for entry in ids {
                     short(entry.clientMessageID)
                     payload.writeInteger(entry.message.offset, endianness: .little)
+                }
+            }
+            // Version 5: the direct room's peer (empty: none), read markers, reactions.
+            short(room.directPeer?.value ?? "")
+            count(room.readMarkers.count)
+            for (user, message) in room.readMarkers.sorted(by: { $0.key < $1.key }) {
+                short(user.value)
+                payload.writeInteger(message.offset, endianness: .little)
+            }
+            count(room.reactions.count)
+            for (message, reactions) in room.reactions.sorted(by: { $0.key < $1.key }) {
+                payload.writeInteger(message.offset, endianness: .little)
+                count(reactions.count)
+                for reaction in reactions {
+                    short(reaction.emoji)
+                    count(reaction.users.count)
+                    for user in reaction.users { short(user.value) }
                 }
             }
         }
@@ -185,6 +203,28 @@ public enum RoomStateSnapshot {
                     ring.append(RoomState.ClientMessage(clientMessageID: clientMessageID, message: MessageID(try integer(UInt64.self))))
                 }
                 room.recentClientIDs.updateValue(ring, forKey: sender)
+            }
+            if fileVersion >= 5 {
+                let peer = try short()
+                if !peer.isEmpty {
+                    guard let peer = UserID(peer) else { throw SnapshotError("invalid direct peer \(peer.debugDescription)") }
+                    room.directPeer = peer
+                }
+                for _ in 0..<(try count()) {
+                    let user = try user()
+                    room.readMarkers[user] = MessageID(try integer(UInt64.self))
+                }
+                for _ in 0..<(try count()) {
+                    let message = MessageID(try integer(UInt64.self))
+                    var reactions: [RoomState.Reaction] = []
+                    for _ in 0..<(try count()) {
+                        let emoji = try short()
+                        var users: [UserID] = []
+                        for _ in 0..<(try count()) { users.append(try user()) }
+                        reactions.append(RoomState.Reaction(emoji: emoji, users: users))
+                    }
+                    room.reactions[message] = reactions
+                }
             }
             rooms[id] = room
         }

@@ -32,7 +32,7 @@ struct Chatlog: AsyncParsableCommand {
               chatlog bench journal --events 2000000
             """,
         version: "0.1.0",
-        subcommands: [Serve.self, TokenCommand.self, ReplicationCommand.self, PromoteCommand.self, ClusterCommand.self, BackupCommand.self, JournalCommand.self, ProjectionsCommand.self, RoomsCommand.self, HistoryCommand.self, BenchCommand.self, DevCommand.self]
+        subcommands: [Serve.self, TokenCommand.self, ReplicationCommand.self, PromoteCommand.self, ClusterCommand.self, BackupCommand.self, JournalCommand.self, ProjectionsCommand.self, RoomsCommand.self, HistoryCommand.self, SearchCommand.self, BenchCommand.self, DevCommand.self]
     )
 
     /// `serve`'s settings may also come from `CHATLOG_*` variables and a JSON file

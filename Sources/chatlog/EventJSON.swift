@@ -23,6 +23,10 @@ struct EventJSON: Codable, Equatable {
     var message: UInt64?
     /// `tokens_revoked`: the actor's tokens issued before this time (ms) are refused.
     var before_ms: Int64?
+    /// `message_sent`: the message it replies to.
+    var reply_to: UInt64?
+    /// `reaction_added` / `reaction_removed`.
+    var emoji: String?
 
     init(offset: UInt64?, event: ChatEvent) {
         self.offset = offset
@@ -47,12 +51,13 @@ struct EventJSON: Codable, Equatable {
         case .memberRemoved(let user):
             type = "member_removed"
             self.user = user.value
-        case .messageSent(let clientMessageID, let text, let clientCreatedMs, let clientCreatedText):
+        case .messageSent(let clientMessageID, let text, let clientCreatedMs, let clientCreatedText, let replyTo):
             type = "message_sent"
             client_message_id = clientMessageID
             self.text = text
             client_created_ms = clientCreatedMs
             client_created_text = clientCreatedText
+            reply_to = replyTo?.offset
         case .messageEdited(let message, let text):
             type = "message_edited"
             self.message = message.offset
@@ -63,6 +68,20 @@ struct EventJSON: Codable, Equatable {
         case .tokensRevoked(let beforeMs):
             type = "tokens_revoked"
             before_ms = beforeMs
+        case .directRoomCreated(let peer):
+            type = "direct_room_created"
+            user = peer.value
+        case .reactionAdded(let message, let emoji):
+            type = "reaction_added"
+            self.message = message.offset
+            self.emoji = emoji
+        case .reactionRemoved(let message, let emoji):
+            type = "reaction_removed"
+            self.message = message.offset
+            self.emoji = emoji
+        case .readMarked(let message):
+            type = "read_marked"
+            self.message = message.offset
         }
     }
 
@@ -76,12 +95,15 @@ struct EventJSON: Codable, Equatable {
         guard let actor = UserID(actor) else { throw ImportLineError("invalid actor \(actor.debugDescription)") }
         // About no room; decided at its timestamp, it revokes what it revoked.
         if type == "tokens_revoked" { return (.revokeTokens, actor) }
+
         guard let room = RoomID(room) else { throw ImportLineError("invalid room \(room.debugDescription)") }
         func user() throws(ImportLineError) -> UserID {
             let value = try require(self.user, "user")
             guard let user = UserID(value) else { throw ImportLineError("invalid user \(value.debugDescription)") }
             return user
         }
+        // Its room is the one the decider picks (`dm:` and the two names, unless taken).
+        if type == "direct_room_created" { return (.openDirect(peer: try user()), actor) }
         let command: ChatCommand
         switch type {
         case "room_created": command = .createRoom(room, name: try require(name, "name"), isPrivate: try require(self.private, "private"))
@@ -92,9 +114,15 @@ struct EventJSON: Codable, Equatable {
         case "member_removed": command = .remove(room, user: try user())
         case "message_sent":
             command = .send(room, clientMessageID: try require(client_message_id, "client_message_id"), text: try require(text, "text"),
-                            clientCreatedMs: client_created_ms ?? timestamp_ms, clientCreatedText: client_created_text)
+                            clientCreatedMs: client_created_ms ?? timestamp_ms, clientCreatedText: client_created_text,
+                            replyTo: reply_to.map { MessageID(remap($0)) })
         case "message_edited": command = .edit(room, message: MessageID(remap(try require(message, "message"))), text: try require(text, "text"))
         case "message_deleted": command = .delete(room, message: MessageID(remap(try require(message, "message"))))
+        case "reaction_added":
+            command = .react(room, message: MessageID(remap(try require(message, "message"))), emoji: try require(emoji, "emoji"))
+        case "reaction_removed":
+            command = .unreact(room, message: MessageID(remap(try require(message, "message"))), emoji: try require(emoji, "emoji"))
+        case "read_marked": command = .markRead(room, message: MessageID(remap(try require(message, "message"))))
         default: throw ImportLineError("unknown type \(type.debugDescription)")
         }
         return (command, actor)

@@ -166,6 +166,19 @@ func roomState(_ directory: String, logger: Logger) async throws -> RoomState {
     }
 }
 
+/// `read` on the journal's History: beside a running server, which keeps it up to date, read
+/// as it is (no lock, nothing written); else brought up to date first.
+func readingHistory<R: Sendable>(_ directory: String, logger: Logger,
+                                 _ read: @escaping @Sendable (HistoryProjection) throws -> R) async throws -> R {
+    if case .some = journalHolder(directory) {
+        return try read(try HistoryProjection(readingOnly: ProjectionPaths(journalDirectory: directory).history))
+    }
+    return try await withProjections(directory, kinds: [.history], logger: logger) { _, runner in
+        guard let history = runner.history else { preconditionFailure("the runner was asked for history") }
+        return try read(history)
+    }
+}
+
 struct HistoryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "history",
@@ -194,16 +207,8 @@ struct HistoryCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = logging.makeLogger(label: "chatlog.history")
-        let page: [HistoryMessage]
-        if case .some = journalHolder(options.journal) {
-            // A server runs and keeps History up to date: read it beside the server.
-            let history = try HistoryProjection(readingOnly: ProjectionPaths(journalDirectory: options.journal).history)
-            page = try history.page(room: room, before: before, after: after, limit: limit)
-        } else {
-            page = try await withProjections(options.journal, kinds: [.history], logger: logger) { _, runner in
-                guard let history = runner.history else { preconditionFailure("the runner was asked for history") }
-                return try history.page(room: room, before: before, after: after, limit: limit)
-            }
+        let page = try await readingHistory(options.journal, logger: logger) { history in
+            try history.page(room: room, before: before, after: after, limit: limit)
         }
         // Nothing to show: a room nobody created is a mistake to report, an empty page of a
         // room that exists is an answer.
@@ -218,6 +223,64 @@ struct HistoryCommand: AsyncParsableCommand {
             for message in page {
                 let text = message.text.map { $0.debugDescription } ?? "(deleted)"
                 print("\(message.offset)  \(isoTimestamp(message.sentMs))  \(message.author): \(text)\(message.editedMs != nil ? " (edited)" : "")")
+            }
+        }
+    }
+}
+
+struct SearchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "search",
+        abstract: "Find messages by their words, newest first.",
+        discussion: """
+            Searches every room (an operator's view: no membership applies), or --room. A \
+            message matches when it has every word of QUERY; a word followed by * matches as a \
+            prefix; case and diacritics are ignored, and other punctuation is not syntax. Brings \
+            the history projection up to date first; beside a running server it takes no lock \
+            and reads the history the server keeps up to date.
+            """
+    )
+
+    @OptionGroup var options: JournalOptions
+    @OptionGroup var logging: LoggingOptions
+    @Argument(help: "The words to find (at most 8, 256 bytes).") var query: String
+    @Option(help: "Only this room.") var room: String?
+    @Option(help: "Messages before this offset.") var before: UInt64?
+    @Option(help: "How many messages, 1 to \(HistoryProjection.searchLimitMax).") var limit = 20
+    @Option(help: "Output format: text or json.") var format: OutputFormat = .text
+
+    func validate() throws {
+        guard (1...HistoryProjection.searchLimitMax).contains(limit) else {
+            throw ValidationError("--limit must be in 1...\(HistoryProjection.searchLimitMax)")
+        }
+        do {
+            _ = try HistoryProjection.searchExpression(query)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    func run() async throws {
+        let logger = logging.makeLogger(label: "chatlog.search")
+        let state = try await roomState(options.journal, logger: logger)
+        var rooms = Set(state.rooms.keys.map(\.value))
+        if let room {
+            guard rooms.contains(room) else {
+                throw CommandFailure.refused("no room \(room) in the journal (chatlog rooms --journal \(options.journal) lists them)")
+            }
+            rooms = [room]
+        }
+        let searched = rooms
+        let found = try await readingHistory(options.journal, logger: logger) { history in
+            try history.search(query, in: searched, before: before, limit: limit)
+        }
+        switch format {
+        case .json:
+            for message in found { print(jsonLine(message)) }
+        case .text:
+            if found.isEmpty { printError("no messages found") }
+            for message in found {
+                print("\(message.offset)  \(isoTimestamp(message.sentMs))  \(message.room)  \(message.author): \((message.text ?? "").debugDescription)")
             }
         }
     }

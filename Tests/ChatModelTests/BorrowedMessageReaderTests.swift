@@ -23,7 +23,7 @@ import Testing
                         || !event.room.value.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }, sourceLocation: sourceLocation)
             }
         case (.success(let fields?), .success(.event(let event))):
-            guard case .messageSent(let clientMessageID, let text, let clientCreatedMs, let clientCreatedText) = event.body else {
+            guard case .messageSent(let clientMessageID, let text, let clientCreatedMs, let clientCreatedText, _) = event.body else {
                 Issue.record("borrowed a \(event.body)", sourceLocation: sourceLocation)
                 return
             }

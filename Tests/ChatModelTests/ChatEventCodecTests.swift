@@ -60,7 +60,7 @@ import Testing
         // A message's client time text is an optional trailing field: cut just before it, the
         // record is the same message without it (the journal's CRC is what catches truncation).
         var withoutText: Int?
-        if case .messageSent(let id, let text, let ms, let createdText?) = event.body {
+        if case .messageSent(let id, let text, let ms, let createdText?, nil) = event.body {
             withoutText = bytes.count - 2 - createdText.utf8.count
             var plain = event
             plain.body = .messageSent(clientMessageID: id, text: text, clientCreatedMs: ms)
@@ -73,14 +73,20 @@ import Testing
 
     @Test func aMessageKeepsItsClientTimeTextAndReadsOldRecordsWithoutIt() throws {
         let withText = Self.samples[10]
-        guard case .messageSent(_, _, _, let createdText) = withText.body else { Issue.record("sample 10 is a message"); return }
+        guard case .messageSent(_, _, _, let createdText, _) = withText.body else { Issue.record("sample 10 is a message"); return }
         #expect(createdText == "2021-07-14T05:55:56.868Z")
         // A record of the first revision (no trailing field) is a message without it.
         #expect(try ChatEventCodec.decode(ChatEventCodec.encode(Self.samples[7])) == .event(Self.samples[7]))
-        // Bytes after the known trailing field are a later revision's: ignored.
+        // The next trailing field is the message replied to; bytes after it are a later
+        // revision's: ignored.
         var longer = ChatEventCodec.encode(withText)
+        longer.writeInteger(UInt64(3), endianness: .little)
         longer.writeBytes([9, 9, 9])
-        #expect(try ChatEventCodec.decode(longer) == .event(withText))
+        var reply = withText
+        if case .messageSent(let id, let text, let ms, let createdText, _) = withText.body {
+            reply.body = .messageSent(clientMessageID: id, text: text, clientCreatedMs: ms, clientCreatedText: createdText, replyTo: MessageID(3))
+        }
+        #expect(try ChatEventCodec.decode(longer) == .event(reply))
         // The trailing field is checked like any string: an over-long length is an error.
         var bad = ChatEventCodec.encode(Self.samples[7])
         bad.writeInteger(UInt16(ChatEventCodec.shortStringBytesLimit + 1), endianness: .little)

@@ -229,12 +229,19 @@ import Testing
         let users = [alice, bob, carol, user("dave"), user("zoë"), user("K"), journaled(user: "\u{212A}")]
         func randomEvent() -> ChatEvent {
             let body: ChatEvent.Body
-            switch Int.random(in: 0..<6, using: &generator) {
+            let message = MessageID(UInt64.random(in: 0..<50, using: &generator))
+            switch Int.random(in: 0..<11, using: &generator) {
             case 0: body = .roomCreated(name: "R", isPrivate: Bool.random(using: &generator))
             case 1: body = .memberJoined
             case 2: body = .memberInvited(user: users.randomElement(using: &generator) ?? bob)
-            case 3: body = .messageDeleted(message: MessageID(UInt64.random(in: 0..<50, using: &generator)))
-            default: body = .messageSent(clientMessageID: "c\(Int.random(in: 0..<5, using: &generator))", text: "t", clientCreatedMs: 0)
+            case 3: body = .messageDeleted(message: message)
+            case 4: body = .directRoomCreated(peer: users.randomElement(using: &generator) ?? bob)
+            case 5: body = .reactionAdded(message: message, emoji: ["👍", "🎉"].randomElement(using: &generator) ?? "👍")
+            case 6: body = .reactionRemoved(message: message, emoji: "👍")
+            case 7: body = .readMarked(message: message)
+            case 8: body = .memberLeft
+            default: body = .messageSent(clientMessageID: "c\(Int.random(in: 0..<5, using: &generator))", text: "t", clientCreatedMs: 0,
+                                         replyTo: Bool.random(using: &generator) ? message : nil)
             }
             return ChatEvent(timestampMs: 1, actor: users.randomElement(using: &generator) ?? alice,
                              room: rooms.randomElement(using: &generator) ?? general, body: body)

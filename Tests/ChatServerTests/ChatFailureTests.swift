@@ -10,6 +10,7 @@ import Testing
     @Test func everyRefusalCodeHasTheStatusTheDocumentGivesIt() {
         let expected: [String: Int] = [
             "invalid_payload": 400, "invalid_text": 400, "invalid_name": 400, "invalid_client_message_id": 400, "not_private": 400,
+            "invalid_emoji": 400, "direct_room": 403, "user_not_found": 404, "too_many_reactions": 409,
             "unauthorized": 401,
             "not_member": 403, "not_owner": 403, "not_invited": 403, "not_author": 403, "cannot_remove_owner": 403,
             "room_not_found": 404, "message_not_found": 404, "out_of_range": 410,

@@ -18,7 +18,7 @@ import Testing
         let payload = JSONValue.object([("group", .string("g")), ("message", .string("m")), ("client_id", .string("chatlog:abc"))])
         #expect(throws: PayloadError.self) { try ChatRequest.parse("send-group-message", [payload]) }
         let fromStandby = try ChatRequest.parse("send-group-message", [payload], fromStandby: true)
-        guard case .perform(.send(_, _, _, _, let clientID), _) = fromStandby else {
+        guard case .perform(.send(_, _, _, _, let clientID, _), _) = fromStandby else {
             Issue.record("a send")
             return
         }

@@ -195,3 +195,72 @@ import Testing
         await journal.close()
     }
 }
+
+/// What messages carry besides their block (replies, reactions, mentions) and the unread counts.
+@Suite struct HistoryAnnotationsTests {
+    let alice = UserID("alice")!
+    let bob = UserID("bob")!
+    let general = RoomID("general")!
+
+    func event(_ actor: UserID, _ body: ChatEvent.Body) -> ChatEvent {
+        ChatEvent(timestampMs: 5, actor: actor, room: general, body: body)
+    }
+
+    /// 0 created, 1 "hi @bob" (alice), 2 reply to 1 (bob), 3 "@bob again" (alice), 4 👍 on 1 by bob,
+    /// 5 🎉 on 1 by alice, 6 👍 on 1 by alice, 7 👍 off 1 by bob, 8 3 deleted, 9 "plain" (alice),
+    /// 10 edit of 9 to mention bob, 11 bob's own "@bob".
+    var events: [ChatEvent] {
+        [
+            event(alice, .roomCreated(name: "G", isPrivate: false)),
+            event(alice, .messageSent(clientMessageID: "1", text: "hi @bob!", clientCreatedMs: 0)),
+            event(bob, .messageSent(clientMessageID: "2", text: "hello", clientCreatedMs: 0, replyTo: MessageID(1))),
+            event(alice, .messageSent(clientMessageID: "3", text: "@bob again", clientCreatedMs: 0)),
+            event(bob, .reactionAdded(message: MessageID(1), emoji: "👍")),
+            event(alice, .reactionAdded(message: MessageID(1), emoji: "🎉")),
+            event(alice, .reactionAdded(message: MessageID(1), emoji: "👍")),
+            event(bob, .reactionRemoved(message: MessageID(1), emoji: "👍")),
+            event(alice, .messageDeleted(message: MessageID(3))),
+            event(alice, .messageSent(clientMessageID: "9", text: "plain", clientCreatedMs: 0)),
+            event(alice, .messageEdited(message: MessageID(9), text: "plain @bob")),
+            event(bob, .messageSent(clientMessageID: "11", text: "me @bob", clientCreatedMs: 0)),
+        ]
+    }
+
+    @Test func repliesReactionsMentionsAndUnreadCounts() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let journal = try Journal.open(directory: directory.journal, configuration: journalConfiguration(), logger: .quiet)
+        _ = try await journal.append(contentsOf: events.map(ChatEventCodec.encode))
+        let history = try HistoryProjection(path: directory.path + "/history.sqlite")
+        // One event per transaction and all at once give the same.
+        let oneByOne = try HistoryProjection(path: directory.path + "/one-by-one.sqlite")
+        let batches = try journal.read(from: .zero, maxBytes: 1 << 20)
+        try history.apply(batches)
+        for offset in 0..<UInt64(events.count) { try oneByOne.apply(try journal.read(from: Offset(offset), maxBytes: 1 << 20)) }
+        #expect(try oneByOne.allMessages() == history.allMessages())
+        let page = try history.page(room: "general")
+        #expect(page.map(\.offset) == [1, 2, 3, 9, 11])
+        #expect(page.map(\.replyTo) == [nil, 1, nil, nil, nil])
+        #expect(page[0].reactions == [HistoryReaction(emoji: "🎉", users: ["alice"]), HistoryReaction(emoji: "👍", users: ["alice"])])
+        #expect(page[1...].allSatisfy { $0.reactions.isEmpty })
+        // bob: unread are alice's 1 and 9 (3 is deleted, 2 and 11 are his); mentions in 1 and
+        // 9 (3's went with it; his own does not count).
+        let counts = try history.unread(of: "bob", in: [("general", nil), ("nowhere", nil)])
+        #expect(counts["general"] == HistoryProjection.Unread(messages: 2, mentions: 2))
+        #expect(counts["nowhere"] == HistoryProjection.Unread(messages: 0, mentions: 0))
+        #expect(try history.unread(of: "bob", in: [("general", 1)])["general"] == HistoryProjection.Unread(messages: 1, mentions: 1))
+        #expect(try history.unread(of: "bob", in: [("general", 11)])["general"] == HistoryProjection.Unread(messages: 0, mentions: 0))
+        #expect(try history.unread(of: "alice", in: [("general", nil)])["general"] == HistoryProjection.Unread(messages: 2, mentions: 0))
+
+        // A layout-3 file (no replies, reactions or mentions tables) is migrated, not emptied:
+        // its mentions are found in its messages.
+        try await history.database.write { db in
+            try db.execute(sql: "DROP TABLE replies; DROP TABLE reactions; DROP TABLE mentions; PRAGMA user_version = 3")
+        }
+        let migrated = try HistoryProjection(path: directory.path + "/history.sqlite")
+        #expect(try migrated.nextOffset() == Offset(UInt64(events.count)))
+        #expect(try migrated.unread(of: "bob", in: [("general", nil)])["general"] == HistoryProjection.Unread(messages: 2, mentions: 2))
+        #expect(try migrated.page(room: "general").map(\.text) == page.map(\.text))
+        await journal.close()
+    }
+}

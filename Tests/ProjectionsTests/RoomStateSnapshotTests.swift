@@ -48,16 +48,47 @@ import Testing
         let bytes = RoomStateSnapshot.encode(state, nextOffset: Offset(2))
         let (decoded, next) = try RoomStateSnapshot.decode(bytes, limits: state.limits)
         #expect(decoded == state && next == Offset(2) && decoded.tokensRevokedBefore == [UserID("b")!: 3000])
-        // Version 3, as the previous release wrote it: the same layout without the revoked
-        // tokens (the count of none at the end taken away), CRC made again.
-        var old = version3
-        old.setInteger(UInt16(3), at: 4, endianness: .little)
-        old.moveWriterIndex(to: old.writerIndex - 4)
+        // Version 3, as an older release wrote it: the same layout without the revoked tokens
+        // and the room's version-5 fields.
+        let (restored, _) = try RoomStateSnapshot.decode(Self.older(version3, version: 3), limits: state.limits)
+        #expect(restored.tokensRevokedBefore.isEmpty && restored.rooms.count == 1)
+    }
+
+    /// `snapshot` (of a state with one room, no direct peer, markers or reactions, and no
+    /// revoked tokens) as version 3 or 4 wrote it: the room's version-5 fields (an empty peer,
+    /// two zero counts: 10 bytes before the revoked tokens' count) taken out, and for 3 that
+    /// count too; the CRC made again.
+    static func older(_ snapshot: ByteBuffer, version: UInt16) -> ByteBuffer {
+        var bytes = Array(snapshot.readableBytesView)
+        bytes.removeSubrange((bytes.count - 14)..<(bytes.count - 4))
+        if version == 3 { bytes.removeLast(4) }
+        var old = ByteBuffer(bytes: bytes)
+        old.setInteger(version, at: 4, endianness: .little)
         old.setInteger(UInt64(old.readableBytes - 28), at: 16, endianness: .little)
         let payload = old.getSlice(at: 28, length: old.readableBytes - 28) ?? ByteBuffer()
         old.setInteger(RoomStateSnapshot.checksum(header: old, payload: payload), at: 24, endianness: .little)
-        let (restored, _) = try RoomStateSnapshot.decode(old, limits: state.limits)
-        #expect(restored.tokensRevokedBefore.isEmpty && restored.rooms.count == 1)
+        return old
+    }
+
+    @Test func directRoomsMarkersAndReactionsRoundTripAndAVersion4SnapshotReadsAsNone() throws {
+        var state = RoomState()
+        let (a, b, r) = (UserID("a")!, UserID("b")!, RoomID("r")!)
+        state.apply(ChatEvent(timestampMs: 1, actor: a, room: r, body: .roomCreated(name: "R", isPrivate: false)), at: 0)
+        let version4 = Self.older(RoomStateSnapshot.encode(state, nextOffset: Offset(1)), version: 4)
+        let (restored, _) = try RoomStateSnapshot.decode(version4, limits: state.limits)
+        #expect(restored == state)
+        state.apply(ChatEvent(timestampMs: 2, actor: a, room: r, body: .messageSent(clientMessageID: "1", text: "x", clientCreatedMs: 0)), at: 1)
+        state.apply(ChatEvent(timestampMs: 3, actor: b, room: r, body: .memberJoined), at: 2)
+        state.apply(ChatEvent(timestampMs: 3, actor: b, room: r, body: .readMarked(message: MessageID(1))), at: 3)
+        state.apply(ChatEvent(timestampMs: 4, actor: b, room: r, body: .reactionAdded(message: MessageID(1), emoji: "👍")), at: 4)
+        state.apply(ChatEvent(timestampMs: 4, actor: a, room: r, body: .reactionAdded(message: MessageID(1), emoji: "👍")), at: 5)
+        state.apply(ChatEvent(timestampMs: 5, actor: b, room: RoomID("dm:a:b")!, body: .directRoomCreated(peer: a)), at: 6)
+        let bytes = RoomStateSnapshot.encode(state, nextOffset: Offset(7))
+        let (decoded, _) = try RoomStateSnapshot.decode(bytes, limits: state.limits)
+        #expect(decoded == state)
+        #expect(decoded.room(r)?.readMarkers == [b: MessageID(1)])
+        #expect(decoded.room(r)?.reactions[MessageID(1)] == [RoomState.Reaction(emoji: "👍", users: [b, a])])
+        #expect(decoded.directRoom(of: a, and: b) == RoomID("dm:a:b"), "the pair index is made again from the rooms")
     }
 
     @Test func everyBitFlipOfASnapshotIsRefused() throws {

@@ -68,6 +68,19 @@ struct Workload {
         case 6 where !sent.isEmpty:
             let (room, message, author) = sent[random(sent.count)]
             return (.delete(room, message: message), random(2) == 0 ? author : (state.room(room)?.owner ?? author))
+        case 7 where !sent.isEmpty:
+            let (room, message, _) = sent[sent.count - 1 - random(min(sent.count, 8))]
+            let emoji = ["👍", "🎉", "ok"][random(3)]
+            return (random(3) == 0 ? .unreact(room, message: message, emoji: emoji) : .react(room, message: message, emoji: emoji), actor)
+        case 8 where !sent.isEmpty:
+            let (room, message, _) = sent[sent.count - 1 - random(min(sent.count, 8))]
+            return (.markRead(room, message: message), actor)
+        case 9:
+            return (.openDirect(peer: users[random(users.count)]), actor)
+        case 10 where !sent.isEmpty:
+            let (room, message, _) = sent[sent.count - 1 - random(min(sent.count, 8))]
+            return (.send(room, clientMessageID: "r\(random(40))", text: "re @\(users[random(users.count)])", clientCreatedMs: now - 5,
+                          replyTo: message), actor)
         default:
             // Retries reuse a recent client id now and then.
             return (.send(room, clientMessageID: "c\(random(40))", text: "hello \(random(100_000)) from \(actor)", clientCreatedMs: now - 5), actor)
@@ -80,7 +93,7 @@ struct Workload {
         while appended < count {
             now += 7
             let (command, actor) = nextCommand()
-            guard case .accepted(let events) = state.decide(command, by: actor, at: now) else { continue }
+            guard case .accepted(let events) = state.decide(command, by: actor, at: now), !events.isEmpty else { continue }
             let range = try await journal.append(contentsOf: events.map(ChatEventCodec.encode))
             for (index, event) in events.enumerated() {
                 let offset = range.first.value + UInt64(index)

@@ -76,7 +76,8 @@ class Client:
 
     NAMES = ("send-group-message", "user-joined", "user-left", "user-typing", "user-online", "user-offline",
              "member-invited", "invitation-revoked", "member-removed", "removed-from-group", "message-edited",
-             "message-deleted", "error", "member-joined", "member-left", "typing")
+             "message-deleted", "error", "member-joined", "member-left", "typing", "reaction-added",
+             "reaction-removed", "read-marker", "mentioned", "direct-opened")
 
     def __init__(self, url: str, username: str | None = None, token: str | None = None, transports=None,
                  reconnection=False):

@@ -257,3 +257,52 @@ def test_metrics_are_scraped_in_the_prometheus_format(server):
     finally:
         listener.close()
         poller.close()
+
+
+def test_replies_reactions_read_markers_direct_rooms_and_search_through_the_api(server):
+    assert api(server, "POST", "/api/rooms", json={"group": "g"}).status_code == 201
+    assert api(server, "POST", "/api/rooms/g/members", user="bob").status_code == 200
+    bob = Client(server.url, "bob")
+    try:
+        bob.call("join-group", {"group": "g"})
+        first = api(server, "POST", "/api/rooms/g/messages", json={"message": "deploy @bob?"}).json()["id"]
+        reply = api(server, "POST", "/api/rooms/g/messages", user="bob", json={"message": "yes", "reply_to": first})
+        assert reply.status_code == 201, reply.text
+        assert bob.wait_for("mentioned") == [{"group": "g", "id": first, "by": "alice"}]
+        # Reactions: the emoji percent-encoded in the path; again changes nothing.
+        for _ in range(2):
+            assert api(server, "PUT", f"/api/rooms/g/messages/{first}/reactions/%F0%9F%91%8D", user="bob").status_code == 204
+        assert bob.wait_for("reaction-added") == [{"group": "g", "id": first, "emoji": "👍", "username": "bob"}]
+        messages = api(server, "GET", "/api/rooms/g/messages").json()["messages"]
+        assert messages[0]["reactions"] == {"👍": ["bob"]} and messages[1]["reply_to"] == first
+        assert api(server, "DELETE", f"/api/rooms/g/messages/{first}/reactions/%F0%9F%91%8D", user="bob").status_code == 204
+        assert "reactions" not in api(server, "GET", "/api/rooms/g/messages").json()["messages"][0]
+        error_of(api(server, "PUT", f"/api/rooms/g/messages/{first}/reactions/a%20b"), 400, "invalid_emoji")
+        error_of(api(server, "PUT", "/api/rooms/g/messages/999/reactions/x"), 404, "message_not_found")
+        error_of(api(server, "POST", "/api/rooms/g/messages", json={"message": "x", "reply_to": 999}), 404, "message_not_found")
+        # Read markers and unread counts.
+        mine = {room["group"]: room for room in api(server, "GET", "/api/me/rooms", user="bob").json()["rooms"]}
+        assert mine["g"] == {"group": "g", "name": "g", "private": False, "owner": "alice", "members": 2, "direct": False,
+                             "unread": 1, "mentions": 1}
+        assert api(server, "PUT", "/api/rooms/g/read-marker", user="bob", json={"id": first}).status_code == 204
+        assert bob.wait_for("read-marker") == [{"group": "g", "id": first}]
+        mine = {room["group"]: room for room in api(server, "GET", "/api/me/rooms", user="bob").json()["rooms"]}
+        assert mine["g"]["last_read"] == first and mine["g"]["unread"] == 0 and mine["g"]["mentions"] == 0
+        error_of(api(server, "PUT", "/api/rooms/g/read-marker", user="carol", json={"id": first}), 403, "not_member")
+        error_of(api(server, "PUT", "/api/rooms/g/read-marker", user="bob", json={"id": -1}), 400, "invalid_payload")
+        # Direct rooms.
+        opened = api(server, "POST", "/api/direct", json={"username": "bob"})
+        assert opened.status_code == 200 and opened.json() == {"group": "dm:alice:bob", "with": "bob"}
+        assert api(server, "POST", "/api/direct", user="bob", json={"username": "alice"}).json()["group"] == "dm:alice:bob"
+        error_of(api(server, "POST", "/api/direct", json={"username": "ghost"}), 404, "user_not_found")
+        error_of(api(server, "POST", "/api/rooms/dm:alice:bob/invitations", json={"username": "carol"}), 403, "direct_room")
+        mine = {room["group"]: room for room in api(server, "GET", "/api/me/rooms").json()["rooms"]}
+        assert mine["dm:alice:bob"]["direct"] is True and mine["dm:alice:bob"]["with"] == "bob"
+        # Search.
+        found = api(server, "GET", "/api/search", params={"q": "deploy"})
+        assert found.status_code == 200 and [m["id"] for m in found.json()["messages"]] == [first]
+        assert api(server, "GET", "/api/search", user="carol", params={"q": "deploy"}).json() == {"messages": []}
+        error_of(api(server, "GET", "/api/search", params={"q": "*"}), 400, "invalid_payload")
+        error_of(api(server, "GET", "/api/search", user="carol", params={"q": "deploy", "group": "g"}), 403, "not_member")
+    finally:
+        bob.close()

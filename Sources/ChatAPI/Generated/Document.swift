@@ -20,10 +20,10 @@ info:
 
     **Errors** are `{"error": {"code", "message"}}`, with the codes of the socket acks:
     400 `invalid_payload` (also a malformed body or parameter), `invalid_text`,
-    `invalid_name`, `invalid_client_message_id`, `not_private`; 401 `unauthorized`;
-    403 `not_member`, `not_owner`, `not_invited`, `not_author`, `cannot_remove_owner`;
-    404 `room_not_found`, `message_not_found`; 409 `room_exists`, `already_member`,
-    `already_invited`, `message_deleted`, `limit_exceeded`; 413 `payload_too_large`;
+    `invalid_name`, `invalid_client_message_id`, `not_private`, `invalid_emoji`; 401 `unauthorized`;
+    403 `not_member`, `not_owner`, `not_invited`, `not_author`, `cannot_remove_owner`, `direct_room`;
+    404 `room_not_found`, `message_not_found`, `user_not_found`; 409 `room_exists`, `already_member`,
+    `already_invited`, `message_deleted`, `limit_exceeded`, `too_many_reactions`; 413 `payload_too_large`;
     429 `rate_limited` (with `Retry-After`); 503 `unavailable`, `not_leader`. A body of an
     unsupported content type is refused 415, an unacceptable `Accept` 406 (`invalid_payload`).
 
@@ -142,6 +142,154 @@ paths:
                 $ref: "#/components/schemas/MessageCreated"
         default:
           $ref: "#/components/responses/Error"
+  /api/rooms/{group}/messages/{id}/reactions/{emoji}:
+    parameters:
+      - $ref: "#/components/parameters/Group"
+      - $ref: "#/components/parameters/MessageID"
+      - name: emoji
+        in: path
+        required: true
+        description: The reaction (percent-encoded in the path), 1 to 32 bytes without white space or control characters.
+        schema:
+          type: string
+          minLength: 1
+          maxLength: 32
+    put:
+      operationId: addReaction
+      tags: [messages]
+      summary: React to a message
+      description: |
+        Like the `react` event: broadcast to the room as `reaction-added`. One reaction per
+        user, emoji and message: reacting again changes nothing. The message must be among the
+        room's last 500 and not deleted; at most 20 different reactions per message
+        (`too_many_reactions`).
+      responses:
+        "204":
+          description: The caller's reaction is on the message.
+        default:
+          $ref: "#/components/responses/Error"
+    delete:
+      operationId: removeReaction
+      tags: [messages]
+      summary: Take a reaction back
+      description: Like the `unreact` event (`reaction-removed`); taking back one not given changes nothing.
+      responses:
+        "204":
+          description: The caller's reaction is not on the message.
+        default:
+          $ref: "#/components/responses/Error"
+  /api/rooms/{group}/read-marker:
+    parameters:
+      - $ref: "#/components/parameters/Group"
+    put:
+      operationId: markRead
+      tags: [messages]
+      summary: Move the caller's read marker forward
+      description: |
+        Like the `mark-read` event: the caller (a member) has read the room up to and including
+        message `id`, one of its last 500. A marker only moves forward: an older one changes
+        nothing. The caller's sockets get `read-marker`.
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              $ref: "#/components/schemas/ReadMarker"
+      responses:
+        "204":
+          description: The marker is at `id` or past it.
+        default:
+          $ref: "#/components/responses/Error"
+  /api/me/rooms:
+    get:
+      operationId: listMyRooms
+      tags: [rooms]
+      summary: The caller's rooms, with what it has not read in each
+      description: |
+        Like the `my-groups` event: the rooms the caller is a member of, by id, each with its
+        read marker, the messages after it that others sent and that are not deleted
+        (`unread`), and those of them that mention the caller (`mentions`).
+      responses:
+        "200":
+          description: The rooms.
+          content:
+            application/json:
+              schema:
+                $ref: "#/components/schemas/MyRoomList"
+        default:
+          $ref: "#/components/responses/Error"
+  /api/search:
+    get:
+      operationId: search
+      tags: [messages]
+      summary: Find messages by their words
+      description: |
+        Like the `search` event: the newest messages with every word of `q` (a word followed by
+        `*` matches as a prefix; case and diacritics are ignored; other punctuation is not
+        syntax) in the rooms the caller is a member of, or in `group` (which it must be a
+        member of), newest first. At most 256 bytes and 8 words.
+      parameters:
+        - name: q
+          in: query
+          required: true
+          description: The words to find.
+          schema:
+            type: string
+            minLength: 1
+            maxLength: 256
+        - name: group
+          in: query
+          description: Only this room.
+          schema:
+            $ref: "#/components/schemas/RoomID"
+        - name: before
+          in: query
+          description: Messages with an id below this one.
+          schema:
+            type: integer
+            format: int64
+            minimum: 0
+        - name: limit
+          in: query
+          description: How many messages, 1 to 50 (default 20).
+          schema:
+            type: integer
+            minimum: 1
+            maximum: 50
+      responses:
+        "200":
+          description: The messages found, newest first.
+          content:
+            application/json:
+              schema:
+                $ref: "#/components/schemas/SearchResults"
+        default:
+          $ref: "#/components/responses/Error"
+  /api/direct:
+    post:
+      operationId: openDirect
+      tags: [rooms]
+      summary: Open the caller's direct room with another user
+      description: |
+        Like the `open-direct` event: a private room of exactly the two users, the same whoever
+        opens it, created on first use (and joined again by a caller who had left it). The other
+        user must be known to the server: a member of a room, invited to one, or the author of a
+        message (`user_not_found`).
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              $ref: "#/components/schemas/DirectOpen"
+      responses:
+        "200":
+          description: The direct room; the caller is a member.
+          content:
+            application/json:
+              schema:
+                $ref: "#/components/schemas/Direct"
+        default:
+          $ref: "#/components/responses/Error"
   /api/rooms/{group}/members:
     parameters:
       - $ref: "#/components/parameters/Group"
@@ -236,6 +384,15 @@ components:
       required: true
       schema:
         $ref: "#/components/schemas/Username"
+    MessageID:
+      name: id
+      in: path
+      required: true
+      description: The message's id.
+      schema:
+        type: integer
+        format: int64
+        minimum: 0
   responses:
     Error:
       description: The request was refused; `error.code` says why (see the API's description).
@@ -341,10 +498,22 @@ components:
           description: The message's id (its journal offset); ids increase.
         client_id:
           type: string
+        reply_to:
+          type: integer
+          format: int64
+          minimum: 0
+          description: The message (of the same room) this one replies to.
         edited:
           type: boolean
         deleted:
           type: boolean
+        reactions:
+          type: object
+          description: Per reaction, who gave it, in order; absent when there are none.
+          additionalProperties:
+            type: array
+            items:
+              $ref: "#/components/schemas/Username"
     MessagePage:
       type: object
       required: [group, messages]
@@ -374,6 +543,11 @@ components:
           type: integer
           format: int64
           description: The sender's timestamp, in milliseconds since 1970 (the server's clock when absent).
+        reply_to:
+          type: integer
+          format: int64
+          minimum: 0
+          description: The message this one replies to, of the same room, among its last 500 and not deleted.
     MessageCreated:
       type: object
       required: [group, id]
@@ -424,5 +598,75 @@ components:
           $ref: "#/components/schemas/RoomID"
         username:
           $ref: "#/components/schemas/Username"
+    ReadMarker:
+      type: object
+      required: [id]
+      properties:
+        id:
+          type: integer
+          format: int64
+          minimum: 0
+          description: The last message read.
+    MyRoom:
+      type: object
+      required: [group, name, private, owner, members, direct, unread, mentions]
+      properties:
+        group:
+          $ref: "#/components/schemas/RoomID"
+        name:
+          type: string
+          description: The room's name; for a direct room, the other user.
+        private:
+          type: boolean
+        owner:
+          $ref: "#/components/schemas/Username"
+        members:
+          type: integer
+          minimum: 0
+        direct:
+          type: boolean
+        with:
+          $ref: "#/components/schemas/Username"
+        last_read:
+          type: integer
+          format: int64
+          minimum: 0
+          description: The caller's read marker; absent when it has none.
+        unread:
+          type: integer
+          minimum: 0
+        mentions:
+          type: integer
+          minimum: 0
+    MyRoomList:
+      type: object
+      required: [rooms]
+      properties:
+        rooms:
+          type: array
+          items:
+            $ref: "#/components/schemas/MyRoom"
+    DirectOpen:
+      type: object
+      required: [username]
+      properties:
+        username:
+          $ref: "#/components/schemas/Username"
+    Direct:
+      type: object
+      required: [group, with]
+      properties:
+        group:
+          $ref: "#/components/schemas/RoomID"
+        with:
+          $ref: "#/components/schemas/Username"
+    SearchResults:
+      type: object
+      required: [messages]
+      properties:
+        messages:
+          type: array
+          items:
+            $ref: "#/components/schemas/Message"
 """#
 }

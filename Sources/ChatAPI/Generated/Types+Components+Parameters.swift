@@ -24,5 +24,9 @@ extension Components {
         package typealias Group = Components.Schemas.RoomID
         /// - Remark: Generated from `#/components/parameters/Username`.
         package typealias Username = Components.Schemas.Username
+        /// The message's id.
+        ///
+        /// - Remark: Generated from `#/components/parameters/MessageID`.
+        package typealias MessageID = Swift.Int64
     }
 }

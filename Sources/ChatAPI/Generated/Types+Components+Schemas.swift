@@ -224,10 +224,38 @@ extension Components {
             package var id: Swift.Int64
             /// - Remark: Generated from `#/components/schemas/Message/client_id`.
             package var clientId: Swift.String?
+            /// The message (of the same room) this one replies to.
+            ///
+            /// - Remark: Generated from `#/components/schemas/Message/reply_to`.
+            package var replyTo: Swift.Int64?
             /// - Remark: Generated from `#/components/schemas/Message/edited`.
             package var edited: Swift.Bool?
             /// - Remark: Generated from `#/components/schemas/Message/deleted`.
             package var deleted: Swift.Bool?
+            /// Per reaction, who gave it, in order; absent when there are none.
+            ///
+            /// - Remark: Generated from `#/components/schemas/Message/reactions`.
+            package struct ReactionsPayload: Codable, Hashable, Sendable {
+                /// A container of undocumented properties.
+                package var additionalProperties: [String: [Components.Schemas.Username]]
+                /// Creates a new `ReactionsPayload`.
+                ///
+                /// - Parameters:
+                ///   - additionalProperties: A container of undocumented properties.
+                package init(additionalProperties: [String: [Components.Schemas.Username]] = .init()) {
+                    self.additionalProperties = additionalProperties
+                }
+                package init(from decoder: any Swift.Decoder) throws {
+                    additionalProperties = try decoder.decodeAdditionalProperties(knownKeys: [])
+                }
+                package func encode(to encoder: any Swift.Encoder) throws {
+                    try encoder.encodeAdditionalProperties(additionalProperties)
+                }
+            }
+            /// Per reaction, who gave it, in order; absent when there are none.
+            ///
+            /// - Remark: Generated from `#/components/schemas/Message/reactions`.
+            package var reactions: Components.Schemas.Message.ReactionsPayload?
             /// Creates a new `Message`.
             ///
             /// - Parameters:
@@ -237,8 +265,10 @@ extension Components {
             ///   - created: The sender's timestamp as it sent it (milliseconds since 1970, or its text).
             ///   - id: The message's id (its journal offset); ids increase.
             ///   - clientId:
+            ///   - replyTo: The message (of the same room) this one replies to.
             ///   - edited:
             ///   - deleted:
+            ///   - reactions: Per reaction, who gave it, in order; absent when there are none.
             package init(
                 group: Components.Schemas.RoomID,
                 message: Swift.String? = nil,
@@ -246,8 +276,10 @@ extension Components {
                 created: Components.Schemas.Message.CreatedPayload,
                 id: Swift.Int64,
                 clientId: Swift.String? = nil,
+                replyTo: Swift.Int64? = nil,
                 edited: Swift.Bool? = nil,
-                deleted: Swift.Bool? = nil
+                deleted: Swift.Bool? = nil,
+                reactions: Components.Schemas.Message.ReactionsPayload? = nil
             ) {
                 self.group = group
                 self.message = message
@@ -255,8 +287,10 @@ extension Components {
                 self.created = created
                 self.id = id
                 self.clientId = clientId
+                self.replyTo = replyTo
                 self.edited = edited
                 self.deleted = deleted
+                self.reactions = reactions
             }
             package enum CodingKeys: String, CodingKey {
                 case group
@@ -265,8 +299,10 @@ extension Components {
                 case created
                 case id
                 case clientId = "client_id"
+                case replyTo = "reply_to"
                 case edited
                 case deleted
+                case reactions
             }
         }
         /// - Remark: Generated from `#/components/schemas/MessagePage`.
@@ -306,25 +342,33 @@ extension Components {
             ///
             /// - Remark: Generated from `#/components/schemas/MessageCreate/created`.
             package var created: Swift.Int64?
+            /// The message this one replies to, of the same room, among its last 500 and not deleted.
+            ///
+            /// - Remark: Generated from `#/components/schemas/MessageCreate/reply_to`.
+            package var replyTo: Swift.Int64?
             /// Creates a new `MessageCreate`.
             ///
             /// - Parameters:
             ///   - message: 1 to 4,096 bytes of UTF-8; newlines and tabs allowed, no other control characters.
             ///   - clientId: The sender's id for the message (1 to 64 bytes without control characters), making the post idempotent.
             ///   - created: The sender's timestamp, in milliseconds since 1970 (the server's clock when absent).
+            ///   - replyTo: The message this one replies to, of the same room, among its last 500 and not deleted.
             package init(
                 message: Swift.String,
                 clientId: Swift.String? = nil,
-                created: Swift.Int64? = nil
+                created: Swift.Int64? = nil,
+                replyTo: Swift.Int64? = nil
             ) {
                 self.message = message
                 self.clientId = clientId
                 self.created = created
+                self.replyTo = replyTo
             }
             package enum CodingKeys: String, CodingKey {
                 case message
                 case clientId = "client_id"
                 case created
+                case replyTo = "reply_to"
             }
         }
         /// - Remark: Generated from `#/components/schemas/MessageCreated`.
@@ -443,6 +487,166 @@ extension Components {
             package enum CodingKeys: String, CodingKey {
                 case group
                 case username
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/ReadMarker`.
+        package struct ReadMarker: Codable, Hashable, Sendable {
+            /// The last message read.
+            ///
+            /// - Remark: Generated from `#/components/schemas/ReadMarker/id`.
+            package var id: Swift.Int64
+            /// Creates a new `ReadMarker`.
+            ///
+            /// - Parameters:
+            ///   - id: The last message read.
+            package init(id: Swift.Int64) {
+                self.id = id
+            }
+            package enum CodingKeys: String, CodingKey {
+                case id
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/MyRoom`.
+        package struct MyRoom: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/MyRoom/group`.
+            package var group: Components.Schemas.RoomID
+            /// The room's name; for a direct room, the other user.
+            ///
+            /// - Remark: Generated from `#/components/schemas/MyRoom/name`.
+            package var name: Swift.String
+            /// - Remark: Generated from `#/components/schemas/MyRoom/private`.
+            package var _private: Swift.Bool
+            /// - Remark: Generated from `#/components/schemas/MyRoom/owner`.
+            package var owner: Components.Schemas.Username
+            /// - Remark: Generated from `#/components/schemas/MyRoom/members`.
+            package var members: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/MyRoom/direct`.
+            package var direct: Swift.Bool
+            /// - Remark: Generated from `#/components/schemas/MyRoom/with`.
+            package var with: Components.Schemas.Username?
+            /// The caller's read marker; absent when it has none.
+            ///
+            /// - Remark: Generated from `#/components/schemas/MyRoom/last_read`.
+            package var lastRead: Swift.Int64?
+            /// - Remark: Generated from `#/components/schemas/MyRoom/unread`.
+            package var unread: Swift.Int
+            /// - Remark: Generated from `#/components/schemas/MyRoom/mentions`.
+            package var mentions: Swift.Int
+            /// Creates a new `MyRoom`.
+            ///
+            /// - Parameters:
+            ///   - group:
+            ///   - name: The room's name; for a direct room, the other user.
+            ///   - _private:
+            ///   - owner:
+            ///   - members:
+            ///   - direct:
+            ///   - with:
+            ///   - lastRead: The caller's read marker; absent when it has none.
+            ///   - unread:
+            ///   - mentions:
+            package init(
+                group: Components.Schemas.RoomID,
+                name: Swift.String,
+                _private: Swift.Bool,
+                owner: Components.Schemas.Username,
+                members: Swift.Int,
+                direct: Swift.Bool,
+                with: Components.Schemas.Username? = nil,
+                lastRead: Swift.Int64? = nil,
+                unread: Swift.Int,
+                mentions: Swift.Int
+            ) {
+                self.group = group
+                self.name = name
+                self._private = _private
+                self.owner = owner
+                self.members = members
+                self.direct = direct
+                self.with = with
+                self.lastRead = lastRead
+                self.unread = unread
+                self.mentions = mentions
+            }
+            package enum CodingKeys: String, CodingKey {
+                case group
+                case name
+                case _private = "private"
+                case owner
+                case members
+                case direct
+                case with
+                case lastRead = "last_read"
+                case unread
+                case mentions
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/MyRoomList`.
+        package struct MyRoomList: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/MyRoomList/rooms`.
+            package var rooms: [Components.Schemas.MyRoom]
+            /// Creates a new `MyRoomList`.
+            ///
+            /// - Parameters:
+            ///   - rooms:
+            package init(rooms: [Components.Schemas.MyRoom]) {
+                self.rooms = rooms
+            }
+            package enum CodingKeys: String, CodingKey {
+                case rooms
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/DirectOpen`.
+        package struct DirectOpen: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/DirectOpen/username`.
+            package var username: Components.Schemas.Username
+            /// Creates a new `DirectOpen`.
+            ///
+            /// - Parameters:
+            ///   - username:
+            package init(username: Components.Schemas.Username) {
+                self.username = username
+            }
+            package enum CodingKeys: String, CodingKey {
+                case username
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/Direct`.
+        package struct Direct: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/Direct/group`.
+            package var group: Components.Schemas.RoomID
+            /// - Remark: Generated from `#/components/schemas/Direct/with`.
+            package var with: Components.Schemas.Username
+            /// Creates a new `Direct`.
+            ///
+            /// - Parameters:
+            ///   - group:
+            ///   - with:
+            package init(
+                group: Components.Schemas.RoomID,
+                with: Components.Schemas.Username
+            ) {
+                self.group = group
+                self.with = with
+            }
+            package enum CodingKeys: String, CodingKey {
+                case group
+                case with
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/SearchResults`.
+        package struct SearchResults: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/SearchResults/messages`.
+            package var messages: [Components.Schemas.Message]
+            /// Creates a new `SearchResults`.
+            ///
+            /// - Parameters:
+            ///   - messages:
+            package init(messages: [Components.Schemas.Message]) {
+                self.messages = messages
+            }
+            package enum CodingKeys: String, CodingKey {
+                case messages
             }
         }
     }

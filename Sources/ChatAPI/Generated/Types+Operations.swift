@@ -642,6 +642,917 @@ package enum Operations {
             }
         }
     }
+    /// React to a message
+    ///
+    /// Like the `react` event: broadcast to the room as `reaction-added`. One reaction per
+    /// user, emoji and message: reacting again changes nothing. The message must be among the
+    /// room's last 500 and not deleted; at most 20 different reactions per message
+    /// (`too_many_reactions`).
+    ///
+    ///
+    /// - Remark: HTTP `PUT /api/rooms/{group}/messages/{id}/reactions/{emoji}`.
+    /// - Remark: Generated from `#/paths//api/rooms/{group}/messages/{id}/reactions/{emoji}/put(addReaction)`.
+    package enum AddReaction {
+        package static let id: Swift.String = "addReaction"
+        package struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/rooms/{group}/messages/{id}/reactions/{emoji}/PUT/path`.
+            package struct Path: Sendable, Hashable {
+                /// The room's id.
+                ///
+                /// - Remark: Generated from `#/paths/api/rooms/{group}/messages/{id}/reactions/{emoji}/PUT/path/group`.
+                package var group: Components.Parameters.Group
+                /// The message's id.
+                ///
+                /// - Remark: Generated from `#/paths/api/rooms/{group}/messages/{id}/reactions/{emoji}/PUT/path/id`.
+                package var id: Components.Parameters.MessageID
+                /// The reaction (percent-encoded in the path), 1 to 32 bytes without white space or control characters.
+                ///
+                /// - Remark: Generated from `#/paths/api/rooms/{group}/messages/{id}/reactions/{emoji}/PUT/path/emoji`.
+                package var emoji: Swift.String
+                /// Creates a new `Path`.
+                ///
+                /// - Parameters:
+                ///   - group: The room's id.
+                ///   - id: The message's id.
+                ///   - emoji: The reaction (percent-encoded in the path), 1 to 32 bytes without white space or control characters.
+                package init(
+                    group: Components.Parameters.Group,
+                    id: Components.Parameters.MessageID,
+                    emoji: Swift.String
+                ) {
+                    self.group = group
+                    self.id = id
+                    self.emoji = emoji
+                }
+            }
+            package var path: Operations.AddReaction.Input.Path
+            /// - Remark: Generated from `#/paths/api/rooms/{group}/messages/{id}/reactions/{emoji}/PUT/header`.
+            package struct Headers: Sendable, Hashable {
+                package var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.AddReaction.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                package init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.AddReaction.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            package var headers: Operations.AddReaction.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - path:
+            ///   - headers:
+            package init(
+                path: Operations.AddReaction.Input.Path,
+                headers: Operations.AddReaction.Input.Headers = .init()
+            ) {
+                self.path = path
+                self.headers = headers
+            }
+        }
+        @frozen package enum Output: Sendable, Hashable {
+            package struct NoContent: Sendable, Hashable {
+                /// Creates a new `NoContent`.
+                package init() {}
+            }
+            /// The caller's reaction is on the message.
+            ///
+            /// - Remark: Generated from `#/paths//api/rooms/{group}/messages/{id}/reactions/{emoji}/put(addReaction)/responses/204`.
+            ///
+            /// HTTP response code: `204 noContent`.
+            case noContent(Operations.AddReaction.Output.NoContent)
+            /// The caller's reaction is on the message.
+            ///
+            /// - Remark: Generated from `#/paths//api/rooms/{group}/messages/{id}/reactions/{emoji}/put(addReaction)/responses/204`.
+            ///
+            /// HTTP response code: `204 noContent`.
+            package static var noContent: Self {
+                .noContent(.init())
+            }
+            /// The associated value of the enum case if `self` is `.noContent`.
+            ///
+            /// - Throws: An error if `self` is not `.noContent`.
+            /// - SeeAlso: `.noContent`.
+            package var noContent: Operations.AddReaction.Output.NoContent {
+                get throws {
+                    switch self {
+                    case let .noContent(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "noContent",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The request was refused; `error.code` says why (see the API's description).
+            ///
+            /// - Remark: Generated from `#/paths//api/rooms/{group}/messages/{id}/reactions/{emoji}/put(addReaction)/responses/default`.
+            ///
+            /// HTTP response code: `default`.
+            case `default`(statusCode: Swift.Int, Components.Responses._Error)
+            /// The associated value of the enum case if `self` is `.`default``.
+            ///
+            /// - Throws: An error if `self` is not `.`default``.
+            /// - SeeAlso: `.`default``.
+            package var `default`: Components.Responses._Error {
+                get throws {
+                    switch self {
+                    case let .`default`(_, response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "default",
+                            response: self
+                        )
+                    }
+                }
+            }
+        }
+        @frozen package enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            package init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            package var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            package static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
+    /// Take a reaction back
+    ///
+    /// Like the `unreact` event (`reaction-removed`); taking back one not given changes nothing.
+    ///
+    /// - Remark: HTTP `DELETE /api/rooms/{group}/messages/{id}/reactions/{emoji}`.
+    /// - Remark: Generated from `#/paths//api/rooms/{group}/messages/{id}/reactions/{emoji}/delete(removeReaction)`.
+    package enum RemoveReaction {
+        package static let id: Swift.String = "removeReaction"
+        package struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/rooms/{group}/messages/{id}/reactions/{emoji}/DELETE/path`.
+            package struct Path: Sendable, Hashable {
+                /// The room's id.
+                ///
+                /// - Remark: Generated from `#/paths/api/rooms/{group}/messages/{id}/reactions/{emoji}/DELETE/path/group`.
+                package var group: Components.Parameters.Group
+                /// The message's id.
+                ///
+                /// - Remark: Generated from `#/paths/api/rooms/{group}/messages/{id}/reactions/{emoji}/DELETE/path/id`.
+                package var id: Components.Parameters.MessageID
+                /// The reaction (percent-encoded in the path), 1 to 32 bytes without white space or control characters.
+                ///
+                /// - Remark: Generated from `#/paths/api/rooms/{group}/messages/{id}/reactions/{emoji}/DELETE/path/emoji`.
+                package var emoji: Swift.String
+                /// Creates a new `Path`.
+                ///
+                /// - Parameters:
+                ///   - group: The room's id.
+                ///   - id: The message's id.
+                ///   - emoji: The reaction (percent-encoded in the path), 1 to 32 bytes without white space or control characters.
+                package init(
+                    group: Components.Parameters.Group,
+                    id: Components.Parameters.MessageID,
+                    emoji: Swift.String
+                ) {
+                    self.group = group
+                    self.id = id
+                    self.emoji = emoji
+                }
+            }
+            package var path: Operations.RemoveReaction.Input.Path
+            /// - Remark: Generated from `#/paths/api/rooms/{group}/messages/{id}/reactions/{emoji}/DELETE/header`.
+            package struct Headers: Sendable, Hashable {
+                package var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.RemoveReaction.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                package init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.RemoveReaction.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            package var headers: Operations.RemoveReaction.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - path:
+            ///   - headers:
+            package init(
+                path: Operations.RemoveReaction.Input.Path,
+                headers: Operations.RemoveReaction.Input.Headers = .init()
+            ) {
+                self.path = path
+                self.headers = headers
+            }
+        }
+        @frozen package enum Output: Sendable, Hashable {
+            package struct NoContent: Sendable, Hashable {
+                /// Creates a new `NoContent`.
+                package init() {}
+            }
+            /// The caller's reaction is not on the message.
+            ///
+            /// - Remark: Generated from `#/paths//api/rooms/{group}/messages/{id}/reactions/{emoji}/delete(removeReaction)/responses/204`.
+            ///
+            /// HTTP response code: `204 noContent`.
+            case noContent(Operations.RemoveReaction.Output.NoContent)
+            /// The caller's reaction is not on the message.
+            ///
+            /// - Remark: Generated from `#/paths//api/rooms/{group}/messages/{id}/reactions/{emoji}/delete(removeReaction)/responses/204`.
+            ///
+            /// HTTP response code: `204 noContent`.
+            package static var noContent: Self {
+                .noContent(.init())
+            }
+            /// The associated value of the enum case if `self` is `.noContent`.
+            ///
+            /// - Throws: An error if `self` is not `.noContent`.
+            /// - SeeAlso: `.noContent`.
+            package var noContent: Operations.RemoveReaction.Output.NoContent {
+                get throws {
+                    switch self {
+                    case let .noContent(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "noContent",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The request was refused; `error.code` says why (see the API's description).
+            ///
+            /// - Remark: Generated from `#/paths//api/rooms/{group}/messages/{id}/reactions/{emoji}/delete(removeReaction)/responses/default`.
+            ///
+            /// HTTP response code: `default`.
+            case `default`(statusCode: Swift.Int, Components.Responses._Error)
+            /// The associated value of the enum case if `self` is `.`default``.
+            ///
+            /// - Throws: An error if `self` is not `.`default``.
+            /// - SeeAlso: `.`default``.
+            package var `default`: Components.Responses._Error {
+                get throws {
+                    switch self {
+                    case let .`default`(_, response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "default",
+                            response: self
+                        )
+                    }
+                }
+            }
+        }
+        @frozen package enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            package init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            package var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            package static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
+    /// Move the caller's read marker forward
+    ///
+    /// Like the `mark-read` event: the caller (a member) has read the room up to and including
+    /// message `id`, one of its last 500. A marker only moves forward: an older one changes
+    /// nothing. The caller's sockets get `read-marker`.
+    ///
+    ///
+    /// - Remark: HTTP `PUT /api/rooms/{group}/read-marker`.
+    /// - Remark: Generated from `#/paths//api/rooms/{group}/read-marker/put(markRead)`.
+    package enum MarkRead {
+        package static let id: Swift.String = "markRead"
+        package struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/rooms/{group}/read-marker/PUT/path`.
+            package struct Path: Sendable, Hashable {
+                /// The room's id.
+                ///
+                /// - Remark: Generated from `#/paths/api/rooms/{group}/read-marker/PUT/path/group`.
+                package var group: Components.Parameters.Group
+                /// Creates a new `Path`.
+                ///
+                /// - Parameters:
+                ///   - group: The room's id.
+                package init(group: Components.Parameters.Group) {
+                    self.group = group
+                }
+            }
+            package var path: Operations.MarkRead.Input.Path
+            /// - Remark: Generated from `#/paths/api/rooms/{group}/read-marker/PUT/header`.
+            package struct Headers: Sendable, Hashable {
+                package var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.MarkRead.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                package init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.MarkRead.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            package var headers: Operations.MarkRead.Input.Headers
+            /// - Remark: Generated from `#/paths/api/rooms/{group}/read-marker/PUT/requestBody`.
+            @frozen package enum Body: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/rooms/{group}/read-marker/PUT/requestBody/content/application\/json`.
+                case json(Components.Schemas.ReadMarker)
+            }
+            package var body: Operations.MarkRead.Input.Body
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - path:
+            ///   - headers:
+            ///   - body:
+            package init(
+                path: Operations.MarkRead.Input.Path,
+                headers: Operations.MarkRead.Input.Headers = .init(),
+                body: Operations.MarkRead.Input.Body
+            ) {
+                self.path = path
+                self.headers = headers
+                self.body = body
+            }
+        }
+        @frozen package enum Output: Sendable, Hashable {
+            package struct NoContent: Sendable, Hashable {
+                /// Creates a new `NoContent`.
+                package init() {}
+            }
+            /// The marker is at `id` or past it.
+            ///
+            /// - Remark: Generated from `#/paths//api/rooms/{group}/read-marker/put(markRead)/responses/204`.
+            ///
+            /// HTTP response code: `204 noContent`.
+            case noContent(Operations.MarkRead.Output.NoContent)
+            /// The marker is at `id` or past it.
+            ///
+            /// - Remark: Generated from `#/paths//api/rooms/{group}/read-marker/put(markRead)/responses/204`.
+            ///
+            /// HTTP response code: `204 noContent`.
+            package static var noContent: Self {
+                .noContent(.init())
+            }
+            /// The associated value of the enum case if `self` is `.noContent`.
+            ///
+            /// - Throws: An error if `self` is not `.noContent`.
+            /// - SeeAlso: `.noContent`.
+            package var noContent: Operations.MarkRead.Output.NoContent {
+                get throws {
+                    switch self {
+                    case let .noContent(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "noContent",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The request was refused; `error.code` says why (see the API's description).
+            ///
+            /// - Remark: Generated from `#/paths//api/rooms/{group}/read-marker/put(markRead)/responses/default`.
+            ///
+            /// HTTP response code: `default`.
+            case `default`(statusCode: Swift.Int, Components.Responses._Error)
+            /// The associated value of the enum case if `self` is `.`default``.
+            ///
+            /// - Throws: An error if `self` is not `.`default``.
+            /// - SeeAlso: `.`default``.
+            package var `default`: Components.Responses._Error {
+                get throws {
+                    switch self {
+                    case let .`default`(_, response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "default",
+                            response: self
+                        )
+                    }
+                }
+            }
+        }
+        @frozen package enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            package init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            package var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            package static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
+    /// The caller's rooms, with what it has not read in each
+    ///
+    /// Like the `my-groups` event: the rooms the caller is a member of, by id, each with its
+    /// read marker, the messages after it that others sent and that are not deleted
+    /// (`unread`), and those of them that mention the caller (`mentions`).
+    ///
+    ///
+    /// - Remark: HTTP `GET /api/me/rooms`.
+    /// - Remark: Generated from `#/paths//api/me/rooms/get(listMyRooms)`.
+    package enum ListMyRooms {
+        package static let id: Swift.String = "listMyRooms"
+        package struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/me/rooms/GET/header`.
+            package struct Headers: Sendable, Hashable {
+                package var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ListMyRooms.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                package init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.ListMyRooms.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            package var headers: Operations.ListMyRooms.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - headers:
+            package init(headers: Operations.ListMyRooms.Input.Headers = .init()) {
+                self.headers = headers
+            }
+        }
+        @frozen package enum Output: Sendable, Hashable {
+            package struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/me/rooms/GET/responses/200/content`.
+                @frozen package enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/me/rooms/GET/responses/200/content/application\/json`.
+                    case json(Components.Schemas.MyRoomList)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    package var json: Components.Schemas.MyRoomList {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                package var body: Operations.ListMyRooms.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - body: Received HTTP response body
+                package init(body: Operations.ListMyRooms.Output.Ok.Body) {
+                    self.body = body
+                }
+            }
+            /// The rooms.
+            ///
+            /// - Remark: Generated from `#/paths//api/me/rooms/get(listMyRooms)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.ListMyRooms.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            package var ok: Operations.ListMyRooms.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The request was refused; `error.code` says why (see the API's description).
+            ///
+            /// - Remark: Generated from `#/paths//api/me/rooms/get(listMyRooms)/responses/default`.
+            ///
+            /// HTTP response code: `default`.
+            case `default`(statusCode: Swift.Int, Components.Responses._Error)
+            /// The associated value of the enum case if `self` is `.`default``.
+            ///
+            /// - Throws: An error if `self` is not `.`default``.
+            /// - SeeAlso: `.`default``.
+            package var `default`: Components.Responses._Error {
+                get throws {
+                    switch self {
+                    case let .`default`(_, response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "default",
+                            response: self
+                        )
+                    }
+                }
+            }
+        }
+        @frozen package enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            package init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            package var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            package static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
+    /// Find messages by their words
+    ///
+    /// Like the `search` event: the newest messages with every word of `q` (a word followed by
+    /// `*` matches as a prefix; case and diacritics are ignored; other punctuation is not
+    /// syntax) in the rooms the caller is a member of, or in `group` (which it must be a
+    /// member of), newest first. At most 256 bytes and 8 words.
+    ///
+    ///
+    /// - Remark: HTTP `GET /api/search`.
+    /// - Remark: Generated from `#/paths//api/search/get(search)`.
+    package enum Search {
+        package static let id: Swift.String = "search"
+        package struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/search/GET/query`.
+            package struct Query: Sendable, Hashable {
+                /// The words to find.
+                ///
+                /// - Remark: Generated from `#/paths/api/search/GET/query/q`.
+                package var q: Swift.String
+                /// Only this room.
+                ///
+                /// - Remark: Generated from `#/paths/api/search/GET/query/group`.
+                package var group: Components.Schemas.RoomID?
+                /// Messages with an id below this one.
+                ///
+                /// - Remark: Generated from `#/paths/api/search/GET/query/before`.
+                package var before: Swift.Int64?
+                /// How many messages, 1 to 50 (default 20).
+                ///
+                /// - Remark: Generated from `#/paths/api/search/GET/query/limit`.
+                package var limit: Swift.Int?
+                /// Creates a new `Query`.
+                ///
+                /// - Parameters:
+                ///   - q: The words to find.
+                ///   - group: Only this room.
+                ///   - before: Messages with an id below this one.
+                ///   - limit: How many messages, 1 to 50 (default 20).
+                package init(
+                    q: Swift.String,
+                    group: Components.Schemas.RoomID? = nil,
+                    before: Swift.Int64? = nil,
+                    limit: Swift.Int? = nil
+                ) {
+                    self.q = q
+                    self.group = group
+                    self.before = before
+                    self.limit = limit
+                }
+            }
+            package var query: Operations.Search.Input.Query
+            /// - Remark: Generated from `#/paths/api/search/GET/header`.
+            package struct Headers: Sendable, Hashable {
+                package var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.Search.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                package init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.Search.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            package var headers: Operations.Search.Input.Headers
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - query:
+            ///   - headers:
+            package init(
+                query: Operations.Search.Input.Query,
+                headers: Operations.Search.Input.Headers = .init()
+            ) {
+                self.query = query
+                self.headers = headers
+            }
+        }
+        @frozen package enum Output: Sendable, Hashable {
+            package struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/search/GET/responses/200/content`.
+                @frozen package enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/search/GET/responses/200/content/application\/json`.
+                    case json(Components.Schemas.SearchResults)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    package var json: Components.Schemas.SearchResults {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                package var body: Operations.Search.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - body: Received HTTP response body
+                package init(body: Operations.Search.Output.Ok.Body) {
+                    self.body = body
+                }
+            }
+            /// The messages found, newest first.
+            ///
+            /// - Remark: Generated from `#/paths//api/search/get(search)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.Search.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            package var ok: Operations.Search.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The request was refused; `error.code` says why (see the API's description).
+            ///
+            /// - Remark: Generated from `#/paths//api/search/get(search)/responses/default`.
+            ///
+            /// HTTP response code: `default`.
+            case `default`(statusCode: Swift.Int, Components.Responses._Error)
+            /// The associated value of the enum case if `self` is `.`default``.
+            ///
+            /// - Throws: An error if `self` is not `.`default``.
+            /// - SeeAlso: `.`default``.
+            package var `default`: Components.Responses._Error {
+                get throws {
+                    switch self {
+                    case let .`default`(_, response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "default",
+                            response: self
+                        )
+                    }
+                }
+            }
+        }
+        @frozen package enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            package init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            package var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            package static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
+    /// Open the caller's direct room with another user
+    ///
+    /// Like the `open-direct` event: a private room of exactly the two users, the same whoever
+    /// opens it, created on first use (and joined again by a caller who had left it). The other
+    /// user must be known to the server: a member of a room, invited to one, or the author of a
+    /// message (`user_not_found`).
+    ///
+    ///
+    /// - Remark: HTTP `POST /api/direct`.
+    /// - Remark: Generated from `#/paths//api/direct/post(openDirect)`.
+    package enum OpenDirect {
+        package static let id: Swift.String = "openDirect"
+        package struct Input: Sendable, Hashable {
+            /// - Remark: Generated from `#/paths/api/direct/POST/header`.
+            package struct Headers: Sendable, Hashable {
+                package var accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.OpenDirect.AcceptableContentType>]
+                /// Creates a new `Headers`.
+                ///
+                /// - Parameters:
+                ///   - accept:
+                package init(accept: [OpenAPIRuntime.AcceptHeaderContentType<Operations.OpenDirect.AcceptableContentType>] = .defaultValues()) {
+                    self.accept = accept
+                }
+            }
+            package var headers: Operations.OpenDirect.Input.Headers
+            /// - Remark: Generated from `#/paths/api/direct/POST/requestBody`.
+            @frozen package enum Body: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/direct/POST/requestBody/content/application\/json`.
+                case json(Components.Schemas.DirectOpen)
+            }
+            package var body: Operations.OpenDirect.Input.Body
+            /// Creates a new `Input`.
+            ///
+            /// - Parameters:
+            ///   - headers:
+            ///   - body:
+            package init(
+                headers: Operations.OpenDirect.Input.Headers = .init(),
+                body: Operations.OpenDirect.Input.Body
+            ) {
+                self.headers = headers
+                self.body = body
+            }
+        }
+        @frozen package enum Output: Sendable, Hashable {
+            package struct Ok: Sendable, Hashable {
+                /// - Remark: Generated from `#/paths/api/direct/POST/responses/200/content`.
+                @frozen package enum Body: Sendable, Hashable {
+                    /// - Remark: Generated from `#/paths/api/direct/POST/responses/200/content/application\/json`.
+                    case json(Components.Schemas.Direct)
+                    /// The associated value of the enum case if `self` is `.json`.
+                    ///
+                    /// - Throws: An error if `self` is not `.json`.
+                    /// - SeeAlso: `.json`.
+                    package var json: Components.Schemas.Direct {
+                        get throws {
+                            switch self {
+                            case let .json(body):
+                                return body
+                            }
+                        }
+                    }
+                }
+                /// Received HTTP response body
+                package var body: Operations.OpenDirect.Output.Ok.Body
+                /// Creates a new `Ok`.
+                ///
+                /// - Parameters:
+                ///   - body: Received HTTP response body
+                package init(body: Operations.OpenDirect.Output.Ok.Body) {
+                    self.body = body
+                }
+            }
+            /// The direct room; the caller is a member.
+            ///
+            /// - Remark: Generated from `#/paths//api/direct/post(openDirect)/responses/200`.
+            ///
+            /// HTTP response code: `200 ok`.
+            case ok(Operations.OpenDirect.Output.Ok)
+            /// The associated value of the enum case if `self` is `.ok`.
+            ///
+            /// - Throws: An error if `self` is not `.ok`.
+            /// - SeeAlso: `.ok`.
+            package var ok: Operations.OpenDirect.Output.Ok {
+                get throws {
+                    switch self {
+                    case let .ok(response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "ok",
+                            response: self
+                        )
+                    }
+                }
+            }
+            /// The request was refused; `error.code` says why (see the API's description).
+            ///
+            /// - Remark: Generated from `#/paths//api/direct/post(openDirect)/responses/default`.
+            ///
+            /// HTTP response code: `default`.
+            case `default`(statusCode: Swift.Int, Components.Responses._Error)
+            /// The associated value of the enum case if `self` is `.`default``.
+            ///
+            /// - Throws: An error if `self` is not `.`default``.
+            /// - SeeAlso: `.`default``.
+            package var `default`: Components.Responses._Error {
+                get throws {
+                    switch self {
+                    case let .`default`(_, response):
+                        return response
+                    default:
+                        try throwUnexpectedResponseStatus(
+                            expectedStatus: "default",
+                            response: self
+                        )
+                    }
+                }
+            }
+        }
+        @frozen package enum AcceptableContentType: AcceptableProtocol {
+            case json
+            case other(Swift.String)
+            package init?(rawValue: Swift.String) {
+                switch rawValue.lowercased() {
+                case "application/json":
+                    self = .json
+                default:
+                    self = .other(rawValue)
+                }
+            }
+            package var rawValue: Swift.String {
+                switch self {
+                case let .other(string):
+                    return string
+                case .json:
+                    return "application/json"
+                }
+            }
+            package static var allCases: [Self] {
+                [
+                    .json
+                ]
+            }
+        }
+    }
     /// A room's members, who is online, and (for its owner) who is invited
     ///
     /// - Remark: HTTP `GET /api/rooms/{group}/members`.

@@ -52,6 +52,66 @@ package protocol APIProtocol: Sendable {
     /// - Remark: HTTP `POST /api/rooms/{group}/messages`.
     /// - Remark: Generated from `#/paths//api/rooms/{group}/messages/post(postMessage)`.
     func postMessage(_ input: Operations.PostMessage.Input) async throws -> Operations.PostMessage.Output
+    /// React to a message
+    ///
+    /// Like the `react` event: broadcast to the room as `reaction-added`. One reaction per
+    /// user, emoji and message: reacting again changes nothing. The message must be among the
+    /// room's last 500 and not deleted; at most 20 different reactions per message
+    /// (`too_many_reactions`).
+    ///
+    ///
+    /// - Remark: HTTP `PUT /api/rooms/{group}/messages/{id}/reactions/{emoji}`.
+    /// - Remark: Generated from `#/paths//api/rooms/{group}/messages/{id}/reactions/{emoji}/put(addReaction)`.
+    func addReaction(_ input: Operations.AddReaction.Input) async throws -> Operations.AddReaction.Output
+    /// Take a reaction back
+    ///
+    /// Like the `unreact` event (`reaction-removed`); taking back one not given changes nothing.
+    ///
+    /// - Remark: HTTP `DELETE /api/rooms/{group}/messages/{id}/reactions/{emoji}`.
+    /// - Remark: Generated from `#/paths//api/rooms/{group}/messages/{id}/reactions/{emoji}/delete(removeReaction)`.
+    func removeReaction(_ input: Operations.RemoveReaction.Input) async throws -> Operations.RemoveReaction.Output
+    /// Move the caller's read marker forward
+    ///
+    /// Like the `mark-read` event: the caller (a member) has read the room up to and including
+    /// message `id`, one of its last 500. A marker only moves forward: an older one changes
+    /// nothing. The caller's sockets get `read-marker`.
+    ///
+    ///
+    /// - Remark: HTTP `PUT /api/rooms/{group}/read-marker`.
+    /// - Remark: Generated from `#/paths//api/rooms/{group}/read-marker/put(markRead)`.
+    func markRead(_ input: Operations.MarkRead.Input) async throws -> Operations.MarkRead.Output
+    /// The caller's rooms, with what it has not read in each
+    ///
+    /// Like the `my-groups` event: the rooms the caller is a member of, by id, each with its
+    /// read marker, the messages after it that others sent and that are not deleted
+    /// (`unread`), and those of them that mention the caller (`mentions`).
+    ///
+    ///
+    /// - Remark: HTTP `GET /api/me/rooms`.
+    /// - Remark: Generated from `#/paths//api/me/rooms/get(listMyRooms)`.
+    func listMyRooms(_ input: Operations.ListMyRooms.Input) async throws -> Operations.ListMyRooms.Output
+    /// Find messages by their words
+    ///
+    /// Like the `search` event: the newest messages with every word of `q` (a word followed by
+    /// `*` matches as a prefix; case and diacritics are ignored; other punctuation is not
+    /// syntax) in the rooms the caller is a member of, or in `group` (which it must be a
+    /// member of), newest first. At most 256 bytes and 8 words.
+    ///
+    ///
+    /// - Remark: HTTP `GET /api/search`.
+    /// - Remark: Generated from `#/paths//api/search/get(search)`.
+    func search(_ input: Operations.Search.Input) async throws -> Operations.Search.Output
+    /// Open the caller's direct room with another user
+    ///
+    /// Like the `open-direct` event: a private room of exactly the two users, the same whoever
+    /// opens it, created on first use (and joined again by a caller who had left it). The other
+    /// user must be known to the server: a member of a room, invited to one, or the author of a
+    /// message (`user_not_found`).
+    ///
+    ///
+    /// - Remark: HTTP `POST /api/direct`.
+    /// - Remark: Generated from `#/paths//api/direct/post(openDirect)`.
+    func openDirect(_ input: Operations.OpenDirect.Input) async throws -> Operations.OpenDirect.Output
     /// A room's members, who is online, and (for its owner) who is invited
     ///
     /// - Remark: HTTP `GET /api/rooms/{group}/members`.
@@ -142,6 +202,110 @@ extension APIProtocol {
     ) async throws -> Operations.PostMessage.Output {
         try await postMessage(Operations.PostMessage.Input(
             path: path,
+            headers: headers,
+            body: body
+        ))
+    }
+    /// React to a message
+    ///
+    /// Like the `react` event: broadcast to the room as `reaction-added`. One reaction per
+    /// user, emoji and message: reacting again changes nothing. The message must be among the
+    /// room's last 500 and not deleted; at most 20 different reactions per message
+    /// (`too_many_reactions`).
+    ///
+    ///
+    /// - Remark: HTTP `PUT /api/rooms/{group}/messages/{id}/reactions/{emoji}`.
+    /// - Remark: Generated from `#/paths//api/rooms/{group}/messages/{id}/reactions/{emoji}/put(addReaction)`.
+    package func addReaction(
+        path: Operations.AddReaction.Input.Path,
+        headers: Operations.AddReaction.Input.Headers = .init()
+    ) async throws -> Operations.AddReaction.Output {
+        try await addReaction(Operations.AddReaction.Input(
+            path: path,
+            headers: headers
+        ))
+    }
+    /// Take a reaction back
+    ///
+    /// Like the `unreact` event (`reaction-removed`); taking back one not given changes nothing.
+    ///
+    /// - Remark: HTTP `DELETE /api/rooms/{group}/messages/{id}/reactions/{emoji}`.
+    /// - Remark: Generated from `#/paths//api/rooms/{group}/messages/{id}/reactions/{emoji}/delete(removeReaction)`.
+    package func removeReaction(
+        path: Operations.RemoveReaction.Input.Path,
+        headers: Operations.RemoveReaction.Input.Headers = .init()
+    ) async throws -> Operations.RemoveReaction.Output {
+        try await removeReaction(Operations.RemoveReaction.Input(
+            path: path,
+            headers: headers
+        ))
+    }
+    /// Move the caller's read marker forward
+    ///
+    /// Like the `mark-read` event: the caller (a member) has read the room up to and including
+    /// message `id`, one of its last 500. A marker only moves forward: an older one changes
+    /// nothing. The caller's sockets get `read-marker`.
+    ///
+    ///
+    /// - Remark: HTTP `PUT /api/rooms/{group}/read-marker`.
+    /// - Remark: Generated from `#/paths//api/rooms/{group}/read-marker/put(markRead)`.
+    package func markRead(
+        path: Operations.MarkRead.Input.Path,
+        headers: Operations.MarkRead.Input.Headers = .init(),
+        body: Operations.MarkRead.Input.Body
+    ) async throws -> Operations.MarkRead.Output {
+        try await markRead(Operations.MarkRead.Input(
+            path: path,
+            headers: headers,
+            body: body
+        ))
+    }
+    /// The caller's rooms, with what it has not read in each
+    ///
+    /// Like the `my-groups` event: the rooms the caller is a member of, by id, each with its
+    /// read marker, the messages after it that others sent and that are not deleted
+    /// (`unread`), and those of them that mention the caller (`mentions`).
+    ///
+    ///
+    /// - Remark: HTTP `GET /api/me/rooms`.
+    /// - Remark: Generated from `#/paths//api/me/rooms/get(listMyRooms)`.
+    package func listMyRooms(headers: Operations.ListMyRooms.Input.Headers = .init()) async throws -> Operations.ListMyRooms.Output {
+        try await listMyRooms(Operations.ListMyRooms.Input(headers: headers))
+    }
+    /// Find messages by their words
+    ///
+    /// Like the `search` event: the newest messages with every word of `q` (a word followed by
+    /// `*` matches as a prefix; case and diacritics are ignored; other punctuation is not
+    /// syntax) in the rooms the caller is a member of, or in `group` (which it must be a
+    /// member of), newest first. At most 256 bytes and 8 words.
+    ///
+    ///
+    /// - Remark: HTTP `GET /api/search`.
+    /// - Remark: Generated from `#/paths//api/search/get(search)`.
+    package func search(
+        query: Operations.Search.Input.Query,
+        headers: Operations.Search.Input.Headers = .init()
+    ) async throws -> Operations.Search.Output {
+        try await search(Operations.Search.Input(
+            query: query,
+            headers: headers
+        ))
+    }
+    /// Open the caller's direct room with another user
+    ///
+    /// Like the `open-direct` event: a private room of exactly the two users, the same whoever
+    /// opens it, created on first use (and joined again by a caller who had left it). The other
+    /// user must be known to the server: a member of a room, invited to one, or the author of a
+    /// message (`user_not_found`).
+    ///
+    ///
+    /// - Remark: HTTP `POST /api/direct`.
+    /// - Remark: Generated from `#/paths//api/direct/post(openDirect)`.
+    package func openDirect(
+        headers: Operations.OpenDirect.Input.Headers = .init(),
+        body: Operations.OpenDirect.Input.Body
+    ) async throws -> Operations.OpenDirect.Output {
+        try await openDirect(Operations.OpenDirect.Input(
             headers: headers,
             body: body
         ))
