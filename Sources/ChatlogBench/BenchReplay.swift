@@ -18,10 +18,12 @@ struct BenchReplay: AsyncParsableCommand {
             with that snapshot (open and check the journal, load the snapshot, replay the empty \
             tail); and rebuilding History in SQLite in a child process (`chatlog projections \
             rebuild --only history`), whose peak resident memory is read from the kernel, once \
-            for the first fifth of the journal and once for all of it.
+            for the first fifth of the journal and once for all of it; then 500 one-word \
+            searches of the rebuilt History (as a member of every room, and of 10 rooms) against \
+            500 reads of a room's newest page.
 
             The last line is one JSON object: room_state_events_per_s, history_messages_per_s, \
-            startup_with_snapshot_s, history_rebuild_peak_rss_mb, events, ... Build with -c \
+            startup_with_snapshot_s, history_rebuild_peak_rss_mb, search_p99_ms, events, ... Build with -c \
             release for real figures.
             """
     )
@@ -104,6 +106,14 @@ struct BenchReplay: AsyncParsableCommand {
         print(String(format: "history rebuild:     %.0f messages/s (%.2f s); peak RSS %.1f MB (%.1f MB for the first fifth)",
                      historyRate, full.seconds, full.peakRSSMB, fifth.peakRSSMB))
 
+        // Search over the rebuilt History, against reading a page of it in the same run.
+        let history = try HistoryProjection(readingOnly: ProjectionPaths(journalDirectory: journalPath).history)
+        let search = try Self.searchLatencies(history, rooms: generator.roomIDs.map(\.value))
+        print(String(format: "history page (baseline): p50 %.2f ms, p99 %.2f ms", search.page.p50, search.page.p99))
+        print(String(format: "search, one word, all %d rooms: p50 %.2f ms, p99 %.2f ms (%.1fx the page's p99)",
+                     generator.roomIDs.count, search.all.p50, search.all.p99, search.all.p99 / search.page.p99))
+        print(String(format: "search, one word, 10 rooms:     p50 %.2f ms, p99 %.2f ms", search.ten.p50, search.ten.p99))
+
         struct Result: Encodable {
             var events: Int
             var messages: Int
@@ -115,6 +125,10 @@ struct BenchReplay: AsyncParsableCommand {
             var history_messages_per_s: Double
             var history_rebuild_peak_rss_mb: Double
             var history_rebuild_peak_rss_mb_fifth: Double
+            var page_p99_ms: Double
+            var search_p50_ms: Double
+            var search_p99_ms: Double
+            var search_10_rooms_p99_ms: Double
         }
         func round(_ value: Double, _ places: Double = 3) -> Double {
             let scale = pow(10, places)
@@ -125,7 +139,44 @@ struct BenchReplay: AsyncParsableCommand {
             room_state_events_per_s: roomStateRate.rounded(), room_state_vs_read: round(roomStateRate / readRate, 2),
             snapshot_write_s: round(snapshotSeconds), startup_with_snapshot_s: round(startupSeconds),
             history_messages_per_s: historyRate.rounded(), history_rebuild_peak_rss_mb: round(full.peakRSSMB, 1),
-            history_rebuild_peak_rss_mb_fifth: round(fifth.peakRSSMB, 1))))
+            history_rebuild_peak_rss_mb_fifth: round(fifth.peakRSSMB, 1), page_p99_ms: round(search.page.p99),
+            search_p50_ms: round(search.all.p50), search_p99_ms: round(search.all.p99), search_10_rooms_p99_ms: round(search.ten.p99))))
+    }
+
+    struct Latency {
+        var p50: Double
+        var p99: Double
+
+        init(_ milliseconds: [Double]) {
+            let sorted = milliseconds.sorted()
+            p50 = sorted[sorted.count / 2]
+            p99 = sorted[min(sorted.count - 1, sorted.count * 99 / 100)]
+        }
+    }
+
+    /// 500 one-word searches (words of the generated messages, common and rare) as a member of
+    /// every room and of 10 rooms, newest 20; and 500 reads of a room's newest 20 messages.
+    static func searchLatencies(_ history: HistoryProjection, rooms: [String]) throws -> (page: Latency, all: Latency, ten: Latency) {
+        var random = SplitMix(seed: 23)
+        let words = ["deploy", "release", "coffee", "figma", "flaky", "rebase", "dashboard", "tomorrow", "latency", "ship",
+                     "standup", "roadmap", "staging", "ticket", "weird"]
+        func timed(_ body: () throws -> Void) rethrows -> Double {
+            let start = ContinuousClock.now
+            try body()
+            let elapsed = ContinuousClock.now - start
+            return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        }
+        let everyRoom = Set(rooms)
+        var page: [Double] = [], all: [Double] = [], ten: [Double] = []
+        for _ in 0..<500 {
+            let room = rooms[Int(random.next() % UInt64(rooms.count))]
+            page.append(try timed { _ = try history.page(room: room, limit: 20) })
+            let word = words[Int(random.next() % UInt64(words.count))]
+            all.append(try timed { _ = try history.search(word, in: everyRoom, limit: 20) })
+            let some = Set((0..<10).map { _ in rooms[Int(random.next() % UInt64(rooms.count))] })
+            ten.append(try timed { _ = try history.search(word, in: some, limit: 20) })
+        }
+        return (Latency(page), Latency(all), Latency(ten))
     }
 
     /// Runs `chatlog projections rebuild --only history` and returns its wall time and the

@@ -575,3 +575,87 @@ def test_the_official_client_is_served_where_the_reference_server_serves_it(chat
         assert not blocked.find("#sign-in").is_displayed()
     finally:
         server.stop()
+
+
+def test_unread_badges_replies_reactions_mentions_direct_messages_and_search(chatlog, journal, pages):
+    server = Server(chatlog, journal).start()
+    try:
+        alice, bob = alice_and_bob_in(server, pages, "ops")
+        bob.join("lobby")  # ops is not bob's open room
+
+        def badge(page, group, list_id="my-rooms"):
+            return page.driver.execute_script(
+                "const b = document.querySelector(`#" + list_id + " button[data-group='${arguments[0]}'] .badge`);"
+                "return b ? [b.textContent, b.classList.contains('mention')] : null", group)
+
+        def js_click(page, selector, *args):
+            page.wait(lambda: page.driver.execute_script(
+                "const e = document.querySelector(arguments[0]); if (!e) return false; e.click(); return true", selector),
+                message=f"click {selector}")
+
+        # Unread counts, and a mention, in a room that is not open.
+        alice.send("hello @bob")
+        alice.send("second")
+        bob.wait(lambda: badge(bob, "ops") == ["@1", True], message=f"bob's badge for ops: {badge(bob, 'ops')}")
+        assert bob.driver.execute_script(
+            "return document.querySelector(`#my-rooms button[data-group='ops'] .badge`).title") == "2 unread, 1 mentioning you"
+        bob.open_room("ops")
+        bob.wait(lambda: badge(bob, "ops") is None, message="opening the room reads it")
+        rooms = requests.get(f"{server.url}/api/me/rooms", headers={"X-Chatlog-User": "bob"}, timeout=10).json()["rooms"]
+        bob.wait(lambda: {r["group"]: r for r in requests.get(f"{server.url}/api/me/rooms", headers={"X-Chatlog-User": "bob"},
+                                                              timeout=10).json()["rooms"]}["ops"]["unread"] == 0,
+                 message=f"the server has bob's marker: {rooms}")
+        assert bob.driver.find_elements(By.CSS_SELECTOR, "#messages li.mine-mentioned"), "the mention is highlighted"
+
+        # A reply, quoted on the other page.
+        first = bob.ids()[0]
+        js_click(bob, f"#messages li[data-id='{first}'] .actions .reply")
+        bob.wait(lambda: bob.find("#replying-to").text == "Replying to alice: hello @bob")
+        bob.send("hi back")
+        alice.wait(lambda: "hi back" in alice.texts(), message="alice gets the reply")
+        reply_id = alice.ids()[-1]
+        quote_text = alice.driver.execute_script(
+            "return document.querySelector(`#messages li[data-id='${arguments[0]}'] .quote`).textContent", reply_id)
+        assert quote_text == "↪ alice: hello @bob"
+
+        # A reaction, counted on both pages; a click on one's own takes it back.
+        js_click(alice, f"#messages li[data-id='{reply_id}'] .actions .react")
+        js_click(alice, f"#messages li[data-id='{reply_id}'] .palette button[data-emoji='👍']")
+        reaction = f"#messages li[data-id='{reply_id}'] .reactions button"
+
+        def reactions(page):
+            return page.driver.execute_script(
+                "return [...document.querySelectorAll(arguments[0])].map((b) => [b.textContent, b.classList.contains('mine')])",
+                reaction)
+        bob.wait(lambda: reactions(bob) == [["👍 1", False]], message=f"bob sees it: {reactions(bob)}")
+        alice.wait(lambda: reactions(alice) == [["👍 1", True]])
+        js_click(bob, reaction)  # bob adds his
+        alice.wait(lambda: reactions(alice) == [["👍 2", True]], message=f"{reactions(alice)}")
+        js_click(alice, reaction)  # alice takes hers back
+        bob.wait(lambda: reactions(bob) == [["👍 1", True]], message=f"{reactions(bob)}")
+
+        # A direct room, opened by alice, appears on bob's page by itself.
+        alice.find("#direct-with").send_keys("bob")
+        alice.find("#open-direct button").click()
+        alice.wait(lambda: alice.find("#room-title").text == "bob", message="alice is in the direct room")
+        bob.wait(lambda: bob.driver.find_elements(By.CSS_SELECTOR, "#direct-rooms button[data-group='dm:alice:bob']"),
+                 message="bob's page lists the direct room")
+        alice.send("psst, the password is swordfish")
+        bob.wait(lambda: badge(bob, "dm:alice:bob", "direct-rooms") == ["1", False],
+                 message=f"{badge(bob, 'dm:alice:bob', 'direct-rooms')}")
+        bob.click("#direct-rooms button[data-group='dm:alice:bob']")
+        bob.wait(lambda: bob.find("#room-title").text == "alice" and bob.texts() == ["psst, the password is swordfish"])
+
+        # Search, and a result opens its room at the message.
+        bob.open_room("ops")
+        bob.find("#search-query").send_keys("swordfish")
+        bob.find("#search button").click()
+        bob.wait(lambda: [b.text for b in bob.driver.find_elements(By.CSS_SELECTOR, "#search-list button")]
+                 == ["@ alice alice: psst, the password is swordfish"],
+                 message=f"the result: {[b.text for b in bob.driver.find_elements(By.CSS_SELECTOR, '#search-list button')]}")
+        bob.click("#search-list button")
+        bob.wait(lambda: bob.find("#room-title").text == "alice" and bob.driver.find_elements(By.CSS_SELECTOR, "#messages li.found"))
+        bob.screenshot("features")
+        assert alice.errors() == [] and bob.errors() == []
+    finally:
+        server.stop()

@@ -12,6 +12,8 @@
   const RETRY_FIRST_MS = 1000;       // a send the server could not take now is tried again after this,
   const RETRY_MAX_MS = 30000;        // doubling up to this
   const PRESENCE_SETTLE_MS = 5000;   // an online/offline change is announced once it has held this long
+  const MARK_READ_EVERY_MS = 1000;   // at most one read marker a second per room
+  const PALETTE = ["👍", "❤️", "😂", "🎉", "👀"];  // the reactions offered (any other arrives as it is)
   // Refusals that say "not now" rather than "no": the send stays in the outbox and is tried again.
   const TRANSIENT = new Set(["timeout", "disconnected", "unavailable", "rate_limited", "not_leader"]);
 
@@ -31,7 +33,12 @@
       this.online = new Set();
       this.announced = null;     // username -> online, as the room's notices last said (null: not joined yet)
       this.invited = [];
-      this.unread = false;
+      this.direct = !!info.direct;  // a direct room: `name` is the other user
+      this.unreadCount = info.unread || 0; // messages after the read marker, from others
+      this.mentions = info.mentions || 0;  // of those, the ones that mention the user
+      this.lastRead = info.last_read ?? null; // the read marker
+      this.markTimer = null;
+      this.reactions = new Map(); // message id -> Map(emoji -> [usernames])
       this.list = document.createElement("ol"); // its messages, swapped into #messages
       this.list.className = "messages";
     }
@@ -49,6 +56,7 @@
     outbox: null,  // the messages typed and not yet acknowledged (an Outbox)
     flushing: false,
     wake: null,    // ends the outbox's wait before a retry (a new connection, a new message)
+    replyTo: null, // {group, id} of the message the next send answers
   };
 
   /**
@@ -248,10 +256,24 @@
       // A new session: be in every room again, each from the last message seen (nothing missed, nothing twice).
       try {
         const groups = (await call("my-groups", {})).groups;
-        for (const info of groups) if (!state.rooms.has(info.group)) addRoom(info);
+        for (const info of groups) {
+          const known = state.rooms.get(info.group);
+          if (!known) { addRoom(info); continue; }
+          known.unreadCount = known === state.current ? 0 : info.unread;
+          known.mentions = known === state.current ? 0 : info.mentions;
+          known.lastRead = info.last_read ?? null;
+        }
         for (const room of [...state.rooms.values()]) {
           if (!groups.some((g) => g.group === room.group)) { dropRoom(room.group); continue; }
           await join(room);
+        }
+        // The joins replayed what was missed, which counted as unread here: the server's counts
+        // (which include them, once) are the ones to show.
+        for (const info of (await call("my-groups", {})).groups) {
+          const room = state.rooms.get(info.group);
+          if (!room || room === state.current) continue;
+          room.unreadCount = info.unread;
+          room.mentions = info.mentions;
         }
         renderRoomList();
         refreshPublicRooms();
@@ -278,9 +300,33 @@
     socket.on("send-group-message", (message) => {
       const room = state.rooms.get(message.group);
       if (!room) return;
+      const fresh = !room.messages.has(message.id) && (room.lastRead === null || message.id > room.lastRead);
       addMessage(room, message);
-      if (room !== state.current) { room.unread = true; renderRoomList(); }
-      else scrollToEnd(room, true);
+      if (room !== state.current || document.hidden) {
+        if (fresh && message.username !== state.user) { room.unreadCount += 1; renderRoomList(); }
+      } else {
+        scrollToEnd(room, true);
+        markRead(room);
+      }
+    });
+    socket.on("mentioned", ({ group }) => {
+      const room = state.rooms.get(group);
+      if (room && (room !== state.current || document.hidden)) { room.mentions += 1; renderRoomList(); }
+    });
+    socket.on("read-marker", ({ group, id }) => {
+      // This user read the room here or on another device.
+      const room = state.rooms.get(group);
+      if (!room || (room.lastRead !== null && id <= room.lastRead)) return;
+      room.lastRead = id;
+      if (room.lastId === null || id >= room.lastId) { room.unreadCount = 0; room.mentions = 0; }
+      renderRoomList();
+    });
+    socket.on("reaction-added", ({ group, id, emoji, username }) => reacted(group, id, emoji, username, true));
+    socket.on("reaction-removed", ({ group, id, emoji, username }) => reacted(group, id, emoji, username, false));
+    socket.on("direct-opened", ({ group, by, with: peer }) => {
+      if (state.rooms.has(group)) return;
+      const room = addRoom({ group, name: by === state.user ? peer : by, direct: true, private: true });
+      join(room).then(() => renderRoomList(), (error) => notice(error.message));
     });
     socket.on("message-edited", (edit) => {
       const room = state.rooms.get(edit.group);
@@ -380,21 +426,45 @@
     }
   }
 
+  /** The rooms and direct rooms, each with its unread badge (`@` when the user is mentioned). */
   function renderRoomList() {
     const mine = $("my-rooms");
+    const direct = $("direct-rooms");
     mine.replaceChildren();
-    for (const room of [...state.rooms.values()].sort((a, b) => a.group.localeCompare(b.group))) {
-      const button = el("button", "", "# " + room.name);
-      if (room.private) button.append(el("span", "tag", "private"));
+    direct.replaceChildren();
+    for (const room of [...state.rooms.values()].sort((a, b) => a.name.localeCompare(b.name))) {
+      const button = el("button", "", (room.direct ? "@ " : "# ") + room.name);
+      if (room.private && !room.direct) button.append(el("span", "tag", "private"));
+      if (room.unreadCount > 0 || room.mentions > 0) {
+        const badge = el("span", "badge" + (room.mentions > 0 ? " mention" : ""),
+                         room.mentions > 0 ? "@" + room.mentions : String(room.unreadCount));
+        badge.title = `${room.unreadCount} unread` + (room.mentions > 0 ? `, ${room.mentions} mentioning you` : "");
+        button.append(badge);
+      }
       button.type = "button";
       button.dataset.group = room.group;
       button.classList.toggle("active", room === state.current);
-      button.classList.toggle("unread", room.unread);
+      button.classList.toggle("unread", room.unreadCount > 0);
       button.addEventListener("click", () => open(room.group));
       const item = el("li");
       item.append(button);
-      mine.append(item);
+      (room.direct ? direct : mine).append(item);
     }
+  }
+
+  /** Tells the server the open room is read up to its last message (at most once a second). */
+  function markRead(room) {
+    if (room.markTimer !== null) return;
+    room.markTimer = setTimeout(async () => {
+      room.markTimer = null;
+      const last = room.lastId;
+      if (last === null || (room.lastRead !== null && last <= room.lastRead) || room !== state.current || document.hidden) return;
+      try {
+        await call("mark-read", { group: room.group, id: last });
+      } catch {
+        // a message of another room, or one past the window: the next message marks again
+      }
+    }, room.lastRead === null && room.unreadCount === 0 ? 0 : MARK_READ_EVERY_MS);
   }
 
   /** The public rooms the user is not in, from the HTTP API (GET /api/rooms). */
@@ -424,11 +494,13 @@
     const room = state.rooms.get(group);
     if (!room) return;
     state.current = room;
-    room.unread = false;
+    room.unreadCount = 0;
+    room.mentions = 0;
+    cancelReply();
     $("room-empty").hidden = true;
     $("room-view").hidden = false;
     $("room-title").textContent = room.name;
-    $("room-kind").textContent = room.private ? "private" : "public";
+    $("room-kind").textContent = room.direct ? "direct" : room.private ? "private" : "public";
     $("members").hidden = true;
     $("typing").textContent = "";
     $("messages").replaceWith(room.list);
@@ -449,7 +521,25 @@
     }
     scrollToEnd(room, false);
     loadMembers(room);
+    markRead(room);
     $("text").focus();
+  }
+
+  /** Opens a search result's room and shows the message (loading the history around it). */
+  async function showFound(message) {
+    await open(message.group);
+    const room = state.rooms.get(message.group);
+    if (!room) return;
+    while (!room.messages.has(message.id) && !room.atStart && room.loaded) {
+      const before = room.messages.size;
+      await loadOlder(room);
+      if (room.messages.size === before) break;
+    }
+    const item = room.messages.get(message.id);
+    if (!item) return;
+    item.scrollIntoView({ block: "center" });
+    item.classList.add("found");
+    setTimeout(() => item.classList.remove("found"), 2000);
   }
 
   /** Scroll-back: the page before the oldest message shown, keeping the view where it was. */
@@ -492,12 +582,65 @@
     }
     const item = el("li", "message");
     item.dataset.id = String(message.id);
+    if (message.reply_to !== undefined && message.reply_to !== null) item.append(quote(room, message.reply_to));
     item.append(el("span", "who", message.username), el("span", "text", message.message === null ? "" : message.message),
                 el("span", "meta", formatTime(message.created)));
+    if (message.message && message.username !== state.user && mentionsMe(message.message)) item.classList.add("mine-mentioned");
     if (message.edited) markEdited(item);
     if (message.deleted || message.message === null) markDeleted(item);
-    else if (message.username === state.user) item.append(ownActions(room, message.id, item));
+    else item.append(actions(room, message.id, item, message.username === state.user));
+    if (message.reactions) room.reactions.set(message.id, new Map(Object.entries(message.reactions)));
+    item.append(el("span", "reactions"));
     place(room, message.id, item);
+    renderReactions(room, message.id);
+  }
+
+  /** Whether `text` mentions this user (`@name`, as the server reads mentions). */
+  function mentionsMe(text) {
+    return text.split(/\s+/).some((word) => word.startsWith("@") && word.slice(1).replace(/[.,;:!?)\]}'"]+$/, "") === state.user);
+  }
+
+  /** The line above a reply: who wrote the message it answers, and the start of its text. */
+  function quote(room, id) {
+    const original = room.messages.get(id);
+    const who = original ? original.querySelector(".who").textContent : "";
+    const text = original ? original.querySelector(".text").textContent : "an earlier message";
+    const line = el("span", "quote", "↪ " + (who ? who + ": " : "") + text);
+    line.dataset.replyTo = String(id);
+    return line;
+  }
+
+  /** A message's reactions: one button per emoji with its count, the user's own highlighted (a click takes it back or gives it). */
+  function renderReactions(room, id) {
+    const item = room.messages.get(id);
+    const holder = item && item.querySelector(".reactions");
+    if (!holder) return;
+    holder.replaceChildren();
+    for (const [emoji, users] of room.reactions.get(id) || []) {
+      if (users.length === 0) continue;
+      const mine = users.includes(state.user);
+      const button = el("button", mine ? "mine" : "", `${emoji} ${users.length}`);
+      button.type = "button";
+      button.dataset.emoji = emoji;
+      button.title = users.join(", ");
+      button.addEventListener("click", () => react(room, id, emoji, !mine));
+      holder.append(button);
+    }
+  }
+
+  function react(room, id, emoji, adding) {
+    call(adding ? "react" : "unreact", { group: room.group, id, emoji }).catch((error) => notice(error.message));
+  }
+
+  function reacted(group, id, emoji, username, added) {
+    const room = state.rooms.get(group);
+    if (!room) return;
+    const reactions = room.reactions.get(id) || new Map();
+    const users = (reactions.get(emoji) || []).filter((name) => name !== username);
+    if (added) users.push(username);
+    if (users.length) reactions.set(emoji, users); else reactions.delete(emoji);
+    room.reactions.set(id, reactions);
+    renderReactions(room, id);
   }
 
   /** Puts a message's item in id order, above the messages still being sent. */
@@ -517,16 +660,51 @@
     }
   }
 
-  function ownActions(room, id, item) {
+  /** A message's actions: reply and react; edit and delete for the user's own. */
+  function actions(room, id, item, own) {
     const actions = el("span", "actions");
-    const edit = el("button", "edit", "edit");
-    edit.type = "button";
-    edit.addEventListener("click", () => startEdit(room, id, item));
-    const remove = el("button", "delete", "delete");
-    remove.type = "button";
-    remove.addEventListener("click", () => call("delete-message", { group: room.group, id }).catch((e) => notice(e.message)));
-    actions.append(edit, remove);
+    const reply = el("button", "reply", "reply");
+    reply.type = "button";
+    reply.addEventListener("click", () => startReply(room, id, item));
+    const add = el("button", "react", "react");
+    add.type = "button";
+    add.addEventListener("click", () => {
+      const open = item.querySelector(".palette");
+      if (open) { open.remove(); return; }
+      const palette = el("span", "palette");
+      for (const emoji of PALETTE) {
+        const choice = el("button", "", emoji);
+        choice.type = "button";
+        choice.dataset.emoji = emoji;
+        choice.addEventListener("click", () => { palette.remove(); react(room, id, emoji, true); });
+        palette.append(choice);
+      }
+      actions.after(palette);
+    });
+    actions.append(reply, add);
+    if (own) {
+      const edit = el("button", "edit", "edit");
+      edit.type = "button";
+      edit.addEventListener("click", () => startEdit(room, id, item));
+      const remove = el("button", "delete", "delete");
+      remove.type = "button";
+      remove.addEventListener("click", () => call("delete-message", { group: room.group, id }).catch((e) => notice(e.message)));
+      actions.append(edit, remove);
+    }
     return actions;
+  }
+
+  /** The next message sent in this room answers message `id`. */
+  function startReply(room, id, item) {
+    state.replyTo = { group: room.group, id };
+    $("replying-to").textContent = "Replying to " + item.querySelector(".who").textContent + ": " + item.querySelector(".text").textContent;
+    $("replying").hidden = false;
+    $("text").focus();
+  }
+
+  function cancelReply() {
+    state.replyTo = null;
+    $("replying").hidden = true;
   }
 
   function startEdit(room, id, item) {
@@ -559,8 +737,9 @@
   function markDeleted(item) {
     item.classList.add("deleted");
     item.querySelector(".text").textContent = "message deleted";
-    const actions = item.querySelector(".actions");
-    if (actions) actions.remove();
+    for (const gone of item.querySelectorAll(".actions, .palette")) gone.remove();
+    const reactions = item.querySelector(".reactions");
+    if (reactions) reactions.replaceChildren();
   }
 
   function addNotice(room, text) {
@@ -581,6 +760,8 @@
     }
     // The client id, given now, makes every later try of this message the same send.
     const entry = { group: room.group, message: text, created: Date.now(), client_id: randomID() };
+    if (state.replyTo && state.replyTo.group === room.group) entry.reply_to = state.replyTo.id;
+    cancelReply();
     state.outbox.add(entry);
     showOutgoing(room, entry);
     scrollToEnd(room, false);
@@ -630,7 +811,7 @@
     if (!item) return;
     item.remove();
     addMessage(room, { group: entry.group, id: messageID, message: entry.message, username: state.user,
-                       created: entry.created, client_id: entry.client_id });
+                       created: entry.created, client_id: entry.client_id, reply_to: entry.reply_to });
   }
 
   function refused(entry, reason) {
@@ -663,9 +844,11 @@
       while (state.socket && state.socket.connected) {
         const entry = state.outbox.next();
         if (!entry) break;
-        const { group, message, created, client_id } = entry;
+        const { group, message, created, client_id, reply_to } = entry;
         try {
-          const ack = await call("send-group-message", { group, message, created, client_id });
+          const payload = { group, message, created, client_id };
+          if (reply_to !== undefined) payload.reply_to = reply_to;
+          const ack = await call("send-group-message", payload);
           delivered(entry, ack.id);
           delay = RETRY_FIRST_MS;
         } catch (error) {
@@ -689,7 +872,7 @@
       if (room.private !== ack.private) {
         room.private = ack.private;
         renderRoomList();
-        if (room === state.current) $("room-kind").textContent = room.private ? "private" : "public";
+        if (room === state.current) $("room-kind").textContent = room.direct ? "direct" : room.private ? "private" : "public";
       }
       room.members = ack.members;
       room.online = new Set(ack.online);
@@ -703,7 +886,7 @@
   function renderMembers(room) {
     const list = $("member-list");
     list.replaceChildren();
-    const mayRemove = room.private && room.owner === state.user;
+    const mayRemove = room.private && !room.direct && room.owner === state.user; // a direct room's two are fixed
     for (const name of room.members) {
       const item = el("li");
       item.append(el("span", "dot" + (room.online.has(name) ? " on" : "")), el("span", "", name + (name === room.owner ? " (owner)" : "")));
@@ -790,6 +973,46 @@
       $("join-id").value = "";
     });
     $("rooms-toggle").addEventListener("click", () => $("sidebar").classList.toggle("closed"));
+    $("open-direct").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const username = $("direct-with").value.trim();
+      try {
+        const { group } = await call("open-direct", { username });
+        $("direct-with").value = "";
+        if (!state.rooms.has(group)) addRoom({ group, name: username, direct: true, private: true });
+        await joinNew(group);
+      } catch (error) {
+        notice(error.message);
+      }
+    });
+    $("reply-cancel").addEventListener("click", cancelReply);
+    $("search").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const list = $("search-list");
+      list.replaceChildren();
+      $("search-results").hidden = false;
+      try {
+        const { messages } = await call("search", { query: $("search-query").value });
+        if (messages.length === 0) list.append(el("li", "top", "nothing found"));
+        for (const message of messages) {
+          const room = state.rooms.get(message.group);
+          const button = el("button");
+          button.type = "button";
+          button.dataset.group = message.group;
+          button.dataset.id = String(message.id);
+          button.append(el("span", "where", (room && room.direct ? "@ " : "# ") + (room ? room.name : message.group)), " ",
+                        el("span", "who", message.username + ":"), " ", el("span", "text", message.message));
+          button.addEventListener("click", () => showFound(message));
+          const item = el("li");
+          item.append(button);
+          list.append(item);
+        }
+      } catch (error) {
+        list.append(el("li", "top", error.message));
+      }
+    });
+    $("search-close").addEventListener("click", () => { $("search-results").hidden = true; });
+    document.addEventListener("visibilitychange", () => { if (!document.hidden && state.current) markRead(state.current); });
     $("create-room").addEventListener("submit", async (event) => {
       event.preventDefault();
       const group = $("new-room").value.trim();
