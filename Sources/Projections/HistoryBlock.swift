@@ -129,6 +129,12 @@ struct HistoryBlock: Sendable, Equatable {
         return true
     }
 
+    /// The message at `offset`, decoded alone (nil when the block does not hold it).
+    func message(at offset: UInt64) -> Message? {
+        guard let range = range(of: offset) else { return nil }
+        return body.withUnsafeBufferPointer { bytes in Self.message(in: bytes, at: range.lowerBound).message }
+    }
+
     /// The bytes of the message at `offset`, found by walking the messages' lengths.
     private func range(of offset: UInt64) -> Range<Int>? {
         guard let firstOffset, let lastOffset, offset >= firstOffset, offset <= lastOffset else { return nil }

@@ -139,18 +139,29 @@ extension HistoryProjection {
         let expression = try Self.searchExpression(query)
         do {
             return try database.read { db in
+                // The rooms' ids: from the writer's cache of them, else one lookup each, or one
+                // pass over the table for many rooms.
                 var names: [Int64: String] = [:]
-                for row in try Row.fetchAll(db, sql: "SELECT id, name FROM rooms") where rooms.contains(row[1]) {
-                    names[row[0]] = row[1]
+                if let cached = roomCache.withLock({ $0 }) {
+                    for room in rooms { if let id = cached[room] { names[id] = room } }
+                } else if rooms.count <= 64 {
+                    let lookup = try db.cachedStatement(sql: "SELECT id FROM rooms WHERE name = ?")
+                    for room in rooms { if let id = try Int64.fetchOne(lookup, arguments: [room]) { names[id] = room } }
+                } else {
+                    for row in try Row.fetchAll(db, sql: "SELECT id, name FROM rooms") where rooms.contains(row[1]) {
+                        names[row[0]] = row[1]
+                    }
                 }
                 guard !names.isEmpty else { return [] }
                 let bound = Int64(clamping: before ?? UInt64(Int64.max))
                 var hits: [(offset: UInt64, room: Int64)] = []
                 let shards = try Int64.fetchAll(db, sql: "SELECT shard FROM search_shards WHERE shard <= ? ORDER BY shard DESC",
                                                 arguments: [Self.shard(of: UInt64(bound))])
+                // A few rooms are filtered by SQLite as it reads the index; many, here.
+                let filter = names.count <= 64 ? " AND room_id IN (\(names.keys.map(String.init).joined(separator: ",")))" : ""
                 shards: for shard in shards {
                     let cursor = try Row.fetchCursor(db, sql: """
-                        SELECT rowid, room_id FROM \(Self.shardTable(shard)) WHERE \(Self.shardTable(shard)) MATCH ? AND rowid < ?
+                        SELECT rowid, room_id FROM \(Self.shardTable(shard)) WHERE \(Self.shardTable(shard)) MATCH ? AND rowid < ?\(filter)
                         ORDER BY rowid DESC
                         """, arguments: [expression, bound])
                     while let row = try cursor.next() {
@@ -161,12 +172,12 @@ extension HistoryProjection {
                     }
                 }
                 var found: [HistoryMessage] = []
+                let blocks = try db.cachedStatement(sql: """
+                    SELECT data FROM blocks WHERE room_id = ? AND first_offset <= ? ORDER BY first_offset DESC LIMIT 1
+                    """)
                 for (offset, room) in hits {
-                    guard let name = names[room], let row = try Row.fetchOne(db, sql: """
-                        SELECT data FROM blocks WHERE room_id = ? AND first_offset <= ? ORDER BY first_offset DESC LIMIT 1
-                        """, arguments: [room, Int64(offset)]),
-                        let block = HistoryBlock.decode(row["data"] as Data?),
-                        let message = block.messages.first(where: { $0.offset == offset }) else { continue }
+                    guard let name = names[room], let row = try Row.fetchOne(blocks, arguments: [room, Int64(offset)]),
+                          let message = HistoryBlock.decode(row["data"] as Data?)?.message(at: offset) else { continue }
                     var one = [message.history(room: name)]
                     try Self.annotate(&one, room: room, db)
                     found += one
