@@ -320,9 +320,11 @@ final class LiveRooms: Sendable {
                         deliveries.append(Delivery(event: companion, recipients: deliveries[deliveries.count - 1].recipients))
                     }
                 }
-                if case .messageSent(_, let text, _, _, _) = event.body, let room = state.rooms.room(event.room) {
-                    // Every socket of each member the message mentions, in the room or not.
-                    let mentioned = Mentions.names(in: text).filter { $0 != event.actor && room.members.contains($0) }
+                // Every socket of each member the message mentions, in the room or not. (The
+                // names first: nearly every message names nobody, and then costs no lookup.)
+                if case .messageSent(_, let text, _, _, _) = event.body, case let names = Mentions.names(in: text), !names.isEmpty,
+                   let room = state.rooms.room(event.room) {
+                    let mentioned = names.filter { $0 != event.actor && room.members.contains($0) }
                     let recipients = mentioned.flatMap { state.socketsOfUser[$0] ?? [] }
                     if !recipients.isEmpty {
                         deliveries.append(Delivery(event: ChatWire.mentioned(event, at: offset, recovery: recovery), recipients: recipients))

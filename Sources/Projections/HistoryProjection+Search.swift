@@ -43,7 +43,7 @@ extension HistoryProjection {
         if shards.insert(shard).inserted {
             try db.execute(sql: """
                 CREATE VIRTUAL TABLE IF NOT EXISTS \(shardTable(shard)) USING fts5(
-                    text, room_id UNINDEXED, tokenize = 'unicode61 remove_diacritics 2');
+                    text, room_id UNINDEXED, tokenize = 'unicode61 remove_diacritics 2', columnsize = 0);
                 INSERT OR IGNORE INTO search_shards (shard) VALUES (\(shard));
                 """)
         }

@@ -112,7 +112,8 @@ class Page:
     def join(self, group: str):
         self.find("#join-id").send_keys(group)
         self.find("#join-room button").click()
-        self.wait(lambda: self.find("#room-title").text == group, message=f"in {group}")
+        self.wait(lambda: self.find("#room-title").text == group,
+                  message=f"in {group}; the page says: {self.find('#notice').text!r}")
 
     def send(self, text: str):
         self.find("#text").send_keys(text)

@@ -255,6 +255,9 @@
       if (socket.recovered) { flush(); return; } // connection state recovery gave back the rooms and what was missed
       // A new session: be in every room again, each from the last message seen (nothing missed, nothing twice).
       try {
+        // Only rooms the page knew before asking can be gone: one the user joins while the
+        // answer is on its way is not in it yet, and must not be dropped.
+        const before = new Set(state.rooms.keys());
         const groups = (await call("my-groups", {})).groups;
         for (const info of groups) {
           const known = state.rooms.get(info.group);
@@ -263,9 +266,11 @@
           known.mentions = known === state.current ? 0 : info.mentions;
           known.lastRead = info.last_read ?? null;
         }
+        const listed = new Set(groups.map((g) => g.group));
         for (const room of [...state.rooms.values()]) {
-          if (!groups.some((g) => g.group === room.group)) { dropRoom(room.group); continue; }
-          await join(room);
+          if (listed.has(room.group)) await join(room);
+          else if (before.has(room.group)) dropRoom(room.group); // left, or removed, while away
+          // else: joined meanwhile; its own join subscribed it
         }
         // The joins replayed what was missed, which counted as unread here: the server's counts
         // (which include them, once) are the ones to show.
