@@ -97,9 +97,9 @@ public final class EtcdClient: Sendable {
     static func target(_ endpoint: EtcdEndpoints.Endpoint) -> any ResolvableTarget {
         let parts = endpoint.host.split(separator: ".", omittingEmptySubsequences: false)
         if parts.count == 4, parts.allSatisfy({ UInt8($0) != nil }) {
-            return ResolvableTargets.IPv4.ipv4(host: endpoint.host, port: endpoint.port)
+            return ResolvableTargets.IPv4.ipv4(address: endpoint.host, port: endpoint.port)
         }
-        if endpoint.host.contains(":") { return ResolvableTargets.IPv6.ipv6(host: endpoint.host, port: endpoint.port) }
+        if endpoint.host.contains(":") { return ResolvableTargets.IPv6.ipv6(address: endpoint.host, port: endpoint.port) }
         return ResolvableTargets.DNS.dns(host: endpoint.host, port: endpoint.port)
     }
 
