@@ -64,6 +64,8 @@ public enum MetricsExport {
         let websocketConnections = registry.makeGauge(descriptor: .init(metricName: "socketio_connections", unitName: "", helpText: "Open Socket.IO sessions by transport"), labels: [("transport", "websocket")])
         let roomStateLag = registry.makeGauge(descriptor: .init(metricName: "chat_projection_lag_events", unitName: "", helpText: "Committed events a projection has not applied yet"), labels: [("projection", "room_state")])
         let historyLag = registry.makeGauge(descriptor: .init(metricName: "chat_projection_lag_events", unitName: "", helpText: "Committed events a projection has not applied yet"), labels: [("projection", "history")])
+        let searchLag = registry.makeGauge(descriptor: .init(metricName: "chat_projection_lag_events", unitName: "", helpText: "Committed events a projection has not applied yet"), labels: [("projection", "search")])
+        let searchFailed = registry.makeGauge(descriptor: .init(metricName: "chat_projection_failed", unitName: "", helpText: "1 once a projection's writer has stopped on a failure (until a restart)"), labels: [("projection", "search")])
         let journalBytes = registry.makeGauge(descriptor: .init(metricName: "journal_bytes", unitName: "", helpText: "Bytes in the journal's segments"))
         let journalSegments = registry.makeGauge(descriptor: .init(metricName: "journal_segments", unitName: "", helpText: "Segments in the journal, the active one included"))
         let journalOffset = registry.makeGauge(descriptor: .init(metricName: "journal_committed_offset", unitName: "", helpText: "The offset the next committed event will take"))
@@ -77,7 +79,7 @@ extension MetricsExport {
     /// `GET /metrics`: sets the gauges read at scrape time, then renders the registry in the
     /// Prometheus text format (version 0.0.4).
     static func scrape(_ gauges: Gauges, socketIO: SocketIOServer, journal: Journal, live: LiveRooms,
-                       history: HistoryWriter, connections: AcceptedConnections) -> Response {
+                       history: ProjectionWriter, search: ProjectionWriter, connections: AcceptedConnections) -> Response {
         gauges.tcpConnections.set(Int64(connections.count))
         gauges.outboundBytes.set(Int64(socketIO.outboundBudget.bytes))
         gauges.tcpConnectionsRefused.set(Int64(connections.refused))
@@ -87,6 +89,8 @@ extension MetricsExport {
         let committed = journal.committedOffset.value
         gauges.roomStateLag.set(Int64(committed - min(committed, live.position.value)))
         gauges.historyLag.set(Int64(committed - min(committed, history.position.value)))
+        gauges.searchLag.set(Int64(committed - min(committed, search.position.value)))
+        gauges.searchFailed.set(Int64(search.failure == nil ? 0 : 1))
         let storage = journal.storage
         gauges.journalBytes.set(storage.bytes)
         gauges.journalSegments.set(Int64(storage.segments))

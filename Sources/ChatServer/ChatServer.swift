@@ -144,11 +144,11 @@ public enum ChatServer {
                 "projection.percent": "\(total == 0 ? 100 : done * 100 / total)",
             ])
         }
-        guard let roomState = runner.roomState, let history = runner.history else {
-            preconditionFailure("the runner maintains both projections")
+        guard let roomState = runner.roomState, let history = runner.history, let search = runner.search else {
+            preconditionFailure("the runner maintains every projection")
         }
-        // The catch-up saved the snapshot: what both projections hold durably may go.
-        try journal.raiseRetentionFloor(to: min(roomState.nextOffset, try history.nextOffset()))
+        // The catch-up saved the snapshot: what the projections hold durably may go.
+        try journal.raiseRetentionFloor(to: min(roomState.nextOffset, try history.nextOffset(), try search.nextOffset()))
         let limits = configuration.limits
         // Where the committed state stands: the journal's end, or past it on a standby seeded
         // from its leader's room state (its journal, which starts after 0, then catches up from
@@ -184,9 +184,10 @@ public enum ChatServer {
         socketConfiguration.outboundQueueBytesMax = limits.outboundBytesPerConnectionMax
         socketConfiguration.engine.pollingBufferBytesMax = limits.outboundBytesPerConnectionMax
         socketConfiguration.outboundBytesTotalMax = limits.outboundBytesTotalMax
-        let historyWriter = HistoryWriter(commit: commit, history: history, next: try history.nextOffset(), decider: decider,
-                                          readBytesMax: limits.readBytesMax,
-                                          failAfterBatches: configuration.failHistoryWritesAfterBatches, logger: logger)
+        let historyWriter = try ProjectionWriter.history(history, commit: commit, decider: decider, readBytesMax: limits.readBytesMax,
+                                                         failAfterBatches: configuration.failHistoryWritesAfterBatches, logger: logger)
+        let searchWriter = try ProjectionWriter.search(search, commit: commit, interval: limits.searchIndexInterval,
+                                                       readBytesMax: limits.readBytesMax, logger: logger)
         // A standby follows its leader and, unless read-only, forwards its clients' commands.
         let follower: ReplicationFollower? = configuration.standbyOf.flatMap { url in
             replicationSecret.map { secret in
@@ -206,7 +207,7 @@ public enum ChatServer {
         }
         let forwarder = configuration.readOnly ? nil : follower.map { Forwarder(follower: $0, journal: journal, timeout: configuration.forwardTimeout, logger: logger) }
         let service = ChatService(decider: decider, live: live, journal: journal, history: history, historyWriter: historyWriter,
-                                  limits: limits, forwarder: forwarder, logger: logger)
+                                  search: search, searchWriter: searchWriter, limits: limits, forwarder: forwarder, logger: logger)
         let gateway = ChatGateway(service: service, identity: identity, recovery: configuration.recovery, logger: logger)
         let socketIO = SocketIOServer(configuration: socketConfiguration, handler: gateway, logger: logger)
         let tailer = Tailer(service: service, commit: commit, socketIO: socketIO, followsLeader: configuration.standbyOf != nil)
@@ -230,7 +231,7 @@ public enum ChatServer {
         let gauges = MetricsExport.Gauges()
         router.get("/metrics") { _, _ in
             MetricsExport.scrape(gauges, socketIO: socketIO, journal: journal, live: live, history: historyWriter,
-                                 connections: acceptedConnections)
+                                 search: searchWriter, connections: acceptedConnections)
         }
         router.get("/healthz") { _, _ in
             health(journal: journal, live: live, history: historyWriter, replication: replicationLeader)
@@ -307,8 +308,8 @@ public enum ChatServer {
         let drain = Drain(socketIO: socketIO, decider: decider, live: live, replication: replicationLeader, logger: logger)
         // Started in this order, stopped in the reverse.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: historyWriter), .init(service: tailer),
-            .init(service: SnapshotKeeper(live: live, history: history, journal: journal, path: paths.roomStateSnapshot,
+            .init(service: historyWriter), .init(service: searchWriter), .init(service: tailer),
+            .init(service: SnapshotKeeper(live: live, history: history, search: searchWriter, journal: journal, path: paths.roomStateSnapshot,
                                           interval: configuration.snapshotInterval, logger: logger)),
         ]
         if let follower { services.append(.init(service: follower, successTerminationBehavior: .ignore)) }
@@ -391,7 +392,7 @@ public enum ChatServer {
     /// the reason otherwise, and on a fenced former leader, whose state no longer moves (a
     /// newer leader exists: restart it as that one's standby). With `requiring` (`/healthz/leader`,
     /// `/healthz/standby`), also 503 on a node of another role.
-    static func health(journal: Journal, live: LiveRooms, history: HistoryWriter, replication: ReplicationLeader,
+    static func health(journal: Journal, live: LiveRooms, history: ProjectionWriter, replication: ReplicationLeader,
                        requiring: String? = nil) -> Response {
         let position = live.position
         let role = replication.role.name

@@ -190,6 +190,10 @@ public struct ChatServerLimits: Sendable, Equatable {
     public var inFlightEventsMax = 16_384
     /// Bytes of journal read at a time by the tailer and by a replay.
     public var readBytesMax = 4 << 20
+    /// How long the search index waits after indexing before it indexes what was sent
+    /// meanwhile, in one transaction (a search that waits for it ends the wait at once): the
+    /// most it lags behind the chat while nobody searches.
+    public var searchIndexInterval = Duration.milliseconds(200)
     /// Largest Socket.IO message (an Engine.IO packet, a polling body or a WebSocket message).
     public var maxPayloadBytes = 100_000
 
@@ -208,6 +212,9 @@ public struct ChatServerLimits: Sendable, Equatable {
         ]
         for (name, value) in positive where !(value >= 1) {
             throw .configuration("limit \(name) must be at least 1, got \(value)")
+        }
+        guard searchIndexInterval >= .zero, searchIndexInterval <= .seconds(60) else {
+            throw .configuration("limit searchIndexInterval must be 0 to 60 s, got \(searchIndexInterval)")
         }
         guard eventsPerSecond > 0, eventsPerSecond.isFinite else {
             throw .configuration("limit eventsPerSecond must be above 0, got \(eventsPerSecond)")

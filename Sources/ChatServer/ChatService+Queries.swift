@@ -84,16 +84,18 @@ extension ChatService {
 
     /// The newest messages with every word of `query` in the rooms `user` is a member of (or in
     /// `room`, which it must be a member of), below `before`, newest first, at most `limit`
-    /// (20 by default, `HistoryProjection.searchLimitMax` at most). A room's text reaches only
-    /// its members: search never looks at a room the user is not in.
+    /// (20 by default, `SearchProjection.limitMax` at most). A room's text reaches only its
+    /// members: search never looks at a room the user is not in. Read your writes: the index,
+    /// which lags while nobody searches (`searchIndexInterval`), and History first hold
+    /// everything the tailer had applied when the request came.
     func search(_ query: String, as user: UserID, in room: RoomID?, before: UInt64?, limit: Int?) async
         -> Result<[HistoryMessage], ChatFailure> {
         let size = limit ?? 20
-        guard (1...HistoryProjection.searchLimitMax).contains(size) else {
-            return .failure(.invalid("limit must be 1 to \(HistoryProjection.searchLimitMax)"))
+        guard (1...SearchProjection.limitMax).contains(size) else {
+            return .failure(.invalid("limit must be 1 to \(SearchProjection.limitMax)"))
         }
         do {
-            _ = try HistoryProjection.searchExpression(query)
+            _ = try SearchProjection.expression(query)
         } catch {
             return .failure(.invalid(error.description))
         }
@@ -105,12 +107,16 @@ extension ChatService {
             }
             rooms = [room.value]
         }
-        if case .failure(let failure) = await historyWriter.caughtUp(to: live.position) { return .failure(failure) }
+        let position = live.position
+        if case .failure(let failure) = await searchWriter.caughtUp(to: position) { return .failure(failure) }
+        if case .failure(let failure) = await historyWriter.caughtUp(to: position) { return .failure(failure) }
         do {
-            return .success(try history.search(query, in: rooms, before: before, limit: size))
+            return .success(try history.messages(at: try search.search(query, in: rooms, before: before, limit: size)))
+        } catch .invalidQuery(let reason) {
+            return .failure(.invalid(reason))
         } catch {
             logger.error("search failed", metadata: ["user": "\(user)", "error": "\(error)"])
-            return .failure(.unavailable("history is unavailable: \(error)"))
+            return .failure(.unavailable("search is unavailable: \(error)"))
         }
     }
 

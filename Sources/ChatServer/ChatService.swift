@@ -23,14 +23,18 @@ final class ChatService: Sendable {
     let live: LiveRooms
     let journal: Journal
     let history: HistoryProjection
-    let historyWriter: HistoryWriter
+    let historyWriter: ProjectionWriter
+    let search: SearchProjection
+    let searchWriter: ProjectionWriter
     let limits: ChatServerLimits
     /// On a standby that forwards (not `--read-only`): sends commands to the leader.
     let forwarder: Forwarder?
     let logger: Logger
 
-    init(decider: Decider, live: LiveRooms, journal: Journal, history: HistoryProjection, historyWriter: HistoryWriter,
-         limits: ChatServerLimits, forwarder: Forwarder?, logger: Logger) {
+    init(decider: Decider, live: LiveRooms, journal: Journal, history: HistoryProjection, historyWriter: ProjectionWriter,
+         search: SearchProjection, searchWriter: ProjectionWriter, limits: ChatServerLimits, forwarder: Forwarder?, logger: Logger) {
+        self.search = search
+        self.searchWriter = searchWriter
         self.decider = decider
         self.live = live
         self.journal = journal

@@ -5,8 +5,9 @@ import Projections
 import ServiceLifecycle
 
 /// Writes the room-state snapshot every `interval` while the state moves, then lets the
-/// journal's retention delete the segments both projections have made durable: those wholly
-/// below the snapshot's offset and History's checkpoint.
+/// journal's retention delete the segments the projections have made durable: those wholly
+/// below the snapshot's offset, History's checkpoint and Search's position (unless Search has
+/// failed: it then starts again from History's messages, and must not hold the journal back).
 ///
 /// The room state lives in memory and is rebuilt from the snapshot and the journal after it;
 /// once retention deletes events, nothing else holds them. Before this, the snapshot was
@@ -16,12 +17,15 @@ import ServiceLifecycle
 final class SnapshotKeeper: Service {
     let live: LiveRooms
     let history: HistoryProjection
+    let search: ProjectionWriter
     let journal: Journal
     let path: String
     let interval: Duration
     let logger: Logger
 
-    init(live: LiveRooms, history: HistoryProjection, journal: Journal, path: String, interval: Duration, logger: Logger) {
+    init(live: LiveRooms, history: HistoryProjection, search: ProjectionWriter, journal: Journal, path: String, interval: Duration,
+         logger: Logger) {
+        self.search = search
         self.live = live
         self.history = history
         self.journal = journal
@@ -44,7 +48,9 @@ final class SnapshotKeeper: Service {
                         try projection.saveSnapshot()
                     }
                     saved = position
-                    try self.journal.raiseRetentionFloor(to: min(position, try self.history.nextOffset()))
+                    var floor = min(position, try self.history.nextOffset())
+                    if self.search.failure == nil { floor = min(floor, self.search.position) }
+                    try self.journal.raiseRetentionFloor(to: floor)
                 } catch {
                     // Retention waits (the journal keeps more); the next round tries again.
                     self.logger.error("room-state snapshot not written; retention waits for the next one",

@@ -9,22 +9,24 @@ import Projections
 struct BenchReplay: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replay",
-        abstract: "Projection rebuild speed, start-up time with a snapshot, and History's memory.",
+        abstract: "Projection rebuild speed, start-up time with a snapshot, History's memory, and search.",
         discussion: """
             Generates a journal of --events chat events that the room rules accept (rooms, \
             joins, invitations, then mostly messages with some edits, deletions and departures), \
             then measures, in the same run: a plain sequential read of the journal (the \
             baseline); rebuilding the room state from offset 0; writing its snapshot; start-up \
             with that snapshot (open and check the journal, load the snapshot, replay the empty \
-            tail); and rebuilding History in SQLite in a child process (`chatlog projections \
+            tail); rebuilding History in SQLite in a child process (`chatlog projections \
             rebuild --only history`), whose peak resident memory is read from the kernel, once \
-            for the first fifth of the journal and once for all of it; then 500 one-word \
-            searches of the rebuilt History (as a member of every room, and of 10 rooms) against \
-            500 reads of a room's newest page.
+            for the first fifth of the journal and once for all of it; rebuilding the search \
+            index alone (`--only search`), then History and the search index together (side by \
+            side, as a full rebuild does); then 500 one-word searches of the rebuilt index (as \
+            a member of every room, and of 10 rooms) against 500 reads of a room's newest page.
 
             The last line is one JSON object: room_state_events_per_s, history_messages_per_s, \
-            startup_with_snapshot_s, history_rebuild_peak_rss_mb, search_p99_ms, events, ... Build with -c \
-            release for real figures.
+            search_messages_per_s, history_and_search_messages_per_s, startup_with_snapshot_s, \
+            history_rebuild_peak_rss_mb, search_p99_ms, events, ... Build with -c release for \
+            real figures.
             """
     )
 
@@ -100,15 +102,24 @@ struct BenchReplay: AsyncParsableCommand {
         print(String(format: "start-up w/ snapshot: %.3f s", startupSeconds))
 
         // History, in a child process so that its peak memory is its own.
-        let fifth = try childRebuild(journalPath, until: UInt64(events / 5))
-        let full = try childRebuild(journalPath, until: nil)
+        let fifth = try childRebuild(journalPath, [.history], until: UInt64(events / 5))
+        let full = try childRebuild(journalPath, [.history], until: nil)
         let historyRate = Double(messages) / full.seconds
         print(String(format: "history rebuild:     %.0f messages/s (%.2f s); peak RSS %.1f MB (%.1f MB for the first fifth)",
                      historyRate, full.seconds, full.peakRSSMB, fifth.peakRSSMB))
+        let searchAlone = try childRebuild(journalPath, [.search], until: nil)
+        let searchRate = Double(messages) / searchAlone.seconds
+        print(String(format: "search rebuild:      %.0f messages/s (%.2f s); peak RSS %.1f MB", searchRate, searchAlone.seconds,
+                     searchAlone.peakRSSMB))
+        let both = try childRebuild(journalPath, [.history, .search], until: nil)
+        let bothRate = Double(messages) / both.seconds
+        print(String(format: "history and search:  %.0f messages/s (%.2f s, side by side); peak RSS %.1f MB", bothRate, both.seconds,
+                     both.peakRSSMB))
 
-        // Search over the rebuilt History, against reading a page of it in the same run.
+        // Search over the rebuilt index, against reading a page of History in the same run.
         let history = try HistoryProjection(readingOnly: ProjectionPaths(journalDirectory: journalPath).history)
-        let search = try Self.searchLatencies(history, rooms: generator.roomIDs.map(\.value))
+        let index = try SearchProjection(readingOnly: ProjectionPaths(journalDirectory: journalPath).search)
+        let search = try Self.searchLatencies(history, index, rooms: generator.roomIDs.map(\.value))
         print(String(format: "history page (baseline): p50 %.2f ms, p99 %.2f ms", search.page.p50, search.page.p99))
         print(String(format: "search, one word, all %d rooms: p50 %.2f ms, p99 %.2f ms (%.1fx the page's p99)",
                      generator.roomIDs.count, search.all.p50, search.all.p99, search.all.p99 / search.page.p99))
@@ -123,6 +134,8 @@ struct BenchReplay: AsyncParsableCommand {
             var snapshot_write_s: Double
             var startup_with_snapshot_s: Double
             var history_messages_per_s: Double
+            var search_messages_per_s: Double
+            var history_and_search_messages_per_s: Double
             var history_rebuild_peak_rss_mb: Double
             var history_rebuild_peak_rss_mb_fifth: Double
             var page_p99_ms: Double
@@ -138,7 +151,8 @@ struct BenchReplay: AsyncParsableCommand {
             events: events, messages: messages, journal_read_events_per_s: readRate.rounded(),
             room_state_events_per_s: roomStateRate.rounded(), room_state_vs_read: round(roomStateRate / readRate, 2),
             snapshot_write_s: round(snapshotSeconds), startup_with_snapshot_s: round(startupSeconds),
-            history_messages_per_s: historyRate.rounded(), history_rebuild_peak_rss_mb: round(full.peakRSSMB, 1),
+            history_messages_per_s: historyRate.rounded(), search_messages_per_s: searchRate.rounded(),
+            history_and_search_messages_per_s: bothRate.rounded(), history_rebuild_peak_rss_mb: round(full.peakRSSMB, 1),
             history_rebuild_peak_rss_mb_fifth: round(fifth.peakRSSMB, 1), page_p99_ms: round(search.page.p99),
             search_p50_ms: round(search.all.p50), search_p99_ms: round(search.all.p99), search_10_rooms_p99_ms: round(search.ten.p99))))
     }
@@ -156,7 +170,8 @@ struct BenchReplay: AsyncParsableCommand {
 
     /// 500 one-word searches (words of the generated messages, common and rare) as a member of
     /// every room and of 10 rooms, newest 20; and 500 reads of a room's newest 20 messages.
-    static func searchLatencies(_ history: HistoryProjection, rooms: [String]) throws -> (page: Latency, all: Latency, ten: Latency) {
+    static func searchLatencies(_ history: HistoryProjection, _ search: SearchProjection,
+                                rooms: [String]) throws -> (page: Latency, all: Latency, ten: Latency) {
         var random = SplitMix(seed: 23)
         let words = ["deploy", "release", "coffee", "figma", "flaky", "rebase", "dashboard", "tomorrow", "latency", "ship",
                      "standup", "roadmap", "staging", "ticket", "weird"]
@@ -172,20 +187,21 @@ struct BenchReplay: AsyncParsableCommand {
             let room = rooms[Int(random.next() % UInt64(rooms.count))]
             page.append(try timed { _ = try history.page(room: room, limit: 20) })
             let word = words[Int(random.next() % UInt64(words.count))]
-            all.append(try timed { _ = try history.search(word, in: everyRoom, limit: 20) })
+            all.append(try timed { _ = try history.messages(at: try search.search(word, in: everyRoom, limit: 20)) })
             let some = Set((0..<10).map { _ in rooms[Int(random.next() % UInt64(rooms.count))] })
-            ten.append(try timed { _ = try history.search(word, in: some, limit: 20) })
+            ten.append(try timed { _ = try history.messages(at: try search.search(word, in: some, limit: 20)) })
         }
         return (Latency(page), Latency(all), Latency(ten))
     }
 
-    /// Runs `chatlog projections rebuild --only history` and returns its wall time and the
-    /// peak memory it reports (its own VmHWM: rusage would include this process's memory).
-    func childRebuild(_ journal: String, until: UInt64?) throws -> (seconds: Double, peakRSSMB: Double) {
+    /// Runs `chatlog projections rebuild --only KIND...` and returns its wall time and the peak
+    /// memory it reports (its own VmHWM: rusage would include this process's memory).
+    func childRebuild(_ journal: String, _ kinds: [ProjectionKind], until: UInt64?) throws -> (seconds: Double, peakRSSMB: Double) {
         guard let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else {
             throw ValidationError("cannot find this executable through /proc/self/exe")
         }
-        var arguments = ["projections", "rebuild", "--journal", journal, "--only", "history", "--log-level", "error"]
+        var arguments = ["projections", "rebuild", "--journal", journal, "--log-level", "error"]
+        for kind in kinds { arguments += ["--only", kind.rawValue] }
         if let until { arguments += ["--until", String(until)] }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
@@ -201,7 +217,7 @@ struct BenchReplay: AsyncParsableCommand {
         guard process.terminationStatus == 0,
               let range = summary.range(of: "peak memory "),
               let peak = Double(summary[range.upperBound...].prefix { $0.isNumber || $0 == "." })
-        else { throw ValidationError("the history rebuild child failed: \(summary)") }
+        else { throw ValidationError("the \(kinds.map(\.rawValue).joined(separator: " and ")) rebuild child failed: \(summary)") }
         return (elapsed, peak)
     }
 }

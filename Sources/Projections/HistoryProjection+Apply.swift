@@ -48,7 +48,7 @@ extension HistoryProjection {
                     defer { cache = [:] }
                     return cache
                 }
-                var writer = try BlockWriter(db: db, rooms: try self.roomIDs(db), tails: tails)
+                var writer = BlockWriter(db: db, rooms: try self.roomIDs(db), tails: tails)
                 try records(start) { record in
                     let offset = record.offset.value
                     // Messages (nearly every record) are copied from the record's bytes into
@@ -62,14 +62,10 @@ extension HistoryProjection {
                                              author: message.actor, clientMessageID: message.clientMessageID, text: message.text,
                                              clientCreatedText: message.clientCreatedText)
                             }
-                            if appended {
-                                let text = String(decoding: message.text, as: UTF8.self)
-                                try writer.index(room: room, offset: offset, text: text)
-                                // Replies and mentions are rare: the common message writes nothing more.
-                                if message.replyTo != nil || Mentions.mayMention(message.text) {
-                                    try writer.annotate(room: room, offset: offset, author: String(decoding: message.actor, as: UTF8.self),
-                                                        replyTo: message.replyTo, text: text)
-                                }
+                            // Replies and mentions are rare: the common message writes nothing more.
+                            if appended, message.replyTo != nil || Mentions.mayMention(message.text) {
+                                try writer.annotate(room: room, offset: offset, author: String(decoding: message.actor, as: UTF8.self),
+                                                    replyTo: message.replyTo, text: String(decoding: message.text, as: UTF8.self))
                             }
                             return true
                         }
@@ -84,7 +80,6 @@ extension HistoryProjection {
                             text: text, clientCreatedMs: clientCreatedMs, sentMs: event.timestampMs,
                             clientCreatedText: clientCreatedText)
                         if try writer.append(room: event.room.value, offset: offset, { $0.append(message) }) {
-                            try writer.index(room: event.room.value, offset: offset, text: text)
                             try writer.annotate(room: event.room.value, offset: offset, author: event.actor.value,
                                                 replyTo: replyTo?.offset, text: text)
                         }
@@ -98,7 +93,6 @@ extension HistoryProjection {
                         }
                         if edited {
                             try writer.mentionsChanged(room: event.room.value, offset: message.offset, author: event.actor.value, text: text)
-                            try HistoryProjection.reindexText(db, offset: message.offset, text: text, shards: writer.shards)
                         }
                     case .messageDeleted(let message):
                         deleted = true
@@ -107,7 +101,6 @@ extension HistoryProjection {
                             message.deletedMs = event.timestampMs
                         }
                         try writer.forget(room: event.room.value, offset: message.offset)
-                        try HistoryProjection.unindexText(db, offset: message.offset, shards: writer.shards)
                     case .reactionAdded(let message, let emoji):
                         try writer.react(room: event.room.value, offset: message.offset, emoji: emoji, user: event.actor.value, adding: true)
                     case .reactionRemoved(let message, let emoji):
@@ -172,13 +165,9 @@ extension HistoryProjection {
         /// Per slot: the room's last message offset, written or not. Appends at or below it
         /// are replays (after a checkpoint that lagged) and are skipped.
         var lastOffsets: [UInt64?] = []
-        /// The search shards that exist.
-        var shards: Set<Int64>
-
-        init(db: Database, rooms: [String: Int64], tails: [Int64: Tail]) throws {
+        init(db: Database, rooms: [String: Int64], tails: [Int64: Tail]) {
             self.db = db
             self.rooms = rooms
-            shards = try HistoryProjection.searchShards(db)
             for (room, tail) in tails { add(room: room, block: tail.block, changedSince: tail.changedSince) }
         }
 
@@ -251,12 +240,6 @@ extension HistoryProjection {
                     .execute(arguments: [room, Int64(offset), Int64(replyTo)])
             }
             try HistoryProjection.insertMentions(db, room: room, offset: offset, author: author, text: text)
-        }
-
-        /// A new message's text, in the search index.
-        mutating func index(room name: String, offset: UInt64, text: String) throws {
-            guard let room = try roomID(name, create: false) else { return }
-            try HistoryProjection.indexText(db, room: room, offset: offset, text: text, shards: &shards)
         }
 
         /// An edit: the message mentions whom its new text mentions.

@@ -72,7 +72,7 @@ public final class HistoryProjection: Sendable {
     public static let pageLimitMax = 200
     /// The layout of the database (FORMAT.md §10), kept in SQLite's `user_version`. A file of
     /// another layout is derived data of an older build: it is emptied and rebuilt.
-    public static let layoutVersion = 4
+    public static let layoutVersion = 5
 
     public let path: String
     let database: DatabaseQueue
@@ -98,29 +98,15 @@ public final class HistoryProjection: Sendable {
     public init(path: String) throws(ProjectionError) {
         self.path = path
         do {
-            var configuration = Configuration()
-            configuration.prepareDatabase { db in
-                try db.execute(sql: "PRAGMA journal_mode = WAL")
-                // Derived data: a power cut may lose the last transactions, never consistency,
-                // and the checkpoint rolls back with them.
-                try db.execute(sql: "PRAGMA synchronous = NORMAL")
-                // A deleted message's text must be gone from the file, not left in a free page.
-                try db.execute(sql: "PRAGMA secure_delete = ON")
-                // 64 MiB of page cache: inserts into the per-room index stay in memory during a
-                // rebuild. A fixed bound: History's memory does not grow with the journal.
-                try db.execute(sql: "PRAGMA cache_size = -65536")
-                // Fewer, larger checkpoints (each fsyncs): about 40 MB of WAL between them
-                // during a catch-up or rebuild; a live server checkpoints sooner
-                // (`boundWriteAheadLog()`).
-                try db.execute(sql: "PRAGMA wal_autocheckpoint = 10000")
-                // A checkpoint that empties the WAL also shrinks its file to this size.
-                try db.execute(sql: "PRAGMA journal_size_limit = \(Self.writeAheadLogBytesMax)")
-            }
+            // 64 MiB of page cache: inserts into the per-room index stay in memory during a
+            // rebuild. A fixed bound: History's memory does not grow with the journal.
+            let configuration = ProjectionDatabase.configuration(cacheMiB: 64)
             database = try DatabaseQueue(path: path, configuration: configuration)
             try database.write { db in
                 let version = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
-                let migrating = try version == 3 && db.tableExists("blocks")
-                if version != Self.layoutVersion, !migrating, try db.tableExists("blocks") {
+                let stored = try db.tableExists("blocks")
+                let migrating = stored && (version == 3 || version == 4)
+                if version != Self.layoutVersion, !migrating, stored {
                     // Layout 1 (before user_version was set) kept blocks in a WITHOUT ROWID
                     // table keyed by room: every insert landed at a random place in it.
                     // Layout 2's messages had no client time text. Either is rebuilt.
@@ -174,15 +160,18 @@ public final class HistoryProjection: Sendable {
                     CREATE INDEX IF NOT EXISTS mentions_by_message ON mentions (room_id, offset);
                     PRAGMA user_version = \(Self.layoutVersion);
                     """)
-                try Self.createSearchTables(db)
-                // Layout 3 had no mentions and no search index: both are made from the messages
-                // it holds. (It had no replies and no reactions either: its builds wrote none.)
-                if migrating {
-                    try Self.indexMentions(db)
-                    try Self.indexStoredMessages(db)
+                // Layout 3 had no mentions: they are made from the messages it holds. (It had no
+                // replies and no reactions either: its builds wrote none.)
+                if migrating && version == 3 { try Self.indexMentions(db) }
+                // Layout 4 held the search index, which is now a projection of its own
+                // (`SearchProjection`): its tables go, and their text with them.
+                if migrating && version == 4 {
+                    for shard in try Int64.fetchAll(db, sql: "SELECT shard FROM search_shards") {
+                        try db.execute(sql: "DROP TABLE IF EXISTS search_\(shard)")
+                    }
+                    try db.execute(sql: "DROP TABLE IF EXISTS search_shards; DROP TABLE IF EXISTS search_erase")
+                    needsErasure.withLock { $0 = true }
                 }
-                // A merge that a deletion asked for and a crash prevented.
-                if try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM search_erase") ?? 0 > 0 { needsErasure.withLock { $0 = true } }
             }
         } catch {
             throw .database("opening \(path): \(error)")
@@ -194,19 +183,7 @@ public final class HistoryProjection: Sendable {
     /// - Throws: `ProjectionError.database` when there is no such database or it is of another layout.
     public init(readingOnly path: String) throws(ProjectionError) {
         self.path = path
-        do {
-            var configuration = Configuration()
-            configuration.readonly = true
-            database = try DatabaseQueue(path: path, configuration: configuration)
-            let version = try database.read { db in try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0 }
-            guard version == Self.layoutVersion else {
-                throw ProjectionError.database("\(path) has layout \(version), not \(Self.layoutVersion); the server rebuilds it")
-            }
-        } catch let error as ProjectionError {
-            throw error
-        } catch {
-            throw .database("opening \(path) for reading: \(error)")
-        }
+        database = try ProjectionDatabase.openReadingOnly(path, layout: Self.layoutVersion)
     }
 
     /// Makes an empty History start at `offset` (a journal that starts there: a standby
@@ -233,26 +210,12 @@ public final class HistoryProjection: Sendable {
         }
     }
 
-    /// How large the write-ahead log may grow while a server follows the journal before
-    /// `boundWriteAheadLog()` checkpoints and truncates it. Without it, the log grew to about
-    /// 40 MB (the autocheckpoint, tuned for rebuilds) and kept its size: on a small disk it
-    /// filled the space the journal needed.
-    public static let writeAheadLogBytesMax = 8 << 20
-
     /// Checkpoints the write-ahead log into the database and truncates it to zero bytes once it
-    /// is larger than `writeAheadLogBytesMax`: so while a server runs, the log holds at most
-    /// that much plus one transaction. Cheap when under the bound (one `stat`).
+    /// is larger than `ProjectionDatabase.writeAheadLogBytesMax` (8 MiB): so while a server runs,
+    /// the log holds at most that much plus one transaction.
     /// - Throws: `ProjectionError.database`.
     public func boundWriteAheadLog() throws(ProjectionError) {
-        var info = stat()
-        guard stat(path + "-wal", &info) == 0, Int(info.st_size) > Self.writeAheadLogBytesMax else { return }
-        do {
-            try database.writeWithoutTransaction { db in
-                try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
-            }
-        } catch {
-            throw .database("checkpointing the write-ahead log: \(error)")
-        }
+        try ProjectionDatabase.boundWriteAheadLog(database, path: path)
     }
 
     /// Makes deleted text unrecoverable from the files: the write-ahead log still holds pages
@@ -262,14 +225,7 @@ public final class HistoryProjection: Sendable {
     /// transaction during a rebuild, where it would dominate).
     public func eraseDeletedText() throws(ProjectionError) {
         guard needsErasure.withLock({ $0 }) else { return }
-        do {
-            try database.write { db in try Self.mergeErasedShards(db) }
-            try database.writeWithoutTransaction { db in
-                try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
-            }
-            needsErasure.withLock { $0 = false }
-        } catch {
-            throw .database("checkpointing after a deletion: \(error)")
-        }
+        try ProjectionDatabase.truncateWriteAheadLog(database)
+        needsErasure.withLock { $0 = false }
     }
 }

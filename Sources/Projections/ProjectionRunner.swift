@@ -2,14 +2,17 @@
 import Glibc
 #endif
 import ChatModel
+import Dispatch
 import Journal
 import Logging
 import NIOCore
+import Synchronization
 
 /// Which projections a runner maintains.
 public enum ProjectionKind: String, Sendable, CaseIterable {
     case roomState = "room-state"
     case history
+    case search
 }
 
 /// Where a journal's projections live: `<journal>/projections/`. Derived data: the directory
@@ -23,20 +26,23 @@ public struct ProjectionPaths: Sendable {
 
     public var roomStateSnapshot: String { directory + "/room-state.snapshot" }
     public var history: String { directory + "/history.sqlite" }
+    public var search: String { directory + "/search.sqlite" }
 }
 
 /// Keeps projections up to date with a journal.
 ///
 /// `catchUp` brings each projection from its own checkpoint to the committed offset it finds:
 /// first the room state, decoding on a second thread while applying (`DecodingPipeline`), then
-/// History, one read (`catchUpReadBytesMax` of batches) per transaction. The server then follows
-/// the journal with its own readers (`Tailer`, `HistoryWriter`).
+/// History and Search side by side on two threads, each one read (`catchUpReadBytesMax` of
+/// batches) per transaction. The server then follows the journal with its own readers
+/// (`Tailer`, and a `ProjectionWriter` for History and one for Search).
 ///
 /// Not thread-safe; owned by one task.
 public final class ProjectionRunner {
     public let journal: Journal
     public private(set) var roomState: RoomStateProjection?
     public let history: HistoryProjection?
+    public let search: SearchProjection?
     let logger: Logger
     /// Bytes of batches the room state's catch-up reads at a time.
     public var readBytesMax = 4 << 20
@@ -53,10 +59,13 @@ public final class ProjectionRunner {
         self.reader = journal.makeReader()
         roomState = kinds.contains(.roomState)
             ? RoomStateProjection.load(limits: limits, snapshotPath: paths.roomStateSnapshot, logger: logger) : nil
-        history = kinds.contains(.history) ? try HistoryProjection(path: paths.history) : nil
+        // Search starts from History's messages where the journal does not reach back.
+        history = kinds.contains(.history) || kinds.contains(.search) ? try HistoryProjection(path: paths.history) : nil
+        search = kinds.contains(.search) ? try SearchProjection(path: paths.search) : nil
     }
 
-    /// The lowest offset some projection still needs.
+    /// The lowest offset some projection still needs. (Search does not count: when the journal
+    /// no longer holds what it needs, it starts from History's messages.)
     public func nextOffset() throws -> Offset {
         var next = journal.committedOffset
         if let roomState { next = min(next, roomState.nextOffset) }
@@ -65,8 +74,9 @@ public final class ProjectionRunner {
     }
 
     /// Applies everything committed when called (or up to `until`): first the room state
-    /// (decoding and applying on two threads), then History (one transaction per read).
-    /// `progress` gets (work done, total work), counted in events per projection.
+    /// (decoding and applying on two threads), then History and Search on two threads (one
+    /// transaction per read each). `progress` gets (work done, total work), counted in events
+    /// per projection.
     public func catchUp(until: Offset? = nil, progress: ((UInt64, UInt64) -> Void)? = nil) throws {
         let target = min(journal.committedOffset, until ?? journal.committedOffset)
         let start = try nextOffset()
@@ -76,7 +86,11 @@ public final class ProjectionRunner {
         let roomStateStart = roomState?.nextOffset ?? target
         let historyStart = try history?.nextOffset() ?? target
         let roomStateWork = target.value - min(target.value, roomStateStart.value)
-        let total = roomStateWork + target.value - min(target.value, historyStart.value)
+        let searchStart = try search?.nextOffset() ?? target
+        // Search starts from History's messages when the journal no longer holds its next event.
+        let seeding = search != nil && searchStart < journal.earliestOffset
+        let searchWork = seeding ? 0 : target.value - min(target.value, searchStart.value)
+        let total = roomStateWork + target.value - min(target.value, historyStart.value) + searchWork
         if var projection = roomState, roomStateStart < target {
             roomState = nil  // keep the state uniquely referenced while it changes
             defer { roomState = projection }
@@ -84,21 +98,68 @@ public final class ProjectionRunner {
                 progress?(reached.value - roomStateStart.value, total)
             }
         }
-        // History decodes on this thread: measured, decoding on a second one made no
-        // difference (SQLite is the bound) and doubled the memory held in decoded chunks.
+        // Search follows the journal on a second thread while History does on this one; both
+        // are SQLite-bound, each in its own file. (History decodes on this thread: measured,
+        // decoding on a second one made no difference and doubled the memory held.)
+        let searched = Atomic<UInt64>(0)
+        let searchFailure = Mutex<(any Error)?>(nil)
+        let group = DispatchGroup()
+        if let search, !seeding, searchStart < target {
+            let (journal, readBytesMax) = (journal, catchUpReadBytesMax)
+            DispatchQueue.global().async(group: group) {
+                do {
+                    try Self.catchUp(search, journal: journal, from: searchStart, to: target, readBytesMax: readBytesMax) { next in
+                        searched.store(next.value - searchStart.value, ordering: .relaxed)
+                    }
+                } catch {
+                    searchFailure.withLock { $0 = error }
+                }
+            }
+        }
         var next = historyStart
-        while let history, next < target {
-            let batches = try reader.read(from: next, maxBytes: catchUpReadBytesMax).filter { $0.baseOffset < target }
+        do {
+            while let history, next < target {
+                let batches = try reader.read(from: next, maxBytes: catchUpReadBytesMax).filter { $0.baseOffset < target }
+                guard let end = batches.last?.nextOffset else {
+                    throw ProjectionError.invalidQuery("the journal ended at \(next) before \(target)")
+                }
+                try history.apply(batches, deferTails: true)
+                next = end
+                progress?(roomStateWork + next.value - historyStart.value + searched.load(ordering: .relaxed), total)
+            }
+            try history?.writeDeferredTails()
+        } catch {
+            group.wait()
+            throw error
+        }
+        group.wait()
+        if let error = searchFailure.withLock({ $0 }) { throw error }
+        if let search, let history, seeding {
+            logger.notice("the journal no longer holds what the search index needs: indexing History's messages",
+                          metadata: ["search.next_offset": "\(searchStart)", "journal.earliest_offset": "\(journal.earliestOffset)"])
+            try search.seed(from: history)
+            try Self.catchUp(search, journal: journal, from: try search.nextOffset(), to: target, readBytesMax: catchUpReadBytesMax) { _ in }
+        }
+        progress?(total, total)
+        try saveSnapshot()
+        try history?.eraseDeletedText()
+        try search?.eraseDeletedText()
+    }
+
+    /// Brings `search` from `start` to `target`, one transaction per read.
+    private static func catchUp(_ search: SearchProjection, journal: Journal, from start: Offset, to target: Offset,
+                                readBytesMax: Int, progress: (Offset) -> Void) throws {
+        var reader = journal.makeReader()
+        var next = start
+        while next < target {
+            let batches = try reader.read(from: next, maxBytes: readBytesMax).filter { $0.baseOffset < target }
             guard let end = batches.last?.nextOffset else {
                 throw ProjectionError.invalidQuery("the journal ended at \(next) before \(target)")
             }
-            try history.apply(batches, deferTails: true)
+            try search.apply(batches)
             next = end
-            progress?(roomStateWork + next.value - historyStart.value, total)
+            progress(next)
         }
-        try history?.writeDeferredTails()
-        try saveSnapshot()
-        try history?.eraseDeletedText()
     }
 
     /// Saves the room-state snapshot, unless its file already covers the state.

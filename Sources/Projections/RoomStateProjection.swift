@@ -104,7 +104,7 @@ public enum ProjectionError: Error, Sendable, CustomStringConvertible {
         case .malformedEvent(let offset, let error):
             "journal record at offset \(offset) is not a valid chat event: \(error)"
         case .database(let message):
-            "history database error: \(message)"
+            "projection database error: \(message)"
         case .invalidQuery(let message):
             message
         case .journal(let error):

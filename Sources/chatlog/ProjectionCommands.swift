@@ -8,7 +8,7 @@ import Projections
 struct ProjectionsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "projections",
-        abstract: "Rebuild the projections (room state, history) from the journal.",
+        abstract: "Rebuild the projections (room state, history, search) from the journal.",
         subcommands: [Rebuild.self]
     )
 
@@ -18,17 +18,18 @@ struct ProjectionsCommand: AsyncParsableCommand {
             discussion: """
                 Projections live in <journal>/projections/ and are derived: this deletes them \
                 and replays the whole journal, with a progress bar when standard error is a \
-                terminal, then prints a summary line. Takes the journal's lock.
+                terminal, then prints a summary line. History and the search index are built \
+                side by side, on two threads. Takes the journal's lock.
 
-                With --into DIR it builds them into DIR instead (room-state.snapshot and \
-                history.sqlite), reading the journal without its lock: it works beside a \
-                running server, and leaves the server's projections alone.
+                With --into DIR it builds them into DIR instead (room-state.snapshot, \
+                history.sqlite and search.sqlite), reading the journal without its lock: it \
+                works beside a running server, and leaves the server's projections alone.
                 """
         )
 
         @OptionGroup var options: JournalOptions
         @OptionGroup var logging: LoggingOptions
-        @Option(help: "Rebuild only this projection: room-state or history.") var only: ProjectionKind?
+        @Option(help: "Rebuild only this projection: room-state, history or search (repeat for several).") var only: [ProjectionKind] = []
         @Option(help: ArgumentHelp("Stop after this offset (for measuring).", visibility: .hidden)) var until: UInt64?
         @Option(help: ArgumentHelp("Build into this directory, without the journal's lock (beside a running server).", valueName: "dir"))
         var into: String?
@@ -39,13 +40,13 @@ struct ProjectionsCommand: AsyncParsableCommand {
                 try rebuild(into: into, logger: logger)
                 return
             }
-            let kinds: Set<ProjectionKind> = only.map { [$0] } ?? Set(ProjectionKind.allCases)
+            let kinds = self.kinds
             let paths = ProjectionPaths(journalDirectory: options.journal)
             let start = ContinuousClock.now
             let (events, messages) = try await withJournal(options.journal, logger: logger) { journal in
                 if kinds.contains(.roomState) { try? FileManager.default.removeItem(atPath: paths.roomStateSnapshot) }
-                if kinds.contains(.history) {
-                    for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: paths.history + suffix) }
+                for (kind, path) in [(ProjectionKind.history, paths.history), (.search, paths.search)] where kinds.contains(kind) {
+                    for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
                 }
                 let runner = try ProjectionRunner(journal: journal, paths: paths, kinds: kinds, logger: logger)
                 let target = min(journal.committedOffset.value, until ?? .max)
@@ -67,23 +68,30 @@ struct ProjectionsCommand: AsyncParsableCommand {
 }
 
 extension ProjectionsCommand.Rebuild {
+    var kinds: Set<ProjectionKind> { only.isEmpty ? Set(ProjectionKind.allCases) : Set(only) }
+
     /// Builds the projections into `directory` from a lock-free read of the journal.
     func rebuild(into directory: String, logger: Logger) throws {
-        let kinds: Set<ProjectionKind> = only.map { [$0] } ?? Set(ProjectionKind.allCases)
+        let kinds = self.kinds
         let start = ContinuousClock.now
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let snapshotPath = directory + "/room-state.snapshot"
         let historyPath = directory + "/history.sqlite"
+        let searchPath = directory + "/search.sqlite"
         try? FileManager.default.removeItem(atPath: snapshotPath)
-        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: historyPath + suffix) }
+        for path in [historyPath, searchPath] {
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        }
         var roomState = kinds.contains(.roomState) ? RoomStateProjection(limits: ChatLimits(), snapshotPath: snapshotPath) : nil
         let history = kinds.contains(.history) ? try HistoryProjection(path: historyPath) : nil
+        let search = kinds.contains(.search) ? try SearchProjection(path: searchPath) : nil
         let limit = until.map { Offset($0) }
         var events: UInt64 = 0
         var pending: [RecordBatch] = []
         var pendingBytes = 0
         func flush() throws {
             try history?.apply(pending, deferTails: true)
+            try search?.apply(pending)
             pending.removeAll(keepingCapacity: true)
             pendingBytes = 0
         }
@@ -97,6 +105,7 @@ extension ProjectionsCommand.Rebuild {
         }
         try flush()
         try history?.writeDeferredTails()
+        try search?.eraseDeletedText()
         try roomState?.saveSnapshot()
         let messages = try history.map { try $0.messageCount() }
         let elapsed = start.duration(to: .now).inSeconds
@@ -170,12 +179,20 @@ func roomState(_ directory: String, logger: Logger) async throws -> RoomState {
 /// as it is (no lock, nothing written); else brought up to date first.
 func readingHistory<R: Sendable>(_ directory: String, logger: Logger,
                                  _ read: @escaping @Sendable (HistoryProjection) throws -> R) async throws -> R {
+    try await readingHistory(directory, search: false, logger: logger) { history, _ in try read(history) }
+}
+
+/// `read` on the journal's History and, with `search`, its search index (nil without), as
+/// `readingHistory` reads History.
+func readingHistory<R: Sendable>(_ directory: String, search: Bool, logger: Logger,
+                                 _ read: @escaping @Sendable (HistoryProjection, SearchProjection?) throws -> R) async throws -> R {
+    let paths = ProjectionPaths(journalDirectory: directory)
     if case .some = journalHolder(directory) {
-        return try read(try HistoryProjection(readingOnly: ProjectionPaths(journalDirectory: directory).history))
+        return try read(try HistoryProjection(readingOnly: paths.history), search ? try SearchProjection(readingOnly: paths.search) : nil)
     }
-    return try await withProjections(directory, kinds: [.history], logger: logger) { _, runner in
+    return try await withProjections(directory, kinds: search ? [.history, .search] : [.history], logger: logger) { _, runner in
         guard let history = runner.history else { preconditionFailure("the runner was asked for history") }
-        return try read(history)
+        return try read(history, runner.search)
     }
 }
 
@@ -236,8 +253,9 @@ struct SearchCommand: AsyncParsableCommand {
             Searches every room (an operator's view: no membership applies), or --room. A \
             message matches when it has every word of QUERY; a word followed by * matches as a \
             prefix; case and diacritics are ignored, and other punctuation is not syntax. Brings \
-            the history projection up to date first; beside a running server it takes no lock \
-            and reads the history the server keeps up to date.
+            the history and search projections up to date first; beside a running server it \
+            takes no lock and reads what the server keeps up to date (its search index may lag \
+            the chat by up to a fifth of a second).
             """
     )
 
@@ -246,15 +264,15 @@ struct SearchCommand: AsyncParsableCommand {
     @Argument(help: "The words to find (at most 8, 256 bytes).") var query: String
     @Option(help: "Only this room.") var room: String?
     @Option(help: "Messages before this offset.") var before: UInt64?
-    @Option(help: "How many messages, 1 to \(HistoryProjection.searchLimitMax).") var limit = 20
+    @Option(help: "How many messages, 1 to \(SearchProjection.limitMax).") var limit = 20
     @Option(help: "Output format: text or json.") var format: OutputFormat = .text
 
     func validate() throws {
-        guard (1...HistoryProjection.searchLimitMax).contains(limit) else {
-            throw ValidationError("--limit must be in 1...\(HistoryProjection.searchLimitMax)")
+        guard (1...SearchProjection.limitMax).contains(limit) else {
+            throw ValidationError("--limit must be in 1...\(SearchProjection.limitMax)")
         }
         do {
-            _ = try HistoryProjection.searchExpression(query)
+            _ = try SearchProjection.expression(query)
         } catch {
             throw ValidationError("\(error)")
         }
@@ -271,8 +289,9 @@ struct SearchCommand: AsyncParsableCommand {
             rooms = [room]
         }
         let searched = rooms
-        let found = try await readingHistory(options.journal, logger: logger) { history in
-            try history.search(query, in: searched, before: before, limit: limit)
+        let found = try await readingHistory(options.journal, search: true, logger: logger) { history, search in
+            guard let search else { preconditionFailure("the search index was asked for") }
+            return try history.messages(at: try search.search(query, in: searched, before: before, limit: limit))
         }
         switch format {
         case .json:

@@ -39,13 +39,15 @@ final class ServiceNode: Sendable {
         journal = try Journal.open(directory: directory, configuration: configuration, logger: logger)
         let runner = try ProjectionRunner(journal: journal, paths: ProjectionPaths(journalDirectory: directory), logger: logger)
         try runner.catchUp()
-        guard let roomState = runner.roomState, let history = runner.history else { throw CancellationError() }
+        guard let roomState = runner.roomState, let history = runner.history, let search = runner.search else { throw CancellationError() }
         let limits = ChatServerLimits()
         let decider = Decider(journal: journal, roomState: roomState.state, limits: limits)
         let live = LiveRooms(rooms: roomState.state, position: journal.committedOffset, limits: limits, recovery: false)
         let commit = CommitPoint(journal: journal, replication: nil)
-        let historyWriter = HistoryWriter(commit: commit, history: history, next: try history.nextOffset(), decider: decider,
-                                          readBytesMax: limits.readBytesMax, logger: logger)
+        let historyWriter = try ProjectionWriter.history(history, commit: commit, decider: decider, readBytesMax: limits.readBytesMax,
+                                                         logger: logger)
+        let searchWriter = try ProjectionWriter.search(search, commit: commit, interval: limits.searchIndexInterval,
+                                                       readBytesMax: limits.readBytesMax, logger: logger)
         var forwarder: Forwarder?
         if let leader {
             decider.followLeader(leader)
@@ -60,10 +62,10 @@ final class ServiceNode: Sendable {
             followerTask = nil
         }
         service = ChatService(decider: decider, live: live, journal: journal, history: history, historyWriter: historyWriter,
-                              limits: limits, forwarder: forwarder, logger: logger)
+                              search: search, searchWriter: searchWriter, limits: limits, forwarder: forwarder, logger: logger)
         let socketIO = SocketIOServer(configuration: .init(), handler: NoHandler(), logger: logger)
         let tailer = Tailer(service: service, commit: commit, socketIO: socketIO, followsLeader: leader != nil)
-        tasks = [Task { try await tailer.run() }, Task { try await historyWriter.run() }]
+        tasks = [Task { try await tailer.run() }, Task { try await historyWriter.run() }, Task { try await searchWriter.run() }]
     }
 
     func close() async {

@@ -1,0 +1,62 @@
+import Foundation
+import GRDB
+import Journal
+
+/// Messages found by offset: search results, and the texts a new search index starts from.
+extension HistoryProjection {
+    /// The messages of `hits`, in their order, as History has them now: those it does not hold
+    /// (yet) and deleted ones are left out.
+    /// - Throws: `ProjectionError.database`.
+    public func messages(at hits: [SearchHit]) throws(ProjectionError) -> [HistoryMessage] {
+        guard !hits.isEmpty else { return [] }
+        do {
+            return try database.read { db in
+                let blocks = try db.cachedStatement(sql: """
+                    SELECT data FROM blocks WHERE room_id = ? AND first_offset <= ? ORDER BY first_offset DESC LIMIT 1
+                    """)
+                var roomIDs: [String: Int64?] = [:]
+                var found: [HistoryMessage] = []
+                for hit in hits {
+                    let roomID: Int64?
+                    if let known = roomIDs[hit.room] {
+                        roomID = known
+                    } else {
+                        roomID = try Int64.fetchOne(db.cachedStatement(sql: "SELECT id FROM rooms WHERE name = ?"), arguments: [hit.room])
+                        roomIDs[hit.room] = roomID
+                    }
+                    guard let roomID, let row = try Row.fetchOne(blocks, arguments: [roomID, Int64(clamping: hit.offset)]),
+                          let message = HistoryBlock.decode(row["data"] as Data?)?.message(at: hit.offset),
+                          message.text != nil
+                    else { continue }
+                    var one = [message.history(room: hit.room)]
+                    try Self.annotate(&one, room: roomID, db)
+                    found += one
+                }
+                return found
+            }
+        } catch let error as ProjectionError {
+            throw error
+        } catch {
+            throw .database("reading searched messages: \(error)")
+        }
+    }
+
+    /// Calls `body` with every stored message that has text (room, offset, text), in one read,
+    /// and returns History's checkpoint as of that read: the messages are its state at that
+    /// offset or, where a catch-up wrote full blocks ahead of its checkpoint, later.
+    /// - Throws: `ProjectionError.database`, or what `body` throws.
+    public func forEachStoredText(_ body: (String, UInt64, String) throws -> Void) throws -> Offset {
+        try database.read { db in
+            let checkpoint = try Int64.fetchOne(db, sql: "SELECT next_offset FROM checkpoint WHERE id = 1") ?? 0
+            let rows = try Row.fetchCursor(db, sql: "SELECT rooms.name, blocks.data FROM blocks JOIN rooms ON rooms.id = blocks.room_id ORDER BY blocks.id")
+            while let row = try rows.next() {
+                guard let block = HistoryBlock.decode(row[1] as Data?) else { throw ProjectionError.database("a history block is damaged; rebuild the projection") }
+                let room: String = row[0]
+                for message in block.messages {
+                    if let text = message.text { try body(room, message.offset, text) }
+                }
+            }
+            return Offset(UInt64(checkpoint))
+        }
+    }
+}

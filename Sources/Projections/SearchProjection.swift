@@ -1,0 +1,323 @@
+import ChatModel
+import Foundation
+import GRDB
+import Journal
+import Synchronization
+
+/// A message a search found: its id (journal offset) and its room.
+public struct SearchHit: Sendable, Equatable {
+    public var offset: UInt64
+    public var room: String
+
+    public init(offset: UInt64, room: String) {
+        self.offset = offset
+        self.room = room
+    }
+}
+
+/// Full-text search over the journal's messages: a projection of its own (SQLite FTS5, in
+/// `search.sqlite` beside History), so that indexing is never in History's transactions nor on
+/// the path from commit to broadcast. Its writer follows the journal behind the others, in
+/// large transactions (FORMAT.md §11).
+///
+/// The index is split into **shards** of 2^`shardBits` consecutive offsets, one FTS5 table each
+/// (`search_<n>` for offsets `n << 18 ..< (n + 1) << 18`), listed in `shards`. A message is
+/// indexed in its offset's shard with its room, its text replaced when edited, and deleted with
+/// it. The tables keep their content (the text), so that an edit or a deletion, applied again
+/// after a crash, finds the words to take out: every change is idempotent, and the projection
+/// may also start from History's messages (`seed(from:)`) when the journal no longer holds
+/// them. They index words only (`detail=none`: no positions, so no phrase queries, which
+/// search does not offer). FTS5 keeps a deleted row's words in its older segments until they
+/// are merged, and this SQLite (3.40) has no `secure-delete` option: so a deletion records its
+/// shard in `erase`, and `eraseDeletedText()` merges each such shard into one segment (FTS5's
+/// `optimize`), leaving the old pages free (zeroed by `secure_delete`), before the write-ahead
+/// log is checkpointed and truncated. Shards bound that merge: it rewrites one shard, not the
+/// whole index.
+///
+/// Each application of events runs in one transaction with the offset up to which events are
+/// applied. Thread-safe (GRDB's `DatabaseQueue`); one writer at a time is expected.
+public final class SearchProjection: Sendable {
+    /// The layout of the database (FORMAT.md §11), in SQLite's `user_version`. A file of
+    /// another layout is derived data of another build: it is emptied and rebuilt.
+    public static let layoutVersion = 1
+    /// Offsets per shard: 2^18.
+    public static let shardBits = 18
+    /// Most words a query may have.
+    public static let wordsMax = 8
+    /// Longest query, in UTF-8 bytes.
+    public static let queryBytesMax = 256
+    /// Most results of one search.
+    public static let limitMax = 50
+
+    public let path: String
+    let database: DatabaseQueue
+    /// Set when a transaction deleted text that the index's segments and the WAL may still hold.
+    let needsErasure = Mutex(false)
+    /// Room ids and the shards that exist, as committed; nil until first loaded.
+    let known = Mutex<Known?>(nil)
+
+    struct Known: Sendable {
+        var rooms: [String: Int64]
+        var shards: Set<Int64>
+    }
+
+    static func shard(of offset: UInt64) -> Int64 { Int64(offset >> UInt64(shardBits)) }
+
+    static func table(_ shard: Int64) -> String { "search_\(shard)" }
+
+    /// Opens (creating if needed) the search database at `path`.
+    /// - Throws: `ProjectionError.database`.
+    public init(path: String) throws(ProjectionError) {
+        self.path = path
+        do {
+            // A small cache: the index is written in order, one shard at a time.
+            database = try DatabaseQueue(path: path, configuration: ProjectionDatabase.configuration(cacheMiB: 16))
+            try database.write { db in
+                let version = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
+                if version != Self.layoutVersion, try db.tableExists("checkpoint") { try Self.dropEverything(db) }
+                try db.execute(sql: """
+                    CREATE TABLE IF NOT EXISTS rooms (
+                        id INTEGER PRIMARY KEY,
+                        name TEXT NOT NULL UNIQUE
+                    );
+                    CREATE TABLE IF NOT EXISTS checkpoint (
+                        id INTEGER PRIMARY KEY CHECK (id = 1),
+                        next_offset INTEGER NOT NULL
+                    );
+                    INSERT OR IGNORE INTO checkpoint (id, next_offset) VALUES (1, 0);
+                    CREATE TABLE IF NOT EXISTS shards (shard INTEGER PRIMARY KEY);
+                    CREATE TABLE IF NOT EXISTS erase (shard INTEGER PRIMARY KEY);
+                    PRAGMA user_version = \(Self.layoutVersion);
+                    """)
+                // A merge that a deletion asked for and a crash prevented.
+                if try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM erase") ?? 0 > 0 { needsErasure.withLock { $0 = true } }
+            }
+        } catch {
+            throw .database("opening \(path): \(error)")
+        }
+    }
+
+    /// Opens an existing search database for reading only, beside the server that maintains it.
+    /// - Throws: `ProjectionError.database` when there is none or it is of another layout.
+    public init(readingOnly path: String) throws(ProjectionError) {
+        self.path = path
+        database = try ProjectionDatabase.openReadingOnly(path, layout: Self.layoutVersion)
+    }
+
+    /// Every event below this offset has been applied.
+    public func nextOffset() throws(ProjectionError) -> Offset {
+        do {
+            return Offset(UInt64(try database.read { db in try Self.checkpoint(db) }))
+        } catch {
+            throw .database("reading the search checkpoint: \(error)")
+        }
+    }
+
+    private static func checkpoint(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT next_offset FROM checkpoint WHERE id = 1") ?? 0
+    }
+
+    /// Applies the events of `batches` at or after the stored checkpoint, and moves the
+    /// checkpoint to the end of the last batch, in one transaction.
+    /// - Throws: `ProjectionError.malformedEvent` (nothing of this call is applied), `.database`.
+    public func apply(_ batches: [RecordBatch]) throws(ProjectionError) {
+        guard let end = batches.last?.nextOffset else { return }
+        try write(through: end) { start, index in
+            for batch in batches where batch.nextOffset.value > start {
+                for record in batch.records where record.offset.value >= start {
+                    try Self.apply(record, to: &index)
+                }
+            }
+        }
+    }
+
+    /// What one record changes in the index: messages are read from the record's bytes (no
+    /// full decode); edits and deletions are decoded.
+    private static func apply(_ record: JournalRecord, to index: inout IndexWriter) throws {
+        let offset = record.offset.value
+        let indexed: Bool?
+        do {
+            indexed = try ChatEventCodec.withMessageSent(record.payload) { message in
+                try index.insert(room: String(decoding: message.room, as: UTF8.self), offset: offset,
+                                 text: String(decoding: message.text, as: UTF8.self))
+                return true
+            }
+        } catch let error as ChatEventDecodingError {
+            throw ProjectionError.malformedEvent(offset: record.offset, error)
+        }
+        guard indexed == nil, case .event(let event) = try ProjectionError.decode(record) else { return }
+        switch event.body {
+        case .messageSent(_, let text, _, _, _):
+            try index.insert(room: event.room.value, offset: offset, text: text)
+        case .messageEdited(let message, let text):
+            try index.replace(offset: message.offset, text: text)
+        case .messageDeleted(let message):
+            try index.delete(offset: message.offset)
+        case .roomCreated, .memberInvited, .invitationRevoked, .memberJoined, .memberLeft, .memberRemoved, .tokensRevoked,
+             .directRoomCreated, .reactionAdded, .reactionRemoved, .readMarked:
+            break
+        }
+    }
+
+    /// A new index begins with the messages History holds (when the journal no longer has them:
+    /// a retention-cut journal, a standby seeded from a snapshot, a search database deleted) and
+    /// goes on from History's checkpoint. The messages may be of a later state than that
+    /// checkpoint (a catch-up writes full blocks ahead of it): the events after it, applied
+    /// again, change nothing twice. Written in transactions of `seedTransactionMessages`; the
+    /// checkpoint moves only with the last, so a crash in between starts the seed again.
+    /// - Throws: `ProjectionError.database`.
+    public func seed(from history: HistoryProjection) throws(ProjectionError) {
+        var pending: [(String, UInt64, String)] = []
+        func flush(through end: Offset?) throws(ProjectionError) {
+            let messages = pending
+            pending.removeAll(keepingCapacity: true)
+            try write(through: end, replacing: true) { _, index in
+                for (room, offset, text) in messages { try index.insert(room: room, offset: offset, text: text) }
+            }
+        }
+        do {
+            try database.write { db in
+                try Self.dropEverything(db, keepingTables: true)
+                try db.execute(sql: "UPDATE checkpoint SET next_offset = 0 WHERE id = 1")
+            }
+            known.withLock { $0 = nil }
+            let checkpoint = try history.forEachStoredText { room, offset, text in
+                pending.append((room, offset, text))
+                if pending.count >= Self.seedTransactionMessages { try flush(through: nil) }
+            }
+            try flush(through: checkpoint)
+        } catch let error as ProjectionError {
+            throw error
+        } catch {
+            throw .database("seeding the search index from History: \(error)")
+        }
+    }
+
+    /// Messages per transaction of `seed(from:)`.
+    static let seedTransactionMessages = 100_000
+
+    /// One transaction: `changes` gets the stored checkpoint and the index to change; the
+    /// checkpoint then moves to `end` (stays, when nil). With `replacing`, the checkpoint is not
+    /// a bound (a seed writes whatever it is given).
+    private func write(through end: Offset?, replacing: Bool = false,
+                       _ changes: (UInt64, inout IndexWriter) throws -> Void) throws(ProjectionError) {
+        var committed: Known?
+        var deleted = false
+        do {
+            try database.write { db in
+                let start = UInt64(try Self.checkpoint(db))
+                if !replacing, let end, end.value <= start { return }
+                var index = IndexWriter(db: db, known: try self.loadKnown(db))
+                try changes(start, &index)
+                if let end { try db.execute(sql: "UPDATE checkpoint SET next_offset = ? WHERE id = 1", arguments: [Int64(end.value)]) }
+                committed = index.known
+                deleted = index.deleted
+            }
+        } catch let error as ProjectionError {
+            known.withLock { $0 = nil }
+            throw error
+        } catch {
+            known.withLock { $0 = nil }
+            throw .database("indexing messages up to offset \(end.map { "\($0)" } ?? "?"): \(error)")
+        }
+        // Only once the transaction has committed does the cache learn what it wrote.
+        if let committed { known.withLock { $0 = committed } }
+        if deleted { needsErasure.withLock { $0 = true } }
+    }
+
+    private func loadKnown(_ db: Database) throws -> Known {
+        if let cached = known.withLock({ $0 }) { return cached }
+        var rooms: [String: Int64] = [:]
+        for row in try Row.fetchAll(db, sql: "SELECT id, name FROM rooms") { rooms[row[1]] = row[0] }
+        return Known(rooms: rooms, shards: Set(try Int64.fetchAll(db, sql: "SELECT shard FROM shards")))
+    }
+
+    /// One transaction's changes to the index.
+    struct IndexWriter {
+        let db: Database
+        var known: Known
+        var deleted = false
+
+        /// Indexes a message (again: a replay replaces it).
+        mutating func insert(room name: String, offset: UInt64, text: String) throws {
+            let shard = SearchProjection.shard(of: offset)
+            if !known.shards.contains(shard) {
+                try db.execute(sql: """
+                    CREATE VIRTUAL TABLE IF NOT EXISTS \(SearchProjection.table(shard)) USING fts5(
+                        text, room_id UNINDEXED, tokenize = 'unicode61 remove_diacritics 2', columnsize = 0, detail = none);
+                    INSERT OR IGNORE INTO shards (shard) VALUES (\(shard));
+                    """)
+                known.shards.insert(shard)
+            }
+            let room: Int64
+            if let id = known.rooms[name] {
+                room = id
+            } else {
+                try db.cachedStatement(sql: "INSERT INTO rooms (name) VALUES (?)").execute(arguments: [name])
+                room = db.lastInsertedRowID
+                known.rooms[name] = room
+            }
+            try db.cachedStatement(sql: "INSERT OR REPLACE INTO \(SearchProjection.table(shard)) (rowid, text, room_id) VALUES (?, ?, ?)")
+                .execute(arguments: [Int64(offset), text, room])
+        }
+
+        /// An edit: the message is found by its new text (not at all, when it is not indexed).
+        func replace(offset: UInt64, text: String) throws {
+            let shard = SearchProjection.shard(of: offset)
+            guard known.shards.contains(shard) else { return }
+            try db.cachedStatement(sql: "UPDATE \(SearchProjection.table(shard)) SET text = ? WHERE rowid = ?")
+                .execute(arguments: [text, Int64(offset)])
+        }
+
+        /// A deletion: the message is no longer found, and its shard is to be merged so that its
+        /// words leave the file (`eraseDeletedText()`).
+        mutating func delete(offset: UInt64) throws {
+            let shard = SearchProjection.shard(of: offset)
+            guard known.shards.contains(shard) else { return }
+            try db.cachedStatement(sql: "DELETE FROM \(SearchProjection.table(shard)) WHERE rowid = ?").execute(arguments: [Int64(offset)])
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO erase (shard) VALUES (?)").execute(arguments: [shard])
+            deleted = true
+        }
+    }
+
+    /// Drops the index (every shard, and with `keepingTables` false every table too).
+    private static func dropEverything(_ db: Database, keepingTables: Bool = false) throws {
+        let virtual = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'")
+        for table in virtual { try db.execute(sql: "DROP TABLE IF EXISTS \"\(table)\"") }
+        if keepingTables {
+            try db.execute(sql: "DELETE FROM shards; DELETE FROM erase; DELETE FROM rooms")
+            return
+        }
+        let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        for table in tables { try db.execute(sql: "DROP TABLE IF EXISTS \"\(table)\"") }
+    }
+
+    /// Checkpoints and truncates the write-ahead log once it is larger than
+    /// `ProjectionDatabase.writeAheadLogBytesMax` (8 MiB).
+    public func boundWriteAheadLog() throws(ProjectionError) {
+        try ProjectionDatabase.boundWriteAheadLog(database, path: path)
+    }
+
+    /// Makes deleted words unrecoverable from the files: merges each shard where messages were
+    /// deleted into one segment, then folds the write-ahead log (which still holds the old
+    /// pages) into the database and truncates it. Nothing to do when nothing was deleted since
+    /// the last call.
+    public func eraseDeletedText() throws(ProjectionError) {
+        guard needsErasure.withLock({ $0 }) else { return }
+        do {
+            try database.write { db in
+                for shard in try Int64.fetchAll(db, sql: "SELECT shard FROM erase") {
+                    let table = Self.table(shard)
+                    if try db.tableExists(table) {
+                        try db.execute(sql: "INSERT INTO \(table) (\(table)) VALUES ('optimize')")
+                    }
+                    try db.execute(sql: "DELETE FROM erase WHERE shard = ?", arguments: [shard])
+                }
+            }
+        } catch {
+            throw .database("merging the search index after a deletion: \(error)")
+        }
+        try ProjectionDatabase.truncateWriteAheadLog(database)
+        needsErasure.withLock { $0 = false }
+    }
+}

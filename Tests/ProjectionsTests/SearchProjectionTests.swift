@@ -1,0 +1,189 @@
+import ChatModel
+import Foundation
+import GRDB
+import Journal
+import Testing
+@testable import Projections
+
+@Suite struct SearchProjectionTests {
+    let alice = UserID("alice")!
+    let general = RoomID("general")!
+    let secret = RoomID("secret")!
+
+    func send(_ room: RoomID, _ text: String) -> ChatEvent {
+        ChatEvent(timestampMs: 5, actor: alice, room: room, body: .messageSent(clientMessageID: text, text: text, clientCreatedMs: 0))
+    }
+
+    func wordsOf(_ text: String) -> Set<String> {
+        Set(text.lowercased().split { !($0.isLetter || $0.isNumber) }.map(String.init))
+    }
+
+    /// The offsets of the messages History holds that have `word`, newest first: what the
+    /// index must answer, computed without it.
+    func expected(_ word: String, in history: HistoryProjection, rooms: Set<String>, limit: Int) throws -> [UInt64] {
+        try history.allMessages().filter { message in
+            rooms.contains(message.room) && message.text.map { wordsOf($0).contains(word) } == true
+        }.map(\.offset).sorted(by: >).prefix(limit).map { $0 }
+    }
+
+    func integrityChecked(_ search: SearchProjection) throws {
+        try search.database.write { db in
+            for shard in try Int64.fetchAll(db, sql: "SELECT shard FROM shards") {
+                let table = SearchProjection.table(shard)
+                try db.execute(sql: "INSERT INTO \(table) (\(table), rank) VALUES ('integrity-check', 1)")
+            }
+        }
+    }
+
+    @Test func findsTheNewestOfTheGivenRoomsWithEveryWordAndFollowsEditsAndDeletions() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let journal = try Journal.open(directory: directory.journal, configuration: journalConfiguration(), logger: .quiet)
+        let words = "the launch code is zzyzxquokka"
+        _ = try await journal.append(contentsOf: [
+            ChatEvent(timestampMs: 1, actor: alice, room: general, body: .roomCreated(name: "G", isPrivate: false)),
+            send(general, "The release is on Friday"),  // 1
+            send(secret, "release notes"),  // 2
+            send(general, "Réléase moved to Monday"),  // 3: case and diacritics fold
+            send(general, words),  // 4
+            ChatEvent(timestampMs: 6, actor: alice, room: general, body: .messageEdited(message: MessageID(1), text: "The launch is on Friday")),
+        ].map(ChatEventCodec.encode))
+        let search = try SearchProjection(path: directory.path + "/search.sqlite")
+        try search.apply(try journal.read(from: .zero))
+        #expect(try search.nextOffset() == Offset(6))
+        let both: Set<String> = ["general", "secret"]
+        #expect(try search.search("release", in: both).map(\.offset) == [3, 2])
+        #expect(try search.search("release", in: ["general"]).map(\.offset) == [3])
+        #expect(try search.search("release", in: ["general"]).first?.room == "general")
+        #expect(try search.search("release", in: both, before: 3).map(\.offset) == [2])
+        #expect(try search.search("release", in: both, limit: 1).map(\.offset) == [3])
+        #expect(try search.search("launch friday", in: both).map(\.offset) == [1], "the edit's words, every word")
+        #expect(try search.search("lau* fri*", in: both).map(\.offset) == [1], "prefixes, every word")
+        #expect(try search.search("launch", in: both).map(\.offset) == [4, 1])
+        #expect(try search.search("release", in: []).isEmpty)
+        #expect(try search.search("release", in: ["nowhere"]).isEmpty)
+
+        // The words of a deleted message are gone from the files, not only from the results.
+        let files = [search.path, search.path + "-wal"]
+        func holding(_ word: String) -> Bool {
+            files.contains { (try? Data(contentsOf: URL(fileURLWithPath: $0)))?.range(of: Data(word.utf8)) != nil }
+        }
+        #expect(holding("zzyzxquokka"), "the check can fail")
+        _ = try await journal.append(ChatEventCodec.encode(ChatEvent(timestampMs: 7, actor: alice, room: general,
+                                                                     body: .messageDeleted(message: MessageID(4)))))
+        try search.apply(try journal.read(from: Offset(6)))
+        try search.eraseDeletedText()
+        #expect(try search.search("zzyzxquokka", in: both).isEmpty)
+        #expect(!holding("zzyzxquokka"))
+        try integrityChecked(search)
+        await journal.close()
+    }
+
+    /// Applied one event per transaction, all at once, and again after a crash that lost the
+    /// checkpoint's last moves: the same answers, equal to History's messages searched by hand.
+    @Test func everyWayOfApplyingTheJournalAnswersAsHistorySays() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let journal = try Journal.open(directory: directory.journal, configuration: journalConfiguration(), logger: .quiet)
+        var workload = Workload(seed: 5)
+        try await workload.append(1500, to: journal)
+        let end = journal.committedOffset
+        let history = try HistoryProjection(path: directory.path + "/history.sqlite")
+        try history.apply(try journal.read(from: .zero, maxBytes: 16 << 20))
+        let whole = try SearchProjection(path: directory.path + "/whole.sqlite")
+        try whole.apply(try journal.read(from: .zero, maxBytes: 16 << 20))
+        let stepwise = try SearchProjection(path: directory.path + "/stepwise.sqlite")
+        var next = Offset.zero
+        while next < end {
+            let batches = try journal.read(from: next, maxBytes: 4 << 10)
+            try stepwise.apply(batches)
+            next = try #require(batches.last?.nextOffset)
+        }
+        // A crash after the index moved on but before its checkpoint did: everything from the
+        // middle on is applied again.
+        let replayed = try SearchProjection(path: directory.path + "/replayed.sqlite")
+        try replayed.apply(try journal.read(from: .zero, maxBytes: 16 << 20))
+        try await replayed.database.write { db in try db.execute(sql: "UPDATE checkpoint SET next_offset = ?", arguments: [Int64(end.value / 2)]) }
+        replayed.known.withLock { $0 = nil }
+        try replayed.apply(try journal.read(from: Offset(end.value / 2), maxBytes: 16 << 20))
+        // And one seeded from History, then following the journal from History's checkpoint.
+        let seeded = try SearchProjection(path: directory.path + "/seeded.sqlite")
+        try seeded.seed(from: history)
+        #expect(try seeded.nextOffset() == end)
+
+        let rooms = Set(workload.rooms.map(\.value))
+        let queries = ["hello", "edited", "from", "re", "user3", "user1*"] + (0..<20).map { "\($0 * 4999)" }
+        var found = 0
+        for query in queries {
+            let answer = try whole.search(query, in: rooms, limit: 50).map(\.offset)
+            if !query.hasSuffix("*") {
+                #expect(answer == (try expected(query, in: history, rooms: rooms, limit: 50)), "\(query)")
+            }
+            found += answer.count
+            for other in [stepwise, replayed, seeded] {
+                #expect(try other.search(query, in: rooms, limit: 50).map(\.offset) == answer, "\(query)")
+            }
+            let some = Set(rooms.prefix(2))
+            #expect(try whole.search(query, in: some, limit: 7).map(\.offset) == (try stepwise.search(query, in: some, limit: 7).map(\.offset)))
+        }
+        #expect(found > 100, "the queries find something")
+        for index in [whole, stepwise, replayed, seeded] { try integrityChecked(index) }
+        await journal.close()
+    }
+
+    @Test func aQueryIsWordsAndPrefixesNeverFTS5Syntax() throws {
+        #expect(try SearchProjection.expression("Hello, world!") == #""Hello" "world""#)
+        #expect(try SearchProjection.expression("rel* NEAR(a b) \"x") == #""rel"* "NEAR" "a" "b" "x""#)
+        #expect(try SearchProjection.expression("café naïve 42") == #""café" "naïve" "42""#)
+        for query in ["", "   ", "*", "\"", "()", "👍"] {
+            #expect(throws: ProjectionError.self, "\(query)") { try SearchProjection.expression(query) }
+        }
+        #expect(throws: ProjectionError.self) { try SearchProjection.expression(String(repeating: "x", count: 257)) }
+        #expect(throws: ProjectionError.self) { try SearchProjection.expression("a b c d e f g h i") }
+        #expect(try SearchProjection.expression("a b c d e f g h").split(separator: " ").count == 8)
+    }
+
+    @Test func aSearchDatabaseOfAnotherLayoutIsEmptiedAndHistoryLosesItsOldIndex() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let journal = try Journal.open(directory: directory.journal, configuration: journalConfiguration(), logger: .quiet)
+        _ = try await journal.append(contentsOf: [
+            ChatEvent(timestampMs: 1, actor: alice, room: general, body: .roomCreated(name: "G", isPrivate: false)),
+            send(general, "hello there"),
+        ].map(ChatEventCodec.encode))
+        let path = directory.path + "/search.sqlite"
+        let search = try SearchProjection(path: path)
+        try search.apply(try journal.read(from: .zero))
+        try await search.database.write { db in try db.execute(sql: "PRAGMA user_version = 99") }
+        let reopened = try SearchProjection(path: path)
+        #expect(try reopened.nextOffset() == .zero)
+        #expect(try reopened.search("hello", in: ["general"]).isEmpty)
+        #expect(throws: ProjectionError.self) { try SearchProjection(readingOnly: directory.path + "/none.sqlite") }
+
+        // History's layout 4 held the index in its own file: migrated, the index's tables and
+        // their text are gone and the messages stay.
+        let historyPath = directory.path + "/history.sqlite"
+        let history = try HistoryProjection(path: historyPath)
+        try history.apply(try journal.read(from: .zero))
+        try await history.database.write { db in
+            try db.execute(sql: """
+                CREATE VIRTUAL TABLE search_0 USING fts5(text, room_id UNINDEXED);
+                INSERT INTO search_0 (rowid, text, room_id) VALUES (1, 'zzyzxquokka', 1);
+                CREATE TABLE search_shards (shard INTEGER PRIMARY KEY); INSERT INTO search_shards VALUES (0);
+                CREATE TABLE search_erase (shard INTEGER PRIMARY KEY);
+                PRAGMA user_version = 4;
+                """)
+        }
+        let migrated = try HistoryProjection(path: historyPath)
+        try migrated.eraseDeletedText()
+        #expect(try migrated.nextOffset() == Offset(2))
+        #expect(try migrated.page(room: "general").map(\.text) == ["hello there"])
+        let tables = try await migrated.database.read { db in
+            try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE name LIKE 'search%'")
+        }
+        #expect(tables.isEmpty)
+        let data = try Data(contentsOf: URL(fileURLWithPath: historyPath))
+        #expect(data.range(of: Data("zzyzxquokka".utf8)) == nil)
+        await journal.close()
+    }
+}
