@@ -237,6 +237,14 @@ public final class SearchProjection: Sendable {
         let db: Database
         var known: Known
         var deleted = false
+        /// Each shard's insert, prepared once per transaction (not looked up by its SQL text
+        /// per message).
+        private var inserts: [Int64: Statement] = [:]
+
+        init(db: Database, known: Known) {
+            self.db = db
+            self.known = known
+        }
 
         /// Indexes a message (again: a replay replaces it).
         mutating func insert(room name: String, offset: UInt64, text: String) throws {
@@ -257,8 +265,14 @@ public final class SearchProjection: Sendable {
                 room = db.lastInsertedRowID
                 known.rooms[name] = room
             }
-            try db.cachedStatement(sql: "INSERT OR REPLACE INTO \(SearchProjection.table(shard)) (rowid, text, room_id) VALUES (?, ?, ?)")
-                .execute(arguments: [Int64(offset), text, room])
+            let insert: Statement
+            if let prepared = inserts[shard] {
+                insert = prepared
+            } else {
+                insert = try db.makeStatement(sql: "INSERT OR REPLACE INTO \(SearchProjection.table(shard)) (rowid, text, room_id) VALUES (?, ?, ?)")
+                inserts[shard] = insert
+            }
+            try insert.execute(arguments: [Int64(offset), text, room])
         }
 
         /// An edit: the message is found by its new text (not at all, when it is not indexed).
