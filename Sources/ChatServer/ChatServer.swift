@@ -187,7 +187,8 @@ public enum ChatServer {
         let historyWriter = try ProjectionWriter.history(history, commit: commit, decider: decider, readBytesMax: limits.readBytesMax,
                                                          failAfterBatches: configuration.failHistoryWritesAfterBatches, logger: logger)
         let searchWriter = try ProjectionWriter.search(search, commit: commit, interval: limits.searchIndexInterval,
-                                                       readBytesMax: limits.readBytesMax, logger: logger)
+                                                       readBytesMax: limits.readBytesMax,
+                                                       failAfterBatches: configuration.failSearchWritesAfterBatches, logger: logger)
         // A standby follows its leader and, unless read-only, forwards its clients' commands.
         let follower: ReplicationFollower? = configuration.standbyOf.flatMap { url in
             replicationSecret.map { secret in

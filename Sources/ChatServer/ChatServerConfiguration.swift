@@ -37,6 +37,8 @@ public struct ChatServerConfiguration: Sendable {
     /// Fault injection for tests: History's writes fail once it has applied this many batches
     /// (as a full or failing disk under SQLite would).
     public var failHistoryWritesAfterBatches: Int?
+    /// Fault injection for tests: the search index's writes fail once it has applied this many batches.
+    public var failSearchWritesAfterBatches: Int?
     /// The file of the secret a leader and its standbys share (FORMAT.md §11); a leader
     /// without one takes no standbys.
     public var replicationSecretFile: String?

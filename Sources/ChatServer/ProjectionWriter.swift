@@ -19,16 +19,16 @@ import Synchronization
 /// (up to `batchBytesMax`) in one transaction. FTS5's cost is largely per transaction (a new
 /// segment, merges): one transaction every interval instead of one per commit.
 ///
-/// A failure stops it. History's (`Failure.stopsServer`) makes the decider refuse commands and
-/// stops the server, as a journal failure does; Search's (`.degrades`) makes searches fail as
-/// unavailable while the chat goes on.
+/// A failure stops it. History's (`Failure.refusesCommands`) makes the decider refuse commands
+/// (and `/healthz` unhealthy), as a journal failure does; Search's (`.degrades`) makes searches
+/// fail as unavailable while the chat goes on.
 ///
 /// Thread-safe: its position and waiters sit behind one `Mutex`; `run` owns the tail.
 final class ProjectionWriter: Service {
     /// What a failure of the projection does to the server.
     enum Failure: Sendable {
-        /// Commands are refused (the decider) and the server stops: History.
-        case stopsServer(Decider)
+        /// Commands are refused (the decider) until a restart: History.
+        case refusesCommands(Decider)
         /// Requests that need the projection fail; the rest goes on: Search.
         case degrades
     }
@@ -51,7 +51,7 @@ final class ProjectionWriter: Service {
     let batchInterval: Duration?
     let onFailure: Failure
     let logger: Logger
-    /// Fault injection (`ChatServerConfiguration.failHistoryWritesAfterBatches`).
+    /// Fault injection (`ChatServerConfiguration.failHistoryWritesAfterBatches`, `.failSearchWritesAfterBatches`).
     let failAfterBatches: Int?
 
     private struct State {
@@ -62,7 +62,7 @@ final class ProjectionWriter: Service {
     }
 
     struct InjectedFault: Error, CustomStringConvertible {
-        var description: String { "SQLite write failed (fault injected: failHistoryWritesAfterBatches)" }
+        var description: String { "SQLite write failed (fault injected)" }
     }
 
     private let state: Mutex<State>
@@ -92,13 +92,13 @@ final class ProjectionWriter: Service {
                 try history.eraseDeletedText()
                 try history.boundWriteAheadLog()
             }),
-            next: try history.nextOffset(), readBytesMax: readBytesMax, onFailure: .stopsServer(decider),
+            next: try history.nextOffset(), readBytesMax: readBytesMax, onFailure: .refusesCommands(decider),
             failAfterBatches: failAfterBatches, logger: logger)
     }
 
     /// Search's writer, which indexes once every `interval` at most (unless a search waits).
     static func search(_ search: SearchProjection, commit: CommitPoint, interval: Duration, readBytesMax: Int,
-                       logger: Logger) throws -> ProjectionWriter {
+                       failAfterBatches: Int? = nil, logger: Logger) throws -> ProjectionWriter {
         ProjectionWriter(
             name: "search", commit: commit,
             steps: Steps(apply: { try search.apply($0) }, settle: {
@@ -106,7 +106,7 @@ final class ProjectionWriter: Service {
                 try search.boundWriteAheadLog()
             }),
             next: try search.nextOffset(), readBytesMax: readBytesMax, batchInterval: interval, onFailure: .degrades,
-            logger: logger)
+            failAfterBatches: failAfterBatches, logger: logger)
     }
 
     /// Waits until the projection holds every event below `offset`.
@@ -158,7 +158,8 @@ final class ProjectionWriter: Service {
             return
         } catch {
             fail(error, at: tail.next)
-            if waiting, case .stopsServer = onFailure { try? await gracefulShutdown() }
+            // A service that returns early would stop the server: wait for its shutdown.
+            if waiting { try? await gracefulShutdown() }
         }
     }
 
@@ -204,7 +205,7 @@ final class ProjectionWriter: Service {
     private func fail(_ error: any Error, at offset: Offset) {
         let reason = "\(name) storage failed: \(error)"
         switch onFailure {
-        case .stopsServer(let decider):
+        case .refusesCommands(let decider):
             logger.critical("\(name) writer stopped; refusing commands until a restart", metadata: ["journal.offset": "\(offset)", "error": "\(error)"])
             decider.refuse(reason)
         case .degrades:

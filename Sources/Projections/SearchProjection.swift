@@ -18,7 +18,7 @@ public struct SearchHit: Sendable, Equatable {
 /// Full-text search over the journal's messages: a projection of its own (SQLite FTS5, in
 /// `search.sqlite` beside History), so that indexing is never in History's transactions nor on
 /// the path from commit to broadcast. Its writer follows the journal behind the others, in
-/// large transactions (FORMAT.md §11).
+/// large transactions (FORMAT.md §10, "Search database").
 ///
 /// The index is split into **shards** of 2^`shardBits` consecutive offsets, one FTS5 table each
 /// (`search_<n>` for offsets `n << 18 ..< (n + 1) << 18`), listed in `shards`. A message is
@@ -37,7 +37,7 @@ public struct SearchHit: Sendable, Equatable {
 /// Each application of events runs in one transaction with the offset up to which events are
 /// applied. Thread-safe (GRDB's `DatabaseQueue`); one writer at a time is expected.
 public final class SearchProjection: Sendable {
-    /// The layout of the database (FORMAT.md §11), in SQLite's `user_version`. A file of
+    /// The layout of the database (FORMAT.md §10, "Search database"), in SQLite's `user_version`. A file of
     /// another layout is derived data of another build: it is emptied and rebuilt.
     public static let layoutVersion = 1
     /// Offsets per shard: 2^18.

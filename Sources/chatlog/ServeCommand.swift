@@ -98,6 +98,8 @@ struct Serve: AsyncParsableCommand {
     var failJournalWritesAfterBytes: Int64?
     @Option(help: ArgumentHelp("Fault injection for tests: History's writes fail after this many batches.", visibility: .hidden))
     var failHistoryWritesAfterBatches: Int?
+    @Option(help: ArgumentHelp("Fault injection for tests: the search index's writes fail after this many batches.", visibility: .hidden))
+    var failSearchWritesAfterBatches: Int?
     @Option(help: ArgumentHelp("How often a long start-up catch-up logs its progress, in ms (for tests).", visibility: .hidden))
     var catchUpProgressMs = 2_000
     @Option(help: ArgumentHelp("How long a connection may take to send its first request, in ms (for tests; 30 s by default).", visibility: .hidden))
@@ -169,6 +171,7 @@ struct Serve: AsyncParsableCommand {
         configuration.trustForwardedFor = trustForwardedFor
         configuration.failJournalWritesAfterBytes = failJournalWritesAfterBytes
         configuration.failHistoryWritesAfterBatches = failHistoryWritesAfterBatches
+        configuration.failSearchWritesAfterBatches = failSearchWritesAfterBatches
         configuration.catchUpProgressInterval = .milliseconds(max(0, catchUpProgressMs))
         configuration.firstRequestTimeout = .milliseconds(max(1, firstRequestTimeoutMs))
         configuration.replicationSecretFile = replicationSecretFile

@@ -740,6 +740,40 @@ def test_a_failing_history_store_refuses_commands_and_turns_health_red_and_a_res
             server.stop()
 
 
+def test_a_failing_search_index_fails_searches_only_and_a_restart_indexes_everything(chatlog, journal, clients):
+    # The search index's SQLite writes fail after 5 batches (a hidden fault-injection option).
+    server = Server(chatlog, journal, "--fail-search-writes-after-batches", "5").start()
+    try:
+        alice = clients(server.url, "alice", transports=["websocket"])
+        alice.call("join-group", {"group": "g"})
+        sent = []
+        for n in range(20):
+            ack = alice.call("send-group-message", {"group": "g", "message": f"word{n} common", "created": n})
+            assert ack["ok"], "the chat goes on"
+            sent.append(ack["id"])
+            found = alice.call("search", {"query": f"word{n}"})
+            if not found["ok"]:
+                break
+        assert found["ok"] is False and found["error"]["code"] == "unavailable" and "search" in found["error"]["message"]
+        assert alice.call("send-group-message", {"group": "g", "message": "after the failure", "created": 99})["ok"]
+        assert alice.call("history", {"group": "g", "limit": 1})["messages"][0]["message"] == "after the failure"
+        assert requests.get(server.url + "/healthz", timeout=5).status_code == 200
+        metrics = requests.get(server.url + "/metrics", timeout=5).text
+        assert 'chat_projection_failed{projection="search"} 1' in metrics
+        assert "search writer stopped" in server.log()
+        time.sleep(0.5)
+        assert server.process.poll() is None and alice.call("send-group-message", {"group": "g", "message": "still", "created": 100})["ok"]
+        assert server.stop() == 0
+        # A restart indexes what the failed writer did not.
+        server = Server(chatlog, journal).start()
+        reader = clients(server.url, "alice")
+        assert len(reader.call("search", {"query": "common", "limit": 50})["messages"]) == len(sent)
+        assert [m["message"] for m in reader.call("search", {"query": "failure"})["messages"]] == ["after the failure"]
+    finally:
+        if server.process.poll() is None:
+            server.stop()
+
+
 def test_a_member_who_left_and_came_back_resumes_across_its_leave(server, clients):
     alice = clients(server.url, "alice")
     bob = clients(server.url, "bob")

@@ -254,6 +254,12 @@ def test_metrics_are_scraped_in_the_prometheus_format(server):
         assert metric(text, "journal_committed_offset") == metric(text, "journal_events_appended_total")
         assert metric(text, "chat_projection_lag_events", '{projection="room_state"}') == 0
         assert metric(text, "chat_projection_lag_events", '{projection="history"}') >= 0
+        assert metric(text, "chat_projection_lag_events", '{projection="search"}') >= 0
+        assert metric(text, "chat_projection_failed", '{projection="search"}') == 0
+        # A search waits for the index, which then holds everything committed.
+        assert api(server, "GET", "/api/search?q=m0").status_code == 200
+        text = requests.get(server.url + "/metrics", timeout=5).text
+        assert metric(text, "chat_projection_lag_events", '{projection="search"}') == 0
     finally:
         listener.close()
         poller.close()
