@@ -17,7 +17,10 @@ import Synchronization
 /// With a `batchInterval` (Search), the writer lags on purpose: after a transaction it waits
 /// that long, or until a request waits for it, and then applies everything committed meanwhile
 /// (up to `batchBytesMax`) in one transaction. FTS5's cost is largely per transaction (a new
-/// segment, merges): one transaction every interval instead of one per commit.
+/// segment, merges): one transaction every interval instead of one per commit. Its
+/// transactions run on a `BackgroundThread` (nice 19) unless a request waits: under load the
+/// index lags and the chat keeps the CPU; a search that waits has it caught up at normal
+/// priority.
 ///
 /// A failure stops it. History's (`Failure.refusesCommands`) makes the decider refuse commands
 /// (and `/healthz` unhealthy), as a journal failure does; Search's (`.degrades`) makes searches
@@ -41,8 +44,10 @@ final class ProjectionWriter: Service {
         var settle: @Sendable () throws -> Void
     }
 
-    /// Read size of a batched writer's transaction: what it applies at most at once.
-    static let batchBytesMax = 16 << 20
+    /// Read size of a batched writer's transaction: what it applies at most at once (about
+    /// 7,000 messages of 100 bytes): also what a search that arrives during a background
+    /// transaction may wait for.
+    static let batchBytesMax = 1 << 20
 
     let name: String
     let commit: CommitPoint
@@ -50,6 +55,8 @@ final class ProjectionWriter: Service {
     let readBytesMax: Int
     let batchInterval: Duration?
     let onFailure: Failure
+    /// Where a batched writer's transactions run while no request waits.
+    let background: BackgroundThread?
     let logger: Logger
     /// Fault injection (`ChatServerConfiguration.failHistoryWritesAfterBatches`, `.failSearchWritesAfterBatches`).
     let failAfterBatches: Int?
@@ -80,6 +87,7 @@ final class ProjectionWriter: Service {
         self.batchInterval = batchInterval
         self.onFailure = onFailure
         self.logger = logger
+        background = batchInterval == nil ? nil : BackgroundThread()
         state = Mutex(State(next: next))
     }
 
@@ -133,6 +141,7 @@ final class ProjectionWriter: Service {
         // On shutdown, after the tailer: it applies what is committed, then stops.
         try await cancelWhenGracefulShutdown { try await self.follow(waiting: true) }
         if failure == nil { try await follow(waiting: false) }
+        await background?.shutdown()
     }
 
     /// Applies what commits from the projection's position on; `waiting`: for as long as the
@@ -152,7 +161,7 @@ final class ProjectionWriter: Service {
                         bytes += more.reduce(0) { $0 + $1.framedRecords.readableBytes }
                     }
                 }
-                try apply(batches, end: tail.next)
+                try await apply(batches, end: tail.next)
             }
         } catch is CancellationError {
             return
@@ -179,7 +188,7 @@ final class ProjectionWriter: Service {
 
     /// Applies one read's batches in one transaction (with the projection's checkpoint), then
     /// wakes the requests waiting for them.
-    private func apply(_ batches: ArraySlice<RecordBatch>, end: Offset) throws {
+    private func apply(_ batches: ArraySlice<RecordBatch>, end: Offset) async throws {
         if let limit = failAfterBatches {
             let applied = state.withLock { state in
                 state.batchesApplied += batches.count
@@ -187,8 +196,17 @@ final class ProjectionWriter: Service {
             }
             if applied > limit { throw InjectedFault() }
         }
-        try steps.apply(Array(batches))
-        try steps.settle()
+        let steps = self.steps
+        let batches = Array(batches)
+        if let background, !someoneWaits {
+            try await background.run {
+                try steps.apply(batches)
+                try steps.settle()
+            }
+        } else {
+            try steps.apply(batches)
+            try steps.settle()
+        }
         let ready = state.withLock { state -> [CheckedContinuation<Result<Void, ChatFailure>, Never>] in
             state.next = end
             var ready: [CheckedContinuation<Result<Void, ChatFailure>, Never>] = []
