@@ -67,6 +67,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // The SQLite C API under GRDB, for the search index's one hot statement.
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ]
         ),
         // Finding the bytes that end a JSON string's plain run, sixteen at a time (SSE2).

@@ -1,6 +1,7 @@
 import ChatModel
 import Foundation
 import GRDB
+import GRDBSQLite
 import Journal
 import Synchronization
 
@@ -272,7 +273,31 @@ public final class SearchProjection: Sendable {
                 insert = try db.makeStatement(sql: "INSERT OR REPLACE INTO \(SearchProjection.table(shard)) (rowid, text, room_id) VALUES (?, ?, ?)")
                 inserts[shard] = insert
             }
-            try insert.execute(arguments: [Int64(offset), text, room])
+            try Self.execute(insert, offset: offset, text: text, room: room, db)
+        }
+
+        /// The insert with its arguments bound through SQLite's C API: GRDB's general path
+        /// (arguments boxed as values, checked, observed) cost more than the index itself here
+        /// (measured: 3 µs of the 7 a message took in a rebuild).
+        private static func execute(_ insert: Statement, offset: UInt64, text: String, room: Int64, _ db: Database) throws {
+            let statement = insert.sqliteStatement
+            // SQLITE_TRANSIENT: SQLite copies the text before the call returns.
+            let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+            var text = text
+            let code = text.withUTF8 { bytes -> Int32 in
+                sqlite3_bind_int64(statement, 1, Int64(offset))
+                sqlite3_bind_text(statement, 2, UnsafeRawPointer(bytes.baseAddress)?.assumingMemoryBound(to: CChar.self),
+                                  Int32(bytes.count), transient)
+                sqlite3_bind_int64(statement, 3, room)
+                defer {
+                    sqlite3_reset(statement)
+                    sqlite3_clear_bindings(statement)
+                }
+                return sqlite3_step(statement)
+            }
+            guard code == SQLITE_DONE else {
+                throw DatabaseError(resultCode: ResultCode(rawValue: code), message: db.lastErrorMessage, sql: insert.sql)
+            }
         }
 
         /// An edit: the message is found by its new text (not at all, when it is not indexed).
