@@ -41,9 +41,10 @@ extension HistoryProjection {
         }
     }
 
-    /// Calls `body` with every stored message that has text (room, offset, text), in one read,
-    /// and returns History's checkpoint as of that read: the messages are its state at that
-    /// offset or, where a catch-up wrote full blocks ahead of its checkpoint, later.
+    /// Calls `body` with every stored message below History's checkpoint that has text (room,
+    /// offset, text), in one read, and returns that checkpoint. The texts are History's state
+    /// at the checkpoint or, where a catch-up wrote full blocks ahead of it, later (an edit
+    /// after the checkpoint may show).
     /// - Throws: `ProjectionError.database`, or what `body` throws.
     public func forEachStoredText(_ body: (String, UInt64, String) throws -> Void) throws -> Offset {
         try database.read { db in
@@ -52,7 +53,7 @@ extension HistoryProjection {
             while let row = try rows.next() {
                 guard let block = HistoryBlock.decode(row[1] as Data?) else { throw ProjectionError.database("a history block is damaged; rebuild the projection") }
                 let room: String = row[0]
-                for message in block.messages {
+                for message in block.messages where message.offset < UInt64(checkpoint) {
                     if let text = message.text { try body(room, message.offset, text) }
                 }
             }
