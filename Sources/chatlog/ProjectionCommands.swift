@@ -59,7 +59,7 @@ struct ProjectionsCommand: AsyncParsableCommand {
             }
             let elapsed = start.duration(to: .now).inSeconds
             var summary = String(format: "rebuilt %@ from %llu events in %.2f s (%.0f events/s)",
-                                 kinds.map(\.rawValue).sorted().joined(separator: " and "), events, elapsed, Double(events) / max(elapsed, 1e-9))
+                                 Self.listed(kinds), events, elapsed, Double(events) / max(elapsed, 1e-9))
             if let messages { summary += ", \(messages) messages in history" }
             if let peak = peakResidentMemoryMB() { summary += String(format: ", peak memory %.1f MB", peak) }
             print(summary)
@@ -69,6 +69,13 @@ struct ProjectionsCommand: AsyncParsableCommand {
 
 extension ProjectionsCommand.Rebuild {
     var kinds: Set<ProjectionKind> { only.isEmpty ? Set(ProjectionKind.allCases) : Set(only) }
+
+    /// "history", "history and search", "history, room-state and search".
+    static func listed(_ kinds: Set<ProjectionKind>) -> String {
+        let names = kinds.map(\.rawValue).sorted()
+        guard let last = names.last else { return "nothing" }
+        return names.count == 1 ? last : names.dropLast().joined(separator: ", ") + " and " + last
+    }
 
     /// Builds the projections into `directory` from a lock-free read of the journal.
     func rebuild(into directory: String, logger: Logger) throws {
@@ -109,7 +116,7 @@ extension ProjectionsCommand.Rebuild {
         try roomState?.saveSnapshot()
         let messages = try history.map { try $0.messageCount() }
         let elapsed = start.duration(to: .now).inSeconds
-        var summary = String(format: "rebuilt %@ into %@ from %llu events in %.2f s", kinds.map(\.rawValue).sorted().joined(separator: " and "),
+        var summary = String(format: "rebuilt %@ into %@ from %llu events in %.2f s", Self.listed(kinds),
                              directory, events, elapsed)
         if let messages { summary += ", \(messages) messages in history" }
         print(summary)

@@ -123,12 +123,21 @@ def test_rebuild_prints_a_summary_and_gives_the_same_answers(chatlog, tmp_path):
     before = run(chatlog, "history", "--journal", str(journal), "--room", "general", "--limit", "200", "--format", "json").stdout
     result = run(chatlog, "projections", "rebuild", "--journal", str(journal), "--log-level", "error")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("rebuilt history and room-state from 307 events in ")
+    assert result.stdout.startswith("rebuilt history, room-state and search from 307 events in ")
     assert "300 messages in history" in result.stdout
     after = run(chatlog, "history", "--journal", str(journal), "--room", "general", "--limit", "200", "--format", "json").stdout
     assert after == before
     only = run(chatlog, "projections", "rebuild", "--journal", str(journal), "--only", "room-state", "--log-level", "error")
     assert only.stdout.startswith("rebuilt room-state from 307 events")
+    # The search index alone, then with History (side by side): the same answers.
+    found = run(chatlog, "search", "--journal", str(journal), "message", "--limit", "50", "--format", "json").stdout
+    assert len(found.splitlines()) == 50
+    search = run(chatlog, "projections", "rebuild", "--journal", str(journal), "--only", "search", "--log-level", "error")
+    assert search.stdout.startswith("rebuilt search from 307 events"), search.stdout + search.stderr
+    assert run(chatlog, "search", "--journal", str(journal), "message", "--limit", "50", "--format", "json").stdout == found
+    both = run(chatlog, "projections", "rebuild", "--journal", str(journal), "--only", "search", "--only", "history", "--log-level", "error")
+    assert both.stdout.startswith("rebuilt history and search from 307 events"), both.stdout + both.stderr
+    assert run(chatlog, "search", "--journal", str(journal), "message", "--limit", "50", "--format", "json").stdout == found
 
 
 def test_history_resumes_exactly_after_being_killed_mid_rebuild(chatlog, tmp_path):
