@@ -14,7 +14,7 @@ extension RoomStateProjection {
         progress: ((Offset) -> Void)? = nil
     ) throws {
         try DecodingPipeline.run(journal: journal, from: nextOffset, until: target, readBytesMax: readBytesMax,
-                                 placer: RoomState.Placer(mirroring: state)) { chunk in
+                                 decoder: RoomStateDecoder(placer: RoomState.Placer(mirroring: state))) { chunk in
             state.apply(chunk.items)
             skippedRecords += chunk.skipped
             nextOffset = chunk.end
