@@ -13,25 +13,15 @@ public struct DecodedChunk: Sendable {
     public var end: Offset
 }
 
-/// What the pipeline's second thread makes of each read: state kept from one read to the
-/// next (the room state's placer), and a chunk for the consuming thread.
-protocol ChunkDecoder: Sendable {
-    associatedtype Chunk: Sendable
-    /// The chunk of `batches` in `next..<target`, and the offset after the last record it covers.
-    mutating func decode(_ batches: [RecordBatch], from next: Offset, until target: Offset) throws(ProjectionError) -> (Chunk, end: Offset)
-}
-
 /// Reads and decodes a range of the journal on a second thread while the caller's thread
 /// consumes the decoded chunks, through a two-slot queue: replay's decoding and applying cost
-/// about the same, so the two overlap on two cores. For the room state, the decoding thread
-/// also places each event with a `RoomState.Placer` (its room slot and author reference: the
-/// lookups by name), which moves that work off the applying thread; messages (nearly every
-/// record) are placed straight from their bytes, without building their names. For the search
-/// index, it makes the index's changes (`SearchChange`), so that the applying thread only
-/// writes to SQLite.
+/// about the same, so the two overlap on two cores. The decoding thread also places each
+/// event with a `RoomState.Placer` (its room slot and author reference: the lookups by name),
+/// which moves that work off the applying thread; messages (nearly every record) are placed
+/// straight from their bytes, without building their names.
 enum DecodingPipeline {
-    private final class Queue<Chunk: Sendable>: Sendable {
-        let chunks = Mutex<[Result<(Chunk, end: Offset), ProjectionError>]>([])
+    private final class Queue: Sendable {
+        let chunks = Mutex<[Result<DecodedChunk, ProjectionError>]>([])
         let filled = DispatchSemaphore(value: 0)
         /// Two slots, given by signals rather than the initial count: libdispatch traps when a
         /// semaphore is released below the count it was made with, as this one is when the
@@ -49,33 +39,33 @@ enum DecodingPipeline {
     /// Calls `consume` with the events of `start..<target`, in order, one read of up to
     /// `readBytesMax` bytes at a time. Returns once all are consumed, or throws the first
     /// error (decoding, reading, or `consume`'s); the decoding thread has stopped either way.
-    static func run<Decoder: ChunkDecoder>(
+    static func run(
         journal: Journal,
         from start: Offset,
         until target: Offset,
         readBytesMax: Int,
-        decoder: Decoder,
-        consume: (Decoder.Chunk) throws -> Void
+        placer: RoomState.Placer,
+        consume: (DecodedChunk) throws -> Void
     ) throws {
         guard start < target else { return }
-        let queue = Queue<Decoder.Chunk>()
+        let queue = Queue()
         queue.done.enter()
         DispatchQueue.global().async {
             defer { queue.done.leave() }
             var reader = journal.makeReader()
-            var decoder = decoder
+            var placer = placer
             var next = start
             while next < target {
                 queue.free.wait()
                 if queue.stopped.withLock({ $0 }) { return }
-                let chunk = Result { () throws(ProjectionError) -> (Decoder.Chunk, end: Offset) in
+                let chunk = Result { () throws(ProjectionError) -> DecodedChunk in
                     let batches: [RecordBatch]
                     do throws(JournalError) {
                         batches = try reader.read(from: next, maxBytes: readBytesMax)
                     } catch {
                         throw .journal(error)
                     }
-                    return try decoder.decode(batches, from: next, until: target)
+                    return try decode(batches, from: next, until: target, placer: &placer)
                 }
                 let previous = next
                 if case .success(let decoded) = chunk { next = decoded.end }
@@ -96,23 +86,13 @@ enum DecodingPipeline {
             queue.filled.wait()
             let chunk = queue.chunks.withLock { $0.removeFirst() }
             queue.free.signal()
-            let (decoded, end) = try chunk.get()
-            guard end > reached else {
+            let decoded = try chunk.get()
+            guard decoded.end > reached else {
                 throw ProjectionError.invalidQuery("the journal ended at \(reached) before \(target)")
             }
             try consume(decoded)
-            reached = end
+            reached = decoded.end
         }
-    }
-}
-
-/// The room state's decoder: places events with its `RoomState.Placer`.
-struct RoomStateDecoder: ChunkDecoder {
-    var placer: RoomState.Placer
-
-    mutating func decode(_ batches: [RecordBatch], from next: Offset, until target: Offset) throws(ProjectionError) -> (DecodedChunk, end: Offset) {
-        let chunk = try Self.decode(batches, from: next, until: target, placer: &placer)
-        return (chunk, chunk.end)
     }
 
     /// The events of `batches` in `next..<target`: messages placed from their bytes, other

@@ -108,7 +108,7 @@ public final class ProjectionRunner {
             let (journal, readBytesMax) = (journal, catchUpReadBytesMax)
             DispatchQueue.global().async(group: group) {
                 do {
-                    try search.catchUp(journal: journal, until: target, readBytesMax: readBytesMax) { next in
+                    try Self.catchUp(search, journal: journal, from: searchStart, to: target, readBytesMax: readBytesMax) { next in
                         searched.store(next.value - searchStart.value, ordering: .relaxed)
                     }
                 } catch {
@@ -138,12 +138,28 @@ public final class ProjectionRunner {
             logger.notice("the journal no longer holds what the search index needs: indexing History's messages",
                           metadata: ["search.next_offset": "\(searchStart)", "journal.earliest_offset": "\(journal.earliestOffset)"])
             try search.seed(from: history)
-            try search.catchUp(journal: journal, until: target, readBytesMax: catchUpReadBytesMax)
+            try Self.catchUp(search, journal: journal, from: try search.nextOffset(), to: target, readBytesMax: catchUpReadBytesMax) { _ in }
         }
         progress?(total, total)
         try saveSnapshot()
         try history?.eraseDeletedText()
         try search?.eraseDeletedText()
+    }
+
+    /// Brings `search` from `start` to `target`, one transaction per read.
+    private static func catchUp(_ search: SearchProjection, journal: Journal, from start: Offset, to target: Offset,
+                                readBytesMax: Int, progress: (Offset) -> Void) throws {
+        var reader = journal.makeReader()
+        var next = start
+        while next < target {
+            let batches = try reader.read(from: next, maxBytes: readBytesMax).filter { $0.baseOffset < target }
+            guard let end = batches.last?.nextOffset else {
+                throw ProjectionError.invalidQuery("the journal ended at \(next) before \(target)")
+            }
+            try search.apply(batches)
+            next = end
+            progress(next)
+        }
     }
 
     /// Saves the room-state snapshot, unless its file already covers the state.

@@ -14,7 +14,7 @@ extension RoomStateProjection {
         progress: ((Offset) -> Void)? = nil
     ) throws {
         try DecodingPipeline.run(journal: journal, from: nextOffset, until: target, readBytesMax: readBytesMax,
-                                 decoder: RoomStateDecoder(placer: RoomState.Placer(mirroring: state))) { chunk in
+                                 placer: RoomState.Placer(mirroring: state)) { chunk in
             state.apply(chunk.items)
             skippedRecords += chunk.skipped
             nextOffset = chunk.end

@@ -16,66 +16,6 @@ public struct SearchHit: Sendable, Equatable {
     }
 }
 
-/// One change an event makes to the search index.
-public struct SearchChange: Sendable, Equatable {
-    public enum Kind: Sendable, Equatable {
-        /// A message (its id is the event's offset).
-        case insert(room: String, text: String)
-        /// An edit of the message `message`.
-        case replace(message: UInt64, text: String)
-        /// A deletion of the message `message`.
-        case delete(message: UInt64)
-    }
-
-    /// The offset of the event.
-    public var event: UInt64
-    public var kind: Kind
-}
-
-/// The search index's changes of a read of the journal: messages read from their bytes (no
-/// full decode), edits and deletions decoded, every other event skipped.
-struct SearchDecoder: ChunkDecoder {
-    struct Changes: Sendable {
-        var changes: [SearchChange]
-        var end: Offset
-    }
-
-    mutating func decode(_ batches: [RecordBatch], from next: Offset, until target: Offset) throws(ProjectionError) -> (Changes, end: Offset) {
-        var changes = Changes(changes: [], end: next)
-        changes.changes.reserveCapacity(batches.reduce(0) { $0 + Int($1.header.recordCount) })
-        var failure: ProjectionError?
-        for batch in batches where batch.baseOffset < target {
-            batch.forEachRecord { offset, bytes in
-                guard failure == nil, offset >= next, offset < target else { return }
-                do throws(ChatEventDecodingError) {
-                    if let message = try ChatEventCodec.messageSentFields(bytes) {
-                        changes.changes.append(SearchChange(event: offset.value, kind: .insert(
-                            room: String(decoding: message.room, as: UTF8.self), text: String(decoding: message.text, as: UTF8.self))))
-                        return
-                    }
-                    guard case .event(let event) = try ChatEventCodec.decode(bytes: bytes) else { return }
-                    switch event.body {
-                    case .messageSent(_, let text, _, _, _):
-                        changes.changes.append(SearchChange(event: offset.value, kind: .insert(room: event.room.value, text: text)))
-                    case .messageEdited(let message, let text):
-                        changes.changes.append(SearchChange(event: offset.value, kind: .replace(message: message.offset, text: text)))
-                    case .messageDeleted(let message):
-                        changes.changes.append(SearchChange(event: offset.value, kind: .delete(message: message.offset)))
-                    case .roomCreated, .memberInvited, .invitationRevoked, .memberJoined, .memberLeft, .memberRemoved, .tokensRevoked,
-                         .directRoomCreated, .reactionAdded, .reactionRemoved, .readMarked:
-                        break
-                    }
-                } catch {
-                    failure = .malformedEvent(offset: offset, error)
-                }
-            }
-            if let failure { throw failure }
-            changes.end = min(batch.nextOffset, target)
-        }
-        return (changes, changes.end)
-    }
-}
-
 /// Full-text search over the journal's messages: a projection of its own (SQLite FTS5, in
 /// `search.sqlite` beside History), so that indexing is never in History's transactions nor on
 /// the path from commit to broadcast. Its writer follows the journal behind the others, in
@@ -184,37 +124,40 @@ public final class SearchProjection: Sendable {
     /// - Throws: `ProjectionError.malformedEvent` (nothing of this call is applied), `.database`.
     public func apply(_ batches: [RecordBatch]) throws(ProjectionError) {
         guard let end = batches.last?.nextOffset else { return }
-        var decoder = SearchDecoder()
-        let (decoded, _) = try decoder.decode(batches, from: .zero, until: end)
-        try apply(decoded.changes, through: end)
-    }
-
-    /// Applies `changes` (decoded by `SearchDecoder`) of the events at or after the stored
-    /// checkpoint, and moves the checkpoint to `end`, in one transaction.
-    /// - Throws: `ProjectionError.database`.
-    public func apply(_ changes: [SearchChange], through end: Offset) throws(ProjectionError) {
         try write(through: end) { start, index in
-            for change in changes where change.event >= start {
-                switch change.kind {
-                case .insert(let room, let text): try index.insert(room: room, offset: change.event, text: text)
-                case .replace(let message, let text): try index.replace(offset: message, text: text)
-                case .delete(let message): try index.delete(offset: message)
+            for batch in batches where batch.nextOffset.value > start {
+                for record in batch.records where record.offset.value >= start {
+                    try Self.apply(record, to: &index)
                 }
             }
         }
     }
 
-    /// Brings the index from its checkpoint to `target`, decoding on a second thread while this
-    /// one writes (`DecodingPipeline`), one transaction per read of `readBytesMax` bytes.
-    /// `progress` gets the offset reached after each.
-    /// - Throws: `ProjectionError`.
-    public func catchUp(journal: Journal, until target: Offset, readBytesMax: Int, progress: (Offset) -> Void = { _ in }) throws {
-        var reached = try nextOffset()
-        try DecodingPipeline.run(journal: journal, from: reached, until: target, readBytesMax: readBytesMax,
-                                 decoder: SearchDecoder()) { changes in
-            reached = changes.end
-            try apply(changes.changes, through: changes.end)
-            progress(reached)
+    /// What one record changes in the index: messages are read from the record's bytes (no
+    /// full decode); edits and deletions are decoded.
+    private static func apply(_ record: JournalRecord, to index: inout IndexWriter) throws {
+        let offset = record.offset.value
+        let indexed: Bool?
+        do {
+            indexed = try ChatEventCodec.withMessageSent(record.payload) { message in
+                try index.insert(room: String(decoding: message.room, as: UTF8.self), offset: offset,
+                                 text: String(decoding: message.text, as: UTF8.self))
+                return true
+            }
+        } catch let error as ChatEventDecodingError {
+            throw ProjectionError.malformedEvent(offset: record.offset, error)
+        }
+        guard indexed == nil, case .event(let event) = try ProjectionError.decode(record) else { return }
+        switch event.body {
+        case .messageSent(_, let text, _, _, _):
+            try index.insert(room: event.room.value, offset: offset, text: text)
+        case .messageEdited(let message, let text):
+            try index.replace(offset: message.offset, text: text)
+        case .messageDeleted(let message):
+            try index.delete(offset: message.offset)
+        case .roomCreated, .memberInvited, .invitationRevoked, .memberJoined, .memberLeft, .memberRemoved, .tokensRevoked,
+             .directRoomCreated, .reactionAdded, .reactionRemoved, .readMarked:
+            break
         }
     }
 
