@@ -186,7 +186,7 @@ public enum ChatServer {
         socketConfiguration.outboundBytesTotalMax = limits.outboundBytesTotalMax
         let historyWriter = try ProjectionWriter.history(history, commit: commit, decider: decider, readBytesMax: limits.readBytesMax,
                                                          failAfterBatches: configuration.failHistoryWritesAfterBatches, logger: logger)
-        let searchWriter = try ProjectionWriter.search(search, commit: commit, interval: limits.searchIndexInterval,
+        let searchWriter = try ProjectionWriter.search(search, history: history, after: historyWriter, commit: commit, interval: limits.searchIndexInterval,
                                                        readBytesMax: limits.readBytesMax,
                                                        failAfterBatches: configuration.failSearchWritesAfterBatches, logger: logger)
         // A standby follows its leader and, unless read-only, forwards its clients' commands.

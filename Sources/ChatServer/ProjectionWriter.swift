@@ -55,6 +55,8 @@ final class ProjectionWriter: Service {
     let readBytesMax: Int
     let batchInterval: Duration?
     let onFailure: Failure
+    /// The writer whose projection must have applied a read before this one applies it.
+    let after: ProjectionWriter?
     /// Where a batched writer's transactions run while no request waits.
     let background: BackgroundThread?
     let logger: Logger
@@ -78,7 +80,8 @@ final class ProjectionWriter: Service {
     ///   - name: the projection's name in logs, metrics and errors (`history`, `search`).
     ///   - next: where the projection stands (its checkpoint, caught up at start).
     init(name: String, commit: CommitPoint, steps: Steps, next: Offset, readBytesMax: Int, batchInterval: Duration? = nil,
-         onFailure: Failure, failAfterBatches: Int? = nil, logger: Logger) {
+         after: ProjectionWriter? = nil, onFailure: Failure, failAfterBatches: Int? = nil, logger: Logger) {
+        self.after = after
         self.name = name
         self.failAfterBatches = failAfterBatches
         self.commit = commit
@@ -104,17 +107,21 @@ final class ProjectionWriter: Service {
             failAfterBatches: failAfterBatches, logger: logger)
     }
 
-    /// Search's writer, which indexes once every `interval` at most (unless a search waits).
-    static func search(_ search: SearchProjection, commit: CommitPoint, interval: Duration, readBytesMax: Int,
+    /// Search's writer, which indexes once every `interval` at most (unless a search waits),
+    /// each read once History's writer has applied it (the index takes out of itself the text
+    /// History says an edit or a deletion replaced), and then lets History forget those texts.
+    static func search(_ search: SearchProjection, history: HistoryProjection, after historyWriter: ProjectionWriter,
+                       commit: CommitPoint, interval: Duration, readBytesMax: Int,
                        failAfterBatches: Int? = nil, logger: Logger) throws -> ProjectionWriter {
         ProjectionWriter(
             name: "search", commit: commit,
-            steps: Steps(apply: { try search.apply($0) }, settle: {
+            steps: Steps(apply: { try search.apply($0, history: history) }, settle: {
                 try search.eraseDeletedText()
                 try search.boundWriteAheadLog()
+                try history.pruneReplaced(below: try search.nextOffset())
             }),
-            next: try search.nextOffset(), readBytesMax: readBytesMax, batchInterval: interval, onFailure: .degrades,
-            failAfterBatches: failAfterBatches, logger: logger)
+            next: try search.nextOffset(), readBytesMax: readBytesMax, batchInterval: interval, after: historyWriter,
+            onFailure: .degrades, failAfterBatches: failAfterBatches, logger: logger)
     }
 
     /// Waits until the projection holds every event below `offset`.
@@ -195,6 +202,9 @@ final class ProjectionWriter: Service {
                 return state.batchesApplied
             }
             if applied > limit { throw InjectedFault() }
+        }
+        if let after, case .failure(let failure) = await after.caughtUp(to: end) {
+            throw failure
         }
         let steps = self.steps
         let batches = Array(batches)

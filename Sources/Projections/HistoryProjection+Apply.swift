@@ -84,23 +84,27 @@ extension HistoryProjection {
                                                 replyTo: replyTo?.offset, text: text)
                         }
                     case .messageEdited(let message, let text):
-                        var edited = false
+                        var replaced: String?
                         try writer.update(room: event.room.value, offset: message.offset, event: offset) { message in
                             guard message.deletedMs == nil else { return }
+                            replaced = message.text
                             message.text = text
                             message.editedMs = event.timestampMs
-                            edited = true
                         }
-                        if edited {
+                        if let replaced {
                             try writer.mentionsChanged(room: event.room.value, offset: message.offset, author: event.actor.value, text: text)
+                            try writer.recordReplaced(event: offset, text: replaced)
                         }
                     case .messageDeleted(let message):
                         deleted = true
+                        var replaced: String?
                         try writer.update(room: event.room.value, offset: message.offset, event: offset) { message in
+                            replaced = message.text
                             message.text = nil
                             message.deletedMs = event.timestampMs
                         }
                         try writer.forget(room: event.room.value, offset: message.offset)
+                        if let replaced { try writer.recordReplaced(event: offset, text: replaced) }
                     case .reactionAdded(let message, let emoji):
                         try writer.react(room: event.room.value, offset: message.offset, emoji: emoji, user: event.actor.value, adding: true)
                     case .reactionRemoved(let message, let emoji):
@@ -247,6 +251,13 @@ extension HistoryProjection {
             guard let room = try roomID(name, create: false) else { return }
             try db.cachedStatement(sql: "DELETE FROM mentions WHERE room_id = ? AND offset = ?").execute(arguments: [room, Int64(offset)])
             try HistoryProjection.insertMentions(db, room: room, offset: offset, author: author, text: text)
+        }
+
+        /// The text an edit or a deletion at `event` replaced, for the search index (FORMAT.md
+        /// §10). A replay keeps the first record: the transaction that made it saw the text as
+        /// it was.
+        func recordReplaced(event: UInt64, text: String) throws {
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO replaced (event, text) VALUES (?, ?)").execute(arguments: [Int64(event), text])
         }
 
         /// A deletion: the message's mentions and reactions go with its text.

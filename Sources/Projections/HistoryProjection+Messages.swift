@@ -61,3 +61,52 @@ extension HistoryProjection {
         }
     }
 }
+
+/// What the search index needs from History: the text an edit or a deletion replaced.
+extension HistoryProjection {
+    /// The text the edit or deletion at offset `event` replaced, if History applied one there
+    /// and the search index has not yet let it go (`pruneReplaced(below:)`).
+    /// - Throws: `ProjectionError.database`.
+    public func replacedText(event: UInt64) throws(ProjectionError) -> String? {
+        do {
+            return try database.read { db in
+                try String.fetchOne(db.cachedStatement(sql: "SELECT text FROM replaced WHERE event = ?"), arguments: [Int64(event)])
+            }
+        } catch {
+            throw .database("reading the text an edit replaced: \(error)")
+        }
+    }
+
+    /// Below this offset History may not have the texts edits and deletions replaced (it let
+    /// them go, or never recorded them): a search index that still needs any is seeded anew.
+    /// - Throws: `ProjectionError.database`.
+    public func replacedFloor() throws(ProjectionError) -> Offset {
+        do {
+            return Offset(UInt64(try database.read { db in
+                try Int64.fetchOne(db, sql: "SELECT offset FROM replaced_floor WHERE id = 1") ?? 0
+            }))
+        } catch {
+            throw .database("reading the replaced texts' floor: \(error)")
+        }
+    }
+
+    /// Forgets the replaced texts of the events below `offset` (the search index has applied
+    /// them), and erases them from the files (a deleted message's text is among them).
+    /// - Throws: `ProjectionError.database`.
+    public func pruneReplaced(below offset: Offset) throws(ProjectionError) {
+        let pruned: Int
+        do {
+            pruned = try database.write { db in
+                try db.execute(sql: "DELETE FROM replaced WHERE event < ?", arguments: [Int64(clamping: offset.value)])
+                let pruned = db.changesCount
+                try db.execute(sql: "UPDATE replaced_floor SET offset = MAX(offset, ?) WHERE id = 1", arguments: [Int64(clamping: offset.value)])
+                return pruned
+            }
+        } catch {
+            throw .database("forgetting replaced texts: \(error)")
+        }
+        guard pruned > 0 else { return }
+        needsErasure.withLock { $0 = true }
+        try eraseDeletedText()
+    }
+}

@@ -158,6 +158,19 @@ public final class HistoryProjection: Sendable {
                         PRIMARY KEY (user, room_id, offset)
                     ) WITHOUT ROWID;
                     CREATE INDEX IF NOT EXISTS mentions_by_message ON mentions (room_id, offset);
+                    -- The text each edit or deletion replaced, until the search index has
+                    -- applied the event (it takes exactly those words out of its index).
+                    CREATE TABLE IF NOT EXISTS replaced (
+                        event INTEGER PRIMARY KEY,
+                        text TEXT NOT NULL
+                    );
+                    -- Below this offset, replaced texts may be gone (pruned, or never
+                    -- recorded: a file of an older layout starts it at its checkpoint).
+                    CREATE TABLE IF NOT EXISTS replaced_floor (
+                        id INTEGER PRIMARY KEY CHECK (id = 1),
+                        offset INTEGER NOT NULL
+                    );
+                    INSERT OR IGNORE INTO replaced_floor (id, offset) SELECT 1, next_offset FROM checkpoint WHERE id = 1;
                     PRAGMA user_version = \(Self.layoutVersion);
                     """)
                 // Layout 3 had no mentions: they are made from the messages it holds. (It had no

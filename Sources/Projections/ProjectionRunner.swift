@@ -88,7 +88,10 @@ public final class ProjectionRunner {
         let roomStateWork = target.value - min(target.value, roomStateStart.value)
         let searchStart = try search?.nextOffset() ?? target
         // Search starts from History's messages when the journal no longer holds its next event.
-        let seeding = search != nil && searchStart < journal.earliestOffset
+        // The index starts again from History's messages when it needs what is gone: events
+        // the journal no longer holds, or texts History no longer keeps for it (it was rebuilt
+        // alone, or History is of an older layout).
+        let seeding = try search != nil && (searchStart < journal.earliestOffset || searchStart < history?.replacedFloor() ?? .zero)
         let searchWork = seeding ? 0 : target.value - min(target.value, searchStart.value)
         let total = roomStateWork + target.value - min(target.value, historyStart.value) + searchWork
         if var projection = roomState, roomStateStart < target {
@@ -100,15 +103,18 @@ public final class ProjectionRunner {
         }
         // Search follows the journal on a second thread while History does on this one; both
         // are SQLite-bound, each in its own file. (History decodes on this thread: measured,
-        // decoding on a second one made no difference and doubled the memory held.)
+        // decoding on a second one made no difference and doubled the memory held.) Search
+        // applies a read only once History has (an edit's replaced text comes from History).
         let searched = Atomic<UInt64>(0)
+        let historyReached = Atomic<UInt64>(historyStart < target ? historyStart.value : .max)
         let searchFailure = Mutex<(any Error)?>(nil)
         let group = DispatchGroup()
-        if let search, !seeding, searchStart < target {
+        if let search, let history, !seeding, searchStart < target {
             let (journal, readBytesMax) = (journal, catchUpReadBytesMax)
             DispatchQueue.global().async(group: group) {
                 do {
-                    try Self.catchUp(search, journal: journal, from: searchStart, to: target, readBytesMax: readBytesMax) { next in
+                    try Self.catchUp(search, history: history, journal: journal, from: searchStart, to: target, readBytesMax: readBytesMax,
+                                     historyReached: { historyReached.load(ordering: .acquiring) }) { next in
                         searched.store(next.value - searchStart.value, ordering: .relaxed)
                     }
                 } catch {
@@ -125,30 +131,38 @@ public final class ProjectionRunner {
                 }
                 try history.apply(batches, deferTails: true)
                 next = end
+                historyReached.store(next.value, ordering: .releasing)
                 progress?(roomStateWork + next.value - historyStart.value + searched.load(ordering: .relaxed), total)
             }
             try history?.writeDeferredTails()
+            historyReached.store(.max, ordering: .releasing)
         } catch {
+            historyReached.store(.max, ordering: .releasing)
             group.wait()
             throw error
         }
         group.wait()
         if let error = searchFailure.withLock({ $0 }) { throw error }
         if let search, let history, seeding {
-            logger.notice("the journal no longer holds what the search index needs: indexing History's messages",
+            logger.notice("the journal or History no longer holds what the search index needs: indexing History's messages",
                           metadata: ["search.next_offset": "\(searchStart)", "journal.earliest_offset": "\(journal.earliestOffset)"])
             try search.seed(from: history)
-            try Self.catchUp(search, journal: journal, from: try search.nextOffset(), to: target, readBytesMax: catchUpReadBytesMax) { _ in }
+            try Self.catchUp(search, history: history, journal: journal, from: try search.nextOffset(), to: target,
+                             readBytesMax: catchUpReadBytesMax, historyReached: { .max }) { _ in }
         }
         progress?(total, total)
         try saveSnapshot()
+        // What the index has applied, History need not keep for it.
+        if let search, let history { try history.pruneReplaced(below: try search.nextOffset()) }
         try history?.eraseDeletedText()
         try search?.eraseDeletedText()
     }
 
-    /// Brings `search` from `start` to `target`, one transaction per read.
-    private static func catchUp(_ search: SearchProjection, journal: Journal, from start: Offset, to target: Offset,
-                                readBytesMax: Int, progress: (Offset) -> Void) throws {
+    /// Brings `search` from `start` to `target`, one transaction per read, each once History has
+    /// applied it (`historyReached`, polled every millisecond).
+    private static func catchUp(_ search: SearchProjection, history: HistoryProjection, journal: Journal, from start: Offset,
+                                to target: Offset, readBytesMax: Int, historyReached: () -> UInt64,
+                                progress: (Offset) -> Void) throws {
         var reader = journal.makeReader()
         var next = start
         while next < target {
@@ -156,7 +170,8 @@ public final class ProjectionRunner {
             guard let end = batches.last?.nextOffset else {
                 throw ProjectionError.invalidQuery("the journal ended at \(next) before \(target)")
             }
-            try search.apply(batches)
+            while historyReached() < end.value { usleep(1000) }
+            try search.apply(batches, history: history)
             next = end
             progress(next)
         }

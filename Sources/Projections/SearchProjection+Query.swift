@@ -65,12 +65,13 @@ extension SearchProjection {
                 let shards = try Int64.fetchAll(db, sql: "SELECT shard FROM shards WHERE shard <= ? ORDER BY shard DESC",
                                                 arguments: [Self.shard(of: UInt64(bound))])
                 // A few rooms are filtered by SQLite as it reads the index; many, here.
-                let filter = names.count <= 64 ? " AND room_id IN (\(names.keys.map(String.init).joined(separator: ",")))" : ""
+                let filter = names.count <= 64 ? " AND messages.room_id IN (\(names.keys.map(String.init).joined(separator: ",")))" : ""
                 var hits: [SearchHit] = []
                 for shard in shards {
                     let table = Self.table(shard)
                     let cursor = try Row.fetchCursor(db, sql: """
-                        SELECT rowid, room_id FROM \(table) WHERE \(table) MATCH ? AND rowid < ?\(filter) ORDER BY rowid DESC
+                        SELECT \(table).rowid, messages.room_id FROM \(table) JOIN messages ON messages.offset = \(table).rowid
+                        WHERE \(table) MATCH ? AND \(table).rowid < ?\(filter) ORDER BY \(table).rowid DESC
                         """, arguments: [expression, bound])
                     while let row = try cursor.next() {
                         guard let room = names[row[1]] else { continue }

@@ -22,16 +22,18 @@ public struct SearchHit: Sendable, Equatable {
 /// large transactions (FORMAT.md §10, "Search database").
 ///
 /// The index is split into **shards** of 2^`shardBits` consecutive offsets, one FTS5 table each
-/// (`search_<n>` for offsets `n << 18 ..< (n + 1) << 18`), listed in `shards`. A message is
-/// indexed in its offset's shard with its room, its text replaced when edited, and deleted with
-/// it. The tables keep their content (the text), so that an edit or a deletion, applied again
-/// (after a seed), finds the words to take out; the projection may start from History's
-/// messages (`seed(from:)`) when the journal no longer holds them. A message is inserted once:
-/// its offset is at or after the checkpoint, which moves in the same transaction (a second
-/// insert would fail on the rowid, not index it twice). They index words only (`detail=none`: no positions, so no phrase queries, which
-/// search does not offer). FTS5 keeps a deleted row's words in its older segments until they
-/// are merged, and this SQLite (3.40) has no `secure-delete` option: so a deletion records its
-/// shard in `erase`, and `eraseDeletedText()` merges each such shard into one segment (FTS5's
+/// (`search_<n>` for offsets `n << 18 ..< (n + 1) << 18`), listed in `shards`. The tables are
+/// contentless (`content=''`, words only: `detail=none`, so no phrase queries, which search does
+/// not offer): a message's words are indexed under its offset, and `messages` lists the indexed
+/// messages with their rooms. An edit takes the old words out and puts the new ones in, a
+/// deletion takes them out; the words to take out are exactly the text History says the event
+/// replaced (`HistoryProjection.replacedText(event:)`), so the index applies a read only after
+/// History has, and then lets History forget those texts (`pruneReplaced(below:)`). A message is
+/// inserted once: its offset is at or after the checkpoint, which moves in the same
+/// transaction. The index may start from History's messages (`seed(from:)`) when the journal no
+/// longer holds them. FTS5 keeps a deleted row's words in its segments until they are merged,
+/// and this SQLite (3.40) has no `secure-delete` option: so a deletion records its shard in
+/// `erase`, and `eraseDeletedText()` merges each such shard into one segment (FTS5's
 /// `optimize`), leaving the old pages free (zeroed by `secure_delete`), before the write-ahead
 /// log is checkpointed and truncated. Shards bound that merge: it rewrites one shard, not the
 /// whole index.
@@ -41,7 +43,7 @@ public struct SearchHit: Sendable, Equatable {
 public final class SearchProjection: Sendable {
     /// The layout of the database (FORMAT.md §10, "Search database"), in SQLite's `user_version`. A file of
     /// another layout is derived data of another build: it is emptied and rebuilt.
-    public static let layoutVersion = 1
+    public static let layoutVersion = 2
     /// Offsets per shard: 2^18.
     public static let shardBits = 18
     /// Most words a query may have.
@@ -89,6 +91,11 @@ public final class SearchProjection: Sendable {
                     INSERT OR IGNORE INTO checkpoint (id, next_offset) VALUES (1, 0);
                     CREATE TABLE IF NOT EXISTS shards (shard INTEGER PRIMARY KEY);
                     CREATE TABLE IF NOT EXISTS erase (shard INTEGER PRIMARY KEY);
+                    -- The indexed messages and their rooms (the index keeps no columns).
+                    CREATE TABLE IF NOT EXISTS messages (
+                        offset INTEGER PRIMARY KEY,
+                        room_id INTEGER NOT NULL
+                    );
                     PRAGMA user_version = \(Self.layoutVersion);
                     """)
                 // A merge that a deletion asked for and a crash prevented.
@@ -120,14 +127,17 @@ public final class SearchProjection: Sendable {
     }
 
     /// Applies the events of `batches` at or after the stored checkpoint, and moves the
-    /// checkpoint to the end of the last batch, in one transaction.
-    /// - Throws: `ProjectionError.malformedEvent` (nothing of this call is applied), `.database`.
-    public func apply(_ batches: [RecordBatch]) throws(ProjectionError) {
+    /// checkpoint to the end of the last batch, in one transaction. `history` must have applied
+    /// them already: an edit or a deletion takes out of the index the words of the text History
+    /// says it replaced.
+    /// - Throws: `ProjectionError.malformedEvent` (nothing of this call is applied), `.database`
+    ///   (also when History does not have a replaced text it should have).
+    public func apply(_ batches: [RecordBatch], history: HistoryProjection) throws(ProjectionError) {
         guard let end = batches.last?.nextOffset else { return }
         try write(through: end) { start, index in
             for batch in batches where batch.nextOffset.value > start {
                 for record in batch.records where record.offset.value >= start {
-                    try Self.apply(record, to: &index)
+                    try Self.apply(record, to: &index, history: history)
                 }
             }
         }
@@ -135,7 +145,7 @@ public final class SearchProjection: Sendable {
 
     /// What one record changes in the index: messages are read from the record's bytes (no
     /// full decode); edits and deletions are decoded.
-    private static func apply(_ record: JournalRecord, to index: inout IndexWriter) throws {
+    private static func apply(_ record: JournalRecord, to index: inout IndexWriter, history: HistoryProjection) throws {
         let offset = record.offset.value
         let indexed: Bool?
         do {
@@ -152,9 +162,9 @@ public final class SearchProjection: Sendable {
         case .messageSent(_, let text, _, _, _):
             try index.insert(room: event.room.value, offset: offset, text: text)
         case .messageEdited(let message, let text):
-            try index.replace(offset: message.offset, text: text)
+            try index.replace(message: message.offset, by: offset, text: text, history: history)
         case .messageDeleted(let message):
-            try index.delete(offset: message.offset)
+            try index.delete(message: message.offset, by: offset, history: history)
         case .roomCreated, .memberInvited, .invitationRevoked, .memberJoined, .memberLeft, .memberRemoved, .tokensRevoked,
              .directRoomCreated, .reactionAdded, .reactionRemoved, .readMarked:
             break
@@ -178,6 +188,8 @@ public final class SearchProjection: Sendable {
             }
         }
         do {
+            // Its blocks as of its checkpoint, none written ahead of it.
+            try history.writeDeferredTails()
             try database.write { db in
                 try Self.dropEverything(db, keepingTables: true)
                 try db.execute(sql: "UPDATE checkpoint SET next_offset = 0 WHERE id = 1")
@@ -239,9 +251,10 @@ public final class SearchProjection: Sendable {
         let db: Database
         var known: Known
         var deleted = false
-        /// Each shard's insert, prepared once per transaction (not looked up by its SQL text
-        /// per message).
+        /// Each shard's insert, and the messages table's, prepared once per transaction (not
+        /// looked up by their SQL text per message).
         private var inserts: [Int64: Statement] = [:]
+        private var messageInsert: Statement?
 
         init(db: Database, known: Known) {
             self.db = db
@@ -254,7 +267,7 @@ public final class SearchProjection: Sendable {
             if !known.shards.contains(shard) {
                 try db.execute(sql: """
                     CREATE VIRTUAL TABLE IF NOT EXISTS \(SearchProjection.table(shard)) USING fts5(
-                        text, room_id UNINDEXED, tokenize = 'unicode61 remove_diacritics 2', columnsize = 0, detail = none);
+                        text, tokenize = 'unicode61 remove_diacritics 2', columnsize = 0, detail = none, content = '');
                     INSERT OR IGNORE INTO shards (shard) VALUES (\(shard));
                     """)
                 known.shards.insert(shard)
@@ -267,20 +280,23 @@ public final class SearchProjection: Sendable {
                 room = db.lastInsertedRowID
                 known.rooms[name] = room
             }
-            let insert: Statement
-            if let prepared = inserts[shard] {
-                insert = prepared
-            } else {
-                insert = try db.makeStatement(sql: "INSERT INTO \(SearchProjection.table(shard)) (rowid, text, room_id) VALUES (?, ?, ?)")
-                inserts[shard] = insert
-            }
-            try Self.execute(insert, offset: offset, text: text, room: room, db)
+            try Self.execute(try index(shard), offset, text: text, db)
+            if messageInsert == nil { messageInsert = try db.makeStatement(sql: "INSERT INTO messages (offset, room_id) VALUES (?, ?)") }
+            if let messageInsert { try Self.execute(messageInsert, offset, room, db) }
+        }
+
+        /// The shard's insert, prepared once per transaction.
+        private mutating func index(_ shard: Int64) throws -> Statement {
+            if let prepared = inserts[shard] { return prepared }
+            let insert = try db.makeStatement(sql: "INSERT INTO \(SearchProjection.table(shard)) (rowid, text) VALUES (?, ?)")
+            inserts[shard] = insert
+            return insert
         }
 
         /// The insert with its arguments bound through SQLite's C API: GRDB's general path
         /// (arguments boxed as values, checked, observed) cost about 0.7 µs of the 6.3 a
         /// message took in a rebuild (`projections rebuild --only search`, 1 M events).
-        private static func execute(_ insert: Statement, offset: UInt64, text: String, room: Int64, _ db: Database) throws {
+        private static func execute(_ insert: Statement, _ offset: UInt64, text: String, _ db: Database) throws {
             let statement = insert.sqliteStatement
             // SQLITE_TRANSIENT: SQLite copies the text before the call returns.
             let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
@@ -289,34 +305,65 @@ public final class SearchProjection: Sendable {
                 sqlite3_bind_int64(statement, 1, Int64(offset))
                 sqlite3_bind_text(statement, 2, UnsafeRawPointer(bytes.baseAddress)?.assumingMemoryBound(to: CChar.self),
                                   Int32(bytes.count), transient)
-                sqlite3_bind_int64(statement, 3, room)
-                defer {
-                    sqlite3_reset(statement)
-                    sqlite3_clear_bindings(statement)
-                }
-                return sqlite3_step(statement)
+                return step(statement)
             }
+            try check(code, insert, db)
+        }
+
+        /// The same for two integers.
+        private static func execute(_ insert: Statement, _ first: UInt64, _ second: Int64, _ db: Database) throws {
+            let statement = insert.sqliteStatement
+            sqlite3_bind_int64(statement, 1, Int64(first))
+            sqlite3_bind_int64(statement, 2, second)
+            try check(step(statement), insert, db)
+        }
+
+        private static func step(_ statement: OpaquePointer) -> Int32 {
+            defer {
+                sqlite3_reset(statement)
+                sqlite3_clear_bindings(statement)
+            }
+            return sqlite3_step(statement)
+        }
+
+        private static func check(_ code: Int32, _ statement: Statement, _ db: Database) throws {
             guard code == SQLITE_DONE else {
-                throw DatabaseError(resultCode: ResultCode(rawValue: code), message: db.lastErrorMessage, sql: insert.sql)
+                throw DatabaseError(resultCode: ResultCode(rawValue: code), message: db.lastErrorMessage, sql: statement.sql)
             }
         }
 
-        /// An edit: the message is found by its new text (not at all, when it is not indexed).
-        func replace(offset: UInt64, text: String) throws {
-            let shard = SearchProjection.shard(of: offset)
-            guard known.shards.contains(shard) else { return }
-            try db.cachedStatement(sql: "UPDATE \(SearchProjection.table(shard)) SET text = ? WHERE rowid = ?")
-                .execute(arguments: [text, Int64(offset)])
+        /// An edit (the event at `event`): the message is found by its new text (not at all,
+        /// when it is not indexed).
+        mutating func replace(message: UInt64, by event: UInt64, text: String, history: HistoryProjection) throws {
+            guard try takeOut(message: message, by: event, history: history) else { return }
+            try Self.execute(try index(SearchProjection.shard(of: message)), message, text: text, db)
         }
 
-        /// A deletion: the message is no longer found, and its shard is to be merged so that its
-        /// words leave the file (`eraseDeletedText()`).
-        mutating func delete(offset: UInt64) throws {
-            let shard = SearchProjection.shard(of: offset)
-            guard known.shards.contains(shard) else { return }
-            try db.cachedStatement(sql: "DELETE FROM \(SearchProjection.table(shard)) WHERE rowid = ?").execute(arguments: [Int64(offset)])
-            try db.cachedStatement(sql: "INSERT OR IGNORE INTO erase (shard) VALUES (?)").execute(arguments: [shard])
+        /// A deletion (the event at `event`): the message is no longer found, and its shard is
+        /// to be merged so that its words leave the file (`eraseDeletedText()`).
+        mutating func delete(message: UInt64, by event: UInt64, history: HistoryProjection) throws {
+            guard try takeOut(message: message, by: event, history: history) else { return }
+            try db.cachedStatement(sql: "DELETE FROM messages WHERE offset = ?").execute(arguments: [Int64(message)])
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO erase (shard) VALUES (?)").execute(arguments: [SearchProjection.shard(of: message)])
             deleted = true
+        }
+
+        /// Takes the message's words out of its shard: the index keeps no text, so they are the
+        /// text History says the event replaced (exactly what was indexed: both applied the same
+        /// events before it). False when the message is not indexed (deleted before, or never
+        /// sent): then History replaced nothing either.
+        private func takeOut(message: UInt64, by event: UInt64, history: HistoryProjection) throws -> Bool {
+            guard try Int64.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM messages WHERE offset = ?"), arguments: [Int64(message)]) != nil
+            else { return false }
+            guard let text = try history.replacedText(event: event) else {
+                throw ProjectionError.database("""
+                    History has no text replaced by the event at offset \(event) (of message \(message)): \
+                    rebuild the search index (chatlog projections rebuild --only search)
+                    """)
+            }
+            let table = SearchProjection.table(SearchProjection.shard(of: message))
+            try db.execute(sql: "INSERT INTO \(table) (\(table), rowid, text) VALUES ('delete', ?, ?)", arguments: [Int64(message), text])
+            return true
         }
     }
 
@@ -325,7 +372,7 @@ public final class SearchProjection: Sendable {
         let virtual = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'")
         for table in virtual { try db.execute(sql: "DROP TABLE IF EXISTS \"\(table)\"") }
         if keepingTables {
-            try db.execute(sql: "DELETE FROM shards; DELETE FROM erase; DELETE FROM rooms")
+            try db.execute(sql: "DELETE FROM shards; DELETE FROM erase; DELETE FROM rooms; DELETE FROM messages")
             return
         }
         let tables = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")

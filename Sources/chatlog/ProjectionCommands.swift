@@ -22,8 +22,9 @@ struct ProjectionsCommand: AsyncParsableCommand {
                 side by side, on two threads. Takes the journal's lock.
 
                 With --into DIR it builds them into DIR instead (room-state.snapshot, \
-                history.sqlite and search.sqlite), reading the journal without its lock: it \
-                works beside a running server, and leaves the server's projections alone.
+                history.sqlite and search.sqlite; the search index is always built with \
+                History), reading the journal without its lock: it works beside a running \
+                server, and leaves the server's projections alone.
                 """
         )
 
@@ -90,7 +91,8 @@ extension ProjectionsCommand.Rebuild {
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
         }
         var roomState = kinds.contains(.roomState) ? RoomStateProjection(limits: ChatLimits(), snapshotPath: snapshotPath) : nil
-        let history = kinds.contains(.history) ? try HistoryProjection(path: historyPath) : nil
+        // The search index is built with History: an edit takes out of it the text History replaced.
+        let history = kinds.contains(.history) || kinds.contains(.search) ? try HistoryProjection(path: historyPath) : nil
         let search = kinds.contains(.search) ? try SearchProjection(path: searchPath) : nil
         let limit = until.map { Offset($0) }
         var events: UInt64 = 0
@@ -98,7 +100,7 @@ extension ProjectionsCommand.Rebuild {
         var pendingBytes = 0
         func flush() throws {
             try history?.apply(pending, deferTails: true)
-            try search?.apply(pending)
+            if let search, let history { try search.apply(pending, history: history) }
             pending.removeAll(keepingCapacity: true)
             pendingBytes = 0
         }
@@ -112,6 +114,7 @@ extension ProjectionsCommand.Rebuild {
         }
         try flush()
         try history?.writeDeferredTails()
+        if let search, let history { try history.pruneReplaced(below: try search.nextOffset()) }
         try search?.eraseDeletedText()
         try roomState?.saveSnapshot()
         let messages = try history.map { try $0.messageCount() }

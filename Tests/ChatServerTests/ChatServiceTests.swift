@@ -46,7 +46,7 @@ final class ServiceNode: Sendable {
         let commit = CommitPoint(journal: journal, replication: nil)
         let historyWriter = try ProjectionWriter.history(history, commit: commit, decider: decider, readBytesMax: limits.readBytesMax,
                                                          logger: logger)
-        let searchWriter = try ProjectionWriter.search(search, commit: commit, interval: limits.searchIndexInterval,
+        let searchWriter = try ProjectionWriter.search(search, history: history, after: historyWriter, commit: commit, interval: limits.searchIndexInterval,
                                                        readBytesMax: limits.readBytesMax, logger: logger)
         var forwarder: Forwarder?
         if let leader {
