@@ -77,6 +77,23 @@ extension HistoryProjection {
         }
     }
 
+    /// The texts the edits and deletions at offsets in `range` replaced, by offset (one read
+    /// for a transaction of the search index).
+    /// - Throws: `ProjectionError.database`.
+    public func replacedTexts(in range: Range<UInt64>) throws(ProjectionError) -> [UInt64: String] {
+        do {
+            return try database.read { db in
+                var texts: [UInt64: String] = [:]
+                let rows = try Row.fetchCursor(db, sql: "SELECT event, text FROM replaced WHERE event >= ? AND event < ?",
+                                               arguments: [Int64(clamping: range.lowerBound), Int64(clamping: range.upperBound)])
+                while let row = try rows.next() { texts[UInt64(row[0] as Int64)] = row[1] }
+                return texts
+            }
+        } catch {
+            throw .database("reading the texts edits replaced: \(error)")
+        }
+    }
+
     /// Below this offset History may not have the texts edits and deletions replaced (it let
     /// them go, or never recorded them): a search index that still needs any is seeded anew.
     /// - Throws: `ProjectionError.database`.

@@ -133,11 +133,13 @@ public final class SearchProjection: Sendable {
     /// - Throws: `ProjectionError.malformedEvent` (nothing of this call is applied), `.database`
     ///   (also when History does not have a replaced text it should have).
     public func apply(_ batches: [RecordBatch], history: HistoryProjection) throws(ProjectionError) {
-        guard let end = batches.last?.nextOffset else { return }
+        guard let first = batches.first?.baseOffset, let end = batches.last?.nextOffset else { return }
+        // What the read's edits and deletions replaced, in one read of History.
+        let replaced = try history.replacedTexts(in: first.value..<end.value)
         try write(through: end) { start, index in
             for batch in batches where batch.nextOffset.value > start {
                 for record in batch.records where record.offset.value >= start {
-                    try Self.apply(record, to: &index, history: history)
+                    try Self.apply(record, to: &index, replaced: replaced)
                 }
             }
         }
@@ -145,7 +147,7 @@ public final class SearchProjection: Sendable {
 
     /// What one record changes in the index: messages are read from the record's bytes (no
     /// full decode); edits and deletions are decoded.
-    private static func apply(_ record: JournalRecord, to index: inout IndexWriter, history: HistoryProjection) throws {
+    private static func apply(_ record: JournalRecord, to index: inout IndexWriter, replaced: [UInt64: String]) throws {
         let offset = record.offset.value
         let indexed: Bool?
         do {
@@ -162,9 +164,9 @@ public final class SearchProjection: Sendable {
         case .messageSent(_, let text, _, _, _):
             try index.insert(room: event.room.value, offset: offset, text: text)
         case .messageEdited(let message, let text):
-            try index.replace(message: message.offset, by: offset, text: text, history: history)
+            try index.replace(message: message.offset, by: offset, text: text, replaced: replaced[offset])
         case .messageDeleted(let message):
-            try index.delete(message: message.offset, by: offset, history: history)
+            try index.delete(message: message.offset, by: offset, replaced: replaced[offset])
         case .roomCreated, .memberInvited, .invitationRevoked, .memberJoined, .memberLeft, .memberRemoved, .tokensRevoked,
              .directRoomCreated, .reactionAdded, .reactionRemoved, .readMarked:
             break
@@ -255,6 +257,8 @@ public final class SearchProjection: Sendable {
         /// looked up by their SQL text per message).
         private var inserts: [Int64: Statement] = [:]
         private var messageInsert: Statement?
+        /// Each shard's `'delete'` command, prepared once per transaction.
+        private var deletes: [Int64: Statement] = [:]
 
         init(db: Database, known: Known) {
             self.db = db
@@ -334,35 +338,43 @@ public final class SearchProjection: Sendable {
 
         /// An edit (the event at `event`): the message is found by its new text (not at all,
         /// when it is not indexed).
-        mutating func replace(message: UInt64, by event: UInt64, text: String, history: HistoryProjection) throws {
-            guard try takeOut(message: message, by: event, history: history) else { return }
+        mutating func replace(message: UInt64, by event: UInt64, text: String, replaced: String?) throws {
+            guard try takeOut(message: message, by: event, replaced: replaced) else { return }
             try Self.execute(try index(SearchProjection.shard(of: message)), message, text: text, db)
         }
 
         /// A deletion (the event at `event`): the message is no longer found, and its shard is
         /// to be merged so that its words leave the file (`eraseDeletedText()`).
-        mutating func delete(message: UInt64, by event: UInt64, history: HistoryProjection) throws {
-            guard try takeOut(message: message, by: event, history: history) else { return }
+        mutating func delete(message: UInt64, by event: UInt64, replaced: String?) throws {
+            guard try takeOut(message: message, by: event, replaced: replaced) else { return }
             try db.cachedStatement(sql: "DELETE FROM messages WHERE offset = ?").execute(arguments: [Int64(message)])
             try db.cachedStatement(sql: "INSERT OR IGNORE INTO erase (shard) VALUES (?)").execute(arguments: [SearchProjection.shard(of: message)])
             deleted = true
         }
 
-        /// Takes the message's words out of its shard: the index keeps no text, so they are the
-        /// text History says the event replaced (exactly what was indexed: both applied the same
-        /// events before it). False when the message is not indexed (deleted before, or never
-        /// sent): then History replaced nothing either.
-        private func takeOut(message: UInt64, by event: UInt64, history: HistoryProjection) throws -> Bool {
+        /// Takes the message's words out of its shard: the index keeps no text, so they are
+        /// `replaced`, the text History says the event replaced (exactly what was indexed: both
+        /// applied the same events before it). False when the message is not indexed (deleted
+        /// before, or never sent): then History replaced nothing either.
+        private mutating func takeOut(message: UInt64, by event: UInt64, replaced: String?) throws -> Bool {
             guard try Int64.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM messages WHERE offset = ?"), arguments: [Int64(message)]) != nil
             else { return false }
-            guard let text = try history.replacedText(event: event) else {
+            guard let text = replaced else {
                 throw ProjectionError.database("""
                     History has no text replaced by the event at offset \(event) (of message \(message)): \
                     rebuild the search index (chatlog projections rebuild --only search)
                     """)
             }
-            let table = SearchProjection.table(SearchProjection.shard(of: message))
-            try db.execute(sql: "INSERT INTO \(table) (\(table), rowid, text) VALUES ('delete', ?, ?)", arguments: [Int64(message), text])
+            let shard = SearchProjection.shard(of: message)
+            let takeOut: Statement
+            if let prepared = deletes[shard] {
+                takeOut = prepared
+            } else {
+                let table = SearchProjection.table(shard)
+                takeOut = try db.makeStatement(sql: "INSERT INTO \(table) (\(table), rowid, text) VALUES ('delete', ?, ?)")
+                deletes[shard] = takeOut
+            }
+            try Self.execute(takeOut, message, text: text, db)
             return true
         }
     }
