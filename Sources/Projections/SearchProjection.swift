@@ -173,12 +173,13 @@ public final class SearchProjection: Sendable {
         }
     }
 
-    /// A new index begins with the messages History holds (when the journal no longer has them:
-    /// a retention-cut journal, a standby seeded from a snapshot, a search database deleted) and
-    /// goes on from History's checkpoint: the messages below it, whose texts may show an edit
-    /// after it (a catch-up writes full blocks ahead of its checkpoint): that edit, applied
-    /// again, changes nothing twice. Written in transactions of `seedTransactionMessages`; the
-    /// checkpoint moves only with the last, so a crash in between starts the seed again.
+    /// A new index begins with the messages History holds (when the journal or History no
+    /// longer has what replaying would need: a retention-cut journal, a standby seeded from a
+    /// snapshot, History's replaced texts let go, a search database deleted) and goes on from
+    /// History's checkpoint. History's deferred blocks are written first, so that the texts are
+    /// exactly its state at that checkpoint: an edit after it takes out the words it replaced.
+    /// Written in transactions of `seedTransactionMessages`; the checkpoint moves only with the
+    /// last, so a crash in between starts the seed again.
     /// - Throws: `ProjectionError.database`.
     public func seed(from history: HistoryProjection) throws(ProjectionError) {
         var pending: [(String, UInt64, String)] = []
