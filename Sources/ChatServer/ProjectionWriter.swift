@@ -36,12 +36,17 @@ final class ProjectionWriter: Service {
         case degrades
     }
 
-    /// The projection's work, as the writer calls it.
+    /// The projection's work, as the writer calls it. A batched writer runs `transaction` and
+    /// `settle` on its `BackgroundThread`, and `prepare` and `release` at its own priority:
+    /// those may use another projection's database, which a thread at nice 19 must not hold
+    /// (a `history` request would wait behind it while the machine is busy).
     struct Steps: Sendable {
-        /// One transaction of batches.
-        var apply: @Sendable ([RecordBatch]) throws -> Void
+        /// Readies one read's transaction and returns it.
+        var prepare: @Sendable ([RecordBatch]) throws -> @Sendable () throws -> Void
         /// After each transaction: erasure of deleted text, the write-ahead log's bound.
         var settle: @Sendable () throws -> Void
+        /// Then: what other projections may let go.
+        var release: @Sendable () throws -> Void = {}
     }
 
     /// Read size of a batched writer's transaction: what it applies at most at once (about
@@ -99,7 +104,7 @@ final class ProjectionWriter: Service {
                         failAfterBatches: Int? = nil, logger: Logger) throws -> ProjectionWriter {
         ProjectionWriter(
             name: "history", commit: commit,
-            steps: Steps(apply: { try history.apply($0) }, settle: {
+            steps: Steps(prepare: { batches in { try history.apply(batches) } }, settle: {
                 try history.eraseDeletedText()
                 try history.boundWriteAheadLog()
             }),
@@ -115,9 +120,13 @@ final class ProjectionWriter: Service {
                        failAfterBatches: Int? = nil, logger: Logger) throws -> ProjectionWriter {
         ProjectionWriter(
             name: "search", commit: commit,
-            steps: Steps(apply: { try search.apply($0, history: history) }, settle: {
+            steps: Steps(prepare: { batches in
+                let replaced = try history.replacedTexts(of: batches)
+                return { try search.apply(batches, replaced: replaced) }
+            }, settle: {
                 try search.eraseDeletedText()
                 try search.boundWriteAheadLog()
+            }, release: {
                 try history.pruneReplaced(below: try search.nextOffset())
             }),
             next: try search.nextOffset(), readBytesMax: readBytesMax, batchInterval: interval, after: historyWriter,
@@ -158,6 +167,7 @@ final class ProjectionWriter: Service {
         do {
             // A catch-up at start may have left a large write-ahead log.
             try steps.settle()
+            try steps.release()
             while var batches = try await tail.nextBatches(waiting: waiting) {
                 if let interval = batchInterval, waiting {
                     try await pause(interval)
@@ -207,16 +217,17 @@ final class ProjectionWriter: Service {
             throw failure
         }
         let steps = self.steps
-        let batches = Array(batches)
+        let transaction = try steps.prepare(Array(batches))
         if let background, !someoneWaits {
             try await background.run {
-                try steps.apply(batches)
+                try transaction()
                 try steps.settle()
             }
         } else {
-            try steps.apply(batches)
+            try transaction()
             try steps.settle()
         }
+        try steps.release()
         let ready = state.withLock { state -> [CheckedContinuation<Result<Void, ChatFailure>, Never>] in
             state.next = end
             var ready: [CheckedContinuation<Result<Void, ChatFailure>, Never>] = []

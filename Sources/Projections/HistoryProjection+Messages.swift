@@ -94,6 +94,12 @@ extension HistoryProjection {
         }
     }
 
+    /// `replacedTexts(in:)` for the offsets of `batches`.
+    public func replacedTexts(of batches: [RecordBatch]) throws(ProjectionError) -> [UInt64: String] {
+        guard let first = batches.first?.baseOffset, let end = batches.last?.nextOffset else { return [:] }
+        return try replacedTexts(in: first.value..<end.value)
+    }
+
     /// Below this offset History may not have the texts edits and deletions replaced (it let
     /// them go, or never recorded them): a search index that still needs any is seeded anew.
     /// - Throws: `ProjectionError.database`.

@@ -133,9 +133,14 @@ public final class SearchProjection: Sendable {
     /// - Throws: `ProjectionError.malformedEvent` (nothing of this call is applied), `.database`
     ///   (also when History does not have a replaced text it should have).
     public func apply(_ batches: [RecordBatch], history: HistoryProjection) throws(ProjectionError) {
-        guard let first = batches.first?.baseOffset, let end = batches.last?.nextOffset else { return }
         // What the read's edits and deletions replaced, in one read of History.
-        let replaced = try history.replacedTexts(in: first.value..<end.value)
+        try apply(batches, replaced: try history.replacedTexts(of: batches))
+    }
+
+    /// `apply(_:history:)` with History's replaced texts of the batches' offsets read already
+    /// (`HistoryProjection.replacedTexts(of:)`).
+    public func apply(_ batches: [RecordBatch], replaced: [UInt64: String]) throws(ProjectionError) {
+        guard let end = batches.last?.nextOffset else { return }
         try write(through: end) { start, index in
             for batch in batches where batch.nextOffset.value > start {
                 for record in batch.records where record.offset.value >= start {
