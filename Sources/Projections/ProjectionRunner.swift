@@ -87,7 +87,6 @@ public final class ProjectionRunner {
         let historyStart = try history?.nextOffset() ?? target
         let roomStateWork = target.value - min(target.value, roomStateStart.value)
         let searchStart = try search?.nextOffset() ?? target
-        // Search starts from History's messages when the journal no longer holds its next event.
         // The index starts again from History's messages when it needs what is gone: events
         // the journal no longer holds, or texts History no longer keeps for it (it was rebuilt
         // alone, or History is of an older layout).
