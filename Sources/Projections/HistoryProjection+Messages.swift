@@ -64,19 +64,6 @@ extension HistoryProjection {
 
 /// What the search index needs from History: the text an edit or a deletion replaced.
 extension HistoryProjection {
-    /// The text the edit or deletion at offset `event` replaced, if History applied one there
-    /// and the search index has not yet let it go (`pruneReplaced(below:)`).
-    /// - Throws: `ProjectionError.database`.
-    public func replacedText(event: UInt64) throws(ProjectionError) -> String? {
-        do {
-            return try database.read { db in
-                try String.fetchOne(db.cachedStatement(sql: "SELECT text FROM replaced WHERE event = ?"), arguments: [Int64(event)])
-            }
-        } catch {
-            throw .database("reading the text an edit replaced: \(error)")
-        }
-    }
-
     /// The texts the edits and deletions at offsets in `range` replaced, by offset (one read
     /// for a transaction of the search index).
     /// - Throws: `ProjectionError.database`.

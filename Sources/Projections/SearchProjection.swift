@@ -27,7 +27,7 @@ public struct SearchHit: Sendable, Equatable {
 /// not offer): a message's words are indexed under its offset, and `messages` lists the indexed
 /// messages with their rooms. An edit takes the old words out and puts the new ones in, a
 /// deletion takes them out; the words to take out are exactly the text History says the event
-/// replaced (`HistoryProjection.replacedText(event:)`), so the index applies a read only after
+/// replaced (`HistoryProjection.replacedTexts(of:)`), so the index applies a read only after
 /// History has, and then lets History forget those texts (`pruneReplaced(below:)`). A message is
 /// inserted once: its offset is at or after the checkpoint, which moves in the same
 /// transaction. The index may start from History's messages (`seed(from:)`) when the journal no

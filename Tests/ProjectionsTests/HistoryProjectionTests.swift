@@ -65,9 +65,9 @@ import Testing
         try history.eraseDeletedText()
         // History keeps the deleted text for the search index until the index has applied the
         // deletion (FORMAT.md §10), then forgets and erases it.
-        #expect(try history.replacedText(event: 303) == secretText)
+        #expect(try history.replacedTexts(in: 303..<304)[303] == secretText)
         try history.pruneReplaced(below: Offset(304))
-        #expect(try history.replacedText(event: 303) == nil)
+        #expect(try history.replacedTexts(in: 303..<304)[303] == nil)
         let deleted = try #require(try history.page(room: "general", limit: 1).first)
         #expect(deleted.offset == sent.value && deleted.text == nil && deleted.deletedMs == 502)
         let edited = try #require(try history.page(room: "general", after: 4, limit: 1).first)
