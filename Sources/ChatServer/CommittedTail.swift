@@ -3,7 +3,7 @@ import Journal
 
 /// The committed journal from an offset on, batch by batch, as it commits: the one way the
 /// server follows its journal. The `Tailer` (room state and broadcasts) and the
-/// `HistoryWriter` (History) each own one, so that a SQLite transaction is never on the path
+/// `ProjectionWriter`s (History, the search index) each own one, so that a SQLite transaction is never on the path
 /// from commit to broadcast and ack, and both see the same batches in the same order.
 ///
 /// (`Journal.records(from:)` is the journal's own tail, record by record; the server needs

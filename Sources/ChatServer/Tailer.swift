@@ -11,7 +11,7 @@ import ServiceLifecycle
 /// committed room state, fans each event out to the sockets in its room, and wakes the
 /// commands waiting for those offsets, whose acks then go out (`LiveRooms.apply`). So every
 /// socket of a room gets the room's events in journal order, and nothing before it is
-/// durable. History follows the journal beside it (`HistoryWriter`). A storage failure or a
+/// durable. History and the search index follow the journal beside it (`ProjectionWriter`s). A storage failure or a
 /// record that does not decode ends it: the server fail-stops (`ChatService.failStop`).
 ///
 /// Not thread-safe; a `Service` whose `run` owns its tail.

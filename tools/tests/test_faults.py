@@ -358,7 +358,7 @@ def test_historys_write_ahead_log_stays_bounded_while_the_server_runs(chatlog, t
         alice.close()
         assert server.stop() == 0
     assert len(history_ids(chatlog, tmp_path / "journal")) == 200  # the page limit: the messages are there
-    # 8 MiB (HistoryProjection.writeAheadLogBytesMax) plus one transaction.
+    # 8 MiB (ProjectionDatabase.writeAheadLogBytesMax) plus one transaction.
     assert largest <= 10 << 20, f"the write-ahead log reached {largest} bytes"
 
 
