@@ -4,7 +4,7 @@ import Journal
 /// The committed journal from an offset on, batch by batch, as it commits: the one way the
 /// server follows its journal. The `Tailer` (room state and broadcasts) and the
 /// `ProjectionWriter`s (History, the search index) each own one, so that a SQLite transaction is never on the path
-/// from commit to broadcast and ack, and both see the same batches in the same order.
+/// from commit to broadcast and ack, and all see the same batches in the same order.
 ///
 /// (`Journal.records(from:)` is the journal's own tail, record by record; the server needs
 /// batches, for one transaction and one fan-out lock per read, and `CommitPoint`'s end, which
