@@ -87,8 +87,12 @@ def wait_until(predicate, timeout: float = 30, what: str = "condition"):
 
 
 def caught_up(standby_url: str, leader_url: str) -> bool:
+    """The standby's journal has the leader's, and its live state (the tailer's position, which
+    clients' joins and replays answer from) has applied all of it."""
     ours, theirs = status(standby_url), status(leader_url)
-    return ours["committed_offset"] == theirs["committed_offset"] and ours["leader"]["state"] == "following"
+    live = requests.get(standby_url + "/healthz", timeout=5).json().get("offset")
+    return (ours["committed_offset"] == theirs["committed_offset"] and ours["leader"]["state"] == "following"
+            and live == theirs["committed_offset"])
 
 
 def files(directory: Path) -> dict[str, str]:
