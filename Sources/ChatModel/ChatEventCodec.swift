@@ -209,6 +209,15 @@ public enum ChatEventCodec {
         public let replyTo: UInt64?
     }
 
+    /// Whether `record` is a `messageEdited` or `messageDeleted` of this version: two bytes
+    /// read, for readers that look ahead for those alone (the search index).
+    public static func isEditOrDeletion(_ record: ByteBuffer) -> Bool {
+        guard record.getInteger(at: record.readerIndex, as: UInt8.self) == version,
+              let type = record.getInteger(at: record.readerIndex + 1, as: UInt8.self)
+        else { return false }
+        return type == EventType.messageEdited.rawValue || type == EventType.messageDeleted.rawValue
+    }
+
     /// Reads a `messageSent` record without building its strings, for projections that copy
     /// the fields' bytes (History's blocks). The checks are `decode`'s: a record this throws
     /// for, `decode` throws for too.

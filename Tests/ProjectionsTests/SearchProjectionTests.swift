@@ -46,14 +46,18 @@ import Testing
             send(secret, "release notes"),  // 2
             send(general, "Réléase moved to Monday"),  // 3: case and diacritics fold
             send(general, words),  // 4
-            ChatEvent(timestampMs: 6, actor: alice, room: general, body: .messageEdited(message: MessageID(1), text: "The launch is on Friday")),
         ].map(ChatEventCodec.encode))
         let history = try HistoryProjection(path: directory.path + "/history.sqlite")
         let search = try SearchProjection(path: directory.path + "/search.sqlite")
-        // The index applies an edit once History has: it takes out the words History replaced.
-        #expect(throws: ProjectionError.self) { try search.apply(try journal.read(from: .zero), history: history) }
         try history.apply(try journal.read(from: .zero))
         try search.apply(try journal.read(from: .zero), history: history)
+        _ = try await journal.append(ChatEventCodec.encode(ChatEvent(timestampMs: 6, actor: alice, room: general,
+                                                                     body: .messageEdited(message: MessageID(1), text: "The launch is on Friday"))))
+        // The index applies an edit of an earlier transaction's message once History has: it
+        // takes out the words History replaced.
+        #expect(throws: ProjectionError.self) { try search.apply(try journal.read(from: Offset(5)), history: history) }
+        try history.apply(try journal.read(from: Offset(5)))
+        try search.apply(try journal.read(from: Offset(5)), history: history)
         #expect(try search.nextOffset() == Offset(6))
         let both: Set<String> = ["general", "secret"]
         #expect(try search.search("release", in: both).map(\.offset) == [3, 2])
@@ -153,6 +157,91 @@ import Testing
         }
         #expect(found > 100, "the queries find something")
         for index in [whole, stepwise, replayed, seeded, midway] { try integrityChecked(index) }
+        await journal.close()
+    }
+
+    /// FTS5's count of segments written (flushes of its pending words) for a shard: the third
+    /// varint of the structure record (`%_data`, id 10), after a 4-byte cookie.
+    func segmentsWritten(_ search: SearchProjection, shard: Int64) throws -> UInt64 {
+        let block = try #require(try search.database.read { db in
+            try Data.fetchOne(db, sql: "SELECT block FROM \(SearchProjection.table(shard))_data WHERE id = 10")
+        })
+        var index = block.startIndex + 4
+        var values: [UInt64] = []
+        while values.count < 3, index < block.endIndex {
+            var value: UInt64 = 0
+            while index < block.endIndex {
+                let byte = block[index]
+                index += 1
+                value = value << 7 | UInt64(byte & 0x7F)
+                if byte < 0x80 { break }
+            }
+            values.append(value)
+        }
+        return try #require(values.count == 3 ? values[2] : nil)
+    }
+
+    /// A transaction's edits and deletions (of messages of earlier transactions and of its own,
+    /// several of one message, an edit then a deletion) answer as History says, as the same
+    /// events one transaction each do, and cost FTS5 one segment, not one per change.
+    @Test func aTransactionsEditsAndDeletionsAnswerAsInOrderAndWriteOneSegment() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let journal = try Journal.open(directory: directory.journal, configuration: journalConfiguration(), logger: .quiet)
+        _ = try await journal.append(contentsOf: ([ChatEvent(timestampMs: 1, actor: alice, room: general, body: .roomCreated(name: "G", isPrivate: false))]
+            + (1...300).map { send(general, "original w\($0) common") }).map(ChatEventCodec.encode))
+        let history = try HistoryProjection(path: directory.path + "/history.sqlite")
+        let whole = try SearchProjection(path: directory.path + "/whole.sqlite")
+        try history.apply(try journal.read(from: .zero))
+        try whole.apply(try journal.read(from: .zero), history: history)
+        let first = journal.committedOffset
+        func edit(_ message: UInt64, _ text: String) -> ChatEvent {
+            ChatEvent(timestampMs: 6, actor: alice, room: general, body: .messageEdited(message: MessageID(message), text: text))
+        }
+        func delete(_ message: UInt64) -> ChatEvent {
+            ChatEvent(timestampMs: 7, actor: alice, room: general, body: .messageDeleted(message: MessageID(message)))
+        }
+        var events: [ChatEvent] = []
+        for message in stride(from: 1 as UInt64, through: 300, by: 3) {
+            events.append(edit(message, "first w\(message) common"))
+            let fresh = first.value + UInt64(events.count)
+            events.append(send(general, "fresh n\(fresh) common"))
+            events.append(edit(fresh, "changed n\(fresh)"))
+            events.append(message % 2 == 0 ? delete(message) : edit(message, "second w\(message) common"))
+            if message % 5 == 0 { events.append(delete(fresh)) }
+        }
+        // Sent and deleted in one transaction: its words never reach the index's files.
+        let vanishing = first.value + UInt64(events.count)
+        events += [send(general, "qqvanishedqq common"), edit(vanishing, "qqvanishedqq still"), delete(vanishing),
+                   send(general, "qqkeptqq")]
+        _ = try await journal.append(contentsOf: events.map(ChatEventCodec.encode))
+        let end = journal.committedOffset
+        try history.apply(try journal.read(from: first))
+        let before = try segmentsWritten(whole, shard: 0)
+        try whole.apply(try journal.read(from: first), history: history)
+        #expect(try segmentsWritten(whole, shard: 0) - before <= 2, "the changes, then the commit")
+        let files = [whole.path, whole.path + "-wal"]
+        #expect(!files.contains { (try? Data(contentsOf: URL(fileURLWithPath: $0)))?.range(of: Data("qqvanishedqq".utf8)) != nil })
+        #expect(files.contains { (try? Data(contentsOf: URL(fileURLWithPath: $0)))?.range(of: Data("qqkeptqq".utf8)) != nil }, "the check can fail")
+
+        let stepwise = try SearchProjection(path: directory.path + "/stepwise.sqlite")
+        var read = Offset.zero
+        while read < end {
+            let batches = try journal.read(from: read, maxBytes: 1)
+            try stepwise.apply(batches, history: history)
+            read = try #require(batches.last?.nextOffset)
+        }
+        let words = ["common", "original", "first", "second", "fresh", "changed"]
+            + (1...300).map { "w\($0)" } + (first.value..<end.value).map { "n\($0)" } + ["qqvanishedqq", "still", "qqkeptqq"]
+        var found = 0
+        for word in words {
+            let answer = try whole.search(word, in: ["general"], limit: 50).map(\.offset)
+            #expect(answer == (try expected(word, in: history, rooms: ["general"], limit: 50)), "\(word)")
+            #expect(try stepwise.search(word, in: ["general"], limit: 50).map(\.offset) == answer, "\(word)")
+            found += answer.count
+        }
+        #expect(found > 500, "the words are found")
+        for index in [whole, stepwise] { try integrityChecked(index) }
         await journal.close()
     }
 
