@@ -69,10 +69,13 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 // The SQLite C API under GRDB, for the search index's one hot statement.
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
+                "CSQLiteTuning",
             ]
         ),
         // Finding the bytes that end a JSON string's plain run, sixteen at a time (SSE2).
         .target(name: "CByteScan"),
+        // Process-wide SQLite settings that need its variadic `sqlite3_config`.
+        .target(name: "CSQLiteTuning", linkerSettings: [.linkedLibrary("sqlite3")]),
         // Engine.IO v4 and Socket.IO v5: packets and sessions, no HTTP framework, no journal.
         .target(name: "SocketIO", dependencies: ["CByteScan"]),
         // Socket.IO on Hummingbird/NIO: sessions, transports (long-polling and chatlog's own

@@ -1,0 +1,7 @@
+#include <sqlite3.h>
+
+#include "sqlitetuning.h"
+
+int chatlog_sqlite_disable_memory_statistics(void) {
+    return sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
