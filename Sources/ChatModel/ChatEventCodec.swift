@@ -210,12 +210,23 @@ public enum ChatEventCodec {
     }
 
     /// Whether `record` is a `messageEdited` or `messageDeleted` of this version: two bytes
-    /// read, for readers that look ahead for those alone (the search index).
+    /// read, for readers that act on a few types alone (the search index).
     public static func isEditOrDeletion(_ record: ByteBuffer) -> Bool {
+        let type = type(of: record)
+        return type == .messageEdited || type == .messageDeleted
+    }
+
+    /// Whether `record` is a `messageSent` of this version: two bytes read.
+    public static func isMessageSent(_ record: ByteBuffer) -> Bool {
+        type(of: record) == .messageSent
+    }
+
+    /// The type of a record of this version, nil for another version or an unknown type.
+    private static func type(of record: ByteBuffer) -> EventType? {
         guard record.getInteger(at: record.readerIndex, as: UInt8.self) == version,
               let type = record.getInteger(at: record.readerIndex + 1, as: UInt8.self)
-        else { return false }
-        return type == EventType.messageEdited.rawValue || type == EventType.messageDeleted.rawValue
+        else { return nil }
+        return EventType(rawValue: type)
     }
 
     /// Reads a `messageSent` record without building its strings, for projections that copy

@@ -147,10 +147,10 @@ public final class SearchProjection: Sendable {
     public func apply(_ batches: [RecordBatch], replaced: [UInt64: String]) throws(ProjectionError) {
         guard let end = batches.last?.nextOffset else { return }
         try write(through: end) { start, index in
-            let fates = try Self.fates(of: batches, from: start)
+            let fates = try Self.applyEditsAndDeletions(of: batches, from: start, to: &index, replaced: replaced)
             for batch in batches where batch.nextOffset.value > start {
-                for record in batch.records where record.offset.value >= start {
-                    try Self.apply(record, from: start, to: &index, replaced: replaced, fates: fates)
+                for record in batch.records where record.offset.value >= start && ChatEventCodec.isMessageSent(record.payload) {
+                    try Self.insert(record, to: &index, fate: fates[record.offset.value])
                 }
             }
         }
@@ -164,20 +164,28 @@ public final class SearchProjection: Sendable {
         case deleted
     }
 
-    /// The fates of the messages at or after `start` that the batches edit or delete: a
-    /// transaction indexes each message as it ends, once (two bytes read per record to find
-    /// the edits and deletions, which are decoded).
-    private static func fates(of batches: [RecordBatch], from start: UInt64) throws -> [UInt64: Fate] {
+    /// The edits and deletions of the batches' events at or after `start` (two bytes read per
+    /// record to find them; only they are decoded): those of earlier transactions' messages go
+    /// to `index` (which applies them together at the transaction's end); those of this
+    /// transaction's messages are returned, as each message's fate, so that it is indexed once,
+    /// as it ends.
+    private static func applyEditsAndDeletions(of batches: [RecordBatch], from start: UInt64, to index: inout IndexWriter,
+                                               replaced: [UInt64: String]) throws -> [UInt64: Fate] {
         var fates: [UInt64: Fate] = [:]
         for batch in batches where batch.nextOffset.value > start {
             for record in batch.records where record.offset.value >= start && ChatEventCodec.isEditOrDeletion(record.payload) {
                 guard case .event(let event) = try ProjectionError.decode(record) else { continue }
+                let offset = record.offset.value
                 switch event.body {
-                case .messageEdited(let message, let text) where message.offset >= start:
+                case .messageEdited(let message, let text) where message.offset < start:
+                    try index.replace(message: message.offset, by: offset, text: text, replaced: replaced[offset])
+                case .messageEdited(let message, let text):
                     // A deleted message stays deleted: History ignores a later edit too.
                     if case .deleted = fates[message.offset] { continue }
                     fates[message.offset] = .edited(text)
-                case .messageDeleted(let message) where message.offset >= start:
+                case .messageDeleted(let message) where message.offset < start:
+                    try index.delete(message: message.offset, by: offset, replaced: replaced[offset])
+                case .messageDeleted(let message):
                     fates[message.offset] = .deleted
                 default:
                     break
@@ -187,17 +195,15 @@ public final class SearchProjection: Sendable {
         return fates
     }
 
-    /// What one record changes in the index: messages are read from the record's bytes (no
-    /// full decode); edits and deletions of earlier transactions' messages are decoded; those
-    /// of this transaction's are in `fates`.
-    private static func apply(_ record: JournalRecord, from start: UInt64, to index: inout IndexWriter,
-                              replaced: [UInt64: String], fates: [UInt64: Fate]) throws {
-        let offset = record.offset.value
-        let fate = fates[offset]
+    /// Indexes a `messageSent` record, read from its bytes (decoded only when its identifiers
+    /// need `decode`'s full check), with its last text when the transaction edits it, and not
+    /// at all when the transaction deletes it.
+    private static func insert(_ record: JournalRecord, to index: inout IndexWriter, fate: Fate?) throws {
         if case .deleted = fate { return }
-        let indexed: Bool?
+        let offset = record.offset.value
+        let read: Bool?
         do {
-            indexed = try ChatEventCodec.withMessageSent(record.payload) { message in
+            read = try ChatEventCodec.withMessageSent(record.payload) { message in
                 let room = String(decoding: message.room, as: UTF8.self)
                 if case .edited(let text) = fate {
                     try index.insert(room: room, offset: offset, text: text)
@@ -209,23 +215,13 @@ public final class SearchProjection: Sendable {
         } catch let error as ChatEventDecodingError {
             throw ProjectionError.malformedEvent(offset: record.offset, error)
         }
-        guard indexed == nil, case .event(let event) = try ProjectionError.decode(record) else { return }
-        switch event.body {
-        case .messageSent(_, let text, _, _, _):
-            if case .edited(let last) = fate {
-                try index.insert(room: event.room.value, offset: offset, text: last)
-            } else {
-                try index.insert(room: event.room.value, offset: offset, text: text)
-            }
-        case .messageEdited(let message, let text):
-            guard message.offset < start else { return }  // in `fates`
-            try index.replace(message: message.offset, by: offset, text: text, replaced: replaced[offset])
-        case .messageDeleted(let message):
-            guard message.offset < start else { return }  // in `fates`
-            try index.delete(message: message.offset, by: offset, replaced: replaced[offset])
-        case .roomCreated, .memberInvited, .invitationRevoked, .memberJoined, .memberLeft, .memberRemoved, .tokensRevoked,
-             .directRoomCreated, .reactionAdded, .reactionRemoved, .readMarked:
-            break
+        guard read == nil, case .event(let event) = try ProjectionError.decode(record),
+              case .messageSent(_, let text, _, _, _) = event.body
+        else { return }
+        if case .edited(let last) = fate {
+            try index.insert(room: event.room.value, offset: offset, text: last)
+        } else {
+            try index.insert(room: event.room.value, offset: offset, text: text)
         }
     }
 

@@ -214,12 +214,23 @@ import Testing
         let vanishing = first.value + UInt64(events.count)
         events += [send(general, "qqvanishedqq common"), edit(vanishing, "qqvanishedqq still"), delete(vanishing),
                    send(general, "qqkeptqq")]
+        // A room id that is not plain ASCII: its messages are decoded in full, not read from
+        // their bytes; edited in the transaction, indexed with the last text all the same.
+        let café = try #require(RoomID("café-ü"))
+        let accented = first.value + UInt64(events.count)
+        events += [send(café, "accented before"), edit(accented, "accented after")]
         _ = try await journal.append(contentsOf: events.map(ChatEventCodec.encode))
         let end = journal.committedOffset
         try history.apply(try journal.read(from: first))
         let before = try segmentsWritten(whole, shard: 0)
         try whole.apply(try journal.read(from: first), history: history)
         #expect(try segmentsWritten(whole, shard: 0) - before <= 2, "the changes, then the commit")
+        let automerge = try await whole.database.read { db in
+            try Int.fetchOne(db, sql: "SELECT v FROM \(SearchProjection.table(0))_config WHERE k = 'automerge'")
+        }
+        #expect(automerge == SearchProjection.automerge)
+        #expect(try whole.search("accented after", in: ["café-ü"]).map(\.offset) == [accented])
+        #expect(try whole.search("before", in: ["café-ü"]).isEmpty)
         let files = [whole.path, whole.path + "-wal"]
         #expect(!files.contains { (try? Data(contentsOf: URL(fileURLWithPath: $0)))?.range(of: Data("qqvanishedqq".utf8)) != nil })
         #expect(files.contains { (try? Data(contentsOf: URL(fileURLWithPath: $0)))?.range(of: Data("qqkeptqq".utf8)) != nil }, "the check can fail")
