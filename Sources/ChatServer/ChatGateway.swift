@@ -197,7 +197,10 @@ final class ChatGateway: SocketIOHandler {
     /// The synchronous part of an event: the rate limit, the payload, and every event that
     /// needs no waiting.
     func start(_ socket: SocketRef, name: String, arguments: SocketEventArguments, ackID: UInt64?, server: SocketIOServer) -> Step {
-        guard let allowed = live.withClient(socket, { client in client.bucket.take() }) else { return .done(.none) }
+        // The rate limit and the socket's user, under one acquisition of the lock (a send needs both).
+        guard let (allowed, bound) = live.withClient(socket, { client in (client.bucket.take(), client.user) }) else {
+            return .done(.none)
+        }
         guard allowed else {
             return .done(.failed(ChatFailure(.rateLimited, "more than \(Int(limits.eventsPerSecond)) events a second; slow down")))
         }
@@ -211,7 +214,7 @@ final class ChatGateway: SocketIOHandler {
         switch request {
         case .perform(let command, let username):
             guard case .send = command else { return .wait(request, nowMs: nowMs) }
-            return send(socket, command, username: username, ackID: ackID, server: server, nowMs: nowMs)
+            return send(socket, command, username: username, bound: bound, ackID: ackID, server: server, nowMs: nowMs)
         case .typing(let room, let username):
             return .done(typing(socket, room: room, username: username, server: server))
         case .members(let room):
@@ -288,12 +291,18 @@ final class ChatGateway: SocketIOHandler {
     /// A send, the hot path: once appended, its ack is left to the tailer (`LiveRooms.answer`),
     /// so the connection goes on reading without a suspension per message; while more than
     /// `inFlightEventsMax` events wait to be applied, it waits like any command (back-pressure).
-    func send(_ socket: SocketRef, _ command: ChatService.Command, username: String?, ackID: UInt64?, server: SocketIOServer,
-              nowMs: Int64) -> Step {
+    /// - Parameter bound: the socket's user as `start` read it: taken as is when the payload
+    ///   names no other (the socket's user never changes once bound).
+    func send(_ socket: SocketRef, _ command: ChatService.Command, username: String?, bound: UserID?, ackID: UInt64?,
+              server: SocketIOServer, nowMs: Int64) -> Step {
         let user: UserID
-        switch self.user(of: socket, naming: username) {
-        case .success(let bound): user = bound
-        case .failure(let failure): return .done(.failed(failure))
+        if let bound, username == nil || username == bound.value || !identity.isDevelopment {
+            user = bound
+        } else {
+            switch self.user(of: socket, naming: username) {
+            case .success(let named): user = named
+            case .failure(let failure): return .done(.failed(failure))
+            }
         }
         let started = service.start(command, as: user, nowMs: nowMs)
         if case .settled(let result) = started { return .done(Answer(command, result)) }

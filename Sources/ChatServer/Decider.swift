@@ -19,7 +19,9 @@ import Synchronization
 /// fails, the state here (which may hold events that will never commit) is dropped for good:
 /// every later command is refused as `unavailable` until a restart recovers from disk.
 ///
-/// Thread-safe: one `Mutex`, held to decide, encode and submit (no I/O, no suspension).
+/// Thread-safe: one `Mutex`, held to decide, encode and submit (no I/O, no suspension); the
+/// next offset is also kept in an atomic, so that a sender's back-pressure check
+/// (`ChatService.isBehind`) reads it without contending for the lock.
 public final class Decider: Sendable {
     public enum Outcome: Sendable, Equatable {
         /// The events took these offsets; answer once they are applied.
@@ -51,6 +53,8 @@ public final class Decider: Sendable {
     let journal: Journal
     let limits: ChatServerLimits
     private let state: Mutex<State>
+    /// `state.next`, stored under the lock whenever it moves (it only grows).
+    private let next: Atomic<UInt64>
 
     /// - Parameters:
     ///   - roomState: the committed state at `next` (nothing may be pending: the server
@@ -64,7 +68,9 @@ public final class Decider: Sendable {
         self.limits = limits
         var owned: [UserID: Int] = [:]
         for room in roomState.rooms.values { owned[room.owner, default: 0] += 1 }
-        state = Mutex(State(rooms: roomState, next: next ?? journal.nextOffset, refusal: nil, leader: nil, ownedRooms: owned))
+        let start = next ?? journal.nextOffset
+        state = Mutex(State(rooms: roomState, next: start, refusal: nil, leader: nil, ownedRooms: owned))
+        self.next = Atomic(start.value)
     }
 
     /// Decides `command` by `user` and appends its events.
@@ -142,6 +148,7 @@ public final class Decider: Sendable {
             offset = offset.advanced(by: 1)
         }
         state.next = offset
+        next.store(offset.value, ordering: .releasing)
         return .appended(range)
     }
 
@@ -187,9 +194,10 @@ public final class Decider: Sendable {
                 if event.createsRoom { state.ownedRooms[event.actor, default: 0] += 1 }
             }
             state.next = max(state.next, end)
+            next.store(state.next.value, ordering: .releasing)
         }
     }
 
     /// The offset the next appended event takes: everything below it has been submitted.
-    public var nextOffset: Offset { state.withLock { $0.next } }
+    public var nextOffset: Offset { Offset(next.load(ordering: .acquiring)) }
 }

@@ -20,6 +20,8 @@ import Synchronization
 ///
 /// Thread-safe: one `Mutex`, private, never held across a suspension or I/O (queueing a packet
 /// on a socket takes the Socket.IO server's lock, which is never held while this one is taken).
+/// The position is also kept in an atomic: every send reads it (back-pressure), and reading it
+/// must not contend with the tailer, which holds the lock while it fans out.
 final class LiveRooms: Sendable {
     /// One connected socket.
     struct Client: Sendable {
@@ -66,12 +68,16 @@ final class LiveRooms: Sendable {
     }
 
     private let state: Mutex<State>
+    /// `state.position`, stored under the lock once an apply is complete, its acks included
+    /// (it only grows).
+    private let appliedEnd: Atomic<UInt64>
     let limits: ChatServerLimits
     /// Connection state recovery: events carry their offset (`ChatWire`).
     let recovery: Bool
 
     init(rooms: RoomState, position: Offset, limits: ChatServerLimits, recovery: Bool) {
         state = Mutex(State(rooms: rooms, position: position))
+        appliedEnd = Atomic(position.value)
         self.limits = limits
         self.recovery = recovery
     }
@@ -79,7 +85,7 @@ final class LiveRooms: Sendable {
     // MARK: Queries
 
     /// Every event below this offset has been applied.
-    var position: Offset { state.withLock { $0.position } }
+    var position: Offset { Offset(appliedEnd.load(ordering: .acquiring)) }
 
     /// Why nothing more is applied (the tailer stopped), if it stopped.
     var failure: String? { state.withLock { $0.commits.failure } }
@@ -166,17 +172,19 @@ final class LiveRooms: Sendable {
         }
     }
 
-    /// Runs `body` on the socket's client record; nil when the socket is gone.
+    /// Runs `body` on the socket's client record (in place: every command takes this path);
+    /// nil when the socket is gone.
+    @inline(__always)
     func withClient<R>(_ socket: SocketRef, _ body: (inout Client) -> R) -> R? {
         state.withLock { state in
-            guard var client = state.clients[socket] else { return nil }
-            let before = client.user
-            let result = body(&client)
-            state.clients[socket] = client
-            if client.user != before {
+            guard let index = state.clients.index(forKey: socket) else { return nil }
+            let before = state.clients.values[index].user
+            let result = body(&state.clients.values[index])
+            let after = state.clients.values[index].user
+            if after != before {
                 // A development-mode socket named its user.
                 if let before { Self.forget(socket, of: before, state: &state) }
-                if let user = client.user { state.socketsOfUser[user, default: []].insert(socket) }
+                if let after { state.socketsOfUser[after, default: []].insert(socket) }
             }
             return result
         }
@@ -223,7 +231,7 @@ final class LiveRooms: Sendable {
                 let count = state.online[room, default: [:]][user, default: 0]
                 state.online[room, default: [:]][user] = count + 1
                 guard count == 0, let recipients = state.subscribers[room] else { continue }
-                Delivery(event: ChatWire.presence("user-online", room: room, user: user, offset: Self.ephemeralOffset(state, recovery)),
+                Delivery(event: ChatWire.presence("user-online", room: room, user: user, offset: Self.ephemeralOffset(state.position, recovery)),
                          recipients: Array(recipients)).send(on: server)
             }
             return .subscribed(cursor)
@@ -254,7 +262,7 @@ final class LiveRooms: Sendable {
             if let last = client.lastTyping[room], now - last < limits.typingInterval { return .dropped }
             client.lastTyping[room] = now
             state.clients[socket] = client
-            for event in ChatWire.typing(user, in: room, offset: Self.ephemeralOffset(state, recovery)) {
+            for event in ChatWire.typing(user, in: room, offset: Self.ephemeralOffset(state.position, recovery)) {
                 server.send(event, to: state.subscribers[room] ?? [])
             }
             return .sent
@@ -263,9 +271,9 @@ final class LiveRooms: Sendable {
 
     /// With connection state recovery, the offset an ephemeral event carries: the last one
     /// applied, so that a client recovering from it misses nothing ("-1" before any).
-    private static func ephemeralOffset(_ state: borrowing State, _ recovery: Bool) -> String? {
+    private static func ephemeralOffset(_ position: Offset, _ recovery: Bool) -> String? {
         guard recovery else { return nil }
-        return state.position.value == 0 ? "-1" : String(state.position.value - 1)
+        return position.value == 0 ? "-1" : String(position.value - 1)
     }
 
     private static func unsubscribe(_ socket: SocketRef, user: UserID?, from room: RoomID, state: inout State,
@@ -280,7 +288,7 @@ final class LiveRooms: Sendable {
         state.online[room]?[user] = nil
         if state.online[room]?.isEmpty == true { state.online[room] = nil }
         guard let recipients = state.subscribers[room], !recipients.isEmpty else { return nil }
-        return Delivery(event: ChatWire.presence("user-offline", room: room, user: user, offset: ephemeralOffset(state, recovery)),
+        return Delivery(event: ChatWire.presence("user-offline", room: room, user: user, offset: ephemeralOffset(state.position, recovery)),
                         recipients: Array(recipients))
     }
 
@@ -303,7 +311,7 @@ final class LiveRooms: Sendable {
                     revoked += state.clients.filter { $0.value.user == event.actor && ($0.value.tokenIssuedMs ?? .max) < before }.map(\.key)
                     continue
                 }
-                if let own = Self.ownDelivery(of: event, at: offset, state: state, recovery: recovery) {
+                if let own = Self.ownDelivery(of: event, at: offset, socketsOfUser: state.socketsOfUser, recovery: recovery) {
                     // An event for its user's sockets only (a read marker), or for both users of
                     // a direct room just opened.
                     if !own.recipients.isEmpty { deliveries.append(own) }
@@ -352,8 +360,11 @@ final class LiveRooms: Sendable {
                 state.clients[socket]?.resumeAt = left
                 if left.isEmpty { state.resumedAhead.remove(socket) }
             }
-            // The senders' acks go out after the events they sent.
-            return (state.commits.settle(below: end, server: server), revoked)
+            // The senders' acks go out after the events they sent; then readers of `position`
+            // see the new one (the drain, which disconnects once it is reached, counts on it).
+            let ready = state.commits.settle(below: end, server: server)
+            appliedEnd.store(end.value, ordering: .releasing)
+            return (ready, revoked)
         }
         for waiter in ready { waiter.resume(returning: .success(())) }
         if !revoked.isEmpty {
@@ -367,13 +378,14 @@ final class LiveRooms: Sendable {
     /// read marker to its user's sockets; a direct room's opening to both users' sockets
     /// (`direct-opened`, which also goes to the room's subscribers as `user-joined`). Nil for
     /// other events.
-    private static func ownDelivery(of event: ChatEvent, at offset: Offset, state: borrowing State, recovery: Bool) -> Delivery? {
+    private static func ownDelivery(of event: ChatEvent, at offset: Offset, socketsOfUser: [UserID: Set<SocketRef>],
+                                    recovery: Bool) -> Delivery? {
         switch event.body {
         case .readMarked:
             return Delivery(event: ChatWire.event(event, at: offset, recovery: recovery),
-                            recipients: Array(state.socketsOfUser[event.actor] ?? []))
+                            recipients: Array(socketsOfUser[event.actor] ?? []))
         case .directRoomCreated(let peer):
-            let recipients = (state.socketsOfUser[event.actor] ?? []).union(state.socketsOfUser[peer] ?? [])
+            let recipients = (socketsOfUser[event.actor] ?? []).union(socketsOfUser[peer] ?? [])
             return Delivery(event: ChatWire.directOpened(event, peer: peer, at: offset, recovery: recovery), recipients: Array(recipients))
         default:
             return nil
