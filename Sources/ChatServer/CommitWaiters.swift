@@ -39,16 +39,17 @@ struct CommitWaiters: ~Copyable {
     /// Everything below `end` is applied: sends the acks and returns the tasks to resume.
     mutating func settle(below end: Offset, server: SocketIOServer) -> [Continuation] {
         if !answers.isEmpty {
-            var kept = 0
-            for index in answers.indices {
-                if answers[index].offset < end {
-                    answers[index].answer.succeed(on: server)
-                } else {
-                    answers[kept] = answers[index]
-                    kept += 1
-                }
+            // Sent in the order registered; then the sent ones are dropped by moving the others
+            // (nearly always none are left: the acks of a group settle together).
+            var left = 0
+            for pending in answers {
+                if pending.offset < end { pending.answer.succeed(on: server) } else { left += 1 }
             }
-            answers.removeLast(answers.count - kept)
+            if left == 0 {
+                answers.removeAll(keepingCapacity: true)
+            } else {
+                answers.removeAll { $0.offset < end }
+            }
         }
         var ready: [Continuation] = []
         waiters.removeAll { waiter in

@@ -1,0 +1,68 @@
+import Journal
+import Logging
+import SocketIO
+import Synchronization
+import Testing
+
+@testable import ChatServer
+@testable import HummingbirdSocketIO
+
+/// The acks the tailer sends once their sends are applied, read back from a polling session.
+@Suite struct CommitWaitersTests {
+    final class Connected: SocketIOHandler {
+        let socket = Mutex<SocketRef?>(nil)
+        func connected(_ socket: SocketRef, server: SocketIOServer) async { self.socket.withLock { $0 = socket } }
+        func event(_ socket: SocketRef, name: String, arguments: SocketEventArguments, ackID: UInt64?, server: SocketIOServer) async {}
+    }
+
+    /// Opens a polling session and connects its default namespace; returns its socket and id.
+    func connectedSocket(_ server: SocketIOServer, _ handler: Connected) async throws -> (SocketRef, String) {
+        guard case .opened(let sid, _) = server.handshake(transport: .polling, client: "test") else {
+            throw CancellationError()
+        }
+        let (ok, known, calls) = server.post(sid: sid, body: Array("40".utf8))
+        #expect(ok && known)
+        await server.perform(calls)
+        let socket = try #require(handler.socket.withLock { $0 })
+        _ = await server.poll(sid: sid, token: "connect")  // the CONNECT reply
+        return (socket, sid)
+    }
+
+    /// The ack ids the socket was sent since the last call, in order. (An ack with the id
+    /// `sentinel` is queued first, so that the poll never waits for what was not sent.)
+    func ackIDs(_ server: SocketIOServer, _ socket: SocketRef, _ sid: String, token: String) async -> [UInt64] {
+        server.ack(socket, id: Self.sentinel, [])
+        guard case .body(let body) = await server.poll(sid: sid, token: token).0 else { return [] }
+        // Packets are separated by the record separator; an ack is `43<id>[...]`.
+        return body.split(separator: "\u{1E}").compactMap { packet in
+            guard packet.hasPrefix("43") else { return nil }
+            return UInt64(packet.dropFirst(2).prefix { $0.isNumber })
+        }.filter { $0 != Self.sentinel }
+    }
+
+    static let sentinel: UInt64 = 1_000
+
+    /// Answers registered out of offset order: a settle sends exactly those below its end, in
+    /// the order registered, keeps the others for a later settle, and never sends one twice.
+    @Test func aSettleSendsTheAnswersBelowItsEndAndKeepsTheRest() async throws {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let handler = Connected()
+        let server = SocketIOServer(configuration: .init(), handler: handler, logger: logger)
+        let (socket, sid) = try await connectedSocket(server, handler)
+        var waiters = CommitWaiters()
+        for (ackID, offset) in [(1, 5), (2, 3), (3, 9), (4, 4), (5, 12)] as [(UInt64, UInt64)] {
+            let answer = PendingAnswer(socket: socket, ackID: ackID, event: "send-group-message", fields: [])
+            waiters.answer(answer, when: Offset(offset), position: Offset(2), server: server)
+        }
+        #expect(waiters.settle(below: Offset(6), server: server).isEmpty)
+        #expect(await ackIDs(server, socket, sid, token: "first") == [1, 2, 4])
+        #expect(waiters.settle(below: Offset(10), server: server).isEmpty)
+        #expect(await ackIDs(server, socket, sid, token: "second") == [3])
+        // One already applied is answered at once; the last waits for its offset.
+        waiters.answer(PendingAnswer(socket: socket, ackID: 6, event: "send-group-message", fields: []),
+                       when: Offset(7), position: Offset(10), server: server)
+        #expect(waiters.settle(below: Offset(13), server: server).isEmpty)
+        #expect(await ackIDs(server, socket, sid, token: "third") == [6, 5])
+    }
+}
