@@ -109,6 +109,15 @@ final class ChatGateway: SocketIOHandler {
             return
         }
         guard let start = identified.recoverFrom, let user = identified.user else { return }
+        await recover(socket, user: user, from: start, server: server)
+    }
+
+    /// Connection state recovery: replays what the socket missed in its rooms. A function of
+    /// its own, so that the connection's task, which keeps the memory of the deepest frames
+    /// it ever ran until the connection ends, holds this one's (and its task group's) only if
+    /// it recovered.
+    @inline(never)
+    private func recover(_ socket: SocketRef, user: UserID, from start: Offset, server: SocketIOServer) async {
         let rooms = service.memberships(of: user)
         let replay = Replay(service: service, server: server, recovery: recovery)
         // In a child task, as every wait is (see `event`).
