@@ -185,11 +185,11 @@ final class ChatGateway: SocketIOHandler {
         respond(answer, to: socket, event: name, ackID: ackID, server: server)
     }
 
+    /// A task of its own, cancelled with the connection's. Not a task group: a group's
+    /// storage is allocated in the connection's task, which would keep it for good.
     private static func inChildTask(_ body: @escaping @Sendable () async -> Answer) async -> Answer {
-        await withTaskGroup(of: Answer.self) { group in
-            group.addTask(operation: body)
-            return await group.next() ?? .failed(.unavailable("the command was cancelled"))
-        }
+        let task = Task(operation: body)
+        return await withTaskCancellationHandler { await task.value } onCancel: { task.cancel() }
     }
 
     func respond(_ answer: Answer, to socket: SocketRef, event name: String, ackID: UInt64?, server: SocketIOServer) {
