@@ -45,7 +45,10 @@ struct BenchLoad: AsyncParsableCommand {
     var idleWithoutRooms = false
     @Option(help: ArgumentHelp("Rooms the idle connections are spread over.", visibility: .hidden))
     var idleRooms = 100
-    @Option(help: ArgumentHelp("Seconds to hold the idle connections after measuring (to inspect the server).", visibility: .hidden))
+    @Option(help: """
+        Then hold the idle connections this many seconds, answering the server's heartbeats, \
+        and fail if the server dropped any of them.
+        """)
     var idleHoldSeconds = 0
 
     func validate() throws {
@@ -243,7 +246,16 @@ struct BenchLoad: AsyncParsableCommand {
         say(String(format: "%d idle connections (%@): server memory %.1f → %.1f MB, %.1f KB per connection",
                      idleConnections, idleWithoutRooms ? "connected, in no room" : "each joined to a room", Double(before) / 1e6,
                      Double(after) / 1e6, perConnection / 1000))
-        if idleHoldSeconds > 0 { try await Task.sleep(for: .seconds(idleHoldSeconds)) }
+        if idleHoldSeconds > 0 {
+            try await Task.sleep(for: .seconds(idleHoldSeconds))
+            // A connection the server dropped (a heartbeat it missed, a limit) is closed here.
+            let dropped = channels.filter { !$0.isActive }.count
+            say("held \(idleConnections) idle connections \(idleHoldSeconds) s: \(idleConnections - dropped) still connected, \(dropped) dropped")
+            guard dropped == 0 else {
+                for channel in channels { try? await channel.close() }
+                throw ValidationError("the server dropped \(dropped) of \(idleConnections) idle connections while they were held")
+            }
+        }
         for channel in channels { try? await channel.close() }
         return perConnection.rounded()
     }

@@ -304,10 +304,11 @@ public final class SocketIOServer: Service, Sendable {
     /// character made a connection cost 80 getrandom calls).
     public static func randomID() -> String {
         var generator = SystemRandomNumberGenerator()
-        let draws: [UInt64] = [generator.next(), generator.next()]
+        let draws = (generator.next() as UInt64, generator.next() as UInt64)
         return String(unsafeUninitializedCapacity: 20) { characters in
             for index in 0..<20 {
-                characters[index] = idAlphabet[Int(truncatingIfNeeded: draws[index / 10] >> (6 * UInt64(index % 10))) & 63]
+                let draw = index < 10 ? draws.0 : draws.1
+                characters[index] = idAlphabet[Int(truncatingIfNeeded: draw >> (6 * UInt64(index % 10))) & 63]
             }
             return 20
         }

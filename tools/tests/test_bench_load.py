@@ -4,6 +4,7 @@ against the python-socketio reference server of tools/bench-load.sh."""
 import json
 import subprocess
 import sys
+import time
 
 from chatserver import Server
 from conftest import ROOT, run
@@ -25,6 +26,29 @@ def test_bench_load_counts_every_delivery_against_chatlog(chatlog, journal):
         assert report["lost"] == 0 and report["duplicated"] == 0
         assert report["resume_seconds"] > 0 and report["idle_bytes_per_connection"] >= 0
         assert report["server_cpu_s"] is not None
+    finally:
+        server.stop()
+
+
+def test_held_idle_connections_are_reported_and_a_drop_fails_the_run(chatlog, journal):
+    server = Server(chatlog, journal).start()
+    try:
+        report = load(chatlog, server.url, server.process.pid, "--messages", "0", "--idle-connections", "20",
+                      "--idle-hold-seconds", "1")
+        assert report["idle_bytes_per_connection"] >= 0
+        # The server goes away while the connections are held: the run says so and fails.
+        bench = subprocess.Popen([chatlog, "bench", "load", "--url", server.url, "--server-pid", str(server.process.pid),
+                                  "--senders", "0", "--messages", "0", "--idle-connections", "20", "--idle-hold-seconds", "20"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        output = ""
+        while "idle connections (" not in output and time.monotonic() < deadline:
+            output += bench.stdout.readline()
+        assert "idle connections (" in output, output
+        server.stop()
+        out, err = bench.communicate(timeout=60)
+        assert bench.returncode != 0
+        assert "0 still connected, 20 dropped" in out and "the server dropped 20 of 20 idle connections" in err, out + err
     finally:
         server.stop()
 
