@@ -289,7 +289,8 @@ public enum ChatServer {
         let app = Application(
             router: router,
             server: try context.tls.map { try .tls(http, tlsConfiguration: $0) } ?? http,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "chatlog"),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "chatlog",
+                                 backlog: Self.listenBacklog),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
                 let seconds = (ContinuousClock.now - started).inSeconds
@@ -363,6 +364,12 @@ public enum ChatServer {
     /// The cap on TCP connections: the file-descriptor limit (raised to its hard limit) less a
     /// reserve, or `--tcp-connections-max` when lower.
     /// - Throws: `ChatServerError.configuration` when the limit leaves no room for clients.
+    /// Connections the kernel queues for the server before it accepts them (the kernel caps it
+    /// at `net.core.somaxconn`, 4,096 on current Linux). Hummingbird's default of 256 let a
+    /// reconnect storm (thousands of clients coming back after a restart) overflow it, and each
+    /// refused SYN is retried only after a second or more.
+    static let listenBacklog = 4_096
+
     static func connectionCap(_ configuration: ChatServerConfiguration, logger: Logger) throws(ChatServerError) -> AcceptedConnections {
         let (descriptors, raised) = AcceptedConnections.raiseDescriptorLimit()
         let reserved = AcceptedConnections.descriptorsReserved(limit: descriptors)

@@ -5,6 +5,7 @@ restarts and under concurrent sends), identity, limits, health, CORS and shutdow
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 
@@ -841,3 +842,17 @@ def test_a_start_up_catch_up_logs_its_progress(chatlog, journal, clients):
         assert "projection.percent=100" in lines[-1] or len(lines) > 1
     finally:
         again.stop()
+
+
+def test_the_listen_backlog_takes_a_reconnect_storm(chatlog, journal):
+    """The kernel queues up to 4,096 connections (capped by net.core.somaxconn) for the
+    server, where Hummingbird's default was 256: `ss` shows a listening socket's backlog."""
+    server = Server(chatlog, journal).start()
+    try:
+        port = server.url.rsplit(":", 1)[1]
+        listening = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+        somaxconn = int(open("/proc/sys/net/core/somaxconn").read())
+        backlogs = [int(line.split()[2]) for line in listening.splitlines() if line.strip()]
+        assert backlogs and all(backlog == min(4096, somaxconn) for backlog in backlogs), listening
+    finally:
+        server.stop()
