@@ -88,23 +88,6 @@ public enum ClientMessageIDs {
     /// collides with a client's, and it is never echoed to clients as `client_id`.
     public static let generatedPrefix = "chatlog:"
 
-    /// A new made-up id: the prefix and 20 random characters of the URL-safe base-64 alphabet.
-    /// Two draws of the system's generator (one system call each on Linux) give its 120 bits.
-    public static func generate() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let draws = (generator.next() as UInt64, generator.next() as UInt64)
-        return generatedPrefix + String(unsafeUninitializedCapacity: 20) { characters in
-            for index in 0..<20 {
-                let draw = index < 10 ? draws.0 : draws.1
-                characters[index] = base64URL[Int(truncatingIfNeeded: draw >> (6 * UInt64(index % 10))) & 63]
-            }
-            return 20
-        }
-    }
-
-    /// The URL-safe base-64 alphabet, as bytes.
-    private static let base64URL = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
-
     /// Whether a client may send `id` (it does not claim the server's prefix).
     public static func mayBeSentByClients(_ id: String) -> Bool {
         !id.hasPrefix(generatedPrefix)

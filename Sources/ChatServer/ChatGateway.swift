@@ -271,12 +271,7 @@ final class ChatGateway: SocketIOHandler {
     /// bound yet; outside it, payload usernames are ignored (the token says who speaks).
     func user(of socket: SocketRef, naming username: String?) -> Result<UserID, ChatFailure> {
         let outcome: Result<UserID, ChatFailure>? = live.withClient(socket) { client in
-            if let bound = client.user {
-                if identity.isDevelopment, let username, username != bound.value {
-                    return .failure(.unauthorized("this connection speaks for \(bound), not \(username)"))
-                }
-                return .success(bound)
-            }
+            if let bound = client.user { return speaker(bound, naming: username) }
             guard identity.isDevelopment, let username else {
                 return .failure(.unauthorized("no username: connect with auth {username}, or name one in join-group"))
             }
@@ -287,6 +282,15 @@ final class ChatGateway: SocketIOHandler {
             return .success(user)
         }
         return outcome ?? .failure(.unauthorized("the socket is disconnected"))
+    }
+
+    /// A socket bound to `bound` speaks for it; in development mode a payload naming another
+    /// user is refused (outside it, payload usernames are ignored).
+    func speaker(_ bound: UserID, naming username: String?) -> Result<UserID, ChatFailure> {
+        if identity.isDevelopment, let username, username != bound.value {
+            return .failure(.unauthorized("this connection speaks for \(bound), not \(username)"))
+        }
+        return .success(bound)
     }
 
     /// Carries out a command as the socket's user and answers with its ack's fields.
@@ -305,13 +309,9 @@ final class ChatGateway: SocketIOHandler {
     func send(_ socket: SocketRef, _ command: ChatService.Command, username: String?, bound: UserID?, ackID: UInt64?,
               server: SocketIOServer, nowMs: Int64) -> Step {
         let user: UserID
-        if let bound, username == nil || username == bound.value || !identity.isDevelopment {
-            user = bound
-        } else {
-            switch self.user(of: socket, naming: username) {
-            case .success(let named): user = named
-            case .failure(let failure): return .done(.failed(failure))
-            }
+        switch bound.map({ speaker($0, naming: username) }) ?? self.user(of: socket, naming: username) {
+        case .success(let speaking): user = speaking
+        case .failure(let failure): return .done(.failed(failure))
         }
         let started = service.start(command, as: user, nowMs: nowMs)
         if case .settled(let result) = started { return .done(Answer(command, result)) }

@@ -116,8 +116,9 @@ final class ChatService: Sendable {
     func start(_ command: Command, as user: UserID, nowMs: Int64, forwarding: Bool = true) -> Started {
         var command = command
         if case .send(let room, let text, let created, let createdText, nil, let replyTo) = command {
-            command = .send(room, text: text, createdMs: created, createdText: createdText, clientID: ClientMessageIDs.generate(),
-                            replyTo: replyTo)
+            // A made-up id: the server's prefix and 20 random characters (120 bits).
+            command = .send(room, text: text, createdMs: created, createdText: createdText,
+                            clientID: ClientMessageIDs.generatedPrefix + SocketIOServer.randomID(), replyTo: replyTo)
         }
         let outcome: Decider.Outcome
         switch command {
