@@ -14,6 +14,9 @@ import socketio
 class Server:
     """`chatlog serve` on a journal directory, on a free port of 127.0.0.1."""
 
+    # Every server the running test started, for conftest to report when the test fails.
+    started: list["Server"] = []
+
     def __init__(self, chatlog: str, journal: Path, *args: str, dev: bool = True, wrapper: list[str] | None = None,
                  address: str | None = None):
         self.chatlog = chatlog
@@ -36,6 +39,7 @@ class Server:
             command.append("--dev")
         self.stderr = open(self.stderr_path, "a")
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.stderr, text=True)
+        Server.started.append(self)
         line = self._readline(timeout)
         assert line.startswith("listening on "), f"server did not start: {line!r}\n{self.log()}"
         self.url = line.split()[-1]

@@ -9,6 +9,33 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _servers_of_this_test():
+    from chatserver import Server
+    Server.started.clear()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report shows each server it started: running or how it ended, and the
+    end of its log (a server that died under a test is otherwise invisible)."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    from chatserver import Server
+    for index, server in enumerate(Server.started):
+        process = server.process
+        state = "running" if process.poll() is None else f"exited with {process.returncode}"
+        try:
+            lines = server.stderr_path.read_text(errors="replace").splitlines()[-40:]
+        except OSError as error:
+            lines = [f"(no log: {error})"]
+        report.sections.append((f"chatlog server {index} ({state}, pid {process.pid}, {server.url})",
+                                "\n".join(lines)))
+
+
 @pytest.fixture(scope="session")
 def chatlog() -> str:
     path = os.environ.get("CHATLOG", str(ROOT / ".build" / "debug" / "chatlog"))
