@@ -112,19 +112,11 @@ final class ChatGateway: SocketIOHandler {
         await recover(socket, user: user, from: start, server: server)
     }
 
-    /// Connection state recovery: replays what the socket missed in its rooms. A function of
-    /// its own, so that the connection's task, which keeps the memory of the deepest frames
-    /// it ever ran until the connection ends, holds this one's (and its task group's) only if
-    /// it recovered.
-    @inline(never)
+    /// Connection state recovery: replays what the socket missed in its rooms.
     private func recover(_ socket: SocketRef, user: UserID, from start: Offset, server: SocketIOServer) async {
         let rooms = service.memberships(of: user)
         let replay = Replay(service: service, server: server, recovery: recovery)
-        // In a child task, as every wait is (see `event`).
-        let outcome = await withTaskGroup(of: Result<Offset, ChatFailure>.self) { group in
-            group.addTask { await replay.run(socket, rooms: rooms, user: user, from: start) }
-            return await group.next() ?? .failure(.unavailable("the recovery was cancelled"))
-        }
+        let outcome = await replay.run(socket, rooms: rooms, user: user, from: start)
         if case .failure(let failure) = outcome {
             logger.info("connection state recovery failed", metadata: ["socketio.sid": "\(socket.engineID)", "reason": "\(failure.message)"])
             ChatWire.refuse(socket, event: "recovery", ackID: nil, failure, server: server)
@@ -166,30 +158,21 @@ final class ChatGateway: SocketIOHandler {
     }
 
     /// An event: answered at once when it can be (sends, typing, reads of the committed state,
-    /// refusals), else by a child task that waits.
-    ///
-    /// The connection's task runs this for every event it reads, for as long as the connection
-    /// lives, and a task keeps the memory its deepest call chain needed until it ends: so what
-    /// waits (a command's commit, a join's replay, History catching up) runs in a child task
-    /// whose memory goes when it ends, and the connection's own path stays shallow.
+    /// refusals), else once what it waits for is done (a command's commit, a join's replay,
+    /// History catching up). The connection's later events wait for it: its receiver runs in a
+    /// task started for each burst of frames, which ends (with the memory a wait needed) when
+    /// they are done (`WebSocketConnection.startReceiving`).
     func event(_ socket: SocketRef, name: String, arguments: SocketEventArguments, ackID: UInt64?, server: SocketIOServer) async {
         let answer: Answer
         switch start(socket, name: name, arguments: arguments, ackID: ackID, server: server) {
         case .done(let now):
             answer = now
         case .finish(let started, let command, let user):
-            answer = await Self.inChildTask { await Answer(command, self.service.finish(started, as: user)) }
+            answer = await Answer(command, service.finish(started, as: user))
         case .wait(let request, let nowMs):
-            answer = await Self.inChildTask { await self.wait(socket, request, server: server, nowMs: nowMs) }
+            answer = await wait(socket, request, server: server, nowMs: nowMs)
         }
         respond(answer, to: socket, event: name, ackID: ackID, server: server)
-    }
-
-    /// A task of its own, cancelled with the connection's. Not a task group: a group's
-    /// storage is allocated in the connection's task, which would keep it for good.
-    private static func inChildTask(_ body: @escaping @Sendable () async -> Answer) async -> Answer {
-        let task = Task(operation: body)
-        return await withTaskCancellationHandler { await task.value } onCancel: { task.cancel() }
     }
 
     func respond(_ answer: Answer, to socket: SocketRef, event name: String, ackID: UInt64?, server: SocketIOServer) {

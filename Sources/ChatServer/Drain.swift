@@ -42,7 +42,7 @@ final class Drain: Service {
             live.failWaiting("the server stopped before this command committed; it may still commit: resend with the same client_id to learn its id",
                              server: socketIO)
         }
-        // The acks of the last commands go out from their connections' tasks once woken.
+        // The acks of the last commands go out from their connections' writers once woken.
         try? await Task.sleep(for: .milliseconds(50))
         let sessions = socketIO.sessionCount
         await socketIO.closeAll()

@@ -78,13 +78,26 @@ public enum ConformanceServer {
 
     /// The benchmark's transport baseline: every message sent back, through the same queue
     /// and batched writer as Socket.IO's, with no Engine.IO.
-    static func echo(_ connection: WebSocketConnection) async {
+    static func echo(_ connection: WebSocketConnection) {
         let queue = OutboundQueue<WebSocketConnection.Message>(capacity: 1_024)
         connection.startWriting(queue) { .message($0) }
-        do {
-            for try await message in connection.messages where queue.yield(message) != .enqueued { break }
-        } catch {}
-        queue.finish()
+        connection.startReceiving(EchoReceiver(queue: queue))
+    }
+
+    struct EchoReceiver: WebSocketReceiver {
+        let queue: OutboundQueue<WebSocketConnection.Message>
+
+        func receive(_ messages: [WebSocketConnection.Message]) async {
+            // A client that does not read its echoes is closed once the queue is full.
+            for message in messages where queue.yield(message) != .enqueued {
+                queue.finish()
+                return
+            }
+        }
+
+        func ended(_ failure: (any Error)?) async {
+            queue.finish()
+        }
     }
 
     /// Builds the application on `host:port`; `onRunning` gets the bound port. `heartbeat`
@@ -127,7 +140,7 @@ public enum ConformanceServer {
                 webSocket.messageBytesMax = configuration.engine.maxPayload
                 return webSocket
             }()) { uri, client in
-                if uri == "/websocket-echo" { return { connection in await echo(connection) } }
+                if uri == "/websocket-echo" { return { connection in echo(connection) } }
                 return socketEndpoint.webSocketHandler(uri: uri, client: client) ?? engineEndpoint.webSocketHandler(uri: uri, client: client)
             },
             configuration: .init(address: .hostname(host, port: port), serverName: "chatlog-conformance"),

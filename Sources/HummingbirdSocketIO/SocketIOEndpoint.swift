@@ -151,10 +151,10 @@ public struct SocketIOEndpoint: Sendable {
         let sid = query.sid.map(String.init)
         let server = self.server
         let address = clientAddress(client)
-        return { connection in await Self.serveWebSocket(server: server, sid: sid, client: address, connection: connection) }
+        return { connection in Self.serveWebSocket(server: server, sid: sid, client: address, connection: connection) }
     }
 
-    static func serveWebSocket(server: SocketIOServer, sid requested: String?, client: String, connection: WebSocketConnection) async {
+    static func serveWebSocket(server: SocketIOServer, sid requested: String?, client: String, connection: WebSocketConnection) {
         let queue = OutboundQueue<SocketIOServer.OutboundItem>(
             capacity: server.configuration.outboundQueueFramesMax, bytesCapacity: server.configuration.outboundQueueBytesMax,
             budget: server.outboundBudget, weigh: \.bytes)
@@ -178,43 +178,7 @@ public struct SocketIOEndpoint: Sendable {
                 return .written { server.writesFlushed(sid: sid) }
             }
         }
-        var probe = startsAsProbe
-        // Only a session that began on polling can have POSTed work queued ahead of its frames;
-        // once it has upgraded and none is left, its frames go straight to `perform`.
-        var behindPosts = startsAsProbe
-        do {
-            for try await message in connection.messages {
-                let packet: EnginePacket
-                switch message {
-                case .text(let text):
-                    guard let decoded = try? EnginePacket.decode(textFrame: text) else {
-                        // Not an Engine.IO packet: the session ends. Finishing the queue lets
-                        // the writer send what is queued, then the close frame; the client's
-                        // answer (or the close timeout) then ends this loop, and frames until
-                        // then find no session.
-                        let calls = server.websocketClosed(sid: sid, probe: false)
-                        await server.perform(calls)
-                        queue.finish()
-                        continue
-                    }
-                    packet = decoded
-                case .binary(let bytes):
-                    packet = EnginePacket.decode(binaryFrame: bytes)
-                }
-                let (stillProbing, calls) = server.frame(sid: sid, packet: packet, probe: probe)
-                probe = stillProbing
-                if behindPosts {
-                    behindPosts = await server.performAfterPosted(sid: sid, calls) || probe
-                } else {
-                    await server.perform(calls)
-                }
-            }
-        } catch {
-            server.logger.debug("websocket closed", metadata: ["socketio.sid": "\(sid)", "error": "\(error)"])
-        }
-        let calls = server.websocketClosed(sid: sid, probe: probe)
-        await server.perform(calls)
-        queue.finish()
+        connection.startReceiving(WebSocketSession(server: server, sid: sid, queue: queue, probe: startsAsProbe))
     }
 }
 

@@ -279,7 +279,7 @@ public final class SocketIOServer: Service, Sendable {
 
     func perform(_ calls: [AppCall]) async {
         // A loop rather than recursion (an authorization's calls run next, before the rest):
-        // the connection's task keeps the memory of the deepest chain of frames it ran.
+        // a task keeps the memory of the deepest chain of frames it ran until it ends.
         var calls = calls
         var next = 0
         while next < calls.count {

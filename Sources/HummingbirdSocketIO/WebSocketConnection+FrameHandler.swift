@@ -11,6 +11,7 @@ extension WebSocketConnection {
 
         let inbound: Inbound
         let configuration: WebSocketHTTPChannel.Configuration
+        let eventLoop: any EventLoop
         private var context: ChannelHandlerContext?
         private var fragments: ByteBuffer?
         private var fragmentOpcode: WebSocketOpcode?
@@ -26,9 +27,10 @@ extension WebSocketConnection {
         /// from there, past the encoder, straight to the socket.
         private var encoderContext: ChannelHandlerContext?
 
-        init(inbound: Inbound, configuration: WebSocketHTTPChannel.Configuration) {
+        init(inbound: Inbound, configuration: WebSocketHTTPChannel.Configuration, eventLoop: any EventLoop) {
             self.inbound = inbound
             self.configuration = configuration
+            self.eventLoop = eventLoop
         }
 
         /// Still in the pipeline of an open channel (where `channelInactive` will come).
@@ -47,7 +49,7 @@ extension WebSocketConnection {
         func channelInactive(context: ChannelHandlerContext) {
             stopped = true
             drain = nil
-            inbound.end(nil)
+            end(nil)
             context.fireChannelInactive()
         }
 
@@ -57,7 +59,7 @@ extension WebSocketConnection {
             // would stay in CLOSE_WAIT and keep its session forever.
             if case .inputClosed? = event as? ChannelEvent {
                 stopped = true
-                inbound.end(nil)
+                end(nil)
                 context.close(promise: nil)
             }
             context.fireUserInboundEventTriggered(event)
@@ -65,9 +67,9 @@ extension WebSocketConnection {
 
         func errorCaught(context: ChannelHandlerContext, error: any Error) {
             // Decoder errors were answered by NIO's protocol error handler; any error ends the
-            // connection, and the task's messages end with it (the task logs it).
+            // connection, and the receiver's messages end with it (the receiver logs it).
             stopped = true
-            inbound.end(error)
+            end(error)
             context.close(promise: nil)
         }
 
@@ -84,7 +86,7 @@ extension WebSocketConnection {
 
         // MARK: Reading
 
-        /// Reads are held while messages wait for the task past the limit, and while the
+        /// Reads are held while messages wait for the receiver past the limit, and while the
         /// socket is not writable: a client that does not read what it is sent (pongs, close
         /// frames, the replies to its events) is not read either, so what it makes the server
         /// write stays bounded.
@@ -118,7 +120,7 @@ extension WebSocketConnection {
                 // Answer with the client's code (RFC 6455 §5.5.1), unless we closed first; then
                 // the handshake is over and the TCP connection ends.
                 stopped = true
-                inbound.end(nil)
+                end(nil)
                 var data = frame.unmaskedData
                 closeNow(Self.answer(toClose: &data))
             case .text, .binary, .continuation:
@@ -156,17 +158,28 @@ extension WebSocketConnection {
                     else { return fail(.dataInconsistentWithMessage, "text that is not UTF-8") }
                     message = .text(text)
                 }
-                if inbound.append(message) { readPaused = true }
+                let (pause, start) = inbound.append(message)
+                if pause { readPaused = true }
+                if let start { consume(start) }
             default:
                 fail(.protocolError, "reserved opcode \(frame.opcode)")
             }
         }
 
-        /// Closes the connection with `code`; the task's messages end with the violation.
+        /// Closes the connection with `code`; the receiver's messages end with the violation.
         private func fail(_ code: WebSocketErrorCode, _ reason: String) {
             stopped = true
-            inbound.end(ProtocolViolation(code: code, reason: reason))
+            end(ProtocolViolation(code: code, reason: reason))
             closeNow(code)
+        }
+
+        /// No more messages; the receiver is told after those waiting.
+        private func end(_ failure: (any Error)?) {
+            if let start = inbound.end(failure) { consume(start) }
+        }
+
+        private func consume(_ receiver: any WebSocketReceiver) {
+            WebSocketConnection.consume(inbound, NIOLoopBound(self, eventLoop: eventLoop), receiver: receiver)
         }
 
         /// The code that answers a client's close frame: its own when it is one a client may

@@ -7,8 +7,9 @@ import Synchronization
 ///
 /// Frames are handled on the connection's event loop (`FrameHandler`), with no task between
 /// the socket and the protocol work: control frames are answered there, fragments reassembled,
-/// text checked; whole messages wait in a bounded inbound buffer for the connection's task
-/// (`messages`), which takes all that arrived at once. Messages go out through an
+/// text checked; whole messages wait in a bounded inbound buffer for the connection's receiver
+/// (`startReceiving`), which a task started for the burst gives all that arrived at once (an
+/// idle connection has no task). Messages go out through an
 /// `OutboundQueue` that wakes the event loop once per burst (`startWriting`), which writes
 /// everything queued with one flush.
 ///
@@ -18,7 +19,7 @@ import Synchronization
 /// decoder, also with 1009).
 ///
 /// Memory is bounded: reading from the socket pauses while more than `inboundBytesMax` bytes
-/// of messages wait for the task, so a connection holds at most that, plus one message and
+/// of messages wait for the receiver, so a connection holds at most that, plus one message and
 /// one socket read; it also pauses while the socket is not writable (what a client makes the
 /// server write, pongs included, waits for it to read); the outbound queue holds at most its
 /// capacity, and the writer takes from it only while the channel is writable.
@@ -55,7 +56,7 @@ public final class WebSocketConnection: Sendable {
     init(channel: any Channel, configuration: WebSocketHTTPChannel.Configuration) throws {
         self.channel = channel
         self.inbound = Inbound(pauseAtBytes: configuration.inboundBytesMax)
-        let handler = FrameHandler(inbound: inbound, configuration: configuration)
+        let handler = FrameHandler(inbound: inbound, configuration: configuration, eventLoop: channel.eventLoop)
         self.handler = NIOLoopBound(handler, eventLoop: channel.eventLoop)
         try channel.pipeline.syncOperations.addHandler(handler)
     }
@@ -88,57 +89,49 @@ public final class WebSocketConnection: Sendable {
         if channel.eventLoop.inEventLoop { body() } else { channel.eventLoop.execute(body) }
     }
 
-    /// The client's messages, in order. Ends when the client closes (its close is answered)
-    /// or the connection drops; throws `ProtocolViolation` after closing the connection with
-    /// its code, or the channel's error (a reset, a frame NIO's decoder refused). One reader.
-    public var messages: Messages { Messages(connection: self) }
+    /// Hands the client's messages, in order, to `receiver` (call once): those that arrived
+    /// at once in one `receive`, then `ended`. No task runs for an idle connection: a task is
+    /// started when messages arrive and no earlier one is still at work, and it ends when none
+    /// is left, so a connection costs no task's memory between bursts. The calls never overlap,
+    /// and the next waits for the one before it to return (a receiver that awaits holds back its
+    /// connection's later messages, and past `inboundBytesMax` the socket's reading). After
+    /// `ended` returns, the connection closes (a close frame, normal closure, unless one was
+    /// sent; the handshake then gets at most `closeTimeout`).
+    public func startReceiving(_ receiver: any WebSocketReceiver) {
+        if let start = inbound.receive(with: receiver) { Self.consume(inbound, handler, receiver: start) }
+    }
+
+    /// The consumer: takes until nothing is left, or the end.
+    static func consume(_ inbound: Inbound, _ handler: NIOLoopBound<FrameHandler>, receiver: any WebSocketReceiver) {
+        Task {
+            while let taken = inbound.take() {
+                switch taken {
+                case .messages(let messages, let resumeReading):
+                    if resumeReading { handler.eventLoop.execute { handler.value.resumeReading() } }
+                    await receiver.receive(messages)
+                case .end(let failure):
+                    await receiver.ended(failure)
+                    handler.eventLoop.execute { handler.value.sendClose(.normalClosure) }
+                    return
+                }
+            }
+        }
+    }
 
     public struct ProtocolViolation: Error, CustomStringConvertible {
         public let code: WebSocketErrorCode
         public let reason: String
         public var description: String { "WebSocket protocol violation (\(code)): \(reason)" }
     }
+}
 
-    public struct Messages: AsyncSequence {
-        public typealias Element = Message
-        let connection: WebSocketConnection
-
-        public func makeAsyncIterator() -> Iterator { Iterator(connection: connection) }
-
-        public struct Iterator: AsyncIteratorProtocol {
-            let connection: WebSocketConnection
-            var batch: [Message] = []
-            var position = 0
-            var ended = false
-
-            public mutating func next() async throws -> Message? {
-                if position < batch.count {
-                    defer { position += 1 }
-                    return batch[position]
-                }
-                guard !ended else { return nil }
-                let inbound = connection.inbound
-                let taken = await withTaskCancellationHandler {
-                    await inbound.take()
-                } onCancel: {
-                    inbound.end(nil)
-                }
-                switch taken {
-                case .messages(let messages, let resumeReading):
-                    if resumeReading {
-                        let handler = connection.handler
-                        connection.channel.eventLoop.execute { handler.value.resumeReading() }
-                    }
-                    batch = messages
-                    position = 1
-                    return messages[0]
-                case .end(let failure):
-                    ended = true
-                    batch = []
-                    if let failure { throw failure }
-                    return nil
-                }
-            }
-        }
-    }
+/// What serves an upgraded connection (`WebSocketConnection.startReceiving`).
+public protocol WebSocketReceiver: Sendable {
+    /// The client's messages that arrived together, in order.
+    func receive(_ messages: [WebSocketConnection.Message]) async
+    /// No more messages, after the last `receive`: the client closed (its close is answered)
+    /// or the connection dropped (nil), or `WebSocketConnection.ProtocolViolation` after the
+    /// connection was closed with its code, or the channel's error (a reset, a frame NIO's
+    /// decoder refused). Called once.
+    func ended(_ failure: (any Error)?) async
 }

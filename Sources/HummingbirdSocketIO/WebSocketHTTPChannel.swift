@@ -20,10 +20,12 @@ import Synchronization
 /// writer that flushes per frame makes one system call per event), and so that frames are
 /// handled on the event loop with no task in between (`WebSocketConnection`).
 public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
-    /// Serves one upgraded connection; the connection closes when it returns (with a close
-    /// frame, normal closure, unless one was sent), and the handshake then gets at most
-    /// `closeTimeout` to finish.
-    public typealias Handler = @Sendable (WebSocketConnection) async -> Void
+    /// Sets up one upgraded connection: starts its writer and its receiver
+    /// (`WebSocketConnection.startReceiving`), or closes it. Called once, on no event loop; the
+    /// connection's task (Hummingbird's, one per connection) ends when it returns, so that an
+    /// idle WebSocket holds no task: its receiver runs in a task started for each burst of
+    /// messages.
+    public typealias Handler = @Sendable (WebSocketConnection) -> Void
     /// The handler for an upgrade request's URI (path and query) from `client`, or nil to
     /// refuse it.
     public typealias Route = @Sendable (_ uri: String, _ client: ClientAddress) -> Handler?
@@ -35,7 +37,7 @@ public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
         /// How long a closing handshake may take before the connection is dropped.
         public var closeTimeout: Duration = .seconds(1)
         /// Reading from the socket pauses while more than this many bytes of messages wait
-        /// for the connection's task.
+        /// for the connection's receiver.
         public var inboundBytesMax = 1 << 20
         /// Where connections wait until their first request is complete, so that shutdown
         /// can close them (`ConnectionsAwaitingFirstRequest`); nil: not tracked.
@@ -175,9 +177,9 @@ public struct WebSocketHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                     ])
                 }
             case .websocket(let connection, let handler):
-                await handler(connection)
-                connection.close(.normalClosure)
-                try await connection.channel.closeFuture.get()
+                // The connection lives on in its channel, its receiver and its writer; a task
+                // kept waiting here would be most of an idle connection's memory.
+                handler(connection)
             }
         } catch {
             logger.debug("connection ended", metadata: ["error": "\(error)"])

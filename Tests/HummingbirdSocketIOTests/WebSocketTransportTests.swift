@@ -152,6 +152,36 @@ import Testing
         }
     }
 
+    /// Messages in bursts of every size, some written while the receiver's task is still at
+    /// work and some after it stopped (an idle connection has none): each is echoed once, in
+    /// order.
+    @Test func messagesInBurstsAreEchoedOnceEachInOrder() async throws {
+        try await withEcho { client in
+            var sent = 0
+            var echoed = 0
+            for burst in 1...300 {
+                var bytes: [UInt8] = []
+                for _ in 0..<Int.random(in: 1...16) {
+                    bytes += Self.frame(0x1, Array("m\(sent)".utf8))
+                    sent += 1
+                }
+                try await client.write(bytes)
+                if burst % 4 == 0 { try await Task.sleep(for: .milliseconds(1)) }
+                // Read back now and then, so the echo's queue (1,024) never fills.
+                guard burst % 10 == 0 || burst == 300 else { continue }
+                while echoed < sent {
+                    let echo = try #require(try await client.frame())
+                    guard echo.payload == Array("m\(echoed)".utf8) else {
+                        Issue.record("echo \(echoed) was \(String(decoding: echo.payload, as: UTF8.self))")
+                        return
+                    }
+                    echoed += 1
+                }
+            }
+            #expect(echoed == sent)
+        }
+    }
+
     /// A client that goes away without a close frame (its TCP side shut) is not kept open.
     @Test func aClientThatShutsItsSideIsClosed() async throws {
         try await withEcho { client in

@@ -73,15 +73,22 @@ extension WebSocketReadingTests {
     struct Reset: Error, Equatable {}
 
     @Test func aChannelErrorEndsTheMessagesWithItAndClosesTheConnection() async throws {
-        let channel = EmbeddedChannel()
-        let connection = try WebSocketConnection(channel: channel, configuration: .init())
-        try channel.writeInbound(Self.textFrame("before"))
+        let channel = NIOAsyncTestingChannel()
+        let connection = try await channel.testingEventLoop.executeInContext {
+            try WebSocketConnection(channel: channel, configuration: .init())
+        }
+        try await channel.writeInbound(Self.textFrame("before"))
         channel.pipeline.fireErrorCaught(Reset())
-        var messages = connection.messages.makeAsyncIterator()
-        #expect(try await messages.next() == .text("before"))
-        await #expect(throws: Reset.self) { try await messages.next() }
-        #expect(try await messages.next() == nil)
-        #expect(!channel.isActive)
+        let receiver = RecordingReceiver()
+        connection.startReceiving(receiver)  // after both: the receiver gets them in order
+        var events = receiver.events.makeAsyncIterator()
+        guard case .message(.text("before"))? = await events.next(), case .ended(let failure?)? = await events.next() else {
+            Issue.record("the message and then the error were not received")
+            return
+        }
+        #expect(failure is Reset)
+        #expect(await events.next() == nil)  // `ended` once
+        #expect(try await channel.testingEventLoop.executeInContext { !channel.isActive })
     }
 }
 
@@ -100,19 +107,6 @@ extension WebSocketReadingTests {
         #expect(counter.reads == 1)
         channel.read()
         #expect(counter.reads == 2)
-    }
-}
-
-extension WebSocketReadingTests {
-    @Test func cancellingTheReadingTaskEndsItsMessages() async throws {
-        let connection = try WebSocketConnection(channel: EmbeddedChannel(), configuration: .init())
-        let reader = Task {
-            var messages = connection.messages.makeAsyncIterator()
-            return try await messages.next()
-        }
-        try await Task.sleep(for: .milliseconds(20))
-        reader.cancel()
-        #expect(try await reader.value == nil)
     }
 }
 
