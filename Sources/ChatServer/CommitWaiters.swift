@@ -4,10 +4,10 @@ import SocketIO
 
 /// What waits for commands' events to be applied: tasks (`applied(_:)` suspends them) and
 /// the acks of sends, which the tailer sends itself so that a sending connection never
-/// suspends per message. Kept under `LiveRooms`' lock, so that whatever the tailer applies
-/// settles exactly the waiters below its new position.
+/// suspends per message. Keeps the position it has settled up to, so that a waiter is either
+/// registered before a settle that covers it or answered at once, never missed.
 ///
-/// A value type; not thread-safe on its own.
+/// A value type; not thread-safe on its own (`LiveRooms` keeps it under a lock of its own).
 struct CommitWaiters: ~Copyable {
     typealias Continuation = CheckedContinuation<Result<Void, ChatFailure>, Never>
 
@@ -16,9 +16,15 @@ struct CommitWaiters: ~Copyable {
     private var answers: [(offset: Offset, answer: PendingAnswer, since: ContinuousClock.Instant)] = []
     /// Set when the tailer stopped (the journal failed or closed): every waiter gets it at once.
     private(set) var failure: String?
+    /// Everything below it is settled (applied, fanned out, acks sent).
+    private(set) var position: Offset
+
+    init(position: Offset) {
+        self.position = position
+    }
 
     /// Registers a task waiting for `offset`, or says at once how it ends.
-    mutating func wait(for offset: Offset, position: Offset, _ continuation: Continuation) -> Result<Void, ChatFailure>? {
+    mutating func wait(for offset: Offset, _ continuation: Continuation) -> Result<Void, ChatFailure>? {
         if offset < position { return .success(()) }
         if let failure { return .failure(.unavailable(failure)) }
         waiters.append((offset, continuation, .now))
@@ -26,7 +32,7 @@ struct CommitWaiters: ~Copyable {
     }
 
     /// Registers an ack to send once `offset` is applied, or sends it now.
-    mutating func answer(_ answer: PendingAnswer, when offset: Offset, position: Offset, server: SocketIOServer) {
+    mutating func answer(_ answer: PendingAnswer, when offset: Offset, server: SocketIOServer) {
         if offset < position {
             answer.succeed(on: server)
         } else if let failure {
@@ -38,6 +44,7 @@ struct CommitWaiters: ~Copyable {
 
     /// Everything below `end` is applied: sends the acks and returns the tasks to resume.
     mutating func settle(below end: Offset, server: SocketIOServer) -> [Continuation] {
+        position = max(position, end)
         if !answers.isEmpty {
             // Sent in the order registered; then the sent ones are dropped by moving the others
             // (nearly always none are left: the acks of a group settle together).

@@ -53,7 +53,6 @@ final class LiveRooms: Sendable {
         /// Each user's connected sockets, whatever rooms they are in: where a user's own events
         /// go (`read-marker`, `mentioned`, `direct-opened`).
         var socketsOfUser: [UserID: Set<SocketRef>] = [:]
-        var commits = CommitWaiters()
     }
 
     /// An event and who receives it.
@@ -68,8 +67,11 @@ final class LiveRooms: Sendable {
     }
 
     private let state: Mutex<State>
-    /// `state.position`, stored under the lock once an apply is complete, its acks included
-    /// (it only grows).
+    /// What waits for commands to be applied, under a lock of its own: every send registers
+    /// its ack here, and the tailer holds `state`'s lock for a whole batch's fan-out, but this
+    /// one only to settle (after the batch's deliveries are queued, so acks follow events).
+    private let commits: Mutex<CommitWaiters>
+    /// `state.position`, stored once an apply is complete, its acks included (it only grows).
     private let appliedEnd: Atomic<UInt64>
     let limits: ChatServerLimits
     /// Connection state recovery: events carry their offset (`ChatWire`).
@@ -77,6 +79,7 @@ final class LiveRooms: Sendable {
 
     init(rooms: RoomState, position: Offset, limits: ChatServerLimits, recovery: Bool) {
         state = Mutex(State(rooms: rooms, position: position))
+        commits = Mutex(CommitWaiters(position: position))
         appliedEnd = Atomic(position.value)
         self.limits = limits
         self.recovery = recovery
@@ -88,7 +91,7 @@ final class LiveRooms: Sendable {
     var position: Offset { Offset(appliedEnd.load(ordering: .acquiring)) }
 
     /// Why nothing more is applied (the tailer stopped), if it stopped.
-    var failure: String? { state.withLock { $0.commits.failure } }
+    var failure: String? { commits.withLock { $0.failure } }
 
     /// A room as committed.
     func room(_ id: RoomID) -> RoomState.Room? {
@@ -121,21 +124,21 @@ final class LiveRooms: Sendable {
     /// state, and fanned out).
     func applied(_ offset: Offset) async -> Result<Void, ChatFailure> {
         await withCheckedContinuation { continuation in
-            let now = state.withLock { state in state.commits.wait(for: offset, position: state.position, continuation) }
+            let now = commits.withLock { $0.wait(for: offset, continuation) }
             if let now { continuation.resume(returning: now) }
         }
     }
 
     /// Sends `answer` once `offset` is applied (at once if it is).
     func answer(_ answer: PendingAnswer, when offset: Offset, server: SocketIOServer) {
-        state.withLock { state in state.commits.answer(answer, when: offset, position: state.position, server: server) }
+        commits.withLock { $0.answer(answer, when: offset, server: server) }
     }
 
     /// Answers the commands waiting since before `cutoff` (all of them without one)
     /// `unavailable` with `reason`. Their events may still commit later (they are in the
     /// journal); a client that resends with its `client_id` then gets the original id.
     func failWaiting(_ reason: String, since cutoff: ContinuousClock.Instant? = nil, server: SocketIOServer) {
-        let expired = state.withLock { $0.commits.expire(waitingSince: cutoff, reason: reason, server: server) }
+        let expired = commits.withLock { $0.expire(waitingSince: cutoff, reason: reason, server: server) }
         for waiter in expired { waiter.resume(returning: .failure(.unavailable(reason))) }
     }
 
@@ -297,7 +300,7 @@ final class LiveRooms: Sendable {
     /// Applies committed events (in offset order, ending before `end`), sends each to its
     /// room, sends the acks of the sends now applied, and resumes the commands waiting for them.
     func apply(_ events: [(Offset, ChatEvent)], end: Offset, server: SocketIOServer) {
-        let (ready, revoked) = state.withLock { state in
+        let revoked = state.withLock { state in
             var deliveries: [Delivery] = []
             var revoked: [SocketRef] = []
             for (offset, event) in events {
@@ -360,12 +363,13 @@ final class LiveRooms: Sendable {
                 state.clients[socket]?.resumeAt = left
                 if left.isEmpty { state.resumedAhead.remove(socket) }
             }
-            // The senders' acks go out after the events they sent; then readers of `position`
-            // see the new one (the drain, which disconnects once it is reached, counts on it).
-            let ready = state.commits.settle(below: end, server: server)
-            appliedEnd.store(end.value, ordering: .releasing)
-            return (ready, revoked)
+            return revoked
         }
+        // The senders' acks go out after the events they sent (queued above); then readers of
+        // `position` see the new one (the drain, which disconnects once it is reached, counts
+        // on it).
+        let ready = commits.withLock { $0.settle(below: end, server: server) }
+        appliedEnd.store(end.value, ordering: .releasing)
         for waiter in ready { waiter.resume(returning: .success(())) }
         if !revoked.isEmpty {
             Task {
@@ -394,7 +398,7 @@ final class LiveRooms: Sendable {
 
     /// The tailer stopped: every waiter learns why, and so does every later one.
     func fail(_ reason: String, server: SocketIOServer) {
-        let waiting = state.withLock { $0.commits.fail(reason, server: server) }
+        let waiting = commits.withLock { $0.fail(reason, server: server) }
         for waiter in waiting { waiter.resume(returning: .failure(.unavailable(reason))) }
     }
 }
