@@ -189,8 +189,8 @@ final class ChatGateway: SocketIOHandler {
     /// The synchronous part of an event: the rate limit, the payload, and every event that
     /// needs no waiting.
     func start(_ socket: SocketRef, name: String, arguments: SocketEventArguments, ackID: UInt64?, server: SocketIOServer) -> Step {
-        // The rate limit and the socket's user, under one acquisition of the lock (a send needs both).
-        guard let (allowed, bound) = live.withClient(socket, { client in (client.bucket.take(), client.user) }) else {
+        // The rate limit and the socket's user, from the socket's gate (a lock the tailer never takes).
+        guard let (allowed, bound) = live.admit(socket) else {
             return .done(.none)
         }
         guard allowed else {

@@ -18,10 +18,12 @@ import Synchronization
 /// recovery, the offset an ephemeral event carries (`position - 1`) never runs ahead of the
 /// journal events already queued for that socket.
 ///
-/// Thread-safe: one `Mutex`, private, never held across a suspension or I/O (queueing a packet
-/// on a socket takes the Socket.IO server's lock, which is never held while this one is taken).
-/// The position is also kept in an atomic: every send reads it (back-pressure), and reading it
-/// must not contend with the tailer, which holds the lock while it fans out.
+/// Thread-safe: a `Mutex` for the state, never held across a suspension or I/O (queueing a
+/// packet on a socket takes the Socket.IO server's lock, which is never held while this one is
+/// taken). What every send touches is kept apart from it, because the tailer holds it while
+/// it fans out a whole batch: the position in an atomic (back-pressure), each socket's rate
+/// limit and user in a lock of their own (`admit`), and the waiting acks in another
+/// (`CommitWaiters`). Those two are taken inside the state's lock or alone, never around it.
 final class LiveRooms: Sendable {
     /// One connected socket.
     struct Client: Sendable {
@@ -32,12 +34,18 @@ final class LiveRooms: Sendable {
         var rooms: Set<RoomID> = []
         /// Rooms being replayed to it (they count toward `groupsPerConnectionMax`).
         var replaying: Set<RoomID> = []
-        var bucket: TokenBucket
         var lastTyping: [RoomID: ContinuousClock.Instant] = [:]
         /// Rooms it resumed in at an offset past this node's position (it had read them on a
         /// node further ahead: a standby behind its leader, after a failover): their events
         /// below the offset are not sent to it again.
         var resumeAt: [RoomID: Offset] = [:]
+    }
+
+    /// What every event of a socket checks first: its rate limit and its user (a copy of
+    /// `Client.user`, written with it).
+    struct Gate {
+        var user: UserID?
+        var bucket: TokenBucket
     }
 
     private struct State: ~Copyable {
@@ -71,6 +79,9 @@ final class LiveRooms: Sendable {
     /// its ack here, and the tailer holds `state`'s lock for a whole batch's fan-out, but this
     /// one only to settle (after the batch's deliveries are queued, so acks follow events).
     private let commits: Mutex<CommitWaiters>
+    /// Each connected socket's gate, under a lock of its own for the same reason: every event
+    /// takes it, and the tailer does not. Taken inside `state`'s lock, never the other way.
+    private let gates = Mutex<[SocketRef: Gate]>([:])
     /// `state.position`, stored once an apply is complete, its acks included (it only grows).
     private let appliedEnd: Atomic<UInt64>
     let limits: ChatServerLimits
@@ -152,9 +163,10 @@ final class LiveRooms: Sendable {
             if let user, let issued = tokenIssuedMs, let before = state.rooms.tokensRevokedBefore[user], issued < before {
                 return false
             }
-            state.clients[socket] = Client(user: user, tokenIssuedMs: tokenIssuedMs,
-                                           bucket: TokenBucket(rate: limits.eventsPerSecond, burst: limits.eventsBurst))
+            state.clients[socket] = Client(user: user, tokenIssuedMs: tokenIssuedMs)
             if let user { state.socketsOfUser[user, default: []].insert(socket) }
+            let gate = Gate(user: user, bucket: TokenBucket(rate: limits.eventsPerSecond, burst: limits.eventsBurst))
+            gates.withLock { $0[socket] = gate }
             return true
         }
     }
@@ -168,6 +180,7 @@ final class LiveRooms: Sendable {
     func disconnect(_ socket: SocketRef, server: SocketIOServer) {
         state.withLock { state in
             guard let client = state.clients.removeValue(forKey: socket) else { return }
+            _ = gates.withLock { $0.removeValue(forKey: socket) }
             if let user = client.user { Self.forget(socket, of: user, state: &state) }
             for room in client.rooms {
                 Self.unsubscribe(socket, user: client.user, from: room, state: &state, recovery: recovery)?.send(on: server)
@@ -188,8 +201,18 @@ final class LiveRooms: Sendable {
                 // A development-mode socket named its user.
                 if let before { Self.forget(socket, of: before, state: &state) }
                 if let after { state.socketsOfUser[after, default: []].insert(socket) }
+                gates.withLock { $0[socket]?.user = after }
             }
             return result
+        }
+    }
+
+    /// An event of the socket's: whether its rate limit lets it through (a token taken if so),
+    /// and the socket's user; nil when the socket is gone.
+    func admit(_ socket: SocketRef) -> (allowed: Bool, user: UserID?)? {
+        gates.withLock { gates in
+            guard let index = gates.index(forKey: socket) else { return nil }
+            return (gates.values[index].bucket.take(), gates.values[index].user)
         }
     }
 
