@@ -231,15 +231,32 @@ struct BenchLoad: AsyncParsableCommand {
         clock.start()
         var channels: [any Channel] = []
         var joined: [EventLoopFuture<Void>] = []
+        // Which connections failed, and where, when one does: a bare "I/O on closed channel"
+        // says neither (the server closed it: its log says why, e.g. a limit or a timeout).
+        func joins(upTo last: Int) async throws {
+            do {
+                try await EventLoopFuture.andAllSucceed(joined, on: group.next()).get()
+            } catch {
+                for channel in channels { try? await channel.close() }
+                throw LoadFailure("an idle connection among numbers \(last - joined.count + 1)–\(last) (of \(idleConnections)) failed "
+                                      + "before it \(idleWithoutRooms ? "connected" : "joined its room"): \(error)")
+            }
+            joined = []
+        }
         for index in 0..<idleConnections {
             let plan = LoadClient.Plan(username: "idle\(index)", room: idleWithoutRooms ? "" : "idle-\(index % max(1, idleRooms))", sender: nil, senders: 0, messages: 0,
                                        window: 1, expected: 0)
-            let (channel, _, join, _) = try await LoadClient.connect(host: host, port: port, group: group, plan: plan, clock: clock)
-            channels.append(channel)
-            joined.append(join)
-            if index % 200 == 199 { try await EventLoopFuture.andAllSucceed(joined, on: group.next()).get(); joined = [] }
+            do {
+                let (channel, _, join, _) = try await LoadClient.connect(host: host, port: port, group: group, plan: plan, clock: clock)
+                channels.append(channel)
+                joined.append(join)
+            } catch {
+                for channel in channels { try? await channel.close() }
+                throw LoadFailure("idle connection \(index + 1) of \(idleConnections) could not connect: \(error)")
+            }
+            if index % 200 == 199 { try await joins(upTo: index + 1) }
         }
-        try await EventLoopFuture.andAllSucceed(joined, on: group.next()).get()
+        try await joins(upTo: idleConnections)
         try await Task.sleep(for: .seconds(1))
         let after = Self.residentBytes(pid: serverPid) ?? before
         let perConnection = Double(max(0, after - before)) / Double(idleConnections)
@@ -253,7 +270,7 @@ struct BenchLoad: AsyncParsableCommand {
             say("held \(idleConnections) idle connections \(idleHoldSeconds) s: \(idleConnections - dropped) still connected, \(dropped) dropped")
             guard dropped == 0 else {
                 for channel in channels { try? await channel.close() }
-                throw ValidationError("the server dropped \(dropped) of \(idleConnections) idle connections while they were held")
+                throw LoadFailure("the server dropped \(dropped) of \(idleConnections) idle connections while they were held")
             }
         }
         for channel in channels { try? await channel.close() }
@@ -323,4 +340,10 @@ struct LatencyHistogram: Sendable {
 /// Writes a line to standard output at once (progress lines reach a pipe as they happen).
 func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// A load run that failed (not a usage error: no usage text after it).
+struct LoadFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

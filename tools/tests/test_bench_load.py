@@ -53,6 +53,19 @@ def test_held_idle_connections_are_reported_and_a_drop_fails_the_run(chatlog, jo
         server.stop()
 
 
+def test_idle_connections_the_server_refuses_fail_the_run_saying_which(chatlog, journal):
+    # Ten Socket.IO sessions at most: the eleventh handshake is refused and its connection closed.
+    server = Server(chatlog, journal, "--connections-max", "10").start()
+    try:
+        bench = run(chatlog, "bench", "load", "--url", server.url, "--server-pid", str(server.process.pid),
+                    "--senders", "0", "--messages", "0", "--idle-connections", "30", timeout=120)
+        assert bench.returncode != 0
+        assert "an idle connection among numbers 1–30 (of 30) failed before it joined its room" in bench.stderr, bench.stderr
+        assert "Usage:" not in bench.stderr  # a failed run, not a usage error
+    finally:
+        server.stop()
+
+
 def test_the_reference_server_speaks_the_same_protocol(chatlog, tmp_path):
     process = subprocess.Popen([sys.executable, str(ROOT / "tools" / "reference-server" / "server.py"), "--port", "0",
                                 "--sqlite", str(tmp_path / "reference.db")], stdout=subprocess.PIPE, text=True)
