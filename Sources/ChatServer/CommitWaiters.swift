@@ -46,12 +46,20 @@ struct CommitWaiters: ~Copyable {
     mutating func settle(below end: Offset, server: SocketIOServer) -> [Continuation] {
         position = max(position, end)
         if !answers.isEmpty {
-            // Sent in the order registered; then the sent ones are dropped by moving the others
-            // (nearly always none are left: the acks of a group settle together).
+            // Sent in the order registered, under one acquisition of the server's lock; then the
+            // sent ones are dropped by moving the others (nearly always none are left: the acks
+            // of a group settle together).
             var left = 0
+            var acks: [(socket: SocketRef, id: UInt64, arguments: [JSONValue])] = []
+            acks.reserveCapacity(answers.count)
             for pending in answers {
-                if pending.offset < end { pending.answer.succeed(on: server) } else { left += 1 }
+                if pending.offset < end {
+                    if let ack = pending.answer.ack { acks.append(ack) }
+                } else {
+                    left += 1
+                }
             }
+            server.ack(acks)
             if left == 0 {
                 answers.removeAll(keepingCapacity: true)
             } else {
@@ -103,8 +111,13 @@ struct PendingAnswer: Sendable {
     let fields: [(String, JSONValue)]
 
     func succeed(on server: SocketIOServer) {
-        guard let ackID else { return }
-        server.ack(socket, id: ackID, [ChatWire.success(fields)])
+        guard let ack else { return }
+        server.ack(ack.socket, id: ack.id, ack.arguments)
+    }
+
+    /// The ack that says it succeeded; nil without an ack id.
+    var ack: (socket: SocketRef, id: UInt64, arguments: [JSONValue])? {
+        ackID.map { (socket, $0, [ChatWire.success(fields)]) }
     }
 
     func fail(_ reason: String, on server: SocketIOServer) {

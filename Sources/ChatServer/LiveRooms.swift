@@ -72,7 +72,17 @@ final class LiveRooms: Sendable {
             ChatMetrics.deliveries.increment(by: recipients.count)
             server.send(event, to: recipients)
         }
+
+        static func send(_ deliveries: [Delivery], on server: SocketIOServer) {
+            guard !deliveries.isEmpty else { return }
+            ChatMetrics.deliveries.increment(by: deliveries.reduce(0) { $0 + $1.recipients.count })
+            server.send(deliveries.map { ($0.event, $0.recipients) })
+        }
     }
+
+    /// How many sends to sockets the tailer queues under one acquisition of the Socket.IO
+    /// server's lock, at most (about: whole events): fewer acquisitions, none held long.
+    static let deliveriesPerLockMax = 1_024
 
     private let state: Mutex<State>
     /// What waits for commands to be applied, under a lock of its own: every send registers
@@ -325,11 +335,21 @@ final class LiveRooms: Sendable {
     func apply(_ events: [(Offset, ChatEvent)], end: Offset, server: SocketIOServer) {
         let revoked = state.withLock { state in
             var deliveries: [Delivery] = []
+            var (counted, sends) = (0, 0)  // deliveries counted so far, and their sockets
             var revoked: [SocketRef] = []
             for (offset, event) in events {
+                // Queued on the sockets in order, several events at a time (one acquisition of
+                // the Socket.IO server's lock each time), under this lock like every change of
+                // who receives what, so the order holds. A bound on how long one acquisition
+                // holds the server's lock.
                 defer {
-                    for delivery in deliveries { delivery.send(on: server) }
-                    deliveries.removeAll(keepingCapacity: true)
+                    for delivery in deliveries[counted...] { sends += delivery.recipients.count }
+                    counted = deliveries.count
+                    if sends >= Self.deliveriesPerLockMax {
+                        Delivery.send(deliveries, on: server)
+                        deliveries.removeAll(keepingCapacity: true)
+                        (counted, sends) = (0, 0)
+                    }
                 }
                 state.rooms.apply(event, at: offset.value)
                 if case .tokensRevoked(let before) = event.body {
@@ -379,6 +399,7 @@ final class LiveRooms: Sendable {
                     }
                 }
             }
+            Delivery.send(deliveries, on: server)
             precondition(end >= state.position, "the tailer went back from \(state.position) to \(end)")
             state.position = end
             for socket in state.resumedAhead {

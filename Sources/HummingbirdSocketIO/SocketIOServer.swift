@@ -214,15 +214,35 @@ public final class SocketIOServer: Service, Sendable {
         state.withLock { $0.ack(socket, id: id, arguments) }
     }
 
+    /// Answers acknowledgement requests, in order, under one acquisition of the lock.
+    public func ack(_ acks: [(socket: SocketRef, id: UInt64, arguments: [JSONValue])]) {
+        guard !acks.isEmpty else { return }
+        state.withLock { state in
+            for ack in acks { state.ack(ack.socket, id: ack.id, ack.arguments) }
+        }
+    }
+
     /// Sends an event, encoded once, to each of `sockets` that is still connected to the
     /// event's namespace. A broadcast's cost is then one encoding and one lock, whatever the
     /// number of recipients.
     public func send(_ event: EncodedEvent, to sockets: some Sequence<SocketRef>) {
+        send([(event, sockets)])
+    }
+
+    /// Sends each event to its sockets, in order, under one acquisition of the lock (a
+    /// tailer's batch: one lock per batch rather than per event, which the connections'
+    /// frames contend for).
+    public func send<Sockets: Sequence<SocketRef>>(_ events: [(event: EncodedEvent, sockets: Sockets)]) {
         // WebSocket connections share one encoded frame; polling ones take the packet.
-        let packet = event.packet
-        let frame = packet.textFrame.map(EncodedFrame.text)
+        let encoded = events.map { event, _ in
+            let packet = event.packet
+            return (packet, packet.textFrame.map(EncodedFrame.text))
+        }
         state.withLock { state in
-            for socket in sockets { state.send(packet, frame: frame, to: socket) }
+            for index in events.indices {
+                let (packet, frame) = encoded[index]
+                for socket in events[index].sockets { state.send(packet, frame: frame, to: socket) }
+            }
         }
     }
 
