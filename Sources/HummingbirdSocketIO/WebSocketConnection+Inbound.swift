@@ -5,9 +5,9 @@ extension WebSocketConnection {
     /// lock); one producer (the event loop) and at most one consumer at a time.
     ///
     /// No task waits on an idle connection: when messages (or the end) arrive and no consumer
-    /// runs, the producer is told to start one (`Start`), which takes until nothing is left and
-    /// then stops. Whether a consumer runs changes only under the lock, together with the
-    /// check for messages, so a message is never left without one.
+    /// runs, `append`, `end` and `receive(with:)` return the receiver to start one for; it
+    /// takes until nothing is left and then stops. Whether a consumer runs changes only under
+    /// the lock, together with the check for messages, so a message is never left without one.
     final class Inbound: Sendable {
         enum Taken: Sendable {
             /// At least one message; `resumeReading` when reading had paused and may go on.
