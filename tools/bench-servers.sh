@@ -12,12 +12,13 @@ trap cleanup EXIT
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 # start NAME COMMAND...: starts a server that prints "listening on URL"; sets URL and PID.
+# Waits START_SECONDS (10 by default) for it.
 start() {
     local name=$1; shift
     "$@" > "$WORK/$name.out" 2> "$WORK/$name.err" &
     PID=$!
     PIDS+=("$PID")
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 $(( ${START_SECONDS:-10} * 10 ))); do
         if grep -q "listening on" "$WORK/$name.out" 2>/dev/null; then
             URL=$(grep -m1 "listening on" "$WORK/$name.out" | awk '{print $3}')
             return
