@@ -42,15 +42,19 @@ struct CommitWaiters: ~Copyable {
         }
     }
 
-    /// Everything below `end` is applied: sends the acks and returns the tasks to resume.
-    mutating func settle(below end: Offset, server: SocketIOServer) -> [Continuation] {
+    /// Everything below `end` is applied: the acks to send now, in the order registered, and
+    /// the tasks to resume. The caller sends the acks after releasing the lock, so that
+    /// senders registering theirs never wait while the tailer encodes a batch's acks; a send
+    /// that registers meanwhile and finds its offset settled is answered at once by itself, so
+    /// two acks of one socket may then leave in the other order (as a Socket.IO server's
+    /// acks may: each answers its own id).
+    mutating func settle(below end: Offset) -> (acks: [(socket: SocketRef, id: UInt64, arguments: [JSONValue])], ready: [Continuation]) {
         position = max(position, end)
+        var acks: [(socket: SocketRef, id: UInt64, arguments: [JSONValue])] = []
         if !answers.isEmpty {
-            // Sent in the order registered, under one acquisition of the server's lock; then the
-            // sent ones are dropped by moving the others (nearly always none are left: the acks
-            // of a group settle together).
+            // The sent ones are dropped by moving the others (nearly always none are left: the
+            // acks of a group settle together).
             var left = 0
-            var acks: [(socket: SocketRef, id: UInt64, arguments: [JSONValue])] = []
             acks.reserveCapacity(answers.count)
             for pending in answers {
                 if pending.offset < end {
@@ -59,7 +63,6 @@ struct CommitWaiters: ~Copyable {
                     left += 1
                 }
             }
-            server.ack(acks)
             if left == 0 {
                 answers.removeAll(keepingCapacity: true)
             } else {
@@ -72,7 +75,7 @@ struct CommitWaiters: ~Copyable {
             ready.append(waiter.continuation)
             return true
         }
-        return ready
+        return (acks, ready)
     }
 
     /// Nothing more will be applied: every waiter, now and later, fails with `reason`.

@@ -412,7 +412,8 @@ final class LiveRooms: Sendable {
         // The senders' acks go out after the events they sent (queued above); then readers of
         // `position` see the new one (the drain, which disconnects once it is reached, counts
         // on it).
-        let ready = commits.withLock { $0.settle(below: end, server: server) }
+        let (acks, ready) = commits.withLock { $0.settle(below: end) }
+        server.ack(acks)
         appliedEnd.store(end.value, ordering: .releasing)
         for waiter in ready { waiter.resume(returning: .success(())) }
         if !revoked.isEmpty {

@@ -28,6 +28,16 @@ import Testing
         return (socket, sid)
     }
 
+    /// A server with one polling session connected to the default namespace.
+    func connectedServer() async throws -> (SocketIOServer, SocketRef, String) {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let handler = Connected()
+        let server = SocketIOServer(configuration: .init(), handler: handler, logger: logger)
+        let (socket, sid) = try await connectedSocket(server, handler)
+        return (server, socket, sid)
+    }
+
     /// The ack ids the socket was sent since the last call, in order. (An ack with the id
     /// `sentinel` is queued first, so that the poll never waits for what was not sent.)
     func ackIDs(_ server: SocketIOServer, _ socket: SocketRef, _ sid: String, token: String) async -> [UInt64] {
@@ -42,28 +52,41 @@ import Testing
 
     static let sentinel: UInt64 = 1_000
 
-    /// Answers registered out of offset order: a settle sends exactly those below its end, in
-    /// the order registered, keeps the others for a later settle, and never sends one twice.
+    /// Answers registered out of offset order: a settle returns exactly those below its end, in
+    /// the order registered, keeps the others for a later settle, and never returns one twice.
     @Test func aSettleSendsTheAnswersBelowItsEndAndKeepsTheRest() async throws {
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let handler = Connected()
-        let server = SocketIOServer(configuration: .init(), handler: handler, logger: logger)
-        let (socket, sid) = try await connectedSocket(server, handler)
+        let (server, socket, sid) = try await connectedServer()
         var waiters = CommitWaiters(position: Offset(2))
         for (ackID, offset) in [(1, 5), (2, 3), (3, 9), (4, 4), (5, 12)] as [(UInt64, UInt64)] {
             let answer = PendingAnswer(socket: socket, ackID: ackID, event: "send-group-message", fields: [])
             waiters.answer(answer, when: Offset(offset), server: server)
         }
-        #expect(waiters.settle(below: Offset(6), server: server).isEmpty)
-        #expect(await ackIDs(server, socket, sid, token: "first") == [1, 2, 4])
-        #expect(waiters.settle(below: Offset(10), server: server).isEmpty)
-        #expect(await ackIDs(server, socket, sid, token: "second") == [3])
+        // Nothing was sent at registration: every offset was ahead of the position.
+        #expect(await ackIDs(server, socket, sid, token: "none") == [])
+        let first = waiters.settle(below: Offset(6))
+        #expect(first.acks.map(\.id) == [1, 2, 4] && first.acks.allSatisfy { $0.socket == socket } && first.ready.isEmpty)
+        #expect(waiters.settle(below: Offset(10)).acks.map(\.id) == [3])
+        #expect(waiters.settle(below: Offset(10)).acks.isEmpty)
         // One already settled (below 10) is answered at once; the last waits for its offset.
         waiters.answer(PendingAnswer(socket: socket, ackID: 6, event: "send-group-message", fields: []),
                        when: Offset(7), server: server)
         #expect(await ackIDs(server, socket, sid, token: "at-once") == [6])
-        #expect(waiters.settle(below: Offset(13), server: server).isEmpty)
-        #expect(await ackIDs(server, socket, sid, token: "third") == [5])
+        #expect(waiters.settle(below: Offset(13)).acks.map(\.id) == [5])
+    }
+
+    /// The acks a settle returns say that the send succeeded, in the ack the client reads.
+    @Test func settledAcksCarryTheSendsFields() async throws {
+        let (server, socket, sid) = try await connectedServer()
+        var waiters = CommitWaiters(position: Offset(0))
+        waiters.answer(PendingAnswer(socket: socket, ackID: 7, event: "send-group-message", fields: [("id", .number(3))]),
+                       when: Offset(3), server: server)
+        let settled = waiters.settle(below: Offset(4))
+        server.ack(settled.acks)
+        server.ack(socket, id: Self.sentinel, [])
+        guard case .body(let body) = await server.poll(sid: sid, token: "acks").0 else {
+            Issue.record("no poll body")
+            return
+        }
+        #expect(body.contains("437[{\"ok\":true,\"id\":3}]"))
     }
 }
