@@ -11,8 +11,16 @@ public struct EncodedFrame: Sendable {
 
     /// A final text frame carrying `text`.
     public static func text(_ text: String) -> EncodedFrame {
+        var bytes = ByteBufferAllocator().buffer(capacity: text.utf8.count + 10)
+        let headerBytes = writeText(text, into: &bytes)
+        return EncodedFrame(bytes: bytes, headerBytes: headerBytes)
+    }
+
+    /// Writes a final text frame carrying `text` into `bytes`; returns its header's length.
+    @discardableResult
+    static func writeText(_ text: String, into bytes: inout ByteBuffer) -> Int {
         let length = text.utf8.count
-        var bytes = ByteBufferAllocator().buffer(capacity: length + 10)
+        let start = bytes.writerIndex
         bytes.writeInteger(UInt8(0x81))  // FIN, text
         switch length {
         case ..<126:
@@ -24,8 +32,8 @@ public struct EncodedFrame: Sendable {
             bytes.writeInteger(UInt8(127))
             bytes.writeInteger(UInt64(length), endianness: .big)
         }
-        let headerBytes = bytes.readableBytes
+        let headerBytes = bytes.writerIndex - start
         bytes.writeString(text)
-        return EncodedFrame(bytes: bytes, headerBytes: headerBytes)
+        return headerBytes
     }
 }

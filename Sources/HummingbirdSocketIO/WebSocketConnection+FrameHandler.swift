@@ -224,15 +224,34 @@ extension WebSocketConnection {
         /// Takes everything queued and writes it with one flush (a `written` item flushes what
         /// precedes it first); waits for writability rather than buffer without bound. Takes
         /// until the queue is empty, so that an end that came while a wake-up was pending is
-        /// seen.
+        /// seen. Text frames go to the channel gathered (`FrameBatch`): one write per take
+        /// rather than one per frame.
         func write<Item>(from queue: OutboundQueue<Item>, _ outgoing: (Item) -> Outgoing?) {
             guard let context else { return }
+            let allocator = context.channel.allocator
             var unflushed = false
-            defer { if unflushed { context.flush() } }
+            var batch = FrameBatch()
+            // Frames are written past the encoder, already encoded; without it (never, in a
+            // pipeline of ours) each goes through the pipeline as a `WebSocketFrame`.
+            let encoderContext = self.encoderContext
+            func writeBatch() {
+                if let encoderContext, let bytes = batch.take() { encoderContext.write(NIOAny(bytes), promise: nil) }
+            }
+            func gather(_ full: ByteBuffer?) {
+                if let encoderContext, let full { encoderContext.write(NIOAny(full), promise: nil) }
+                unflushed = true
+            }
+            func flush() {
+                writeBatch()
+                if unflushed { context.flush() }
+                unflushed = false
+            }
+            defer { flush() }
             while !closeSent {
                 // A client that stopped reading is dropped, not waited for: its socket may
                 // never become writable again.
                 if queue.isAborted {
+                    flush()  // what was taken before goes ahead of the close frame, as it would unbatched
                     closeNow(.policyViolation)
                     return
                 }
@@ -244,31 +263,40 @@ extension WebSocketConnection {
                 case .items(let items):
                     for item in items {
                         switch outgoing(item) {
+                        case .message(.text(let text))? where encoderContext != nil:
+                            gather(batch.addText(text, allocator: allocator))
                         case .message(let message)?:
-                            context.write(wrapOutboundOut(frame(message, allocator: context.channel.allocator)), promise: nil)
+                            writeBatch()
+                            context.write(wrapOutboundOut(frame(message, allocator: allocator)), promise: nil)
                             unflushed = true
                         case .encoded(let frame)?:
                             if let encoderContext {
-                                encoderContext.write(NIOAny(frame.bytes), promise: nil)
+                                if FrameBatch.gathers(frame.bytes) {
+                                    gather(batch.add(frame.bytes, allocator: allocator))
+                                } else {
+                                    writeBatch()
+                                    encoderContext.write(NIOAny(frame.bytes), promise: nil)
+                                    unflushed = true
+                                }
                             } else {
                                 let payload = frame.bytes.getSlice(at: frame.bytes.readerIndex + frame.headerBytes,
                                                                    length: frame.bytes.readableBytes - frame.headerBytes) ?? ByteBuffer()
                                 context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: payload)), promise: nil)
+                                unflushed = true
                             }
-                            unflushed = true
                         case .written(let callback)?:
-                            if unflushed { context.flush() }
-                            unflushed = false
+                            flush()
                             callback()
                         case nil:
                             continue
                         }
                     }
+                    // In the channel before the next writability check, which counts its bytes.
+                    writeBatch()
                 case .empty:
                     return
                 case .finished:
-                    if unflushed { context.flush() }
-                    unflushed = false
+                    flush()
                     sendClose(.normalClosure)
                     return
                 }

@@ -1,0 +1,66 @@
+import NIOCore
+
+/// Encoded WebSocket frames bound for one connection, gathered into one buffer so that a burst
+/// of small frames costs the channel one write rather than one each. A frame written through
+/// NIO's pipeline costs a context hop, a pending-write record and an iovec (and a frame
+/// encoded by `WebSocketFrameEncoder` two: its header and its payload); copying a chat event's
+/// few hundred bytes costs less than any of them.
+///
+/// Frames over `frameBytesMax` are not copied: the caller writes them as they are, after what
+/// the batch holds. A batch holds at most `bytesMax` bytes (past that, it is taken and a new one
+/// started). One frame alone is kept as it came, with no copy. A value type, not thread-safe:
+/// the connection's event loop owns it for one drain of its queue.
+struct FrameBatch {
+    /// Frames larger than this are written as they are, not copied into a batch.
+    static let frameBytesMax = 4_096
+    /// The bytes one batch gathers before it is written.
+    static let bytesMax = 64 << 10
+
+    private var bytes: ByteBuffer?
+    /// Whether `bytes` is a frame as it came (not yet a buffer of our own to append to).
+    private var borrowed = false
+
+    var isEmpty: Bool { bytes == nil }
+
+    /// Whether `frame` (an encoded frame's bytes) is small enough to be copied into a batch.
+    static func gathers(_ frame: ByteBuffer) -> Bool { frame.readableBytes <= frameBytesMax }
+
+    /// Adds a frame of at most `frameBytesMax` bytes; returns a full batch to write first, if
+    /// adding it would have taken this one past `bytesMax`.
+    mutating func add(_ frame: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer? {
+        let full = (bytes?.readableBytes ?? 0) + frame.readableBytes > Self.bytesMax ? take() : nil
+        guard var held = bytes else {
+            bytes = frame
+            borrowed = true
+            return full
+        }
+        if borrowed {
+            var own = allocator.buffer(capacity: max(Self.frameBytesMax * 2, held.readableBytes + frame.readableBytes))
+            own.writeBuffer(&held)
+            held = own
+            borrowed = false
+        }
+        bytes = nil  // `held` is then the only reference: appending does not copy the storage
+        var frame = frame
+        held.writeBuffer(&frame)
+        bytes = held
+        return full
+    }
+
+    /// Adds a final text frame carrying `text` (encoded here: server frames are not masked);
+    /// returns a full batch to write first, as `add` does.
+    mutating func addText(_ text: String, allocator: ByteBufferAllocator) -> ByteBuffer? {
+        var frame = allocator.buffer(capacity: text.utf8.count + 10)
+        EncodedFrame.writeText(text, into: &frame)
+        return add(frame, allocator: allocator)
+    }
+
+    /// What the batch holds, which it then forgets; nil when empty.
+    mutating func take() -> ByteBuffer? {
+        defer {
+            bytes = nil
+            borrowed = false
+        }
+        return bytes
+    }
+}
