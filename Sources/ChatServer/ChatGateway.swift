@@ -301,8 +301,7 @@ final class ChatGateway: SocketIOHandler {
         guard case .appended(let performed) = started, let last = performed.last, !service.isBehind else {
             return .finish(started, command, user)
         }
-        let answer = PendingAnswer(socket: socket, ackID: ackID, event: "send-group-message",
-                                   fields: ChatWire.ackFields(of: command, performed))
+        let answer = PendingAnswer(socket: socket, ackID: ackID, event: "send-group-message", messageID: performed.messageID)
         live.answer(answer, when: last, server: server)
         return .done(.later)
     }

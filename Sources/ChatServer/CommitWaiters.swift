@@ -48,9 +48,9 @@ struct CommitWaiters: ~Copyable {
     /// that registers meanwhile and finds its offset settled is answered at once by itself, so
     /// two acks of one socket may then leave in the other order (as a Socket.IO server's
     /// acks may: each answers its own id).
-    mutating func settle(below end: Offset) -> (acks: [(socket: SocketRef, id: UInt64, arguments: [JSONValue])], ready: [Continuation]) {
+    mutating func settle(below end: Offset) -> (acks: [EncodedAck], ready: [Continuation]) {
         position = max(position, end)
-        var acks: [(socket: SocketRef, id: UInt64, arguments: [JSONValue])] = []
+        var acks: [EncodedAck] = []
         if !answers.isEmpty {
             // The sent ones are dropped by moving the others (nearly always none are left: the
             // acks of a group settle together).
@@ -105,22 +105,35 @@ struct CommitWaiters: ~Copyable {
     }
 }
 
-/// A send's ack, sent by the tailer once the send's offset is applied.
+/// A send's ack, sent by the tailer once the send's offset is applied: `{ok: true, id}`, the
+/// message's id (`ChatWire.ackFields` of a send), written straight into the packet.
 struct PendingAnswer: Sendable {
     let socket: SocketRef
     /// The client's ack id; nil: nothing to send on success, an `error` event on failure.
     let ackID: UInt64?
     let event: String
-    let fields: [(String, JSONValue)]
+    /// The message's id (nil: the ack carries `ok` alone).
+    let messageID: Offset?
 
     func succeed(on server: SocketIOServer) {
         guard let ack else { return }
-        server.ack(ack.socket, id: ack.id, ack.arguments)
+        server.ack([ack])
     }
 
     /// The ack that says it succeeded; nil without an ack id.
-    var ack: (socket: SocketRef, id: UInt64, arguments: [JSONValue])? {
-        ackID.map { (socket, $0, [ChatWire.success(fields)]) }
+    var ack: EncodedAck? {
+        ackID.map { id in
+            EncodedAck(socket, id: id) { output in
+                output.beginObject()
+                output.key("ok")
+                output.bool(true)
+                if let messageID {
+                    output.key("id")
+                    output.integer(Int64(messageID.value))
+                }
+                output.endObject()
+            }
+        }
     }
 
     func fail(_ reason: String, on server: SocketIOServer) {

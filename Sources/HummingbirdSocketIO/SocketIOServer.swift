@@ -214,11 +214,13 @@ public final class SocketIOServer: Service, Sendable {
         state.withLock { $0.ack(socket, id: id, arguments) }
     }
 
-    /// Answers acknowledgement requests, in order, under one acquisition of the lock.
-    public func ack(_ acks: [(socket: SocketRef, id: UInt64, arguments: [JSONValue])]) {
+    /// Answers acknowledgement requests encoded beforehand, in order, under one acquisition of
+    /// the lock (a tailer's batch of acks): each goes the way an event to its socket goes, with
+    /// no `JSONValue` tree and no encoding under the lock.
+    public func ack(_ acks: [EncodedAck]) {
         guard !acks.isEmpty else { return }
         state.withLock { state in
-            for ack in acks { state.ack(ack.socket, id: ack.id, ack.arguments) }
+            for ack in acks { state.send(ack.packet, frame: nil, to: ack.socket) }
         }
     }
 

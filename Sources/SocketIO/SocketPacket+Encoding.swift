@@ -80,6 +80,21 @@ extension SocketPacket {
         } ?? ""
     }
 
+    /// The text of an ACK packet whose arguments `arguments` writes straight into it, with no
+    /// `JSONValue` tree: `3`, the namespace when it is not the main one, the id, then
+    /// `[arguments...]`. Text only.
+    public static func encodeAck(namespace: String = "/", id: UInt64, arguments: (inout JSONOutput) -> Void) -> String {
+        JSONWriter.render(capacity: 64) { writer in
+            writeHeader(type: .ack, namespace: namespace, id: id, attachments: 0, to: &writer)
+            writer.put(UInt8(ascii: "["))
+            var output = JSONOutput(writer: writer, needsComma: false)
+            arguments(&output)
+            writer = output.writer
+            writer.put(UInt8(ascii: "]"))
+            return true
+        } ?? ""
+    }
+
     /// An EVENT packet whose payload `arguments` writes straight into its text (see
     /// `encodeEvent`), for a session to send.
     static func event(_ name: String, namespace: String, arguments: (inout JSONOutput) -> Void) -> SocketPacket {

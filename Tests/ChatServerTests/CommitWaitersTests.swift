@@ -58,7 +58,7 @@ import Testing
         let (server, socket, sid) = try await connectedServer()
         var waiters = CommitWaiters(position: Offset(2))
         for (ackID, offset) in [(1, 5), (2, 3), (3, 9), (4, 4), (5, 12)] as [(UInt64, UInt64)] {
-            let answer = PendingAnswer(socket: socket, ackID: ackID, event: "send-group-message", fields: [])
+            let answer = PendingAnswer(socket: socket, ackID: ackID, event: "send-group-message", messageID: nil)
             waiters.answer(answer, when: Offset(offset), server: server)
         }
         // Nothing was sent at registration: every offset was ahead of the position.
@@ -68,7 +68,7 @@ import Testing
         #expect(waiters.settle(below: Offset(10)).acks.map(\.id) == [3])
         #expect(waiters.settle(below: Offset(10)).acks.isEmpty)
         // One already settled (below 10) is answered at once; the last waits for its offset.
-        waiters.answer(PendingAnswer(socket: socket, ackID: 6, event: "send-group-message", fields: []),
+        waiters.answer(PendingAnswer(socket: socket, ackID: 6, event: "send-group-message", messageID: nil),
                        when: Offset(7), server: server)
         #expect(await ackIDs(server, socket, sid, token: "at-once") == [6])
         #expect(waiters.settle(below: Offset(13)).acks.map(\.id) == [5])
@@ -78,7 +78,7 @@ import Testing
     @Test func settledAcksCarryTheSendsFields() async throws {
         let (server, socket, sid) = try await connectedServer()
         var waiters = CommitWaiters(position: Offset(0))
-        waiters.answer(PendingAnswer(socket: socket, ackID: 7, event: "send-group-message", fields: [("id", .number(3))]),
+        waiters.answer(PendingAnswer(socket: socket, ackID: 7, event: "send-group-message", messageID: Offset(3)),
                        when: Offset(3), server: server)
         let settled = waiters.settle(below: Offset(4))
         server.ack(settled.acks)

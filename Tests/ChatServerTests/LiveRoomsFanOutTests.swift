@@ -34,7 +34,7 @@ import Testing
         let count = 400
         #expect(count * sockets.count > LiveRooms.deliveriesPerLockMax)
         // The first socket's send is the last event of the batch; its ack waits for it.
-        live.answer(PendingAnswer(socket: sockets[0].0, ackID: 7, event: "send-group-message", fields: []),
+        live.answer(PendingAnswer(socket: sockets[0].0, ackID: 7, event: "send-group-message", messageID: nil),
                     when: Offset(UInt64(count - 1)), server: server)
         let events = (0..<count).map { index in
             (Offset(UInt64(index)), ChatEvent(timestampMs: 0, actor: alice, room: room,

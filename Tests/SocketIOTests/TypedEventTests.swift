@@ -201,6 +201,26 @@ import Testing
         #expect(rest == [JSONValue.number(-2), .array([.bool(true), .null])])
     }
 
+    /// An ACK written straight into its text is the packet the tree-built one encodes to.
+    @Test(arguments: ["/", "/chat"])
+    func anAckWrittenFromValuesIsTheTreeBuiltOnesText(_ namespace: String) throws {
+        let text = SocketPacket.encodeAck(namespace: namespace, id: 42) { json in
+            json.beginObject()
+            json.key("ok")
+            json.bool(true)
+            json.key("id")
+            json.integer(1_234_567)
+            json.endObject()
+            json.string("second")
+        }
+        let tree = SocketPacket(.ack, namespace: namespace, id: 42,
+                                data: .array([.object([("ok", .bool(true)), ("id", .number(1_234_567))]), .string("second")]))
+        #expect(text == tree.encode().text)
+        let decoded = try SocketPacket.decode(text).packet
+        #expect(decoded.type == .ack && decoded.namespace == namespace && decoded.id == 42 && decoded.arguments.count == 2)
+        #expect(SocketPacket.encodeAck(id: 0) { _ in } == "30[]")
+    }
+
     @Test func anEventWithNoArgumentsAndAPacketBuiltFromValues() throws {
         #expect(SocketPacket.encodeEvent("ping") { _ in } == #"2["ping"]"#)
         // What JSON cannot hold as text is written as null: non-finite numbers, binary values.
