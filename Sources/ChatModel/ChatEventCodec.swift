@@ -38,75 +38,22 @@ public enum ChatEventCodec {
     }
 
     public static func encode(_ event: ChatEvent) -> ByteBuffer {
-        var buffer = ByteBufferAllocator().buffer(capacity: 64)
+        var buffer = ByteBufferAllocator().buffer(capacity: encodedBytes(event))
         encode(event, into: &buffer)
         return buffer
     }
 
+    /// Appends `event`'s record to `buffer`: measured first, then written in one piece (a
+    /// write per field cost a ByteBuffer call each, with its checks and growth: about 7,000
+    /// instructions for a chat message).
     public static func encode(_ event: ChatEvent, into buffer: inout ByteBuffer) {
-        func short(_ string: String) {
-            let count = string.utf8.count
-            precondition(count <= shortStringBytesLimit, "string of \(count) bytes exceeds \(shortStringBytesLimit); validate before encoding")
-            buffer.writeInteger(UInt16(count), endianness: .little)
-            buffer.writeString(string)
-        }
-        func long(_ string: String) {
-            let count = string.utf8.count
-            precondition(count <= textBytesLimit, "text of \(count) bytes exceeds \(textBytesLimit); validate before encoding")
-            buffer.writeInteger(UInt32(count), endianness: .little)
-            buffer.writeString(string)
-        }
-        let type: EventType = switch event.body {
-        case .roomCreated: .roomCreated
-        case .memberInvited: .memberInvited
-        case .invitationRevoked: .invitationRevoked
-        case .memberJoined: .memberJoined
-        case .memberLeft: .memberLeft
-        case .memberRemoved: .memberRemoved
-        case .messageSent: .messageSent
-        case .messageEdited: .messageEdited
-        case .messageDeleted: .messageDeleted
-        case .tokensRevoked: .tokensRevoked
-        case .directRoomCreated: .directRoomCreated
-        case .reactionAdded: .reactionAdded
-        case .reactionRemoved: .reactionRemoved
-        case .readMarked: .readMarked
-        }
-        buffer.writeInteger(version)
-        buffer.writeInteger(type.rawValue)
-        buffer.writeInteger(event.timestampMs, endianness: .little)
-        short(event.actor.value)
-        short(event.room.value)
-        switch event.body {
-        case .roomCreated(let name, let isPrivate):
-            short(name)
-            buffer.writeInteger(UInt8(isPrivate ? 1 : 0))
-        case .memberInvited(let user), .invitationRevoked(let user), .memberRemoved(let user):
-            short(user.value)
-        case .memberJoined, .memberLeft:
-            break
-        case .messageSent(let clientMessageID, let text, let clientCreatedMs, let clientCreatedText, let replyTo):
-            short(clientMessageID)
-            buffer.writeInteger(clientCreatedMs, endianness: .little)
-            long(text)
-            // Optional trailing fields (FORMAT.md §8): readers that predate them ignore them.
-            // The client time text is written empty (length 0: none) when only a reply follows.
-            if clientCreatedText != nil || replyTo != nil { short(clientCreatedText ?? "") }
-            if let replyTo { buffer.writeInteger(replyTo.offset, endianness: .little) }
-        case .messageEdited(let message, let text):
-            buffer.writeInteger(message.offset, endianness: .little)
-            long(text)
-        case .messageDeleted(let message):
-            buffer.writeInteger(message.offset, endianness: .little)
-        case .tokensRevoked(let beforeMs):
-            buffer.writeInteger(beforeMs, endianness: .little)
-        case .directRoomCreated(let peer):
-            short(peer.value)
-        case .reactionAdded(let message, let emoji), .reactionRemoved(let message, let emoji):
-            buffer.writeInteger(message.offset, endianness: .little)
-            short(emoji)
-        case .readMarked(let message):
-            buffer.writeInteger(message.offset, endianness: .little)
+        let bytes = encodedBytes(event)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bytes) { raw in
+            guard let base = raw.baseAddress else { return 0 }
+            var writer = RawWriter(base: base)
+            write(event, to: &writer)
+            precondition(writer.offset == bytes, "a record measured \(bytes) bytes and wrote \(writer.offset)")
+            return bytes
         }
     }
 

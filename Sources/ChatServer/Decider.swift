@@ -128,11 +128,7 @@ public final class Decider: Sendable {
         if let leader = state.leader { return Self.notLeader(leader) }
         var records: [ByteBuffer] = []
         records.reserveCapacity(events.count)
-        for event in events {
-            var buffer = ByteBuffer()
-            ChatEventCodec.encode(event, into: &buffer)
-            records.append(buffer)
-        }
+        for event in events { records.append(ChatEventCodec.encode(event)) }
         let range: OffsetRange
         do {
             range = try journal.submit(records)

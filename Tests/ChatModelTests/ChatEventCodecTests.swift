@@ -36,6 +36,18 @@ import Testing
         #expect(try ChatEventCodec.decode(bytes) == .event(event))
     }
 
+    /// A record is measured, then written in one piece after what the buffer holds: the
+    /// measure is what is written, and a record appended reads back the same.
+    @Test(arguments: samples + ChatFeatureEventsCodecTests.samples)
+    func aRecordIsAppendedAtItsMeasuredSize(_ event: ChatEvent) throws {
+        var buffer = ByteBuffer(bytes: [0xAA, 0xBB, 0xCC])
+        ChatEventCodec.encode(event, into: &buffer)
+        #expect(buffer.readableBytes == 3 + ChatEventCodec.encodedBytes(event))
+        #expect(buffer.readBytes(length: 3) == [0xAA, 0xBB, 0xCC])
+        #expect(try ChatEventCodec.decode(buffer) == .event(event))
+        #expect(ChatEventCodec.encode(event).readableBytes == ChatEventCodec.encodedBytes(event))
+    }
+
     @Test func messageSentMatchesTheFormatExample() throws {
         let event = ChatEvent(timestampMs: 1_795_000_000_000, actor: bob, room: general,
                               body: .messageSent(clientMessageID: "c1", text: "hi", clientCreatedMs: 1_794_999_999_500))
