@@ -11,23 +11,32 @@ import SocketIO
 struct CommitWaiters: ~Copyable {
     typealias Continuation = CheckedContinuation<Result<Void, ChatFailure>, Never>
 
-    private var waiters: [(offset: Offset, continuation: Continuation, since: ContinuousClock.Instant)] = []
-    /// Acks to send once an offset is applied, registered in about offset order.
-    private var answers: [(offset: Offset, answer: PendingAnswer, since: ContinuousClock.Instant)] = []
+    private var waiters: [(offset: Offset, continuation: Continuation, since: Duration)] = []
+    /// Acks to send once an offset is applied, in offset order (registered in about that order:
+    /// each goes in from the end, nearly always at it). A settle takes a prefix.
+    private var answers: [(offset: Offset, answer: PendingAnswer, since: Duration)] = []
     /// Set when the tailer stopped (the journal failed or closed): every waiter gets it at once.
     private(set) var failure: String?
     /// Everything below it is settled (applied, fanned out, acks sent).
     private(set) var position: Offset
 
+    /// When each waiter came is kept as the time since this origin: `ContinuousClock.Instant`
+    /// is not a frozen type, so every element holding one was copied through the runtime's
+    /// value witnesses (the settle's walk over waiting acks cost more than the acks); a
+    /// `Duration` is frozen, and an element is then read in place.
+    private let origin = ContinuousClock.now
+
     init(position: Offset) {
         self.position = position
     }
+
+    private var now: Duration { .now - origin }
 
     /// Registers a task waiting for `offset`, or says at once how it ends.
     mutating func wait(for offset: Offset, _ continuation: Continuation) -> Result<Void, ChatFailure>? {
         if offset < position { return .success(()) }
         if let failure { return .failure(.unavailable(failure)) }
-        waiters.append((offset, continuation, .now))
+        waiters.append((offset, continuation, now))
         return nil
     }
 
@@ -38,36 +47,32 @@ struct CommitWaiters: ~Copyable {
         } else if let failure {
             answer.fail(failure, on: server)
         } else {
-            answers.append((offset, answer, .now))
+            var index = answers.endIndex
+            while index > answers.startIndex, answers[index - 1].offset > offset { index -= 1 }
+            answers.insert((offset, answer, now), at: index)
         }
     }
 
-    /// Everything below `end` is applied: the acks to send now, in the order registered, and
-    /// the tasks to resume. The caller sends the acks after releasing the lock, so that
-    /// senders registering theirs never wait while the tailer encodes a batch's acks; a send
-    /// that registers meanwhile and finds its offset settled is answered at once by itself, so
-    /// two acks of one socket may then leave in the other order (as a Socket.IO server's
-    /// acks may: each answers its own id).
+    /// Everything below `end` is applied: the acks to send now, in offset order, and the
+    /// tasks to resume. The caller sends the acks after releasing the lock, so that senders
+    /// registering theirs never wait while the tailer encodes a batch's acks; a send that
+    /// registers meanwhile and finds its offset settled is answered at once by itself, so two
+    /// acks of one socket may then leave in the other order (as a Socket.IO server's acks may:
+    /// each answers its own id).
     mutating func settle(below end: Offset) -> (acks: [EncodedAck], ready: [Continuation]) {
         position = max(position, end)
+        // The settled prefix, read in place: with many sends in flight most answers wait for
+        // later groups, and a walk that copied each one (its socket's strings, its event name)
+        // on every settle cost more than the acks themselves.
+        var settled = 0
+        while settled < answers.count, answers[settled].offset < end { settled += 1 }
         var acks: [EncodedAck] = []
-        if !answers.isEmpty {
-            // The sent ones are dropped by moving the others (nearly always none are left: the
-            // acks of a group settle together).
-            var left = 0
-            acks.reserveCapacity(answers.count)
-            for pending in answers {
-                if pending.offset < end {
-                    if let ack = pending.answer.ack { acks.append(ack) }
-                } else {
-                    left += 1
-                }
+        if settled > 0 {
+            acks.reserveCapacity(settled)
+            for index in 0..<settled {
+                if let ack = answers[index].answer.ack { acks.append(ack) }
             }
-            if left == 0 {
-                answers.removeAll(keepingCapacity: true)
-            } else {
-                answers.removeAll { $0.offset < end }
-            }
+            answers.removeFirst(settled)
         }
         var ready: [Continuation] = []
         waiters.removeAll { waiter in
@@ -89,7 +94,8 @@ struct CommitWaiters: ~Copyable {
 
     /// Gives up on what has waited since before `cutoff` (everything without one): the acks
     /// say `unavailable` with `reason`; the tasks to resume are returned.
-    mutating func expire(waitingSince cutoff: ContinuousClock.Instant?, reason: String, server: SocketIOServer) -> [Continuation] {
+    mutating func expire(waitingSince cutoffInstant: ContinuousClock.Instant?, reason: String, server: SocketIOServer) -> [Continuation] {
+        let cutoff = cutoffInstant.map { $0 - origin }
         answers.removeAll { pending in
             guard cutoff.map({ pending.since < $0 }) ?? true else { return false }
             pending.answer.fail(reason, on: server)

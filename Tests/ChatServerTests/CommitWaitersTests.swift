@@ -53,7 +53,7 @@ import Testing
     static let sentinel: UInt64 = 1_000
 
     /// Answers registered out of offset order: a settle returns exactly those below its end, in
-    /// the order registered, keeps the others for a later settle, and never returns one twice.
+    /// offset order, keeps the others for a later settle, and never returns one twice.
     @Test func aSettleSendsTheAnswersBelowItsEndAndKeepsTheRest() async throws {
         let (server, socket, sid) = try await connectedServer()
         var waiters = CommitWaiters(position: Offset(2))
@@ -64,7 +64,7 @@ import Testing
         // Nothing was sent at registration: every offset was ahead of the position.
         #expect(await ackIDs(server, socket, sid, token: "none") == [])
         let first = waiters.settle(below: Offset(6))
-        #expect(first.acks.map(\.id) == [1, 2, 4] && first.acks.allSatisfy { $0.socket == socket } && first.ready.isEmpty)
+        #expect(first.acks.map(\.id) == [2, 4, 1] && first.acks.allSatisfy { $0.socket == socket } && first.ready.isEmpty)
         #expect(waiters.settle(below: Offset(10)).acks.map(\.id) == [3])
         #expect(waiters.settle(below: Offset(10)).acks.isEmpty)
         // One already settled (below 10) is answered at once; the last waits for its offset.
@@ -72,6 +72,22 @@ import Testing
                        when: Offset(7), server: server)
         #expect(await ackIDs(server, socket, sid, token: "at-once") == [6])
         #expect(waiters.settle(below: Offset(13)).acks.map(\.id) == [5])
+    }
+
+    /// Expiry by age: what waited since before the cutoff fails (`unavailable`, as an error
+    /// event with the ack id), later registrations stay, and no cutoff expires everything.
+    @Test func expiryTakesWhatWaitedSinceBeforeTheCutoff() async throws {
+        let (server, socket, sid) = try await connectedServer()
+        var waiters = CommitWaiters(position: Offset(0))
+        waiters.answer(PendingAnswer(socket: socket, ackID: 1, event: "send-group-message", messageID: nil), when: Offset(5), server: server)
+        #expect(waiters.expire(waitingSince: .now - .seconds(60), reason: "old", server: server).isEmpty)
+        #expect(await ackIDs(server, socket, sid, token: "none yet") == [])
+        _ = waiters.expire(waitingSince: .now + .seconds(1), reason: "timed out", server: server)
+        #expect(await ackIDs(server, socket, sid, token: "expired") == [1])
+        #expect(waiters.settle(below: Offset(10)).acks.isEmpty, "an expired answer is not sent again")
+        waiters.answer(PendingAnswer(socket: socket, ackID: 2, event: "send-group-message", messageID: nil), when: Offset(20), server: server)
+        _ = waiters.expire(waitingSince: nil, reason: "stopping", server: server)
+        #expect(await ackIDs(server, socket, sid, token: "all") == [2])
     }
 
     /// The acks a settle returns say that the send succeeded, in the ack the client reads.
