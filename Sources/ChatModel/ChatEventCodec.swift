@@ -185,6 +185,7 @@ public enum ChatEventCodec {
     /// - Returns: `body`'s result; nil when the record is not a `messageSent` of this version,
     ///   or its actor or room is not plain printable ASCII (the rare identifiers that need
     ///   `decode`'s full check): decode those with `decode`.
+    @inlinable  // specialized for the caller's result: unspecialized, it looked up generic metadata on every call
     public static func withMessageSent<R>(
         _ record: ByteBuffer,
         includeText: Bool = true,

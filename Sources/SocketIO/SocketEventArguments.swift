@@ -5,12 +5,14 @@
 ///
 /// Equal when their values are equal.
 public struct SocketEventArguments: Sendable, Equatable, ExpressibleByArrayLiteral {
+    @usableFromInline
     enum Storage: Sendable {
         case values([JSONValue])
         /// A received EVENT packet.
         case packet(SocketPacket)
     }
 
+    @usableFromInline
     let storage: Storage
 
     public init(_ values: [JSONValue]) {
@@ -37,6 +39,9 @@ public struct SocketEventArguments: Sendable, Equatable, ExpressibleByArrayLiter
     /// Reads the arguments straight from the received text: `body` gets a reader inside the
     /// arguments and calls `nextElement()` before each one it reads.
     /// - Throws: `body`'s errors; `.invalidSocketPacket` for arguments holding binary data.
+    /// Inlinable, so that a caller's reader is specialized for its result (unspecialized, it
+    /// looked up generic metadata at run time on every event).
+    @inlinable
     public func read<R>(_ body: (inout JSONReader) throws(SocketIOProtocolError) -> R) throws(SocketIOProtocolError) -> R {
         switch storage {
         case .values(let values):
