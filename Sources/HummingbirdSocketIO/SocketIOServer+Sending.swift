@@ -90,14 +90,14 @@ extension SocketIOServer.State {
         for action in actions {
             switch action {
             case .answerPoll(let body):
-                connections[sid]?.pendingPoll?.resume(returning: SocketIOServer.PollOutcome(result: .body(body)))
-                connections[sid]?.pendingPoll = nil
+                connections[SessionID(sid)]?.pendingPoll?.resume(returning: SocketIOServer.PollOutcome(result: .body(body)))
+                connections[SessionID(sid)]?.pendingPoll = nil
             case .rejectPoll:
-                connections[sid]?.pendingPoll?.resume(returning: SocketIOServer.PollOutcome(result: .rejected))
-                connections[sid]?.pendingPoll = nil
+                connections[SessionID(sid)]?.pendingPoll?.resume(returning: SocketIOServer.PollOutcome(result: .rejected))
+                connections[SessionID(sid)]?.pendingPoll = nil
             case .closeProbe:
-                connections[sid]?.probe?.queue.finish()
-                connections[sid]?.probe = nil
+                connections[SessionID(sid)]?.probe?.queue.finish()
+                connections[SessionID(sid)]?.probe = nil
             case .writeFrames(let packets):
                 if let outbound = modify(sid, { $0.websocket }) ?? nil { calls += write(packets, to: outbound, sid: sid) }
             case .writeProbeFrames(let packets):
@@ -124,7 +124,7 @@ extension SocketIOServer.State {
     /// Resumes `outboundDrained` waiters of a session whose polling buffer is empty (or
     /// that is gone).
     mutating func resumeDrainWaitersIfDrained(_ sid: String) {
-        guard !drainWaiters.isEmpty, connections[sid].map({ $0.engine.bufferedPacketCount == 0 }) ?? true,
+        guard !drainWaiters.isEmpty, connections[SessionID(sid)].map({ $0.engine.bufferedPacketCount == 0 }) ?? true,
               let waiters = drainWaiters.removeValue(forKey: sid) else { return }
         for waiter in waiters { waiter.resume() }
     }
@@ -177,7 +177,7 @@ extension SocketIOServer.State {
     }
 
     mutating func closeConnection(_ sid: String, reason: EngineSession.CloseReason) -> [SocketIOServer.AppCall] {
-        guard let connection = connections.removeValue(forKey: sid) else { return [] }
+        guard let connection = connections.removeValue(forKey: SessionID(sid)) else { return [] }
         forgetAnonymous(sid)
         logger.debug("engine.io session closed", metadata: ["socketio.sid": "\(sid)", "socketio.reason": "\(reason)"])
 

@@ -11,7 +11,7 @@ extension SocketIOServer {
     struct State: Sendable {
         let configuration: Configuration
         let logger: Logger
-        var connections: [String: Connection] = [:]
+        var connections: [SessionID: Connection] = [:]
         var ackWaiters: [AckKey: CheckedContinuation<[JSONValue]?, Never>] = [:]
         /// Senders waiting for a polling session's buffer to be taken (`outboundDrained`).
         var drainWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
@@ -46,7 +46,7 @@ extension SocketIOServer {
         /// A polling buffer's change in size is counted in the outbound budget here, where every
         /// change passes.
         mutating func modify<R>(_ sid: String, _ body: (inout Connection) -> R) -> R? {
-            guard let index = connections.index(forKey: sid) else { return nil }
+            guard let index = connections.index(forKey: SessionID(sid)) else { return nil }
             return Self.counting(&connections.values[index], in: budget, body)
         }
 
@@ -62,7 +62,7 @@ extension SocketIOServer {
 
         /// Past the outbound budget, a polling client with packets waiting is too slow: closed.
         mutating func closeIfOverBudget(_ sid: String) -> [AppCall] {
-            guard budget.isExceeded, let waiting = connections[sid]?.engine.bufferedPacketCount, waiting > 0,
+            guard budget.isExceeded, let waiting = connections[SessionID(sid)]?.engine.bufferedPacketCount, waiting > 0,
                   let actions = modify(sid, { $0.engine.closeTooSlow() }) else { return [] }
             logger.warning("socket.io client too slow while the outbound budget is spent; closing", metadata: ["socketio.sid": "\(sid)"])
             SocketIOServer.slowClientsDisconnected.increment()
@@ -72,7 +72,7 @@ extension SocketIOServer {
         /// Closes every session (server shutdown).
         mutating func closeAll() -> [AppCall] {
             var calls: [AppCall] = []
-            for sid in Array(connections.keys) {
+            for sid in connections.keys.map(\.string) {
                 guard let actions = modify(sid, { $0.engine.close() }) else { continue }
                 calls += apply(actions, to: sid)
             }
@@ -84,7 +84,7 @@ extension SocketIOServer {
             deferredCalls = []
             if !clientClosed.isEmpty { clientClosed = clientClosed.filter { now - $0.value < Self.clientClosedPollGrace } }
             // Only sessions with a timer due are touched; the others are just looked at.
-            let due = connections.compactMap { id, connection in isDue(connection, now: now) ? id : nil }
+            let due = connections.compactMap { id, connection in isDue(connection, now: now) ? id.string : nil }
             for id in due { calls += fireTimers(id, now: now) }
             return calls
         }
@@ -118,7 +118,7 @@ extension SocketIOServer {
             anonymousByClient[client, default: 0] += 1
             let now = ContinuousClock.now
             let (engine, open) = EngineSession.open(sid: sid, transport: transport, configuration: configuration.engine, now: now)
-            connections[sid] = Connection(engine: engine, socket: SocketSession(configuration: configuration.socket, openedAt: now))
+            connections[SessionID(sid)] = Connection(engine: engine, socket: SocketSession(configuration: configuration.socket, openedAt: now))
             logger.debug("engine.io session opened", metadata: ["socketio.sid": "\(sid)", "socketio.transport": "\(transport)"])
             return .opened(sid: sid, open: open)
         }
@@ -127,7 +127,7 @@ extension SocketIOServer {
         /// deadline sees the session as the deadline left it, whatever the tick's lag.
         mutating func fireTimersIfDue(_ sid: String) -> [AppCall] {
             let now = ContinuousClock.now
-            guard let connection = connections[sid], isDue(connection, now: now) else { return [] }
+            guard let connection = connections[SessionID(sid)], isDue(connection, now: now) else { return [] }
             return fireTimers(sid, now: now)
         }
 
@@ -155,18 +155,18 @@ extension SocketIOServer {
                     // Timers that fired just now left work for the application (in practice they
                     // close the session first, so this does not happen): end this poll with a
                     // noop, so that the request carries the work out, and let the client poll again.
-                    connections[sid]?.engine.pollAbandoned()
+                    connections[SessionID(sid)]?.engine.pollAbandoned()
                     return PollOutcome(result: .body(EnginePacket.encodePayload([EnginePacket(.noop)])), calls: expired)
                 }
                 // A request cancelled before this point is not released by `pollAbandoned`
                 // (nothing was held yet); its flag is set before its cancellation handler runs,
                 // and both run under the lock, so one of the two sees the other.
                 if Task.isCancelled {
-                    connections[sid]?.engine.pollAbandoned()
+                    connections[SessionID(sid)]?.engine.pollAbandoned()
                     return PollOutcome(result: .body(EnginePacket.encodePayload([EnginePacket(.noop)])))
                 }
-                connections[sid]?.pendingPoll = continuation
-                connections[sid]?.pendingPollToken = token
+                connections[SessionID(sid)]?.pendingPoll = continuation
+                connections[SessionID(sid)]?.pendingPollToken = token
                 return nil
             }
         }
@@ -174,7 +174,7 @@ extension SocketIOServer {
         /// A POST on a polling session.
         mutating func post(sid: String, body: [UInt8]) -> (ok: Bool, known: Bool, calls: [AppCall]) {
             let expired = fireTimersIfDue(sid)
-            let pollWaiting = connections[sid]?.pendingPoll != nil
+            let pollWaiting = connections[SessionID(sid)]?.pendingPoll != nil
             guard let (ok, actions) = modify(sid, { $0.engine.postArrived(body) }) else { return (false, false, expired) }
             let calls = expired + apply(actions, to: sid)
             if !pollWaiting, actions.contains(.closed(.clientClosed)) { clientClosed[sid] = .now }
@@ -197,7 +197,7 @@ extension SocketIOServer {
                 return (sid, true)
             }
             guard case .opened(let newSID, let open) = handshake(transport: .websocket, client: client) else { return nil }
-            connections[newSID]?.websocket = outbound
+            connections[SessionID(newSID)]?.websocket = outbound
             write([open], to: outbound, sid: newSID)
             return (newSID, false)
         }
@@ -227,24 +227,64 @@ extension SocketIOServer {
         /// Queues a barrier on the session's WebSocket and holds `continuation` until the writer
         /// reaches it; false when there is nothing to wait for.
         mutating func waitForFlush(sid: String, continuation: CheckedContinuation<Void, Never>) -> Bool {
-            guard let outbound = connections[sid]?.websocket, case .enqueued = outbound.queue.yield(.barrier) else { return false }
-            connections[sid]?.flushWaiters.append(continuation)
+            guard let outbound = connections[SessionID(sid)]?.websocket, case .enqueued = outbound.queue.yield(.barrier) else { return false }
+            connections[SessionID(sid)]?.flushWaiters.append(continuation)
             return true
         }
 
         /// A WebSocket writer reached a `barrier`.
         mutating func writesFlushed(sid: String) {
-            guard connections[sid]?.flushWaiters.isEmpty == false else { return }
-            connections[sid]?.flushWaiters.removeFirst().resume()
+            guard connections[SessionID(sid)]?.flushWaiters.isEmpty == false else { return }
+            connections[SessionID(sid)]?.flushWaiters.removeFirst().resume()
         }
 
         /// The held poll's request was cancelled (its client went away): end the wait so the
         /// request task finishes, and let the next poll take its place.
         mutating func pollAbandoned(sid: String, token: String) {
-            guard connections[sid]?.pendingPollToken == token else { return }
-            connections[sid]?.engine.pollAbandoned()
-            connections[sid]?.pendingPoll?.resume(returning: PollOutcome(result: .body(EnginePacket.encodePayload([EnginePacket(.noop)]))))
-            connections[sid]?.pendingPoll = nil
+            guard connections[SessionID(sid)]?.pendingPollToken == token else { return }
+            connections[SessionID(sid)]?.engine.pollAbandoned()
+            connections[SessionID(sid)]?.pendingPoll?.resume(returning: PollOutcome(result: .body(EnginePacket.encodePayload([EnginePacket(.noop)]))))
+            connections[SessionID(sid)]?.pendingPoll = nil
         }
     }
+}
+
+/// An Engine.IO session id as the sessions' key. Every frame, delivery and ack looks its
+/// session up, several times over, and a `String` key is hashed whole each time (about 300
+/// instructions for 20 characters). A session id is 20 characters drawn by the server from
+/// 64 at random (`randomID`), so its first eight bytes are already 48 random bits: they
+/// alone are hashed (ids that share them only share a bucket). Equality still compares the whole id, and a client cannot choose the
+/// ids that are inserted, so it cannot crowd them into one bucket.
+struct SessionID: Hashable, Sendable {
+    let string: String
+
+    init(_ string: String) {
+        self.string = string
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(Self.prefix(string))
+    }
+
+    /// The first eight bytes of `string` (fewer when it is shorter), little-endian: read as one
+    /// word from a native string's contiguous bytes.
+    static func prefix(_ string: String) -> UInt64 {
+        let contiguous: UInt64? = string.utf8.withContiguousStorageIfAvailable { bytes in
+            guard bytes.count >= 8, let base = bytes.baseAddress else { return littleEndian(bytes) }
+            return UInt64(littleEndian: UnsafeRawPointer(base).loadUnaligned(as: UInt64.self))
+        }
+        return contiguous ?? littleEndian(string.utf8.prefix(8))
+    }
+
+    private static func littleEndian(_ bytes: some Sequence<UInt8>) -> UInt64 {
+        var word: UInt64 = 0
+        var shift: UInt64 = 0
+        for byte in bytes.prefix(8) {
+            word |= UInt64(byte) << shift
+            shift += 8
+        }
+        return word
+    }
+
+    static func == (lhs: SessionID, rhs: SessionID) -> Bool { lhs.string == rhs.string }
 }

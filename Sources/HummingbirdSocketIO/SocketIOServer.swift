@@ -150,7 +150,7 @@ public final class SocketIOServer: Service, Sendable {
 
     /// The socket id of a connection's namespace, when it is connected.
     func connectedSocketID(sid: String, namespace: String) -> String? {
-        state.withLock { $0.connections[sid]?.socket.sockets[namespace] }
+        state.withLock { $0.connections[SessionID(sid)]?.socket.sockets[namespace] }
     }
 
     // MARK: Service: the timers
@@ -255,7 +255,7 @@ public final class SocketIOServer: Service, Sendable {
     public func outboundDrained(_ socket: SocketRef) async {
         enum Wait { case none, websocket, polling }
         let wait: Wait = state.withLock { state in
-            guard let connection = state.connections[socket.engineID] else { return .none }
+            guard let connection = state.connections[SessionID(socket.engineID)] else { return .none }
             if connection.websocket != nil { return .websocket }
             return connection.engine.bufferedPacketCount == 0 ? .none : .polling
         }
@@ -267,7 +267,7 @@ public final class SocketIOServer: Service, Sendable {
         case .polling:
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let waiting = state.withLock { state in
-                    guard let connection = state.connections[socket.engineID], connection.engine.bufferedPacketCount > 0 else {
+                    guard let connection = state.connections[SessionID(socket.engineID)], connection.engine.bufferedPacketCount > 0 else {
                         return false
                     }
                     state.drainWaiters[socket.engineID, default: []].append(continuation)
