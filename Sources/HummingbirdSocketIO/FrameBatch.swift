@@ -25,8 +25,9 @@ struct FrameBatch {
     /// Whether `frame` (an encoded frame's bytes) is small enough to be copied into a batch.
     static func gathers(_ frame: ByteBuffer) -> Bool { frame.readableBytes <= frameBytesMax }
 
-    /// Adds a frame of at most `frameBytesMax` bytes; returns a full batch to write first, if
-    /// adding it would have taken this one past `bytesMax`.
+    /// Adds a frame (callers write one over `frameBytesMax` as it is instead: `gathers`);
+    /// returns a full batch to write first, if adding it would have taken this one past
+    /// `bytesMax`. A frame that starts a batch is kept as it came; a later one is copied.
     mutating func add(_ frame: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer? {
         let full = (bytes?.readableBytes ?? 0) + frame.readableBytes > Self.bytesMax ? take() : nil
         guard var held = bytes else {
