@@ -4,6 +4,10 @@
 # `tools/bench-ab.sh` (docs/performance.md, "Instructions").
 #
 #   tools/bench-instructions.sh NEW-CHATLOG [OLD-CHATLOG]     (release builds)
+#   tools/bench-instructions.sh --profile sends|deliveries CHATLOG
+#       where one more send (or delivery) spends them: N against 3N messages, per function,
+#       its own instructions (self) and the project's functions with what they call
+#       (inclusive; async functions resumed by others count their callers' work too).
 #   ROUNDS=3 MESSAGES=40 (the defaults): rounds per build, alternated, reported as medians;
 #   messages per sender of the smaller run.
 #
@@ -24,7 +28,14 @@
 # its own signals from the mask) and crashes on: a preloaded sigsuspend copies the mask first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-NEW=${1:?usage: tools/bench-instructions.sh NEW-CHATLOG [OLD-CHATLOG]}
+USAGE="usage: tools/bench-instructions.sh NEW-CHATLOG [OLD-CHATLOG] | --profile sends|deliveries CHATLOG"
+PROFILE=
+if [[ ${1:-} == --profile ]]; then
+    PROFILE=${2:?$USAGE}
+    [[ $PROFILE == sends || $PROFILE == deliveries ]] || { echo "$USAGE" >&2; exit 2; }
+    shift 2
+fi
+NEW=${1:?$USAGE}
 OLD=${2:-}
 # N: messages per sender in the smaller run (the larger sends 2N).
 MESSAGES=${MESSAGES:-40}
@@ -62,7 +73,49 @@ total() {
     grep -q '"lost":0,' "$WORK/load.json" || { echo "the load lost messages:" >&2; cat "$WORK/load.json" >&2; exit 1; }
     stop "$PID"
     awk '/^totals:/ { print $2 }' "$out"
+    LAST_OUT=$out
 }
+
+# profile SCENARIO BINARY: per-function instructions of one more send or delivery.
+profile() {
+    local scenario=$1 binary="$WORK/chatlog-profile" n=$MESSAGES
+    objcopy --strip-debug "$2" "$binary"
+    total "$binary" "$scenario" "$n" > /dev/null
+    local small=$LAST_OUT
+    total "$binary" "$scenario" $(( 3 * n )) > /dev/null
+    local large=$LAST_OUT
+    local per=$(( 2 * n * 100 ))  # sends: 100 senders, one more each...
+    [[ $scenario == deliveries ]] && per=$(( 2 * n * 10 * 100 ))  # ...deliveries: 10 senders to 100 readers
+    python3 - "$small" "$large" "$per" <<'PY' | { command -v swift > /dev/null && swift demangle --simplified || cat; }
+import collections, re, subprocess, sys
+def functions(path, inclusive):
+    args = ["callgrind_annotate", "--threshold=100"] + (["--inclusive=yes"] if inclusive else []) + [path]
+    costs = collections.Counter()
+    for line in subprocess.run(args, capture_output=True, text=True, check=True).stdout.splitlines():
+        match = re.match(r"^\s*([\d,]+) \([ \d.]+%\)\s+(.*)$", line)
+        if not match or "PROGRAM TOTALS" in match.group(2):
+            continue
+        name = re.sub(r"\[/[^\]]*/chatlog-profile\]", "[chatlog]", match.group(2))
+        costs[name] = max(costs[name], int(match.group(1).replace(",", "")))
+    return costs
+small, large, per = sys.argv[1], sys.argv[2], float(sys.argv[3])
+for inclusive in (False, True):
+    a, b = functions(small, inclusive), functions(large, inclusive)
+    rows = [(b[k] - a[k]) / per for k in set(a) | set(b)]
+    names = [k for k in set(a) | set(b)]
+    ranked = sorted(zip(rows, names), reverse=True)
+    if inclusive:
+        ranked = [(v, k) for v, k in ranked if k.endswith("[chatlog]")]
+    print("== " + ("inclusive, the project's functions" if inclusive else "self") + ", instructions per one more")
+    for value, name in ranked[:40]:
+        print(f"{value:9.0f}  {name[:160]}")
+PY
+}
+
+if [[ -n $PROFILE ]]; then
+    profile "$PROFILE" "$NEW"
+    exit 0
+fi
 
 # measure LABEL BINARY: one round's instructions per acked send and per delivery, appended to
 # $WORK/LABEL.counts.
