@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Instructions the server executes per acknowledged send and per delivery, counted by valgrind's
 # callgrind: figures that do not move with the machine's noise, to set beside the timings of
-# `tools/bench-ab.sh` (docs/performance.md, "Instructions").
+# `tools/bench-ab.sh` (docs/performance.md, "Instructions per send and per delivery").
 #
 #   tools/bench-instructions.sh NEW-CHATLOG [OLD-CHATLOG]     (release builds)
 #   tools/bench-instructions.sh --profile sends|deliveries CHATLOG
@@ -19,7 +19,7 @@
 # (100 senders, 16 in flight, 1 client per room) and deliveries (1 room x 100 clients, 10
 # senders, 8 in flight). Timing still shapes the counts (how many events share a group commit, a
 # batch, a socket write: more than at full speed, as the server is slower), so two runs of one
-# build differ by up to about 5 %: compare medians of several rounds.
+# build differ by up to about 5 % (sends) and 10 % (deliveries): compare medians of rounds.
 #
 # Needs valgrind, gcc and objcopy (Debian: apt-get install valgrind gcc binutils). Two things
 # make Debian's valgrind 3.19 run a Swift 6 server: the binary's DWARF 5 debug information,
