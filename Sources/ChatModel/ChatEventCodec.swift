@@ -38,8 +38,9 @@ public enum ChatEventCodec {
     }
 
     public static func encode(_ event: ChatEvent) -> ByteBuffer {
-        var buffer = ByteBufferAllocator().buffer(capacity: encodedBytes(event))
-        encode(event, into: &buffer)
+        let bytes = encodedBytes(event)
+        var buffer = ByteBufferAllocator().buffer(capacity: bytes)
+        write(event, measured: bytes, into: &buffer)
         return buffer
     }
 
@@ -47,7 +48,11 @@ public enum ChatEventCodec {
     /// write per field cost a ByteBuffer call each, with its checks and growth: about 7,000
     /// instructions for a chat message).
     public static func encode(_ event: ChatEvent, into buffer: inout ByteBuffer) {
-        let bytes = encodedBytes(event)
+        write(event, measured: encodedBytes(event), into: &buffer)
+    }
+
+    /// Writes `event`'s record, of `bytes` bytes as `encodedBytes` measured it, in one piece.
+    private static func write(_ event: ChatEvent, measured bytes: Int, into buffer: inout ByteBuffer) {
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bytes) { raw in
             guard let base = raw.baseAddress else { return 0 }
             var writer = RawWriter(base: base)

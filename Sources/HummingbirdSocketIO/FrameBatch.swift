@@ -20,8 +20,6 @@ struct FrameBatch {
     /// Whether `bytes` is a frame as it came (not yet a buffer of our own to append to).
     private var borrowed = false
 
-    var isEmpty: Bool { bytes == nil }
-
     /// Whether `frame` (an encoded frame's bytes) is small enough to be copied into a batch.
     static func gathers(_ frame: ByteBuffer) -> Bool { frame.readableBytes <= frameBytesMax }
 

@@ -1,3 +1,4 @@
+import ChatModel
 import Journal
 import Logging
 import SocketIO
@@ -88,6 +89,19 @@ import Testing
         waiters.answer(PendingAnswer(socket: socket, ackID: 2, event: "send-group-message", messageID: nil), when: Offset(20), server: server)
         _ = waiters.expire(waitingSince: nil, reason: "stopping", server: server)
         #expect(await ackIDs(server, socket, sid, token: "all") == [2])
+    }
+
+    /// A send's ack is written straight into its text (`PendingAnswer.ack`): it must be the
+    /// packet the other commands' acks are built as (`ChatWire.success` of `ackFields`).
+    @Test(arguments: [Offset(12_345) as Offset?, nil])
+    func aSendsAckIsTheAckTheChatWireBuilds(_ messageID: Offset?) async throws {
+        let (_, socket, _) = try await connectedServer()
+        let answer = PendingAnswer(socket: socket, ackID: 9, event: "send-group-message", messageID: messageID)
+        let command = ChatService.Command.send(RoomID("general") ?? .none, text: "hi", createdMs: 0, createdText: nil, clientID: "c")
+        let fields = ChatWire.ackFields(of: command, ChatService.Performed(messageID: messageID))
+        let built = SocketPacket(.ack, namespace: socket.namespace, id: 9, data: .array([ChatWire.success(fields)]))
+        #expect(answer.ack?.text == built.encode().text)
+        #expect(PendingAnswer(socket: socket, ackID: nil, event: "send-group-message", messageID: messageID).ack == nil)
     }
 
     /// The acks a settle returns say that the send succeeded, in the ack the client reads.

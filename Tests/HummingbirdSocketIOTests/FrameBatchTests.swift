@@ -11,9 +11,7 @@ import Testing
 @Suite struct FrameBatchTests {
     /// An open channel with the frame encoder in its pipeline, and a connection on it.
     func connection() throws -> (EmbeddedChannel, WebSocketConnection) {
-        let channel = EmbeddedChannel(handler: WebSocketFrameEncoder())
-        channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1), promise: nil)
-        return (channel, try WebSocketConnection(channel: channel, configuration: .init()))
+        try WebSocketWriterTests.connection(frameEncoder: true)
     }
 
     /// The channel writes made so far, each as the bytes it carried.

@@ -8,12 +8,15 @@ import Testing
 
 /// The event-loop writer of `WebSocketConnection`, driven step by step on an embedded channel.
 @Suite struct WebSocketWriterTests {
-    /// An open (connected) embedded channel with a connection on it.
-    func connection() throws -> (EmbeddedChannel, WebSocketConnection) {
-        let channel = EmbeddedChannel()
+    /// An open (connected) embedded channel with a connection on it; with NIO's frame encoder
+    /// before it in the pipeline, as the server's has, when `frameEncoder`.
+    static func connection(frameEncoder: Bool = false) throws -> (EmbeddedChannel, WebSocketConnection) {
+        let channel = frameEncoder ? EmbeddedChannel(handler: WebSocketFrameEncoder()) : EmbeddedChannel()
         channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1), promise: nil)
         return (channel, try WebSocketConnection(channel: channel, configuration: .init()))
     }
+
+    func connection() throws -> (EmbeddedChannel, WebSocketConnection) { try Self.connection() }
 
     func written(_ channel: EmbeddedChannel) throws -> [WebSocketFrame] {
         var frames: [WebSocketFrame] = []
