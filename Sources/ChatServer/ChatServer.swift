@@ -184,7 +184,8 @@ public enum ChatServer {
         socketConfiguration.outboundQueueBytesMax = limits.outboundBytesPerConnectionMax
         socketConfiguration.engine.pollingBufferBytesMax = limits.outboundBytesPerConnectionMax
         socketConfiguration.outboundBytesTotalMax = limits.outboundBytesTotalMax
-        let historyWriter = try ProjectionWriter.history(history, commit: commit, decider: decider, readBytesMax: limits.readBytesMax,
+        let historyWriter = try ProjectionWriter.history(history, commit: commit, decider: decider, interval: limits.historyWriteInterval,
+                                                         readBytesMax: limits.readBytesMax,
                                                          failAfterBatches: configuration.failHistoryWritesAfterBatches, logger: logger)
         let searchWriter = try ProjectionWriter.search(search, history: history, after: historyWriter, commit: commit, interval: limits.searchIndexInterval,
                                                        readBytesMax: limits.readBytesMax,

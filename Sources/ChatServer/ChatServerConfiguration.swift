@@ -196,6 +196,11 @@ public struct ChatServerLimits: Sendable, Equatable {
     /// meanwhile, in one transaction (a search that waits for it ends the wait at once): the
     /// most it lags behind the chat while nobody searches.
     public var searchIndexInterval = Duration.milliseconds(200)
+    /// How long History waits after a transaction before it applies what was sent meanwhile,
+    /// in one transaction (a request that waits for it ends the wait at once). Its cost is
+    /// largely per transaction (each room's last block rewritten, a page of the write-ahead
+    /// log per block): 0 applies each commit on its own.
+    public var historyWriteInterval = Duration.milliseconds(50)
     /// Largest Socket.IO message (an Engine.IO packet, a polling body or a WebSocket message).
     public var maxPayloadBytes = 100_000
 
@@ -217,6 +222,9 @@ public struct ChatServerLimits: Sendable, Equatable {
         }
         guard searchIndexInterval >= .zero, searchIndexInterval <= .seconds(60) else {
             throw .configuration("limit searchIndexInterval must be 0 to 60 s, got \(searchIndexInterval)")
+        }
+        guard historyWriteInterval >= .zero, historyWriteInterval <= .seconds(1) else {
+            throw .configuration("limit historyWriteInterval must be 0 to 1 s, got \(historyWriteInterval)")
         }
         guard eventsPerSecond > 0, eventsPerSecond.isFinite else {
             throw .configuration("limit eventsPerSecond must be above 0, got \(eventsPerSecond)")

@@ -14,13 +14,14 @@ import Synchronization
 /// (`caughtUp(to:)`), so a client that got its ack, or saw a message, finds it in the history or
 /// the search it asks for next.
 ///
-/// With a `batchInterval` (Search), the writer lags on purpose: after a transaction it waits
+/// With a `batchInterval` (both), the writer lags on purpose: after a transaction it waits
 /// that long, or until a request waits for it, and then applies everything committed meanwhile
-/// (up to `batchBytesMax`) in one transaction. FTS5's cost is largely per transaction (a new
-/// segment, merges): one transaction every interval instead of one per commit. Its
-/// transactions run on a `BackgroundThread` (nice 19) unless a request waits: under load the
-/// index lags and the chat keeps the CPU; a search that waits has it caught up at normal
-/// priority.
+/// (up to `batchBytesMax`) in one transaction. The cost of both is largely per transaction
+/// (FTS5: a new segment, merges; History: the last block of each room written again, a page
+/// of the write-ahead log each): one transaction every interval instead of one per commit.
+/// Search's transactions run on a `BackgroundThread` (nice 19) unless a request waits: under
+/// load the index lags and the chat keeps the CPU; a search that waits has it caught up at
+/// normal priority. History's run at normal priority: requests for it are frequent.
 ///
 /// A failure stops it. History's (`Failure.refusesCommands`) makes the decider refuse commands
 /// (and `/healthz` unhealthy), as a journal failure does; Search's (`.degrades`) makes searches
@@ -84,8 +85,9 @@ final class ProjectionWriter: Service {
     /// - Parameters:
     ///   - name: the projection's name in logs, metrics and errors (`history`, `search`).
     ///   - next: where the projection stands (its checkpoint, caught up at start).
+    ///   - inBackground: a batched writer's transactions run at nice 19 while no request waits.
     init(name: String, commit: CommitPoint, steps: Steps, next: Offset, readBytesMax: Int, batchInterval: Duration? = nil,
-         after: ProjectionWriter? = nil, onFailure: Failure, failAfterBatches: Int? = nil, logger: Logger) {
+         inBackground: Bool = true, after: ProjectionWriter? = nil, onFailure: Failure, failAfterBatches: Int? = nil, logger: Logger) {
         self.after = after
         self.name = name
         self.failAfterBatches = failAfterBatches
@@ -95,12 +97,14 @@ final class ProjectionWriter: Service {
         self.batchInterval = batchInterval
         self.onFailure = onFailure
         self.logger = logger
-        background = batchInterval == nil ? nil : BackgroundThread()
+        background = batchInterval != nil && inBackground ? BackgroundThread() : nil
         state = Mutex(State(next: next))
     }
 
-    /// History's writer.
-    static func history(_ history: HistoryProjection, commit: CommitPoint, decider: Decider, readBytesMax: Int,
+    /// History's writer, which applies what committed in the last `interval` in one
+    /// transaction (at once when a request waits), at normal priority: a request for
+    /// History waits for it, so it must not fall behind under load.
+    static func history(_ history: HistoryProjection, commit: CommitPoint, decider: Decider, interval: Duration, readBytesMax: Int,
                         failAfterBatches: Int? = nil, logger: Logger) throws -> ProjectionWriter {
         ProjectionWriter(
             name: "history", commit: commit,
@@ -108,7 +112,8 @@ final class ProjectionWriter: Service {
                 try history.eraseDeletedText()
                 try history.boundWriteAheadLog()
             }),
-            next: try history.nextOffset(), readBytesMax: readBytesMax, onFailure: .refusesCommands(decider),
+            next: try history.nextOffset(), readBytesMax: readBytesMax, batchInterval: interval, inBackground: false,
+            onFailure: .refusesCommands(decider),
             failAfterBatches: failAfterBatches, logger: logger)
     }
 

@@ -186,7 +186,8 @@ func roomState(_ directory: String, logger: Logger) async throws -> RoomState {
 }
 
 /// `read` on the journal's History: beside a running server, which keeps it up to date, read
-/// as it is (no lock, nothing written); else brought up to date first.
+/// as it is (no lock, nothing written) once it holds what the journal held when called
+/// (`awaitHistory`); else brought up to date first.
 func readingHistory<R: Sendable>(_ directory: String, logger: Logger,
                                  _ read: @escaping @Sendable (HistoryProjection) throws -> R) async throws -> R {
     try await readingHistory(directory, search: false, logger: logger) { history, _ in try read(history) }
@@ -198,11 +199,40 @@ func readingHistory<R: Sendable>(_ directory: String, search: Bool, logger: Logg
                                  _ read: @escaping @Sendable (HistoryProjection, SearchProjection?) throws -> R) async throws -> R {
     let paths = ProjectionPaths(journalDirectory: directory)
     if case .some = journalHolder(directory) {
-        return try read(try HistoryProjection(readingOnly: paths.history), search ? try SearchProjection(readingOnly: paths.search) : nil)
+        let history = try HistoryProjection(readingOnly: paths.history)
+        try await awaitHistory(history, journal: directory, logger: logger)
+        return try read(history, search ? try SearchProjection(readingOnly: paths.search) : nil)
     }
     return try await withProjections(directory, kinds: search ? [.history, .search] : [.history], logger: logger) { _, runner in
         guard let history = runner.history else { preconditionFailure("the runner was asked for history") }
         return try read(history, runner.search)
+    }
+}
+
+/// How long a command beside a running server waits for its History to reach the journal's
+/// end: History applies what commits every `historyWriteInterval` (50 ms by default, 1 s at
+/// most), so a message acknowledged before the command ran is in what it reads.
+let besideServerHistoryWait = Duration.seconds(2)
+
+/// Waits until `history`, kept by a running server, holds every batch the journal had when
+/// called, or `besideServerHistoryWait` passed (its server stopped, or commits wait for a
+/// standby): then it is read as it is, with a warning.
+func awaitHistory(_ history: HistoryProjection, journal directory: String, logger: Logger) async throws {
+    // The end of the last segment: headers and checksums only, the records left compressed.
+    var end = try history.nextOffset()
+    if let last = try JournalDirectory.segments(in: directory).last {
+        try JournalDirectory.walk(last, decode: false) { step in
+            if case .batch(let batch) = step { end = max(end, batch.nextOffset) }
+        }
+    }
+    let deadline = ContinuousClock.now + besideServerHistoryWait
+    while case let next = try history.nextOffset(), next < end {
+        guard ContinuousClock.now < deadline else {
+            logger.warning("history beside the server lags the journal; reading it as it is",
+                           metadata: ["history.next": "\(next)", "journal.end": "\(end)"])
+            return
+        }
+        try await Task.sleep(for: .milliseconds(5))
     }
 }
 
@@ -214,7 +244,9 @@ struct HistoryCommand: AsyncParsableCommand {
             Brings the history projection up to date first, then prints the newest --limit \
             messages, or those just before --before or just after --after (offsets, as \
             printed). Deleted messages show without their text. Beside a running server it takes \
-            no lock and reads the history the server keeps up to date.
+            no lock and reads the history the server keeps up to date, once that holds what the \
+            journal held when the command started (the server applies it every 50 ms; waits 2 s \
+            at most).
             """
     )
 

@@ -34,17 +34,17 @@ final class ServiceNode: Sendable {
 
     /// - Parameter standbyOf: the URL of a leader to forward commands to; the node is then a
     ///   standby, as `--standby-of` makes it (without copying the leader's journal).
-    init(directory: String, configuration: JournalConfiguration = JournalConfiguration(), standbyOf leader: String? = nil) throws {
+    init(directory: String, configuration: JournalConfiguration = JournalConfiguration(), standbyOf leader: String? = nil,
+         limits: ChatServerLimits = ChatServerLimits()) throws {
         let logger = Self.quiet
         journal = try Journal.open(directory: directory, configuration: configuration, logger: logger)
         let runner = try ProjectionRunner(journal: journal, paths: ProjectionPaths(journalDirectory: directory), logger: logger)
         try runner.catchUp()
         guard let roomState = runner.roomState, let history = runner.history, let search = runner.search else { throw CancellationError() }
-        let limits = ChatServerLimits()
         let decider = Decider(journal: journal, roomState: roomState.state, limits: limits)
         let live = LiveRooms(rooms: roomState.state, position: journal.committedOffset, limits: limits, recovery: false)
         let commit = CommitPoint(journal: journal, replication: nil)
-        let historyWriter = try ProjectionWriter.history(history, commit: commit, decider: decider, readBytesMax: limits.readBytesMax,
+        let historyWriter = try ProjectionWriter.history(history, commit: commit, decider: decider, interval: limits.historyWriteInterval, readBytesMax: limits.readBytesMax,
                                                          logger: logger)
         let searchWriter = try ProjectionWriter.search(search, history: history, after: historyWriter, commit: commit, interval: limits.searchIndexInterval,
                                                        readBytesMax: limits.readBytesMax, logger: logger)
@@ -79,8 +79,8 @@ final class ServiceNode: Sendable {
 
     /// Runs `body` on a node, and closes it however `body` ends.
     static func running(directory: String, configuration: JournalConfiguration = JournalConfiguration(), standbyOf leader: String? = nil,
-                        _ body: (ServiceNode) async throws -> Void) async throws {
-        let node = try ServiceNode(directory: directory, configuration: configuration, standbyOf: leader)
+                        limits: ChatServerLimits = ChatServerLimits(), _ body: (ServiceNode) async throws -> Void) async throws {
+        let node = try ServiceNode(directory: directory, configuration: configuration, standbyOf: leader, limits: limits)
         do {
             try await body(node)
         } catch {
@@ -197,6 +197,33 @@ final class FakeLeader: Sendable {
                 _ = try await service.perform(.remove(room, bob), as: alice).get()
                 #expect(service.groups(of: bob).isEmpty)
                 #expect(code(await service.history(of: room, as: bob, before: nil, after: nil, limit: nil)) == .rule(.notMember))
+            }
+        }
+    }
+
+    /// History applies what commits within `historyWriteInterval` in one transaction, and a
+    /// request that waits for it ends the wait at once: read your writes without the interval.
+    @Test func historyAppliesSeveralCommitsInOneTransactionAndAWaitingReadEndsTheWait() async throws {
+        var limits = ChatServerLimits()
+        limits.historyWriteInterval = .seconds(1)
+        try await ServiceNode.withDirectory { directory in
+            try await ServiceNode.running(directory: directory, limits: limits) { node in
+                let service = node.service
+                _ = try await service.perform(.create(room, isPrivate: false, name: "Plans"), as: alice).get()
+                // The room's creation is applied first; its transaction starts the interval.
+                _ = try await service.history(of: room, as: alice, before: nil, after: nil, limit: nil).get()
+                var ids: [Offset] = []
+                for n in 0..<3 {
+                    let sent = try await service.perform(.send(room, text: "m\(n)", createdMs: 1, createdText: nil, clientID: "c\(n)"), as: alice).get()
+                    ids.append(try #require(sent.messageID))
+                }
+                // Acknowledged, and not yet in History's file: its writer waits out the interval.
+                #expect(try node.service.history.nextOffset() <= ids[0])
+                let asked = ContinuousClock.now
+                let page = try await service.history(of: room, as: alice, before: nil, after: nil, limit: nil).get()
+                #expect(page.map(\.text) == ["m0", "m1", "m2"])
+                #expect(asked.duration(to: .now) < .milliseconds(500), "a waiting read ends the writer's pause")
+                #expect(try node.service.history.nextOffset() > ids[2], "all three applied, once asked")
             }
         }
     }
