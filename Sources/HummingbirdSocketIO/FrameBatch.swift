@@ -46,12 +46,24 @@ struct FrameBatch {
         return full
     }
 
-    /// Adds a final text frame carrying `text` (encoded here: server frames are not masked);
-    /// returns a full batch to write first, as `add` does.
-    mutating func addText(_ text: String, allocator: ByteBufferAllocator) -> ByteBuffer? {
-        var frame = allocator.buffer(capacity: text.utf8.count + 10)
-        EncodedFrame.writeText(text, into: &frame)
-        return add(frame, allocator: allocator)
+    /// Adds a final text frame carrying `prefix` (an ASCII byte), when given, then `text`,
+    /// encoded straight into the batch's own buffer (server frames are not masked); returns a
+    /// full batch to write first, as `add` does.
+    mutating func addText(_ text: String, prefix: UInt8? = nil, allocator: ByteBufferAllocator) -> ByteBuffer? {
+        let frameBytesMax = text.utf8.count + (prefix == nil ? 0 : 1) + EncodedFrame.headerBytesMax
+        let full = (bytes?.readableBytes ?? 0) + frameBytesMax > Self.bytesMax ? take() : nil
+        var held: ByteBuffer
+        if let current = bytes, !borrowed {
+            held = current
+        } else {
+            held = allocator.buffer(capacity: max(Self.frameBytesMax * 2, (bytes?.readableBytes ?? 0) + frameBytesMax))
+            if var current = bytes { held.writeBuffer(&current) }
+            borrowed = false
+        }
+        bytes = nil  // `held` is then the only reference: appending does not copy the storage
+        EncodedFrame.writeText(text, prefix: prefix, into: &held)
+        bytes = held
+        return full
     }
 
     /// What the batch holds, which it then forgets; nil when empty.

@@ -173,7 +173,8 @@ public struct SocketIOEndpoint: Sendable {
                 return .encoded(frame)
             case .packet(let packet):
                 if let binary = packet.binaryFrame { return .message(.binary(binary)) }
-                return packet.textFrame.map { .message(.text($0)) }
+                guard case .text(let text) = packet.data else { return nil }
+                return .prefixedText(prefix: packet.type.digit, text: text)
             case .barrier:
                 return .written { server.writesFlushed(sid: sid) }
             }

@@ -228,17 +228,33 @@ public final class SocketIOServer: Service, Sendable {
     /// event's namespace. A broadcast's cost is then one encoding and one lock, whatever the
     /// number of recipients.
     public func send(_ event: EncodedEvent, to sockets: some Sequence<SocketRef>) {
-        send([(event, sockets)])
+        sendEach([(event, sockets)])
+    }
+
+    /// The same for an array of sockets (see `send(_:)` for arrays).
+    public func send(_ event: EncodedEvent, to sockets: [SocketRef]) {
+        sendEach([(event, sockets)])
     }
 
     /// Sends each event to its sockets, in order, under one acquisition of the lock (a
     /// tailer's batch: one lock per batch rather than per event, which the connections'
     /// frames contend for).
     public func send<Sockets: Sequence<SocketRef>>(_ events: [(event: EncodedEvent, sockets: Sockets)]) {
+        sendEach(events)
+    }
+
+    /// The same for arrays of sockets (a tailer's batch): the generic one, called from another
+    /// module, is not specialized and walks its sequences through protocol witnesses (each
+    /// `SocketRef` copied through its value witness).
+    public func send(_ events: [(event: EncodedEvent, sockets: [SocketRef])]) {
+        sendEach(events)
+    }
+
+    private func sendEach<Sockets: Sequence<SocketRef>>(_ events: [(event: EncodedEvent, sockets: Sockets)]) {
         // WebSocket connections share one encoded frame; polling ones take the packet.
         let encoded = events.map { event, _ in
             let packet = event.packet
-            return (packet, packet.textFrame.map(EncodedFrame.text))
+            return (packet, EncodedFrame.packet(packet))
         }
         state.withLock { state in
             for index in events.indices {

@@ -306,6 +306,15 @@ extension WebSocketConnection {
                         switch outgoing(item) {
                         case .message(.text(let text))? where encoderContext != nil:
                             gather(batch.addText(text, allocator: allocator))
+                        case .prefixedText(let prefix, let text)? where encoderContext != nil:
+                            gather(batch.addText(text, prefix: prefix, allocator: allocator))
+                        case .prefixedText(let prefix, let text)?:
+                            writeBatch()
+                            var buffer = allocator.buffer(capacity: text.utf8.count + 1)
+                            buffer.writeInteger(prefix)
+                            buffer.writeString(text)
+                            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
+                            unflushed = true
                         case .message(let message)?:
                             writeBatch()
                             context.write(wrapOutboundOut(frame(message, allocator: allocator)), promise: nil)

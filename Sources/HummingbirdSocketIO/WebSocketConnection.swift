@@ -44,6 +44,10 @@ public final class WebSocketConnection: Sendable {
         /// A whole text frame already encoded (`EncodedFrame.text`): one buffer goes to many
         /// connections, with no copy and no frame encoding each.
         case encoded(EncodedFrame)
+        /// A text message of the byte `prefix` (ASCII) then `text`, written straight into the
+        /// connection's batch of frames: an Engine.IO packet (its type digit, then its text)
+        /// with no string joined for it.
+        case prefixedText(prefix: UInt8, text: String)
         /// Called (on the event loop) once everything before it has been written and flushed.
         case written(@Sendable () -> Void)
     }

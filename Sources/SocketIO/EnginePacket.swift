@@ -10,6 +10,9 @@ public struct EnginePacket: Sendable, Equatable {
         case message = 4
         case upgrade = 5
         case noop = 6
+
+        /// The type's digit on the wire (`"0"` to `"6"`), as an ASCII byte.
+        public var digit: UInt8 { UInt8(ascii: "0") + rawValue }
     }
 
     public enum Payload: Sendable, Equatable {

@@ -1,8 +1,10 @@
-import HummingbirdSocketIO
 import NIOCore
 import NIOEmbedded
 import NIOWebSocket
+import SocketIO
 import Testing
+
+@testable import HummingbirdSocketIO
 
 @Suite struct EncodedFrameTests {
     /// A frame encoded once for many recipients is byte for byte what NIO's encoder writes.
@@ -19,5 +21,18 @@ import Testing
         #expect(frame.bytes == expected)
         #expect(frame.bytes.readableBytes - frame.headerBytes == text.utf8.count)
         _ = try channel.finish()
+    }
+
+    /// A packet's frame is that of its type digit joined to its text (the prefix counts in the
+    /// length, so lengths just under a header boundary cross it); a binary packet has none.
+    @Test(arguments: [0, 124, 125, 126, 65_534, 65_535, 70_000])
+    func aPacketsFrameIsItsTypeDigitThenItsText(_ length: Int) throws {
+        let text = String(repeating: "x", count: length)
+        for packet in [EnginePacket.message(text), EnginePacket(.ping, .text(text))] {
+            let frame = try #require(EncodedFrame.packet(packet))
+            let joined = EncodedFrame.text(String(UnicodeScalar(packet.type.digit)) + text)
+            #expect(frame.bytes == joined.bytes && frame.headerBytes == joined.headerBytes)
+        }
+        #expect(EncodedFrame.packet(EnginePacket(.message, .binary([1, 2]))) == nil)
     }
 }

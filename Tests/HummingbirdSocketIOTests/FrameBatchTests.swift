@@ -88,6 +88,31 @@ import Testing
         #expect(written.first == expected)
     }
 
+    /// An Engine.IO packet goes as its type digit then its text, written into the batch: byte
+    /// for byte what NIO's encoder makes of the joined text, at the lengths where the frame's
+    /// header grows (the prefix counts), in order with other frames.
+    @Test func prefixedTextIsTheFrameOfThePrefixThenItsText() throws {
+        let (channel, connection) = try connection()
+        let queue = OutboundQueue<WebSocketConnection.Outgoing>(capacity: 16)
+        connection.startWriting(queue) { $0 }
+        let texts = [124, 125, 126, 65_534, 65_535, 70_000].map { String(repeating: "é", count: $0 / 2) + String(repeating: "x", count: $0 % 2) }
+        var expected = ByteBufferAllocator().buffer(capacity: 300_000)
+        for text in texts {
+            #expect(queue.yield(.prefixedText(prefix: UInt8(ascii: "4"), text: text)) == .enqueued)
+            #expect(queue.yield(.message(.text("after"))) == .enqueued)
+            var frame = try encodedByNIO("4" + text)
+            expected.writeBuffer(&frame)
+            frame = try encodedByNIO("after")
+            expected.writeBuffer(&frame)
+        }
+        channel.embeddedEventLoop.run()
+        let written = try writes(channel)
+        var all = ByteBufferAllocator().buffer(capacity: expected.readableBytes)
+        for var write in written { all.writeBuffer(&write) }
+        #expect(all == expected)
+        #expect(written.count < texts.count * 2, "gathered")
+    }
+
     @Test func aFrameAloneIsWrittenAsItCameWithoutACopy() throws {
         let (channel, connection) = try connection()
         let queue = OutboundQueue<WebSocketConnection.Outgoing>(capacity: 4)
