@@ -32,7 +32,7 @@ enum ServeSettings {
         .init(name: "standby-name", kind: .value), .init(name: "read-only", kind: .flag),
         .init(name: "sync-replicas", kind: .value), .init(name: "sync-timeout", kind: .value),
         .init(name: "forward-timeout", kind: .value), .init(name: "tcp-connections-max", kind: .value),
-        .init(name: "http-idle-timeout", kind: .value), .init(name: "tls-cert", kind: .value), .init(name: "tls-key", kind: .value),
+        .init(name: "http-idle-timeout", kind: .value), .init(name: "event-loops", kind: .value), .init(name: "tls-cert", kind: .value), .init(name: "tls-key", kind: .value),
         .init(name: "tls-ca-file", kind: .value), .init(name: "etcd", kind: .value), .init(name: "cluster", kind: .value),
         .init(name: "node", kind: .value), .init(name: "advertise-url", kind: .value), .init(name: "lease-ttl", kind: .value),
         .init(name: "replica-lag-timeout", kind: .value), .init(name: "log-level", kind: .value),

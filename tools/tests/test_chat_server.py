@@ -8,12 +8,14 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
 import socketio
 
 from chatserver import Client, Server
+from conftest import run
 
 TRANSPORTS = [None, ["websocket"]]  # default (polling, then upgrade) and websocket-only
 TRANSPORT_IDS = ["default", "websocket-only"]
@@ -860,3 +862,24 @@ def test_the_listen_backlog_takes_a_reconnect_storm(chatlog, journal):
         assert backlogs and all(backlog == min(4096, somaxconn) for backlog in backlogs), listening
     finally:
         server.stop()
+
+
+def event_loop_threads(pid: int) -> int:
+    """The threads of NIO's event loops in process `pid` (named NIO-SGLTN-GROUP-#N)."""
+    names = [Path(f"/proc/{pid}/task/{task}/comm").read_text().strip() for task in os.listdir(f"/proc/{pid}/task")]
+    return sum(name.startswith("NIO-SGLTN-") for name in names)
+
+
+def test_the_server_runs_half_as_many_event_loops_as_cores_unless_told(chatlog, tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    for args, expected in (((), max(1, cores // 2)), (("--event-loops", "3"), 3)):
+        server = Server(chatlog, tmp_path / f"journal-{len(args)}", *args).start()
+        try:
+            client = Client(server.url, "alice", transports=["websocket"])
+            assert client.call("join-group", {"group": "g"})["ok"]
+            client.close()
+            assert event_loop_threads(server.process.pid) == expected, args
+        finally:
+            assert server.stop() == 0
+    refused = run(chatlog, "serve", "--journal", str(tmp_path / "refused"), "--event-loops", "0")
+    assert refused.returncode != 0 and "--event-loops must be 1 to 256" in refused.stderr, refused.stderr
