@@ -18,20 +18,21 @@ extension SocketIOServer.State {
     }
 
     /// Sends an already encoded packet to a socket still connected to its namespace; on a
-    /// WebSocket, as `frame` (the packet's frame payload, shared by every recipient).
+    /// WebSocket, as `frame` (the packet's frame, shared by every recipient) when given.
     mutating func send(_ packet: EnginePacket, frame: EncodedFrame?, to socket: SocketRef) {
-        enum Route { case frame(SocketIOServer.Outbound), engine([EngineSession.Action]) }
+        enum Route { case websocket(SocketIOServer.Outbound), engine([EngineSession.Action]) }
         guard let route = modify(socket.engineID, { connection -> Route? in
             guard connection.socket.sockets[socket.namespace] == socket.socketID else { return nil }
-            if frame != nil, connection.engine.transport == .websocket, let outbound = connection.websocket {
-                return .frame(outbound)  // what `engine.send` would ask for, without the copy
+            if connection.engine.transport == .websocket, let outbound = connection.websocket {
+                // What `engine.send` would ask for (`writeFrames`), without its arrays and a
+                // second lookup of the session to carry it out.
+                return .websocket(outbound)
             }
             return .engine(connection.engine.send([packet]))
         }) ?? nil else { return }
         switch route {
-        case .frame(let outbound):
-            guard let frame else { return }
-            if case .dropped = outbound.queue.yield(.frame(frame)) {
+        case .websocket(let outbound):
+            if case .dropped = outbound.queue.yield(frame.map { .frame($0) } ?? .packet(packet)) {
                 deferredCalls += tooSlow(outbound, sid: socket.engineID)
             }
         case .engine(let actions):

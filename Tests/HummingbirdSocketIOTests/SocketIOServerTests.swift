@@ -160,12 +160,17 @@ import Testing
     }
 
     /// The three ways to emit reach the socket's queue as the same kind of text packet.
-    @Test func emitsFromValuesWritersAndRelaysAreQueued() async throws {
-        let server = server()
-        let queue = OutboundQueue<SocketIOServer.OutboundItem>(capacity: 16)
+    /// A WebSocket session on `server` whose socket joined the main namespace, and its queue.
+    func connectedWebSocket(_ server: SocketIOServer, queueCapacity: Int) async throws -> (OutboundQueue<SocketIOServer.OutboundItem>, SocketRef) {
+        let queue = OutboundQueue<SocketIOServer.OutboundItem>(capacity: queueCapacity)
         let sid = try #require(server.attachWebSocket(sid: nil, client: "test", queue: queue)?.sid)
         await server.perform(server.frame(sid: sid, packet: .message("0"), probe: false).calls)
-        let socket = SocketRef(engineID: sid, namespace: "/", socketID: try #require(server.connectedSocketID(sid: sid, namespace: "/")))
+        return (queue, SocketRef(engineID: sid, namespace: "/", socketID: try #require(server.connectedSocketID(sid: sid, namespace: "/"))))
+    }
+
+    @Test func emitsFromValuesWritersAndRelaysAreQueued() async throws {
+        let server = server()
+        let (queue, socket) = try await connectedWebSocket(server, queueCapacity: 16)
         // Relaying received text is SocketSessionTests' business; here, arguments from values.
         let arguments: SocketEventArguments = [.object([("k", .string("v"))]), .number(2)]
         server.emit(socket, event: "values", [.string("v")])
@@ -178,6 +183,37 @@ import Testing
         }
         for item in items { if case .packet(let packet) = item, let text = packet.textFrame { texts.append(text) } }
         #expect(Array(texts.suffix(3)) == [#"42["values","v"]"#, #"42["written","w"]"#, #"42["relayed",{"k":"v"},2]"#])
+    }
+
+    /// Acks and broadcast events go straight to a WebSocket's queue, in the order sent: acks as
+    /// packets, events as their shared frame; a socket no longer connected gets nothing, and a
+    /// queue that overflows with acks drops its client as events do.
+    @Test func acksAndEventsReachAWebSocketsQueueInOrder() async throws {
+        let server = server()
+        let (queue, socket) = try await connectedWebSocket(server, queueCapacity: 8)
+        _ = queue.take()  // the open packet and the connect reply
+        let event = EncodedEvent("said", arguments: { $0.string("hi") })
+        server.send([(event: event, sockets: [socket])])
+        server.ack([EncodedAck(socket, id: 7, arguments: { $0.bool(true) })])
+        server.send([(event: event, sockets: [socket])])
+        let stale = SocketRef(engineID: socket.engineID, namespace: "/", socketID: "not-this-one")
+        server.ack([EncodedAck(stale, id: 8, arguments: { $0.bool(true) })])
+        guard case .items(let items) = queue.take() else {
+            Issue.record("nothing was queued")
+            return
+        }
+        let texts = items.map { item -> String in
+            switch item {
+            case .packet(let packet): "packet " + (packet.textFrame ?? "")
+            case .frame(let frame): "frame " + String(decoding: frame.bytes.readableBytesView.dropFirst(frame.headerBytes), as: UTF8.self)
+            case .barrier: "barrier"
+            }
+        }
+        #expect(texts == [#"frame 42["said","hi"]"#, "packet 437[true]", #"frame 42["said","hi"]"#])
+
+        server.ack((0..<9).map { EncodedAck(socket, id: UInt64($0), arguments: { $0.bool(true) }) })
+        #expect(queue.isAborted)
+        #expect(server.sessionCount == 0)
     }
 
     @Test func aWebSocketWhoseQueueOverflowsIsDroppedAndItsSessionClosed() async throws {
