@@ -83,6 +83,8 @@ public struct MessageID: Hashable, Comparable, Sendable, CustomStringConvertible
 func containsControlCharacters(_ text: String, allowNewlines: Bool) -> Bool {
     var text = text
     let ascii: Bool? = text.withUTF8 { bytes in
+        // Most texts are printable ASCII throughout: checked eight bytes at a time.
+        if UTF8Validation.isPrintableASCII(bytes) { return false }
         for byte in bytes {
             if byte >= 0x80 { return nil }
             if byte < 0x20 || byte == 0x7F {

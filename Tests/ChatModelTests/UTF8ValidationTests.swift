@@ -23,6 +23,34 @@ import Testing
         #expect([UInt8]().withUnsafeBufferPointer { UTF8Validation.isPrintableASCII($0) })
     }
 
+    /// Texts and names may not hold control characters (category Cc; a message may hold newline
+    /// and tab): against the rule read from each scalar's properties, for every ASCII byte at
+    /// every position of texts up to three words long, and for texts beyond ASCII.
+    @Test func controlCharactersAreFoundAtEveryPosition() {
+        func byProperties(_ text: String, _ allowNewlines: Bool) -> Bool {
+            text.unicodeScalars.contains { $0.properties.generalCategory == .control && !(allowNewlines && ($0 == "\n" || $0 == "\t")) }
+        }
+        var wrong: [String] = []
+        for length in 1...24 {
+            for position in 0..<length {
+                for byte in UInt8(0)...UInt8(0x7F) {
+                    var bytes = [UInt8](repeating: UInt8(ascii: "k"), count: length)
+                    bytes[position] = byte
+                    let text = String(decoding: bytes, as: UTF8.self)
+                    for allowNewlines in [false, true] where containsControlCharacters(text, allowNewlines: allowNewlines) != byProperties(text, allowNewlines) {
+                        wrong.append("byte \(byte) at \(position) of \(length), newlines \(allowNewlines)")
+                    }
+                }
+            }
+        }
+        for text in ["zoë says hi", "zoë\u{85}", "\u{7}zoë", "zoë\u{7}", "日本語のテキスト\n", "emoji 🎉 and\ttab", "\u{9F}"] {
+            for allowNewlines in [false, true] where containsControlCharacters(text, allowNewlines: allowNewlines) != byProperties(text, allowNewlines) {
+                wrong.append("\(text.debugDescription), newlines \(allowNewlines)")
+            }
+        }
+        #expect(wrong.isEmpty, "\(wrong.prefix(5))")
+    }
+
     static func agrees(_ bytes: [UInt8]) -> Bool {
         let expected = String(validating: bytes, as: UTF8.self) != nil
         return bytes.withUnsafeBufferPointer { UTF8Validation.isValid($0) } == expected
