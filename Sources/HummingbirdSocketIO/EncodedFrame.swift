@@ -30,25 +30,39 @@ public struct EncodedFrame: Sendable {
     }
 
     /// Writes a final text frame carrying `prefix` (an ASCII byte), when given, then `text`
-    /// into `bytes`; returns its header's length.
+    /// into `bytes`; returns its header's length. One reservation and plain stores: a frame is
+    /// written for every event and ack, and `ByteBuffer.writeInteger` checks capacity and
+    /// uniqueness for each of the header's bytes (about 240 instructions apiece).
     @discardableResult
     static func writeText(_ text: String, prefix: UInt8? = nil, into bytes: inout ByteBuffer) -> Int {
-        let length = text.utf8.count + (prefix == nil ? 0 : 1)
-        let start = bytes.writerIndex
-        bytes.writeInteger(UInt8(0x81))  // FIN, text
-        switch length {
-        case ..<126:
-            bytes.writeInteger(UInt8(length))
-        case ..<65_536:
-            bytes.writeInteger(UInt8(126))
-            bytes.writeInteger(UInt16(length), endianness: .big)
-        default:
-            bytes.writeInteger(UInt8(127))
-            bytes.writeInteger(UInt64(length), endianness: .big)
+        let textBytes = text.utf8.count
+        let length = textBytes + (prefix == nil ? 0 : 1)
+        let headerBytes = length < 126 ? 2 : length < 65_536 ? 4 : 10
+        bytes.writeWithUnsafeMutableBytes(minimumWritableBytes: headerBytes + length) { target in
+            target[0] = 0x81  // FIN, text
+            switch headerBytes {
+            case 2:
+                target[1] = UInt8(length)
+            case 4:
+                target[1] = 126
+                target[2] = UInt8(truncatingIfNeeded: length >> 8)
+                target[3] = UInt8(truncatingIfNeeded: length)
+            default:
+                target[1] = 127
+                for index in 0..<8 { target[2 + index] = UInt8(truncatingIfNeeded: UInt64(length) >> (56 - 8 * UInt64(index))) }
+            }
+            var at = headerBytes
+            if let prefix {
+                target[at] = prefix
+                at += 1
+            }
+            let payload = UnsafeMutableRawBufferPointer(rebasing: target[at..<(at + textBytes)])
+            let contiguous: Void? = text.utf8.withContiguousStorageIfAvailable { source in
+                payload.copyMemory(from: UnsafeRawBufferPointer(source))
+            }
+            if contiguous == nil { payload.copyBytes(from: text.utf8) }
+            return headerBytes + length
         }
-        let headerBytes = bytes.writerIndex - start
-        if let prefix { bytes.writeInteger(prefix) }
-        bytes.writeString(text)
         return headerBytes
     }
 }
