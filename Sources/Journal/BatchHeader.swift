@@ -100,18 +100,20 @@ public struct BatchHeader: Sendable, Equatable {
         guard buffer.readableBytes >= size else {
             return .failure(.truncatedHeader(availableBytes: buffer.readableBytes))
         }
-        let start = buffer.readerIndex
-        func u32(_ at: Int) -> UInt32 {
-            guard let value = buffer.getInteger(at: start + at, endianness: .little, as: UInt32.self) else {
-                preconditionFailure("header field at \(at) is inside the \(size) readable bytes")
+        // The header's 56 bytes copied out in one access (a `getInteger` per field cost about 140
+        // instructions each: every reader peeks every batch it reads), then read as words.
+        var bytes = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        withUnsafeMutableBytes(of: &bytes) { target in
+            buffer.withUnsafeReadableBytes { source in
+                target.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[..<size]))
             }
-            return value
+        }
+        let words = bytes
+        func u32(_ at: Int) -> UInt32 {
+            withUnsafeBytes(of: words) { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt32.self)) }
         }
         func u64(_ at: Int) -> UInt64 {
-            guard let value = buffer.getInteger(at: start + at, endianness: .little, as: UInt64.self) else {
-                preconditionFailure("header field at \(at) is inside the \(size) readable bytes")
-            }
-            return value
+            withUnsafeBytes(of: words) { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt64.self)) }
         }
         let magic = u32(0)
         guard magic == Self.magic else { return .failure(.badMagic(found: magic)) }
