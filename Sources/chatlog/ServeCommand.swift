@@ -160,7 +160,7 @@ struct Serve: AsyncParsableCommand {
 
     /// The event loops the server runs on: `--event-loops`, else half the cores (at least one).
     /// Measured on 2 cores (docs/performance.md): one event loop beside the task pool's two
-    /// threads and the journal's took 14 % less CPU per acknowledged send than one loop per
+    /// threads and the journal's took 7 to 14 % less CPU per acknowledged send than one loop per
     /// core, which had five busy threads share two cores. NIO's own
     /// `NIO_SINGLETON_GROUP_LOOP_COUNT`, when set, is kept when the flag is not given.
     static func eventLoopCount(flag: Int?, cores: Int, environment: [String: String]) -> Int? {
