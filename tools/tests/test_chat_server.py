@@ -870,7 +870,7 @@ def event_loop_threads(pid: int) -> int:
     return sum(name.startswith("NIO-SGLTN-") for name in names)
 
 
-def test_the_server_runs_half_as_many_event_loops_as_cores_unless_told(chatlog, tmp_path):
+def test_the_server_runs_half_as_many_event_loops_as_cores_unless_told(chatlog, tmp_path, monkeypatch):
     cores = len(os.sched_getaffinity(0))
     for args, expected in (((), max(1, cores // 2)), (("--event-loops", "3"), 3)):
         server = Server(chatlog, tmp_path / f"journal-{len(args)}", *args).start()
@@ -881,5 +881,13 @@ def test_the_server_runs_half_as_many_event_loops_as_cores_unless_told(chatlog, 
             assert event_loop_threads(server.process.pid) == expected, args
         finally:
             assert server.stop() == 0
+    # NIO's own variable is honoured when the option is not given.
+    monkeypatch.setenv("NIO_SINGLETON_GROUP_LOOP_COUNT", "2")
+    server = Server(chatlog, tmp_path / "journal-nio").start()
+    try:
+        assert event_loop_threads(server.process.pid) == 2
+    finally:
+        assert server.stop() == 0
+    monkeypatch.delenv("NIO_SINGLETON_GROUP_LOOP_COUNT")
     refused = run(chatlog, "serve", "--journal", str(tmp_path / "refused"), "--event-loops", "0")
     assert refused.returncode != 0 and "--event-loops must be 1 to 256" in refused.stderr, refused.stderr
